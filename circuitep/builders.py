@@ -1,0 +1,163 @@
+"""Ways to build a :class:`~circuitep.spec.Network` from Python: layered networks, random test
+networks, and arbitrary graphs described with networkx."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import networkx as nx
+import numpy as np
+
+from circuitep.spec import Coupling, DiodeModel, Network, NodeGroup, Sample
+
+Transconductor = Literal["vccs", "tanh"] | None
+
+
+def layered(
+    sizes: Sequence[int],
+    *,
+    name: str = "layered",
+    forward: Transconductor = "vccs",
+    backward: Transconductor = None,
+    resistors: bool = False,
+    inverted_inputs: bool = False,
+    symmetric_backward: bool = False,
+    leak: float = 1e-4,
+    gain: float = 1.0,
+    clamp: tuple[float, float] | None = (-0.45, 0.55),
+    output_clamp: bool = True,
+    bias_scale: float = 0.0,
+    v_sat: float = 1.0,
+    diode: DiodeModel | None = None,
+    seed: int = 0,
+    description: str = "",
+) -> Network:
+    """A layered network ``sizes = (n_in, n_h1, ..., n_out)``.
+
+    Groups ``in`` (and ``inn``, the inverted inputs, if ``inverted_inputs``), ``h1``... and
+    ``out``. Between layers ``l-1`` and ``l`` (``l`` from 1) it adds any combination of a forward
+    transconductor ``fwd<l>`` (layer l-1 drives layer l), a backward one ``bwd<l>`` (layer l drives
+    layer l-1; not into inputs) and resistors ``res<l>`` (and ``resn1`` from the inverted inputs).
+    Weights are drawn with seed ``seed``: transconductances ``N(0, (gain leak)^2 / fan_in)``,
+    conductances uniform in ``[0, 2 gain leak / fan_in]``, so node voltages stay of order 1 V.
+    ``symmetric_backward`` sets ``bwd<l> = fwd<l>^T`` (a symmetric initialisation).
+    """
+    sizes = [int(s) for s in sizes]
+    if len(sizes) < 2:
+        raise ValueError(f"sizes = {sizes} needs at least an input and an output layer")
+    if forward is None and backward is None and not resistors:
+        raise ValueError("a layered network needs forward or backward transconductors or resistors")
+    rng = np.random.default_rng(seed)
+    names = ["in"] + [f"h{k}" for k in range(1, len(sizes) - 1)] + ["out"]
+    groups = [NodeGroup("in", "input", sizes[0])]
+    if inverted_inputs:
+        groups.append(NodeGroup("inn", "input", sizes[0], invert="in"))
+    for k, (g, n) in enumerate(zip(names[1:], sizes[1:]), start=1):
+        role = "output" if k == len(sizes) - 1 else "hidden"
+        c = clamp if (role == "hidden" or output_clamp) else None
+        groups.append(NodeGroup(g, role, n, leak=leak, clamp=c, bias=bias_scale * leak * rng.standard_normal(n)))
+    couplings = []
+    for k in range(1, len(sizes)):
+        src, dst = names[k - 1], names[k]
+        fan_in = sizes[k - 1] * (2 if k == 1 and inverted_inputs else 1)
+        fwd_w = None
+        if forward is not None:
+            fwd_w = rng.standard_normal((sizes[k], sizes[k - 1])) * gain * leak / np.sqrt(fan_in)
+            couplings.append(Coupling(f"fwd{k}", forward, src, dst, fwd_w, v_sat=v_sat))
+        if backward is not None and k > 1:
+            bwd_w = (fwd_w.T.copy() if symmetric_backward and fwd_w is not None else
+                     rng.standard_normal((sizes[k - 1], sizes[k])) * gain * leak / np.sqrt(sizes[k]))
+            couplings.append(Coupling(f"bwd{k}", backward, dst, src, bwd_w, v_sat=v_sat))
+        if resistors:
+            couplings.append(Coupling(f"res{k}", "resistor", src, dst,
+                                      rng.uniform(0, 2 * gain * leak / fan_in, (sizes[k], sizes[k - 1]))))
+            if k == 1 and inverted_inputs:
+                couplings.append(Coupling("resn1", "resistor", "inn", dst,
+                                          rng.uniform(0, 2 * gain * leak / fan_in, (sizes[1], sizes[0]))))
+    return Network(name, tuple(groups), tuple(couplings), diode or DiodeModel(), description=description)
+
+
+NetworkKind = Literal["reciprocal", "nonreciprocal", "feedforward"]
+
+
+def random_network(kind: NetworkKind, *, diodes: bool = True, sizes: Sequence[int] = (4, 5, 3),
+                   seed: int = 0) -> Network:
+    """A small random network of one kind, with a random sample, for tests and examples.
+
+    ``reciprocal``: resistors only, with inverted inputs (EP's home ground); ``nonreciprocal``:
+    resistors plus independent forward and backward transconductors; ``feedforward``: forward
+    transconductors only.
+    """
+    rng = np.random.default_rng(seed + 1000)
+    clamp = (-0.45, 0.55) if diodes else None
+    options = {
+        "reciprocal": dict(forward=None, resistors=True, inverted_inputs=True, gain=2.0),
+        "nonreciprocal": dict(forward="vccs", backward="vccs", resistors=True, gain=1.5),
+        "feedforward": dict(forward="vccs", gain=2.0),
+    }
+    if kind not in options:
+        raise ValueError(f"kind {kind!r} is not one of {sorted(options)}")
+    net = layered(sizes, name=f"random_{kind}", clamp=clamp, bias_scale=0.2, seed=seed, **options[kind])
+    sample = Sample(rng.uniform(0, 1, net.n_inputs), rng.uniform(0, 0.5, net.n_outputs))
+    return Network(net.name, net.groups, net.couplings, net.diode, sample, f"random {kind} network, seed {seed}")
+
+
+def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | None = None) -> Network:
+    """A network from a networkx directed graph.
+
+    Node attributes: ``role`` (``input``, ``hidden``, ``output``; required), ``group`` (default:
+    ``in``, ``hid``, ``out`` by role), and for free nodes ``leak`` (S, default 1e-4), ``bias``
+    (A, default 0), ``capacitance`` (F), ``clamp`` (``(v_lo, v_hi)`` or absent). Edge attributes:
+    ``kind`` (``resistor``, ``vccs``, ``tanh``) and ``weight`` (S). A ``vccs`` edge ``a -> b``
+    injects ``w v(a)`` into ``b``; a resistor edge joins ``a`` and ``b`` whatever its direction.
+    Graph nodes become ``<group>_<k>`` in insertion order; all free nodes of a group share the
+    clamp of its first node. One coupling per (kind, source group, target group), masked.
+    """
+    default_group = {"input": "in", "hidden": "hid", "output": "out"}
+    members: dict[str, list] = {}
+    attrs: dict[str, dict] = {}
+    where = {}
+    for node, data in graph.nodes(data=True):
+        role = data.get("role")
+        if role not in default_group:
+            raise ValueError(f"graph node {node!r}: attribute role = {role!r} must be input, hidden or output")
+        grp = data.get("group", default_group[role])
+        if grp in attrs and attrs[grp]["role"] != role:
+            raise ValueError(f"graph node {node!r}: group {grp!r} mixes roles {attrs[grp]['role']!r} and {role!r}")
+        attrs.setdefault(grp, {"role": role, "clamp": data.get("clamp")})
+        where[node] = (grp, len(members.setdefault(grp, [])))
+        members[grp].append(data)
+    groups = []
+    for grp, datas in members.items():
+        role = attrs[grp]["role"]
+        kw = {}
+        if role != "input":
+            for key, default in (("leak", 1e-4), ("bias", 0.0), ("capacitance", 1e-12)):
+                kw[key] = [d.get(key, default) for d in datas]
+        groups.append(NodeGroup(grp, role, len(datas), clamp=attrs[grp]["clamp"] if role != "input" else None, **kw))
+    sizes = {grp: len(d) for grp, d in members.items()}
+    blocks: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
+    for a, b, data in graph.edges(data=True):
+        kind = data.get("kind")
+        if kind not in ("resistor", "vccs", "tanh"):
+            raise ValueError(f"graph edge {a!r} -> {b!r}: kind = {kind!r} must be resistor, vccs or tanh")
+        if "weight" not in data:
+            raise ValueError(f"graph edge {a!r} -> {b!r}: missing weight")
+        (ga, ia), (gb, ib) = where[a], where[b]
+        if kind == "resistor" and attrs[gb]["role"] == "input":
+            (ga, ia), (gb, ib) = (gb, ib), (ga, ia)
+        if attrs[gb]["role"] == "input":
+            raise ValueError(f"graph edge {a!r} -> {b!r}: a coupling cannot drive an input node")
+        if kind == "resistor" and ga == gb and ia > ib:
+            ia, ib = ib, ia
+        key = (kind, ga, gb)
+        if key not in blocks:
+            blocks[key] = (np.zeros((sizes[gb], sizes[ga])), np.zeros((sizes[gb], sizes[ga]), bool))
+        w, m = blocks[key]
+        if m[ib, ia]:
+            raise ValueError(f"graph edge {a!r} -> {b!r}: duplicate {kind} between these nodes")
+        w[ib, ia], m[ib, ia] = float(data["weight"]), True
+    couplings = [Coupling(f"{kind[0] if kind != 'tanh' else 't'}_{ga}_{gb}", kind, ga, gb, w, m)
+                 for (kind, ga, gb), (w, m) in blocks.items()]
+    return Network(name, tuple(groups), tuple(couplings), diode or DiodeModel())

@@ -1,0 +1,87 @@
+"""Cost functions of the output voltages, with the derivatives the nudge and the solvers need.
+
+A cost ``C(x_out, y)`` (V^2 for squared error, dimensionless for cross-entropy) is averaged over
+the batch. The nudged phase injects the current ``-beta dC/dx`` into each output node
+(DESIGN.md §1), so ``beta`` has units A/V^2 (i.e. S/V) for squared error (it is the
+transconductance of the nudge, S, times 1 V^-1 of cost scale) and A for cross-entropy with its
+temperature in V. All functions take ``x_out`` and ``y`` of shape ``(batch, n_out)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SquaredError:
+    """``C = 1/2 sum_o (x_o - y_o)^2``; the nudge is a transconductance beta toward the target."""
+
+    name: str = "mse"
+
+    def value(self, x_out: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Per-sample cost, ``(batch,)``."""
+        return 0.5 * ((x_out - y) ** 2).sum(axis=1)
+
+    def grad(self, x_out: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """``dC/dx_out``, ``(batch, n_out)``."""
+        return x_out - y
+
+    def hessian(self, x_out: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """``d^2C/dx_out^2``, ``(batch, n_out, n_out)``."""
+        return np.broadcast_to(np.eye(x_out.shape[1]), (x_out.shape[0],) + (x_out.shape[1],) * 2)
+
+
+@dataclass(frozen=True)
+class CrossEntropy:
+    """Softmax cross-entropy of the output voltages at temperature ``tau`` (V).
+
+    ``p = softmax(x_out / tau)``, ``C = -sum_o y_o log p_o`` with ``y`` a probability vector
+    (one-hot targets are rescaled to sum to 1); ``dC/dx = (p - y) / tau``. In ngspice the nudge
+    is a behavioural current source per output evaluating the softmax.
+    """
+
+    tau: float = 0.1
+    name: str = "xent"
+
+    def __post_init__(self):
+        if not (np.isfinite(self.tau) and self.tau > 0):
+            raise ValueError(f"cross-entropy temperature tau = {self.tau!r} must be a positive number of volts")
+
+    def _p(self, x_out):
+        z = x_out / self.tau
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    @staticmethod
+    def _prob(y):
+        y = np.asarray(y, dtype=float)
+        total = y.sum(axis=1, keepdims=True)
+        return y / np.where(total > 0, total, 1.0)
+
+    def value(self, x_out, y):
+        z = x_out / self.tau
+        zmax = z.max(axis=1, keepdims=True)
+        logp = z - zmax - np.log(np.exp(z - zmax).sum(axis=1, keepdims=True))
+        return -(self._prob(y) * logp).sum(axis=1)
+
+    def grad(self, x_out, y):
+        return (self._p(x_out) - self._prob(y)) / self.tau
+
+    def hessian(self, x_out, y):
+        p = self._p(x_out)
+        return (np.einsum("bi,ij->bij", p, np.eye(p.shape[1])) - p[:, :, None] * p[:, None, :]) / self.tau**2
+
+
+Cost = SquaredError | CrossEntropy
+
+
+def make_cost(name: str, tau: float = 0.1) -> Cost:
+    """Cost by name: ``mse`` or ``xent``."""
+    if name == "mse":
+        return SquaredError()
+    if name == "xent":
+        return CrossEntropy(tau)
+    raise ValueError(f"unknown cost {name!r}: choose 'mse' or 'xent'")

@@ -1,0 +1,434 @@
+"""Data sets for training circuits, and the maps from data to voltages (DESIGN.md section 5).
+
+Every loader returns a :class:`Dataset`: features in [0, 1] as float64 ``(n, n_features)`` and
+int64 class labels ``(n,)``. :func:`inputs_to_voltages` and :func:`labels_to_targets` turn them into
+the input-source and target-source voltages of a circuit.
+
+MNIST and Fashion-MNIST are read from the four standard IDX files, plain or gzip'd. Where they are
+looked for, in order:
+
+1. ``data_dir``, else the environment variable ``CIRCUITEP_MNIST_DIR`` /
+   ``CIRCUITEP_FASHION_MNIST_DIR``. A directory given this way is the only one searched.
+2. Otherwise, for Fashion-MNIST only, :data:`FASHION_MNIST_SYSTEM_DIR` (Debian package
+   dataset-fashion-mnist), when it holds all four files.
+3. Otherwise the cache ``<root>/<name>``, where root is ``cache_dir``, else ``$CIRCUITEP_CACHE``,
+   else ``~/.cache/circuitep``. With ``download=True`` missing files are fetched there from
+   :data:`MNIST_URL` / :data:`FASHION_MNIST_URL` (overridden by ``CIRCUITEP_MNIST_URL`` /
+   ``CIRCUITEP_FASHION_MNIST_URL``), checked against :data:`MNIST_SHA256` /
+   :data:`FASHION_MNIST_SHA256` and written atomically, with a ``SHA256SUMS`` file beside them.
+
+Whenever a ``SHA256SUMS`` file (``<hex>  <filename>`` lines, as written by ``sha256sum``) sits
+beside the files, each listed file is checked before use. A name without ``.gz`` (the form of the
+MNIST copy in shared/data) refers to the decompressed content, so it matches ``name`` or
+``name.gz``; a name ending in ``.gz`` refers to the compressed bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import math
+import os
+import struct
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+#: Names accepted by :func:`load_dataset`.
+DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "xor", "blobs")
+
+#: Base URLs the IDX files are downloaded from (``<url>/<file>.gz``).
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+#: Where Debian's dataset-fashion-mnist package installs the IDX files.
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist/"
+
+#: SHA-256 of the decompressed MNIST files (from shared/data/mnist/SHA256SUMS).
+MNIST_SHA256 = MappingProxyType({
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+})
+#: SHA-256 of the decompressed Fashion-MNIST files. Zalando publishes only MD5s of the .gz files;
+#: these values agree across several independent public projects that derived them from archives
+#: matching those MD5s. No copy of the data was available to check them here.
+FASHION_MNIST_SHA256 = MappingProxyType({
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+})
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_ENV = {"mnist": "CIRCUITEP_MNIST", "fashion-mnist": "CIRCUITEP_FASHION_MNIST"}
+# IDX data type codes (third byte of the magic number); multi-byte values are big-endian.
+_IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class DatasetError(ValueError):
+    """A data set is unknown, missing, malformed or fails its checksum; the message says what to do."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A classification data set, split into train and test. Arrays are stored read-only.
+
+    Attributes
+    ----------
+    name : str
+    x_train, x_test : float64 array, (n_train, n_features) and (n_test, n_features), in [0, 1]
+    y_train, y_test : int64 array, (n_train,) and (n_test,), values in 0 .. n_classes - 1
+    n_classes : int, at least 2
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise DatasetError(f"Dataset.name must be a non-empty string, got {self.name!r}")
+        if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, (int, np.integer)) \
+                or self.n_classes < 2:
+            raise DatasetError(f"{self.name}: n_classes must be an int >= 2, got {self.n_classes!r}")
+        for split in ("train", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            _check_features(x, f"{self.name}: x_{split}")
+            if not isinstance(y, np.ndarray) or y.dtype != np.int64 or y.ndim != 1:
+                raise DatasetError(f"{self.name}: y_{split} must be a 1-D int64 array, got "
+                                   f"{_describe(y)}")
+            if y.shape[0] != x.shape[0]:
+                raise DatasetError(f"{self.name}: y_{split} has {y.shape[0]} labels but x_{split} "
+                                   f"has {x.shape[0]} rows")
+            _check_labels(y, self.n_classes, f"{self.name}: y_{split}")
+            for field, value in ((f"x_{split}", x), (f"y_{split}", y)):
+                view = value.view()
+                view.flags.writeable = False
+                object.__setattr__(self, field, view)
+        if self.x_train.shape[1] != self.x_test.shape[1]:
+            raise DatasetError(f"{self.name}: x_train has {self.x_train.shape[1]} features but "
+                               f"x_test has {self.x_test.shape[1]}")
+
+
+def _describe(a: object) -> str:
+    if isinstance(a, np.ndarray):
+        return f"{a.dtype} array of shape {a.shape}"
+    return type(a).__name__
+
+
+def _check_features(x: object, what: str) -> None:
+    if not isinstance(x, np.ndarray) or x.dtype != np.float64 or x.ndim != 2:
+        raise DatasetError(f"{what} must be a 2-D float64 array, got {_describe(x)}")
+    bad = ~((x >= 0.0) & (x <= 1.0))  # also catches NaN
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DatasetError(f"{what}{list(index)} = {x[index]!r} is outside [0, 1]")
+
+
+def _check_labels(y: np.ndarray, n_classes: int, what: str) -> None:
+    bad = (y < 0) | (y >= n_classes)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DatasetError(f"{what}[{i}] = {int(y[i])} is not a class label in 0..{n_classes - 1}")
+
+
+def inputs_to_voltages(x: np.ndarray, v_low: float = 0.0, v_high: float = 1.0) -> np.ndarray:
+    """Input-source voltages (V) for features in [0, 1]: ``V = v_low + (v_high - v_low) x``.
+
+    Feature 0 maps to ``v_low`` and 1 to ``v_high``; ``v_high < v_low`` gives the inverted copy used
+    for signed weights in resistive networks (DESIGN.md section 2). Returns float64, shape of ``x``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if not (math.isfinite(v_low) and math.isfinite(v_high)) or v_low == v_high:
+        raise DatasetError(f"v_low and v_high must be finite and different, got {v_low}, {v_high}")
+    if not ((x >= 0.0) & (x <= 1.0)).all():
+        raise DatasetError("inputs_to_voltages: features must lie in [0, 1] (and not be NaN)")
+    return v_low + (v_high - v_low) * x
+
+
+def labels_to_targets(y: np.ndarray, n_classes: int, v_off: float = 0.0,
+                      v_on: float = 1.0) -> np.ndarray:
+    """One-hot target voltages (V): ``T[i, k] = v_on if y[i] == k else v_off``.
+
+    ``y`` is an integer array ``(n,)``; returns float64 ``(n, n_classes)``.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DatasetError(f"labels_to_targets: y must be a 1-D integer array, got {_describe(y)}")
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
+        raise DatasetError(f"labels_to_targets: n_classes must be an int >= 2, got {n_classes!r}")
+    _check_labels(y, int(n_classes), "labels_to_targets: y")
+    targets = np.full((y.shape[0], int(n_classes)), float(v_off))
+    targets[np.arange(y.shape[0]), y] = float(v_on)
+    return targets
+
+
+def _read_bytes(path: Path, gz: bool | None = None) -> bytes:
+    """The content of ``path``, decompressed if ``gz`` (default: if its name ends in ``.gz``)."""
+    try:
+        if path.name.endswith(".gz") if gz is None else gz:
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{path}: file not found") from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetError(f"{path}: cannot read ({exc}); delete it and provide it again") from exc
+
+
+def _parse_idx(data: bytes, path: Path) -> np.ndarray:
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise DatasetError(f"{path}: not an IDX file: magic number {data[:4].hex() or '(empty)'} "
+                           "does not start with two zero bytes")
+    code, ndim = data[2], data[3]
+    if code not in _IDX_DTYPES:
+        raise DatasetError(f"{path}: unknown IDX data type code 0x{code:02X}")
+    if ndim == 0:
+        raise DatasetError(f"{path}: IDX header declares zero dimensions")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DatasetError(f"{path}: truncated: header of {header} bytes, file has {len(data)}")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = np.dtype(_IDX_DTYPES[code])
+    count = math.prod(dims)
+    expected, found = count * dtype.itemsize, len(data) - header
+    if found != expected:
+        problem = "truncated" if found < expected else "has trailing bytes"
+        raise DatasetError(f"{path}: {problem}: dimensions {dims} need {expected} bytes of data, "
+                           f"found {found}")
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
+    return array.astype(dtype.newbyteorder("="))
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (LeCun's MNIST format), gzip'd if the name ends in ``.gz``.
+
+    The header is a magic number (two zero bytes, a data type code, the number of dimensions)
+    followed by each dimension as a big-endian uint32; the data follow in C order. Returns an
+    array of those dimensions in native byte order. Raises :class:`DatasetError` naming the file
+    for a bad magic number, an unknown type code, or a data length that does not match.
+    """
+    path = Path(path)
+    return _parse_idx(_read_bytes(path), path)
+
+
+def _sha256sums(directory: Path) -> dict[str, str]:
+    """``{filename: hex digest}`` from ``directory/SHA256SUMS``; empty if there is none."""
+    sums = directory / "SHA256SUMS"
+    if not sums.is_file():
+        return {}
+    table = {}
+    for number, line in enumerate(sums.read_text().splitlines(), start=1):
+        if line.strip():
+            digest, _, name = line.strip().partition(" ")
+            name = name.strip().lstrip("*")
+            if len(digest) != 64 or not name:
+                raise DatasetError(f"{sums}:{number}: expected '<sha256 hex>  <filename>', got {line!r}")
+            table[name] = digest.lower()
+    return table
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    return next((p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()), None)
+
+
+def _load_verified(path: Path, stem: str, sums: dict[str, str]) -> np.ndarray:
+    data = _read_bytes(path)
+    checks = [(stem, data)] if stem in sums else []
+    if path.name != stem and path.name in sums:
+        checks.append((path.name, path.read_bytes()))
+    for listed, content in checks:
+        if hashlib.sha256(content).hexdigest() != sums[listed]:
+            raise DatasetError(f"{path}: SHA-256 checksum mismatch with {listed!r} in "
+                               f"{path.parent / 'SHA256SUMS'}; the file is corrupt or a different "
+                               "version: delete it and provide it again")
+    return _parse_idx(data, path)
+
+
+def _download(url: str, target: Path, expected: str) -> None:
+    """Fetch the gzip'd ``url`` to ``target`` via a temporary file and ``os.replace``, after checking
+    the SHA-256 of its decompressed content. Nothing is left behind when a step fails."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+            raise DatasetError(f"cannot download {url} ({exc}); check the address and the "
+                               "network, or provide the files yourself") from exc
+        try:
+            digest = hashlib.sha256(_read_bytes(Path(tmp), gz=True)).hexdigest()
+        except DatasetError as exc:
+            raise DatasetError(f"{url}: not a valid gzip file ({exc.__cause__}); nothing was "
+                               "saved") from exc
+        if digest != expected:
+            raise DatasetError(f"{url}: SHA-256 checksum mismatch of the decompressed content "
+                               f"(got {digest}, expected {expected}); nothing was saved")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _idx_directory(name: str, data_dir: str | os.PathLike | None, download: bool,
+                   cache_dir: str | os.PathLike | None) -> Path:
+    """The directory holding the four IDX files of ``name``, downloading them if asked."""
+    prefix = _ENV[name]
+    explicit = data_dir if data_dir is not None else os.environ.get(f"{prefix}_DIR") or None
+    root = cache_dir if cache_dir is not None else os.environ.get("CIRCUITEP_CACHE") or None
+    cache = (Path.home() / ".cache" / "circuitep" if root is None else Path(root)) / name
+    if explicit is not None:
+        candidates = [Path(explicit).expanduser()]
+    else:
+        system = Path(FASHION_MNIST_SYSTEM_DIR)
+        use_system = name == "fashion-mnist" and system.is_dir()
+        candidates = [system] * use_system + [cache.expanduser()]
+    for directory in candidates:
+        missing = [stem for stem in _IDX_FILES if _find(directory, stem) is None]
+        if not missing:
+            return directory
+    listed = ", ".join(f"{stem}[.gz]" for stem in missing)
+    if explicit is not None:
+        how = "data_dir" if data_dir is not None else f"${prefix}_DIR"
+        raise DatasetError(f"{name}: {listed} missing in {directory} (given by {how}). Put the IDX "
+                           f"files there or point data_dir (--data-dir) / {prefix}_DIR at the "
+                           f"directory holding them; to download them into the cache ({cache}) "
+                           "instead, give neither and pass download=True (--download)")
+    if not download:
+        raise DatasetError(f"{name}: {listed} missing in {' and in '.join(map(str, candidates))}. "
+                           f"Set {prefix}_DIR or pass data_dir (--data-dir) to a directory holding "
+                           f"them, or pass download=True (--download) to fetch them into {directory}")
+    directory.mkdir(parents=True, exist_ok=True)
+    base = os.environ.get(f"{prefix}_URL") or (MNIST_URL if name == "mnist" else FASHION_MNIST_URL)
+    table = MNIST_SHA256 if name == "mnist" else FASHION_MNIST_SHA256
+    for stem in missing:
+        _download(f"{base.rstrip('/')}/{stem}.gz", directory / f"{stem}.gz", table[stem])
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".SHA256SUMS.", suffix=".part")
+    with os.fdopen(fd, "w") as out:
+        out.writelines(f"{table[stem]}  {stem}\n" for stem in _IDX_FILES)
+    os.replace(tmp, directory / "SHA256SUMS")  # later loads re-check the cached files
+    return directory
+
+
+def _load_idx(name: str, data_dir, download: bool, cache_dir) -> tuple:
+    """Raw uint8 images ``(n, 784)`` and labels of both splits, checked against each other."""
+    directory = _idx_directory(name, data_dir, download, cache_dir)
+    sums = _sha256sums(directory)
+    paths = {stem: _find(directory, stem) for stem in _IDX_FILES}
+    arrays = {stem: _load_verified(path, stem, sums) for stem, path in paths.items()}
+    splits = []
+    for split in ("train", "t10k"):
+        images_path, labels_path = paths[f"{split}-images-idx3-ubyte"], paths[f"{split}-labels-idx1-ubyte"]
+        images, labels = arrays[f"{split}-images-idx3-ubyte"], arrays[f"{split}-labels-idx1-ubyte"]
+        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise DatasetError(f"{images_path}: expected uint8 images of 28x28 pixels, got "
+                               f"{_describe(images)}")
+        if labels.dtype != np.uint8 or labels.ndim != 1:
+            raise DatasetError(f"{labels_path}: expected a 1-D uint8 label array, got "
+                               f"{_describe(labels)}")
+        if labels.shape[0] != images.shape[0]:
+            raise DatasetError(f"{name}: {labels_path} has {labels.shape[0]} labels but "
+                               f"{images_path} has {images.shape[0]} images")
+        if labels.size and labels.max() >= 10:
+            raise DatasetError(f"{labels_path}: label {labels.max()} found; labels must be 0..9")
+        splits += [images.reshape(images.shape[0], -1), labels]
+    return (*splits, 10, 255.0)
+
+
+def _digits(seed: int) -> tuple:
+    """scikit-learn's 8x8 digits (values 0..16), stratified split: 1,437 train / 360 test."""
+    digits = load_digits()
+    x_train, x_test, y_train, y_test = train_test_split(
+        digits.data, digits.target, test_size=360, stratify=digits.target, random_state=seed)
+    return x_train, y_train, x_test, y_test, 10, 16.0
+
+
+def _xor(seed: int) -> tuple:
+    """The four corners of the unit square, labelled by XOR; train and test are the same points."""
+    x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    y = np.array([0, 1, 1, 0])
+    return x, y, x, y, 2, 1.0
+
+
+def _blobs(seed: int) -> tuple:
+    """Three gaussian clusters in 2-D (centres (0.2, 0.2), (0.8, 0.2), (0.5, 0.8), standard
+    deviation 0.1), 80 points each drawn with ``seed``, min-max scaled into [0, 1] over all 240
+    points, stratified split 180 train / 60 test."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), 80)
+    x = np.array([[0.2, 0.2], [0.8, 0.2], [0.5, 0.8]])[y] + 0.1 * rng.standard_normal((240, 2))
+    x = (x - x.min(axis=0)) / (x.max(axis=0) - x.min(axis=0))
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=60, stratify=y, random_state=seed)
+    return x_train, y_train, x_test, y_test, 3, 1.0
+
+
+_BUILTIN = MappingProxyType({"digits": _digits, "xor": _xor, "blobs": _blobs})
+
+
+def _select(n: int | None, available: int, what: str, cycle: bool) -> np.ndarray | slice:
+    if n is None:
+        return slice(None)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise DatasetError(f"{what} must be a positive int or None, got {n!r}")
+    if cycle:
+        return np.arange(n) % available
+    if n > available:
+        raise DatasetError(f"{what} = {n} but only {available} examples are available")
+    return slice(int(n))
+
+
+def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, download: bool = False,
+                 cache_dir: str | os.PathLike | None = None, n_train: int | None = None,
+                 n_test: int | None = None, seed: int = 0) -> Dataset:
+    """Load a data set by name (one of :data:`DATASETS`) with features scaled into [0, 1].
+
+    Parameters
+    ----------
+    name : str
+        ``digits`` (8x8 images / 16, 64 features, seed-dependent stratified split 1,437 / 360),
+        ``mnist`` and ``fashion-mnist`` (28x28 images / 255, 784 features, the standard
+        60,000 / 10,000 split in file order; the seed is not used), ``xor`` (4 points, 2 classes)
+        or ``blobs`` (see ``_blobs``: 2 features, 3 classes, 180 / 60).
+    data_dir, download, cache_dir
+        Where the IDX files of mnist and fashion-mnist are found or downloaded to; see the module
+        docstring. Giving them for another data set is an error.
+    n_train, n_test : int, optional
+        Keep only the first n examples of each split (after the seed's shuffle). For ``xor`` the
+        four points repeat cyclically up to n.
+    seed : int
+        Seed of the digits split and of the blobs sample.
+    """
+    if name not in DATASETS:
+        raise DatasetError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DatasetError(f"seed must be a non-negative int, got {seed!r}")
+    if name in _ENV:
+        raw = _load_idx(name, data_dir, download, cache_dir)
+    elif data_dir is not None or download or cache_dir is not None:
+        raise DatasetError(f"data_dir, download and cache_dir apply to mnist and fashion-mnist "
+                           f"only; {name!r} is built in")
+    else:
+        raw = _BUILTIN[name](int(seed))
+    x_train, y_train, x_test, y_test, n_classes, x_max = raw
+    arrays = []
+    for x, y, n, what in ((x_train, y_train, n_train, "n_train"), (x_test, y_test, n_test, "n_test")):
+        index = _select(n, y.shape[0], f"{name}: {what}", cycle=name == "xor")
+        features = x[index].astype(np.float64)
+        features /= x_max
+        arrays += [features, y[index].astype(np.int64)]
+    return Dataset(name, *arrays, n_classes=n_classes)

@@ -1,0 +1,89 @@
+"""Element equations, written once for both engines.
+
+Every function is vectorised over numpy arrays and states its SI units. The numpy engine builds
+KCL residuals and Jacobians from them; the compiler uses the same constants so that an ngspice
+netlist and the numpy solver describe one circuit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Boltzmann constant over the elementary charge (V/K), the values ngspice uses (CODATA 2018).
+K_OVER_Q = 1.380649e-23 / 1.602176634e-19
+#: ngspice's nominal temperature, 27 degC (K).
+T_NOMINAL = 300.15
+#: Thermal voltage kT/q at 27 degC (V), about 25.86 mV.
+THERMAL_VOLTAGE = K_OVER_Q * T_NOMINAL
+#: ngspice's default GMIN (S): a conductance in parallel with every junction.
+GMIN = 1e-12
+#: Largest exponent evaluated before the diode current is continued linearly (avoids overflow
+#: during Newton iterations far from the solution; never active at a converged state of a sane
+#: circuit, where it would mean a junction voltage of about 2 V).
+_MAX_EXPONENT = 80.0
+
+
+def diode_current(vd: np.ndarray, i_sat: float, n: float, gmin: float = GMIN) -> tuple[np.ndarray, np.ndarray]:
+    """Shockley diode current and small-signal conductance, ngspice's DC model.
+
+    Parameters
+    ----------
+    vd : array, V
+        Junction voltage (anode minus cathode).
+    i_sat : float, A
+        Saturation current ``IS``.
+    n : float
+        Emission coefficient ``N``.
+    gmin : float, S
+        Conductance in parallel with the junction (ngspice option ``gmin``).
+
+    Returns
+    -------
+    current : array, A
+        Current from anode to cathode::
+
+            I = IS (exp(vd / (N Vt)) - 1) + gmin vd              for vd >= -3 N Vt
+            I = -IS (1 + (3 N Vt / (e vd))^3) + gmin vd          below (SPICE3 reverse model)
+
+    conductance : array, S
+        dI/dvd.
+    """
+    vte = n * THERMAL_VOLTAGE
+    vd = np.asarray(vd, dtype=float)
+    forward = vd >= -3.0 * vte
+    arg = np.minimum(vd / vte, _MAX_EXPONENT)
+    expo = np.exp(np.where(forward, arg, 0.0))
+    over = np.maximum(vd / vte - _MAX_EXPONENT, 0.0)  # linear continuation beyond the cap
+    i_fwd = i_sat * (expo * (1.0 + over) - 1.0)
+    g_fwd = i_sat * expo / vte
+    safe_vd = np.where(forward, -1.0, vd)
+    cube = (3.0 * vte / (np.e * safe_vd)) ** 3
+    i_rev = -i_sat * (1.0 + cube)
+    g_rev = i_sat * 3.0 * cube / safe_vd
+    current = np.where(forward, i_fwd, i_rev) + gmin * vd
+    conductance = np.where(forward, g_fwd, g_rev) + gmin
+    return current, conductance
+
+
+def diode_clamp_current(
+    v: np.ndarray, v_lo: np.ndarray, v_hi: np.ndarray, i_sat: float, n: float, gmin: float = GMIN
+) -> tuple[np.ndarray, np.ndarray]:
+    """Current into a node from its diode clamp, and its derivative.
+
+    One diode conducts from the node up to the rail ``v_hi``, one from the rail ``v_lo`` up to
+    the node, so the node behaves as a soft hard-sigmoid between the rails (DESIGN.md §2).
+
+    Returns ``(current into the node in A, d current / dv in S)``; shapes broadcast with ``v``.
+    """
+    i_up, g_up = diode_current(v - v_hi, i_sat, n, gmin)
+    i_dn, g_dn = diode_current(v_lo - v, i_sat, n, gmin)
+    return i_dn - i_up, -(g_up + g_dn)
+
+
+def tanh_transfer(v: np.ndarray, v_sat: float) -> tuple[np.ndarray, np.ndarray]:
+    """Saturating transconductor transfer ``V_s tanh(v / V_s)`` (V) and its slope (1).
+
+    A transconductor of gain ``w`` (S) then injects ``w V_s tanh(v_j / V_s)`` (A).
+    """
+    t = np.tanh(v / v_sat)
+    return v_sat * t, 1.0 - t * t

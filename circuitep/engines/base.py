@@ -1,0 +1,118 @@
+"""What every engine shares: the phase description and the operating point it returns.
+
+An engine has one job: solve a phase of a network for a batch of samples and return an
+:class:`OperatingPoint` (DESIGN.md §3). The controller never knows which engine it talks to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+from circuitep.costs import Cost, SquaredError
+from circuitep.spec import Network
+
+PhaseKind = Literal["free", "nudged", "dyadic"]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A learning phase (DESIGN.md §1).
+
+    - ``free``: no nudge.
+    - ``nudged``: the current ``-beta dC/dx`` into the outputs (``beta`` may be negative); with
+      ``aep=True`` also the correction ``-(J - J^T)(x - x0)``, J frozen at the free state ``x0``.
+    - ``dyadic``: the doubled (adjoint) circuit; its second half settles at ``d = beta lambda``.
+    """
+
+    kind: PhaseKind = "free"
+    beta: float = 0.0
+    aep: bool = False
+    cost: Cost = field(default_factory=SquaredError)
+
+    def __post_init__(self):
+        if self.kind not in ("free", "nudged", "dyadic"):
+            raise ValueError(f"phase kind {self.kind!r} is not one of free, nudged, dyadic")
+        if not np.isfinite(self.beta):
+            raise ValueError(f"beta = {self.beta!r} is not finite")
+        if self.kind == "free" and (self.beta != 0 or self.aep):
+            raise ValueError("a free phase has no nudge (beta = 0, aep = False)")
+        if self.kind != "free" and self.beta == 0:
+            raise ValueError(f"a {self.kind} phase needs a non-zero beta")
+        if self.aep and self.kind != "nudged":
+            raise ValueError("the AEP correction belongs to a nudged phase")
+
+    @property
+    def label(self) -> str:
+        if self.kind == "free":
+            return "free"
+        return f"{'aep' if self.aep else self.kind}(beta={self.beta:g})"
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Stationary state of one phase for a batch.
+
+    ``x`` holds the free-node voltages ``(batch, n_free)`` in the order of ``nodes``; for a dyadic
+    phase ``adjoint`` holds the second half ``d`` (V), else ``None``. ``converged`` and
+    ``iterations`` are per sample; ``stable`` (per sample, or ``None`` when not checked) says
+    whether the linearised dynamics ``C^-1 J`` have all eigenvalues in the left half plane.
+    """
+
+    nodes: tuple[str, ...]
+    x: np.ndarray
+    converged: np.ndarray
+    iterations: np.ndarray
+    engine: str
+    phase: Phase
+    tolerances: dict
+    adjoint: np.ndarray | None = None
+    stable: np.ndarray | None = None
+
+    def voltages(self, sample: int = 0) -> dict[str, float]:
+        """Node name to voltage (V) for one sample."""
+        return {n: float(v) for n, v in zip(self.nodes, self.x[sample])}
+
+
+class ConvergenceError(RuntimeError):
+    """An operating point did not converge; the message names circuit, phase and samples."""
+
+
+class Engine(Protocol):
+    """Solve a phase for a batch. ``inputs`` (batch, n_inputs) primary input voltages; ``targets``
+    (batch, n_outputs) for nudged and dyadic phases; ``x0`` (batch, n_free) the free state for the
+    AEP correction and the dyadic phase; ``x_init`` an optional warm start."""
+
+    name: str
+
+    def solve(self, net: Network, phase: Phase, inputs: np.ndarray, targets: np.ndarray | None = None,
+              x0: np.ndarray | None = None, x_init: np.ndarray | None = None) -> OperatingPoint: ...
+
+
+def check_batch(net: Network, phase: Phase, inputs, targets, x0) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Validate a batch for a phase, naming what is wrong; return float arrays."""
+    u = net.expand_inputs(inputs)
+    batch = u.shape[0]
+    y = None
+    if phase.kind != "free":
+        if targets is None:
+            raise ValueError(f"the {phase.kind} phase needs targets of shape ({batch}, {net.n_outputs})")
+        y = np.asarray(targets, dtype=float)
+        if y.shape != (batch, net.n_outputs) or not np.isfinite(y).all():
+            raise ValueError(f"targets have shape {y.shape}, expected finite ({batch}, {net.n_outputs})")
+    if x0 is not None:
+        x0 = np.asarray(x0, dtype=float)
+        if x0.shape != (batch, net.n_free) or not np.isfinite(x0).all():
+            raise ValueError(f"x0 has shape {x0.shape}, expected finite ({batch}, {net.n_free})")
+    if phase.aep and x0 is None:
+        raise ValueError("the AEP correction needs the free state x0")
+    return u, y, x0
+
+
+def is_stable(net: Network, jac: np.ndarray) -> np.ndarray:
+    """Per sample: all eigenvalues of ``C^-1 J`` have negative real part."""
+    cap = np.concatenate([g.capacitance for g in net.free_groups])
+    eig = np.linalg.eigvals(jac / cap[None, :, None])
+    return eig.real.max(axis=1) < 0

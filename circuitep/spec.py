@@ -1,0 +1,355 @@
+"""Network specs: plain, validated data describing a circuit network.
+
+A network is a list of node groups (inputs held by voltage sources, free hidden and output nodes
+with leak, bias, capacitance and an optional diode clamp) and a list of couplings between groups
+(resistors, linear transconductors, saturating transconductors), each a dense weight matrix with a
+mask saying which elements exist. Layered networks and arbitrary graphs (``builders.from_graph``)
+map onto this one form. Everything is validated at construction and errors name the field.
+
+Node ``k`` of group ``g`` is called ``g_k``; inputs come first in the flat node order, then the
+free nodes, each in declaration order (DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+#: Group names become SPICE node names ``<group>_<k>``: lower-case letters and digits only, so that
+#: no user node can collide with the compiler's helper nodes (which contain two underscores).
+GROUP_NAME = re.compile(r"[a-z][a-z0-9]{0,23}")
+#: Coupling and network names become parts of SPICE element names and titles.
+NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+#: Names SPICE reserves for the ground node.
+_RESERVED = {"gnd", "ground"}
+
+ROLES = ("input", "hidden", "output")
+KINDS = ("resistor", "vccs", "tanh")
+Role = Literal["input", "hidden", "output"]
+Kind = Literal["resistor", "vccs", "tanh"]
+
+
+def check_name(path: str, value: object, pattern: re.Pattern = NAME) -> str:
+    """Return ``value`` if it is a plain identifier matching ``pattern``, else raise naming ``path``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{path} must be a string, got {type(value).__name__}")
+    if not pattern.fullmatch(value) or value in _RESERVED:
+        raise ValueError(
+            f"{path} = {value!r} is not a plain identifier: use lower-case letters, digits"
+            f"{' and underscores' if pattern is NAME else ''}, starting with a letter"
+            f" (pattern {pattern.pattern})"
+        )
+    return value
+
+
+def check_array(path: str, value: object, shape: tuple[int, ...], *, nonnegative: bool = False,
+                positive: bool = False, dtype: type = float) -> np.ndarray:
+    """Broadcast ``value`` to a read-only array of ``shape``; refuse NaN, inf and wrong signs."""
+    try:
+        arr = np.array(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{path} must be numeric, got {value!r}") from exc
+    if arr.ndim > len(shape) or (arr.shape != shape and arr.ndim != 0):
+        raise ValueError(f"{path} has shape {arr.shape}, expected {shape} (or a scalar)")
+    arr = np.array(np.broadcast_to(arr, shape))
+    if dtype is float:
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{path}{list(idx) if idx else ''} = {arr[idx]} is not finite")
+        if nonnegative and (arr < 0).any():
+            idx = tuple(int(i) for i in np.argwhere(arr < 0)[0])
+            raise ValueError(f"{path}{list(idx) if idx else ''} = {arr[idx]} is negative")
+        if positive and (arr <= 0).any():
+            idx = tuple(int(i) for i in np.argwhere(arr <= 0)[0])
+            raise ValueError(f"{path}{list(idx) if idx else ''} = {arr[idx]} must be positive")
+    arr.setflags(write=False)
+    return arr
+
+
+def _positive_float(path: str, value: object) -> float:
+    return float(check_array(path, value, (), positive=True))
+
+
+@dataclass(frozen=True)
+class DiodeModel:
+    """Shockley diode model card used by every clamp: ``.model <name> D(is=<i_sat> n=<n>)``."""
+
+    i_sat: float = 1e-12  # A
+    n: float = 1.0
+    name: str = "dclamp"
+
+    def __post_init__(self):
+        object.__setattr__(self, "i_sat", _positive_float("diode.i_sat", self.i_sat))
+        object.__setattr__(self, "n", _positive_float("diode.n", self.n))
+        check_name("diode.name", self.name)
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    """A group of nodes of one role.
+
+    Input groups are held by voltage sources; ``invert`` names another input group whose
+    voltages this one carries negated (Kendall et al. 2020's inverted inputs). Free groups
+    (hidden, output) have per-node ``leak`` conductance to ground (S), ``bias`` current into the
+    node (A), ``capacitance`` to ground (F, only for transients) and an optional diode ``clamp``
+    ``(v_lo, v_hi)`` in volts.
+    """
+
+    name: str
+    role: Role
+    size: int
+    leak: np.ndarray | float = 1e-4
+    bias: np.ndarray | float = 0.0
+    capacitance: np.ndarray | float = 1e-12
+    clamp: tuple[float, float] | None = None
+    invert: str | None = None
+
+    def __post_init__(self):
+        path = f"groups[{self.name!r}]" if isinstance(self.name, str) else "groups[?]"
+        check_name(f"{path}.name", self.name, GROUP_NAME)
+        if self.role not in ROLES:
+            raise ValueError(f"{path}.role = {self.role!r} is not one of {ROLES}")
+        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
+            raise ValueError(f"{path}.size = {self.size!r} must be a positive integer")
+        object.__setattr__(self, "size", int(self.size))
+        shape = (self.size,)
+        object.__setattr__(self, "leak", check_array(f"{path}.leak", self.leak, shape, nonnegative=True))
+        object.__setattr__(self, "bias", check_array(f"{path}.bias", self.bias, shape))
+        object.__setattr__(self, "capacitance",
+                           check_array(f"{path}.capacitance", self.capacitance, shape, positive=True))
+        if self.clamp is not None:
+            lo, hi = check_array(f"{path}.clamp", self.clamp, (2,))
+            if not lo < hi:
+                raise ValueError(f"{path}.clamp = ({lo}, {hi}) needs v_lo < v_hi")
+            object.__setattr__(self, "clamp", (float(lo), float(hi)))
+        if self.invert is not None:
+            if self.role != "input":
+                raise ValueError(f"{path}.invert is only meaningful for input groups")
+            check_name(f"{path}.invert", self.invert, GROUP_NAME)
+
+    @property
+    def free(self) -> bool:
+        return self.role != "input"
+
+    def nodes(self) -> list[str]:
+        return [f"{self.name}_{k}" for k in range(self.size)]
+
+
+@dataclass(frozen=True)
+class Coupling:
+    """Couplings from group ``src`` into group ``dst``; ``weight`` has shape ``(dst.size, src.size)``.
+
+    - ``resistor``: conductance ``weight[i, j]`` (S, >= 0) between ``dst_i`` and ``src_j``.
+    - ``vccs``: transconductance ``weight[i, j]`` (S, signed): current ``w v(src_j)`` into ``dst_i``.
+    - ``tanh``: saturating transconductor, current ``w v_sat tanh(v(src_j) / v_sat)`` into ``dst_i``.
+
+    ``mask[i, j]`` says whether the element exists; masked-out weights are stored as 0.
+    """
+
+    name: str
+    kind: Kind
+    src: str
+    dst: str
+    weight: np.ndarray
+    mask: np.ndarray | None = None
+    v_sat: float = 1.0  # V, tanh only
+
+    def __post_init__(self):
+        path = f"couplings[{self.name!r}]" if isinstance(self.name, str) else "couplings[?]"
+        check_name(f"{path}.name", self.name)
+        if self.kind not in KINDS:
+            raise ValueError(f"{path}.kind = {self.kind!r} is not one of {KINDS}")
+        check_name(f"{path}.src", self.src, GROUP_NAME)
+        check_name(f"{path}.dst", self.dst, GROUP_NAME)
+        w = np.asarray(self.weight, dtype=float) if not isinstance(self.weight, np.ndarray) else self.weight
+        if w.ndim != 2:
+            raise ValueError(f"{path}.weight must be a 2-D matrix (dst, src), got shape {np.shape(w)}")
+        weight = check_array(f"{path}.weight", w, w.shape, nonnegative=self.kind == "resistor")
+        mask = np.ones(weight.shape, bool) if self.mask is None else np.asarray(self.mask)
+        if mask.shape != weight.shape or mask.dtype != bool:
+            raise ValueError(f"{path}.mask must be a boolean matrix of shape {weight.shape}")
+        mask = mask.copy()
+        mask.setflags(write=False)
+        weight = np.where(mask, weight, 0.0)
+        weight.setflags(write=False)
+        object.__setattr__(self, "weight", weight)
+        object.__setattr__(self, "mask", mask)
+        object.__setattr__(self, "v_sat", _positive_float(f"{path}.v_sat", self.v_sat))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One input sample (primary input voltages, V) and its targets (output voltages, V)."""
+
+    inputs: np.ndarray
+    targets: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Network:
+    """A circuit network: node groups, couplings, the diode model and an optional sample."""
+
+    name: str
+    groups: tuple[NodeGroup, ...]
+    couplings: tuple[Coupling, ...] = ()
+    diode: DiodeModel = field(default_factory=DiodeModel)
+    sample: Sample | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        check_name("name", self.name)
+        if not isinstance(self.description, str) or any(c in self.description for c in "\r\n\0"):
+            raise ValueError("description must be a single line of text")
+        object.__setattr__(self, "groups", tuple(self.groups))
+        object.__setattr__(self, "couplings", tuple(self.couplings))
+        for k, g in enumerate(self.groups):
+            if not isinstance(g, NodeGroup):
+                raise TypeError(f"groups[{k}] must be a NodeGroup, got {type(g).__name__}")
+        names = [g.name for g in self.groups]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"groups: duplicate group name(s) {sorted(dupes)}")
+        by_name = {g.name: g for g in self.groups}
+        if not any(g.role == "input" for g in self.groups):
+            raise ValueError("groups: a network needs at least one input group")
+        if not any(g.role == "output" for g in self.groups):
+            raise ValueError("groups: a network needs at least one output group")
+        for g in self.groups:
+            if g.invert is not None:
+                src = by_name.get(g.invert)
+                if src is None or src.role != "input" or src.invert is not None:
+                    raise ValueError(f"groups[{g.name!r}].invert = {g.invert!r} is not a primary input group")
+                if src.size != g.size:
+                    raise ValueError(f"groups[{g.name!r}].size = {g.size} differs from the size of "
+                                     f"{g.invert!r} ({src.size}) that it inverts")
+        cnames = [c.name for c in self.couplings]
+        dupes = {n for n in cnames if cnames.count(n) > 1}
+        if dupes:
+            raise ValueError(f"couplings: duplicate coupling name(s) {sorted(dupes)}")
+        for c in self.couplings:
+            path = f"couplings[{c.name!r}]"
+            for end in ("src", "dst"):
+                if getattr(c, end) not in by_name:
+                    raise ValueError(f"{path}.{end} = {getattr(c, end)!r} is not a group (known: {names})")
+            dst, src = by_name[c.dst], by_name[c.src]
+            if not dst.free:
+                raise ValueError(f"{path}.dst = {c.dst!r} is an input group: couplings drive free nodes")
+            if c.weight.shape != (dst.size, src.size):
+                raise ValueError(f"{path}.weight has shape {c.weight.shape}, expected "
+                                 f"({dst.size}, {src.size}) = ({c.dst}.size, {c.src}.size)")
+            if c.kind == "resistor" and c.src == c.dst and np.any(np.diag(c.weight)):
+                raise ValueError(f"{path}: a resistor from a node to itself does nothing; mask the diagonal")
+        if self.sample is not None:
+            inputs = check_array("sample.inputs", self.sample.inputs, (self.n_inputs,))
+            targets = None
+            if self.sample.targets is not None:
+                targets = check_array("sample.targets", self.sample.targets, (self.n_outputs,))
+            object.__setattr__(self, "sample", Sample(inputs, targets))
+
+    # --- structure -------------------------------------------------------------------------
+
+    def group(self, name: str) -> NodeGroup:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(f"no group named {name!r} (known: {[g.name for g in self.groups]})")
+
+    @property
+    def input_groups(self) -> tuple[NodeGroup, ...]:
+        return tuple(g for g in self.groups if not g.free)
+
+    @property
+    def primary_input_groups(self) -> tuple[NodeGroup, ...]:
+        return tuple(g for g in self.input_groups if g.invert is None)
+
+    @property
+    def free_groups(self) -> tuple[NodeGroup, ...]:
+        return tuple(g for g in self.groups if g.free)
+
+    @property
+    def output_groups(self) -> tuple[NodeGroup, ...]:
+        return tuple(g for g in self.groups if g.role == "output")
+
+    @property
+    def n_inputs(self) -> int:
+        """Number of primary input voltages a sample supplies."""
+        return sum(g.size for g in self.primary_input_groups)
+
+    @property
+    def n_outputs(self) -> int:
+        return sum(g.size for g in self.output_groups)
+
+    @property
+    def n_free(self) -> int:
+        return sum(g.size for g in self.free_groups)
+
+    @property
+    def input_nodes(self) -> list[str]:
+        return [n for g in self.input_groups for n in g.nodes()]
+
+    @property
+    def free_nodes(self) -> list[str]:
+        return [n for g in self.free_groups for n in g.nodes()]
+
+    def slices(self) -> dict[str, slice]:
+        """Slice of each group in the flat node vector ``[inputs..., free...]``."""
+        out, k = {}, 0
+        for g in self.input_groups + self.free_groups:
+            out[g.name] = slice(k, k + g.size)
+            k += g.size
+        return out
+
+    def free_slices(self) -> dict[str, slice]:
+        """Slice of each free group in the free-node vector ``x``."""
+        n_in = sum(g.size for g in self.input_groups)
+        return {name: slice(s.start - n_in, s.stop - n_in)
+                for name, s in self.slices().items() if self.group(name).free}
+
+    def output_index(self) -> np.ndarray:
+        """Indices of the output nodes in the free-node vector, in declaration order."""
+        fs = self.free_slices()
+        return np.concatenate([np.arange(fs[g.name].start, fs[g.name].stop) for g in self.output_groups])
+
+    def expand_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        """Primary input voltages ``(batch, n_inputs)`` to all input-node voltages ``(batch, n_in)``.
+
+        Inverted groups carry the negated voltages of the group they invert.
+        """
+        u = np.asarray(inputs, dtype=float)
+        if u.ndim != 2 or u.shape[1] != self.n_inputs:
+            raise ValueError(f"inputs have shape {u.shape}, expected (batch, {self.n_inputs}) for "
+                             f"network {self.name!r}")
+        if not np.isfinite(u).all():
+            raise ValueError("inputs contain NaN or infinite values")
+        primary, k = {}, 0
+        for g in self.primary_input_groups:
+            primary[g.name] = u[:, k:k + g.size]
+            k += g.size
+        return np.concatenate([primary[g.name] if g.invert is None else -primary[g.invert]
+                               for g in self.input_groups], axis=1)
+
+    # --- parameters ------------------------------------------------------------------------
+
+    def params(self) -> dict[str, np.ndarray]:
+        """Trainable parameters by group name: ``<coupling>`` weights, ``<group>.bias``, ``<group>.leak``."""
+        out = {c.name: c.weight for c in self.couplings}
+        for g in self.free_groups:
+            out[f"{g.name}.bias"] = g.bias
+            out[f"{g.name}.leak"] = g.leak
+        return out
+
+    def with_params(self, params: dict[str, np.ndarray]) -> "Network":
+        """A copy with some parameters replaced (validated like any spec)."""
+        known = self.params()
+        unknown = set(params) - set(known)
+        if unknown:
+            raise KeyError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(known)}")
+        couplings = tuple(replace(c, weight=params[c.name]) if c.name in params else c for c in self.couplings)
+        groups = tuple(
+            replace(g, bias=params.get(f"{g.name}.bias", g.bias), leak=params.get(f"{g.name}.leak", g.leak))
+            if g.free else g for g in self.groups)
+        return replace(self, groups=groups, couplings=couplings)
