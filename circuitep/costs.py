@@ -1,10 +1,10 @@
 """Cost functions of the output voltages, with the derivatives the nudge and the solvers need.
 
-A cost ``C(x_out, y)`` (V^2 for squared error, dimensionless for cross-entropy) is averaged over
+A cost ``C(x_out, y)`` is averaged over
 the batch. The nudged phase injects the current ``-beta dC/dx`` into each output node
-(DESIGN.md §1), so ``beta`` has units A/V^2 (i.e. S/V) for squared error (it is the
-transconductance of the nudge, S, times 1 V^-1 of cost scale) and A for cross-entropy with its
-temperature in V. All functions take ``x_out`` and ``y`` of shape ``(batch, n_out)``.
+(DESIGN.md §1), so ``beta`` turns the cost's slope into a current: for squared error (``C`` in
+V^2, slope in V) ``beta`` is a conductance in S, the transconductance of the nudge toward the
+target; for cross-entropy (slope in 1/V) it is in A V. All functions take ``x_out`` and ``y`` of shape ``(batch, n_out)``.
 """
 
 from __future__ import annotations

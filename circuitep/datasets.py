@@ -1,26 +1,22 @@
 """Data sets for training circuits, and the maps from data to voltages (DESIGN.md section 5).
 
-Every loader returns a :class:`Dataset`: features in [0, 1] as float64 ``(n, n_features)`` and
-int64 class labels ``(n,)``. :func:`inputs_to_voltages` and :func:`labels_to_targets` turn them into
-the input-source and target-source voltages of a circuit.
+:func:`load_dataset` returns a :class:`Dataset` (features in [0, 1], int64 labels);
+:func:`inputs_to_voltages` and :func:`labels_to_targets` give the input and target source voltages.
 
-MNIST and Fashion-MNIST are read from the four standard IDX files, plain or gzip'd. Where they are
-looked for, in order:
+MNIST and Fashion-MNIST come from the four standard IDX files, plain or gzip'd, looked for in:
 
-1. ``data_dir``, else the environment variable ``CIRCUITEP_MNIST_DIR`` /
-   ``CIRCUITEP_FASHION_MNIST_DIR``. A directory given this way is the only one searched.
-2. Otherwise, for Fashion-MNIST only, :data:`FASHION_MNIST_SYSTEM_DIR` (Debian package
-   dataset-fashion-mnist), when it holds all four files.
-3. Otherwise the cache ``<root>/<name>``, where root is ``cache_dir``, else ``$CIRCUITEP_CACHE``,
-   else ``~/.cache/circuitep``. With ``download=True`` missing files are fetched there from
-   :data:`MNIST_URL` / :data:`FASHION_MNIST_URL` (overridden by ``CIRCUITEP_MNIST_URL`` /
-   ``CIRCUITEP_FASHION_MNIST_URL``), checked against :data:`MNIST_SHA256` /
-   :data:`FASHION_MNIST_SHA256` and written atomically, with a ``SHA256SUMS`` file beside them.
+1. ``data_dir``, else ``$CIRCUITEP_MNIST_DIR`` / ``$CIRCUITEP_FASHION_MNIST_DIR``: if given, the
+   only place searched (a wrong path is an error, not a silent fallback);
+2. else, for Fashion-MNIST, :data:`FASHION_MNIST_SYSTEM_DIR` (Debian's dataset-fashion-mnist);
+3. else the cache ``<root>/<name>``, root = ``cache_dir``, else ``$CIRCUITEP_CACHE``, else
+   ``~/.cache/circuitep``. With ``download=True`` the missing files are fetched into it from
+   :data:`MNIST_URL` / :data:`FASHION_MNIST_URL` (or ``$CIRCUITEP_MNIST_URL`` /
+   ``$CIRCUITEP_FASHION_MNIST_URL``), checked against :data:`MNIST_SHA256` /
+   :data:`FASHION_MNIST_SHA256` and moved in atomically; a ``SHA256SUMS`` is written beside them.
 
-Whenever a ``SHA256SUMS`` file (``<hex>  <filename>`` lines, as written by ``sha256sum``) sits
-beside the files, each listed file is checked before use. A name without ``.gz`` (the form of the
-MNIST copy in shared/data) refers to the decompressed content, so it matches ``name`` or
-``name.gz``; a name ending in ``.gz`` refers to the compressed bytes.
+Any ``SHA256SUMS`` beside the files (``<hex>  <filename>`` lines, as ``sha256sum`` writes) is
+checked before use. A name without ``.gz``, as in shared/data/mnist, is the hash of the decompressed
+content and matches ``name`` or ``name.gz``; a name ending in ``.gz`` is the hash of the .gz bytes.
 """
 
 from __future__ import annotations
@@ -32,7 +28,6 @@ import math
 import os
 import struct
 import tempfile
-import urllib.error
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -76,12 +71,27 @@ _IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x
 
 
 class DatasetError(ValueError):
-    """A data set is unknown, missing, malformed or fails its checksum; the message says what to do."""
+    """Unknown, missing, malformed or corrupt data; the message names the problem and the fix."""
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _describe(a: object) -> str:
+    return f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+
+
+def _check_labels(y: np.ndarray, n_classes: int, what: str) -> None:
+    bad = (y < 0) | (y >= n_classes)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DatasetError(f"{what}[{i}] = {int(y[i])} is not a class label in 0..{n_classes - 1}")
 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A classification data set, split into train and test. Arrays are stored read-only.
+    """A classification data set split into train and test; the arrays are stored read-only.
 
     Attributes
     ----------
@@ -100,20 +110,25 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise DatasetError(f"Dataset.name must be a non-empty string, got {self.name!r}")
-        if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, (int, np.integer)) \
-                or self.n_classes < 2:
-            raise DatasetError(f"{self.name}: n_classes must be an int >= 2, got {self.n_classes!r}")
+            raise DatasetError(f"Dataset.name must be a non-empty str, got {self.name!r}")
+        if not _is_int(self.n_classes) or self.n_classes < 2:
+            raise DatasetError(f"{self.name}: n_classes must be an int >= 2, got "
+                               f"{self.n_classes!r}")
         for split in ("train", "test"):
+            xf, yf = f"{self.name}: x_{split}", f"{self.name}: y_{split}"
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
-            _check_features(x, f"{self.name}: x_{split}")
+            if not isinstance(x, np.ndarray) or x.dtype != np.float64 or x.ndim != 2:
+                raise DatasetError(f"{xf} must be a 2-D float64 array, got {_describe(x)}")
+            bad = ~((x >= 0.0) & (x <= 1.0))  # also catches NaN
+            if bad.any():
+                index = [int(i) for i in np.argwhere(bad)[0]]
+                raise DatasetError(f"{xf}{index} = {float(x[tuple(index)])} is outside [0, 1]")
             if not isinstance(y, np.ndarray) or y.dtype != np.int64 or y.ndim != 1:
-                raise DatasetError(f"{self.name}: y_{split} must be a 1-D int64 array, got "
-                                   f"{_describe(y)}")
+                raise DatasetError(f"{yf} must be a 1-D int64 array, got {_describe(y)}")
             if y.shape[0] != x.shape[0]:
-                raise DatasetError(f"{self.name}: y_{split} has {y.shape[0]} labels but x_{split} "
-                                   f"has {x.shape[0]} rows")
-            _check_labels(y, self.n_classes, f"{self.name}: y_{split}")
+                raise DatasetError(f"{yf} has {y.shape[0]} labels but x_{split} has "
+                                   f"{x.shape[0]} rows")
+            _check_labels(y, self.n_classes, yf)
             for field, value in ((f"x_{split}", x), (f"y_{split}", y)):
                 view = value.view()
                 view.flags.writeable = False
@@ -121,28 +136,6 @@ class Dataset:
         if self.x_train.shape[1] != self.x_test.shape[1]:
             raise DatasetError(f"{self.name}: x_train has {self.x_train.shape[1]} features but "
                                f"x_test has {self.x_test.shape[1]}")
-
-
-def _describe(a: object) -> str:
-    if isinstance(a, np.ndarray):
-        return f"{a.dtype} array of shape {a.shape}"
-    return type(a).__name__
-
-
-def _check_features(x: object, what: str) -> None:
-    if not isinstance(x, np.ndarray) or x.dtype != np.float64 or x.ndim != 2:
-        raise DatasetError(f"{what} must be a 2-D float64 array, got {_describe(x)}")
-    bad = ~((x >= 0.0) & (x <= 1.0))  # also catches NaN
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise DatasetError(f"{what}{list(index)} = {x[index]!r} is outside [0, 1]")
-
-
-def _check_labels(y: np.ndarray, n_classes: int, what: str) -> None:
-    bad = (y < 0) | (y >= n_classes)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise DatasetError(f"{what}[{i}] = {int(y[i])} is not a class label in 0..{n_classes - 1}")
 
 
 def inputs_to_voltages(x: np.ndarray, v_low: float = 0.0, v_high: float = 1.0) -> np.ndarray:
@@ -161,14 +154,12 @@ def inputs_to_voltages(x: np.ndarray, v_low: float = 0.0, v_high: float = 1.0) -
 
 def labels_to_targets(y: np.ndarray, n_classes: int, v_off: float = 0.0,
                       v_on: float = 1.0) -> np.ndarray:
-    """One-hot target voltages (V): ``T[i, k] = v_on if y[i] == k else v_off``.
-
-    ``y`` is an integer array ``(n,)``; returns float64 ``(n, n_classes)``.
-    """
+    """One-hot target voltages (V), float64 ``(n, n_classes)``: ``T[i, k] = v_on if y[i] == k else
+    v_off``, for integer labels ``y`` of shape ``(n,)``."""
     y = np.asarray(y)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise DatasetError(f"labels_to_targets: y must be a 1-D integer array, got {_describe(y)}")
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
+        raise DatasetError(f"labels_to_targets: y must be a 1-D int array, got {_describe(y)}")
+    if not _is_int(n_classes) or n_classes < 2:
         raise DatasetError(f"labels_to_targets: n_classes must be an int >= 2, got {n_classes!r}")
     _check_labels(y, int(n_classes), "labels_to_targets: y")
     targets = np.full((y.shape[0], int(n_classes)), float(v_off))
@@ -236,7 +227,8 @@ def _sha256sums(directory: Path) -> dict[str, str]:
             digest, _, name = line.strip().partition(" ")
             name = name.strip().lstrip("*")
             if len(digest) != 64 or not name:
-                raise DatasetError(f"{sums}:{number}: expected '<sha256 hex>  <filename>', got {line!r}")
+                raise DatasetError(f"{sums}:{number}: expected '<sha256 hex>  <filename>', "
+                                   f"got {line!r}")
             table[name] = digest.lower()
     return table
 
@@ -259,8 +251,8 @@ def _load_verified(path: Path, stem: str, sums: dict[str, str]) -> np.ndarray:
 
 
 def _download(url: str, target: Path, expected: str) -> None:
-    """Fetch the gzip'd ``url`` to ``target`` via a temporary file and ``os.replace``, after checking
-    the SHA-256 of its decompressed content. Nothing is left behind when a step fails."""
+    """Fetch the gzip'd ``url`` to ``target`` via a temporary file and ``os.replace``, after
+    checking the SHA-256 of its decompressed content. Nothing is left behind when a step fails."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         try:
@@ -289,14 +281,14 @@ def _idx_directory(name: str, data_dir: str | os.PathLike | None, download: bool
     """The directory holding the four IDX files of ``name``, downloading them if asked."""
     prefix = _ENV[name]
     explicit = data_dir if data_dir is not None else os.environ.get(f"{prefix}_DIR") or None
-    root = cache_dir if cache_dir is not None else os.environ.get("CIRCUITEP_CACHE") or None
-    cache = (Path.home() / ".cache" / "circuitep" if root is None else Path(root)) / name
+    root = cache_dir if cache_dir is not None else os.environ.get("CIRCUITEP_CACHE")
+    cache = Path(root or "~/.cache/circuitep").expanduser() / name
     if explicit is not None:
         candidates = [Path(explicit).expanduser()]
     else:
         system = Path(FASHION_MNIST_SYSTEM_DIR)
         use_system = name == "fashion-mnist" and system.is_dir()
-        candidates = [system] * use_system + [cache.expanduser()]
+        candidates = [system] * use_system + [cache]
     for directory in candidates:
         missing = [stem for stem in _IDX_FILES if _find(directory, stem) is None]
         if not missing:
@@ -311,7 +303,8 @@ def _idx_directory(name: str, data_dir: str | os.PathLike | None, download: bool
     if not download:
         raise DatasetError(f"{name}: {listed} missing in {' and in '.join(map(str, candidates))}. "
                            f"Set {prefix}_DIR or pass data_dir (--data-dir) to a directory holding "
-                           f"them, or pass download=True (--download) to fetch them into {directory}")
+                           f"them, or pass download=True (--download) to fetch them into "
+                           f"{directory}")
     directory.mkdir(parents=True, exist_ok=True)
     base = os.environ.get(f"{prefix}_URL") or (MNIST_URL if name == "mnist" else FASHION_MNIST_URL)
     table = MNIST_SHA256 if name == "mnist" else FASHION_MNIST_SHA256
@@ -324,7 +317,8 @@ def _idx_directory(name: str, data_dir: str | os.PathLike | None, download: bool
     return directory
 
 
-def _load_idx(name: str, data_dir, download: bool, cache_dir) -> tuple:
+def _load_idx(name: str, data_dir: str | os.PathLike | None, download: bool,
+              cache_dir: str | os.PathLike | None) -> tuple:
     """Raw uint8 images ``(n, 784)`` and labels of both splits, checked against each other."""
     directory = _idx_directory(name, data_dir, download, cache_dir)
     sums = _sha256sums(directory)
@@ -332,8 +326,9 @@ def _load_idx(name: str, data_dir, download: bool, cache_dir) -> tuple:
     arrays = {stem: _load_verified(path, stem, sums) for stem, path in paths.items()}
     splits = []
     for split in ("train", "t10k"):
-        images_path, labels_path = paths[f"{split}-images-idx3-ubyte"], paths[f"{split}-labels-idx1-ubyte"]
-        images, labels = arrays[f"{split}-images-idx3-ubyte"], arrays[f"{split}-labels-idx1-ubyte"]
+        images_stem, labels_stem = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
+        images_path, labels_path = paths[images_stem], paths[labels_stem]
+        images, labels = arrays[images_stem], arrays[labels_stem]
         if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
             raise DatasetError(f"{images_path}: expected uint8 images of 28x28 pixels, got "
                                f"{_describe(images)}")
@@ -383,7 +378,7 @@ _BUILTIN = MappingProxyType({"digits": _digits, "xor": _xor, "blobs": _blobs})
 def _select(n: int | None, available: int, what: str, cycle: bool) -> np.ndarray | slice:
     if n is None:
         return slice(None)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+    if not _is_int(n) or n < 1:
         raise DatasetError(f"{what} must be a positive int or None, got {n!r}")
     if cycle:
         return np.arange(n) % available
@@ -415,7 +410,7 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, downlo
     """
     if name not in DATASETS:
         raise DatasetError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not _is_int(seed) or seed < 0:
         raise DatasetError(f"seed must be a non-negative int, got {seed!r}")
     if name in _ENV:
         raw = _load_idx(name, data_dir, download, cache_dir)
@@ -426,7 +421,8 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, downlo
         raw = _BUILTIN[name](int(seed))
     x_train, y_train, x_test, y_test, n_classes, x_max = raw
     arrays = []
-    for x, y, n, what in ((x_train, y_train, n_train, "n_train"), (x_test, y_test, n_test, "n_test")):
+    for x, y, n, what in ((x_train, y_train, n_train, "n_train"),
+                          (x_test, y_test, n_test, "n_test")):
         index = _select(n, y.shape[0], f"{name}: {what}", cycle=name == "xor")
         features = x[index].astype(np.float64)
         features /= x_max

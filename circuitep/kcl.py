@@ -152,3 +152,40 @@ def param_gradients(net: Network, u: np.ndarray, x: np.ndarray, s: np.ndarray) -
         out[f"{grp.name}.bias"] = -s[:, sl].mean(0)
         out[f"{grp.name}.leak"] = (s[:, sl] * x[:, sl]).mean(0)
     return out
+
+
+def input_drive(net: Network, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Norton equivalent of everything the inputs drive into the free nodes.
+
+    Returns the current ``sum_j (g_ij u_j + w_ij f(u_j))`` into each free node (A,
+    ``(batch, n_free)``) and the conductance ``sum_j g_ij`` to ground (S, ``(n_free,)``). The folded
+    netlist replaces input-driven elements by these; the free-node voltages are unchanged.
+    """
+    free = {g.name for g in net.free_groups}
+    current = np.zeros((u.shape[0], net.n_free))
+    conductance = np.zeros(net.n_free)
+    for c in net.couplings:
+        if c.src in free:
+            continue
+        e = _ends(net, c)
+        us = u[:, e.src]
+        if c.kind == "resistor":
+            current[:, e.dst] += us @ c.weight.T
+            conductance[e.dst] += c.weight.sum(axis=1)
+        else:
+            current[:, e.dst] += _transfer(c, us)[0] @ c.weight.T
+    return current, conductance
+
+
+def input_driven(net: Network) -> tuple[np.ndarray, np.ndarray]:
+    """Which free nodes receive an input-driven current, and which a resistor to an input."""
+    free = {g.name for g in net.free_groups}
+    fs = net.free_slices()
+    current = np.zeros(net.n_free, bool)
+    resistive = np.zeros(net.n_free, bool)
+    for c in net.couplings:
+        if c.src not in free:
+            current[fs[c.dst]] |= c.mask.any(axis=1)
+            if c.kind == "resistor":
+                resistive[fs[c.dst]] |= c.mask.any(axis=1)
+    return current, resistive

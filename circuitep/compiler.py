@@ -1,0 +1,347 @@
+"""Compile a network into the netlist of one learning phase (DESIGN.md §2).
+
+Phases: ``free``; ``nudged`` (the nudge ``-beta dC/dx`` into the outputs, toward target sources);
+``aep`` (the nudge plus the correction ``-(J - J^T)(x - x0)``, with ``x0`` held on reference nodes
+by voltage sources); ``dyadic`` (the circuit and its adjoint network side by side). Forms:
+``literal`` (one element per weight) and ``folded`` (each free node's input-driven elements
+replaced by one Norton current source and one conductance).
+
+Every value that changes per sample is a source: input voltages (literal), Norton currents
+(folded), target voltages and reference voltages. :func:`source_values` gives their values for a
+batch, so an engine can ``alter`` them without rebuilding the circuit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from circuitep import kcl
+from circuitep.costs import Cost, CrossEntropy, SquaredError
+from circuitep.devices import GMIN, THERMAL_VOLTAGE
+from circuitep.netlist import Element, ModelCard, Netlist, Section, spice_number, write
+from circuitep.spec import Coupling, Network
+
+PHASES = ("free", "nudged", "aep", "dyadic")
+FORMS = ("literal", "folded")
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """ngspice convergence options, written into every netlist (defaults suit small-beta gradients).
+
+    ``reltol`` (1), ``vntol`` (V), ``abstol`` (A), ``gmin`` (S, also used by the numpy diode model).
+    """
+
+    reltol: float = 1e-10
+    vntol: float = 1e-12
+    abstol: float = 1e-15
+    gmin: float = GMIN
+
+    def __post_init__(self):
+        for key in ("reltol", "vntol", "abstol", "gmin"):
+            v = getattr(self, key)
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                raise ValueError(f"tolerance {key} = {v!r} must be a positive number")
+
+    def options(self) -> tuple[tuple[str, float], ...]:
+        return (("reltol", self.reltol), ("vntol", self.vntol), ("abstol", self.abstol), ("gmin", self.gmin))
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source whose value is set per sample: ``role`` is input, norton, target or ref; ``index``
+    indexes the input nodes, free nodes, outputs or free nodes respectively."""
+
+    name: str
+    role: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A netlist with what an engine needs to drive and read it."""
+
+    netlist: Netlist
+    network: Network
+    phase: str
+    form: str
+    beta: float
+    cost: Cost
+    free_nodes: tuple[str, ...]
+    adjoint_nodes: tuple[str, ...] = ()
+    sources: tuple[Source, ...] = field(default_factory=tuple)
+
+    @property
+    def text(self) -> str:
+        return write(self.netlist)
+
+
+def adjoint_node(node: str) -> str:
+    return f"adj_{node}"
+
+
+def target_node(node: str) -> str:
+    return f"tgt_{node}"
+
+
+def ref_node(node: str) -> str:
+    return f"ref_{node}"
+
+
+def compile_network(net: Network, phase: str = "free", form: str = "literal", *, beta: float | None = None,
+                    cost: Cost | None = None, inputs: np.ndarray | None = None, targets: np.ndarray | None = None,
+                    x0: np.ndarray | None = None, tolerances: Tolerances | None = None) -> Compiled:
+    """Compile one phase of ``net``.
+
+    ``inputs`` (n_inputs,), ``targets`` (n_outputs,) and ``x0`` (n_free,) give the initial source
+    values (default: the spec's sample, else zeros); engines alter them per sample. ``beta`` (S for
+    squared error, see :mod:`circuitep.costs`) is required for nudged, aep and dyadic phases.
+    """
+    if phase not in PHASES:
+        raise ValueError(f"phase {phase!r} is not one of {PHASES}")
+    if form not in FORMS:
+        raise ValueError(f"form {form!r} is not one of {FORMS}")
+    cost = cost or SquaredError()
+    tolerances = tolerances or Tolerances()
+    if phase != "free":
+        if beta is None or not np.isfinite(beta) or beta == 0:
+            raise ValueError(f"the {phase} phase needs a finite non-zero beta, got {beta!r}")
+    else:
+        beta = 0.0
+    if inputs is None:
+        inputs = net.sample.inputs if net.sample is not None else np.zeros(net.n_inputs)
+    if targets is None:
+        targets = (net.sample.targets if net.sample is not None and net.sample.targets is not None
+                   else np.full(net.n_outputs, 1.0 / net.n_outputs))
+    if x0 is None:
+        x0 = np.zeros(net.n_free)
+    u = net.expand_inputs(np.asarray(inputs, dtype=float)[None])
+    targets = np.asarray(targets, dtype=float)
+    if targets.shape != (net.n_outputs,):
+        raise ValueError(f"targets have shape {targets.shape}, expected ({net.n_outputs},)")
+    x0 = np.asarray(x0, dtype=float)
+    if x0.shape != (net.n_free,):
+        raise ValueError(f"x0 has shape {x0.shape}, expected ({net.n_free},)")
+
+    b = _Builder(net, form)
+    b.inputs(u[0])
+    b.free_groups()
+    b.couplings()
+    if phase in ("nudged", "aep"):
+        b.nudge(beta, cost, targets, into=lambda n: n)
+    if phase == "aep":
+        b.aep_correction(u, x0)
+    if phase == "dyadic":
+        b.adjoint()
+        b.nudge(beta, cost, targets, into=adjoint_node)
+    header = (
+        f"circuitep netlist of network '{net.name}': {phase} phase, {form} form",
+        *([net.description] if net.description else []),
+        f"{net.n_inputs} inputs, {net.n_free} free nodes ({net.n_outputs} outputs), "
+        f"{len(net.couplings)} couplings; SI units (V, A, S, Ohm, F)",
+        *([f"nudge: beta = {spice_number(beta)} on cost {cost.name}"] if phase != "free" else []),
+        "regenerate: circuitep compile SPEC --phase PHASE --form FORM -o FILE",
+    )
+    netlist = Netlist(f"* circuitep {net.name} {phase} {form}", tuple(b.sections), (b.diode_model(),),
+                      tolerances.options(), header)
+    return Compiled(netlist, net, phase, form, float(beta), cost, tuple(net.free_nodes),
+                    tuple(adjoint_node(n) for n in net.free_nodes) if phase == "dyadic" else (), tuple(b.sources))
+
+
+def source_values(compiled: Compiled, u: np.ndarray, targets: np.ndarray | None, x0: np.ndarray | None) -> np.ndarray:
+    """Values of ``compiled.sources`` for a batch, ``(batch, n_sources)``.
+
+    ``u`` are all input-node voltages ``(batch, n_in)`` (see :meth:`Network.expand_inputs`).
+    """
+    net = compiled.network
+    columns = []
+    norton = kcl.input_drive(net, u)[0] if compiled.form == "folded" else None
+    for s in compiled.sources:
+        if s.role == "input":
+            columns.append(u[:, s.index])
+        elif s.role == "norton":
+            columns.append(norton[:, s.index])
+        elif s.role == "target":
+            columns.append(targets[:, s.index])
+        else:
+            columns.append(x0[:, s.index])
+    return np.stack(columns, axis=1) if columns else np.zeros((u.shape[0], 0))
+
+
+def _diode_conductance(vd: str, i_sat: float, n: float, gmin: float) -> str:
+    """Behavioural expression of ngspice's diode small-signal conductance at junction voltage ``vd``."""
+    vte = spice_number(n * THERMAL_VOLTAGE)
+    is_ = spice_number(i_sat)
+    q = f"(3*{vte}/({spice_number(np.e)}*min({vd},-3*{vte})))"
+    reverse = f"{is_}*3*{q}*{q}*{q}/min({vd},-3*{vte})"
+    forward = f"{is_}/{vte}*exp(min({vd},2)/{vte})"
+    return f"((({vd})>=-3*{vte})?({forward}):({reverse}))+{spice_number(gmin)}"
+
+
+class _Builder:
+    """Accumulates the sections of one netlist; one method per block of the circuit."""
+
+    def __init__(self, net: Network, form: str):
+        self.net, self.form = net, form
+        self.sections: list[Section] = []
+        self.sources: list[Source] = []
+        self.free = {g.name for g in net.free_groups}
+        self.free_index = {n: k for k, n in enumerate(net.free_nodes)}
+
+    def add(self, title: str, elements: list[Element]) -> None:
+        self.sections.append(Section(title, tuple(elements)))
+
+    def diode_model(self) -> ModelCard:
+        d = self.net.diode
+        return ModelCard(d.name, "D", (("is", d.i_sat), ("n", d.n)))
+
+    def folded(self, c: Coupling) -> bool:
+        return self.form == "folded" and c.src not in self.free
+
+    def inputs(self, u: np.ndarray) -> None:
+        net = self.net
+        if self.form == "literal":
+            els = []
+            for k, node in enumerate(net.input_nodes):
+                els.append(Element("V", f"v{node}", (node, "0"), float(u[k])))
+                self.sources.append(Source(f"v{node}", "input", k))
+            self.add("inputs: voltage sources (V)", els)
+            return
+        current, conductance = kcl.input_drive(net, u[None])
+        receives, resistive = kcl.input_driven(net)
+        els = []
+        for k, node in enumerate(net.free_nodes):
+            if receives[k]:
+                els.append(Element("I", f"inrt_{node}", ("0", node), float(current[0, k])))
+                self.sources.append(Source(f"inrt_{node}", "norton", k))
+            if resistive[k] and conductance[k] > 0:
+                els.append(Element("R", f"rnrt_{node}", (node, "0"), 1.0 / conductance[k]))
+        self.add("inputs folded: Norton current (A) and conductance per free node", els)
+
+    def free_groups(self) -> None:
+        d = self.net.diode
+        for g in self.net.free_groups:
+            els = []
+            if g.clamp is not None:
+                els += [Element("V", f"vhi_{g.name}", (f"vhi_{g.name}", "0"), g.clamp[1]),
+                        Element("V", f"vlo_{g.name}", (f"vlo_{g.name}", "0"), g.clamp[0])]
+            for k, node in enumerate(g.nodes()):
+                if g.leak[k] > 0:
+                    els.append(Element("R", f"rleak_{node}", (node, "0"), 1.0 / g.leak[k]))
+                els.append(Element("I", f"ibias_{node}", ("0", node), float(g.bias[k])))
+                els.append(Element("C", f"c{node}", (node, "0"), float(g.capacitance[k])))
+                if g.clamp is not None:
+                    els += [Element("D", f"dhi_{node}", (node, f"vhi_{g.name}"), d.name),
+                            Element("D", f"dlo_{node}", (f"vlo_{g.name}", node), d.name)]
+            clamp = f", diode clamp [{g.clamp[0]:g}, {g.clamp[1]:g}] V" if g.clamp else ""
+            self.add(f"group {g.name} ({g.role}, {g.size} nodes): leak, bias, capacitance{clamp}", els)
+
+    def couplings(self) -> None:
+        net = self.net
+        for c in net.couplings:
+            if self.folded(c):
+                continue
+            src, dst = net.group(c.src).nodes(), net.group(c.dst).nodes()
+            els = []
+            for i, j in np.argwhere(c.mask):
+                w, name = float(c.weight[i, j]), f"{c.name}_{i}_{j}"
+                if c.kind == "resistor":
+                    if w > 0:
+                        els.append(Element("R", f"r{name}", (dst[i], src[j]), 1.0 / w))
+                elif c.kind == "vccs":
+                    els.append(Element("G", f"g{name}", ("0", dst[i], src[j], "0"), w))
+                else:
+                    els.append(Element("B", f"b{name}", ("0", dst[i]),
+                                       f"{spice_number(w * c.v_sat)}*tanh(v({src[j]})/{spice_number(c.v_sat)})"))
+            what = {"resistor": "resistors (Ohm)", "vccs": "transconductors (S)",
+                    "tanh": f"saturating transconductors (v_sat = {c.v_sat:g} V)"}[c.kind]
+            self.add(f"coupling {c.name}: {what}, {c.src} -> {c.dst}", els)
+
+    def nudge(self, beta: float, cost: Cost, targets: np.ndarray, into) -> None:
+        outs = [self.net.free_nodes[k] for k in self.net.output_index()]
+        els = []
+        for k, node in enumerate(outs):
+            els.append(Element("V", f"v{target_node(node)}", (target_node(node), "0"), float(targets[k])))
+            self.sources.append(Source(f"v{target_node(node)}", "target", k))
+        for node in outs:
+            if isinstance(cost, CrossEntropy):
+                tau = spice_number(cost.tau)
+                total = "+".join(f"v({target_node(o)})" for o in outs)
+                norm = "+".join(f"exp(v({o})/{tau})" for o in outs)
+                expr = (f"{spice_number(beta)}/{tau}*(v({target_node(node)})/({total})"
+                        f"-exp(v({node})/{tau})/({norm}))")
+                els.append(Element("B", f"bnudge_{into(node)}", ("0", into(node)), expr))
+            else:
+                els.append(Element("G", f"gnudge_{into(node)}", ("0", into(node), target_node(node), node), beta))
+        self.add(f"nudge: current -beta dC/dx ({cost.name}) into the outputs, targets (V)", els)
+
+    def aep_correction(self, u: np.ndarray, x0: np.ndarray) -> None:
+        """Inject ``-K (v - x0)``, ``K = J - J^T`` at x0, through VCCS against reference nodes."""
+        net = self.net
+        nodes = net.free_nodes
+        els = []
+        for k, node in enumerate(nodes):
+            els.append(Element("V", f"v{ref_node(node)}", (ref_node(node), "0"), float(x0[k])))
+            self.sources.append(Source(f"v{ref_node(node)}", "ref", k))
+        linear = [c for c in net.couplings if c.kind == "vccs" and c.src in self.free]
+        if linear:
+            lin = Network(net.name, net.groups, tuple(linear), net.diode)
+            k_mat = kcl.correction_matrix(lin, u, x0[None])[0]
+            for i, j in np.argwhere(k_mat != 0):
+                els.append(Element("G", f"gaep_{nodes[i]}_{nodes[j]}", ("0", nodes[i], nodes[j], ref_node(nodes[j])),
+                                   float(-k_mat[i, j])))
+        fs = net.free_slices()
+        for c in net.couplings:
+            if c.kind != "tanh" or c.src not in self.free:
+                continue
+            vs = spice_number(c.v_sat)
+            for i, j in np.argwhere(c.mask):
+                a, b = nodes[fs[c.dst].start + i], nodes[fs[c.src].start + j]
+                slope = f"{spice_number(float(c.weight[i, j]))}*(1-tanh(v({ref_node(b)})/{vs})*tanh(v({ref_node(b)})/{vs}))"
+                els.append(Element("B", f"baep_{c.name}_{i}_{j}_a", ("0", a), f"-{slope}*(v({b})-v({ref_node(b)}))"))
+                els.append(Element("B", f"baep_{c.name}_{i}_{j}_b", ("0", b), f"{slope}*(v({a})-v({ref_node(a)}))"))
+        self.add("AEP correction: -(J - J^T)(v - x0), x0 held on reference nodes", els)
+
+    def adjoint(self) -> None:
+        """The adjoint network (Director-Rohrer): linearised at the circuit's state, transposed."""
+        net, d = self.net, self.net.diode
+        nodes = net.free_nodes
+        adj = {n: adjoint_node(n) for n in nodes}
+        els = []
+        if self.form == "folded":
+            _, conductance = kcl.input_drive(net, np.zeros((1, sum(g.size for g in net.input_groups))))
+            for k, node in enumerate(nodes):
+                if conductance[k] > 0:
+                    els.append(Element("R", f"radj_nrt_{node}", (adj[node], "0"), 1.0 / conductance[k]))
+        for g in net.free_groups:
+            for k, node in enumerate(g.nodes()):
+                if g.leak[k] > 0:
+                    els.append(Element("R", f"radj_leak_{node}", (adj[node], "0"), 1.0 / g.leak[k]))
+                els.append(Element("C", f"cadj_{node}", (adj[node], "0"), float(g.capacitance[k])))
+                if g.clamp is not None:
+                    g_up = _diode_conductance(f"v({node})-v(vhi_{g.name})", d.i_sat, d.n, GMIN)
+                    g_dn = _diode_conductance(f"v(vlo_{g.name})-v({node})", d.i_sat, d.n, GMIN)
+                    els.append(Element("B", f"badj_clamp_{node}", (adj[node], "0"),
+                                       f"({g_up}+{g_dn})*v({adj[node]})"))
+        self.add("adjoint: leaks, capacitances, small-signal diode conductances", els)
+        for c in net.couplings:
+            if self.folded(c) or (c.kind != "resistor" and c.src not in self.free):
+                continue
+            src, dst = net.group(c.src).nodes(), net.group(c.dst).nodes()
+            els = []
+            for i, j in np.argwhere(c.mask):
+                w, name = float(c.weight[i, j]), f"adj_{c.name}_{i}_{j}"
+                if c.kind == "resistor":
+                    if w > 0:
+                        far = adj[src[j]] if c.src in self.free else "0"
+                        els.append(Element("R", f"r{name}", (adj[dst[i]], far), 1.0 / w))
+                elif c.kind == "vccs":
+                    els.append(Element("G", f"g{name}", ("0", adj[src[j]], adj[dst[i]], "0"), w))
+                else:
+                    vs = spice_number(c.v_sat)
+                    t = f"tanh(v({src[j]})/{vs})"
+                    els.append(Element("B", f"b{name}", ("0", adj[src[j]]),
+                                       f"{spice_number(w)}*(1-{t}*{t})*v({adj[dst[i]]})"))
+            self.add(f"adjoint of coupling {c.name}: {'copied' if c.kind == 'resistor' else 'transposed'}", els)

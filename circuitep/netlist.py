@@ -1,0 +1,206 @@
+"""A plain-data netlist and its ngspice-dialect writer.
+
+The compiler turns a network into a :class:`Netlist`; :func:`write` turns that into SPICE text. This
+module never imports an engine. Every element kind is described once in :data:`ELEMENT_KINDS`
+(letter, terminals, value, unit); names, nodes and numbers are validated here, so no text can
+reach ngspice that is not a plain identifier or a number written by :func:`spice_number`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+#: SPICE node and element names: lower-case identifiers (ngspice lower-cases everything anyway).
+IDENT = re.compile(r"[a-z0-9][a-z0-9_]*")
+#: Behavioural expressions are built by the compiler only from node names, numbers, arithmetic,
+#: the ternary operator and these functions.
+_EXPR_TOKENS = re.compile(r"\s*(?:v\([a-z0-9_]+\)|exp|tanh|min|[0-9.eE+\-]+|[-+*/()?:<>=,]|\s)")
+
+
+@dataclass(frozen=True)
+class ElementKind:
+    """One row of the element table: how an element is written and what its value means."""
+
+    letter: str
+    terminals: int
+    value: str  # what the value field is: resistance, dc, gain, model, expression
+    unit: str
+    description: str
+
+
+ELEMENT_KINDS: dict[str, ElementKind] = {
+    k.letter: k
+    for k in (
+        ElementKind("R", 2, "resistance", "Ohm", "resistor n+ n-"),
+        ElementKind("C", 2, "capacitance", "F", "capacitor n+ n-"),
+        ElementKind("V", 2, "dc", "V", "voltage source n+ n- (V(n+) - V(n-) = dc)"),
+        ElementKind("I", 2, "dc", "A", "current source, dc amperes flow from n+ through it to n-"),
+        ElementKind("G", 4, "gain", "S", "VCCS n+ n- nc+ nc-: gain * V(nc+, nc-) flows from n+ through it to n-"),
+        ElementKind("D", 2, "model", "", "diode anode cathode model"),
+        ElementKind("B", 2, "expression", "A", "behavioural current source n+ n- I=expression"),
+    )
+}
+
+
+def spice_number(x: float) -> str:
+    """The shortest decimal that round-trips ``x``, in exponent form where shorter; never SI suffixes.
+
+    SPICE reads ``M`` as milli, so suffixes are never used. NaN and infinities are refused.
+    """
+    if isinstance(x, bool) or not isinstance(x, (int, float)) and not hasattr(x, "__float__"):
+        raise TypeError(f"a SPICE number must be numeric, got {x!r}")
+    x = float(x)
+    if not math.isfinite(x):
+        raise ValueError(f"cannot write {x} into a netlist")
+    return repr(x) if x != 0 else "0"
+
+
+def check_ident(path: str, name: str) -> str:
+    if not isinstance(name, str) or not IDENT.fullmatch(name):
+        raise ValueError(f"{path} = {name!r} is not a valid SPICE identifier (pattern {IDENT.pattern})")
+    return name
+
+
+def check_expression(path: str, expr: str) -> str:
+    """Accept only the tokens the compiler builds expressions from (no dot-commands, no quotes)."""
+    pos = 0
+    while pos < len(expr):
+        m = _EXPR_TOKENS.match(expr, pos)
+        if not m or m.end() == pos:
+            raise ValueError(f"{path}: unexpected text {expr[pos:pos + 20]!r} in a behavioural expression")
+        pos = m.end()
+    return expr
+
+
+@dataclass(frozen=True)
+class Element:
+    """One element: ``kind`` is its letter, ``name`` its full SPICE name (starting with the letter)."""
+
+    kind: str
+    name: str
+    nodes: tuple[str, ...]
+    value: float | str
+    comment: str = ""
+
+    def __post_init__(self):
+        ek = ELEMENT_KINDS.get(self.kind)
+        if ek is None:
+            raise ValueError(f"element kind {self.kind!r} is not one of {sorted(ELEMENT_KINDS)}")
+        check_ident("element name", self.name)
+        if not self.name.startswith(self.kind.lower()):
+            raise ValueError(f"element {self.name!r} must start with its letter {self.kind!r}")
+        if len(self.nodes) != ek.terminals:
+            raise ValueError(f"element {self.name!r} has {len(self.nodes)} nodes, a {self.kind} has {ek.terminals}")
+        for k, n in enumerate(self.nodes):
+            check_ident(f"{self.name}.nodes[{k}]", n)
+        if self.kind == "D":
+            check_ident(f"{self.name}.model", self.value)
+        elif self.kind == "B":
+            check_expression(self.name, self.value)
+        else:
+            spice_number(self.value)
+        _check_comment(self.comment)
+
+    def line(self) -> str:
+        if self.kind == "D":
+            value = self.value
+        elif self.kind == "B":
+            value = f"I={self.value}"
+        elif self.kind in "VI":
+            value = f"dc {spice_number(self.value)}"
+        else:
+            value = spice_number(self.value)
+        text = f"{self.name} {' '.join(self.nodes)} {value}"
+        return f"{text} ; {self.comment}" if self.comment else text
+
+
+@dataclass(frozen=True)
+class Section:
+    """A commented block of elements (one layer, one coupling, the sources, ...)."""
+
+    title: str
+    elements: tuple[Element, ...]
+
+    def __post_init__(self):
+        _check_comment(self.title)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """``.model name kind(param=value ...)``."""
+
+    name: str
+    kind: str
+    params: tuple[tuple[str, float], ...]
+
+    def __post_init__(self):
+        check_ident("model name", self.name)
+        if self.kind not in ("D",):
+            raise ValueError(f"model kind {self.kind!r} is not supported")
+        for key, val in self.params:
+            check_ident(f"model {self.name} parameter", key)
+            spice_number(val)
+
+    def line(self) -> str:
+        params = " ".join(f"{k}={spice_number(v)}" for k, v in self.params)
+        return f".model {self.name} {self.kind}({params})"
+
+
+@dataclass(frozen=True)
+class Netlist:
+    """A netlist: title, header comments, options, model cards, sections of elements."""
+
+    title: str
+    sections: tuple[Section, ...]
+    models: tuple[ModelCard, ...] = ()
+    options: tuple[tuple[str, float], ...] = ()
+    header: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self):
+        _check_comment(self.title)
+        for h in self.header:
+            _check_comment(h)
+        for key, val in self.options:
+            check_ident("option", key)
+            spice_number(val)
+        seen = set()
+        for el in self.elements():
+            if el.name in seen:
+                raise ValueError(f"duplicate element name {el.name!r}")
+            seen.add(el.name)
+
+    def elements(self) -> list[Element]:
+        return [el for s in self.sections for el in s.elements]
+
+    def element(self, name: str) -> Element:
+        for el in self.elements():
+            if el.name == name:
+                return el
+        raise KeyError(f"no element named {name!r}")
+
+    def nodes(self) -> list[str]:
+        """All nodes but ground, sorted."""
+        return sorted({n for el in self.elements() for n in el.nodes} - {"0"})
+
+
+def _check_comment(text: str) -> None:
+    if not isinstance(text, str) or any(c in text for c in "\r\n\0"):
+        raise ValueError(f"comment {text!r} must be a single line")
+
+
+def write(netlist: Netlist) -> str:
+    """SPICE text of a netlist: deterministic, no timestamps, ends with ``.end``."""
+    lines = [netlist.title]
+    lines += [f"* {h}" if h else "*" for h in netlist.header]
+    if netlist.options:
+        lines.append(".options " + " ".join(f"{k}={spice_number(v)}" for k, v in netlist.options))
+    lines += [m.line() for m in netlist.models]
+    for s in netlist.sections:
+        if not s.elements:
+            continue
+        lines += ["", f"* --- {s.title}"]
+        lines += [el.line() for el in s.elements]
+    lines += ["", ".end", ""]
+    return "\n".join(lines)
