@@ -88,7 +88,7 @@ class DiodeModel:
         check_name("diode.name", self.name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NodeGroup:
     """A group of nodes of one role.
 
@@ -139,7 +139,7 @@ class NodeGroup:
         return [f"{self.name}_{k}" for k in range(self.size)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Coupling:
     """Couplings from group ``src`` into group ``dst``; ``weight`` has shape ``(dst.size, src.size)``.
 
@@ -181,7 +181,7 @@ class Coupling:
         object.__setattr__(self, "v_sat", _positive_float(f"{path}.v_sat", self.v_sat))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Sample:
     """One input sample (primary input voltages, V) and its targets (output voltages, V)."""
 
@@ -189,7 +189,7 @@ class Sample:
     targets: np.ndarray | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Network:
     """A circuit network: node groups, couplings, the diode model and an optional sample."""
 

@@ -21,6 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+try:
+    from PySpice.Spice.NgSpice.Shared import FFI, NgSpiceShared, ffi
+except ImportError:  # reported with an install hint when an engine is created
+    NgSpiceShared = None
+
 from circuitep.compiler import Compiled, Tolerances, compile_network, source_values
 from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch
 from circuitep.netlist import Element, spice_number, write
@@ -55,10 +60,8 @@ class _VersionFilter(logging.Filter):
 @functools.cache
 def shared_ngspice():
     """The process's ngspice handle (ngspice keeps global state: one instance per process)."""
-    try:
-        from PySpice.Spice.NgSpice.Shared import NgSpiceShared  # noqa: PLC0415 - optional heavy import
-    except ImportError as exc:
-        raise NgspiceUnavailable(f"PySpice is not installed ({exc}); pip install 'PySpice==1.5'") from exc
+    if NgSpiceShared is None:
+        raise NgspiceUnavailable("PySpice is not installed: pip install 'PySpice==1.5'")
     log = logging.getLogger("PySpice")
     log.addFilter(_VersionFilter())
     for name in ("PySpice.Spice.NgSpice.Shared.NgSpiceShared", "PySpice.Spice.NgSpice.Shared"):
@@ -85,7 +88,7 @@ class _Session:
         self.ng.clear_output()
         self.calls += 1
         if self.calls % 5000 == 0:  # ngspice keeps every command in its history
-            self.lib.ngSpice_Command(_ffi_null())
+            self.lib.ngSpice_Command(FFI.NULL)
         self.lib.ngSpice_Command(text.encode("ascii"))
         return [line for line in self.ng._stderr if not _INFO.match(line)]
 
@@ -105,7 +108,6 @@ class _Session:
             raise NgspiceError(f"ngspice rejected the netlist: {' | '.join(errors)}")
 
     def _circ(self, lines: list[str]) -> None:
-        from PySpice.Spice.NgSpice.Shared import ffi  # noqa: PLC0415 - same optional import as above
         keep = [ffi.new("char[]", line.encode("ascii")) for line in lines] + [ffi.NULL]
         array = ffi.new("char *[]", keep)
         self.ng.clear_output()
@@ -113,17 +115,11 @@ class _Session:
             raise NgspiceError("ngSpice_Circ failed to load the netlist")
 
     def vector(self, name: str) -> np.ndarray:
-        from PySpice.Spice.NgSpice.Shared import ffi  # noqa: PLC0415
         info = self.lib.ngGet_Vec_Info(name.encode("ascii"))
         if info == ffi.NULL or info.v_realdata == ffi.NULL:
             raise NgspiceError(f"ngspice has no vector {name!r}")
         n = info.v_length
         return np.frombuffer(ffi.buffer(info.v_realdata, n * 8), dtype=np.float64).copy()
-
-
-def _ffi_null():
-    from PySpice.Spice.NgSpice.Shared import FFI  # noqa: PLC0415
-    return FFI.NULL
 
 
 @dataclass

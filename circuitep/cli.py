@@ -1,0 +1,212 @@
+"""Command line: a thin layer over the library. ``circuitep --help`` lists the commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from circuitep import kcl
+from circuitep.compiler import FORMS, PHASES, Tolerances, compile_network
+from circuitep.costs import make_cost
+from circuitep.engines.base import ConvergenceError, Phase, is_stable
+from circuitep.engines.ngspice_engine import NgspiceEngine
+from circuitep.engines.numpy_engine import NumpyEngine
+from circuitep.golden import REFERENCE_SPECS, check_golden, write_golden
+from circuitep.spec import Network
+from circuitep.specio import SpecError, load_spec
+
+DEFAULT_NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
+
+
+class UsageError(ValueError):
+    """Bad command-line input; printed without a traceback."""
+
+
+def _floats(text: str) -> np.ndarray:
+    try:
+        values = np.array([float(v) for v in text.split(",")])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+    if not np.isfinite(values).all():
+        raise argparse.ArgumentTypeError(f"values must be finite, got {text!r}")
+    return values
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from exc
+    if not (np.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return v
+
+
+def default_beta(net: Network) -> float:
+    """A small nudge in the network's natural units: 1e-3 of its median leak conductance (S)."""
+    leaks = np.concatenate([g.leak for g in net.free_groups])
+    scale = float(np.median(leaks)) if np.any(leaks > 0) else 1e-4
+    return 1e-3 * (scale if scale > 0 else 1e-4)
+
+
+def make_engine(name: str, form: str = "folded", tolerances: Tolerances | None = None):
+    """An engine by name: ``numpy`` or ``ngspice``."""
+    if name == "numpy":
+        return NumpyEngine()
+    if name == "ngspice":
+        return NgspiceEngine(form=form, tolerances=tolerances or Tolerances())
+    raise UsageError(f"unknown engine {name!r}: choose numpy or ngspice")
+
+
+def _sample(net: Network, inputs, targets):
+    if inputs is None:
+        if net.sample is None:
+            raise UsageError(f"spec {net.name!r} has no [sample]; pass --inputs v1,v2,...")
+        inputs = net.sample.inputs
+    if len(inputs) != net.n_inputs:
+        raise UsageError(f"--inputs has {len(inputs)} values, network {net.name!r} has {net.n_inputs} inputs")
+    if targets is None:
+        targets = net.sample.targets if net.sample is not None and net.sample.targets is not None else None
+    if targets is not None and len(targets) != net.n_outputs:
+        raise UsageError(f"--targets has {len(targets)} values, network {net.name!r} has {net.n_outputs} outputs")
+    return np.asarray(inputs, float), None if targets is None else np.asarray(targets, float)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def cmd_compile(args) -> int:
+    net = load_spec(args.spec)
+    u, y = _sample(net, args.inputs, args.targets)
+    beta = None if args.phase == "free" else (args.beta or default_beta(net))
+    x0 = None
+    if args.phase == "aep":
+        x0 = NumpyEngine().solve(net, Phase(), u[None]).x[0]
+    compiled = compile_network(net, args.phase, args.form, beta=beta, cost=make_cost(args.cost, args.tau),
+                               inputs=u, targets=y, x0=x0)
+    if args.output in (None, "-"):
+        sys.stdout.write(compiled.text)
+    else:
+        Path(args.output).write_text(compiled.text)
+        print(f"wrote {args.output}: {len(compiled.netlist.elements())} elements, "
+              f"{len(compiled.netlist.nodes())} nodes ({args.phase} phase, {args.form} form)")
+    return 0
+
+
+def simulate(net: Network, engine, inputs: np.ndarray) -> dict:
+    """Free operating point of one sample as JSON-ready data, with its linear stability."""
+    op = engine.solve(net, Phase(), inputs[None])
+    _, jac = kcl.residual(net, net.expand_inputs(inputs[None]), op.x)
+    return {"network": net.name, "engine": op.engine, "phase": "free", "tolerances": op.tolerances,
+            "inputs": dict(zip(net.input_nodes, net.expand_inputs(inputs[None])[0].tolist())),
+            "nodes": op.voltages(0), "stable": bool(is_stable(net, jac)[0])}
+
+
+def cmd_simulate(args) -> int:
+    net = load_spec(args.spec)
+    u, _ = _sample(net, args.inputs, None)
+    result = simulate(net, make_engine(args.engine, args.form), u)
+    _print_op(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _print_op(result: dict) -> None:
+    print(f"{result['network']}: free operating point by {result['engine']} "
+          f"({'stable' if result['stable'] else 'UNSTABLE: the circuit would not settle here'})")
+    for node, v in result["nodes"].items():
+        print(f"  {node:>10s} {v:+.9f} V")
+
+
+def cmd_reference(args) -> int:
+    engine = make_engine(args.engine, args.form)
+    for name in REFERENCE_SPECS:
+        net = load_spec(Path(args.netlists) / f"{name}.toml")
+        _print_op(simulate(net, engine, net.sample.inputs))
+    return 0
+
+
+def cmd_golden(args) -> int:
+    if args.write:
+        paths = write_golden(args.netlists)
+        print(f"wrote {len(paths)} golden netlists under {args.netlists}")
+        return 0
+    stale = check_golden(args.netlists)
+    for p in stale:
+        print(f"drifted or missing: {p}")
+    print("golden netlists up to date" if not stale else "regenerate with: circuitep golden --write")
+    return 1 if stale else 0
+
+
+# --- parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="circuitep",
+        description="Compile neural networks into analog circuits (SPICE netlists), simulate them with "
+                    "ngspice or the numpy reference engine, and train them with Equilibrium Propagation.",
+        epilog="Specs are TOML files (see netlists/*.toml). Units are SI: V, A, S, F.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("compile", help="write the netlist of one learning phase",
+                       description="Compile SPEC into an ngspice netlist for one learning phase.")
+    c.add_argument("spec", help="network spec (TOML)")
+    c.add_argument("--phase", choices=PHASES, default="free",
+                   help="free; nudged (+beta toward the targets); aep (nudge plus the non-reciprocal "
+                        "correction around the free state, computed for the sample); dyadic (circuit plus "
+                        "adjoint network). Default: free")
+    c.add_argument("--form", choices=FORMS, default="literal",
+                   help="literal: one element per weight (default); folded: input-driven elements replaced "
+                        "by one Norton source and conductance per node (same voltages, much faster)")
+    c.add_argument("--beta", type=_positive, help="nudge strength in S (default: 1e-3 x the median leak)")
+    c.add_argument("--cost", choices=("mse", "xent"), default="mse", help="cost whose gradient the nudge injects")
+    c.add_argument("--tau", type=_positive, default=0.1, help="cross-entropy temperature in V (default 0.1)")
+    c.add_argument("--inputs", type=_floats, help="input voltages v1,v2,... (default: the spec's sample)")
+    c.add_argument("--targets", type=_floats, help="target voltages (default: the spec's sample)")
+    c.add_argument("-o", "--output", help="output file (default: standard output)")
+    c.set_defaults(func=cmd_compile)
+
+    s = sub.add_parser("simulate", help="find the free operating point of a spec's sample",
+                       description="Simulate SPEC's free phase for one sample and print node voltages.")
+    s.add_argument("spec", help="network spec (TOML)")
+    s.add_argument("--engine", choices=("ngspice", "numpy"), default="ngspice",
+                   help="ngspice (the simulator of record, default) or numpy (the reference solver)")
+    s.add_argument("--form", choices=FORMS, default="literal", help="netlist form for ngspice (default literal)")
+    s.add_argument("--inputs", type=_floats, help="input voltages v1,v2,... (default: the spec's sample)")
+    s.add_argument("--json", help="also write {engine, nodes: {name: volts}, stable, ...} to this file")
+    s.set_defaults(func=cmd_simulate)
+
+    r = sub.add_parser("reference", help="simulate the reference circuits in netlists/")
+    r.add_argument("--engine", choices=("ngspice", "numpy"), default="ngspice")
+    r.add_argument("--form", choices=FORMS, default="literal")
+    r.add_argument("--netlists", default=str(DEFAULT_NETLISTS), help="folder of reference specs")
+    r.set_defaults(func=cmd_reference)
+
+    g = sub.add_parser("golden", help="check (or --write) the golden netlists in netlists/")
+    g.add_argument("--write", action="store_true", help="regenerate them instead of checking")
+    g.add_argument("--netlists", default=str(DEFAULT_NETLISTS), help="folder of reference specs")
+    g.set_defaults(func=cmd_golden)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SpecError, UsageError, ConvergenceError, ValueError, KeyError, OSError) as exc:
+        print(f"circuitep: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # NgspiceUnavailable, NgspiceError
+        print(f"circuitep: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

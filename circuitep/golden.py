@@ -1,0 +1,47 @@
+"""The reference specs in ``netlists/`` and their golden netlists.
+
+Each reference spec ``netlists/<name>.toml`` has one committed netlist per phase and form,
+``netlists/<name>/<phase>-<form>.cir``, compiled with the spec's sample and the default beta. A
+test fails when the compiler's output drifts from them; ``circuitep golden --write`` regenerates
+them after an intended change. AEP reference sources are written at 0 V here: engines set them to
+the free state per sample (``circuitep compile --phase aep`` fills them in for one sample).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from circuitep.compiler import FORMS, PHASES, compile_network
+from circuitep.specio import load_spec
+
+REFERENCE_SPECS = ("feedforward", "reciprocal", "layered")
+#: Nudge strength used for the golden netlists (S): 1e-3 of the reference specs' leak conductance.
+GOLDEN_BETA = 1e-7
+
+
+def golden_texts(netlists_dir: str | Path) -> dict[Path, str]:
+    """Path of every golden netlist and the text the compiler produces for it now."""
+    root = Path(netlists_dir)
+    out = {}
+    for name in REFERENCE_SPECS:
+        net = load_spec(root / f"{name}.toml")
+        for phase in PHASES:
+            for form in FORMS:
+                compiled = compile_network(net, phase, form, beta=None if phase == "free" else GOLDEN_BETA)
+                out[root / name / f"{phase}-{form}.cir"] = compiled.text
+    return out
+
+
+def write_golden(netlists_dir: str | Path) -> list[Path]:
+    """Regenerate every golden netlist; returns the paths written."""
+    paths = []
+    for path, text in golden_texts(netlists_dir).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        paths.append(path)
+    return paths
+
+
+def check_golden(netlists_dir: str | Path) -> list[Path]:
+    """Golden netlists that are missing or differ from the compiler's output."""
+    return [p for p, text in golden_texts(netlists_dir).items() if not p.exists() or p.read_text() != text]

@@ -1,0 +1,176 @@
+"""Read and write network specs (TOML) and parameters (npz).
+
+A spec file is plain TOML::
+
+    name = "feedforward"
+    description = "one line"
+    [diode]                 # optional: i_sat (A), n
+    [[groups]]              # name, role (input|hidden|output), size, leak (S), bias (A),
+                            # capacitance (F), clamp = [v_lo, v_hi] (V), invert = "<input group>"
+    [[couplings]]           # name, kind (resistor|vccs|tanh), src, dst, weight = [[...]] (S),
+                            # mask = [[true, ...]] (optional), v_sat (V, tanh only)
+    [sample]                # optional: inputs = [...] (V), targets = [...] (V)
+
+Scalars broadcast over a group. Unknown keys are refused, so a misspelt field never passes silently.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from circuitep.spec import Coupling, DiodeModel, Network, NodeGroup, Sample
+
+_TOP = {"name", "description", "diode", "groups", "couplings", "sample"}
+_GROUP = {"name", "role", "size", "leak", "bias", "capacitance", "clamp", "invert"}
+_COUPLING = {"name", "kind", "src", "dst", "weight", "mask", "v_sat"}
+_DIODE = {"i_sat", "n", "name"}
+_SAMPLE = {"inputs", "targets"}
+
+
+class SpecError(ValueError):
+    """A spec file that cannot be read; the message names the file and the field."""
+
+
+def _keys(path: str, table: dict, allowed: set[str]) -> dict:
+    if not isinstance(table, dict):
+        raise SpecError(f"{path} must be a table")
+    unknown = set(table) - allowed
+    if unknown:
+        raise SpecError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return table
+
+
+def network_from_dict(data: dict, source: str = "spec") -> Network:
+    """Build a network from the parsed TOML structure; errors name ``source`` and the field."""
+    try:
+        _keys(source, data, _TOP)
+        groups = tuple(NodeGroup(**_keys(f"{source}: groups[{k}]", g, _GROUP))
+                       for k, g in enumerate(data.get("groups", [])))
+        couplings = []
+        for k, c in enumerate(data.get("couplings", [])):
+            c = dict(_keys(f"{source}: couplings[{k}]", c, _COUPLING))
+            if "weight" not in c:
+                raise SpecError(f"{source}: couplings[{k}] has no weight matrix")
+            if "mask" in c:
+                c["mask"] = np.array(c["mask"], dtype=bool)
+            couplings.append(Coupling(**c))
+        diode = DiodeModel(**_keys(f"{source}: diode", data.get("diode", {}), _DIODE))
+        sample = None
+        if "sample" in data:
+            s = _keys(f"{source}: sample", data["sample"], _SAMPLE)
+            if "inputs" not in s:
+                raise SpecError(f"{source}: sample has no inputs")
+            sample = Sample(np.array(s["inputs"], dtype=float),
+                            None if "targets" not in s else np.array(s["targets"], dtype=float))
+        if "name" not in data:
+            raise SpecError(f"{source}: missing top-level name")
+        return Network(data["name"], groups, tuple(couplings), diode, sample, data.get("description", ""))
+    except SpecError:
+        raise
+    except (TypeError, ValueError, KeyError) as exc:
+        raise SpecError(f"{source}: {exc}") from exc
+
+
+def load_spec(path: str | os.PathLike) -> Network:
+    """Read a network spec from a TOML file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SpecError(f"spec file {str(path)!r} does not exist") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: not valid TOML ({exc})") from exc
+    return network_from_dict(data, str(path))
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(_toml_value(x) for x in v)
+        return f"[{inner}]"
+    raise TypeError(f"cannot write {v!r} to TOML")
+
+
+def _scalar_or_array(a: np.ndarray):
+    return a.flat[0].item() if a.size and np.all(a == a.flat[0]) else a
+
+
+def spec_to_toml(net: Network) -> str:
+    """TOML text of a network (round-trips through :func:`load_spec`)."""
+    lines = [f"name = {_toml_value(net.name)}"]
+    if net.description:
+        lines.append(f"description = {_toml_value(net.description)}")
+    lines += ["", "[diode]", f"i_sat = {_toml_value(net.diode.i_sat)}", f"n = {_toml_value(net.diode.n)}",
+              f"name = {_toml_value(net.diode.name)}"]
+    for g in net.groups:
+        lines += ["", "[[groups]]", f"name = {_toml_value(g.name)}", f"role = {_toml_value(g.role)}",
+                  f"size = {g.size}"]
+        if g.invert:
+            lines.append(f"invert = {_toml_value(g.invert)}")
+        if g.free:
+            for key in ("leak", "bias", "capacitance"):
+                lines.append(f"{key} = {_toml_value(_scalar_or_array(getattr(g, key)))}")
+            if g.clamp:
+                lines.append(f"clamp = {_toml_value(list(g.clamp))}")
+    for c in net.couplings:
+        lines += ["", "[[couplings]]", f"name = {_toml_value(c.name)}", f"kind = {_toml_value(c.kind)}",
+                  f"src = {_toml_value(c.src)}", f"dst = {_toml_value(c.dst)}",
+                  "weight = [\n" + "".join(f"  {_toml_value(row)},\n" for row in c.weight) + "]"]
+        if not c.mask.all():
+            lines.append("mask = [\n" + "".join(f"  {_toml_value(row)},\n" for row in c.mask) + "]")
+        if c.kind == "tanh":
+            lines.append(f"v_sat = {_toml_value(c.v_sat)}")
+    if net.sample is not None:
+        lines += ["", "[sample]", f"inputs = {_toml_value(net.sample.inputs)}"]
+        if net.sample.targets is not None:
+            lines.append(f"targets = {_toml_value(net.sample.targets)}")
+    return "\n".join(lines) + "\n"
+
+
+def save_spec(net: Network, path: str | os.PathLike) -> None:
+    """Write a network spec as TOML, atomically."""
+    _atomic_write(Path(path), spec_to_toml(net).encode())
+
+
+def save_params(net: Network, path: str | os.PathLike) -> None:
+    """Save every parameter of :meth:`Network.params` to an ``.npz`` file, atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **net.params())
+    os.replace(tmp, path)
+
+
+def load_params(net: Network, path: str | os.PathLike) -> Network:
+    """``net`` with parameters read from an ``.npz`` file (shapes and names must match)."""
+    try:
+        with np.load(path) as data:
+            params = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"cannot read parameters from {str(path)!r}: {exc}") from exc
+    known = net.params()
+    for k, v in params.items():
+        if k in known and v.shape != known[k].shape:
+            raise SpecError(f"{path}: parameter {k!r} has shape {v.shape}, the network needs {known[k].shape}")
+    try:
+        return net.with_params(params)
+    except (KeyError, ValueError) as exc:
+        raise SpecError(f"{path}: {exc}") from exc
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
