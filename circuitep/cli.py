@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from circuitep import kcl
+from circuitep import kcl, plots
 from circuitep.compiler import FORMS, PHASES, Tolerances, compile_network
 from circuitep.costs import make_cost
 from circuitep.engines.base import ConvergenceError, Phase, is_stable
 from circuitep.engines.ngspice_engine import NgspiceEngine
 from circuitep.engines.numpy_engine import NumpyEngine
+from circuitep.gradcheck import asymmetry_sweep, beta_sweep, gradcheck, probe_batch
 from circuitep.golden import REFERENCE_SPECS, check_golden, write_golden
 from circuitep.spec import Network
 from circuitep.specio import SpecError, load_spec
@@ -132,6 +133,47 @@ def cmd_reference(args) -> int:
     return 0
 
 
+def cmd_gradcheck(args) -> int:
+    net = load_spec(args.spec)
+    engine = make_engine(args.engine, args.form)
+    beta = args.beta or default_beta(net)
+    cost = make_cost(args.cost, args.tau)
+    u, y = probe_batch(net, args.samples, args.seed)
+    report = gradcheck(net, engine, u, y, beta=beta, cost=cost, centered=not args.one_sided)
+    print(f"{net.name}: gradients on {engine.name} ({args.samples} samples, beta = {beta:g} S, "
+          f"tolerances {report['tolerances']})")
+    print(f"  {'estimator':<9} {'group':<12} {'cosine':>12} {'rel_error':>10} {'sign':>6}")
+    for name, r in report["estimators"].items():
+        print(f"  {name:<9} {'(all)':<12} {r['cosine']:>12.8f} {r['rel_error']:>10.2e} {r['sign_agreement']:>6.2f}")
+        for group, g in r["groups"].items():
+            print(f"  {'':<9} {group:<12} {g['cosine']:>12.8f} {g['rel_error']:>10.2e} {g['sign_agreement']:>6.2f}")
+    if args.sweep_beta:
+        betas = beta * np.logspace(-1, 1, 5)
+        report["beta_sweep"] = beta_sweep(net, engine, u, y, betas, cost=cost)
+        for name in ("vf", "aep"):
+            row = report["beta_sweep"][name]
+            print(f"  beta sweep {name}: one-sided slope {row['slope_one_sided']:.2f}, "
+                  f"centred slope {row['slope_centered']:.2f}")
+    if args.sweep_asymmetry:
+        report["asymmetry_sweep"] = asymmetry_sweep(net, engine, u, y, np.linspace(0, 1, 6), beta=beta, cost=cost)
+        sw = report["asymmetry_sweep"]
+        for a, vf, aep, ok in zip(sw["asymmetry"], sw["vf"], sw["aep"], sw["stable"]):
+            print(f"  asymmetry {a:.3f}: VF rel error {vf:.2e}, AEP rel error {aep:.2e}"
+                  f"{'' if ok else '  (free state UNSTABLE for some samples)'}")
+    if args.plot:
+        stem = Path(args.plot)
+        paths = [plots.gradient_scatter(report, stem)]
+        if args.sweep_beta:
+            paths.append(plots.beta_sweep_plot(report["beta_sweep"], stem.with_name(stem.stem + "-beta.png")))
+        if args.sweep_asymmetry:
+            paths.append(plots.asymmetry_plot(report["asymmetry_sweep"], stem.with_name(stem.stem + "-asymmetry.png")))
+        print("wrote " + ", ".join(str(p) for p in paths))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_golden(args) -> int:
     if args.write:
         paths = write_golden(args.netlists)
@@ -188,6 +230,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--form", choices=FORMS, default="literal")
     r.add_argument("--netlists", default=str(DEFAULT_NETLISTS), help="folder of reference specs")
     r.set_defaults(func=cmd_reference)
+
+    gc = sub.add_parser(
+        "gradcheck", help="compare the gradients EP, VF, AEP and Dyadic EP compute with the exact one",
+        description="Run every estimator on a probe batch (the spec's sample plus random samples) and "
+                    "compare it, per parameter group, with the exact adjoint gradient: cosine similarity, "
+                    "relative error, sign agreement.")
+    gc.add_argument("spec", help="network spec (TOML)")
+    gc.add_argument("--engine", choices=("ngspice", "numpy"), default="ngspice",
+                    help="engine that finds the stationary states (default ngspice)")
+    gc.add_argument("--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)")
+    gc.add_argument("--beta", type=_positive, help="nudge strength in S (default: 1e-3 x the median leak)")
+    gc.add_argument("--one-sided", action="store_true", help="one-sided nudging (O(beta) bias) instead of centred")
+    gc.add_argument("--cost", choices=("mse", "xent"), default="mse", help="cost (default mse)")
+    gc.add_argument("--tau", type=_positive, default=0.1, help="cross-entropy temperature in V")
+    gc.add_argument("--samples", type=int, default=8, help="probe batch size (default 8)")
+    gc.add_argument("--seed", type=int, default=0, help="seed of the probe batch")
+    gc.add_argument("--sweep-beta", action="store_true", help="also measure error against beta (fits the slopes)")
+    gc.add_argument("--sweep-asymmetry", action="store_true",
+                    help="also interpolate backward couplings from symmetric to the spec's (needs fwd/bwd pairs)")
+    gc.add_argument("--json", help="write the full report (per group metrics and gradients) as JSON")
+    gc.add_argument("--plot", help="PNG of estimated vs exact gradients (sweeps add -beta.png, -asymmetry.png)")
+    gc.set_defaults(func=cmd_gradcheck)
 
     g = sub.add_parser("golden", help="check (or --write) the golden netlists in netlists/")
     g.add_argument("--write", action="store_true", help="regenerate them instead of checking")

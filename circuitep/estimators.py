@@ -1,0 +1,131 @@
+"""Gradient estimators: what a circuit computes from its stationary states (DESIGN.md §1).
+
+Every estimator takes a network, an engine, a batch of inputs ``(batch, n_inputs)`` and targets
+``(batch, n_outputs)`` and returns an :class:`Estimate`: the free state ``x0``, the adjoint
+estimate ``s`` (batch, n_free) and the gradient of the batch-mean cost for every parameter of
+:meth:`Network.params`, obtained through the local rules of :func:`circuitep.kcl.param_gradients`.
+
+- ``exact``: ``lambda = J^-T dC/dx`` at the free state (numpy linear algebra on the engine's state).
+- ``vf``: the nudged phases only, ``s = (x^+b - x^-b) / 2b`` (or one-sided), used as if it were lambda.
+- ``ep``: the same phases with EP's symmetric rule for transconductors, ``-(s_i v_j + s_j v_i)``
+  (the derivative of ``v_i v_j`` along the nudge, as for a symmetric coupling); resistors, biases
+  and leaks use the same rules as every estimator. On a reciprocal circuit EP = VF = AEP = exact.
+- ``aep``: nudged phases plus the correction ``-(J - J^T)(x - x0)``; centred by default (O(b^2) bias).
+- ``dyadic``: the doubled (adjoint) circuit in one operating point, ``s = d / b`` (no b bias).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from circuitep import kcl
+from circuitep.costs import Cost, SquaredError
+from circuitep.engines.base import Engine, OperatingPoint, Phase
+from circuitep.spec import Network
+
+ESTIMATORS = ("exact", "ep", "vf", "aep", "dyadic")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Result of one estimator on one batch."""
+
+    name: str
+    x0: np.ndarray
+    s: np.ndarray
+    grads: dict[str, np.ndarray]
+    cost: float
+    beta: float
+    centered: bool
+
+
+def free_state(net: Network, engine: Engine, inputs: np.ndarray) -> OperatingPoint:
+    return engine.solve(net, Phase(), inputs)
+
+
+def exact_adjoint(net: Network, inputs: np.ndarray, targets: np.ndarray, x0: np.ndarray,
+                  cost: Cost | None = None) -> np.ndarray:
+    """``lambda = J^-T dC/dx`` at the free state ``x0`` (batch, n_free), in V per unit cost slope."""
+    cost = cost or SquaredError()
+    u = net.expand_inputs(inputs)
+    _, jac = kcl.residual(net, u, x0)
+    g = np.zeros_like(x0)
+    out = net.output_index()
+    g[:, out] = cost.grad(x0[:, out], targets)
+    return np.linalg.solve(np.swapaxes(jac, 1, 2), g[..., None])[..., 0]
+
+
+def estimate(name: str, net: Network, engine: Engine, inputs, targets, *, beta: float,
+             cost: Cost | None = None, centered: bool = True, x0: np.ndarray | None = None) -> Estimate:
+    """Run estimator ``name`` (one of :data:`ESTIMATORS`) on a batch.
+
+    ``beta`` is the nudge strength (S for squared error). ``x0`` may pass a free state already
+    computed by the same engine (it is an explicit warm start, never remembered between calls).
+    """
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}: choose one of {ESTIMATORS}")
+    if not (np.isfinite(beta) and beta > 0):
+        raise ValueError(f"beta = {beta!r} must be a positive finite number")
+    cost = cost or SquaredError()
+    inputs = np.asarray(inputs, dtype=float)
+    targets = np.asarray(targets, dtype=float)
+    if x0 is None:
+        x0 = free_state(net, engine, inputs).x
+    u = net.expand_inputs(inputs)
+    out = net.output_index()
+    if name == "exact":
+        s = exact_adjoint(net, inputs, targets, x0, cost)
+    elif name == "dyadic":
+        op = engine.solve(net, Phase("dyadic", beta=beta, cost=cost), inputs, targets, x0=x0, x_init=x0)
+        s = op.adjoint / beta
+    else:
+        aep = name == "aep"
+        plus = engine.solve(net, Phase("nudged", beta=beta, aep=aep, cost=cost), inputs, targets, x0=x0, x_init=x0).x
+        if centered:
+            minus = engine.solve(net, Phase("nudged", beta=-beta, aep=aep, cost=cost), inputs, targets,
+                                 x0=x0, x_init=x0).x
+            s = (plus - minus) / (2 * beta)
+        else:
+            s = (plus - x0) / beta
+    grads = kcl.param_gradients(net, u, x0, s)
+    if name == "ep":
+        grads.update(_ep_transconductor_rule(net, u, x0, s))
+    value = float(cost.value(x0[:, out], targets).mean())
+    return Estimate(name, x0, s, grads, value, float(beta), centered)
+
+
+def _ep_transconductor_rule(net: Network, u: np.ndarray, x: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
+    """EP's symmetric rule ``-(s_i v_j + s_j v_i)`` for linear transconductors (batch mean)."""
+    flat = net.slices()
+    v = np.concatenate([u, x], axis=1)
+    sv = np.concatenate([np.zeros_like(u), s], axis=1)
+    out = {}
+    for c in net.couplings:
+        if c.kind != "vccs":
+            continue
+        vd, sd, vs, ss = v[:, flat[c.dst]], sv[:, flat[c.dst]], v[:, flat[c.src]], sv[:, flat[c.src]]
+        out[c.name] = np.where(c.mask, -(sd.T @ vs + vd.T @ ss) / x.shape[0], 0.0)
+    return out
+
+
+def flatten(grads: dict[str, np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.ravel(g) for g in grads.values()])
+
+
+def compare(estimated: dict[str, np.ndarray], exact: dict[str, np.ndarray]) -> dict:
+    """Cosine similarity, relative error and sign agreement against the exact gradient, overall and
+    per parameter group: ``{"cosine", "rel_error", "sign_agreement", "groups": {name: {...}}}``."""
+
+    def metrics(a, b):
+        na, nb = np.linalg.norm(a), np.linalg.norm(b)
+        cos = float(a @ b / (na * nb)) if na > 0 and nb > 0 else (1.0 if na == nb == 0 else 0.0)
+        rel = float(np.linalg.norm(a - b) / nb) if nb > 0 else float(np.linalg.norm(a - b))
+        nz = b != 0
+        sign = float(np.mean(np.sign(a[nz]) == np.sign(b[nz]))) if nz.any() else 1.0
+        return {"cosine": cos, "rel_error": rel, "sign_agreement": sign}
+
+    result = metrics(flatten(estimated), flatten(exact))
+    result["groups"] = {k: metrics(np.ravel(estimated[k]), np.ravel(exact[k])) for k in exact}
+    return result

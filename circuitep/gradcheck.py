@@ -1,0 +1,135 @@
+"""How close is the gradient a circuit computes to the ideal one? (DESIGN.md §1)
+
+:func:`gradcheck` runs every estimator on one batch and compares it with the exact adjoint gradient;
+:func:`beta_sweep` measures the bias against beta (one-sided O(beta), centred O(beta^2)) and fits the
+slopes; :func:`asymmetry_sweep` interpolates the backward transconductors from symmetric to the
+spec's and shows VF's error growing with asymmetry while AEP's does not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from circuitep import kcl
+from circuitep.costs import Cost, SquaredError
+from circuitep.engines.base import Engine, is_stable
+from circuitep.estimators import ESTIMATORS, compare, estimate
+from circuitep.spec import Network
+
+
+def probe_batch(net: Network, n: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The spec's sample (if any) plus random inputs in [0, 1] V and targets in [0, 0.5] V."""
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(0, 1, (n, net.n_inputs))
+    y = rng.uniform(0, 0.5, (n, net.n_outputs))
+    if net.sample is not None:
+        u[0] = net.sample.inputs
+        if net.sample.targets is not None:
+            y[0] = net.sample.targets
+    return u, y
+
+
+def gradcheck(net: Network, engine: Engine, inputs, targets, *, beta: float, dyadic_beta: float | None = None,
+              estimators=("ep", "vf", "aep", "dyadic"), cost: Cost | None = None, centered: bool = True) -> dict:
+    """Compare estimators with the exact gradient on one batch.
+
+    Returns ``{"estimators": {name: {"cosine", "rel_error", "sign_agreement", "groups": {...}}},
+    "beta", "engine", "tolerances", "exact": {group: gradient list}, "estimated": {...}}``. The
+    dyadic circuit has no beta bias, so it runs at ``dyadic_beta`` (default ``1000 beta``) where
+    its output voltage is well above the simulator's tolerance.
+    """
+    cost = cost or SquaredError()
+    exact = estimate("exact", net, engine, inputs, targets, beta=beta, cost=cost)
+    result = {"network": net.name, "engine": engine.name, "beta": beta, "cost": exact.cost,
+              "tolerances": getattr(engine, "tolerance_dict", None) or engine.tolerances,
+              "estimators": {}, "exact": {k: np.ravel(v).tolist() for k, v in exact.grads.items()},
+              "estimated": {}}
+    for name in estimators:
+        if name not in ESTIMATORS or name == "exact":
+            raise ValueError(f"unknown estimator {name!r}: choose from {ESTIMATORS[1:]}")
+        b = (dyadic_beta or 1e3 * beta) if name == "dyadic" else beta
+        est = estimate(name, net, engine, inputs, targets, beta=b, cost=cost, centered=centered, x0=exact.x0)
+        result["estimators"][name] = compare(est.grads, exact.grads) | {"beta": b}
+        result["estimated"][name] = {k: np.ravel(v).tolist() for k, v in est.grads.items()}
+    return result
+
+
+def beta_sweep(net: Network, engine: Engine, inputs, targets, betas, *, estimators=("vf", "aep"),
+               cost: Cost | None = None) -> dict:
+    """Relative error against the exact gradient for each beta, one-sided and centred.
+
+    For VF on a non-reciprocal circuit the error tends to VF's bias, not to 0; the fitted slope of
+    ``log(error)`` against ``log(beta)`` is meaningful for AEP (and EP on reciprocal circuits):
+    about 1 one-sided and 2 centred. Returns ``{"betas", name: {"one_sided": [...], "centered":
+    [...], "slope_one_sided", "slope_centered"}}``.
+    """
+    exact = estimate("exact", net, engine, inputs, targets, beta=1.0, cost=cost)
+    out = {"betas": [float(b) for b in betas]}
+    for name in estimators:
+        row = {}
+        for mode, centered in (("one_sided", False), ("centered", True)):
+            row[mode] = [compare(estimate(name, net, engine, inputs, targets, beta=b, cost=cost, centered=centered,
+                                          x0=exact.x0).grads, exact.grads)["rel_error"] for b in betas]
+            row[f"slope_{mode}"] = fitted_slope(betas, row[mode])
+        out[name] = row
+    return out
+
+
+def fitted_slope(x, y) -> float:
+    """Least-squares slope of log(y) against log(x)."""
+    lx, ly = np.log(np.asarray(x, float)), np.log(np.maximum(np.asarray(y, float), 1e-300))
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def transconductor_pairs(net: Network) -> list[tuple[str, str]]:
+    """``(forward, backward)`` linear transconductor couplings that join the same groups both ways."""
+    pairs = []
+    for c in net.couplings:
+        for d in net.couplings:
+            if c.kind == d.kind == "vccs" and c.src == d.dst and c.dst == d.src and c.name < d.name:
+                pairs.append((c.name, d.name))
+    return pairs
+
+
+def with_asymmetry(net: Network, alpha: float) -> Network:
+    """Scale the antisymmetric part of every transconductor pair by ``alpha``.
+
+    With ``S = (W_bwd + W_fwd^T) / 2`` and ``A = (W_bwd - W_fwd^T) / 2`` the pair becomes
+    ``W_bwd = S + alpha A``, ``W_fwd^T = S - alpha A``: 0 is reciprocal, 1 the spec's own circuit,
+    and the symmetric part (hence the loop gain) stays the same throughout.
+    """
+    pairs = transconductor_pairs(net)
+    if not pairs:
+        raise ValueError(f"network {net.name!r} has no forward/backward transconductor pairs to make asymmetric")
+    params = {}
+    for fwd, bwd in pairs:
+        wf, wb = net.params()[fwd], net.params()[bwd]
+        sym, anti = (wb + wf.T) / 2, (wb - wf.T) / 2
+        params[bwd], params[fwd] = sym + alpha * anti, (sym - alpha * anti).T
+    return net.with_params(params)
+
+
+def asymmetry(net: Network) -> float:
+    """``||W_bwd - W_fwd^T|| / ||W_fwd||`` over all transconductor pairs."""
+    num = den = 0.0
+    for fwd, bwd in transconductor_pairs(net):
+        wf, wb = net.params()[fwd], net.params()[bwd]
+        num += float(np.sum((wb - wf.T) ** 2))
+        den += float(np.sum(wf**2))
+    return float(np.sqrt(num / den)) if den > 0 else 0.0
+
+
+def asymmetry_sweep(net: Network, engine: Engine, inputs, targets, alphas, *, beta: float,
+                    estimators=("vf", "aep"), cost: Cost | None = None) -> dict:
+    """Relative error of each estimator as the backward couplings move from symmetric to the spec's."""
+    out = {"alphas": [float(a) for a in alphas], "asymmetry": [], "stable": [], **{name: [] for name in estimators}}
+    for a in alphas:
+        n = with_asymmetry(net, a)
+        out["asymmetry"].append(asymmetry(n))
+        exact = estimate("exact", n, engine, inputs, targets, beta=beta, cost=cost)
+        _, jac = kcl.residual(n, n.expand_inputs(np.asarray(inputs, float)), exact.x0)
+        out["stable"].append(bool(is_stable(n, jac).all()))
+        for name in estimators:
+            est = estimate(name, n, engine, inputs, targets, beta=beta, cost=cost, x0=exact.x0)
+            out[name].append(compare(est.grads, exact.grads)["rel_error"])
+    return out

@@ -1,0 +1,89 @@
+"""Figures (PNG, matplotlib's Agg backend): gradient agreement, bias laws, learning curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+import numpy as np  # noqa: E402
+
+_COLORS = {"ep": "tab:orange", "vf": "tab:red", "aep": "tab:blue", "dyadic": "tab:green", "bp": "black"}
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def gradient_scatter(report: dict, path) -> Path:
+    """Estimated against exact gradient, one panel per estimator, one colour per parameter group."""
+    names = list(report["estimators"])
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for group, exact in report["exact"].items():
+            est = report["estimated"][name][group]
+            ax.scatter(exact, est, s=9, label=group)
+        lim = max(1e-30, max(abs(v) for g in report["exact"].values() for v in g))
+        ax.plot([-lim, lim], [-lim, lim], color="gray", lw=0.8)
+        r = report["estimators"][name]
+        ax.set_title(f"{name}: cos {r['cosine']:.6f}, rel err {r['rel_error']:.1e}", fontsize=9)
+        ax.set_xlabel("exact dC/dθ")
+        ax.set_ylabel("estimated dC/dθ")
+    axes[0][0].legend(fontsize=6, loc="upper left")
+    fig.suptitle(f"{report['network']} on {report['engine']}, β = {report['beta']:g}", fontsize=10)
+    return _save(fig, path)
+
+
+def beta_sweep_plot(sweep: dict, path) -> Path:
+    """Relative error against beta, log-log, one-sided (dashed) and centred (solid)."""
+    fig, ax = plt.subplots(figsize=(5, 4))
+    betas = sweep["betas"]
+    for name, row in sweep.items():
+        if name == "betas":
+            continue
+        c = _COLORS.get(name)
+        ax.loglog(betas, row["one_sided"], "--o", color=c, label=f"{name} one-sided (slope {row['slope_one_sided']:.2f})")
+        ax.loglog(betas, row["centered"], "-o", color=c, label=f"{name} centred (slope {row['slope_centered']:.2f})")
+    ax.set_xlabel("β (S)")
+    ax.set_ylabel("relative error vs exact gradient")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)
+
+
+def asymmetry_plot(sweep: dict, path) -> Path:
+    """Relative error against the asymmetry of the transconductor pairs."""
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name in sweep:
+        if name in ("alphas", "asymmetry", "stable"):
+            continue
+        ax.semilogy(sweep["asymmetry"], np.maximum(sweep[name], 1e-16), "-o", color=_COLORS.get(name), label=name)
+    ax.set_xlabel("asymmetry ‖W_bwd − W_fwdᵀ‖ / ‖W_fwd‖")
+    ax.set_ylabel("relative error vs exact gradient")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)
+
+
+def learning_curves(records: list[dict], path, title: str = "") -> Path:
+    """Accuracy (train, test) and gradient cosine with the exact gradient, per epoch."""
+    epochs = [r["epoch"] for r in records]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
+    a.plot(epochs, [100 * r["train_accuracy"] for r in records], "-o", label="train")
+    a.plot(epochs, [100 * r["test_accuracy"] for r in records], "-o", label="test")
+    a.set_xlabel("epoch")
+    a.set_ylabel("accuracy (%)")
+    a.legend()
+    a.grid(alpha=0.3)
+    b.plot(epochs, [r["grad_cosine"] for r in records], "-o", color="tab:blue")
+    b.set_xlabel("epoch")
+    b.set_ylabel("cosine(estimated, exact gradient)")
+    b.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
