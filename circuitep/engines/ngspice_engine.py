@@ -28,7 +28,7 @@ except ImportError:  # reported with an install hint when an engine is created
 
 from circuitep.compiler import Compiled, Tolerances, compile_network, source_values
 from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch
-from circuitep.netlist import Element, spice_number, write
+from circuitep.netlist import spice_number, write
 from circuitep.spec import Network
 
 INSTALL_HINT = ("install ngspice's shared library: apt-get install ngspice libngspice0-dev "
@@ -123,12 +123,25 @@ class _Session:
 
 
 @dataclass
+class _Circuit:
+    """A circuit loaded in ngspice: what it was compiled from and the values it holds now."""
+
+    compiled: Compiled
+    values: dict[str, float]
+    net: Network
+    beta: float
+
+
+@dataclass
 class NgspiceEngine:
-    """ngspice engine. Holds state: the loaded circuit and the source values it was last given.
+    """ngspice engine. Holds state: the circuits loaded in ngspice (one per phase kind: free,
+    nudged, aep, dyadic; switched with ``setcirc``) and the values their elements hold.
 
     ``form`` chooses literal or folded netlists (folded: input-driven elements as Norton sources,
     much faster, same node voltages). ``tolerances`` go into every netlist's ``.options``.
     ``retry`` re-runs a failed operating point with more iterations and gmin and source stepping.
+    Nudged phases of either sign share one circuit (the nudge gains are altered), and new
+    parameters of the same structure are altered into every loaded circuit, never rebuilt.
     """
 
     form: str = "folded"
@@ -137,10 +150,14 @@ class NgspiceEngine:
     name: str = "ngspice"
 
     def __post_init__(self):
+        if self.form not in ("literal", "folded"):
+            raise ValueError(f"form {self.form!r} is not literal or folded")
         self._session = _Session()
-        self._loaded: Compiled | None = None
-        self._values: dict[str, float] = {}
-        self._key = None
+        self._circuits: dict[tuple, _Circuit] = {}
+        self._order: list[tuple] = []  # load order; ngspice numbers circuits newest first
+        self._current: tuple | None = None
+        self.loads = 0  # circuits loaded from text (for tests and benchmarks)
+        self.alters = 0  # element values altered
 
     @property
     def tolerance_dict(self) -> dict:
@@ -150,46 +167,54 @@ class NgspiceEngine:
     # --- loading -------------------------------------------------------------------------
 
     def load(self, net: Network, phase: Phase) -> Compiled:
-        """Make the circuit of ``phase`` the loaded one, altering values where only they changed."""
+        """Make the circuit of ``phase`` current, altering values where only they changed."""
         kind = "aep" if phase.aep else phase.kind
+        key = (kind, repr(phase.cost))
+        circuit = self._circuits.get(key)
+        if circuit is not None and circuit.net is net and circuit.beta == phase.beta:
+            self._select(key)
+            return circuit.compiled
         compiled = compile_network(net, kind, self.form, beta=phase.beta if kind != "free" else None,
                                    cost=phase.cost, tolerances=self.tolerances)
-        key = (kind, self.form, repr(phase.cost))
-        old = self._loaded
-        if old is not None and self._key == key and self._same_structure(old, compiled):
-            self._alter_elements(old, compiled)
-        else:
-            self._session.load(write(compiled.netlist))
-            self._values = {el.name: el.value for el in compiled.netlist.elements()}
-        self._loaded, self._key = compiled, key
+        if circuit is not None and _same_structure(circuit.compiled, compiled):
+            self._select(key)
+            sources = {s.name for s in compiled.sources}
+            self._alter([(el.name, el.kind, el.value) for el in compiled.netlist.elements()
+                         if el.kind in _ALTER_VALUE and el.name not in sources
+                         and circuit.values.get(el.name) != el.value], circuit.values)
+            circuit.compiled, circuit.net, circuit.beta = compiled, net, phase.beta
+            return compiled
+        if circuit is not None:
+            self._select(key)
+            self._session.checked("remcirc")
+            self._order.remove(key)
+        self._session.load(write(compiled.netlist))
+        self.loads += 1
+        self._order.append(key)
+        self._current = key
+        self._circuits[key] = _Circuit(compiled, {el.name: el.value for el in compiled.netlist.elements()},
+                                       net, phase.beta)
         return compiled
 
-    @staticmethod
-    def _same_structure(a: Compiled, b: Compiled) -> bool:
-        ea, eb = a.netlist.elements(), b.netlist.elements()
-        return len(ea) == len(eb) and all(
-            x.name == y.name and x.kind == y.kind and x.nodes == y.nodes and
-            (x.kind not in "BD" or x.value == y.value) for x, y in zip(ea, eb))
+    def _select(self, key: tuple) -> None:
+        if self._current != key:
+            self._session.checked(f"setcirc {len(self._order) - self._order.index(key)}")
+            self._current = key
 
-    def _alter_elements(self, old: Compiled, new: Compiled) -> None:
-        changes = [el for el in new.netlist.elements()
-                   if el.kind in _ALTER_VALUE and self._values.get(el.name) != el.value
-                   and not any(s.name == el.name for s in new.sources)]
-        self._alter(changes)
-
-    def _alter(self, elements: list[Element]) -> None:
-        """``alter`` element values, several per command joined with ';'."""
+    def _alter(self, changes: list[tuple[str, str, float]], values: dict[str, float]) -> None:
+        """``alter`` element values of the current circuit, several per command joined with ';'."""
         batch = ""
-        for el in elements:
-            param = _ALTER_VALUE[el.kind]
-            cmd = f"alter {el.name} {param + ' ' if param else ''}= {spice_number(el.value)}"
+        for name, kind, value in changes:
+            param = _ALTER_VALUE[kind]
+            cmd = f"alter {name} {param + ' ' if param else ''}= {spice_number(value)}"
             if len(batch) + len(cmd) + 1 > _MAX_COMMAND:
                 self._session.checked(batch)
                 batch = ""
             batch = f"{batch};{cmd}" if batch else cmd
-            self._values[el.name] = el.value
+            values[name] = value
         if batch:
             self._session.checked(batch)
+        self.alters += len(changes)
 
     # --- solving -------------------------------------------------------------------------
 
@@ -197,21 +222,19 @@ class NgspiceEngine:
         """Solve one phase for each sample; arrays as in :class:`circuitep.engines.base.Engine`.
 
         ``x_init`` is accepted for interface compatibility; ngspice starts each ``op`` from its
-        previous solution, which is the warm start that matters here.
+        previous solution of the same circuit, which is the warm start that matters here.
         """
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
-        if phase.kind == "dyadic" and x0 is None:
-            x0 = np.zeros((u.shape[0], net.n_free))
-        compiled = self.load(net, phase)
-        values = source_values(compiled, u, y, x0 if x0 is not None else np.zeros((u.shape[0], net.n_free)))
-        names = [s.name for s in compiled.sources]
         batch = u.shape[0]
+        compiled = self.load(net, phase)
+        circuit = self._circuits[self._current]
+        values = source_values(compiled, u, y, x0 if x0 is not None else np.zeros((batch, net.n_free)))
+        sources = [(s.name, compiled.netlist.element(s.name).kind) for s in compiled.sources]
         x = np.empty((batch, net.n_free))
         d = np.empty((batch, net.n_free)) if compiled.adjoint_nodes else None
         for b in range(batch):
-            changed = [Element(*self._source_spec(compiled, n), float(values[b, k]))
-                       for k, n in enumerate(names) if self._values.get(n) != values[b, k]]
-            self._alter(changed)
+            self._alter([(name, kind, float(values[b, k])) for k, (name, kind) in enumerate(sources)
+                         if circuit.values.get(name) != values[b, k]], circuit.values)
             self._op(net, phase, b)
             x[b] = [self._session.vector(n)[0] for n in compiled.free_nodes]
             if d is not None:
@@ -221,11 +244,6 @@ class NgspiceEngine:
         self._session.command("destroy all")
         return OperatingPoint(tuple(net.free_nodes), x, np.ones(batch, bool), np.zeros(batch, int), self.name,
                               phase, self.tolerance_dict, adjoint=d)
-
-    @staticmethod
-    def _source_spec(compiled: Compiled, name: str) -> tuple:
-        el = compiled.netlist.element(name)
-        return el.kind, el.name, el.nodes
 
     def _op(self, net: Network, phase: Phase, sample: int) -> None:
         errors = self._session.command("op")
@@ -251,3 +269,11 @@ def available() -> bool:
         return False
     return True
 
+
+
+def _same_structure(a: Compiled, b: Compiled) -> bool:
+    """Same elements, nodes, models and expressions: only alterable values may differ."""
+    ea, eb = a.netlist.elements(), b.netlist.elements()
+    return len(ea) == len(eb) and a.netlist.options == b.netlist.options and all(
+        x.name == y.name and x.kind == y.kind and x.nodes == y.nodes and (x.kind not in "BD" or x.value == y.value)
+        for x, y in zip(ea, eb))
