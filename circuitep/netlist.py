@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 IDENT = re.compile(r"[a-z0-9][a-z0-9_]*")
 #: Behavioural expressions are built by the compiler only from node names, numbers, arithmetic,
 #: the ternary operator and these functions.
-_EXPR_TOKENS = re.compile(r"\s*(?:v\([a-z0-9_]+\)|exp|tanh|min|[0-9.eE+\-]+|[-+*/()?:<>=,]|\s)")
+_EXPR_TOKENS = re.compile(
+    r"[ \t]*(?:v\([a-z0-9_]+\)|exp|tanh|min|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+*/()?:<>=,])")
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,16 @@ ELEMENT_KINDS: dict[str, ElementKind] = {
 
 
 def spice_number(x: float) -> str:
-    """The shortest decimal that round-trips ``x``, in exponent form where shorter; never SI suffixes.
+    """The shortest decimal that round-trips ``x`` (Python's ``repr``); never SI suffixes.
 
     SPICE reads ``M`` as milli, so suffixes are never used. NaN and infinities are refused.
     """
     if isinstance(x, bool) or not isinstance(x, (int, float)) and not hasattr(x, "__float__"):
         raise TypeError(f"a SPICE number must be numeric, got {x!r}")
-    x = float(x)
+    try:
+        x = float(x)
+    except OverflowError as exc:
+        raise ValueError(f"cannot write {x} into a netlist: too large for a double") from exc
     if not math.isfinite(x):
         raise ValueError(f"cannot write {x} into a netlist")
     return repr(x) if x != 0 else "0"

@@ -23,8 +23,10 @@ import numpy as np
 GROUP_NAME = re.compile(r"[a-z][a-z0-9]{0,23}")
 #: Coupling and network names become parts of SPICE element names and titles.
 NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
-#: Names SPICE reserves for the ground node.
-_RESERVED = {"gnd", "ground"}
+#: Names refused even though they are plain identifiers: SPICE's names for ground and ngspice's
+#: control words (they can never reach a netlist as commands, but a reader should not see them).
+_RESERVED = {"gnd", "ground", "shell", "control", "endc", "end", "include", "lib", "param", "options",
+             "option", "model", "subckt", "ends", "alter", "source", "run", "op", "quit", "exit", "set"}
 
 ROLES = ("input", "hidden", "output")
 KINDS = ("resistor", "vccs", "tanh")
@@ -36,7 +38,9 @@ def check_name(path: str, value: object, pattern: re.Pattern = NAME) -> str:
     """Return ``value`` if it is a plain identifier matching ``pattern``, else raise naming ``path``."""
     if not isinstance(value, str):
         raise TypeError(f"{path} must be a string, got {type(value).__name__}")
-    if not pattern.fullmatch(value) or value in _RESERVED:
+    if value in _RESERVED:
+        raise ValueError(f"{path} = {value!r} is reserved (a SPICE ground name or ngspice command word)")
+    if not pattern.fullmatch(value):
         raise ValueError(
             f"{path} = {value!r} is not a plain identifier: use lower-case letters, digits"
             f"{' and underscores' if pattern is NAME else ''}, starting with a letter"

@@ -58,6 +58,12 @@ class _VersionFilter(logging.Filter):
 
 
 @functools.cache
+def shared_session() -> "_Session":
+    """The process's one ngspice session (ngspice keeps global state)."""
+    return _Session()
+
+
+@functools.cache
 def shared_ngspice():
     """The process's ngspice handle (ngspice keeps global state: one instance per process)."""
     if NgSpiceShared is None:
@@ -74,12 +80,33 @@ def shared_ngspice():
 
 
 class _Session:
-    """Commands to the shared ngspice with stderr classified and vectors read as arrays."""
+    """The process's ngspice: commands with stderr classified, vectors read as arrays, and the
+    circuits it holds. ngspice numbers loaded circuits newest first; ``order`` keeps them oldest
+    first as opaque tokens so that every engine in the process can select its own."""
 
     def __init__(self):
         self.ng = shared_ngspice()
         self.lib = self.ng._ngspice_shared  # the cffi library: PySpice's own wrappers raise on info lines
         self.calls = 0
+        self.order: list[object] = []
+        self.current: object | None = None
+
+    def add_circuit(self, token: object, text: str) -> None:
+        """Load a netlist as a new circuit, which becomes the current one."""
+        self.load(text)
+        self.order.append(token)
+        self.current = token
+
+    def select(self, token: object) -> None:
+        if self.current is not token:
+            self.checked(f"setcirc {len(self.order) - self.order.index(token)}")
+            self.current = token
+
+    def remove(self, token: object) -> None:
+        self.select(token)
+        self.checked("remcirc")
+        self.order.remove(token)
+        self.current = None
 
     def command(self, text: str) -> list[str]:
         """Run one command; return stderr lines that are not information. Never raises on them."""
@@ -99,7 +126,8 @@ class _Session:
 
     def load(self, text: str) -> None:
         lines = [line for line in text.splitlines() if line.strip()]
-        self.command("destroy all")
+        if self.order:
+            self.command("destroy all")
         self.ng.clear_output()
         self._circ(lines)
         errors = [line for line in self.ng._stderr if not _INFO.match(line)]
@@ -122,7 +150,7 @@ class _Session:
         return np.frombuffer(ffi.buffer(info.v_realdata, n * 8), dtype=np.float64).copy()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Circuit:
     """A circuit loaded in ngspice: what it was compiled from and the values it holds now."""
 
@@ -152,10 +180,8 @@ class NgspiceEngine:
     def __post_init__(self):
         if self.form not in ("literal", "folded"):
             raise ValueError(f"form {self.form!r} is not literal or folded")
-        self._session = _Session()
+        self._session = shared_session()
         self._circuits: dict[tuple, _Circuit] = {}
-        self._order: list[tuple] = []  # load order; ngspice numbers circuits newest first
-        self._current: tuple | None = None
         self.loads = 0  # circuits loaded from text (for tests and benchmarks)
         self.alters = 0  # element values altered
 
@@ -172,12 +198,12 @@ class NgspiceEngine:
         key = (kind, repr(phase.cost))
         circuit = self._circuits.get(key)
         if circuit is not None and circuit.net is net and circuit.beta == phase.beta:
-            self._select(key)
+            self._session.select(circuit)
             return circuit.compiled
         compiled = compile_network(net, kind, self.form, beta=phase.beta if kind != "free" else None,
                                    cost=phase.cost, tolerances=self.tolerances)
         if circuit is not None and _same_structure(circuit.compiled, compiled):
-            self._select(key)
+            self._session.select(circuit)
             sources = {s.name for s in compiled.sources}
             self._alter([(el.name, el.kind, el.value) for el in compiled.netlist.elements()
                          if el.kind in _ALTER_VALUE and el.name not in sources
@@ -185,21 +211,12 @@ class NgspiceEngine:
             circuit.compiled, circuit.net, circuit.beta = compiled, net, phase.beta
             return compiled
         if circuit is not None:
-            self._select(key)
-            self._session.checked("remcirc")
-            self._order.remove(key)
-        self._session.load(write(compiled.netlist))
+            self._session.remove(circuit)
+        circuit = _Circuit(compiled, {el.name: el.value for el in compiled.netlist.elements()}, net, phase.beta)
+        self._session.add_circuit(circuit, write(compiled.netlist))
+        self._circuits[key] = circuit
         self.loads += 1
-        self._order.append(key)
-        self._current = key
-        self._circuits[key] = _Circuit(compiled, {el.name: el.value for el in compiled.netlist.elements()},
-                                       net, phase.beta)
         return compiled
-
-    def _select(self, key: tuple) -> None:
-        if self._current != key:
-            self._session.checked(f"setcirc {len(self._order) - self._order.index(key)}")
-            self._current = key
 
     def _alter(self, changes: list[tuple[str, str, float]], values: dict[str, float]) -> None:
         """``alter`` element values of the current circuit, several per command joined with ';'."""
@@ -227,7 +244,7 @@ class NgspiceEngine:
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
         batch = u.shape[0]
         compiled = self.load(net, phase)
-        circuit = self._circuits[self._current]
+        circuit = self._session.current
         values = source_values(compiled, u, y, x0 if x0 is not None else np.zeros((batch, net.n_free)))
         sources = [(s.name, compiled.netlist.element(s.name).kind) for s in compiled.sources]
         x = np.empty((batch, net.n_free))

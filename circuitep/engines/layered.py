@@ -1,0 +1,511 @@
+"""Structured engine: the numpy reference Newton, exploiting the layer structure of a network.
+
+Same equations, device models, phases and damped Newton as :class:`~circuitep.engines.numpy_engine.
+NumpyEngine` (DESIGN.md §3), but the Jacobian ``dF/dx`` is never formed as a dense
+``(batch, n_free, n_free)`` array. The free groups, in declaration order, must form a chain: every
+coupling between two free groups joins consecutive ones (couplings from input groups are constant
+drives and may go anywhere). The Jacobian is then block tridiagonal,
+
+    J = [[D_1, U_2,          ],
+         [L_2, D_2, U_3,     ],
+         [     L_3, D_3, ... ]]        D_k = J[k, k], L_k = J[k, k-1], U_k = J[k-1, k]   (S),
+
+and each Newton step ``J dx = -F`` is solved by block elimination (the Thomas algorithm) with the
+Schur complements ``S_1 = D_1``, ``S_k = D_k - L_k S_{k-1}^-1 U_k``. A group's diagonal block
+``D_k`` is diagonal (leak, diode and resistor conductances) unless a coupling joins the group to
+itself or a non-diagonal cost Hessian lands on it; a Schur complement is diagonal when ``U_k`` or
+``L_k`` is zero. For a 784-500-10 network with diode clamps the only dense solve is the 10 x 10
+output Schur complement of each sample; with forward transconductors only and squared error, none
+at all (the free phase is then a forward pass with a per-node Newton for the clamps, and the AEP
+correction of a linear transconductor only adds the transposed block ``U = W^T``).
+
+Phase terms are block structured too: the nudge's cost Hessian adds ``-beta H`` to the output
+block(s), and the AEP correction ``-K = -(A - A^T)``, ``A`` the transconductor part of ``J`` at the
+free state ``x0``, subtracts ``A``'s block ``(dst, src)`` of every transconductor between free
+groups and adds its transpose to block ``(src, dst)`` (DESIGN.md §1-2). For a saturating
+transconductor ``A``'s block is ``W * f'(v_src(x0))[b, None, :]`` for sample ``b``.
+
+Holds no state between calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from circuitep import kcl
+from circuitep.costs import SquaredError
+from circuitep.devices import diode_clamp_current, tanh_transfer
+from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch, is_stable
+from circuitep.spec import Coupling, Network
+
+
+# --------------------------------------------------------------------------------------- structure
+
+
+@dataclass(frozen=True)
+class _Link:
+    """A coupling between two free groups, by their positions ``dst`` and ``src`` in the chain."""
+
+    coupling: Coupling
+    dst: int
+    src: int
+
+
+@dataclass(frozen=True, eq=False)
+class _Chain:
+    """The static structure of a network's free groups, in declaration order.
+
+    ``conductance`` (S, ``(n_free,)``) is what every node sees to ground and to its resistor
+    neighbours: leak, resistors to inputs, and the row or column sums of resistors between free
+    nodes. ``links`` are the couplings between free groups (a coupling of a group to itself makes
+    that group's diagonal block dense); ``outputs`` gives each output group's chain position and its
+    slice in the output vector.
+    """
+
+    slices: tuple[slice, ...]
+    conductance: np.ndarray
+    bias: np.ndarray
+    clamped: np.ndarray
+    v_lo: np.ndarray
+    v_hi: np.ndarray
+    i_sat: float
+    n: float
+    links: tuple[_Link, ...]
+    outputs: tuple[tuple[int, slice], ...]
+
+
+def _not_a_chain(net: Network, what: str) -> ValueError:
+    order = ", ".join(g.name for g in net.free_groups)
+    return ValueError(
+        f"layered engine: network {net.name!r}: {what}, which are not consecutive in the free-group "
+        f"order ({order}). The layered engine needs the free groups, in declaration order, to form a "
+        f"chain (couplings only within a group or between consecutive groups); declare the groups in "
+        f"chain order or use NumpyEngine (engine 'numpy') for general graphs")
+
+
+def chain_structure(net: Network, phase: Phase | None = None) -> _Chain:
+    """Analyse ``net`` for the layered engine; raise ``ValueError`` if it is not a chain.
+
+    With a nudged ``phase`` whose cost Hessian is not diagonal (cross-entropy), several output
+    groups are coupled to each other by the Hessian and must be consecutive too.
+    """
+    groups = net.free_groups
+    fs = net.free_slices()
+    pos = {g.name: k for k, g in enumerate(groups)}
+    slices = tuple(fs[g.name] for g in groups)
+    leak = np.concatenate([g.leak for g in groups])
+    _, g_in = kcl.input_drive(net, np.zeros((1, sum(g.size for g in net.input_groups))))
+    conductance = leak + g_in
+    links = []
+    for c in net.couplings:
+        if c.src not in pos:
+            continue  # input-driven: a constant drive, folded into kcl.input_drive
+        a, b = pos[c.dst], pos[c.src]
+        if abs(a - b) > 1:
+            raise _not_a_chain(net, f"coupling {c.name!r} ({c.kind}) joins groups {c.src!r} and {c.dst!r}")
+        if c.kind == "resistor":
+            conductance[slices[a]] += c.weight.sum(axis=1)
+            conductance[slices[b]] += c.weight.sum(axis=0)
+        links.append(_Link(c, a, b))
+    out_pos, k = [], 0
+    for g in net.output_groups:
+        out_pos.append((pos[g.name], slice(k, k + g.size)))
+        k += g.size
+    if phase is not None and phase.kind == "nudged" and not isinstance(phase.cost, SquaredError):
+        for p, _ in out_pos:
+            for q, _ in out_pos:
+                if abs(p - q) > 1:
+                    raise _not_a_chain(net, f"the {phase.cost.name} cost's Hessian couples output groups "
+                                            f"{groups[p].name!r} and {groups[q].name!r}")
+    clamped = np.concatenate([np.full(g.size, g.clamp is not None) for g in groups])
+    v_lo = np.concatenate([np.full(g.size, g.clamp[0] if g.clamp else 0.0) for g in groups])
+    v_hi = np.concatenate([np.full(g.size, g.clamp[1] if g.clamp else 0.0) for g in groups])
+    bias = np.concatenate([g.bias for g in groups])
+    return _Chain(slices, conductance, bias, clamped, v_lo, v_hi, net.diode.i_sat, net.diode.n,
+                  tuple(links), tuple(out_pos))
+
+
+def _transfer(c: Coupling, vs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """What a transconductor sees of its controlling voltage: ``(f(v), f'(v))``, ``None`` if linear."""
+    if c.kind == "tanh":
+        return tanh_transfer(vs, c.v_sat)
+    return vs, None
+
+
+def _scaled(w: np.ndarray, slope: np.ndarray | None) -> np.ndarray:
+    """A transconductor's Jacobian block ``W * f'(v_src)[b, None, :]``: ``(dst, src)`` or batched."""
+    return w if slope is None else w[None, :, :] * slope[:, None, :]
+
+
+def _matvec(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``m v`` per sample, ``m`` a constant ``(p, q)`` or batched ``(batch, p, q)`` block, ``v`` ``(batch, q)``."""
+    if m.ndim == 2:
+        return v @ m.T
+    return np.einsum("bij,bj->bi", m, v)
+
+
+def _swap(m: np.ndarray) -> np.ndarray:
+    return m.T if m.ndim == 2 else np.swapaxes(m, 1, 2)
+
+
+# ------------------------------------------------------------------------------ block tridiagonal
+
+
+class _Blocks:
+    """A batched block-tridiagonal Jacobian over the chain's groups (S).
+
+    ``diag[k]`` is either the diagonal ``(batch, n_k)`` of a diagonal block or a dense
+    ``(batch, n_k, n_k)`` block; ``off[(a, b)]`` with ``|a - b| = 1`` is block ``J[a, b]``, constant
+    ``(n_a, n_b)`` or batched ``(batch, n_a, n_b)``. Built by one call of the system function and
+    never kept beyond a solve.
+    """
+
+    def __init__(self, slices: tuple[slice, ...], diag: list[np.ndarray], off: dict | None = None):
+        self.slices = slices
+        self.diag = diag
+        self.off = {} if off is None else off
+
+    # --- assembly ---
+
+    def _dense(self, k: int) -> np.ndarray:
+        d = self.diag[k]
+        if d.ndim == 3:
+            return d
+        out = np.zeros(d.shape + (d.shape[1],))
+        idx = np.arange(d.shape[1])
+        out[:, idx, idx] = d
+        return out
+
+    def add(self, a: int, b: int, term: np.ndarray) -> None:
+        """Add a constant or batched matrix to block ``J[a, b]``."""
+        if a == b:
+            self.diag[a] = self._dense(a) + term
+        elif (a, b) in self.off:
+            self.off[a, b] = self.off[a, b] + term
+        else:
+            self.off[a, b] = term
+
+    def add_diagonal(self, a: int, values: np.ndarray) -> None:
+        """Add ``values`` (broadcasting to ``(batch, n_a)``) to the diagonal of block ``J[a, a]``."""
+        d = self.diag[a]
+        if d.ndim == 2:
+            self.diag[a] = d + values
+        else:
+            idx = np.arange(d.shape[1])
+            d = d.copy()
+            d[:, idx, idx] += values
+            self.diag[a] = d
+
+    # --- views ---
+
+    def take(self, sel: np.ndarray) -> "_Blocks":
+        """The same Jacobian for a subset of the samples (index or mask over the batch)."""
+        return _Blocks(self.slices, [d[sel] for d in self.diag],
+                       {k: (m if m.ndim == 2 else m[sel]) for k, m in self.off.items()})
+
+    def update(self, sel: np.ndarray, other: "_Blocks") -> "_Blocks":
+        """A copy whose samples ``sel`` (indices into the batch) are taken from ``other``.
+
+        Both come from the same system function, so their constant blocks are the same matrices.
+        """
+        diag = []
+        for d, o in zip(self.diag, other.diag):
+            d = d.copy()
+            d[sel] = o
+            diag.append(d)
+        off = {}
+        for key, m in self.off.items():
+            o = other.off[key]
+            if m.ndim == 2 and o.ndim == 2:
+                off[key] = m  # a constant block
+            else:
+                full = np.array(np.broadcast_to(m, (self.diag[0].shape[0],) + m.shape[-2:]))
+                full[sel] = o
+                off[key] = full
+        return _Blocks(self.slices, diag, off)
+
+    def transpose(self) -> "_Blocks":
+        """``J^T``: dense diagonal blocks and off-diagonal blocks transposed and swapped."""
+        return _Blocks(self.slices, [d if d.ndim == 2 else np.swapaxes(d, 1, 2) for d in self.diag],
+                       {(b, a): _swap(m) for (a, b), m in self.off.items()})
+
+    def dense(self) -> np.ndarray:
+        """The full ``(batch, n_free, n_free)`` Jacobian (for stability checks and tests)."""
+        batch = self.diag[0].shape[0]
+        n = self.slices[-1].stop
+        jac = np.zeros((batch, n, n))
+        for k, s in enumerate(self.slices):
+            jac[:, s, s] = self._dense(k)
+        for (a, b), m in self.off.items():
+            jac[:, self.slices[a], self.slices[b]] += m
+        return jac
+
+    # --- solve ---
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """``J^-1 rhs`` per sample, ``rhs`` of shape ``(batch, n_free)``, by block elimination.
+
+        Forward sweep: ``S_1 = D_1``, ``r_1 = rhs_1``; ``S_k = D_k - L_k X_k`` and
+        ``r_k = rhs_k - L_k z_{k-1}`` with ``z_k = S_k^-1 r_k`` and ``X_{k+1} = S_k^-1 U_{k+1}``.
+        Back sweep: ``x_m = z_m``, ``x_k = z_k - X_{k+1} x_{k+1}``. Diagonal ``S_k`` are inverted
+        elementwise; dense ones by one batched LU solve per block.
+        """
+        m = len(self.diag)
+        z: list[np.ndarray] = [None] * m
+        x_blocks: list[np.ndarray | None] = [None] * (m + 1)  # X_k = S_{k-1}^-1 U_k
+        for k in range(m):
+            r = rhs[:, self.slices[k]]
+            s = self.diag[k]
+            lower = self.off.get((k, k - 1))
+            if lower is not None and lower.ndim == 2 and not lower.any():
+                lower = None  # e.g. W - W of a linear transconductor under the AEP correction
+            if lower is not None:
+                r = r - _matvec(lower, z[k - 1])
+                if x_blocks[k] is not None:
+                    s = self._dense(k) - np.matmul(lower, x_blocks[k])
+            upper = self.off.get((k, k + 1))
+            if s.ndim == 2:
+                z[k] = r / s
+                if upper is not None:
+                    x_blocks[k + 1] = upper / s[:, :, None]
+            elif upper is None:
+                z[k] = np.linalg.solve(s, r[..., None])[..., 0]
+            else:
+                both = np.concatenate([r[..., None], np.broadcast_to(upper, s.shape[:1] + upper.shape[-2:])],
+                                      axis=2)
+                sol = np.linalg.solve(s, both)
+                z[k], x_blocks[k + 1] = sol[:, :, 0], sol[:, :, 1:]
+        x = np.empty_like(rhs)
+        x[:, self.slices[-1]] = z[-1]
+        for k in range(m - 2, -1, -1):
+            xk = z[k]
+            if x_blocks[k + 1] is not None:
+                xk = xk - np.einsum("bij,bj->bi", x_blocks[k + 1], x[:, self.slices[k + 1]])
+            x[:, self.slices[k]] = xk
+        return x
+
+
+# ----------------------------------------------------------------------------------------- engine
+
+
+@dataclass(frozen=True)
+class LayeredEngine:
+    """Batched damped Newton on the block-tridiagonal Jacobian of a layered network.
+
+    The algorithm of :class:`~circuitep.engines.numpy_engine.NumpyEngine` (``x <- x - t J^-1 F``
+    with backtracking on ``|F|^2``; converged when every step is below ``vtol`` (V) or ``|F|``
+    below ``itol`` (A)), with the Newton step solved by block elimination (module docstring), so
+    its cost grows like ``batch x (number of weights)`` instead of ``batch x n_free^3``. Raises
+    ``ValueError`` for networks whose free groups are not a chain.
+
+    ``check_stability`` forms the dense Jacobian at the solution and computes the eigenvalues of
+    ``C^-1 J`` (costly at MNIST scale: off by default, and ``OperatingPoint.stable`` is then
+    ``None``).
+    """
+
+    vtol: float = 1e-12
+    itol: float = 1e-15
+    max_iter: int = 200
+    check_stability: bool = False
+    name: str = "layered"
+
+    @property
+    def tolerances(self) -> dict:
+        return {"vtol": self.vtol, "itol": self.itol, "max_iter": self.max_iter}
+
+    def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
+        """Solve one phase; arrays as in :class:`circuitep.engines.base.Engine`.
+
+        ``inputs`` (batch, n_inputs) V; ``targets`` (batch, n_outputs) V; ``x0`` and ``x_init``
+        (batch, n_free) V. Returns free-node voltages ``x`` (batch, n_free) and, for a dyadic
+        phase, ``adjoint = beta J(x)^-T dC/dx`` (batch, n_free).
+        """
+        u, y, x0 = check_batch(net, phase, inputs, targets, x0)
+        chain = chain_structure(net, phase)
+        batch = u.shape[0]
+        if x_init is None:
+            start = np.zeros((batch, net.n_free))
+        else:
+            start = np.array(x_init, dtype=float)
+            if start.shape != (batch, net.n_free) or not np.isfinite(start).all():
+                raise ValueError(f"x_init has shape {start.shape}, expected finite ({batch}, {net.n_free})")
+        drive, _ = kcl.input_drive(net, u)
+        drive = drive + chain.bias
+        out = net.output_index()
+
+        if phase.kind == "dyadic":
+            x, it, ok, failed = self._newton(start, lambda rows, x: _kcl(chain, drive[rows], x))
+            self._check(net, phase, ok, failed)
+            blocks = _kcl(chain, drive, x)[1]()
+            g = np.zeros_like(x)
+            g[:, out] = phase.cost.grad(x[:, out], y)
+            d = phase.beta * blocks.transpose().solve(g)
+            return self._result(net, phase, x, ok, it, blocks, adjoint=d)
+
+        aep = []  # per transconductor between free groups: (link, slope of f at x0 or None)
+        if phase.aep:
+            for link in chain.links:
+                c = link.coupling
+                if c.kind != "resistor":
+                    aep.append((link, _transfer(c, x0[:, chain.slices[link.src]])[1]))
+        diagonal_hessian = isinstance(phase.cost, SquaredError)
+
+        def system(rows, x):
+            f, kcl_jacobian = _kcl(chain, drive[rows], x)
+            if phase.kind == "nudged":
+                f[:, out] -= phase.beta * phase.cost.grad(x[:, out], y[rows])
+            terms = []
+            for link, slope0 in aep:  # f -= K (x - x0), K = A - A^T at x0
+                c, sa, sb = link.coupling, chain.slices[link.dst], chain.slices[link.src]
+                s0 = None if slope0 is None else slope0[rows]
+                za, zb = x[:, sa] - x0[rows, sa], x[:, sb] - x0[rows, sb]
+                f[:, sa] -= (zb if s0 is None else zb * s0) @ c.weight.T
+                f[:, sb] += (za @ c.weight) * (1.0 if s0 is None else s0)
+                terms.append((link, s0))
+
+            def jacobian():
+                blocks = kcl_jacobian()
+                if phase.kind == "nudged":
+                    _add_hessian(chain, blocks, phase, x[:, out], y[rows], diagonal_hessian)
+                for link, s0 in terms:
+                    a0 = _scaled(link.coupling.weight, s0)
+                    blocks.add(link.dst, link.src, -a0)
+                    blocks.add(link.src, link.dst, _swap(a0))
+                return blocks
+
+            return f, jacobian
+
+        x, it, ok, failed = self._newton(start, system)
+        self._check(net, phase, ok, failed)
+        blocks = system(np.arange(batch), x)[1]() if self.check_stability else None
+        return self._result(net, phase, x, ok, it, blocks)
+
+    def _newton(self, x, system):
+        """Damped Newton over the samples not yet converged, as in NumpyEngine.
+
+        ``system(rows, x)`` returns ``F`` for those rows and a function building their Jacobian
+        blocks, so that the accepted line-search point is not evaluated twice. Returns
+        ``x, iterations, converged, failed`` (``failed``: the Newton step was not finite, i.e. a
+        singular Jacobian).
+        """
+        batch = x.shape[0]
+        x = x.copy()
+        it = np.zeros(batch, int)
+        done = np.zeros(batch, bool)
+        failed = np.zeros(batch, bool)
+        rows = np.arange(batch)
+        f, jacobian = system(rows, x)
+        blocks = jacobian()
+        for _ in range(self.max_iter):
+            active = ~done[rows] & ~failed[rows]
+            if not active.all():
+                blocks = blocks.take(active)
+                rows = rows[active]
+            if rows.size == 0:
+                break
+            fa = f[rows]
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                step = -blocks.solve(fa)
+            bad = ~np.isfinite(step).all(axis=1)
+            if bad.any():
+                failed[rows[bad]] = True
+                step[bad] = 0.0
+            # Backtracking, as in NumpyEngine: halve t for the samples whose |F|^2 did not decrease
+            # enough, at most 60 evaluations. Samples are independent, so after the full step only
+            # the samples still backtracking are evaluated again.
+            merit = (fa**2).sum(1)
+            t = np.ones(rows.size)
+            ft, jacobian = system(rows, x[rows] + step)
+            back = np.flatnonzero(((ft**2).sum(1) > merit * (1 - 1e-4)) & ~bad)
+            pending = back
+            for _ in range(59):
+                if pending.size == 0:
+                    break
+                t[pending] /= 2
+                fp, _ = system(rows[pending], x[rows[pending]] + t[pending, None] * step[pending])
+                pending = pending[(fp**2).sum(1) > merit[pending] * (1 - 1e-4 * t[pending])]
+            t[pending] /= 2  # the line search gave up: NumpyEngine halves once more
+            x[rows] += t[:, None] * step
+            it[rows] += 1
+            f[rows], blocks = ft, jacobian()
+            if back.size:  # F and J where the backtracking samples ended up
+                fb, jacobian_b = system(rows[back], x[rows[back]])
+                f[rows[back]] = fb
+                blocks = blocks.update(back, jacobian_b())
+            small = (np.abs(step).max(1) <= self.vtol) | (np.abs(f[rows]).max(1) <= self.itol)
+            done[rows[small & ~bad]] = True
+        return x, it, done, failed
+
+    def _check(self, net, phase, ok, failed):
+        if ok.all():
+            return
+        bad = np.flatnonzero(~ok)
+        why = (f"; the Jacobian was singular for sample(s) {np.flatnonzero(failed)[:10].tolist()}"
+               if failed.any() else "")
+        raise ConvergenceError(
+            f"layered engine: network {net.name!r}, phase {phase.label}: Newton did not converge for "
+            f"sample(s) {bad[:10].tolist()} within {self.max_iter} iterations{why}; check for "
+            f"negative conductances or a circuit with no DC path to ground")
+
+    def _result(self, net, phase, x, ok, it, blocks, adjoint=None):
+        stable = is_stable(net, blocks.dense()) if self.check_stability else None
+        return OperatingPoint(tuple(net.free_nodes), x, ok, it, self.name, phase, self.tolerances,
+                              adjoint=adjoint, stable=stable)
+
+
+def _kcl(chain: _Chain, drive: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, Callable[[], _Blocks]]:
+    """KCL residual ``F(x)`` (A, ``(batch, n_free)``) and a function building its block Jacobian (S).
+
+    ``drive`` (A, ``(batch, n_free)``) is the constant current into each node from the inputs
+    (``kcl.input_drive``) plus the bias currents. Same equations as :func:`circuitep.kcl.residual`.
+    """
+    f = drive - chain.conductance * x
+    g_d = None
+    cl = chain.clamped
+    if cl.any():
+        i_d, g_d = diode_clamp_current(x[:, cl], chain.v_lo[cl], chain.v_hi[cl], chain.i_sat, chain.n)
+        f[:, cl] += i_d
+    slopes = []
+    for link in chain.links:
+        c, sa, sb = link.coupling, chain.slices[link.dst], chain.slices[link.src]
+        if c.kind == "resistor":
+            f[:, sa] += x[:, sb] @ c.weight.T
+            f[:, sb] += x[:, sa] @ c.weight
+            slopes.append(None)
+        else:
+            fv, slope = _transfer(c, x[:, sb])
+            f[:, sa] += fv @ c.weight.T
+            slopes.append(slope)
+
+    def jacobian() -> _Blocks:
+        diag = np.broadcast_to(-chain.conductance, x.shape).copy()
+        if g_d is not None:
+            diag[:, cl] += g_d
+        blocks = _Blocks(chain.slices, [diag[:, s] for s in chain.slices])
+        for link, slope in zip(chain.links, slopes):
+            w = link.coupling.weight
+            if link.coupling.kind == "resistor":
+                blocks.add(link.dst, link.src, w)
+                blocks.add(link.src, link.dst, w.T)
+            else:
+                blocks.add(link.dst, link.src, _scaled(w, slope))
+        return blocks
+
+    return f, jacobian
+
+
+def _add_hessian(chain: _Chain, blocks: _Blocks, phase: Phase, x_out: np.ndarray, y: np.ndarray,
+                 diagonal: bool) -> None:
+    """Add the nudge's ``-beta d^2C/dx_out^2`` to the output blocks (``diagonal``: only its diagonal)."""
+    h = phase.cost.hessian(x_out, y)
+    if diagonal:
+        hd = np.diagonal(h, axis1=1, axis2=2)
+        for p, sp in chain.outputs:
+            blocks.add_diagonal(p, -phase.beta * hd[:, sp])
+        return
+    for p, sp in chain.outputs:
+        for q, sq in chain.outputs:
+            blocks.add(p, q, -phase.beta * h[:, sp, sq])

@@ -1,0 +1,108 @@
+"""A training run on disk: configuration, checkpoints, metrics, the trained circuit, figures.
+
+Layout of ``out/``: ``config.json``, ``spec.toml`` (the initial network), ``checkpoint.npz``
+(written atomically after every epoch), ``metrics.json`` and ``metrics.csv`` (one record per
+epoch), ``trained.toml`` and ``trained.cir`` (the trained circuit, literal free-phase netlist),
+``learning_curves.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from circuitep import plots
+from circuitep.compiler import compile_network
+from circuitep.datasets import Dataset
+from circuitep.engines.base import Engine
+from circuitep.specio import load_spec, save_spec, spec_to_toml
+from circuitep.spec import Network
+from circuitep.train import (TrainConfig, Trainer, TrainState, config_from_json, config_to_json, init_state,
+                             load_checkpoint, save_checkpoint)
+
+
+class RunError(ValueError):
+    """A run directory that cannot be started or resumed as asked."""
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_metrics(out: Path, records: list[dict]) -> None:
+    _atomic_text(out / "metrics.json", json.dumps(records, indent=2) + "\n")
+    if records:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+        _atomic_text(out / "metrics.csv", buf.getvalue())
+
+
+def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, out: str | Path, *,
+              resume: bool = False, exact_engine: Engine | None = None, progress: bool = True,
+              stop_after: int | None = None) -> dict:
+    """Train and write everything to ``out``; returns a summary dict.
+
+    With ``resume`` the run continues from ``out/checkpoint.npz`` with the saved configuration and
+    spec (which must match the ones given). ``stop_after`` ends the call after that many epochs
+    of this call (to simulate an interruption in tests).
+    """
+    out = Path(out)
+    ckpt = out / "checkpoint.npz"
+    if resume:
+        if not ckpt.exists():
+            raise RunError(f"nothing to resume: {ckpt} does not exist")
+        saved = config_from_json((out / "config.json").read_text())
+        if saved != config:
+            raise RunError(f"{out}/config.json differs from the configuration given; resume with the same options "
+                           f"(saved: {saved})")
+        saved_net = load_spec(out / "spec.toml")
+        if spec_to_toml(saved_net) != spec_to_toml(net):
+            raise RunError(f"{out}/spec.toml differs from the spec given; resume with the same spec")
+        state = load_checkpoint(ckpt)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        if ckpt.exists():
+            raise RunError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        _atomic_text(out / "config.json", config_to_json(config) + "\n")
+        save_spec(net, out / "spec.toml")
+        state = init_state(net, config)
+    trainer = Trainer(net, data, engine, config, exact_engine=exact_engine)
+    records = list(state.records)
+    done_now = 0
+    epochs = tqdm(total=config.epochs, initial=state.epoch, desc="epochs", unit="epoch", disable=not progress,
+                  leave=False)
+    while state.epoch < config.epochs and (stop_after is None or done_now < stop_after):
+        start = time.perf_counter()
+        with tqdm(total=len(trainer.u_train), desc=f"epoch {state.epoch + 1}", unit="sample",
+                  disable=not progress, leave=False) as bar:
+            state = trainer.run_epoch(state, bar)
+        record = trainer.evaluate(state, state.epoch, time.perf_counter() - start)
+        records.append(record)
+        state = TrainState(state.params, state.velocity, state.epoch, tuple(records))
+        save_checkpoint(ckpt, state)
+        write_metrics(out, records)
+        epochs.update(1)
+        epochs.set_postfix(test=f"{record['test_accuracy']:.3f}", cos=f"{record['grad_cosine']:.5f}")
+        done_now += 1
+    epochs.close()
+    trained = trainer.network(state)
+    save_spec(trained, out / "trained.toml")
+    _atomic_text(out / "trained.cir", compile_network(trained, "free", "literal",
+                                                      inputs=trainer.u_test[0]).text)
+    if records:
+        plots.learning_curves(records, out / "learning_curves.png",
+                              f"{net.name} on {data.name}: {config.algorithm} with {engine.name}")
+    final = records[-1] if records else {}
+    return {"out": str(out), "epochs": state.epoch, "complete": state.epoch >= config.epochs,
+            "test_accuracy": final.get("test_accuracy"), "train_accuracy": final.get("train_accuracy"),
+            "grad_cosine": final.get("grad_cosine"), "failures": trainer.failures, "engine": engine.name,
+            "algorithm": config.algorithm, "params": state.params}

@@ -1,0 +1,278 @@
+"""Train a circuit end to end: mini-batches, a gradient estimator, SGD, conductance constraints.
+
+Engine-agnostic: the same loop drives the numpy engine and ngspice (where new element values are
+``alter``-ed into the loaded circuits). Parameters are updated in units of the network's natural
+scale (DESIGN.md §1): a conductance or transconductance ``theta`` (S) is stepped as
+``theta -= lr * sigma^2 * dC/dtheta`` with ``sigma`` the median leak conductance, a bias current
+with ``sigma`` = leak x 1 V, so the learning rate is dimensionless whatever the circuit's units.
+
+Everything a run needs to continue is in its checkpoint (parameters, momentum, epoch, metrics);
+the sample order of epoch ``e`` comes from ``seed`` and ``e`` alone, so a resumed run reproduces
+an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from circuitep.costs import make_cost
+from circuitep.datasets import Dataset, inputs_to_voltages, labels_to_targets
+from circuitep.engines.base import ConvergenceError, Engine, Phase
+from circuitep.estimators import compare, estimate
+from circuitep.spec import Network
+
+ALGORITHMS = ("aep", "ep", "vf", "dyadic", "bp")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of a run (all plain data, saved as ``config.json``).
+
+    ``lr``: dimensionless learning rate (see module docstring); ``lr_groups`` overrides it per
+    parameter group (``{"fwd1": 0.05}``). ``beta_rel``: the nudge beta in units of the natural
+    scale (beta = beta_rel x median leak, S). ``train_leak``: also learn leak
+    conductances. ``g_bounds``: resistor conductances kept in ``[g_min, g_max]`` (S, relative to
+    the natural scale); ``w_max``: transconductances kept within ``+-w_max`` (relative);
+    ``levels``: quantise conductances to this many levels within their bounds (None: analog).
+    ``on_failure``: what a non-converging sample does, ``skip`` (counted) or ``stop``.
+    """
+
+    algorithm: str = "aep"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 0.05
+    lr_groups: dict = field(default_factory=dict)
+    momentum: float = 0.9
+    beta_rel: float = 1e-2
+    centered: bool = True
+    cost: str = "mse"
+    tau: float = 0.1
+    train_leak: bool = False
+    g_bounds: tuple[float, float] = (0.0, 10.0)
+    w_max: float = 10.0
+    levels: int | None = None
+    seed: int = 0
+    probe_size: int = 32
+    v_on: float = 0.5
+    v_off: float = 0.0
+    on_failure: str = "skip"
+
+    def __post_init__(self):
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
+        for key in ("lr", "beta_rel", "tau"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v <= 0:
+                raise ValueError(f"{key} = {v!r} must be a positive finite number")
+        for key, v in self.lr_groups.items():
+            if not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+                raise ValueError(f"lr_groups[{key!r}] = {v!r} must be a non-negative finite number")
+        for key in ("epochs", "batch_size", "probe_size"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "epochs" else 1):
+                raise ValueError(f"{key} = {v!r} must be a positive integer")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum = {self.momentum!r} must be in [0, 1)")
+        if self.on_failure not in ("skip", "stop"):
+            raise ValueError(f"on_failure = {self.on_failure!r} must be 'skip' or 'stop'")
+        if self.levels is not None and (not isinstance(self.levels, int) or self.levels < 2):
+            raise ValueError(f"levels = {self.levels!r} must be an integer >= 2 or None")
+        lo, hi = self.g_bounds
+        if not 0 <= lo < hi:
+            raise ValueError(f"g_bounds = {self.g_bounds!r} needs 0 <= g_min < g_max")
+        if not self.w_max > 0:
+            raise ValueError(f"w_max = {self.w_max!r} must be positive")
+        make_cost(self.cost, self.tau)
+
+
+def natural_scale(net: Network) -> float:
+    """The network's conductance scale ``sigma`` (S): its median leak conductance."""
+    leaks = np.concatenate([g.leak for g in net.free_groups])
+    return float(np.median(leaks)) if np.any(leaks > 0) else 1e-4
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Everything a run needs to continue: parameters, momentum buffers, epochs done, metrics."""
+
+    params: dict[str, np.ndarray]
+    velocity: dict[str, np.ndarray]
+    epoch: int
+    records: tuple[dict, ...] = ()
+
+
+def trainable(net: Network, config: TrainConfig) -> list[str]:
+    return [k for k in net.params() if config.train_leak or not k.endswith(".leak")]
+
+
+def init_state(net: Network, config: TrainConfig) -> TrainState:
+    params = {k: np.array(v) for k, v in net.params().items()}
+    return TrainState(params, {k: np.zeros_like(params[k]) for k in trainable(net, config)}, 0)
+
+
+def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig) -> dict[str, np.ndarray]:
+    """Keep every parameter physical: resistor conductances within bounds, transconductances within
+    ``+-w_max``, leaks non-negative; optional quantisation to ``levels`` values."""
+    sigma = natural_scale(net)
+    out = dict(params)
+    for c in net.couplings:
+        if c.name not in out:
+            continue
+        lo, hi = ((config.g_bounds[0] * sigma, config.g_bounds[1] * sigma) if c.kind == "resistor"
+                  else (-config.w_max * sigma, config.w_max * sigma))
+        w = np.clip(out[c.name], lo, hi)
+        if config.levels:
+            step = (hi - lo) / (config.levels - 1)
+            w = lo + np.round((w - lo) / step) * step
+        out[c.name] = np.where(c.mask, w, 0.0)
+    for g in net.free_groups:
+        key = f"{g.name}.leak"
+        if key in out:
+            out[key] = np.maximum(out[key], 0.0)
+    return out
+
+
+def sgd_step(net: Network, state: TrainState, grads: dict[str, np.ndarray], config: TrainConfig) -> TrainState:
+    """One momentum-SGD step in natural units, then :func:`constrain`; returns a new state."""
+    sigma = natural_scale(net)
+    params, velocity = dict(state.params), dict(state.velocity)
+    for key in velocity:
+        # (trans)conductances scale with sigma (S), bias currents with sigma x 1 V (A): both sigma^2
+        lr = config.lr_groups.get(key, config.lr)
+        velocity[key] = config.momentum * velocity[key] - lr * sigma**2 * grads[key]
+        params[key] = params[key] + velocity[key]
+    return TrainState(constrain(net, params, config), velocity, state.epoch, state.records)
+
+
+def encode(data_x: np.ndarray, data_y: np.ndarray, n_classes: int, config: TrainConfig):
+    """Features to input voltages (0..1 V) and labels to one-hot target voltages (v_off / v_on)."""
+    return inputs_to_voltages(data_x), labels_to_targets(data_y, n_classes, config.v_off, config.v_on)
+
+
+def check_compatible(net: Network, data: Dataset) -> None:
+    if net.n_inputs != data.x_train.shape[1]:
+        raise ValueError(f"network {net.name!r} has {net.n_inputs} inputs but data set {data.name!r} has "
+                         f"{data.x_train.shape[1]} features")
+    if net.n_outputs != data.n_classes:
+        raise ValueError(f"network {net.name!r} has {net.n_outputs} outputs but data set {data.name!r} has "
+                         f"{data.n_classes} classes")
+
+
+class Trainer:
+    """Runs epochs of one configuration on one engine. Holds no state of its own between calls
+    beyond the references it was built with: the training state is passed in and returned."""
+
+    def __init__(self, net: Network, data: Dataset, engine: Engine, config: TrainConfig, *,
+                 exact_engine: Engine | None = None, progress: bool = False):
+        check_compatible(net, data)
+        self.net, self.data, self.engine, self.config = net, data, engine, config
+        self.exact_engine = exact_engine or engine
+        self.cost = make_cost(config.cost, config.tau)
+        self.beta = config.beta_rel * natural_scale(net)
+        self.progress = progress
+        self.u_train, self.y_train = encode(data.x_train, data.y_train, data.n_classes, config)
+        self.u_test, self.y_test = encode(data.x_test, data.y_test, data.n_classes, config)
+        probe = np.random.default_rng(config.seed + 7).choice(len(self.u_train),
+                                                               min(config.probe_size, len(self.u_train)), replace=False)
+        self.probe = np.sort(probe)
+        self.failures = 0
+
+    def network(self, state: TrainState) -> Network:
+        return self.net.with_params(state.params)
+
+    def gradient(self, net: Network, u: np.ndarray, y: np.ndarray, algorithm: str | None = None):
+        """Batch-mean gradient of the configured algorithm (``bp``: the exact adjoint gradient)."""
+        algorithm = algorithm or self.config.algorithm
+        name = "exact" if algorithm == "bp" else algorithm
+        beta = self.beta * (1e3 if name == "dyadic" else 1.0)
+        return estimate(name, net, self.engine, u, y, beta=beta, cost=self.cost, centered=self.config.centered)
+
+    def _batch_gradient(self, net, idx):
+        u, y = self.u_train[idx], self.y_train[idx]
+        try:
+            return self.gradient(net, u, y).grads, len(idx)
+        except ConvergenceError as exc:
+            if self.config.on_failure == "stop":
+                raise ConvergenceError(f"training stopped in the batch of samples {idx.tolist()[:8]}...: {exc}") from exc
+        grads, n = None, 0
+        for i in idx:  # find the failing samples, skip and count them
+            try:
+                g = self.gradient(net, self.u_train[[i]], self.y_train[[i]]).grads
+            except ConvergenceError:
+                self.failures += 1
+                continue
+            grads = g if grads is None else {k: grads[k] + g[k] for k in g}
+            n += 1
+        return (None, 0) if grads is None else ({k: v / n for k, v in grads.items()}, n)
+
+    def accuracy(self, net: Network, u: np.ndarray, labels: np.ndarray, chunk: int = 500) -> tuple[float, float]:
+        """Fraction of correct argmax predictions and the mean cost on a set."""
+        correct, cost = 0, 0.0
+        out = net.output_index()
+        y = labels_to_targets(labels, self.data.n_classes, self.config.v_off, self.config.v_on)
+        for k in range(0, len(u), chunk):
+            x = self.engine.solve(net, Phase(), u[k:k + chunk]).x[:, out]
+            correct += int((x.argmax(1) == labels[k:k + chunk]).sum())
+            cost += float(self.cost.value(x, y[k:k + chunk]).sum())
+        return correct / len(u), cost / len(u)
+
+    def gradient_cosine(self, net: Network) -> float:
+        """Cosine between the algorithm's gradient and the exact one on the fixed probe batch."""
+        u, y = self.u_train[self.probe], self.y_train[self.probe]
+        est = self.gradient(net, u, y)
+        exact = estimate("exact", net, self.exact_engine, u, y, beta=self.beta, cost=self.cost)
+        return compare(est.grads, exact.grads)["cosine"]
+
+    def evaluate(self, state: TrainState, epoch: int, seconds: float) -> dict:
+        net = self.network(state)
+        train_acc, train_cost = self.accuracy(net, self.u_train, self.data.y_train)
+        test_acc, test_cost = self.accuracy(net, self.u_test, self.data.y_test)
+        return {"epoch": epoch, "train_accuracy": train_acc, "test_accuracy": test_acc, "cost": train_cost,
+                "test_cost": test_cost, "grad_cosine": self.gradient_cosine(net), "failures": self.failures,
+                "seconds": seconds}
+
+    def run_epoch(self, state: TrainState, bar=None) -> TrainState:
+        """One pass over the training set in the order fixed by (seed, epoch)."""
+        order = np.random.default_rng([self.config.seed, state.epoch]).permutation(len(self.u_train))
+        for k in range(0, len(order), self.config.batch_size):
+            idx = order[k:k + self.config.batch_size]
+            net = self.network(state)
+            grads, n = self._batch_gradient(net, idx)
+            if grads is not None:
+                state = sgd_step(net, state, grads, self.config)
+            if bar is not None:
+                bar.update(len(idx))
+        return TrainState(state.params, state.velocity, state.epoch + 1, state.records)
+
+
+def config_to_json(config: TrainConfig) -> str:
+    return json.dumps(asdict(config), indent=2)
+
+
+def config_from_json(text: str) -> TrainConfig:
+    data = json.loads(text)
+    data["g_bounds"] = tuple(data["g_bounds"])
+    return TrainConfig(**data)
+
+
+def save_checkpoint(path: str | Path, state: TrainState) -> None:
+    """Write the state atomically: a crash at any moment leaves the previous checkpoint intact."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    arrays = {f"param/{k}": v for k, v in state.params.items()}
+    arrays |= {f"velocity/{k}": v for k, v in state.velocity.items()}
+    arrays["epoch"] = np.array(state.epoch)
+    arrays["records"] = np.array(json.dumps(list(state.records)))
+    np.savez(tmp, **arrays)
+    Path(tmp).replace(path)
+
+
+def load_checkpoint(path: str | Path) -> TrainState:
+    with np.load(path) as data:
+        params = {k[6:]: data[k] for k in data.files if k.startswith("param/")}
+        velocity = {k[9:]: data[k] for k in data.files if k.startswith("velocity/")}
+        return TrainState(params, velocity, int(data["epoch"]), tuple(json.loads(str(data["records"]))))

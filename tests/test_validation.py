@@ -1,0 +1,337 @@
+"""Bad input is refused at construction, with a message that names the field (STYLE.md item 8),
+and numbers reach netlists only through ``spice_number`` (STYLE.md item 7)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from circuitep import builders
+from circuitep.compiler import compile_network
+from circuitep.engines.base import Phase
+from circuitep.engines.numpy_engine import NumpyEngine
+from circuitep.netlist import Element, spice_number
+from circuitep.spec import Coupling, Network, NodeGroup, Sample
+
+IN = NodeGroup("in", "input", 2)
+OUT = NodeGroup("out", "output", 1)
+
+
+def vccs(name="c", src="in", dst="out", weight=((1e-4, 1e-4),), kind="vccs"):
+    return Coupling(name, kind, src, dst, np.array(weight, dtype=float))
+
+
+# --------------------------------------------------------------------------------- couplings
+
+
+def test_negative_conductance_refused():
+    with pytest.raises(ValueError, match=re.escape("couplings['c'].weight[0, 1] = -0.0001 is negative")):
+        vccs(kind="resistor", weight=((1e-4, -1e-4),))
+
+
+def test_negative_transconductance_allowed():
+    assert vccs(weight=((1e-4, -1e-4),)).weight[0, 1] == -1e-4
+
+
+@pytest.mark.parametrize("bad, text", [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")])
+@pytest.mark.parametrize("kind", ["resistor", "vccs", "tanh"])
+def test_non_finite_weights_refused(kind, bad, text):
+    with pytest.raises(ValueError, match=re.escape(f"couplings['c'].weight[0, 1] = {text} is not finite")):
+        vccs(kind=kind, weight=((1e-4, bad),))
+
+
+def test_non_finite_node_parameters_refused():
+    with pytest.raises(ValueError, match=re.escape("groups['h'].leak[1] = nan is not finite")):
+        NodeGroup("h", "hidden", 2, leak=[1e-4, np.nan])
+    with pytest.raises(ValueError, match=re.escape("groups['h'].bias[0] = inf is not finite")):
+        NodeGroup("h", "hidden", 2, bias=[np.inf, 0.0])
+    with pytest.raises(ValueError, match=re.escape("groups['h'].leak[0] = -1.0 is negative")):
+        NodeGroup("h", "hidden", 1, leak=-1.0)
+
+
+def test_weight_not_a_matrix_refused():
+    with pytest.raises(ValueError, match=re.escape("couplings['c'].weight must be a 2-D matrix")):
+        vccs(weight=(1e-4, 1e-4))
+
+
+def test_weight_shape_mismatch_refused():
+    with pytest.raises(ValueError, match=re.escape(
+            "couplings['c'].weight has shape (2, 1), expected (1, 2) = (out.size, in.size)")):
+        Network("n", (IN, OUT), (vccs(weight=((1e-4,), (1e-4,))),))
+
+
+@pytest.mark.parametrize("end", ["src", "dst"])
+def test_unknown_group_in_coupling_refused(end):
+    kwargs = {"src": "in", "dst": "out", end: "nope"}
+    with pytest.raises(ValueError, match=re.escape(f"couplings['c'].{end} = 'nope' is not a group")):
+        Network("n", (IN, OUT), (vccs(**kwargs),))
+
+
+def test_coupling_driving_an_input_refused():
+    with pytest.raises(ValueError, match=re.escape("couplings['c'].dst = 'in' is an input group")):
+        Network("n", (IN, OUT), (vccs(src="out", dst="in", weight=((1e-4,), (1e-4,))),))
+
+
+# ------------------------------------------------------------------------------------- names
+
+INJECTIONS = [
+    "h\n",  # trailing newline (re.match with $ would let this through)
+    "h1\n.control",
+    "h1\r\n.control",
+    ".control",
+    "h.control",
+    "shell rm",
+    "h 1",
+    "h\t1",
+    "h;1",
+    "H1",
+    "Hidden",
+    "gnd",
+    "ground",
+    "",
+    "1h",
+    "h_1",  # underscores are reserved for the compiler's helper nodes
+    "h" * 25,
+]
+
+
+@pytest.mark.parametrize("bad", INJECTIONS, ids=repr)
+def test_bad_group_names_refused(bad):
+    with pytest.raises(ValueError, match=re.escape(f"groups[{bad!r}].name = {bad!r}")):
+        NodeGroup(bad, "hidden", 1)
+
+
+@pytest.mark.parametrize("bad", [b for b in INJECTIONS if b not in ("h_1", "h" * 25)], ids=repr)
+def test_bad_coupling_and_network_names_refused(bad):
+    with pytest.raises(ValueError, match=re.escape(f"couplings[{bad!r}].name = {bad!r}")):
+        vccs(name=bad)
+    with pytest.raises(ValueError, match=re.escape(f"name = {bad!r}")):
+        Network(bad, (IN, OUT))
+
+
+@pytest.mark.parametrize("end", ["src", "dst"])
+def test_bad_group_reference_in_coupling_refused(end):
+    with pytest.raises(ValueError, match=re.escape(f"couplings['c'].{end} = 'x\\n.control'")):
+        vccs(**{end: "x\n.control"})
+
+
+def test_non_string_names_are_type_errors():
+    with pytest.raises(TypeError, match=r"groups\[\?\]\.name must be a string"):
+        NodeGroup(3, "hidden", 1)
+    with pytest.raises(TypeError, match=r"couplings\[\?\]\.name must be a string"):
+        Coupling(None, "vccs", "in", "out", [[1.0]])
+
+
+@pytest.mark.parametrize("word", ["shell", "control", "endc", "gnd", "include"])
+def test_spice_command_words_refused_as_names(word):
+    """ngspice command words and ground's names are refused even though they are identifiers."""
+    with pytest.raises(ValueError, match=re.escape(f"groups['{word}'].name = '{word}' is reserved")):
+        NodeGroup(word, "input", 1)
+    with pytest.raises(ValueError, match="is reserved"):
+        Coupling(word, "resistor", "a", "b", [[1e-4]])
+
+
+def test_multi_line_description_refused():
+    with pytest.raises(ValueError, match="description must be a single line"):
+        Network("n", (IN, OUT), description="fine\n.control")
+
+
+# ---------------------------------------------------------------------------- network structure
+
+
+def test_duplicate_group_names_refused():
+    with pytest.raises(ValueError, match=re.escape("groups: duplicate group name(s) ['out']")):
+        Network("n", (IN, OUT, NodeGroup("out", "hidden", 3)))
+
+
+def test_duplicate_coupling_names_refused():
+    with pytest.raises(ValueError, match=re.escape("couplings: duplicate coupling name(s) ['c']")):
+        Network("n", (IN, OUT), (vccs(), vccs(kind="resistor")))
+
+
+def test_inverted_group_size_mismatch_refused():
+    with pytest.raises(ValueError, match=re.escape("groups['inn'].size = 3 differs from the size of 'in' (2)")):
+        Network("n", (IN, NodeGroup("inn", "input", 3, invert="in"), OUT))
+
+
+def test_inverting_a_missing_group_refused():
+    with pytest.raises(ValueError, match=re.escape("groups['inn'].invert = 'nope' is not a primary input group")):
+        Network("n", (IN, NodeGroup("inn", "input", 2, invert="nope"), OUT))
+
+
+def test_invert_on_a_free_group_refused():
+    with pytest.raises(ValueError, match=re.escape("groups['h'].invert is only meaningful for input groups")):
+        NodeGroup("h", "hidden", 2, invert="in")
+
+
+def test_clamp_order_checked():
+    with pytest.raises(ValueError, match=re.escape("groups['h'].clamp = (0.5, -0.5) needs v_lo < v_hi")):
+        NodeGroup("h", "hidden", 1, clamp=(0.5, -0.5))
+
+
+@pytest.mark.parametrize("size", [0, -1, 1.5, True])
+def test_group_size_checked(size):
+    with pytest.raises(ValueError, match=re.escape(f"groups['h'].size = {size!r} must be a positive integer")):
+        NodeGroup("h", "hidden", size)
+
+
+def test_sample_with_wrong_length_refused():
+    with pytest.raises(ValueError, match=re.escape("sample.inputs has shape (3,), expected (2,)")):
+        Network("n", (IN, OUT), sample=Sample(np.zeros(3)))
+    with pytest.raises(ValueError, match=re.escape("sample.targets has shape (2,), expected (1,)")):
+        Network("n", (IN, OUT), sample=Sample(np.zeros(2), np.zeros(2)))
+    with pytest.raises(ValueError, match=re.escape("sample.inputs[1] = nan is not finite")):
+        Network("n", (IN, OUT), sample=Sample(np.array([0.0, np.nan])))
+
+
+# -------------------------------------------------------------------------------------- phases
+
+
+@pytest.mark.parametrize("kind", ["nudged", "dyadic"])
+def test_phase_needs_non_zero_beta(kind):
+    with pytest.raises(ValueError, match=f"a {kind} phase needs a non-zero beta"):
+        Phase(kind, 0.0)
+
+
+def test_phase_checks():
+    with pytest.raises(ValueError, match="beta = nan is not finite"):
+        Phase("nudged", float("nan"))
+    with pytest.raises(ValueError, match="a free phase has no nudge"):
+        Phase("free", 1e-6)
+    with pytest.raises(ValueError, match="the AEP correction belongs to a nudged phase"):
+        Phase("dyadic", 1e-6, aep=True)
+    with pytest.raises(ValueError, match="phase kind 'relaxed' is not one of"):
+        Phase("relaxed")
+
+
+# ------------------------------------------------------------------------------------- engines
+
+
+def engine_params():
+    return [pytest.param("numpy", id="numpy"),
+            pytest.param("literal", id="ngspice-literal", marks=pytest.mark.ngspice),
+            pytest.param("folded", id="ngspice-folded", marks=pytest.mark.ngspice)]
+
+
+@pytest.fixture
+def engine(request):
+    if request.param == "numpy":
+        return NumpyEngine()
+    return request.getfixturevalue("ngspice_engine_factory")(request.param)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return builders.random_network("nonreciprocal", seed=0)  # 4 inputs, 5 + 3 free nodes
+
+
+@pytest.mark.parametrize("engine", engine_params(), indirect=True)
+@pytest.mark.parametrize("shape", [(4,), (2, 3), (2, 5), (1, 2, 4)])
+def test_engine_refuses_inputs_of_wrong_shape(engine, net, shape):
+    with pytest.raises(ValueError, match=re.escape(f"inputs have shape {shape}, expected (batch, 4)")):
+        engine.solve(net, Phase(), np.zeros(shape))
+
+
+@pytest.mark.parametrize("engine", engine_params(), indirect=True)
+def test_engine_refuses_bad_batches(engine, net):
+    u = np.zeros((2, 4))
+    with pytest.raises(ValueError, match="inputs contain NaN or infinite values"):
+        engine.solve(net, Phase(), np.array([[0.0, np.nan, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match=re.escape("the nudged phase needs targets of shape (2, 3)")):
+        engine.solve(net, Phase("nudged", 1e-6), u)
+    with pytest.raises(ValueError, match=re.escape("targets have shape (2, 2), expected finite (2, 3)")):
+        engine.solve(net, Phase("nudged", 1e-6), u, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="the AEP correction needs the free state x0"):
+        engine.solve(net, Phase("nudged", 1e-6, aep=True), u, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=re.escape("x0 has shape (2, 7), expected finite (2, 8)")):
+        engine.solve(net, Phase("nudged", 1e-6, aep=True), u, np.zeros((2, 3)), x0=np.zeros((2, 7)))
+
+
+# ------------------------------------------------------------------------------------ netlists
+
+
+@pytest.mark.parametrize("node", ["a b", "a\n", "a\nb", "a\r", "A", "", "a;b", "a.b", "v(a)", "a=1"], ids=repr)
+def test_element_node_names_checked(node):
+    with pytest.raises(ValueError, match=re.escape(f"r1.nodes[1] = {node!r} is not a valid SPICE identifier")):
+        Element("R", "r1", ("n1", node), 1e3)
+
+
+@pytest.mark.parametrize("name", ["r 1", "r1\n", "r1\n.control", "R1", ".r1", "r1;x"], ids=repr)
+def test_element_names_checked(name):
+    with pytest.raises(ValueError, match=re.escape(f"element name = {name!r} is not a valid SPICE identifier")):
+        Element("R", name, ("n1", "0"), 1e3)
+
+
+def test_element_must_start_with_its_letter_and_have_its_terminals():
+    with pytest.raises(ValueError, match=re.escape("element 'g1' must start with its letter 'R'")):
+        Element("R", "g1", ("n1", "0"), 1e3)
+    with pytest.raises(ValueError, match=re.escape("element 'g1' has 2 nodes, a G has 4")):
+        Element("G", "g1", ("n1", "0"), 1e-3)
+    with pytest.raises(ValueError, match=re.escape("element kind 'X' is not one of")):
+        Element("X", "x1", ("n1", "0"), 1.0)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_element_values_must_be_finite(value):
+    with pytest.raises(ValueError, match="cannot write .* into a netlist"):
+        Element("R", "r1", ("n1", "0"), value)
+
+
+# --------------------------------------------------------------------------------- spice_number
+
+#: What spice_number may emit: a plain decimal or exponent literal. No SI suffix (SPICE reads
+#: M as milli, MEG as mega...), no inf/nan, nothing ngspice could read as a scale factor.
+NUMBER = re.compile(r"-?(?:\d+\.\d*|\d+|\.\d+)(?:e[+-]?\d+)?")
+
+
+@pytest.mark.parametrize("value, text", [(float("nan"), "nan"), (float("inf"), "inf"),
+                                         (-float("inf"), "-inf"), (np.float64("nan"), "nan")])
+def test_spice_number_refuses_non_finite(value, text):
+    with pytest.raises(ValueError, match=f"cannot write {text} into a netlist"):
+        spice_number(value)
+
+
+@pytest.mark.parametrize("value", [True, "1k", "1e3", None, [1.0]], ids=repr)
+def test_spice_number_refuses_non_numbers(value):
+    with pytest.raises(TypeError, match="a SPICE number must be numeric"):
+        spice_number(value)
+
+
+def _check_number(x: float) -> None:
+    s = spice_number(x)
+    assert NUMBER.fullmatch(s), f"spice_number({x!r}) = {s!r} is not a plain number"
+    assert float(s) == float(x), f"spice_number({x!r}) = {s!r} does not round-trip"
+    assert math.copysign(1, float(s)) == math.copysign(1, float(x)) or float(x) == 0
+
+
+@pytest.mark.parametrize("value", [
+    0.0, -0.0, 1.0, -1.0, 0.1, 1e-3, 1e-6, 1e-9, 1e-12, 1e-15, 1e3, 1e6, 1e9, 1e12, 1e15, 1e16, 1e18,
+    1e-300, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, -1.7976931348623157e308,
+    0.025864186384551112, 1 / 3, 123456789.123456789, 4.7e3, 2.2e-6, 3, -7, 10**15, np.float64(0.3),
+    np.float32(0.1), np.int64(42), np.float64(1e-5)], ids=repr)
+def test_spice_number_examples(value):
+    _check_number(value)
+
+
+@pytest.mark.parametrize("value", [1e-15, 1e-12, 1e-9, 1e-6, 1e-3, 1e3, 1e6, 1e9, 1e12], ids=repr)
+def test_spice_number_never_uses_si_suffixes(value):
+    # f p n u m k meg g t: SPICE reads "1M" as 1e-3, so a scale letter is never acceptable
+    text = spice_number(value)
+    assert not re.search(r"[a-df-z]", text.lower()), text
+    assert float(text) == value
+
+
+def test_spice_number_random_floats_round_trip():
+    """No hypothesis in this environment: 20,000 random doubles over the whole exponent range, plus
+    random bit patterns (subnormals included)."""
+    rng = np.random.default_rng(2024)
+    mags = 10.0 ** rng.uniform(-323, 307, 10_000) * rng.uniform(1, 10, 10_000) * rng.choice([-1, 1], 10_000)
+    bits = rng.integers(0, 2**64, 10_000, dtype=np.uint64, endpoint=False).view(np.float64)  # any sign
+    values = np.concatenate([mags, bits])
+    values = values[np.isfinite(values)]
+    assert values.size > 19_000
+    for x in values:
+        _check_number(float(x))
