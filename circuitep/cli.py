@@ -15,7 +15,7 @@ from circuitep.costs import make_cost
 from circuitep.engines.base import ConvergenceError, Phase, is_stable
 from circuitep.engines.ngspice_engine import NgspiceEngine
 from circuitep.engines.numpy_engine import NumpyEngine
-from circuitep.gradcheck import asymmetry_sweep, beta_sweep, gradcheck, probe_batch
+from circuitep.gradcheck import asymmetry_sweep, beta_sweep, gradcheck, probe_batch, transconductor_pairs
 from circuitep.golden import REFERENCE_SPECS, check_golden, write_golden
 from circuitep.spec import Network
 from circuitep.specio import SpecError, load_spec
@@ -44,6 +44,16 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from exc
     if not (np.isfinite(v) and v > 0):
         raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return v
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from exc
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return v
 
 
@@ -138,6 +148,8 @@ def cmd_gradcheck(args) -> int:
     engine = make_engine(args.engine, args.form)
     beta = args.beta or default_beta(net)
     cost = make_cost(args.cost, args.tau)
+    if args.sweep_asymmetry and not transconductor_pairs(net):
+        raise UsageError(f"--sweep-asymmetry needs forward/backward transconductor pairs; {net.name!r} has none")
     u, y = probe_batch(net, args.samples, args.seed)
     report = gradcheck(net, engine, u, y, beta=beta, cost=cost, centered=not args.one_sided)
     print(f"{net.name}: gradients on {engine.name} ({args.samples} samples, beta = {beta:g} S, "
@@ -244,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--one-sided", action="store_true", help="one-sided nudging (O(beta) bias) instead of centred")
     gc.add_argument("--cost", choices=("mse", "xent"), default="mse", help="cost (default mse)")
     gc.add_argument("--tau", type=_positive, default=0.1, help="cross-entropy temperature in V")
-    gc.add_argument("--samples", type=int, default=8, help="probe batch size (default 8)")
+    gc.add_argument("--samples", type=_count, default=8, help="probe batch size (default 8)")
     gc.add_argument("--seed", type=int, default=0, help="seed of the probe batch")
     gc.add_argument("--sweep-beta", action="store_true", help="also measure error against beta (fits the slopes)")
     gc.add_argument("--sweep-asymmetry", action="store_true",

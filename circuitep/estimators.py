@@ -22,7 +22,7 @@ import numpy as np
 
 from circuitep import kcl
 from circuitep.costs import Cost, SquaredError
-from circuitep.engines.base import Engine, OperatingPoint, Phase
+from circuitep.engines.base import Engine, OperatingPoint, Phase, check_batch
 from circuitep.spec import Network
 
 ESTIMATORS = ("exact", "ep", "vf", "aep", "dyadic")
@@ -69,8 +69,8 @@ def estimate(name: str, net: Network, engine: Engine, inputs, targets, *, beta: 
     if not (np.isfinite(beta) and beta > 0):
         raise ValueError(f"beta = {beta!r} must be a positive finite number")
     cost = cost or SquaredError()
+    _, targets, _ = check_batch(net, Phase("dyadic", beta=1.0), inputs, targets, None)
     inputs = np.asarray(inputs, dtype=float)
-    targets = np.asarray(targets, dtype=float)
     if x0 is None:
         x0 = free_state(net, engine, inputs).x
     u = net.expand_inputs(inputs)
