@@ -161,3 +161,38 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
     couplings = [Coupling(f"{kind[0] if kind != 'tanh' else 't'}_{ga}_{gb}", kind, ga, gb, w, m)
                  for (kind, ga, gb), (w, m) in blocks.items()]
     return Network(name, tuple(groups), tuple(couplings), diode or DiodeModel())
+
+
+#: Shorthand specs for the command line: ``KIND:N_IN-N_H...-N_OUT``.
+SHORTHANDS = {
+    "ff": "feedforward transconductors only (non-reciprocal, the AEP showcase)",
+    "layered": "forward transconductors plus backward ones between consecutive free layers, "
+               "initialised symmetric (the AEP paper's Fig. 1 setting)",
+    "res": "resistors with inverted inputs (reciprocal, Kendall et al. 2020)",
+}
+
+
+def from_shorthand(text: str, *, seed: int = 0, gain: float = 1.0) -> Network:
+    """A network from ``KIND:SIZES``, e.g. ``ff:64-64-10`` (see :data:`SHORTHANDS`).
+
+    Hidden nodes are diode-clamped to about [0, 1] V (rails 0.4 and 0.6 V: each diode turns on
+    about 0.4 V past its rail at these currents), outputs are linear (leak only).
+    """
+    kind, _, sizes_text = text.partition(":")
+    if kind not in SHORTHANDS or not sizes_text:
+        raise ValueError(f"spec shorthand {text!r} is not KIND:SIZES with KIND one of {sorted(SHORTHANDS)} "
+                         f"(e.g. ff:64-64-10)")
+    try:
+        sizes = [int(s) for s in sizes_text.split("-")]
+    except ValueError as exc:
+        raise ValueError(f"spec shorthand {text!r}: sizes must be whole numbers joined by '-'") from exc
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"spec shorthand {text!r}: need at least two positive layer sizes")
+    options = {
+        "ff": dict(forward="vccs"),
+        "layered": dict(forward="vccs", backward="vccs", symmetric_backward=True),
+        "res": dict(forward=None, resistors=True, inverted_inputs=True),
+    }[kind]
+    name = f"{kind}_{'_'.join(map(str, sizes))}"
+    return layered(sizes, name=name, clamp=(0.4, 0.6), output_clamp=False, gain=gain, seed=seed,
+                   description=f"{SHORTHANDS[kind]}; sizes {sizes_text}; seed {seed}", **options)

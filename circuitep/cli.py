@@ -14,12 +14,19 @@ from circuitep.compiler import FORMS, PHASES, Tolerances, compile_network
 from circuitep.costs import make_cost
 from circuitep.engines.base import ConvergenceError, Phase, is_stable
 from circuitep.engines.ngspice_engine import NgspiceEngine
+from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.gradcheck import asymmetry_sweep, beta_sweep, gradcheck, probe_batch, transconductor_pairs
+from circuitep.builders import SHORTHANDS, from_shorthand
+from circuitep.datasets import DATASETS, load_dataset
+from circuitep.demo import DEMO_CONFIG, DEMO_SPEC, run_demo
 from circuitep.golden import REFERENCE_SPECS, check_golden, write_golden
 from circuitep.spec import Network
+from circuitep.runs import train_run
 from circuitep.specio import SpecError, load_spec
+from circuitep.train import ALGORITHMS, TrainConfig
 
+ENGINES = ("ngspice", "numpy", "layered")
 DEFAULT_NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
 
 
@@ -68,9 +75,11 @@ def make_engine(name: str, form: str = "folded", tolerances: Tolerances | None =
     """An engine by name: ``numpy`` or ``ngspice``."""
     if name == "numpy":
         return NumpyEngine()
+    if name == "layered":
+        return LayeredEngine()
     if name == "ngspice":
         return NgspiceEngine(form=form, tolerances=tolerances or Tolerances())
-    raise UsageError(f"unknown engine {name!r}: choose numpy or ngspice")
+    raise UsageError(f"unknown engine {name!r}: choose numpy, layered or ngspice")
 
 
 def _sample(net: Network, inputs, targets):
@@ -186,6 +195,49 @@ def cmd_gradcheck(args) -> int:
     return 0
 
 
+def load_network(spec: str, seed: int = 0) -> Network:
+    """A spec from a TOML file, or from a shorthand such as ``ff:64-64-10`` (see ``--help``)."""
+    if ":" in spec and not Path(spec).exists():
+        return from_shorthand(spec, seed=seed)
+    return load_spec(spec)
+
+
+def _report(summary: dict, out: Path) -> None:
+    if summary.get("test_accuracy") is None:
+        print(f"no epoch completed; run state in {out}")
+        return
+    print(f"test accuracy {100 * summary['test_accuracy']:.2f} % (train {100 * summary['train_accuracy']:.2f} %), "
+          f"gradient cosine with the exact gradient {summary['grad_cosine']:.6f}, "
+          f"{summary['failures']} non-converged samples skipped")
+    print(f"trained circuit: {out / 'trained.cir'} (netlist), {out / 'trained.toml'} (spec); "
+          f"metrics: {out / 'metrics.json'}, {out / 'metrics.csv'}; figure: {out / 'learning_curves.png'}")
+
+
+def cmd_train(args) -> int:
+    net = load_network(args.spec, args.seed)
+    config = TrainConfig(algorithm=args.algorithm, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         momentum=args.momentum, beta_rel=args.beta_rel, centered=not args.one_sided,
+                         cost=args.cost, tau=args.tau, seed=args.seed, levels=args.levels, v_on=args.v_on,
+                         v_off=args.v_off, on_failure=args.on_failure, train_leak=args.train_leak)
+    data = load_dataset(args.data, data_dir=args.data_dir, download=args.download, n_train=args.n_train,
+                        n_test=args.n_test, seed=args.seed)
+    engine = make_engine(args.engine, args.form)
+    print(f"training {net.name} ({net.n_inputs} inputs, {net.n_free} free nodes) on {data.name} "
+          f"({len(data.x_train)} train / {len(data.x_test)} test) with {args.algorithm} on {engine.name}")
+    summary = train_run(net, data, engine, config, args.out, resume=args.resume,
+                        exact_engine=NumpyEngine(check_stability=False), progress=not args.no_progress)
+    _report(summary, Path(args.out))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    print(f"demo: {DEMO_SPEC} feedforward transconductor circuit on digits, ngspice in the loop, AEP "
+          f"({args.epochs or DEMO_CONFIG.epochs} epochs)")
+    summary = run_demo(args.out, epochs=args.epochs, resume=args.resume, progress=not args.no_progress)
+    _report(summary, Path(args.out))
+    return 0
+
+
 def cmd_golden(args) -> int:
     if args.write:
         paths = write_golden(args.netlists)
@@ -230,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="find the free operating point of a spec's sample",
                        description="Simulate SPEC's free phase for one sample and print node voltages.")
     s.add_argument("spec", help="network spec (TOML)")
-    s.add_argument("--engine", choices=("ngspice", "numpy"), default="ngspice",
+    s.add_argument("--engine", choices=ENGINES, default="ngspice",
                    help="ngspice (the simulator of record, default) or numpy (the reference solver)")
     s.add_argument("--form", choices=FORMS, default="literal", help="netlist form for ngspice (default literal)")
     s.add_argument("--inputs", type=_floats, help="input voltages v1,v2,... (default: the spec's sample)")
@@ -238,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_simulate)
 
     r = sub.add_parser("reference", help="simulate the reference circuits in netlists/")
-    r.add_argument("--engine", choices=("ngspice", "numpy"), default="ngspice")
+    r.add_argument("--engine", choices=ENGINES, default="ngspice")
     r.add_argument("--form", choices=FORMS, default="literal")
     r.add_argument("--netlists", default=str(DEFAULT_NETLISTS), help="folder of reference specs")
     r.set_defaults(func=cmd_reference)
@@ -249,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "compare it, per parameter group, with the exact adjoint gradient: cosine similarity, "
                     "relative error, sign agreement.")
     gc.add_argument("spec", help="network spec (TOML)")
-    gc.add_argument("--engine", choices=("ngspice", "numpy"), default="ngspice",
+    gc.add_argument("--engine", choices=ENGINES, default="ngspice",
                     help="engine that finds the stationary states (default ngspice)")
     gc.add_argument("--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)")
     gc.add_argument("--beta", type=_positive, help="nudge strength in S (default: 1e-3 x the median leak)")
@@ -264,6 +316,56 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--json", help="write the full report (per group metrics and gradients) as JSON")
     gc.add_argument("--plot", help="PNG of estimated vs exact gradients (sweeps add -beta.png, -asymmetry.png)")
     gc.set_defaults(func=cmd_gradcheck)
+
+    t = sub.add_parser(
+        "train", help="train a circuit on a data set",
+        description="Train SPEC on a data set. Each epoch writes a checkpoint, metrics (JSON and CSV) and "
+                    "figures to --out; --resume continues an interrupted run to the same result.",
+        epilog="SPEC is a TOML file or a shorthand KIND:SIZES, KIND one of: "
+               + "; ".join(f"{k} = {v}" for k, v in SHORTHANDS.items()) + ". Example: ff:784-100-10.")
+    t.add_argument("spec", help="network spec: TOML file or shorthand such as ff:64-64-10")
+    t.add_argument("--data", default="digits", choices=DATASETS, help="data set (default digits, built in)")
+    t.add_argument("--data-dir", help="folder with the IDX files for mnist / fashion-mnist "
+                                      "(or set CIRCUITEP_MNIST_DIR / CIRCUITEP_FASHION_MNIST_DIR)")
+    t.add_argument("--download", action="store_true", help="download missing IDX files into the cache")
+    t.add_argument("--n-train", type=_count, help="use only the first N training samples")
+    t.add_argument("--n-test", type=_count, help="use only the first N test samples")
+    t.add_argument("--engine", choices=ENGINES, default="layered",
+                   help="layered (the numpy solver exploiting the layer structure, default), numpy (the dense "
+                        "reference solver, any graph) or ngspice (the circuit simulator in the loop)")
+    t.add_argument("--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)")
+    t.add_argument("--algorithm", choices=ALGORITHMS, default="aep",
+                   help="aep (default, exact for non-reciprocal circuits), ep, vf, dyadic, or bp (exact gradient)")
+    t.add_argument("--epochs", type=_count, default=10, help="epochs (default 10)")
+    t.add_argument("--batch-size", type=_count, default=32, help="mini-batch size (default 32)")
+    t.add_argument("--lr", type=_positive, default=0.05,
+                   help="learning rate, dimensionless: parameters are stepped in units of the median leak (default 0.05)")
+    t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum in [0, 1) (default 0.9)")
+    t.add_argument("--beta-rel", type=_positive, default=1e-2, help="nudge beta in units of the median leak (default 0.01)")
+    t.add_argument("--one-sided", action="store_true", help="one-sided nudging instead of centred")
+    t.add_argument("--cost", choices=("mse", "xent"), default="mse", help="cost (default mse)")
+    t.add_argument("--tau", type=_positive, default=0.1, help="cross-entropy temperature in V")
+    t.add_argument("--v-on", type=float, default=1.0, help="target voltage of the right class (default 1 V)")
+    t.add_argument("--v-off", type=float, default=0.0, help="target voltage of the other classes (default 0 V)")
+    t.add_argument("--levels", type=_count, help="quantise conductances to this many levels (default: analog)")
+    t.add_argument("--train-leak", action="store_true", help="also learn the leak conductances")
+    t.add_argument("--on-failure", choices=("skip", "stop"), default="skip",
+                   help="a sample whose operating point does not converge is skipped and counted, or stops the run")
+    t.add_argument("--seed", type=int, default=0, help="seed of initial weights (shorthand specs) and sample order")
+    t.add_argument("--out", required=True, help="run directory (checkpoint, metrics, netlist, figures)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("demo", help="the main job: train a transconductor circuit on digits with ngspice",
+                       description=f"Train the embedded default circuit ({DEMO_SPEC}, feedforward transconductors "
+                                   "with diode-clamped hidden nodes) on the 8x8 digits with ngspice in the loop by "
+                                   "AEP, then report test accuracy, gradient agreement and where the outputs are.")
+    d.add_argument("--out", default="demo-run", help="run directory (default demo-run)")
+    d.add_argument("--epochs", type=_count, help=f"epochs (default {DEMO_CONFIG.epochs})")
+    d.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.set_defaults(func=cmd_demo)
 
     g = sub.add_parser("golden", help="check (or --write) the golden netlists in netlists/")
     g.add_argument("--write", action="store_true", help="regenerate them instead of checking")

@@ -23,6 +23,8 @@ import numpy as np
 from circuitep import kcl
 from circuitep.costs import Cost, SquaredError
 from circuitep.engines.base import Engine, OperatingPoint, Phase, check_batch
+from circuitep.engines.layered import LayeredEngine, chain_structure
+from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.spec import Network
 
 ESTIMATORS = ("exact", "ep", "vf", "aep", "dyadic")
@@ -45,16 +47,26 @@ def free_state(net: Network, engine: Engine, inputs: np.ndarray) -> OperatingPoi
     return engine.solve(net, Phase(), inputs)
 
 
+def reference_engine(net: Network) -> Engine:
+    """The numpy solver for ``net``: the layered (block-elimination) engine when the free groups
+    form a chain, else the dense one. Both solve the dyadic phase exactly (no beta bias)."""
+    try:
+        chain_structure(net)
+    except ValueError:
+        return NumpyEngine(check_stability=False)
+    return LayeredEngine()
+
+
 def exact_adjoint(net: Network, inputs: np.ndarray, targets: np.ndarray, x0: np.ndarray,
                   cost: Cost | None = None) -> np.ndarray:
-    """``lambda = J^-T dC/dx`` at the free state ``x0`` (batch, n_free), in V per unit cost slope."""
+    """``lambda = J^-T dC/dx`` at the free state ``x0`` (batch, n_free), by numpy linear algebra.
+
+    Solved as the dyadic phase of :func:`reference_engine` started at ``x0`` (its Newton on the
+    free half stops at once when ``x0`` is a solution), whatever engine produced ``x0``.
+    """
     cost = cost or SquaredError()
-    u = net.expand_inputs(inputs)
-    _, jac = kcl.residual(net, u, x0)
-    g = np.zeros_like(x0)
-    out = net.output_index()
-    g[:, out] = cost.grad(x0[:, out], targets)
-    return np.linalg.solve(np.swapaxes(jac, 1, 2), g[..., None])[..., 0]
+    solver = reference_engine(net)
+    return solver.solve(net, Phase("dyadic", beta=1.0, cost=cost), inputs, targets, x_init=x0).adjoint
 
 
 def estimate(name: str, net: Network, engine: Engine, inputs, targets, *, beta: float,
