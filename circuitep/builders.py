@@ -172,8 +172,12 @@ SHORTHANDS = {
 }
 
 
-def from_shorthand(text: str, *, seed: int = 0, gain: float = 1.0) -> Network:
+def from_shorthand(text: str, *, seed: int = 0, gain: float | None = None) -> Network:
     """A network from ``KIND:SIZES``, e.g. ``ff:64-64-10`` (see :data:`SHORTHANDS`).
+
+    ``gain`` scales the initial weights (default 1; 0.5 for ``layered``, whose symmetric feedback
+    loop at gain 1 makes circuits with several stable states, measured on 12-8-4: the engines then
+    settle in different ones).
 
     Hidden nodes are diode-clamped to about [0, 1] V (rails 0.4 and 0.6 V: each diode turns on
     about 0.4 V past its rail at these currents), outputs are linear (leak only).
@@ -194,5 +198,6 @@ def from_shorthand(text: str, *, seed: int = 0, gain: float = 1.0) -> Network:
         "res": dict(forward=None, resistors=True, inverted_inputs=True),
     }[kind]
     name = f"{kind}_{'_'.join(map(str, sizes))}"
+    gain = (0.5 if kind == "layered" else 1.0) if gain is None else gain
     return layered(sizes, name=name, clamp=(0.4, 0.6), output_clamp=False, gain=gain, seed=seed,
                    description=f"{SHORTHANDS[kind]}; sizes {sizes_text}; seed {seed}", **options)

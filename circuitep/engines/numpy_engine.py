@@ -39,7 +39,8 @@ class NumpyEngine:
         out = net.output_index()
         start = np.zeros((u.shape[0], net.n_free)) if x_init is None else np.array(x_init, dtype=float)
         if phase.kind == "dyadic":
-            x, it, ok, jac = self._newton(start, lambda rows, x, jac: kcl.residual(net, u[rows], x, jacobian=jac))
+            x, it, ok, jac = self._newton(net, start, lambda rows, x, jac: kcl.residual(net, u[rows], x, jacobian=jac),
+                                          _capacitance(net))
             g = np.zeros_like(x)
             g[:, out] = phase.cost.grad(x[:, out], y)
             d = phase.beta * np.linalg.solve(np.swapaxes(jac, 1, 2), g[..., None])[..., 0]
@@ -59,10 +60,59 @@ class NumpyEngine:
                     jac -= k[rows]
             return f, jac
 
-        x, it, ok, jac = self._newton(start, system)
+        x, it, ok, jac = self._newton(net, start, system, _capacitance(net))
         return self._result(net, phase, x, ok, it, jac)
 
-    def _newton(self, x, system):
+    def _newton(self, net, x, system, cap):
+        """Damped Newton over the rows not yet converged; rows where it stalls (a singular Jacobian
+        near a fold, as in circuits with strong feedback) continue by pseudo-transient continuation.
+        Returns ``x, iterations, converged, J``."""
+        start = x
+        x, it, done, jac = self._damped_newton(x, system)
+        retry = ~done
+        if self.check_stability:  # Newton may land on an equilibrium the circuit cannot settle into
+            retry |= done & ~is_stable(net, jac)
+        if retry.any():
+            rows = np.flatnonzero(retry)
+            from_ = np.where(done[rows, None], start[rows], x[rows])
+            xr, itr, okr, jr = self._pseudo_transient(from_.copy(), lambda r, xx, j: system(rows[r], xx, j), cap)
+            take = rows[okr]  # where the transient runs away, an unstable Newton solution is kept (and reported)
+            x[take], it[take], done[take], jac[take] = xr[okr], it[take] + itr[okr], True, jr[okr]
+        return x, it, done, jac
+
+    def _pseudo_transient(self, x, system, cap):
+        """Backward-Euler steps of ``C dx/dt = F(x)`` with a step that grows as ``|F|`` falls
+        (switched evolution relaxation): it follows the circuit's own dynamics, so it ends in a
+        state the circuit can settle into, and turns into Newton's method near it."""
+        batch = x.shape[0]
+        rows = np.arange(batch)
+        it = np.zeros(batch, int)
+        done = np.zeros(batch, bool)
+        failed = np.zeros(batch, bool)
+        f, jac = system(rows, x, True)
+        diag = np.abs(np.diagonal(jac, axis1=1, axis2=2)).max(0)
+        dt = np.full(batch, 0.1 * float(np.min(cap / np.maximum(diag, 1e-30))))  # a tenth of the fastest time constant
+        for _ in range(20 * self.max_iter):
+            rows = np.flatnonzero(~done)
+            if rows.size == 0:
+                break
+            lhs = np.einsum("i,bij->bij", cap, np.broadcast_to(np.eye(cap.size), jac[rows].shape)) / dt[rows, None, None]
+            step = np.linalg.solve(lhs - jac[rows], f[rows][..., None])[..., 0]
+            old = np.abs(f[rows]).max(1)
+            x[rows] += step
+            runaway = np.abs(x[rows]).max(1) > 1e3  # volts: the dynamics diverge, no state to settle in
+            if runaway.any():
+                x[rows[runaway]] = 0.0
+                done[rows[runaway]] = True
+                failed[rows[runaway]] = True
+            f[rows], jac[rows] = system(rows, x[rows], True)
+            new = np.abs(f[rows]).max(1)
+            dt[rows] *= np.clip(1.5 * old / np.maximum(new, 1e-300), 0.5, 10.0)
+            it[rows] += 1
+            done[rows[(np.abs(step).max(1) <= self.vtol) | (new <= self.itol)]] = True
+        return x, it, done & ~failed, jac
+
+    def _damped_newton(self, x, system):
         """Damped Newton over the rows not yet converged; returns ``x, iterations, converged, J``."""
         batch = x.shape[0]
         x = x.copy()
@@ -95,9 +145,13 @@ class NumpyEngine:
         if not ok.all():
             bad = np.flatnonzero(~ok)
             raise ConvergenceError(
-                f"numpy engine: network {net.name!r}, phase {phase.label}: Newton did not converge for "
-                f"sample(s) {bad[:10].tolist()} within {self.max_iter} iterations; check for "
+                f"numpy engine: network {net.name!r}, phase {phase.label}: neither Newton nor pseudo-transient "
+                f"continuation converged for sample(s) {bad[:10].tolist()}; check for "
                 f"negative conductances or a circuit with no DC path to ground")
         stable = is_stable(net, jac) if self.check_stability else None
         return OperatingPoint(tuple(net.free_nodes), x, ok, it, self.name, phase, self.tolerances,
                               adjoint=adjoint, stable=stable)
+
+
+def _capacitance(net: Network) -> np.ndarray:
+    return np.concatenate([g.capacitance for g in net.free_groups])

@@ -1,0 +1,171 @@
+"""Benchmarks, measured side by side in one run (the machines are shared and noisy: read ratios).
+
+    python experiments/bench/run.py [--quick] --json FILE
+
+1. ngspice per sample: the fast path (folded netlist loaded once, sources altered per sample)
+   against the naive path (a literal netlist rebuilt and loaded for every sample, as existing tools
+   do), for the free phase and for one AEP training sample (free + centred nudged phases), at
+   64-32-10 and 784-100-10; the node voltages of both paths are compared.
+2. numpy: one AEP training epoch against one backpropagation epoch (the exact adjoint gradient,
+   same solver, same data, same batches) at 784-500-10, on MNIST when CIRCUITEP_MNIST_DIR is set
+   (else on random images, said in the output); the full-epoch time of AEP on 60,000 samples.
+3. numpy (layered engine) against the ngspice fast path on the same circuit: time ratio and the
+   largest voltage difference.
+4. ngspice memory: resident memory growth over 10,000 consecutive operating points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from circuitep.builders import from_shorthand
+from circuitep.compiler import compile_network
+from circuitep.datasets import Dataset, load_dataset
+from circuitep.engines.base import Phase
+from circuitep.engines.layered import LayeredEngine
+from circuitep.engines.ngspice_engine import NgspiceEngine, shared_session
+from circuitep.estimators import estimate
+from circuitep.train import TrainConfig, Trainer, init_state
+
+
+def naive_free(net, inputs: np.ndarray) -> tuple[np.ndarray, float]:
+    """Free states by rebuilding and loading a literal netlist per sample; returns (x, s/sample)."""
+    session = shared_session()
+    x = np.empty((len(inputs), net.n_free))
+    start = time.perf_counter()
+    for b, u in enumerate(inputs):
+        token = object()
+        session.add_circuit(token, compile_network(net, "free", "literal", inputs=u).text)
+        session.checked("op")
+        x[b] = [session.vector(n)[0] for n in net.free_nodes]
+        session.remove(token)
+        session.command("destroy all")
+    return x, (time.perf_counter() - start) / len(inputs)
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def bench_ngspice(spec: str, n_fast: int, n_naive: int, beta: float) -> dict:
+    net = from_shorthand(spec, seed=0)
+    rng = np.random.default_rng(0)
+    u = rng.uniform(0, 1, (n_fast, net.n_inputs))
+    y = np.eye(net.n_outputs)[rng.integers(0, net.n_outputs, n_fast)]
+    engine = NgspiceEngine(form="folded")
+    engine.solve(net, Phase(), u[:2])  # load the circuits once, as training does
+    engine.solve(net, Phase("nudged", beta=beta, aep=True), u[:2], y[:2], x0=np.zeros((2, net.n_free)))
+    fast, t_free = timed(engine.solve, net, Phase(), u)
+    _, t_aep = timed(estimate, "aep", net, engine, u, y, beta=beta, x0=fast.x)
+    t_fast_free = t_free / n_fast
+    t_fast_train = (t_free + t_aep) / n_fast
+    naive_x, t_naive_free = naive_free(net, u[:n_naive])
+    layered = LayeredEngine()
+    ref, t_layered = timed(layered.solve, net, Phase(), u)
+    return {
+        "spec": spec, "samples_fast": n_fast, "samples_naive": n_naive,
+        "fast_free_s_per_sample": t_fast_free, "fast_aep_train_s_per_sample": t_fast_train,
+        "naive_free_s_per_sample": t_naive_free,
+        # a naive AEP training sample rebuilds three netlists (free, +beta, -beta)
+        "naive_aep_train_s_per_sample": 3 * t_naive_free,
+        "free_ratio": t_naive_free / t_fast_free,
+        "train_ratio": 3 * t_naive_free / t_fast_train,
+        "max_abs_diff_fast_vs_naive_v": float(np.abs(fast.x[:n_naive] - naive_x).max()),
+        "layered_free_s_per_sample": t_layered / n_fast,
+        "ngspice_vs_layered_ratio": t_fast_free / (t_layered / n_fast),
+        "max_abs_diff_ngspice_vs_layered_v": float(np.abs(fast.x - ref.x).max()),
+    }
+
+
+def mnist_or_random(n_train: int) -> tuple[Dataset, bool]:
+    if os.environ.get("CIRCUITEP_MNIST_DIR"):
+        return load_dataset("mnist", n_train=n_train, n_test=1000), True
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (n_train + 1000, 784)) * (rng.uniform(0, 1, (n_train + 1000, 784)) < 0.2)
+    labels = rng.integers(0, 10, n_train + 1000)
+    return Dataset("random-784", x[:n_train], labels[:n_train], x[n_train:], labels[n_train:], 10), False
+
+
+def bench_epochs(n_train: int) -> dict:
+    data, real = mnist_or_random(n_train)
+    net = from_shorthand("ff:784-500-10", seed=0)
+    out = {"data": data.name if real else "random images (set CIRCUITEP_MNIST_DIR for MNIST)",
+           "samples": n_train}
+    for algorithm in ("bp", "aep", "bp", "aep"):  # interleaved twice: load on the machine hits both alike
+        config = TrainConfig(algorithm=algorithm, epochs=1, batch_size=100, lr=0.05)
+        trainer = Trainer(net, data, LayeredEngine(), config)
+        _, seconds = timed(trainer.run_epoch, init_state(net, config))
+        out.setdefault(f"{algorithm}_epoch_s", []).append(seconds)
+    out["aep_vs_bp_epoch"] = min(out["aep_epoch_s"]) / min(out["bp_epoch_s"])
+    out["aep_epoch_60000_s"] = min(out["aep_epoch_s"]) * 60000 / n_train
+    out["extrapolated"] = n_train != 60000
+    return out
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def bench_memory(n_ops: int) -> dict:
+    net = from_shorthand("ff:16-8-4", seed=0)
+    engine = NgspiceEngine(form="folded")
+    rng = np.random.default_rng(0)
+    engine.solve(net, Phase(), rng.uniform(0, 1, (500, net.n_inputs)))  # warm up
+    before = rss_mb()
+    for _ in range(n_ops // 500):
+        engine.solve(net, Phase(), rng.uniform(0, 1, (500, net.n_inputs)))
+    return {"operating_points": n_ops, "rss_before_mb": before, "rss_growth_mb": rss_mb() - before}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer samples (a few minutes); extrapolates the epoch")
+    p.add_argument("--json", required=True, help="write the figures here")
+    args = p.parse_args(argv)
+    beta = 1e-6
+    results = {"quick": args.quick, "python": sys.version.split()[0]}
+    print("ngspice fast vs naive ...", flush=True)
+    results["ngspice_small"] = bench_ngspice("ff:64-32-10", 200, 20, beta)
+    results["ngspice_large"] = bench_ngspice("ff:784-100-10", 50 if args.quick else 200, 1 if args.quick else 3, beta)
+    print("numpy AEP vs BP epoch ...", flush=True)
+    results["epochs"] = bench_epochs(3000 if args.quick else 60000)
+    print("ngspice memory ...", flush=True)
+    results["memory"] = bench_memory(10000)
+    large = results["ngspice_large"]
+    results |= {
+        "ngspice_fast_vs_naive": large["train_ratio"],
+        "aep_vs_bp_epoch": results["epochs"]["aep_vs_bp_epoch"],
+        "mnist_aep_epoch_s": results["epochs"]["aep_epoch_60000_s"],
+        "max_abs_diff_v": max(large["max_abs_diff_fast_vs_naive_v"], large["max_abs_diff_ngspice_vs_layered_v"],
+                              results["ngspice_small"]["max_abs_diff_fast_vs_naive_v"],
+                              results["ngspice_small"]["max_abs_diff_ngspice_vs_layered_v"]),
+    }
+    for key in ("ngspice_small", "ngspice_large"):
+        r = results[key]
+        print(f"{r['spec']}: ngspice fast {1e3 * r['fast_free_s_per_sample']:.2f} ms/sample free, "
+              f"{1e3 * r['fast_aep_train_s_per_sample']:.2f} ms per AEP training sample; naive "
+              f"{1e3 * r['naive_free_s_per_sample']:.1f} ms/sample free -> x{r['free_ratio']:.0f} (free), "
+              f"x{r['train_ratio']:.0f} (training); layered numpy is x{r['ngspice_vs_layered_ratio']:.1f} faster "
+              f"than ngspice; max |dV| {max(r['max_abs_diff_fast_vs_naive_v'], r['max_abs_diff_ngspice_vs_layered_v']):.1e} V")
+    e = results["epochs"]
+    print(f"784-500-10 on {e['data']} ({e['samples']} samples): AEP epoch / BP epoch = {e['aep_vs_bp_epoch']:.2f}; "
+          f"AEP epoch of 60,000 samples {'(extrapolated) ' if e['extrapolated'] else ''}{e['aep_epoch_60000_s']:.0f} s")
+    m = results["memory"]
+    print(f"memory: {m['rss_growth_mb']:.1f} MB growth over {m['operating_points']} ngspice operating points")
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
