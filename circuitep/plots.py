@@ -87,3 +87,25 @@ def learning_curves(records: list[dict], path, title: str = "") -> Path:
     b.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def experiment_curves(curves: dict, path, title: str = "") -> Path:
+    """Mean test accuracy and 1 - gradient cosine per epoch, one panel each, a line per
+    (setting, algorithm); ``curves[(setting, algorithm)] = (accuracy per epoch, cosine per epoch)``."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    styles = {"layered": "-", "feedforward": "--"}
+    for (setting, algorithm), (acc, cos) in curves.items():
+        epochs = np.arange(1, len(acc) + 1)
+        kw = dict(color=_COLORS.get(algorithm), ls=styles.get(setting, "-"), marker="o", ms=3,
+                  label=f"{setting} {algorithm}")
+        a.plot(epochs, 100 * np.asarray(acc), **kw)
+        b.semilogy(epochs, np.maximum(1 - np.asarray(cos), 1e-16), **kw)
+    a.set_xlabel("epoch")
+    a.set_ylabel("test accuracy (%)")
+    a.grid(alpha=0.3)
+    b.set_xlabel("epoch")
+    b.set_ylabel("1 − cosine(estimated, exact gradient)")
+    b.grid(alpha=0.3, which="both")
+    b.legend(fontsize=7, ncol=2)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

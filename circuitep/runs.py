@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -22,8 +23,8 @@ from circuitep.datasets import Dataset
 from circuitep.engines.base import Engine
 from circuitep.specio import load_spec, save_spec, spec_to_toml
 from circuitep.spec import Network
-from circuitep.train import (TrainConfig, Trainer, TrainState, config_from_json, config_to_json, init_state,
-                             load_checkpoint, save_checkpoint)
+from circuitep.train import (TrainConfig, Trainer, TrainState, check_compatible, check_lr_groups, config_from_json,
+                             config_to_json, init_state, load_checkpoint, save_checkpoint)
 
 
 class RunError(ValueError):
@@ -57,13 +58,17 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
     """
     out = Path(out)
     ckpt = out / "checkpoint.npz"
+    check_compatible(net, data)  # before anything is written
+    check_lr_groups(net, config)
     if resume:
-        if not ckpt.exists():
-            raise RunError(f"nothing to resume: {ckpt} does not exist")
+        if not ckpt.exists() or not (out / "config.json").exists():
+            raise RunError(f"nothing to resume in {out}: no checkpoint.npz and config.json there")
         saved = config_from_json((out / "config.json").read_text())
-        if saved != config:
+        if replace(saved, epochs=config.epochs) != config:
             raise RunError(f"{out}/config.json differs from the configuration given; resume with the same options "
-                           f"(saved: {saved})")
+                           f"(only --epochs may change; saved: {saved})")
+        if saved.epochs != config.epochs:
+            _atomic_text(out / "config.json", config_to_json(config) + "\n")
         saved_net = load_spec(out / "spec.toml")
         if spec_to_toml(saved_net) != spec_to_toml(net):
             raise RunError(f"{out}/spec.toml differs from the spec given; resume with the same spec")
@@ -75,8 +80,9 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
         _atomic_text(out / "config.json", config_to_json(config) + "\n")
         save_spec(net, out / "spec.toml")
         state = init_state(net, config)
-    trainer = Trainer(net, data, engine, config, exact_engine=exact_engine)
     records = list(state.records)
+    trainer = Trainer(net, data, engine, config, exact_engine=exact_engine,
+                      failures=records[-1]["failures"] if records else 0)
     done_now = 0
     epochs = tqdm(total=config.epochs, initial=state.epoch, desc="epochs", unit="epoch", disable=not progress,
                   leave=False)

@@ -39,6 +39,8 @@ class TrainConfig:
     the natural scale); ``w_max``: transconductances kept within ``+-w_max`` (relative);
     ``levels``: quantise conductances to this many levels within their bounds (None: analog).
     ``on_failure``: what a non-converging sample does, ``skip`` (counted) or ``stop``.
+    ``eval_train_samples``: measure the per-epoch train accuracy on the first N training samples
+    (None: all of them).
     """
 
     algorithm: str = "aep"
@@ -57,9 +59,10 @@ class TrainConfig:
     levels: int | None = None
     seed: int = 0
     probe_size: int = 32
-    v_on: float = 0.5
+    v_on: float = 1.0
     v_off: float = 0.0
     on_failure: str = "skip"
+    eval_train_samples: int | None = None
 
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
@@ -73,12 +76,15 @@ class TrainConfig:
                 raise ValueError(f"lr_groups[{key!r}] = {v!r} must be a non-negative finite number")
         for key in ("epochs", "batch_size", "probe_size"):
             v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "epochs" else 1):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{key} = {v!r} must be a positive integer")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum = {self.momentum!r} must be in [0, 1)")
         if self.on_failure not in ("skip", "stop"):
             raise ValueError(f"on_failure = {self.on_failure!r} must be 'skip' or 'stop'")
+        if self.eval_train_samples is not None and (isinstance(self.eval_train_samples, bool) or not isinstance(
+                self.eval_train_samples, int) or self.eval_train_samples < 1):
+            raise ValueError(f"eval_train_samples = {self.eval_train_samples!r} must be a positive integer or None")
         if self.levels is not None and (not isinstance(self.levels, int) or self.levels < 2):
             raise ValueError(f"levels = {self.levels!r} must be an integer >= 2 or None")
         lo, hi = self.g_bounds
@@ -127,7 +133,7 @@ def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig) 
         w = np.clip(out[c.name], lo, hi)
         if config.levels:
             step = (hi - lo) / (config.levels - 1)
-            w = lo + np.round((w - lo) / step) * step
+            w = np.clip(lo + np.round((w - lo) / step) * step, lo, hi)  # rounding may overshoot by an ulp
         out[c.name] = np.where(c.mask, w, 0.0)
     for g in net.free_groups:
         key = f"{g.name}.leak"
@@ -162,13 +168,21 @@ def check_compatible(net: Network, data: Dataset) -> None:
                          f"{data.n_classes} classes")
 
 
+def check_lr_groups(net: Network, config: TrainConfig) -> None:
+    unknown = set(config.lr_groups) - set(trainable(net, config))
+    if unknown:
+        raise ValueError(f"lr_groups names unknown or untrained parameter group(s) {sorted(unknown)}; "
+                         f"trainable groups: {trainable(net, config)}")
+
+
 class Trainer:
     """Runs epochs of one configuration on one engine. Holds no state of its own between calls
     beyond the references it was built with: the training state is passed in and returned."""
 
     def __init__(self, net: Network, data: Dataset, engine: Engine, config: TrainConfig, *,
-                 exact_engine: Engine | None = None, progress: bool = False):
+                 exact_engine: Engine | None = None, progress: bool = False, failures: int = 0):
         check_compatible(net, data)
+        check_lr_groups(net, config)
         self.net, self.data, self.engine, self.config = net, data, engine, config
         self.exact_engine = exact_engine or engine
         self.cost = make_cost(config.cost, config.tau)
@@ -179,7 +193,7 @@ class Trainer:
         probe = np.random.default_rng(config.seed + 7).choice(len(self.u_train),
                                                                min(config.probe_size, len(self.u_train)), replace=False)
         self.probe = np.sort(probe)
-        self.failures = 0
+        self.failures = failures  # non-converged samples skipped so far in this run
 
     def network(self, state: TrainState) -> Network:
         return self.net.with_params(state.params)
@@ -210,26 +224,63 @@ class Trainer:
         return (None, 0) if grads is None else ({k: v / n for k, v in grads.items()}, n)
 
     def accuracy(self, net: Network, u: np.ndarray, labels: np.ndarray, chunk: int = 500) -> tuple[float, float]:
-        """Fraction of correct argmax predictions and the mean cost on a set."""
+        """Fraction of correct argmax predictions and the mean cost on a set (a sample whose
+        operating point does not converge counts as wrong, and as a failure, under ``skip``)."""
         correct, cost = 0, 0.0
-        out = net.output_index()
         y = labels_to_targets(labels, self.data.n_classes, self.config.v_off, self.config.v_on)
         for k in range(0, len(u), chunk):
-            x = self.engine.solve(net, Phase(), u[k:k + chunk]).x[:, out]
-            correct += int((x.argmax(1) == labels[k:k + chunk]).sum())
-            cost += float(self.cost.value(x, y[k:k + chunk]).sum())
+            x = self._outputs(net, u[k:k + chunk])
+            ok = np.isfinite(x).all(axis=1)
+            correct += int((x[ok].argmax(1) == labels[k:k + chunk][ok]).sum())
+            cost += float(self.cost.value(x[ok], y[k:k + chunk][ok]).sum())
         return correct / len(u), cost / len(u)
 
+    def _outputs(self, net: Network, u: np.ndarray) -> np.ndarray:
+        """Output voltages of the free phase; rows of NaN where a sample did not converge."""
+        out = net.output_index()
+        try:
+            return self.engine.solve(net, Phase(), u).x[:, out]
+        except ConvergenceError:
+            if self.config.on_failure == "stop" or len(u) == 1:
+                if len(u) == 1 and self.config.on_failure == "skip":
+                    self.failures += 1
+                    return np.full((1, len(out)), np.nan)
+                raise
+        return np.concatenate([self._outputs(net, u[[i]]) for i in range(len(u))])
+
     def gradient_cosine(self, net: Network) -> float:
-        """Cosine between the algorithm's gradient and the exact one on the fixed probe batch."""
-        u, y = self.u_train[self.probe], self.y_train[self.probe]
-        est = self.gradient(net, u, y)
-        exact = estimate("exact", net, self.exact_engine, u, y, beta=self.beta, cost=self.cost)
-        return compare(est.grads, exact.grads)["cosine"]
+        """Cosine between the algorithm's gradient and the exact one on the fixed probe batch
+        (probe samples that do not converge are left out under ``skip``)."""
+        idx = self.probe
+        for _ in range(2):
+            try:
+                u, y = self.u_train[idx], self.y_train[idx]
+                est = self.gradient(net, u, y)
+                exact = estimate("exact", net, self.exact_engine, u, y, beta=self.beta, cost=self.cost)
+                return compare(est.grads, exact.grads)["cosine"]
+            except ConvergenceError:
+                if self.config.on_failure == "stop":
+                    raise
+                good = [i for i in idx if self._converges(net, i)]
+                self.failures += len(idx) - len(good)
+                if not good:
+                    return float("nan")
+                idx = np.array(good)
+        return float("nan")
+
+    def _converges(self, net: Network, i: int) -> bool:
+        try:
+            self.gradient(net, self.u_train[[i]], self.y_train[[i]])
+            estimate("exact", net, self.exact_engine, self.u_train[[i]], self.y_train[[i]], beta=self.beta,
+                     cost=self.cost)
+        except ConvergenceError:
+            return False
+        return True
 
     def evaluate(self, state: TrainState, epoch: int, seconds: float) -> dict:
         net = self.network(state)
-        train_acc, train_cost = self.accuracy(net, self.u_train, self.data.y_train)
+        n = self.config.eval_train_samples or len(self.u_train)
+        train_acc, train_cost = self.accuracy(net, self.u_train[:n], self.data.y_train[:n])
         test_acc, test_cost = self.accuracy(net, self.u_test, self.data.y_test)
         return {"epoch": epoch, "train_accuracy": train_acc, "test_accuracy": test_acc, "cost": train_cost,
                 "test_cost": test_cost, "grad_cosine": self.gradient_cosine(net), "failures": self.failures,

@@ -1,0 +1,144 @@
+"""MNIST: AEP against EP, VF and backpropagation on circuits with one hidden layer.
+
+    python experiments/mnist/run.py [--quick] [--config experiments/mnist/config.json] [--runs-dir runs/mnist]
+
+Two settings (the AEP paper's comparison, on circuits): ``layered`` — forward and backward
+transconductors between hidden and output layers, backward ones initialised symmetric to the
+forward ones; ``feedforward`` — forward transconductors only. Algorithms ``aep``, ``ep``, ``vf`` and
+``bp`` (the exact gradient) with the same hyperparameters, several seeds, the layered engine.
+Every run is a resumable run directory under ``--runs-dir``; finished runs are reused, so an
+interrupted experiment continues where it stopped. Then the trained AEP feedforward circuit is taken
+into ngspice: 1,000 test images through its netlist, accuracy and agreement with numpy.
+
+Writes ``experiments/results/mnist{,-quick}.json``, ``.md`` (the table) and ``.png`` (curves).
+Needs the MNIST IDX files: ``CIRCUITEP_MNIST_DIR`` or ``--data-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from circuitep import plots
+from circuitep.builders import from_shorthand
+from circuitep.datasets import load_dataset
+from circuitep.engines.base import Phase
+from circuitep.engines.layered import LayeredEngine
+from circuitep.engines.ngspice_engine import NgspiceEngine
+from circuitep.gradcheck import asymmetry
+from circuitep.runs import train_run
+from circuitep.specio import load_spec
+from circuitep.train import TrainConfig, encode
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE.parent / "results"
+
+
+def run_one(setting: str, algorithm: str, seed: int, cfg: dict, data, runs_dir: Path) -> dict:
+    net = from_shorthand(cfg["settings"][setting].format(hidden=cfg["hidden"]), seed=seed)
+    config = TrainConfig(algorithm=algorithm, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                         momentum=cfg["momentum"], beta_rel=cfg["beta_rel"], seed=seed, v_on=cfg["v_on"],
+                         probe_size=cfg["probe_size"], eval_train_samples=cfg.get("eval_train_samples"))
+    out = runs_dir / f"{setting}-{algorithm}-s{seed}"
+    resume = (out / "checkpoint.npz").exists()
+    print(f"{out.name}: {'resuming' if resume else 'training'}", flush=True)
+    summary = train_run(net, data, LayeredEngine(), config, out, resume=resume, progress=cfg.get("progress", True))
+    records = json.loads((out / "metrics.json").read_text())
+    trained = load_spec(out / "trained.toml")
+    return {"records": records, "asymmetry_initial": asymmetry(net), "asymmetry_final": asymmetry(trained),
+            "failures": summary["failures"], "dir": str(out)}
+
+
+def ngspice_check(run_dir: Path, data, n: int, cfg: dict) -> dict:
+    """Simulate n test images through the trained circuit in ngspice; compare with numpy."""
+    net = load_spec(run_dir / "trained.toml")
+    u, _ = encode(data.x_test[:n], data.y_test[:n], data.n_classes, TrainConfig(v_on=cfg["v_on"]))
+    out = net.output_index()
+    spice = NgspiceEngine(form="folded").solve(net, Phase(), u).x
+    ref = LayeredEngine().solve(net, Phase(), u).x
+    pred_s, pred_n = spice[:, out].argmax(1), ref[:, out].argmax(1)
+    return {"run": run_dir.name, "samples": n, "accuracy": float((pred_s == data.y_test[:n]).mean()),
+            "numpy_accuracy": float((pred_n == data.y_test[:n]).mean()),
+            "agreement": float((pred_s == pred_n).mean()), "max_abs_diff_v": float(np.abs(spice - ref).max())}
+
+
+def stats(values) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": [float(v) for v in values]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=str(HERE / "config.json"), help="experiment configuration (JSON)")
+    p.add_argument("--quick", action="store_true", help="the reduced configuration ('quick' in the config)")
+    p.add_argument("--data-dir", help="MNIST IDX folder (default: $CIRCUITEP_MNIST_DIR)")
+    p.add_argument("--runs-dir", default="runs/mnist", help="where run directories go (default runs/mnist)")
+    p.add_argument("--seeds", type=int, help="use only the first N seeds of the config")
+    p.add_argument("--setting", choices=("layered", "feedforward"),
+                   help="train only this setting (to run settings in parallel processes); no report")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    full = json.loads(Path(args.config).read_text())
+    cfg = {**full, **full["quick"]} if args.quick else dict(full)
+    cfg["progress"] = not args.no_progress
+    seeds = cfg["seeds"][: args.seeds] if args.seeds else cfg["seeds"]
+    data = load_dataset("mnist", data_dir=args.data_dir, n_train=cfg.get("n_train"), n_test=cfg.get("n_test"))
+    runs_dir = Path(args.runs_dir) / ("quick" if args.quick else "full")
+    results: dict = {"config": {k: v for k, v in cfg.items() if k != "quick"}, "seeds_used": seeds}
+    curves = {}
+    for setting in cfg["settings"]:
+        if args.setting and setting != args.setting:
+            continue
+        results[setting] = {}
+        for algorithm in cfg["algorithms"]:
+            runs = [run_one(setting, algorithm, s, cfg, data, runs_dir) for s in seeds]
+            acc = [[r["test_accuracy"] for r in run["records"]] for run in runs]
+            cos = [[r["grad_cosine"] for r in run["records"]] for run in runs]
+            results[setting][algorithm] = {
+                "test_accuracy_epoch1": stats([a[0] for a in acc]),
+                f"test_accuracy_epoch{cfg['epochs']}": stats([a[-1] for a in acc]),
+                "grad_cosine_mean_over_training": stats([np.mean(c) for c in cos]),
+                "asymmetry_final": stats([r["asymmetry_final"] for r in runs]),
+                "seeds": len(runs), "failures": sum(r["failures"] for r in runs)}
+            curves[(setting, algorithm)] = (np.mean(acc, axis=0), np.mean(cos, axis=0))
+    if args.setting:
+        print(f"setting {args.setting} trained; run again without --setting for the report")
+        return 0
+    check_run = runs_dir / f"feedforward-aep-s{seeds[0]}"
+    print("ngspice check ...", flush=True)
+    results["ngspice_check"] = ngspice_check(check_run, data, min(cfg["ngspice_samples"], len(data.x_test)), cfg)
+    stem = RESULTS / ("mnist-quick" if args.quick else "mnist")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(table(results, cfg, seeds, args.quick))
+    plots.experiment_curves(curves, stem.with_suffix(".png"), f"MNIST, 784-{cfg['hidden']}-10 circuits")
+    print(table(results, cfg, seeds, args.quick))
+    return 0
+
+
+def table(results: dict, cfg: dict, seeds, quick: bool) -> str:
+    e = cfg["epochs"]
+    lines = [f"# MNIST, circuits 784-{cfg['hidden']}-10 ({'quick: ' if quick else ''}{cfg.get('n_train') or 60000} "
+             f"train / {cfg.get('n_test') or 10000} test, {len(seeds)} seed(s), layered engine)", "",
+             f"Command: `python experiments/mnist/run.py{' --quick' if quick else ''}`", "",
+             f"| setting | algorithm | test acc. epoch 1 (%) | test acc. epoch {e} (%) | mean cosine with exact gradient | "
+             "final asymmetry of fwd/bwd pairs |", "|---|---|---|---|---|---|"]
+    for setting in cfg["settings"]:
+        for algorithm in cfg["algorithms"]:
+            r = results[setting][algorithm]
+            a1, ae = r["test_accuracy_epoch1"], r[f"test_accuracy_epoch{e}"]
+            asym = f"{r['asymmetry_final']['mean']:.3f}" if setting == "layered" else "-"
+            lines.append(f"| {setting} | {algorithm} | {100 * a1['mean']:.2f} ± {100 * a1['std']:.2f} | "
+                         f"{100 * ae['mean']:.2f} ± {100 * ae['std']:.2f} | "
+                         f"{r['grad_cosine_mean_over_training']['mean']:.6f} | {asym} |")
+    c = results["ngspice_check"]
+    lines += ["", f"ngspice check ({c['run']}, {c['samples']} test images through the trained netlist): accuracy "
+              f"{100 * c['accuracy']:.2f} % (numpy {100 * c['numpy_accuracy']:.2f} %), predictions agree on "
+              f"{100 * c['agreement']:.2f} %, largest voltage difference {c['max_abs_diff_v']:.1e} V.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,471 @@
+"""Training end to end (:mod:`circuitep.train`, :func:`circuitep.runs.train_run`).
+
+- Resume: a run interrupted after one epoch (``stop_after=1``) and resumed reproduces the
+  uninterrupted run bit for bit (parameters ``np.array_equal``, metrics equal except ``seconds``);
+  resuming with another configuration or spec, restarting over a run, or resuming nothing is a
+  ``RunError`` naming the problem.
+- Atomic checkpoint: a kill in the middle of ``np.savez`` leaves the previous checkpoint loadable,
+  and resuming from it still reproduces the uninterrupted run.
+- ngspice in the loop: parameters reach the loaded circuits by ``alter`` (one load per phase kind),
+  and ngspice trains to the same parameters as the numpy (layered) engine.
+- VF vs AEP vs bp on a feedforward circuit: VF's hidden-layer gradient is exactly zero (nudging
+  the outputs does not move a hidden node that nothing feeds back to), so VF trains only the output
+  layer; AEP matches backprop.
+- :func:`constrain`: bounds, masks, quantisation.
+- Bad input is refused before training, with a message naming the field.
+
+Tolerances, and why:
+
+- Resume: 0 (exact). The sample order of epoch ``e`` depends on ``(seed, e)`` only and the state
+  (parameters, momentum, epoch, records) round-trips through ``.npz`` exactly, so nothing may
+  differ but the wall-clock ``seconds``.
+- numpy vs ngspice (ff:64-16-10, 200 / 100 digits, 3 epochs of batch 8: with 2 epochs of batch 16
+  the circuit stays near chance, 19 %, and agreeing accuracies would show little; measured 44 %):
+  parameters within 1e-6 of each group's scale (measured 1.6e-11: ngspice solves to reltol 1e-10,
+  so each step's gradient differs by ~1e-10 relative; a wrong or missing ``alter`` would differ at
+  O(1)); test accuracy within 1 sample of 100 (0.01 + 1e-9): identical parameters give identical
+  predictions unless a sample's two largest outputs are within ~1e-9 V, so at most one such tie may
+  flip (measured: equal accuracies every epoch).
+- Gradient cosine of AEP with the exact gradient >= 0.999 every epoch on both engines (the bar of
+  the task; measured 1 - 3e-9, the O(beta^2) bias of the centred estimate, beta = 1e-2 x leak).
+- ngspice loads: one circuit per phase kind used, free and aep (both nudge signs share one circuit,
+  evaluation reuses the free one): <= 2 (measured 2 loads and 8,646 alters for 64 samples).
+- VF vs output-only training: VF <= output-only + 1 pp (measured: identical runs, since VF's
+  hidden gradient is exactly 0 and its output-layer gradient is then exact). AEP vs bp: within
+  1 pp (measured identical to the printed digits: AEP's bias is ~1e-8 in cosine). bp must beat
+  output-only by >= 5 pp (measured 95.3 % vs 84.2 %), or the comparison shows nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import circuitep.train
+from circuitep.builders import from_shorthand, layered
+from circuitep.datasets import load_dataset
+from circuitep.engines.base import ConvergenceError, Phase
+from circuitep.engines.layered import LayeredEngine
+from circuitep.runs import RunError, train_run
+from circuitep.train import TrainConfig, Trainer, constrain, init_state, load_checkpoint, natural_scale
+
+RESUME_SPEC = "ff:64-16-10"
+RESUME_CONFIG = TrainConfig(epochs=3, batch_size=32, lr=0.05, v_on=1.0, seed=0)
+ACC_TOL = 0.01 + 1e-9  # one sample of 100
+COSINE_MIN = 0.999
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def resume_data():
+    return load_dataset("digits", n_train=300, n_test=100, seed=0)
+
+
+def records(out: Path) -> list[dict]:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def without_seconds(recs: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in recs]
+
+
+def assert_same_params(a: dict, b: dict, what: str) -> None:
+    assert set(a) == set(b), f"{what}: parameter groups {sorted(a)} != {sorted(b)}"
+    for k in a:
+        assert np.array_equal(a[k], b[k]), (
+            f"{what}: {k} differs, max |diff| = {np.max(np.abs(a[k] - b[k])):.3e}")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """The reference: RESUME_SPEC on 300 digits for 3 epochs in one call (dir A)."""
+    out = tmp_path_factory.mktemp("runs") / "A"
+    summary = train_run(from_shorthand(RESUME_SPEC, seed=0), resume_data(), LayeredEngine(), RESUME_CONFIG, out,
+                        progress=False)
+    assert summary["complete"] and summary["epochs"] == 3, summary
+    return out
+
+
+# --- 1. resume --------------------------------------------------------------------------------
+
+
+def test_resume_reproduces_uninterrupted_run(uninterrupted, tmp_path):
+    net, data = from_shorthand(RESUME_SPEC, seed=0), resume_data()
+    out = tmp_path / "B"
+    first = train_run(net, data, LayeredEngine(), RESUME_CONFIG, out, progress=False, stop_after=1)
+    assert first["epochs"] == 1 and not first["complete"], first
+    assert load_checkpoint(out / "checkpoint.npz").epoch == 1
+    assert len(records(out)) == 1
+    second = train_run(net, data, LayeredEngine(), RESUME_CONFIG, out, resume=True, progress=False)
+    assert second["epochs"] == 3 and second["complete"], second
+
+    a, b = load_checkpoint(uninterrupted / "checkpoint.npz"), load_checkpoint(out / "checkpoint.npz")
+    assert a.epoch == b.epoch == 3
+    assert_same_params(a.params, b.params, "checkpoint params, resumed vs uninterrupted")
+    assert_same_params(a.velocity, b.velocity, "checkpoint momentum, resumed vs uninterrupted")
+    assert without_seconds(records(uninterrupted)) == without_seconds(records(out))
+    assert without_seconds(list(a.records)) == without_seconds(list(b.records))
+    assert [r["epoch"] for r in records(out)] == [1, 2, 3]
+    assert_same_params(second["params"], b.params, "summary vs checkpoint")
+
+
+def test_resume_with_other_config_or_spec_is_refused(tmp_path):
+    net, data = from_shorthand(RESUME_SPEC, seed=0), resume_data()
+    out = tmp_path / "run"
+    train_run(net, data, LayeredEngine(), RESUME_CONFIG, out, progress=False, stop_after=1)
+    before = (out / "checkpoint.npz").read_bytes()
+    with pytest.raises(RunError, match=r"config\.json differs"):
+        train_run(net, data, LayeredEngine(), replace(RESUME_CONFIG, lr=0.1), out, resume=True, progress=False)
+    with pytest.raises(RunError, match=r"spec\.toml differs"):
+        train_run(from_shorthand(RESUME_SPEC, seed=1), data, LayeredEngine(), RESUME_CONFIG, out, resume=True,
+                  progress=False)
+    assert (out / "checkpoint.npz").read_bytes() == before, "a refused resume touched the checkpoint"
+
+
+def test_restart_over_existing_run_is_refused(uninterrupted):
+    config_before = (uninterrupted / "config.json").read_bytes()
+    ckpt_before = (uninterrupted / "checkpoint.npz").read_bytes()
+    with pytest.raises(RunError, match=r"already holds a run.*--resume"):
+        train_run(from_shorthand(RESUME_SPEC, seed=0), resume_data(), LayeredEngine(),
+                  replace(RESUME_CONFIG, lr=0.2), uninterrupted, progress=False)
+    assert (uninterrupted / "config.json").read_bytes() == config_before
+    assert (uninterrupted / "checkpoint.npz").read_bytes() == ckpt_before
+
+
+@pytest.mark.parametrize("make_dir", [False, True], ids=["missing-dir", "empty-dir"])
+def test_resume_without_checkpoint_is_refused(tmp_path, make_dir):
+    out = tmp_path / "run"
+    if make_dir:
+        out.mkdir()
+    with pytest.raises(RunError, match=r"nothing to resume.*checkpoint\.npz"):
+        train_run(from_shorthand(RESUME_SPEC, seed=0), resume_data(), LayeredEngine(), RESUME_CONFIG, out,
+                  resume=True, progress=False)
+
+
+class SimulatedKill(Exception):
+    """Stands for the process being killed while ``np.savez`` writes."""
+
+
+def test_checkpoint_survives_kill_mid_write(uninterrupted, tmp_path, monkeypatch):
+    net, data = from_shorthand(RESUME_SPEC, seed=0), resume_data()
+    out = tmp_path / "run"
+    train_run(net, data, LayeredEngine(), RESUME_CONFIG, out, progress=False, stop_after=1)
+    good = load_checkpoint(out / "checkpoint.npz")
+    written = []
+
+    def partial_savez(file, *args, **kwds):
+        written.append(Path(file))
+        with open(file, "wb") as f:
+            f.write(b"PK\x03\x04 partial zip")  # a zip header and nothing else: unreadable
+        raise SimulatedKill(f"killed while writing {file}")
+
+    monkeypatch.setattr(circuitep.train.np, "savez", partial_savez)
+    with pytest.raises(SimulatedKill):
+        train_run(net, data, LayeredEngine(), RESUME_CONFIG, out, resume=True, progress=False)
+    monkeypatch.undo()
+
+    assert written and written[0].name != "checkpoint.npz", f"savez wrote the checkpoint in place: {written}"
+    state = load_checkpoint(out / "checkpoint.npz")
+    assert state.epoch == 1
+    assert_same_params(state.params, good.params, "checkpoint after the kill")
+    assert len(records(out)) == 1, "metrics.json ran ahead of the checkpoint"
+
+    # The partial file is not taken for a checkpoint: resuming continues from epoch 1 and reproduces
+    # the uninterrupted run; the next successful save replaces (removes) the partial temporary.
+    summary = train_run(net, data, LayeredEngine(), RESUME_CONFIG, out, resume=True, progress=False)
+    assert summary["complete"]
+    assert_same_params(load_checkpoint(out / "checkpoint.npz").params,
+                       load_checkpoint(uninterrupted / "checkpoint.npz").params, "resumed after the kill")
+    assert without_seconds(records(out)) == without_seconds(records(uninterrupted))
+    stray = sorted(p.name for p in out.iterdir() if "tmp" in p.name)
+    assert not stray, f"temporary files left in the run directory: {stray}"
+
+
+class FlakyEngine:
+    """LayeredEngine, except that nudged phases of a batch holding ``bad`` (an input row) fail."""
+
+    name = "flaky"
+
+    def __init__(self, bad: np.ndarray):
+        self.bad, self.inner = bad, LayeredEngine()
+
+    def solve(self, net, phase, inputs, targets=None, x0=None, x_init=None):
+        if phase.kind != "free" and any(np.array_equal(row, self.bad) for row in np.asarray(inputs)):
+            raise ConvergenceError("simulated non-convergence")
+        return self.inner.solve(net, phase, inputs, targets, x0, x_init)
+
+
+def failing_sample(probe: bool) -> np.ndarray:
+    """Inputs of a training sample inside (or outside) the gradient-cosine probe batch."""
+    trainer = Trainer(from_shorthand(RESUME_SPEC, seed=0), resume_data(), LayeredEngine(), RESUME_CONFIG)
+    in_probe = set(trainer.probe.tolist())
+    index = next(i for i in range(len(trainer.u_train)) if (i in in_probe) == probe)
+    return trainer.u_train[index]
+
+
+def test_resume_reproduces_failure_counts(tmp_path):
+    net, data, bad = from_shorthand(RESUME_SPEC, seed=0), resume_data(), failing_sample(probe=False)
+    train_run(net, data, FlakyEngine(bad), RESUME_CONFIG, tmp_path / "a", progress=False)
+    train_run(net, data, FlakyEngine(bad), RESUME_CONFIG, tmp_path / "b", progress=False, stop_after=1)
+    train_run(net, data, FlakyEngine(bad), RESUME_CONFIG, tmp_path / "b", resume=True, progress=False)
+    a, b = records(tmp_path / "a"), records(tmp_path / "b")
+    assert [r["failures"] for r in a] == [1, 2, 3]
+    assert without_seconds(a) == without_seconds(b)
+
+
+def test_skip_covers_probe_batch(tmp_path):
+    net, data, bad = from_shorthand(RESUME_SPEC, seed=0), resume_data(), failing_sample(probe=True)
+    summary = train_run(net, data, FlakyEngine(bad), replace(RESUME_CONFIG, epochs=1), tmp_path / "run",
+                        progress=False)
+    assert summary["complete"] and summary["failures"] >= 1
+
+
+# --- 3. ngspice in the loop -------------------------------------------------------------------
+
+
+@pytest.mark.ngspice
+def test_ngspice_training_alters_loaded_circuits(ngspice_engine_factory, tmp_path):
+    engine = ngspice_engine_factory("folded")
+    net = from_shorthand("ff:64-8-10", seed=0)
+    data = load_dataset("digits", n_train=64, n_test=32, seed=0)
+    config = TrainConfig(epochs=1, batch_size=16, v_on=1.0, seed=0)
+    summary = train_run(net, data, engine, config, tmp_path / "run", progress=False)
+    assert summary["complete"] and summary["engine"] == "ngspice"
+    # one circuit per phase kind used: free and aep (both signs of the nudge share one circuit);
+    # evaluation reuses the free circuit
+    assert 1 <= engine.loads <= 2, f"{engine.loads} circuits loaded from text"
+    assert engine.alters > 0
+    trained, initial = summary["params"], net.params()
+    changed = [k for k in ("fwd1", "fwd2", "h1.bias", "out.bias") if not np.array_equal(trained[k], initial[k])]
+    assert changed == ["fwd1", "fwd2", "h1.bias", "out.bias"], f"only {changed} changed"
+
+    # The circuit ngspice holds now is the trained one (its values came by alter, not by reloading):
+    # its free state matches the layered engine's for the trained network, not for the initial one.
+    loads = engine.loads
+    u = data.x_test[:4]
+    trained_net = net.with_params(trained)
+    x_ng = engine.solve(trained_net, Phase(), u).x
+    assert engine.loads == loads, "solving the trained network reloaded a circuit"
+    x_ref = LayeredEngine().solve(trained_net, Phase(), u).x
+    x_init = LayeredEngine().solve(net, Phase(), u).x
+    np.testing.assert_allclose(x_ng, x_ref, rtol=0, atol=1e-6, err_msg="ngspice vs layered, trained network")
+    assert np.max(np.abs(x_init - x_ref)) > 1e-3, "training did not move the free state"
+
+
+@pytest.mark.ngspice
+def test_ngspice_trains_like_numpy(ngspice_engine_factory, tmp_path):
+    net = from_shorthand("ff:64-16-10", seed=0)
+    data = load_dataset("digits", n_train=200, n_test=100, seed=0)
+    config = TrainConfig(epochs=3, batch_size=8, lr=0.05, v_on=1.0, seed=0)
+    runs = {}
+    for name, engine in (("layered", LayeredEngine()), ("ngspice", ngspice_engine_factory("folded"))):
+        summary = train_run(net, data, engine, config, tmp_path / name, exact_engine=LayeredEngine(),
+                            progress=False)
+        runs[name] = (summary, records(tmp_path / name))
+    (s_np, r_np), (s_ng, r_ng) = runs["layered"], runs["ngspice"]
+    report = {name: [(r["test_accuracy"], r["grad_cosine"]) for r in recs] for name, (_, recs) in runs.items()}
+    print(report)
+    for name, (_, recs) in runs.items():
+        for r in recs:
+            assert r["grad_cosine"] >= COSINE_MIN, f"{name} epoch {r['epoch']}: cosine {r['grad_cosine']}"
+            assert r["failures"] == 0, f"{name} epoch {r['epoch']}: {r['failures']} failures"
+    assert s_np["test_accuracy"] > 0.3, f"training did not learn (chance is 0.1): {report}"
+    assert abs(s_np["test_accuracy"] - s_ng["test_accuracy"]) <= ACC_TOL, report
+    for k, p in s_np["params"].items():
+        scale = max(np.max(np.abs(p)), 1e-30)
+        err = np.max(np.abs(s_ng["params"][k] - p)) / scale
+        assert err <= 1e-6, f"{k}: ngspice vs layered trained parameters differ by {err:.2e} of their scale"
+
+
+# --- 4. VF vs AEP vs bp on a feedforward circuit ----------------------------------------------
+
+
+def test_vf_trains_only_the_output_layer_and_aep_matches_bp():
+    net = from_shorthand("ff:64-32-10", seed=0)
+    data = load_dataset("digits", seed=0)
+    epochs = 8
+    hidden = ("fwd1", "h1.bias")
+    runs = {"vf": dict(algorithm="vf"), "output-only": dict(algorithm="bp", lr_groups={k: 0.0 for k in hidden}),
+            "aep": dict(algorithm="aep"), "bp": dict(algorithm="bp")}
+    acc = {}
+    for name, kw in runs.items():
+        config = TrainConfig(epochs=epochs, lr=0.05, v_on=1.0, seed=0, **kw)
+        trainer = Trainer(net, data, LayeredEngine(), config)
+        state = init_state(net, config)
+        if name == "vf":
+            u, y = trainer.u_train[:64], trainer.y_train[:64]
+            grads = trainer.gradient(net, u, y).grads
+            for k in hidden:
+                assert not np.any(grads[k]), f"VF gradient of {k} is not exactly zero"
+            assert np.any(grads["fwd2"]), "VF gradient of the output layer is zero"
+        for _ in range(epochs):
+            state = trainer.run_epoch(state)
+            if name in ("vf", "output-only"):
+                for k in hidden:
+                    assert np.array_equal(state.params[k], net.params()[k]), (
+                        f"{name}: {k} changed in epoch {state.epoch}")
+        acc[name] = trainer.accuracy(trainer.network(state), trainer.u_test, data.y_test)[0]
+    print({k: round(100 * v, 2) for k, v in acc.items()})
+    assert acc["vf"] <= acc["output-only"] + ACC_TOL, acc
+    assert abs(acc["aep"] - acc["bp"]) <= ACC_TOL, acc
+    assert acc["bp"] >= acc["output-only"] + 0.05, f"the hidden layer does not matter here: {acc}"
+
+
+# --- 5. constrain -----------------------------------------------------------------------------
+
+
+def masked_network():
+    """3-5-4 with resistors and transconductors, leaks 1e-4 .. 3e-4 S, a random mask per coupling."""
+    base = layered([3, 5, 4], forward="vccs", resistors=True, leak=1e-4, seed=3)
+    rng = np.random.default_rng(5)
+    groups = tuple(replace(g, leak=rng.uniform(1e-4, 3e-4, g.size)) if g.free else g for g in base.groups)
+    couplings = tuple(replace(c, mask=rng.random(c.weight.shape) < 0.6) for c in base.couplings)
+    return replace(base, groups=groups, couplings=couplings)
+
+
+def wild_params(net, seed=0) -> dict:
+    """Parameters ~N(0, (3 sigma)^2), non-zero under the masks too, some leaks negative; in every
+    coupling the first two existing elements are set far below and far above any bound."""
+    rng = np.random.default_rng(seed)
+    sigma = natural_scale(net)
+    params = {k: 3 * sigma * rng.standard_normal(v.shape) for k, v in net.params().items()}
+    for c in net.couplings:
+        rows, cols = np.nonzero(c.mask)
+        params[c.name][rows[0], cols[0]] = -100 * sigma
+        params[c.name][rows[1], cols[1]] = 100 * sigma
+    return params
+
+
+def bounds(c, sigma: float, config: TrainConfig) -> tuple[float, float]:
+    if c.kind == "resistor":
+        return config.g_bounds[0] * sigma, config.g_bounds[1] * sigma
+    return -config.w_max * sigma, config.w_max * sigma
+
+
+def test_constrain_bounds_and_masks():
+    net = masked_network()
+    config = TrainConfig(g_bounds=(0.5, 3.0), w_max=2.0)
+    sigma = natural_scale(net)
+    assert sigma == float(np.median(np.concatenate([g.leak for g in net.free_groups])))
+    params = wild_params(net)
+    copy = {k: v.copy() for k, v in params.items()}
+    out = constrain(net, params, config)
+    assert all(np.array_equal(params[k], copy[k]) for k in params), "constrain modified its input"
+    kinds = set()
+    for c in net.couplings:
+        kinds.add(c.kind)
+        w, p = out[c.name], params[c.name]
+        lo, hi = bounds(c, sigma, config)
+        assert not c.mask.all() and np.any(p[~c.mask]), f"{c.name}: the test needs masked non-zero entries"
+        assert np.all(w[~c.mask] == 0), f"{c.name}: masked entries {w[~c.mask]}"
+        assert np.all(w[c.mask & (p <= lo)] == lo), f"{c.name}: values below {lo} not clipped to it"
+        assert np.all(w[c.mask & (p >= hi)] == hi), f"{c.name}: values above {hi} not clipped to it"
+        inside = c.mask & (p > lo) & (p < hi)
+        assert inside.any() and np.array_equal(w[inside], p[inside]), f"{c.name}: in-bound values moved"
+    assert kinds == {"resistor", "vccs"}
+    for g in net.free_groups:
+        assert np.array_equal(out[f"{g.name}.leak"], np.maximum(params[f"{g.name}.leak"], 0.0))
+        assert np.array_equal(out[f"{g.name}.bias"], params[f"{g.name}.bias"]), "biases are not bounded"
+    again = constrain(net, out, config)
+    assert all(np.array_equal(v, again[k]) for k, v in out.items()), "constrain is not idempotent"
+
+
+@pytest.mark.parametrize("levels", [2, 3, 5, 16])
+def test_constrain_quantises_to_levels(levels):
+    net = masked_network()
+    config = TrainConfig(g_bounds=(0.5, 3.0), w_max=2.0, levels=levels)
+    sigma = natural_scale(net)
+    params = wild_params(net, seed=levels)
+    out = constrain(net, params, config)
+    for c in net.couplings:
+        w = out[c.name]
+        lo, hi = bounds(c, sigma, config)
+        step = (hi - lo) / (levels - 1)
+        values = np.unique(w[c.mask])
+        assert len(values) <= levels, f"{c.name}: {len(values)} distinct values for {levels} levels"
+        assert len(values) >= min(levels, 2), f"{c.name}: everything quantised to {values}"
+        assert np.all(w[~c.mask] == 0), f"{c.name}: masked entries {w[~c.mask]}"
+        assert lo <= values.min() and values.max() <= hi, f"{c.name}: {values} outside [{lo}, {hi}]"
+        k = (values - lo) / step
+        np.testing.assert_allclose(k, np.round(k), atol=1e-9, err_msg=f"{c.name}: values off the grid")
+        # nearest level: no value moved by more than half a step from its clipped original
+        clipped = np.clip(params[c.name], lo, hi)[c.mask]
+        assert np.max(np.abs(w[c.mask] - clipped)) <= step / 2 * (1 + 1e-9), f"{c.name}: not the nearest level"
+
+
+def test_quantised_values_stay_within_bounds():
+    net = layered([2, 3], forward=None, resistors=True, leak=1e-3)
+    config = TrainConfig(g_bounds=(0.0, 3.0), levels=280)
+    hi = config.g_bounds[1] * natural_scale(net)
+    out = constrain(net, {k: v + 1.0 for k, v in net.params().items()}, config)
+    assert out["res1"].max() <= hi, f"res1 max {out['res1'].max()!r} > {hi!r}"
+
+
+# --- 6. bad input is refused before training --------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(lr=-1), r"lr = -1 must be a positive finite number"),
+    (dict(lr=math.nan), r"lr = nan must be a positive finite number"),
+    (dict(lr=math.inf), r"lr = inf must be"),
+    (dict(lr=True), r"lr = True must be"),
+    (dict(beta_rel=0), r"beta_rel = 0 must be a positive"),
+    (dict(tau=-0.1), r"tau = -0.1 must be"),
+    (dict(algorithm="sgd"), r"algorithm 'sgd' is not one of .*aep"),
+    (dict(epochs=-1), r"epochs = -1"),
+    (dict(epochs=2.0), r"epochs = 2.0"),
+    (dict(batch_size=0), r"batch_size = 0"),
+    (dict(probe_size=0), r"probe_size = 0"),
+    (dict(momentum=1.0), r"momentum = 1.0 must be in \[0, 1\)"),
+    (dict(lr_groups={"fwd1": -0.1}), r"lr_groups\['fwd1'\] = -0.1"),
+    (dict(lr_groups={"fwd1": math.nan}), r"lr_groups\['fwd1'\] = nan"),
+    (dict(levels=1), r"levels = 1 must be an integer >= 2"),
+    (dict(g_bounds=(1.0, 0.5)), r"g_bounds = \(1.0, 0.5\) needs 0 <= g_min < g_max"),
+    (dict(g_bounds=(-1.0, 1.0)), r"g_bounds"),
+    (dict(w_max=0), r"w_max = 0 must be positive"),
+    (dict(on_failure="retry"), r"on_failure = 'retry' must be 'skip' or 'stop'"),
+])
+def test_train_config_refuses_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_train_config_cost_is_checked():
+    with pytest.raises(ValueError, match="hinge"):
+        TrainConfig(cost="hinge")
+
+
+def test_zero_epochs_is_refused():
+    with pytest.raises(ValueError, match="epochs = 0 must be a positive integer"):
+        TrainConfig(epochs=0)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("ff:10-8-10", r"has 10 inputs but data set 'digits' has 64 features"),
+    ("ff:64-8-3", r"has 3 outputs but data set 'digits' has 10 classes"),
+])
+def test_spec_must_match_data(tmp_path, spec, message):
+    with pytest.raises(ValueError, match=message):
+        train_run(from_shorthand(spec), load_dataset("digits", n_train=20, n_test=10), LayeredEngine(),
+                  TrainConfig(epochs=1), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_spec_mismatch_leaves_no_files(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="inputs"):
+        train_run(from_shorthand("ff:10-8-10"), load_dataset("digits", n_train=20, n_test=10), LayeredEngine(),
+                  TrainConfig(epochs=1), out, progress=False)
+    assert not out.exists() or not any(out.iterdir()), f"left behind: {sorted(p.name for p in out.iterdir())}"
+
+
+def test_unknown_lr_group_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="fwd9"):
+        train_run(from_shorthand("ff:64-8-10"), load_dataset("digits", n_train=20, n_test=10), LayeredEngine(),
+                  TrainConfig(epochs=1, lr_groups={"fwd9": 0.0}), tmp_path / "run", progress=False)
