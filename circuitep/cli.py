@@ -129,8 +129,20 @@ def simulate(net: Network, engine, inputs: np.ndarray) -> dict:
 def cmd_simulate(args) -> int:
     net = load_spec(args.spec)
     u, _ = _sample(net, args.inputs, None)
-    result = simulate(net, make_engine(args.engine, args.form), u)
+    engine = make_engine(args.engine, args.form)
+    result = simulate(net, engine, u)
+    if args.settle:
+        if not isinstance(engine, NgspiceEngine):
+            raise UsageError("--settle runs an ngspice transient: use it with --engine ngspice")
+        final = engine.settle(net, u[None])[0]
+        diff = float(np.max(np.abs(final - np.array(list(result["nodes"].values())))))
+        result["settles"] = diff <= 1e-6
+        result["settle_max_diff_v"] = diff
+        result["settled_nodes"] = dict(zip(net.free_nodes, final.tolist()))
     _print_op(result)
+    if args.settle:
+        print(f"transient from rest {'settles at this operating point' if result['settles'] else 'settles ELSEWHERE'}"
+              f" (largest difference {result['settle_max_diff_v']:.1e} V)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
@@ -286,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ngspice (the simulator of record, default) or numpy (the reference solver)")
     s.add_argument("--form", choices=FORMS, default="literal", help="netlist form for ngspice (default literal)")
     s.add_argument("--inputs", type=_floats, help="input voltages v1,v2,... (default: the spec's sample)")
+    s.add_argument("--settle", action="store_true",
+                   help="also run an ngspice transient from rest and say whether the circuit settles at the "
+                        "operating point (a non-reciprocal circuit may have DC solutions it never reaches)")
     s.add_argument("--json", help="also write {engine, nodes: {name: volts}, stable, ...} to this file")
     s.set_defaults(func=cmd_simulate)
 

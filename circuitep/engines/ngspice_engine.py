@@ -262,6 +262,34 @@ class NgspiceEngine:
         return OperatingPoint(tuple(net.free_nodes), x, np.ones(batch, bool), np.zeros(batch, int), self.name,
                               phase, self.tolerance_dict, adjoint=d)
 
+    def settle(self, net: Network, inputs, t_stop: float | None = None) -> np.ndarray:
+        """Free-node voltages at the end of a transient from rest (all capacitors discharged).
+
+        Confirms a DC operating point physically: a non-reciprocal circuit can have a DC solution
+        it never settles into. ``t_stop`` (s) defaults to 200 of the slowest node time constants
+        ``C / G_leak``. Returns ``(batch, n_free)`` volts.
+        """
+        u, _, _ = check_batch(net, Phase(), inputs, None, None)
+        compiled = self.load(net, Phase())
+        circuit = self._session.current
+        if t_stop is None:
+            cap = np.concatenate([g.capacitance for g in net.free_groups])
+            leak = np.concatenate([g.leak for g in net.free_groups])
+            t_stop = 200 * float(np.max(cap / np.maximum(leak, 1e-12)))
+        values = source_values(compiled, u, None, np.zeros((u.shape[0], net.n_free)))
+        sources = [(s.name, compiled.netlist.element(s.name).kind) for s in compiled.sources]
+        x = np.empty((u.shape[0], net.n_free))
+        for b in range(u.shape[0]):
+            self._alter([(name, kind, float(values[b, k])) for k, (name, kind) in enumerate(sources)
+                         if circuit.values.get(name) != values[b, k]], circuit.values)
+            errors = self._session.command(f"tran {spice_number(t_stop / 1000)} {spice_number(t_stop)} uic")
+            if errors:
+                raise NgspiceError(f"ngspice: network {net.name!r}, transient from rest, sample {b}: "
+                                   f"{' | '.join(errors[:3])}")
+            x[b] = [self._session.vector(n)[-1] for n in compiled.free_nodes]
+            self._session.command("destroy all")
+        return x
+
     def _op(self, net: Network, phase: Phase, sample: int) -> None:
         errors = self._session.command("op")
         if not errors:

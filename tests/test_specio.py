@@ -1,0 +1,77 @@
+"""Spec files and parameter files: round trips and clear errors."""
+
+import numpy as np
+import pytest
+
+from circuitep.builders import from_graph, random_network
+from circuitep.specio import SpecError, load_params, load_spec, save_params, save_spec, spec_to_toml
+from circuitep.golden import REFERENCE_SPECS
+import networkx as nx
+from pathlib import Path
+
+NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
+
+
+def same(a, b):
+    assert spec_to_toml(a) == spec_to_toml(b)
+    for k, v in a.params().items():
+        assert np.array_equal(v, b.params()[k]), k
+
+
+@pytest.mark.parametrize("net", [load_spec(NETLISTS / f"{n}.toml") for n in REFERENCE_SPECS]
+                         + [random_network(k, seed=3) for k in ("reciprocal", "nonreciprocal", "feedforward")])
+def test_spec_round_trips_exactly(tmp_path, net):
+    save_spec(net, tmp_path / "s.toml")
+    same(net, load_spec(tmp_path / "s.toml"))
+
+
+def test_masked_graph_spec_round_trips(tmp_path):
+    g = nx.DiGraph()
+    g.add_node("a", role="input")
+    g.add_node("b", role="hidden", clamp=(0.4, 0.6))
+    g.add_node("c", role="hidden")
+    g.add_node("d", role="output")
+    g.add_edge("a", "b", kind="vccs", weight=1e-4)
+    g.add_edge("b", "c", kind="resistor", weight=2e-4)
+    g.add_edge("c", "d", kind="tanh", weight=-1e-4)
+    net = from_graph(g)
+    save_spec(net, tmp_path / "g.toml")
+    back = load_spec(tmp_path / "g.toml")
+    same(net, back)
+    assert any(not c.mask.all() for c in back.couplings)
+
+
+def test_params_round_trip_and_shape_mismatch(tmp_path):
+    net = random_network("nonreciprocal", seed=1)
+    trained = net.with_params({"fwd1": 2 * net.params()["fwd1"]})
+    save_params(trained, tmp_path / "p.npz")
+    same(trained, load_params(net, tmp_path / "p.npz"))
+    other = random_network("nonreciprocal", sizes=(4, 6, 3), seed=1)
+    with pytest.raises(SpecError, match=r"parameter 'fwd1' has shape \(5, 4\), the network needs \(6, 4\)"):
+        load_params(other, tmp_path / "p.npz")
+    with pytest.raises(SpecError, match="cannot read parameters"):
+        load_params(net, tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 2\nsizee = 3\n", r"unknown key\(s\) \['sizee'\]"),
+    ("name = 'x'\nbogus = 1\n", r"unknown key\(s\) \['bogus'\]"),
+    ("name = 'x'\n[[groups]\n", "not valid TOML"),
+    ("[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\nsize = 1\n",
+     "missing top-level name"),
+    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+     "size = 1\n[[couplings]]\nname = 'c'\nkind = 'resistor'\nsrc = 'in'\ndst = 'o'\n", "has no weight matrix"),
+    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+     "size = 1\n[[couplings]]\nname = 'c'\nkind = 'resistor'\nsrc = 'in'\ndst = 'o'\nweight = [[-1e-4]]\n",
+     r"couplings\['c'\].weight\[0, 0\] = -0.0001 is negative"),
+])
+def test_bad_spec_files_are_refused_naming_the_field(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=message):
+        load_spec(path)
+
+
+def test_missing_spec_file():
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec("/nonexistent/spec.toml")
