@@ -22,7 +22,9 @@ from circuitep.datasets import DATASETS, load_dataset
 from circuitep.demo import DEMO_CONFIG, DEMO_SPEC, run_demo
 from circuitep.golden import REFERENCE_SPECS, check_golden, write_golden
 from circuitep.spec import Network
+from circuitep.estimators import compare
 from circuitep.runs import train_run
+from circuitep.sens import sens_gradients
 from circuitep.specio import SpecError, load_spec
 from circuitep.train import ALGORITHMS, TrainConfig
 
@@ -180,6 +182,14 @@ def cmd_gradcheck(args) -> int:
         print(f"  {name:<9} {'(all)':<12} {r['cosine']:>12.8f} {r['rel_error']:>10.2e} {r['sign_agreement']:>6.2f}")
         for group, g in r["groups"].items():
             print(f"  {'':<9} {group:<12} {g['cosine']:>12.8f} {g['rel_error']:>10.2e} {g['sign_agreement']:>6.2f}")
+    if args.sens:
+        if not (isinstance(engine, NgspiceEngine) and engine.form == "literal"):
+            raise UsageError("--sens reads ngspice's sensitivities: use it with --engine ngspice --form literal")
+        exact = {k: np.array(v) for k, v in report["exact"].items()}
+        sens = sens_gradients(net, engine, u, y, cost)
+        report["sens"] = compare(sens, {k: exact[k].reshape(sens[k].shape) for k in sens})
+        print(f"  ngspice .sens vs exact: cosine {report['sens']['cosine']:.8f}, relative error "
+              f"{report['sens']['rel_error']:.2e} (groups covered: {', '.join(sens)})")
     if args.sweep_beta:
         betas = beta * np.logspace(-1, 1, 5)
         report["beta_sweep"] = beta_sweep(net, engine, u, y, betas, cost=cost)
@@ -325,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--tau", type=_positive, default=0.1, help="cross-entropy temperature in V")
     gc.add_argument("--samples", type=_count, default=8, help="probe batch size (default 8)")
     gc.add_argument("--seed", type=int, default=0, help="seed of the probe batch")
+    gc.add_argument("--sens", action="store_true",
+                    help="also compare ngspice's own DC sensitivities (.sens) with the exact gradient "
+                         "(needs --engine ngspice --form literal; not for tanh transconductors)")
     gc.add_argument("--sweep-beta", action="store_true", help="also measure error against beta (fits the slopes)")
     gc.add_argument("--sweep-asymmetry", action="store_true",
                     help="also interpolate backward couplings from symmetric to the spec's (needs fwd/bwd pairs)")

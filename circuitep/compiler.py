@@ -1,8 +1,10 @@
 """Compile a network into the netlist of one learning phase (DESIGN.md §2).
 
 Phases: ``free``; ``nudged`` (the nudge ``-beta dC/dx`` into the outputs, toward target sources);
-``aep`` (the nudge plus the correction ``-(J - J^T)(x - x0)``, with ``x0`` held on reference nodes
-by voltage sources); ``dyadic`` (the circuit and its adjoint network side by side). Forms:
+``aep`` (the nudge plus the correction ``-(J - J^T)(x - x0)``: for linear transconductors the
+correction cancels each element's own drive and adds its transpose, so the AEP netlist carries every
+free-to-free transconductor reversed plus one constant current ``(K x0)_i`` per node; saturating
+ones keep explicit correction sources against reference nodes holding ``x0``); ``dyadic`` (the circuit and its adjoint network side by side). Forms:
 ``literal`` (one element per weight) and ``folded`` (each free node's input-driven elements
 replaced by one Norton current source and one conductance).
 
@@ -51,8 +53,8 @@ class Tolerances:
 
 @dataclass(frozen=True)
 class Source:
-    """A source whose value is set per sample: ``role`` is input, norton, target or ref; ``index``
-    indexes the input nodes, free nodes, outputs or free nodes respectively."""
+    """A source whose value is set per sample: ``role`` is input, norton, target, aep or ref;
+    ``index`` indexes the input nodes, or the free nodes, outputs, free nodes, free nodes."""
 
     name: str
     role: str
@@ -128,7 +130,7 @@ def compile_network(net: Network, phase: str = "free", form: str = "literal", *,
     b = _Builder(net, form)
     b.inputs(u[0])
     b.free_groups()
-    b.couplings()
+    b.couplings(transpose_linear=phase == "aep")
     if phase in ("nudged", "aep"):
         b.nudge(beta, cost, targets, into=lambda n: n)
     if phase == "aep":
@@ -150,6 +152,18 @@ def compile_network(net: Network, phase: str = "free", form: str = "literal", *,
                     tuple(adjoint_node(n) for n in net.free_nodes) if phase == "dyadic" else (), tuple(b.sources))
 
 
+def linear_correction(net: Network) -> np.ndarray:
+    """``K = A - A^T`` of the linear transconductors between free nodes (S, ``(n_free, n_free)``);
+    it does not depend on the state."""
+    free = {g.name for g in net.free_groups}
+    linear = tuple(c for c in net.couplings if c.kind == "vccs" and c.src in free)
+    if not linear:
+        return np.zeros((net.n_free, net.n_free))
+    lin = Network(net.name, net.groups, linear, net.diode)
+    n_in = sum(g.size for g in net.input_groups)
+    return kcl.correction_matrix(lin, np.zeros((1, n_in)), np.zeros((1, net.n_free)))[0]
+
+
 def source_values(compiled: Compiled, u: np.ndarray, targets: np.ndarray | None, x0: np.ndarray | None) -> np.ndarray:
     """Values of ``compiled.sources`` for a batch, ``(batch, n_sources)``.
 
@@ -158,6 +172,7 @@ def source_values(compiled: Compiled, u: np.ndarray, targets: np.ndarray | None,
     net = compiled.network
     columns = []
     norton = kcl.input_drive(net, u)[0] if compiled.form == "folded" else None
+    aep = x0 @ linear_correction(net).T if any(s.role == "aep" for s in compiled.sources) else None
     for s in compiled.sources:
         if s.role == "input":
             columns.append(u[:, s.index])
@@ -165,6 +180,8 @@ def source_values(compiled: Compiled, u: np.ndarray, targets: np.ndarray | None,
             columns.append(norton[:, s.index])
         elif s.role == "target":
             columns.append(targets[:, s.index])
+        elif s.role == "aep":
+            columns.append(aep[:, s.index])
         else:
             columns.append(x0[:, s.index])
     return np.stack(columns, axis=1) if columns else np.zeros((u.shape[0], 0))
@@ -238,12 +255,15 @@ class _Builder:
             clamp = f", diode clamp [{g.clamp[0]:g}, {g.clamp[1]:g}] V" if g.clamp else ""
             self.add(f"group {g.name} ({g.role}, {g.size} nodes): leak, bias, capacitance{clamp}", els)
 
-    def couplings(self) -> None:
+    def couplings(self, transpose_linear: bool = False) -> None:
+        """One element per weight; with ``transpose_linear`` (AEP phase) every linear transconductor
+        between free nodes drives the other way: current ``w v(dst_i)`` into ``src_j``."""
         net = self.net
         for c in net.couplings:
             if self.folded(c):
                 continue
             src, dst = net.group(c.src).nodes(), net.group(c.dst).nodes()
+            reverse = transpose_linear and c.kind == "vccs" and c.src in self.free
             els = []
             for i, j in np.argwhere(c.mask):
                 w, name = float(c.weight[i, j]), f"{c.name}_{i}_{j}"
@@ -251,13 +271,16 @@ class _Builder:
                     if w > 0:
                         els.append(Element("R", f"r{name}", (dst[i], src[j]), 1.0 / w))
                 elif c.kind == "vccs":
-                    els.append(Element("G", f"g{name}", ("0", dst[i], src[j], "0"), w))
+                    nodes = ("0", src[j], dst[i], "0") if reverse else ("0", dst[i], src[j], "0")
+                    els.append(Element("G", f"g{name}", nodes, w))
                 else:
                     els.append(Element("B", f"b{name}", ("0", dst[i]),
                                        f"{spice_number(w * c.v_sat)}*tanh(v({src[j]})/{spice_number(c.v_sat)})"))
             what = {"resistor": "resistors (Ohm)", "vccs": "transconductors (S)",
                     "tanh": f"saturating transconductors (v_sat = {c.v_sat:g} V)"}[c.kind]
-            self.add(f"coupling {c.name}: {what}, {c.src} -> {c.dst}", els)
+            direction = (f"{c.dst} -> {c.src}, reversed for the AEP phase (the correction cancels the forward drive "
+                         f"and adds its transpose)" if reverse else f"{c.src} -> {c.dst}")
+            self.add(f"coupling {c.name}: {what}, {direction}", els)
 
     def nudge(self, beta: float, cost: Cost, targets: np.ndarray, into) -> None:
         outs = [self.net.free_nodes[k] for k in self.net.output_index()]
@@ -278,31 +301,33 @@ class _Builder:
         self.add(f"nudge: current -beta dC/dx ({cost.name}) into the outputs, targets (V)", els)
 
     def aep_correction(self, u: np.ndarray, x0: np.ndarray) -> None:
-        """Inject ``-K (v - x0)``, ``K = J - J^T`` at x0, through VCCS against reference nodes."""
+        """The rest of ``-K (v - x0)``, ``K = J - J^T`` at x0: per node the constant current
+        ``(K x0)_i`` left over by the reversed linear transconductors, and for saturating ones
+        explicit sources against reference nodes holding x0."""
         net = self.net
         nodes = net.free_nodes
         els = []
-        for k, node in enumerate(nodes):
-            els.append(Element("V", f"v{ref_node(node)}", (ref_node(node), "0"), float(x0[k])))
-            self.sources.append(Source(f"v{ref_node(node)}", "ref", k))
-        linear = [c for c in net.couplings if c.kind == "vccs" and c.src in self.free]
-        if linear:
-            lin = Network(net.name, net.groups, tuple(linear), net.diode)
-            k_mat = kcl.correction_matrix(lin, u, x0[None])[0]
-            for i, j in np.argwhere(k_mat != 0):
-                els.append(Element("G", f"gaep_{nodes[i]}_{nodes[j]}", ("0", nodes[i], nodes[j], ref_node(nodes[j])),
-                                   float(-k_mat[i, j])))
+        k_lin = linear_correction(net)
+        if k_lin.any():
+            current = k_lin @ x0
+            for k, node in enumerate(nodes):
+                if k_lin[k].any():
+                    els.append(Element("I", f"iaep_{node}", ("0", node), float(current[k])))
+                    self.sources.append(Source(f"iaep_{node}", "aep", k))
         fs = net.free_slices()
-        for c in net.couplings:
-            if c.kind != "tanh" or c.src not in self.free:
-                continue
+        saturating = [c for c in net.couplings if c.kind == "tanh" and c.src in self.free]
+        if saturating:
+            for k, node in enumerate(nodes):
+                els.append(Element("V", f"v{ref_node(node)}", (ref_node(node), "0"), float(x0[k])))
+                self.sources.append(Source(f"v{ref_node(node)}", "ref", k))
+        for c in saturating:
             vs = spice_number(c.v_sat)
             for i, j in np.argwhere(c.mask):
                 a, b = nodes[fs[c.dst].start + i], nodes[fs[c.src].start + j]
                 slope = f"{spice_number(float(c.weight[i, j]))}*(1-tanh(v({ref_node(b)})/{vs})*tanh(v({ref_node(b)})/{vs}))"
                 els.append(Element("B", f"baep_{c.name}_{i}_{j}_a", ("0", a), f"-{slope}*(v({b})-v({ref_node(b)}))"))
                 els.append(Element("B", f"baep_{c.name}_{i}_{j}_b", ("0", b), f"{slope}*(v({a})-v({ref_node(a)}))"))
-        self.add("AEP correction: -(J - J^T)(v - x0), x0 held on reference nodes", els)
+        self.add("AEP correction: constant currents K x0 (A), and -(J - J^T)(v - x0) of saturating couplings", els)
 
     def adjoint(self) -> None:
         """The adjoint network (Director-Rohrer): linearised at the circuit's state, transposed."""

@@ -137,7 +137,8 @@ def test_phases_and_forms_differ_where_they_should():
     texts = {(p, f): compile_case("nonreciprocal", p, f).text for p in PHASES for f in FORMS}
     assert len(set(texts.values())) == len(texts)
     assert "gnudge_" in texts[("nudged", "literal")] and "gnudge_" not in texts[("free", "literal")]
-    assert "gaep_" in texts[("aep", "folded")] and "adj_" in texts[("dyadic", "folded")]
+    assert "iaep_" in texts[("aep", "folded")] and "reversed for the AEP phase" in texts[("aep", "folded")]
+    assert "adj_" in texts[("dyadic", "folded")]
     assert "vin_0" in texts[("free", "literal")] and "inrt_" in texts[("free", "folded")]
 
 
