@@ -76,6 +76,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", help="MNIST IDX folder (default: $CIRCUITEP_MNIST_DIR)")
     p.add_argument("--runs-dir", default="runs/mnist", help="where run directories go (default runs/mnist)")
     p.add_argument("--seeds", type=int, help="use only the first N seeds of the config")
+    p.add_argument("--epochs", type=int, help="override the config's epochs (runs resume and extend)")
     p.add_argument("--setting", choices=("layered", "feedforward"),
                    help="train only this setting (to run settings in parallel processes); no report")
     p.add_argument("--no-progress", action="store_true")
@@ -83,6 +84,8 @@ def main(argv=None) -> int:
     full = json.loads(Path(args.config).read_text())
     cfg = {**full, **full["quick"]} if args.quick else dict(full)
     cfg["progress"] = not args.no_progress
+    if args.epochs:
+        cfg["epochs"] = args.epochs
     seeds = cfg["seeds"][: args.seeds] if args.seeds else cfg["seeds"]
     data = load_dataset("mnist", data_dir=args.data_dir, n_train=cfg.get("n_train"), n_test=cfg.get("n_test"))
     runs_dir = Path(args.runs_dir) / ("quick" if args.quick else "full")

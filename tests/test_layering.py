@@ -1,0 +1,40 @@
+"""Imports run one way: spec -> physics -> netlists -> engines -> estimators -> training -> cli."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "circuitep"
+
+# a module may import only from its own layer or the layers below
+LAYERS = [
+    {"spec", "devices", "netlist", "datasets"},
+    {"kcl", "costs", "builders", "specio"},
+    {"compiler", "golden"},
+    {"engines.base", "engines.numpy_engine", "engines.layered", "engines.ngspice_engine", "engines.pool"},
+    {"estimators", "sens", "plots"},
+    {"gradcheck", "train"},
+    {"runs", "demo"},
+    {"cli"},
+]
+
+
+def layer_of(module: str) -> int:
+    for k, layer in enumerate(LAYERS):
+        if module in layer:
+            return k
+    raise AssertionError(f"module circuitep.{module} is not placed in a layer of tests/test_layering.py")
+
+
+def test_no_import_points_upward():
+    problems = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        module = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("circuitep"):
+                names = [node.module[len("circuitep."):]] if node.module != "circuitep" else [a.name for a in node.names]
+                for target in names:
+                    if layer_of(target) > layer_of(module):
+                        problems.append(f"circuitep.{module} imports circuitep.{target}")
+    assert not problems, "imports against the data flow:\n" + "\n".join(problems)
