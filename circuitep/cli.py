@@ -67,10 +67,8 @@ def _count(text: str) -> int:
 
 
 def default_beta(net: Network) -> float:
-    """A small nudge in the network's natural units: 1e-3 of its median leak conductance (S)."""
-    leaks = np.concatenate([g.leak for g in net.free_groups])
-    scale = float(np.median(leaks)) if np.any(leaks > 0) else 1e-4
-    return 1e-3 * (scale if scale > 0 else 1e-4)
+    """A small nudge in the network's natural units: 1e-3 of its conductance scale (S)."""
+    return 1e-3 * net.conductance_scale()
 
 
 def make_engine(name: str, form: str = "folded", tolerances: Tolerances | None = None):

@@ -33,22 +33,26 @@ FORMS = ("literal", "folded")
 class Tolerances:
     """ngspice convergence options, written into every netlist (defaults suit small-beta gradients).
 
-    ``reltol`` (1), ``vntol`` (V), ``abstol`` (A), ``gmin`` (S, also used by the numpy diode model).
+    ``reltol`` (1), ``vntol`` (V), ``abstol`` (A). ``gmin`` is always ngspice's default,
+    :data:`circuitep.devices.GMIN`, which the numpy diode model uses too (so both engines solve one
+    circuit).
     """
 
     reltol: float = 1e-10
     vntol: float = 1e-12
     abstol: float = 1e-15
-    gmin: float = GMIN
 
     def __post_init__(self):
-        for key in ("reltol", "vntol", "abstol", "gmin"):
+        for key in ("reltol", "vntol", "abstol"):
             v = getattr(self, key)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise ValueError(f"tolerance {key} = {v!r} must be a positive number")
 
+    def as_dict(self) -> dict:
+        return {"reltol": self.reltol, "vntol": self.vntol, "abstol": self.abstol, "gmin": GMIN}
+
     def options(self) -> tuple[tuple[str, float], ...]:
-        return (("reltol", self.reltol), ("vntol", self.vntol), ("abstol", self.abstol), ("gmin", self.gmin))
+        return tuple(self.as_dict().items())
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class Source:
     name: str
     role: str
     index: int
+    kind: str  # element letter, V or I
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,7 @@ def _diode_conductance(vd: str, i_sat: float, n: float, gmin: float) -> str:
     is_ = spice_number(i_sat)
     q = f"(3*{vte}/({spice_number(np.e)}*min({vd},-3*{vte})))"
     reverse = f"{is_}*3*{q}*{q}*{q}/min({vd},-3*{vte})"
-    forward = f"{is_}/{vte}*exp(min({vd},2)/{vte})"
+    forward = f"{is_}/{vte}*exp(min({vd},80*{vte})/{vte})"  # the exponent cap of devices.diode_current
     return f"((({vd})>=-3*{vte})?({forward}):({reverse}))+{spice_number(gmin)}"
 
 
@@ -223,7 +228,7 @@ class _Builder:
             els = []
             for k, node in enumerate(net.input_nodes):
                 els.append(Element("V", f"v{node}", (node, "0"), float(u[k])))
-                self.sources.append(Source(f"v{node}", "input", k))
+                self.sources.append(Source(f"v{node}", "input", k, "V"))
             self.add("inputs: voltage sources (V)", els)
             return
         current, conductance = kcl.input_drive(net, u[None])
@@ -232,7 +237,7 @@ class _Builder:
         for k, node in enumerate(net.free_nodes):
             if receives[k]:
                 els.append(Element("I", f"inrt_{node}", ("0", node), float(current[0, k])))
-                self.sources.append(Source(f"inrt_{node}", "norton", k))
+                self.sources.append(Source(f"inrt_{node}", "norton", k, "I"))
             if resistive[k] and conductance[k] > 0:
                 els.append(Element("R", f"rnrt_{node}", (node, "0"), 1.0 / conductance[k]))
         self.add("inputs folded: Norton current (A) and conductance per free node", els)
@@ -287,7 +292,7 @@ class _Builder:
         els = []
         for k, node in enumerate(outs):
             els.append(Element("V", f"v{target_node(node)}", (target_node(node), "0"), float(targets[k])))
-            self.sources.append(Source(f"v{target_node(node)}", "target", k))
+            self.sources.append(Source(f"v{target_node(node)}", "target", k, "V"))
         for node in outs:
             if isinstance(cost, CrossEntropy):
                 tau = spice_number(cost.tau)
@@ -313,13 +318,13 @@ class _Builder:
             for k, node in enumerate(nodes):
                 if k_lin[k].any():
                     els.append(Element("I", f"iaep_{node}", ("0", node), float(current[k])))
-                    self.sources.append(Source(f"iaep_{node}", "aep", k))
+                    self.sources.append(Source(f"iaep_{node}", "aep", k, "I"))
         fs = net.free_slices()
         saturating = [c for c in net.couplings if c.kind == "tanh" and c.src in self.free]
         if saturating:
             for k, node in enumerate(nodes):
                 els.append(Element("V", f"v{ref_node(node)}", (ref_node(node), "0"), float(x0[k])))
-                self.sources.append(Source(f"v{ref_node(node)}", "ref", k))
+                self.sources.append(Source(f"v{ref_node(node)}", "ref", k, "V"))
         for c in saturating:
             vs = spice_number(c.v_sat)
             for i, j in np.argwhere(c.mask):

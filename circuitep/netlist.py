@@ -189,9 +189,13 @@ class Netlist:
         return sorted({n for el in self.elements() for n in el.nodes} - {"0"})
 
 
+_COMMENT = re.compile(r"[\x20-\x7e]*")
+
+
 def _check_comment(text: str) -> None:
-    if not isinstance(text, str) or any(c in text for c in "\r\n\0"):
-        raise ValueError(f"comment {text!r} must be a single line")
+    """Comments are one line of printable ASCII: no line or page breaks of any kind."""
+    if not isinstance(text, str) or not _COMMENT.fullmatch(text):
+        raise ValueError(f"comment {text!r} must be a single line of printable ASCII")
 
 
 def write(netlist: Netlist) -> str:

@@ -206,8 +206,8 @@ class Network:
 
     def __post_init__(self):
         check_name("name", self.name)
-        if not isinstance(self.description, str) or any(c in self.description for c in "\r\n\0"):
-            raise ValueError("description must be a single line of text")
+        if not isinstance(self.description, str) or not re.fullmatch(r"[\x20-\x7e]*", self.description):
+            raise ValueError("description must be a single line of printable ASCII text")
         object.__setattr__(self, "groups", tuple(self.groups))
         object.__setattr__(self, "couplings", tuple(self.couplings))
         for k, g in enumerate(self.groups):
@@ -335,6 +335,17 @@ class Network:
             k += g.size
         return np.concatenate([primary[g.name] if g.invert is None else -primary[g.invert]
                                for g in self.input_groups], axis=1)
+
+    def conductance_scale(self) -> float:
+        """The network's natural conductance ``sigma`` (S): the median of its positive leaks.
+
+        Nudges (beta) and learning rates are expressed relative to it.
+        """
+        leaks = np.concatenate([g.leak for g in self.free_groups])
+        if not (leaks > 0).any():
+            raise ValueError(f"network {self.name!r} has no leak conductance to set its scale; give the free "
+                             f"nodes a leak (S) or pass beta in siemens")
+        return float(np.median(leaks[leaks > 0]))
 
     # --- parameters ------------------------------------------------------------------------
 

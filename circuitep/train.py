@@ -87,6 +87,9 @@ class TrainConfig:
             raise ValueError(f"eval_train_samples = {self.eval_train_samples!r} must be a positive integer or None")
         if self.levels is not None and (not isinstance(self.levels, int) or self.levels < 2):
             raise ValueError(f"levels = {self.levels!r} must be an integer >= 2 or None")
+        if self.cost == "xent" and (self.v_off < 0 or self.v_on <= self.v_off):
+            raise ValueError(f"cross-entropy targets are probabilities: need 0 <= v_off < v_on, got "
+                             f"v_off = {self.v_off}, v_on = {self.v_on}")
         lo, hi = self.g_bounds
         if not 0 <= lo < hi:
             raise ValueError(f"g_bounds = {self.g_bounds!r} needs 0 <= g_min < g_max")
@@ -96,9 +99,8 @@ class TrainConfig:
 
 
 def natural_scale(net: Network) -> float:
-    """The network's conductance scale ``sigma`` (S): its median leak conductance."""
-    leaks = np.concatenate([g.leak for g in net.free_groups])
-    return float(np.median(leaks)) if np.any(leaks > 0) else 1e-4
+    """The network's conductance scale ``sigma`` (S), see :meth:`Network.conductance_scale`."""
+    return net.conductance_scale()
 
 
 @dataclass(frozen=True)

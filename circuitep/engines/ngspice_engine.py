@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -92,10 +92,26 @@ class _Session:
         self.current: object | None = None
 
     def add_circuit(self, token: object, text: str) -> None:
-        """Load a netlist as a new circuit, which becomes the current one."""
-        self.load(text)
-        self.order.append(token)
-        self.current = token
+        """Load a netlist as a new circuit, which becomes the current one.
+
+        ngspice adds some faulty netlists and refuses others; the circuit list is counted before
+        and after so that ``order`` always matches what ngspice holds."""
+        before = self.count()
+        errors = self.load(text)
+        if self.count() > before:
+            self.order.append(token)
+            self.current = token
+            if errors:
+                self.remove(token)
+        else:
+            self.current = None  # ngspice has no current circuit after a refused one
+        if errors:
+            raise NgspiceError(f"ngspice rejected the netlist: {' | '.join(errors)}")
+
+    def count(self) -> int:
+        """How many circuits ngspice holds (from its ``setcirc`` listing)."""
+        self.command("setcirc")
+        return sum(1 for line in self.ng._stdout if re.match(r"(Current\t)?\d+\t", line))
 
     def select(self, token: object) -> None:
         if self.current is not token:
@@ -124,16 +140,14 @@ class _Session:
         if errors:
             raise NgspiceError(f"ngspice command {text[:80]!r} failed: {' | '.join(errors)}")
 
-    def load(self, text: str) -> None:
-        lines = [line for line in text.splitlines() if line.strip()]
+    def load(self, text: str) -> list[str]:
+        """Hand a netlist to ngspice; return the error lines it printed on stderr."""
+        lines = [line for line in text.split("\n") if line.strip()]
         if self.order:
             self.command("destroy all")
         self.ng.clear_output()
         self._circ(lines)
-        errors = [line for line in self.ng._stderr if not _INFO.match(line)]
-        errors += [line for line in self.ng._stdout if "error" in line.lower()]
-        if errors:
-            raise NgspiceError(f"ngspice rejected the netlist: {' | '.join(errors)}")
+        return [line for line in self.ng._stderr if not _INFO.match(line)]
 
     def _circ(self, lines: list[str]) -> None:
         keep = [ffi.new("char[]", line.encode("ascii")) for line in lines] + [ffi.NULL]
@@ -168,12 +182,13 @@ class NgspiceEngine:
     ``form`` chooses literal or folded netlists (folded: input-driven elements as Norton sources,
     much faster, same node voltages). ``tolerances`` go into every netlist's ``.options``.
     ``retry`` re-runs a failed operating point with more iterations and gmin and source stepping.
-    Nudged phases of either sign share one circuit (the nudge gains are altered), and new
+    Nudged phases of either sign share one circuit (the nudge gains are altered; the cross-entropy
+    nudge writes beta into a behavioural expression, so there each sign reloads), and new
     parameters of the same structure are altered into every loaded circuit, never rebuilt.
     """
 
     form: str = "folded"
-    tolerances: Tolerances = Tolerances()
+    tolerances: Tolerances = field(default_factory=Tolerances)
     retry: bool = True
     name: str = "ngspice"
 
@@ -187,8 +202,7 @@ class NgspiceEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        return {"reltol": self.tolerances.reltol, "vntol": self.tolerances.vntol,
-                "abstol": self.tolerances.abstol, "gmin": self.tolerances.gmin, "form": self.form}
+        return self.tolerances.as_dict() | {"form": self.form}
 
     # --- loading -------------------------------------------------------------------------
 
@@ -220,18 +234,32 @@ class NgspiceEngine:
 
     def _alter(self, changes: list[tuple[str, str, float]], values: dict[str, float]) -> None:
         """``alter`` element values of the current circuit, several per command joined with ';'."""
-        batch = ""
+        batch, pending = "", {}
         for name, kind, value in changes:
             param = _ALTER_VALUE[kind]
             cmd = f"alter {name} {param + ' ' if param else ''}= {spice_number(value)}"
             if len(batch) + len(cmd) + 1 > _MAX_COMMAND:
                 self._session.checked(batch)
-                batch = ""
+                values.update(pending)
+                batch, pending = "", {}
             batch = f"{batch};{cmd}" if batch else cmd
-            values[name] = value
+            pending[name] = value
         if batch:
             self._session.checked(batch)
+            values.update(pending)  # only once ngspice has taken them
         self.alters += len(changes)
+
+    def _drive(self, circuit: _Circuit, values: np.ndarray) -> None:
+        """Set the per-sample sources of the current circuit to one sample's ``values``."""
+        self._alter([(src.name, src.kind, float(v)) for src, v in zip(circuit.compiled.sources, values)
+                     if circuit.values.get(src.name) != v], circuit.values)
+
+    def close(self) -> None:
+        """Remove this engine's circuits from ngspice (the shared library itself stays loaded)."""
+        for circuit in self._circuits.values():
+            if circuit in self._session.order:
+                self._session.remove(circuit)
+        self._circuits.clear()
 
     # --- solving -------------------------------------------------------------------------
 
@@ -246,12 +274,10 @@ class NgspiceEngine:
         compiled = self.load(net, phase)
         circuit = self._session.current
         values = source_values(compiled, u, y, x0 if x0 is not None else np.zeros((batch, net.n_free)))
-        sources = [(s.name, compiled.netlist.element(s.name).kind) for s in compiled.sources]
         x = np.empty((batch, net.n_free))
         d = np.empty((batch, net.n_free)) if compiled.adjoint_nodes else None
         for b in range(batch):
-            self._alter([(name, kind, float(values[b, k])) for k, (name, kind) in enumerate(sources)
-                         if circuit.values.get(name) != values[b, k]], circuit.values)
+            self._drive(circuit, values[b])
             self._op(net, phase, b)
             x[b] = [self._session.vector(n)[0] for n in compiled.free_nodes]
             if d is not None:
@@ -277,11 +303,9 @@ class NgspiceEngine:
             leak = np.concatenate([g.leak for g in net.free_groups])
             t_stop = 200 * float(np.max(cap / np.maximum(leak, 1e-12)))
         values = source_values(compiled, u, None, np.zeros((u.shape[0], net.n_free)))
-        sources = [(s.name, compiled.netlist.element(s.name).kind) for s in compiled.sources]
         x = np.empty((u.shape[0], net.n_free))
         for b in range(u.shape[0]):
-            self._alter([(name, kind, float(values[b, k])) for k, (name, kind) in enumerate(sources)
-                         if circuit.values.get(name) != values[b, k]], circuit.values)
+            self._drive(circuit, values[b])
             errors = self._session.command(f"tran {spice_number(t_stop / 1000)} {spice_number(t_stop)} uic")
             if errors:
                 raise NgspiceError(f"ngspice: network {net.name!r}, transient from rest, sample {b}: "
@@ -300,13 +324,11 @@ class NgspiceEngine:
         compiled = self.load(net, Phase())
         circuit = self._session.current
         values = source_values(compiled, u, None, np.zeros((u.shape[0], net.n_free)))
-        sources = [(s.name, compiled.netlist.element(s.name).kind) for s in compiled.sources]
         outs = [net.free_nodes[k] for k in net.output_index()]
         elements = [el for el in compiled.netlist.elements() if el.kind in "RGI"]
         result = {el.name: np.empty((u.shape[0], len(outs))) for el in elements}
         for b in range(u.shape[0]):
-            self._alter([(name, kind, float(values[b, k])) for k, (name, kind) in enumerate(sources)
-                         if circuit.values.get(name) != values[b, k]], circuit.values)
+            self._drive(circuit, values[b])
             # measured (ngspice 39): the first sens after an alter linearises diodes at the previous
             # sample's state (errors up to 100 % on diode-clamped nodes); a second one is right
             self._session.command(f"sens v({outs[0]})")
@@ -350,6 +372,6 @@ def available() -> bool:
 def _same_structure(a: Compiled, b: Compiled) -> bool:
     """Same elements, nodes, models and expressions: only alterable values may differ."""
     ea, eb = a.netlist.elements(), b.netlist.elements()
-    return len(ea) == len(eb) and a.netlist.options == b.netlist.options and all(
+    return len(ea) == len(eb) and a.netlist.options == b.netlist.options and a.netlist.models == b.netlist.models and all(
         x.name == y.name and x.kind == y.kind and x.nodes == y.nodes and (x.kind not in "BD" or x.value == y.value)
         for x, y in zip(ea, eb))

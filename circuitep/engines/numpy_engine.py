@@ -19,7 +19,7 @@ from circuitep.spec import Network
 class NumpyEngine:
     """Batched damped Newton: ``x <- x - t J^-1 F`` with backtracking on ``|F|^2``.
 
-    Converged when every Newton step is below ``vtol`` (V) and ``|F|`` below ``itol`` (A).
+    A sample has converged when its Newton step is below ``vtol`` (V) or ``|F|`` below ``itol`` (A).
     ``check_stability`` computes the eigenvalues of ``C^-1 J`` at the solution.
     """
 
@@ -38,12 +38,15 @@ class NumpyEngine:
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
         out = net.output_index()
         start = np.zeros((u.shape[0], net.n_free)) if x_init is None else np.array(x_init, dtype=float)
+        if start.shape != (u.shape[0], net.n_free) or not np.isfinite(start).all():
+            raise ValueError(f"x_init has shape {start.shape}, expected finite ({u.shape[0]}, {net.n_free})")
         if phase.kind == "dyadic":
             x, it, ok, jac = self._newton(net, start, lambda rows, x, jac: kcl.residual(net, u[rows], x, jacobian=jac),
                                           _capacitance(net))
             g = np.zeros_like(x)
             g[:, out] = phase.cost.grad(x[:, out], y)
-            d = phase.beta * np.linalg.solve(np.swapaxes(jac, 1, 2), g[..., None])[..., 0]
+            d = phase.beta * solve_rows(np.swapaxes(jac, 1, 2), g)
+            ok &= np.isfinite(d).all(axis=1)  # a singular Jacobian at the free state has no adjoint
             return self._result(net, phase, x, ok, it, jac, adjoint=d)
 
         k = kcl.correction_matrix(net, u, x0) if phase.aep else None
@@ -97,7 +100,10 @@ class NumpyEngine:
             if rows.size == 0:
                 break
             lhs = np.einsum("i,bij->bij", cap, np.broadcast_to(np.eye(cap.size), jac[rows].shape)) / dt[rows, None, None]
-            step = np.linalg.solve(lhs - jac[rows], f[rows][..., None])[..., 0]
+            step = solve_rows(lhs - jac[rows], f[rows])
+            bad = ~np.isfinite(step).all(axis=1)
+            failed[rows[bad]], done[rows[bad]] = True, True
+            step[bad] = 0.0
             old = np.abs(f[rows]).max(1)
             x[rows] += step
             runaway = np.abs(x[rows]).max(1) > 1e3  # volts: the dynamics diverge, no state to settle in
@@ -120,12 +126,20 @@ class NumpyEngine:
         done = np.zeros(batch, bool)
         rows = np.arange(batch)
         f, jac = system(rows, x, True)
+        stalled = np.zeros(batch, bool)
         for _ in range(self.max_iter):
-            rows = np.flatnonzero(~done)
+            rows = np.flatnonzero(~done & ~stalled)
             if rows.size == 0:
                 break
             fa, ja = f[rows], jac[rows]
-            step = -np.linalg.solve(ja, fa[..., None])[..., 0]
+            step = -solve_rows(ja, fa)
+            singular = ~np.isfinite(step).all(axis=1)
+            if singular.any():  # left to pseudo-transient continuation, whose matrix C/dt - J is regular
+                stalled[rows[singular]] = True
+                keep = ~singular
+                rows, fa, ja, step = rows[keep], fa[keep], ja[keep], step[keep]
+                if rows.size == 0:
+                    break
             merit = (fa**2).sum(1)
             t = np.ones(rows.size)
             for _ in range(60):  # backtracking: accept a step that does not increase |F|^2
@@ -151,6 +165,20 @@ class NumpyEngine:
         stable = is_stable(net, jac) if self.check_stability else None
         return OperatingPoint(tuple(net.free_nodes), x, ok, it, self.name, phase, self.tolerances,
                               adjoint=adjoint, stable=stable)
+
+
+def solve_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a[k]^-1 b[k]`` for a batch; rows whose matrix is singular come back as NaN."""
+    try:
+        return np.linalg.solve(a, b[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        out = np.full(b.shape, np.nan)
+        for k in range(len(a)):
+            try:
+                out[k] = np.linalg.solve(a[k], b[k])
+            except np.linalg.LinAlgError:
+                pass
+        return out
 
 
 def _capacitance(net: Network) -> np.ndarray:

@@ -69,9 +69,7 @@ class PoolEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        return {"reltol": self.tolerances.reltol, "vntol": self.tolerances.vntol,
-                "abstol": self.tolerances.abstol, "gmin": self.tolerances.gmin, "form": self.form,
-                "workers": self.workers}
+        return self.tolerances.as_dict() | {"form": self.form, "workers": self.workers}
 
     def _start(self) -> _Worker:
         parent, child = self._ctx.Pipe()
@@ -111,6 +109,7 @@ class PoolEngine:
                 except (BrokenPipeError, OSError):
                     self._restart(slot)
                     self._retry(k, attempts, chunks, "its worker had died")
+            failure = None  # raised only after every sent chunk's reply is read: no stale replies stay in a pipe
             for slot, k in sent.items():
                 conn = self._pool[slot].conn
                 try:
@@ -124,10 +123,13 @@ class PoolEngine:
                     continue
                 status, payload = reply
                 if status == "convergence":
-                    raise ConvergenceError(payload)
-                if status == "error":
-                    raise PoolError(f"worker failed on samples {chunks[k].tolist()[:8]}: {payload}")
-                results[k] = payload
+                    failure = failure or ConvergenceError(payload)
+                elif status == "error":
+                    failure = failure or PoolError(f"worker failed on samples {chunks[k].tolist()[:8]}: {payload}")
+                else:
+                    results[k] = payload
+            if failure is not None:
+                raise failure
             pending = [k for k in pending if k not in results]
         ops = [results[k] for k in range(len(chunks))]
         adjoint = None if ops[0].adjoint is None else np.concatenate([o.adjoint for o in ops])
