@@ -21,7 +21,7 @@ from circuitep import plots
 from circuitep.compiler import compile_network
 from circuitep.datasets import Dataset
 from circuitep.engines.base import Engine
-from circuitep.specio import load_spec, save_spec, spec_to_toml
+from circuitep.specio import load_spec, save_spec, spec_to_toml, write_text_atomic
 from circuitep.spec import Network
 from circuitep.train import (TrainConfig, Trainer, TrainState, check_compatible, check_lr_groups, config_from_json,
                              config_to_json, init_state, load_checkpoint, save_checkpoint)
@@ -31,20 +31,14 @@ class RunError(ValueError):
     """A run directory that cannot be started or resumed as asked."""
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_metrics(out: Path, records: list[dict]) -> None:
-    _atomic_text(out / "metrics.json", json.dumps(records, indent=2) + "\n")
+    write_text_atomic(out / "metrics.json", json.dumps(records, indent=2) + "\n")
     if records:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(records[0]))
         writer.writeheader()
         writer.writerows(records)
-        _atomic_text(out / "metrics.csv", buf.getvalue())
+        write_text_atomic(out / "metrics.csv", buf.getvalue())
 
 
 def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, out: str | Path, *,
@@ -68,7 +62,7 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
             raise RunError(f"{out}/config.json differs from the configuration given; resume with the same options "
                            f"(only --epochs may change; saved: {saved})")
         if saved.epochs != config.epochs:
-            _atomic_text(out / "config.json", config_to_json(config) + "\n")
+            write_text_atomic(out / "config.json", config_to_json(config) + "\n")
         saved_net = load_spec(out / "spec.toml")
         if spec_to_toml(saved_net) != spec_to_toml(net):
             raise RunError(f"{out}/spec.toml differs from the spec given; resume with the same spec")
@@ -77,7 +71,7 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
         out.mkdir(parents=True, exist_ok=True)
         if ckpt.exists():
             raise RunError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        _atomic_text(out / "config.json", config_to_json(config) + "\n")
+        write_text_atomic(out / "config.json", config_to_json(config) + "\n")
         save_spec(net, out / "spec.toml")
         state = init_state(net, config)
     records = list(state.records)
@@ -102,7 +96,7 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
     epochs.close()
     trained = trainer.network(state)
     save_spec(trained, out / "trained.toml")
-    _atomic_text(out / "trained.cir", compile_network(trained, "free", "literal",
+    write_text_atomic(out / "trained.cir", compile_network(trained, "free", "literal",
                                                       inputs=trainer.u_test[0]).text)
     if records:
         plots.learning_curves(records, out / "learning_curves.png",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -142,15 +143,13 @@ def spec_to_toml(net: Network) -> str:
 
 def save_spec(net: Network, path: str | os.PathLike) -> None:
     """Write a network spec as TOML, atomically."""
-    _atomic_write(Path(path), spec_to_toml(net).encode())
+    write_text_atomic(path, spec_to_toml(net))
 
 
 def save_params(net: Network, path: str | os.PathLike) -> None:
     """Save every parameter of :meth:`Network.params` to an ``.npz`` file, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **net.params())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **net.params())
 
 
 def load_params(net: Network, path: str | os.PathLike) -> Network:
@@ -170,7 +169,19 @@ def load_params(net: Network, path: str | os.PathLike) -> Network:
         raise SpecError(f"{path}: {exc}") from exc
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step, so a
+    crash at any moment leaves either the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

@@ -24,6 +24,7 @@ from circuitep.datasets import Dataset, inputs_to_voltages, labels_to_targets
 from circuitep.engines.base import ConvergenceError, Engine, Phase
 from circuitep.estimators import compare, estimate
 from circuitep.spec import Network
+from circuitep.specio import atomic_path
 
 ALGORITHMS = ("aep", "ep", "vf", "dyadic", "bp")
 
@@ -314,14 +315,12 @@ def config_from_json(text: str) -> TrainConfig:
 
 def save_checkpoint(path: str | Path, state: TrainState) -> None:
     """Write the state atomically: a crash at any moment leaves the previous checkpoint intact."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
     arrays = {f"param/{k}": v for k, v in state.params.items()}
     arrays |= {f"velocity/{k}": v for k, v in state.velocity.items()}
     arrays["epoch"] = np.array(state.epoch)
     arrays["records"] = np.array(json.dumps(list(state.records)))
-    np.savez(tmp, **arrays)
-    Path(tmp).replace(path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
 
 
 def load_checkpoint(path: str | Path) -> TrainState:
