@@ -85,6 +85,10 @@ class Compiled:
         return write(self.netlist)
 
 
+#: Node whose voltage carries beta for behavioural nudges (user nodes end in _<digits>).
+BETA_NODE = "nudge_beta"
+
+
 def adjoint_node(node: str) -> str:
     return f"adj_{node}"
 
@@ -293,12 +297,14 @@ class _Builder:
         for k, node in enumerate(outs):
             els.append(Element("V", f"v{target_node(node)}", (target_node(node), "0"), float(targets[k])))
             self.sources.append(Source(f"v{target_node(node)}", "target", k, "V"))
+        if isinstance(cost, CrossEntropy):  # beta as a voltage, so that both signs share one circuit
+            els.append(Element("V", f"v{BETA_NODE}", (BETA_NODE, "0"), beta, "beta (A V) as a voltage"))
         for node in outs:
             if isinstance(cost, CrossEntropy):
                 tau = spice_number(cost.tau)
                 total = "+".join(f"v({target_node(o)})" for o in outs)
                 norm = "+".join(f"exp(v({o})/{tau})" for o in outs)
-                expr = (f"{spice_number(beta)}/{tau}*(v({target_node(node)})/({total})"
+                expr = (f"v({BETA_NODE})/{tau}*(v({target_node(node)})/({total})"
                         f"-exp(v({node})/{tau})/({norm}))")
                 els.append(Element("B", f"bnudge_{into(node)}", ("0", into(node)), expr))
             else:

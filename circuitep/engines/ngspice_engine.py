@@ -182,8 +182,8 @@ class NgspiceEngine:
     ``form`` chooses literal or folded netlists (folded: input-driven elements as Norton sources,
     much faster, same node voltages). ``tolerances`` go into every netlist's ``.options``.
     ``retry`` re-runs a failed operating point with more iterations and gmin and source stepping.
-    Nudged phases of either sign share one circuit (the nudge gains are altered; the cross-entropy
-    nudge writes beta into a behavioural expression, so there each sign reloads), and new
+    Nudged phases of either sign share one circuit (the nudge gains, or the source holding beta
+    for the cross-entropy nudge, are altered), and new
     parameters of the same structure are altered into every loaded circuit, never rebuilt.
     """
 
