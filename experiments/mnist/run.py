@@ -37,6 +37,19 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"
 
 
+def read_run(setting: str, algorithm: str, seed: int, cfg: dict, runs_dir: Path) -> dict | None:
+    """What a run directory holds so far (for --report-only), or None when it has no epoch yet."""
+    out = runs_dir / f"{setting}-{algorithm}-s{seed}"
+    if not (out / "metrics.json").exists():
+        return None
+    net = from_shorthand(cfg["settings"][setting].format(hidden=cfg["hidden"]), seed=seed)
+    records = json.loads((out / "metrics.json").read_text())
+    trained = load_spec(out / "trained.toml") if (out / "trained.toml").exists() else None
+    return {"records": records, "asymmetry_initial": asymmetry(net),
+            "asymmetry_final": asymmetry(trained) if trained else float("nan"),
+            "failures": records[-1]["failures"], "dir": str(out)}
+
+
 def run_one(setting: str, algorithm: str, seed: int, cfg: dict, data, runs_dir: Path) -> dict:
     net = from_shorthand(cfg["settings"][setting].format(hidden=cfg["hidden"]), seed=seed)
     config = TrainConfig(algorithm=algorithm, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
@@ -79,6 +92,10 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, help="override the config's epochs (runs resume and extend)")
     p.add_argument("--setting", choices=("layered", "feedforward"),
                    help="train only this setting (to run settings in parallel processes); no report")
+    p.add_argument("--algorithm", choices=("aep", "ep", "vf", "bp"),
+                   help="train only this algorithm (to run in parallel processes); no report")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: summarise the epochs the run directories hold so far")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     full = json.loads(Path(args.config).read_text())
@@ -96,22 +113,36 @@ def main(argv=None) -> int:
             continue
         results[setting] = {}
         for algorithm in cfg["algorithms"]:
-            runs = [run_one(setting, algorithm, s, cfg, data, runs_dir) for s in seeds]
+            if args.algorithm and algorithm != args.algorithm:
+                continue
+            if args.report_only:
+                runs = [r for r in (read_run(setting, algorithm, s, cfg, runs_dir) for s in seeds) if r]
+                if not runs:
+                    continue
+            else:
+                runs = [run_one(setting, algorithm, s, cfg, data, runs_dir) for s in seeds]
             acc = [[r["test_accuracy"] for r in run["records"]] for run in runs]
             cos = [[r["grad_cosine"] for r in run["records"]] for run in runs]
+            done = min(len(a) for a in acc)
             results[setting][algorithm] = {
+                "epochs_done": done,
                 "test_accuracy_epoch1": stats([a[0] for a in acc]),
-                f"test_accuracy_epoch{cfg['epochs']}": stats([a[-1] for a in acc]),
+                f"test_accuracy_epoch{cfg['epochs']}": stats([a[cfg["epochs"] - 1] for a in acc]) if done >= cfg["epochs"]
+                else None,
+                f"test_accuracy_epoch{done}": stats([a[done - 1] for a in acc]),
+                "test_accuracy_best": stats([max(a) for a in acc]),
                 "grad_cosine_mean_over_training": stats([np.mean(c) for c in cos]),
                 "asymmetry_final": stats([r["asymmetry_final"] for r in runs]),
                 "seeds": len(runs), "failures": sum(r["failures"] for r in runs)}
-            curves[(setting, algorithm)] = (np.mean(acc, axis=0), np.mean(cos, axis=0))
-    if args.setting:
-        print(f"setting {args.setting} trained; run again without --setting for the report")
+            curves[(setting, algorithm)] = (np.mean([a[:done] for a in acc], axis=0),
+                                            np.mean([c[:done] for c in cos], axis=0))
+    if args.setting or args.algorithm:
+        print("trained the selected runs; run again without --setting/--algorithm for the report")
         return 0
     check_run = runs_dir / f"feedforward-aep-s{seeds[0]}"
-    print("ngspice check ...", flush=True)
-    results["ngspice_check"] = ngspice_check(check_run, data, min(cfg["ngspice_samples"], len(data.x_test)), cfg)
+    if (check_run / "trained.toml").exists():
+        print("ngspice check ...", flush=True)
+        results["ngspice_check"] = ngspice_check(check_run, data, min(cfg["ngspice_samples"], len(data.x_test)), cfg)
     stem = RESULTS / ("mnist-quick" if args.quick else "mnist")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
@@ -125,22 +156,30 @@ def table(results: dict, cfg: dict, seeds, quick: bool) -> str:
     e = cfg["epochs"]
     lines = [f"# MNIST, circuits 784-{cfg['hidden']}-10 ({'quick: ' if quick else ''}{cfg.get('n_train') or 60000} "
              f"train / {cfg.get('n_test') or 10000} test, {len(seeds)} seed(s), layered engine)", "",
-             f"Command: `python experiments/mnist/run.py{' --quick' if quick else ''}`", "",
-             f"| setting | algorithm | test acc. epoch 1 (%) | test acc. epoch {e} (%) | mean cosine with exact gradient | "
-             "final asymmetry of fwd/bwd pairs |", "|---|---|---|---|---|---|"]
+             f"Command: `python experiments/mnist/run.py{' --quick' if quick else ''}` (configuration "
+             f"`experiments/mnist/config.json`: lr {cfg['lr']}, batch {cfg['batch_size']}, momentum {cfg['momentum']}, "
+             f"beta {cfg['beta_rel']} x leak)", "",
+             "| setting | algorithm | epochs done | test acc. epoch 1 (%) | test acc. last epoch (%) | best (%) | "
+             "mean cosine with exact gradient | non-converged samples | final asymmetry of fwd/bwd pairs |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for setting in cfg["settings"]:
         for algorithm in cfg["algorithms"]:
-            r = results[setting][algorithm]
-            a1, ae = r["test_accuracy_epoch1"], r[f"test_accuracy_epoch{e}"]
+            r = results.get(setting, {}).get(algorithm)
+            if r is None:
+                lines.append(f"| {setting} | {algorithm} | 0 | not run yet | | | | | |")
+                continue
+            done = r["epochs_done"]
+            a1, ae, best = r["test_accuracy_epoch1"], r[f"test_accuracy_epoch{done}"], r["test_accuracy_best"]
             asym = f"{r['asymmetry_final']['mean']:.3f}" if setting == "layered" else "-"
-            lines.append(f"| {setting} | {algorithm} | {100 * a1['mean']:.2f} ± {100 * a1['std']:.2f} | "
-                         f"{100 * ae['mean']:.2f} ± {100 * ae['std']:.2f} | "
-                         f"{r['grad_cosine_mean_over_training']['mean']:.6f} | {asym} |")
-    c = results["ngspice_check"]
-    lines += ["", f"ngspice check ({c['run']}, {c['samples']} test images through the trained netlist): accuracy "
-              f"{100 * c['accuracy']:.2f} % (numpy {100 * c['numpy_accuracy']:.2f} %), predictions agree on "
-              f"{100 * c['agreement']:.2f} %, largest voltage difference {c['max_abs_diff_v']:.1e} V.", ""]
-    return "\n".join(lines)
+            lines.append(f"| {setting} | {algorithm} | {done} of {e} | {100 * a1['mean']:.2f} ± {100 * a1['std']:.2f} | "
+                         f"{100 * ae['mean']:.2f} ± {100 * ae['std']:.2f} | {100 * best['mean']:.2f} | "
+                         f"{r['grad_cosine_mean_over_training']['mean']:.6f} | {r['failures']} | {asym} |")
+    c = results.get("ngspice_check")
+    if c:
+        lines += ["", f"ngspice check ({c['run']}, {c['samples']} test images through the trained netlist): accuracy "
+                  f"{100 * c['accuracy']:.2f} % (numpy {100 * c['numpy_accuracy']:.2f} %), predictions agree on "
+                  f"{100 * c['agreement']:.2f} %, largest voltage difference {c['max_abs_diff_v']:.1e} V."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
