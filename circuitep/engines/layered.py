@@ -25,6 +25,10 @@ free state ``x0``, subtracts ``A``'s block ``(dst, src)`` of every transconducto
 groups and adds its transpose to block ``(src, dst)`` (DESIGN.md §1-2). For a saturating
 transconductor ``A``'s block is ``W * f'(v_src(x0))[b, None, :]`` for sample ``b``.
 
+Unlike the dense engine it has no pseudo-transient fallback: where Newton stalls it reports a
+ConvergenceError, and on a multistable circuit it may settle in another state than a transient
+from rest would (check with ``circuitep simulate --settle``).
+
 Holds no state between calls.
 """
 
