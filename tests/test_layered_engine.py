@@ -7,7 +7,9 @@
   transconductors both ways and resistors, and on a network with couplings inside a group (dense
   diagonal blocks). The stability flag, when asked for, agrees too.
 - A network whose free groups are not a chain is refused with a message that names the coupling and
-  points to NumpyEngine; a Newton that runs out of iterations raises ConvergenceError.
+  points to NumpyEngine; where Newton stops short, pseudo-transient continuation goes on (as in
+  NumpyEngine) and ends at the same operating point; a circuit with no operating point raises
+  ConvergenceError naming network, phase and samples.
 - At MNIST scale (784-500-10, diode clamps) the free phase is much faster than NumpyEngine and
   agrees with it.
 
@@ -35,6 +37,7 @@ import numpy as np
 import pytest
 
 from circuitep import builders
+from circuitep.builders import from_shorthand
 from circuitep.costs import CrossEntropy
 from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase
 from circuitep.engines.layered import LayeredEngine
@@ -165,15 +168,49 @@ def test_refuses_a_network_that_is_not_a_chain():
 
 
 def test_convergence_error_names_network_phase_and_samples():
-    # One Newton step is not enough for these samples. (NumpyEngine would go on with pseudo-transient
-    # continuation, so only the layered engine's message is checked here.)
-    net = builders.random_network("nonreciprocal", seed=0)
+    # Output nodes with no DC path to ground and a bias current: no operating point exists; Newton
+    # meets a singular Jacobian and the pseudo-transient runs away.
+    net = builders.random_network("feedforward", seed=0)
+    out = net.free_groups[-1]
+    groups = tuple(replace(g, leak=np.zeros(g.size), bias=np.full(g.size, 1e-6), clamp=None) if g is out else g
+                   for g in net.groups)
+    floating = replace(net, groups=groups, couplings=tuple(
+        replace(c, weight=np.zeros_like(c.weight)) if c.dst == out.name else c for c in net.couplings))
     u, _ = make_batch(net, 0)
     with pytest.raises(ConvergenceError) as ours:
-        LayeredEngine(max_iter=1).solve(net, Phase(), u)
+        LAYERED.solve(floating, Phase(), u)
     message = str(ours.value)
-    assert message.startswith("layered engine: network 'random_nonreciprocal', phase free: Newton did "
-                              "not converge for sample(s) ["), message
+    assert message.startswith("layered engine: network 'random_feedforward', phase free: neither Newton (200 "
+                              "iterations) nor pseudo-transient continuation converged for sample(s) ["), message
+    assert "the Jacobian was singular" in message and "no DC path to ground" in message
+
+
+def test_pseudo_transient_continues_where_newton_stops():
+    """With Newton cut short (max_iter 1), the samples continue by pseudo-transient continuation and
+    end at the operating point full Newton finds (unique here), as in the dense engine."""
+    net = builders.random_network("nonreciprocal", seed=0)
+    u, _ = make_batch(net, 0)
+    full = LAYERED.solve(net, Phase(), u)
+    short = LayeredEngine(max_iter=1).solve(net, Phase(), u)
+    assert (short.iterations > full.iterations).any()  # the continuation did run
+    # both converge to vtol 1e-12 V; measured difference ~2e-12 V (1e-11 V to the dense engine's
+    # continuation, whose linear solves round differently)
+    assert np.abs(short.x - full.x).max() <= 1e-9
+    assert np.abs(short.x - NumpyEngine(max_iter=1).solve(net, Phase(), u).x).max() <= 1e-9
+
+
+def test_unstable_newton_solution_is_replaced_when_stability_is_checked():
+    """layered:12-8-4 at gain 1 has several DC solutions for sample 0 (see test_settle.py): Newton
+    lands on one the circuit does not settle into. With check_stability the engine continues by
+    pseudo-transient continuation and ends where the dense engine (and ngspice's transient) does."""
+    net = from_shorthand("layered:12-8-4", seed=1, gain=1.0)
+    u = np.random.default_rng(0).uniform(0, 1, (1, 12))
+    dense = NUMPY.solve(net, Phase(), u)
+    unchecked = LayeredEngine().solve(net, Phase(), u)
+    checked = LAYERED.solve(net, Phase(), u)  # check_stability=True
+    assert np.abs(unchecked.x - dense.x).max() > 0.01  # measured 0.2 V: the unstable solution
+    assert checked.stable.all()
+    assert np.abs(checked.x - dense.x).max() <= TOL
 
 
 def test_bad_warm_start_is_refused():

@@ -25,9 +25,12 @@ free state ``x0``, subtracts ``A``'s block ``(dst, src)`` of every transconducto
 groups and adds its transpose to block ``(src, dst)`` (DESIGN.md §1-2). For a saturating
 transconductor ``A``'s block is ``W * f'(v_src(x0))[b, None, :]`` for sample ``b``.
 
-Unlike the dense engine it has no pseudo-transient fallback: where Newton stalls it reports a
-ConvergenceError, and on a multistable circuit it may settle in another state than a transient
-from rest would (check with ``circuitep simulate --settle``).
+Where Newton does not converge (strong feedback: trained non-reciprocal loops make some samples
+fold), it continues by the dense engine's pseudo-transient continuation, with the same block
+elimination for each step. Whether a Newton solution is stable is checked only with
+``check_stability`` (off by default: it needs the dense Jacobian's eigenvalues), so by default on a
+multistable circuit it may settle in another state than a transient from rest would (check with
+``circuitep simulate --settle`` or ``check_stability=True``).
 
 Holds no state between calls.
 """
@@ -42,7 +45,8 @@ import numpy as np
 from circuitep import kcl
 from circuitep.costs import SquaredError
 from circuitep.devices import diode_clamp_current, tanh_transfer
-from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch, is_stable
+from circuitep.engines.base import (ConvergenceError, OperatingPoint, Phase, capacitance, check_batch, is_stable,
+                                   pseudo_transient)
 from circuitep.spec import Coupling, Network
 
 
@@ -236,6 +240,10 @@ class _Blocks:
         return _Blocks(self.slices, [d if d.ndim == 2 else np.swapaxes(d, 1, 2) for d in self.diag],
                        {(b, a): _swap(m) for (a, b), m in self.off.items()})
 
+    def diagonal(self) -> np.ndarray:
+        """The diagonal of ``J``, ``(batch, n_free)``."""
+        return np.concatenate([d if d.ndim == 2 else np.diagonal(d, axis1=1, axis2=2) for d in self.diag], axis=1)
+
     def dense(self) -> np.ndarray:
         """The full ``(batch, n_free, n_free)`` Jacobian (for stability checks and tests)."""
         batch = self.diag[0].shape[0]
@@ -341,7 +349,7 @@ class LayeredEngine:
         out = net.output_index()
 
         if phase.kind == "dyadic":
-            x, it, ok, failed = self._newton(start, lambda rows, x: _kcl(chain, drive[rows], x))
+            x, it, ok, failed = self._newton(net, start, lambda rows, x: _kcl(chain, drive[rows], x))
             self._check(net, phase, ok, failed)
             blocks = _kcl(chain, drive, x)[1]()
             g = np.zeros_like(x)
@@ -382,29 +390,56 @@ class LayeredEngine:
 
             return f, jacobian
 
-        x, it, ok, failed = self._newton(start, system)
+        x, it, ok, failed = self._newton(net, start, system)
         self._check(net, phase, ok, failed)
         blocks = system(np.arange(batch), x)[1]() if self.check_stability else None
         return self._result(net, phase, x, ok, it, blocks)
 
-    def _newton(self, x, system):
+    def _newton(self, net, start, system):
+        """Damped Newton; samples where it does not converge (strong feedback, a fold) continue by
+        pseudo-transient continuation from ``start``, as in NumpyEngine, and so do those where it
+        lands on an unstable equilibrium when ``check_stability`` is on (where the transient runs
+        away, the unstable solution is kept and reported). Returns ``x, iterations, converged,
+        failed``."""
+        x, it, ok, failed = self._damped_newton(start, system)
+        retry = ~ok
+        if self.check_stability and ok.any():
+            retry |= ok & ~is_stable(net, system(np.arange(len(x)), x)[1]().dense())
+        rows = np.flatnonzero(retry)
+        if rows.size:
+
+            def evaluate(r, xx):
+                f, jacobian = system(rows[r], xx)
+                blocks = jacobian()
+                return f, lambda shift, sel: _shifted_solve(blocks, shift, f[sel], sel), blocks.diagonal()
+
+            xr, itr, okr = pseudo_transient(start[rows].copy(), evaluate, capacitance(net), vtol=self.vtol,
+                                            itol=self.itol, max_iter=self.max_iter)
+            take = rows[okr]
+            x[take], it[take], ok[take], failed[take] = xr[okr], it[take] + itr[okr], True, False
+        return x, it, ok, failed
+
+    def _damped_newton(self, x, system):
         """Damped Newton over the samples not yet converged, as in NumpyEngine.
 
         ``system(rows, x)`` returns ``F`` for those rows and a function building their Jacobian
         blocks, so that the accepted line-search point is not evaluated twice. Returns
         ``x, iterations, converged, failed`` (``failed``: the Newton step was not finite, i.e. a
-        singular Jacobian).
+        singular Jacobian). A sample whose line search gives up (no decrease of ``|F|^2`` after 60
+        halvings) stops here unconverged: :meth:`_newton` hands it to pseudo-transient
+        continuation rather than spend up to ``max_iter x 60`` evaluations on it.
         """
         batch = x.shape[0]
         x = x.copy()
         it = np.zeros(batch, int)
         done = np.zeros(batch, bool)
         failed = np.zeros(batch, bool)
+        stalled = np.zeros(batch, bool)
         rows = np.arange(batch)
         f, jacobian = system(rows, x)
         blocks = jacobian()
         for _ in range(self.max_iter):
-            active = ~done[rows] & ~failed[rows]
+            active = ~done[rows] & ~failed[rows] & ~stalled[rows]
             if not active.all():
                 blocks = blocks.take(active)
                 rows = rows[active]
@@ -431,7 +466,8 @@ class LayeredEngine:
                 t[pending] /= 2
                 fp, _ = system(rows[pending], x[rows[pending]] + t[pending, None] * step[pending])
                 pending = pending[(fp**2).sum(1) > merit[pending] * (1 - 1e-4 * t[pending])]
-            t[pending] /= 2  # the line search gave up: NumpyEngine halves once more
+            t[pending] /= 2  # the line search gave up: NumpyEngine halves once more ...
+            stalled[rows[pending]] = True  # ... and goes on; here pseudo-transient continuation takes over
             x[rows] += t[:, None] * step
             it[rows] += 1
             f[rows], blocks = ft, jacobian()
@@ -450,14 +486,22 @@ class LayeredEngine:
         why = (f"; the Jacobian was singular for sample(s) {np.flatnonzero(failed)[:10].tolist()}"
                if failed.any() else "")
         raise ConvergenceError(
-            f"layered engine: network {net.name!r}, phase {phase.label}: Newton did not converge for "
-            f"sample(s) {bad[:10].tolist()} within {self.max_iter} iterations{why}; check for "
+            f"layered engine: network {net.name!r}, phase {phase.label}: neither Newton ({self.max_iter} "
+            f"iterations) nor pseudo-transient continuation converged for sample(s) {bad[:10].tolist()}{why}; check for "
             f"negative conductances or a circuit with no DC path to ground")
 
     def _result(self, net, phase, x, ok, it, blocks, adjoint=None):
         stable = is_stable(net, blocks.dense()) if self.check_stability else None
         return OperatingPoint(tuple(net.free_nodes), x, ok, it, self.name, phase, self.tolerances,
                               adjoint=adjoint, stable=stable)
+
+
+def _shifted_solve(blocks: _Blocks, shift: np.ndarray, f: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """Solve ``(diag(shift) - J) step = F`` for the samples ``sel`` of ``blocks`` (pseudo-transient step)."""
+    sub = blocks.take(sel)
+    for k, s in enumerate(sub.slices):
+        sub.add_diagonal(k, -shift[:, s])
+    return -sub.solve(f)
 
 
 def _kcl(chain: _Chain, drive: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, Callable[[], _Blocks]]:

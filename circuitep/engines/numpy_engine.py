@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from circuitep import kcl
-from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch, is_stable
+from circuitep.engines.base import (ConvergenceError, OperatingPoint, Phase, capacitance, check_batch, is_stable,
+                                   pseudo_transient)
 from circuitep.spec import Network
 
 
@@ -42,7 +43,7 @@ class NumpyEngine:
             raise ValueError(f"x_init has shape {start.shape}, expected finite ({u.shape[0]}, {net.n_free})")
         if phase.kind == "dyadic":
             x, it, ok, jac = self._newton(net, start, lambda rows, x, jac: kcl.residual(net, u[rows], x, jacobian=jac),
-                                          _capacitance(net))
+                                          capacitance(net))
             g = np.zeros_like(x)
             g[:, out] = phase.cost.grad(x[:, out], y)
             d = phase.beta * solve_rows(np.swapaxes(jac, 1, 2), g)
@@ -63,7 +64,7 @@ class NumpyEngine:
                     jac -= k[rows]
             return f, jac
 
-        x, it, ok, jac = self._newton(net, start, system, _capacitance(net))
+        x, it, ok, jac = self._newton(net, start, system, capacitance(net))
         return self._result(net, phase, x, ok, it, jac)
 
     def _newton(self, net, x, system, cap):
@@ -78,45 +79,18 @@ class NumpyEngine:
         if retry.any():
             rows = np.flatnonzero(retry)
             from_ = np.where(done[rows, None], start[rows], x[rows])
-            xr, itr, okr, jr = self._pseudo_transient(from_.copy(), lambda r, xx, j: system(rows[r], xx, j), cap)
+            jr = np.empty((rows.size,) + jac.shape[1:])
+
+            def evaluate(r, xx):
+                f, j = system(rows[r], xx, True)
+                jr[r] = j
+                return f, lambda shift, sel: solve_rows(_shifted(-j[sel], shift), f[sel]), np.diagonal(j, axis1=1, axis2=2)
+
+            xr, itr, okr = pseudo_transient(from_.copy(), evaluate, cap, vtol=self.vtol, itol=self.itol,
+                                            max_iter=self.max_iter)
             take = rows[okr]  # where the transient runs away, an unstable Newton solution is kept (and reported)
             x[take], it[take], done[take], jac[take] = xr[okr], it[take] + itr[okr], True, jr[okr]
         return x, it, done, jac
-
-    def _pseudo_transient(self, x, system, cap):
-        """Backward-Euler steps of ``C dx/dt = F(x)`` with a step that grows as ``|F|`` falls
-        (switched evolution relaxation): it follows the circuit's own dynamics, so it ends in a
-        state the circuit can settle into, and turns into Newton's method near it."""
-        batch = x.shape[0]
-        rows = np.arange(batch)
-        it = np.zeros(batch, int)
-        done = np.zeros(batch, bool)
-        failed = np.zeros(batch, bool)
-        f, jac = system(rows, x, True)
-        diag = np.abs(np.diagonal(jac, axis1=1, axis2=2)).max(0)
-        dt = np.full(batch, 0.1 * float(np.min(cap / np.maximum(diag, 1e-30))))  # a tenth of the fastest time constant
-        for _ in range(20 * self.max_iter):
-            rows = np.flatnonzero(~done)
-            if rows.size == 0:
-                break
-            lhs = np.einsum("i,bij->bij", cap, np.broadcast_to(np.eye(cap.size), jac[rows].shape)) / dt[rows, None, None]
-            step = solve_rows(lhs - jac[rows], f[rows])
-            bad = ~np.isfinite(step).all(axis=1)
-            failed[rows[bad]], done[rows[bad]] = True, True
-            step[bad] = 0.0
-            old = np.abs(f[rows]).max(1)
-            x[rows] += step
-            runaway = np.abs(x[rows]).max(1) > 1e3  # volts: the dynamics diverge, no state to settle in
-            if runaway.any():
-                x[rows[runaway]] = 0.0
-                done[rows[runaway]] = True
-                failed[rows[runaway]] = True
-            f[rows], jac[rows] = system(rows, x[rows], True)
-            new = np.abs(f[rows]).max(1)
-            dt[rows] *= np.clip(1.5 * old / np.maximum(new, 1e-300), 0.5, 10.0)
-            it[rows] += 1
-            done[rows[(np.abs(step).max(1) <= self.vtol) | (new <= self.itol)]] = True
-        return x, it, done & ~failed, jac
 
     def _damped_newton(self, x, system):
         """Damped Newton over the rows not yet converged; returns ``x, iterations, converged, J``."""
@@ -181,5 +155,9 @@ def solve_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return out
 
 
-def _capacitance(net: Network) -> np.ndarray:
-    return np.concatenate([g.capacitance for g in net.free_groups])
+def _shifted(m: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``m + diag(shift)`` per sample (``m`` is not modified)."""
+    out = m.copy()
+    idx = np.arange(m.shape[1])
+    out[:, idx, idx] += shift
+    return out
