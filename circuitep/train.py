@@ -23,6 +23,7 @@ from circuitep.costs import make_cost
 from circuitep.datasets import Dataset, inputs_to_voltages, labels_to_targets
 from circuitep.engines.base import ConvergenceError, Engine, Phase
 from circuitep.estimators import compare, estimate
+from circuitep.gradcheck import asymmetry, transconductor_pairs
 from circuitep.spec import Network
 from circuitep.specio import atomic_path
 
@@ -285,9 +286,12 @@ class Trainer:
         n = self.config.eval_train_samples or len(self.u_train)
         train_acc, train_cost = self.accuracy(net, self.u_train[:n], self.data.y_train[:n])
         test_acc, test_cost = self.accuracy(net, self.u_test, self.data.y_test)
-        return {"epoch": epoch, "train_accuracy": train_acc, "test_accuracy": test_acc, "cost": train_cost,
-                "test_cost": test_cost, "grad_cosine": self.gradient_cosine(net), "failures": self.failures,
-                "seconds": seconds}
+        record = {"epoch": epoch, "train_accuracy": train_acc, "test_accuracy": test_acc, "cost": train_cost,
+                  "test_cost": test_cost, "grad_cosine": self.gradient_cosine(net), "failures": self.failures,
+                  "seconds": seconds}
+        if transconductor_pairs(net):  # how far forward and backward couplings have drifted apart
+            record["asymmetry"] = asymmetry(net)
+        return record
 
     def run_epoch(self, state: TrainState, bar=None) -> TrainState:
         """One pass over the training set in the order fixed by (seed, epoch)."""

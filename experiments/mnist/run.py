@@ -37,32 +37,39 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"
 
 
+def run_dir(setting: str, algorithm: str, seed: int, runs_dir: Path) -> Path:
+    return runs_dir / f"{setting}-{algorithm}-s{seed}"
+
+
+def initial_network(setting: str, seed: int, cfg: dict):
+    return from_shorthand(cfg["settings"][setting].format(hidden=cfg["hidden"]), seed=seed)
+
+
 def read_run(setting: str, algorithm: str, seed: int, cfg: dict, runs_dir: Path) -> dict | None:
-    """What a run directory holds so far (for --report-only), or None when it has no epoch yet."""
-    out = runs_dir / f"{setting}-{algorithm}-s{seed}"
+    """What a run directory holds so far, or None when it has no epoch yet."""
+    out = run_dir(setting, algorithm, seed, runs_dir)
     if not (out / "metrics.json").exists():
         return None
-    net = from_shorthand(cfg["settings"][setting].format(hidden=cfg["hidden"]), seed=seed)
     records = json.loads((out / "metrics.json").read_text())
     trained = load_spec(out / "trained.toml") if (out / "trained.toml").exists() else None
-    return {"records": records, "asymmetry_initial": asymmetry(net),
+    start = asymmetry(initial_network(setting, seed, cfg))
+    drift = [start] + [r["asymmetry"] for r in records] if all("asymmetry" in r for r in records) else None
+    return {"records": records, "asymmetry_initial": start, "asymmetry_per_epoch": drift,
             "asymmetry_final": asymmetry(trained) if trained else float("nan"),
             "failures": records[-1]["failures"], "dir": str(out)}
 
 
 def run_one(setting: str, algorithm: str, seed: int, cfg: dict, data, runs_dir: Path) -> dict:
-    net = from_shorthand(cfg["settings"][setting].format(hidden=cfg["hidden"]), seed=seed)
+    """Train (or resume) one run directory to the configured number of epochs."""
     config = TrainConfig(algorithm=algorithm, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                          momentum=cfg["momentum"], beta_rel=cfg["beta_rel"], seed=seed, v_on=cfg["v_on"],
                          probe_size=cfg["probe_size"], eval_train_samples=cfg.get("eval_train_samples"))
-    out = runs_dir / f"{setting}-{algorithm}-s{seed}"
+    out = run_dir(setting, algorithm, seed, runs_dir)
     resume = (out / "checkpoint.npz").exists()
     print(f"{out.name}: {'resuming' if resume else 'training'}", flush=True)
-    summary = train_run(net, data, LayeredEngine(), config, out, resume=resume, progress=cfg.get("progress", True))
-    records = json.loads((out / "metrics.json").read_text())
-    trained = load_spec(out / "trained.toml")
-    return {"records": records, "asymmetry_initial": asymmetry(net), "asymmetry_final": asymmetry(trained),
-            "failures": summary["failures"], "dir": str(out)}
+    train_run(initial_network(setting, seed, cfg), data, LayeredEngine(), config, out, resume=resume,
+              progress=cfg.get("progress", True))
+    return read_run(setting, algorithm, seed, cfg, runs_dir)
 
 
 def ngspice_check(run_dir: Path, data, n: int, cfg: dict) -> dict:
@@ -134,12 +141,17 @@ def main(argv=None) -> int:
                 "grad_cosine_mean_over_training": stats([np.mean(c) for c in cos]),
                 "asymmetry_final": stats([r["asymmetry_final"] for r in runs]),
                 "seeds": len(runs), "failures": sum(r["failures"] for r in runs)}
-            curves[(setting, algorithm)] = (np.mean([a[:done] for a in acc], axis=0),
-                                            np.mean([c[:done] for c in cos], axis=0))
+            drifts = [r["asymmetry_per_epoch"] for r in runs]
+            drift = (np.mean([d[:done + 1] for d in drifts], axis=0) if setting == "layered" and all(drifts)
+                     else None)
+            if drift is not None:
+                results[setting][algorithm]["asymmetry_per_epoch"] = [float(v) for v in drift]
+            curves[(setting, algorithm)] = {"accuracy": np.mean([a[:done] for a in acc], axis=0),
+                                            "cosine": np.mean([c[:done] for c in cos], axis=0), "asymmetry": drift}
     if args.setting or args.algorithm:
         print("trained the selected runs; run again without --setting/--algorithm for the report")
         return 0
-    check_run = runs_dir / f"feedforward-aep-s{seeds[0]}"
+    check_run = run_dir("feedforward", "aep", seeds[0], runs_dir)
     if (check_run / "trained.toml").exists():
         print("ngspice check ...", flush=True)
         results["ngspice_check"] = ngspice_check(check_run, data, min(cfg["ngspice_samples"], len(data.x_test)), cfg)
