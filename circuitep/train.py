@@ -210,22 +210,23 @@ class Trainer:
         return estimate(name, net, self.engine, u, y, beta=beta, cost=self.cost, centered=self.config.centered)
 
     def _batch_gradient(self, net, idx):
-        u, y = self.u_train[idx], self.y_train[idx]
+        """Batch-mean gradient over the samples of ``idx`` that converge, and their number; under
+        ``skip`` a failing batch is halved until each non-converging sample is isolated, skipped
+        and counted (about 2 log2(batch) solves per failing sample, not one per sample)."""
         try:
-            return self.gradient(net, u, y).grads, len(idx)
+            return self.gradient(net, self.u_train[idx], self.y_train[idx]).grads, len(idx)
         except ConvergenceError as exc:
             if self.config.on_failure == "stop":
                 raise ConvergenceError(f"training stopped in the batch of samples {idx.tolist()[:8]}...: {exc}") from exc
-        grads, n = None, 0
-        for i in idx:  # find the failing samples, skip and count them
-            try:
-                g = self.gradient(net, self.u_train[[i]], self.y_train[[i]]).grads
-            except ConvergenceError:
+            if len(idx) == 1:
                 self.failures += 1
-                continue
-            grads = g if grads is None else {k: grads[k] + g[k] for k in g}
-            n += 1
-        return (None, 0) if grads is None else ({k: v / n for k, v in grads.items()}, n)
+                return None, 0
+        parts = [self._batch_gradient(net, half) for half in (idx[:len(idx) // 2], idx[len(idx) // 2:])]
+        parts = [(g, n) for g, n in parts if n]
+        if not parts:
+            return None, 0
+        n = sum(k for _, k in parts)
+        return {key: sum(g[key] * k for g, k in parts) / n for key in parts[0][0]}, n
 
     def accuracy(self, net: Network, u: np.ndarray, labels: np.ndarray, chunk: int = 500) -> tuple[float, float]:
         """Fraction of correct argmax predictions and the mean cost on a set (a sample whose

@@ -219,6 +219,19 @@ def test_resume_reproduces_failure_counts(tmp_path):
     assert without_seconds(a) == without_seconds(b)
 
 
+def test_skipping_a_sample_leaves_the_mean_gradient_of_the_others():
+    net, data, bad = from_shorthand(RESUME_SPEC, seed=0), resume_data(), failing_sample(probe=False)
+    trainer = Trainer(net, data, FlakyEngine(bad), RESUME_CONFIG)
+    k = next(i for i in range(len(trainer.u_train)) if np.array_equal(trainer.u_train[i], bad))
+    idx = np.arange(max(0, k - 6), k + 7)
+    grads, n = trainer._batch_gradient(net, idx)
+    others = idx[idx != k]
+    expected = trainer.gradient(net, trainer.u_train[others], trainer.y_train[others]).grads
+    assert n == len(others) and trainer.failures == 1
+    for key in expected:  # sums of the same per-sample terms in another order: rounding only
+        assert np.allclose(grads[key], expected[key], rtol=1e-12, atol=1e-12 * np.abs(expected[key]).max()), key
+
+
 def test_skip_covers_probe_batch(tmp_path):
     net, data, bad = from_shorthand(RESUME_SPEC, seed=0), resume_data(), failing_sample(probe=True)
     summary = train_run(net, data, FlakyEngine(bad), replace(RESUME_CONFIG, epochs=1), tmp_path / "run",
