@@ -487,8 +487,8 @@ class LayeredEngine:
                if failed.any() else "")
         raise ConvergenceError(
             f"layered engine: network {net.name!r}, phase {phase.label}: neither Newton ({self.max_iter} "
-            f"iterations) nor pseudo-transient continuation converged for sample(s) {bad[:10].tolist()}{why}; check for "
-            f"negative conductances or a circuit with no DC path to ground")
+            f"iterations) nor pseudo-transient continuation converged for sample(s) {bad[:10].tolist()}{why}; "
+            f"check for negative conductances or a circuit with no DC path to ground")
 
     def _result(self, net, phase, x, ok, it, blocks, adjoint=None):
         stable = is_stable(net, blocks.dense()) if self.check_stability else None
