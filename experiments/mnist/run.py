@@ -37,6 +37,11 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"
 
 
+def algorithms(cfg: dict, setting: str) -> list[str]:
+    """The compared algorithms, then the baselines the config lists for this setting."""
+    return list(cfg["algorithms"]) + list(cfg.get("baselines", {}).get(setting, []))
+
+
 def run_dir(setting: str, algorithm: str, seed: int, runs_dir: Path) -> Path:
     return runs_dir / f"{setting}-{algorithm}-s{seed}"
 
@@ -59,15 +64,27 @@ def read_run(setting: str, algorithm: str, seed: int, cfg: dict, runs_dir: Path)
             "failures": records[-1]["failures"], "dir": str(out)}
 
 
+def train_config(algorithm: str, seed: int, net, cfg: dict) -> TrainConfig:
+    """The run's hyperparameters. ``output`` is the output-layer-only baseline: the exact gradient
+    with a learning rate of 0 for every parameter group that does not feed the output nodes."""
+    lr_groups = {}
+    if algorithm == "output":
+        out = {g.name for g in net.free_groups if g.role == "output"}
+        feeds_output = {c.name for c in net.couplings if c.dst in out} | {f"{g}.bias" for g in out}
+        lr_groups = {k: 0.0 for k in net.params() if k not in feeds_output and not k.endswith(".leak")}
+    return TrainConfig(algorithm="bp" if algorithm == "output" else algorithm, lr_groups=lr_groups,
+                       epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], momentum=cfg["momentum"],
+                       beta_rel=cfg["beta_rel"], seed=seed, v_on=cfg["v_on"], probe_size=cfg["probe_size"],
+                       eval_train_samples=cfg.get("eval_train_samples"))
+
+
 def run_one(setting: str, algorithm: str, seed: int, cfg: dict, data, runs_dir: Path) -> dict:
     """Train (or resume) one run directory to the configured number of epochs."""
-    config = TrainConfig(algorithm=algorithm, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
-                         momentum=cfg["momentum"], beta_rel=cfg["beta_rel"], seed=seed, v_on=cfg["v_on"],
-                         probe_size=cfg["probe_size"], eval_train_samples=cfg.get("eval_train_samples"))
+    net = initial_network(setting, seed, cfg)
     out = run_dir(setting, algorithm, seed, runs_dir)
     resume = (out / "checkpoint.npz").exists()
     print(f"{out.name}: {'resuming' if resume else 'training'}", flush=True)
-    train_run(initial_network(setting, seed, cfg), data, LayeredEngine(), config, out, resume=resume,
+    train_run(net, data, LayeredEngine(), train_config(algorithm, seed, net, cfg), out, resume=resume,
               progress=cfg.get("progress", True))
     return read_run(setting, algorithm, seed, cfg, runs_dir)
 
@@ -85,8 +102,31 @@ def ngspice_check(run_dir: Path, data, n: int, cfg: dict) -> dict:
             "agreement": float((pred_s == pred_n).mean()), "max_abs_diff_v": float(np.abs(spice - ref).max())}
 
 
-def stats(values) -> dict:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": [float(v) for v in values]}
+def stats(values) -> dict | None:
+    """Mean, standard deviation (over seeds, ddof 0) and the values; None when there are none."""
+    if not values:
+        return None
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": [float(v) for v in values],
+            "seeds": len(values)}
+
+
+def summarise(runs: list[dict], epochs: int) -> dict:
+    """Statistics over the seeds of one (setting, algorithm). Epoch-k numbers use the runs that have
+    reached epoch k, so an unfinished seed never lowers or hides a finished one's result."""
+    acc = [[r["test_accuracy"] for r in run["records"]] for run in runs]
+    cos = [np.mean([r["grad_cosine"] for r in run["records"]]) for run in runs]
+    complete = [run for run, a in zip(runs, acc) if len(a) >= epochs]
+    drifts = [run["asymmetry_per_epoch"] for run in complete]
+    return {
+        "epochs_done": [len(a) for a in acc],
+        "test_accuracy_epoch1": stats([a[0] for a in acc]),
+        f"test_accuracy_epoch{epochs}": stats([a[epochs - 1] for a in acc if len(a) >= epochs]),
+        "test_accuracy_best": stats([max(a[:epochs]) for a in acc if len(a) >= epochs]),
+        "grad_cosine_mean_over_training": stats(cos),
+        "asymmetry_final": stats([run["asymmetry_final"] for run in complete]),
+        "asymmetry_per_epoch": ([float(v) for v in np.mean([d[:epochs + 1] for d in drifts], axis=0)]
+                                if drifts and all(drifts) else None),
+        "seeds": len(complete), "failures": sum(run["failures"] for run in runs)}
 
 
 def main(argv=None) -> int:
@@ -99,8 +139,9 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, help="override the config's epochs (runs resume and extend)")
     p.add_argument("--setting", choices=("layered", "feedforward"),
                    help="train only this setting (to run settings in parallel processes); no report")
-    p.add_argument("--algorithm", choices=("aep", "ep", "vf", "bp"),
-                   help="train only this algorithm (to run in parallel processes); no report")
+    p.add_argument("--algorithm", choices=("aep", "ep", "vf", "bp", "output"),
+                   help="train only this algorithm (to run in parallel processes); no report. 'output': the "
+                        "output-layer-only baseline (exact gradient, hidden layer frozen)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: summarise the epochs the run directories hold so far")
     p.add_argument("--no-progress", action="store_true")
@@ -119,35 +160,22 @@ def main(argv=None) -> int:
         if args.setting and setting != args.setting:
             continue
         results[setting] = {}
-        for algorithm in cfg["algorithms"]:
+        for algorithm in algorithms(cfg, setting):
             if args.algorithm and algorithm != args.algorithm:
                 continue
             if args.report_only:
                 runs = [r for r in (read_run(setting, algorithm, s, cfg, runs_dir) for s in seeds) if r]
-                if not runs:
-                    continue
             else:
                 runs = [run_one(setting, algorithm, s, cfg, data, runs_dir) for s in seeds]
-            acc = [[r["test_accuracy"] for r in run["records"]] for run in runs]
-            cos = [[r["grad_cosine"] for r in run["records"]] for run in runs]
-            done = min(len(a) for a in acc)
-            results[setting][algorithm] = {
-                "epochs_done": done,
-                "test_accuracy_epoch1": stats([a[0] for a in acc]),
-                f"test_accuracy_epoch{cfg['epochs']}": stats([a[cfg["epochs"] - 1] for a in acc]) if done >= cfg["epochs"]
-                else None,
-                f"test_accuracy_epoch{done}": stats([a[done - 1] for a in acc]),
-                "test_accuracy_best": stats([max(a) for a in acc]),
-                "grad_cosine_mean_over_training": stats([np.mean(c) for c in cos]),
-                "asymmetry_final": stats([r["asymmetry_final"] for r in runs]),
-                "seeds": len(runs), "failures": sum(r["failures"] for r in runs)}
-            drifts = [r["asymmetry_per_epoch"] for r in runs]
-            drift = (np.mean([d[:done + 1] for d in drifts], axis=0) if setting == "layered" and all(drifts)
-                     else None)
-            if drift is not None:
-                results[setting][algorithm]["asymmetry_per_epoch"] = [float(v) for v in drift]
-            curves[(setting, algorithm)] = {"accuracy": np.mean([a[:done] for a in acc], axis=0),
-                                            "cosine": np.mean([c[:done] for c in cos], axis=0), "asymmetry": drift}
+            summary = summarise(runs, cfg["epochs"]) if runs else None
+            results[setting][algorithm] = summary
+            if summary and summary["seeds"]:
+                e = cfg["epochs"]
+                complete = [run for run in runs if len(run["records"]) >= e]
+                curves[(setting, algorithm)] = {
+                    "accuracy": np.mean([[r["test_accuracy"] for r in run["records"][:e]] for run in complete], axis=0),
+                    "cosine": np.mean([[r["grad_cosine"] for r in run["records"][:e]] for run in complete], axis=0),
+                    "asymmetry": summary["asymmetry_per_epoch"] if setting == "layered" else None}
     if args.setting or args.algorithm:
         print("trained the selected runs; run again without --setting/--algorithm for the report")
         return 0
@@ -166,25 +194,32 @@ def main(argv=None) -> int:
 
 def table(results: dict, cfg: dict, seeds, quick: bool) -> str:
     e = cfg["epochs"]
+
+    def pct(st):
+        return f"{100 * st['mean']:.2f} ± {100 * st['std']:.2f}" if st else "-"
+
     lines = [f"# MNIST, circuits 784-{cfg['hidden']}-10 ({'quick: ' if quick else ''}{cfg.get('n_train') or 60000} "
-             f"train / {cfg.get('n_test') or 10000} test, {len(seeds)} seed(s), layered engine)", "",
+             f"train / {cfg.get('n_test') or 10000} test, seeds {seeds}, layered engine)", "",
              f"Command: `python experiments/mnist/run.py{' --quick' if quick else ''}` (configuration "
              f"`experiments/mnist/config.json`: lr {cfg['lr']}, batch {cfg['batch_size']}, momentum {cfg['momentum']}, "
-             f"beta {cfg['beta_rel']} x leak)", "",
-             "| setting | algorithm | epochs done | test acc. epoch 1 (%) | test acc. last epoch (%) | best (%) | "
-             "mean cosine with exact gradient | non-converged samples | final asymmetry of fwd/bwd pairs |",
+             f"beta {cfg['beta_rel']} x leak, {e} epochs). Mean ± std over the seeds that completed {e} epochs "
+             f"(epoch 1: over every seed run). `output` is the output-layer-only baseline (its cosine is that of the exact "
+             f"gradient, of which only the output-layer part is applied).", "",
+             f"| setting | algorithm | seeds done ({e} epochs) | test acc. epoch 1 (%) | test acc. epoch {e} (%) | "
+             "best (%) | mean cosine with exact gradient | non-converged samples | final asymmetry of fwd/bwd pairs |",
              "|---|---|---|---|---|---|---|---|---|"]
     for setting in cfg["settings"]:
-        for algorithm in cfg["algorithms"]:
+        for algorithm in algorithms(cfg, setting):
             r = results.get(setting, {}).get(algorithm)
             if r is None:
                 lines.append(f"| {setting} | {algorithm} | 0 | not run yet | | | | | |")
                 continue
-            done = r["epochs_done"]
-            a1, ae, best = r["test_accuracy_epoch1"], r[f"test_accuracy_epoch{done}"], r["test_accuracy_best"]
-            asym = f"{r['asymmetry_final']['mean']:.3f}" if setting == "layered" else "-"
-            lines.append(f"| {setting} | {algorithm} | {done} of {e} | {100 * a1['mean']:.2f} ± {100 * a1['std']:.2f} | "
-                         f"{100 * ae['mean']:.2f} ± {100 * ae['std']:.2f} | {100 * best['mean']:.2f} | "
+            partial = [n for n in r["epochs_done"] if n < e]
+            done = f"{r['seeds']}" + (f" (+{len(partial)} at epoch {', '.join(map(str, partial))})" if partial else "")
+            best = f"{100 * r['test_accuracy_best']['mean']:.2f}" if r["test_accuracy_best"] else "-"
+            asym = (f"{r['asymmetry_final']['mean']:.3f}" if r["asymmetry_final"] and setting == "layered" else "-")
+            lines.append(f"| {setting} | {algorithm} | {done} | {pct(r['test_accuracy_epoch1'])} | "
+                         f"{pct(r[f'test_accuracy_epoch{e}'])} | {best} | "
                          f"{r['grad_cosine_mean_over_training']['mean']:.6f} | {r['failures']} | {asym} |")
     c = results.get("ngspice_check")
     if c:
