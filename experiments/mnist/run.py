@@ -97,7 +97,8 @@ def ngspice_check(run_dir: Path, data, n: int, cfg: dict) -> dict:
     spice = NgspiceEngine(form="folded").solve(net, Phase(), u).x
     ref = LayeredEngine().solve(net, Phase(), u).x
     pred_s, pred_n = spice[:, out].argmax(1), ref[:, out].argmax(1)
-    return {"run": run_dir.name, "samples": n, "accuracy": float((pred_s == data.y_test[:n]).mean()),
+    epoch = len(json.loads((run_dir / "metrics.json").read_text()))
+    return {"run": run_dir.name, "epoch": epoch, "samples": n, "accuracy": float((pred_s == data.y_test[:n]).mean()),
             "numpy_accuracy": float((pred_n == data.y_test[:n]).mean()),
             "agreement": float((pred_s == pred_n).mean()), "max_abs_diff_v": float(np.abs(spice - ref).max())}
 
@@ -179,10 +180,11 @@ def main(argv=None) -> int:
     if args.setting or args.algorithm:
         print("trained the selected runs; run again without --setting/--algorithm for the report")
         return 0
-    check_run = run_dir("feedforward", "aep", seeds[0], runs_dir)
-    if (check_run / "trained.toml").exists():
-        print("ngspice check ...", flush=True)
-        results["ngspice_check"] = ngspice_check(check_run, data, min(cfg["ngspice_samples"], len(data.x_test)), cfg)
+    for setting, key in (("feedforward", "ngspice_check"), ("layered", "ngspice_check_layered")):
+        check_run = run_dir(setting, "aep", seeds[0], runs_dir)
+        if (check_run / "trained.toml").exists():
+            print(f"ngspice check of {check_run.name} ...", flush=True)
+            results[key] = ngspice_check(check_run, data, min(cfg["ngspice_samples"], len(data.x_test)), cfg)
     stem = RESULTS / ("mnist-quick" if args.quick else "mnist")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
@@ -221,11 +223,13 @@ def table(results: dict, cfg: dict, seeds, quick: bool) -> str:
             lines.append(f"| {setting} | {algorithm} | {done} | {pct(r['test_accuracy_epoch1'])} | "
                          f"{pct(r[f'test_accuracy_epoch{e}'])} | {best} | "
                          f"{r['grad_cosine_mean_over_training']['mean']:.6f} | {r['failures']} | {asym} |")
-    c = results.get("ngspice_check")
-    if c:
-        lines += ["", f"ngspice check ({c['run']}, {c['samples']} test images through the trained netlist): accuracy "
-                  f"{100 * c['accuracy']:.2f} % (numpy {100 * c['numpy_accuracy']:.2f} %), predictions agree on "
-                  f"{100 * c['agreement']:.2f} %, largest voltage difference {c['max_abs_diff_v']:.1e} V."]
+    for key in ("ngspice_check", "ngspice_check_layered"):
+        c = results.get(key)
+        if c:
+            lines += ["", f"ngspice check ({c['run']} after epoch {c['epoch']}, {c['samples']} test images through "
+                      f"the trained netlist, folded form): accuracy {100 * c['accuracy']:.2f} % (numpy "
+                      f"{100 * c['numpy_accuracy']:.2f} %), predictions agree on {100 * c['agreement']:.2f} %, largest "
+                      f"voltage difference {c['max_abs_diff_v']:.1e} V."]
     return "\n".join(lines) + "\n"
 
 
