@@ -136,6 +136,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="the reduced configuration ('quick' in the config)")
     p.add_argument("--data-dir", help="MNIST IDX folder (default: $CIRCUITEP_MNIST_DIR)")
     p.add_argument("--runs-dir", default="runs/mnist", help="where run directories go (default runs/mnist)")
+    p.add_argument("--results-dir", default=str(RESULTS),
+                   help="where mnist{,-quick}.json/.md/.png go (default experiments/results)")
     p.add_argument("--seeds", type=int, help="use only the first N seeds of the config")
     p.add_argument("--epochs", type=int, help="override the config's epochs (runs resume and extend)")
     p.add_argument("--setting", choices=("layered", "feedforward"),
@@ -185,8 +187,8 @@ def main(argv=None) -> int:
         if (check_run / "trained.toml").exists():
             print(f"ngspice check of {check_run.name} ...", flush=True)
             results[key] = ngspice_check(check_run, data, min(cfg["ngspice_samples"], len(data.x_test)), cfg)
-    stem = RESULTS / ("mnist-quick" if args.quick else "mnist")
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.results_dir) / ("mnist-quick" if args.quick else "mnist")
+    stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     stem.with_suffix(".md").write_text(table(results, cfg, seeds, args.quick))
     plots.experiment_curves(curves, stem.with_suffix(".png"), f"MNIST, 784-{cfg['hidden']}-10 circuits")
