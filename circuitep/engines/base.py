@@ -170,7 +170,8 @@ def pseudo_transient(x: np.ndarray, evaluate: Callable, cap: np.ndarray, *, vtol
             failed[rows[runaway]] = True
         f[rows], solve, _ = evaluate(rows, x[rows])
         new = np.abs(f[rows]).max(1)
-        dt[rows] *= np.clip(1.5 * old / np.maximum(new, 1e-300), 0.5, 10.0)
+        with np.errstate(over="ignore"):  # dt may grow to inf near the solution: C/dt = 0 is a Newton step
+            dt[rows] *= np.clip(1.5 * old / np.maximum(new, 1e-300), 0.5, 10.0)
         it[rows] += 1
         done[rows[(np.abs(step).max(1) <= vtol) | (new <= itol)]] = True
     return x, it, done & ~failed
