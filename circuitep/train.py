@@ -210,9 +210,10 @@ class Trainer:
         return estimate(name, net, self.engine, u, y, beta=beta, cost=self.cost, centered=self.config.centered)
 
     def _batch_gradient(self, net, idx):
-        """Batch-mean gradient over the samples of ``idx`` that converge, and their number; under
-        ``skip`` a failing batch is halved until each non-converging sample is isolated, skipped
-        and counted (about 2 log2(batch) solves per failing sample, not one per sample)."""
+        """Batch-mean gradient over the samples of ``idx`` that converge, and their number. Under
+        ``skip`` the non-converging samples are left out and counted: those the engine names are
+        dropped at once (samples are solved independently, so the others do not change); where it
+        names none, the batch is halved until each is isolated."""
         try:
             return self.gradient(net, self.u_train[idx], self.y_train[idx]).grads, len(idx)
         except ConvergenceError as exc:
@@ -221,6 +222,10 @@ class Trainer:
             if len(idx) == 1:
                 self.failures += 1
                 return None, 0
+            if exc.samples:
+                self.failures += len(exc.samples)
+                keep = np.delete(idx, exc.samples)
+                return self._batch_gradient(net, keep) if keep.size else (None, 0)
         parts = [self._batch_gradient(net, half) for half in (idx[:len(idx) // 2], idx[len(idx) // 2:])]
         parts = [(g, n) for g, n in parts if n]
         if not parts:

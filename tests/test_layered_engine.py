@@ -183,6 +183,7 @@ def test_convergence_error_names_network_phase_and_samples():
     assert message.startswith("layered engine: network 'random_feedforward', phase free: neither Newton (200 "
                               "iterations) nor pseudo-transient continuation converged for sample(s) ["), message
     assert "the Jacobian was singular" in message and "no DC path to ground" in message
+    assert ours.value.samples == tuple(range(BATCH))  # the rows, for callers that leave them out
 
 
 def test_pseudo_transient_continues_where_newton_stops():

@@ -188,16 +188,18 @@ def test_checkpoint_survives_kill_mid_write(uninterrupted, tmp_path, monkeypatch
 
 
 class FlakyEngine:
-    """LayeredEngine, except that nudged phases of a batch holding ``bad`` (an input row) fail."""
+    """LayeredEngine, except that nudged phases of a batch holding ``bad`` (an input row) fail;
+    ``names_samples``: the error says which rows failed, as the numpy engines' errors do."""
 
     name = "flaky"
 
-    def __init__(self, bad: np.ndarray):
-        self.bad, self.inner = bad, LayeredEngine()
+    def __init__(self, bad: np.ndarray, names_samples: bool = False):
+        self.bad, self.inner, self.names_samples = bad, LayeredEngine(), names_samples
 
     def solve(self, net, phase, inputs, targets=None, x0=None, x_init=None):
-        if phase.kind != "free" and any(np.array_equal(row, self.bad) for row in np.asarray(inputs)):
-            raise ConvergenceError("simulated non-convergence")
+        rows = [k for k, row in enumerate(np.asarray(inputs)) if np.array_equal(row, self.bad)]
+        if phase.kind != "free" and rows:
+            raise ConvergenceError("simulated non-convergence", samples=rows if self.names_samples else None)
         return self.inner.solve(net, phase, inputs, targets, x0, x_init)
 
 
@@ -219,9 +221,10 @@ def test_resume_reproduces_failure_counts(tmp_path):
     assert without_seconds(a) == without_seconds(b)
 
 
-def test_skipping_a_sample_leaves_the_mean_gradient_of_the_others():
+@pytest.mark.parametrize("names_samples", [False, True], ids=["halving", "named"])
+def test_skipping_a_sample_leaves_the_mean_gradient_of_the_others(names_samples):
     net, data, bad = from_shorthand(RESUME_SPEC, seed=0), resume_data(), failing_sample(probe=False)
-    trainer = Trainer(net, data, FlakyEngine(bad), RESUME_CONFIG)
+    trainer = Trainer(net, data, FlakyEngine(bad, names_samples), RESUME_CONFIG)
     k = next(i for i in range(len(trainer.u_train)) if np.array_equal(trainer.u_train[i], bad))
     idx = np.arange(max(0, k - 6), k + 7)
     grads, n = trainer._batch_gradient(net, idx)

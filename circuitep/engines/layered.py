@@ -414,7 +414,7 @@ class LayeredEngine:
                 return f, lambda shift, sel: _shifted_solve(blocks, shift, f[sel], sel), blocks.diagonal()
 
             xr, itr, okr = pseudo_transient(start[rows].copy(), evaluate, capacitance(net), vtol=self.vtol,
-                                            itol=self.itol, max_iter=self.max_iter)
+                                            itol=self.itol)
             take = rows[okr]
             x[take], it[take], ok[take], failed[take] = xr[okr], it[take] + itr[okr], True, False
         return x, it, ok, failed
@@ -488,7 +488,7 @@ class LayeredEngine:
         raise ConvergenceError(
             f"layered engine: network {net.name!r}, phase {phase.label}: neither Newton ({self.max_iter} "
             f"iterations) nor pseudo-transient continuation converged for sample(s) {bad[:10].tolist()}{why}; "
-            f"check for negative conductances or a circuit with no DC path to ground")
+            f"check for negative conductances or a circuit with no DC path to ground", samples=bad)
 
     def _result(self, net, phase, x, ok, it, blocks, adjoint=None):
         stable = is_stable(net, blocks.dense()) if self.check_stability else None

@@ -86,8 +86,7 @@ class NumpyEngine:
                 jr[r] = j
                 return f, lambda shift, sel: solve_rows(_shifted(-j[sel], shift), f[sel]), np.diagonal(j, axis1=1, axis2=2)
 
-            xr, itr, okr = pseudo_transient(from_.copy(), evaluate, cap, vtol=self.vtol, itol=self.itol,
-                                            max_iter=self.max_iter)
+            xr, itr, okr = pseudo_transient(from_.copy(), evaluate, cap, vtol=self.vtol, itol=self.itol)
             take = rows[okr]  # where the transient runs away, an unstable Newton solution is kept (and reported)
             x[take], it[take], done[take], jac[take] = xr[okr], it[take] + itr[okr], True, jr[okr]
         return x, it, done, jac
@@ -135,7 +134,7 @@ class NumpyEngine:
             raise ConvergenceError(
                 f"numpy engine: network {net.name!r}, phase {phase.label}: neither Newton nor pseudo-transient "
                 f"continuation converged for sample(s) {bad[:10].tolist()}; check for "
-                f"negative conductances or a circuit with no DC path to ground")
+                f"negative conductances or a circuit with no DC path to ground", samples=bad)
         stable = is_stable(net, jac) if self.check_stability else None
         return OperatingPoint(tuple(net.free_nodes), x, ok, it, self.name, phase, self.tolerances,
                               adjoint=adjoint, stable=stable)
