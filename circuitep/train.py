@@ -246,17 +246,26 @@ class Trainer:
         return correct / len(u), cost / len(u)
 
     def _outputs(self, net: Network, u: np.ndarray) -> np.ndarray:
-        """Output voltages of the free phase; rows of NaN where a sample did not converge."""
+        """Output voltages of the free phase; rows of NaN where a sample did not converge (counted as
+        failures under ``skip``; found as in :meth:`_batch_gradient`)."""
         out = net.output_index()
         try:
             return self.engine.solve(net, Phase(), u).x[:, out]
-        except ConvergenceError:
-            if self.config.on_failure == "stop" or len(u) == 1:
-                if len(u) == 1 and self.config.on_failure == "skip":
-                    self.failures += 1
-                    return np.full((1, len(out)), np.nan)
+        except ConvergenceError as exc:
+            if self.config.on_failure == "stop":
                 raise
-        return np.concatenate([self._outputs(net, u[[i]]) for i in range(len(u))])
+            x = np.full((len(u), len(out)), np.nan)
+            if len(u) == 1:
+                self.failures += 1
+                return x
+            if exc.samples:
+                self.failures += len(exc.samples)
+                keep = np.setdiff1d(np.arange(len(u)), exc.samples)
+                if keep.size:
+                    x[keep] = self._outputs(net, u[keep])
+                return x
+        half = len(u) // 2
+        return np.concatenate([self._outputs(net, u[:half]), self._outputs(net, u[half:])])
 
     def gradient_cosine(self, net: Network) -> float:
         """Cosine between the algorithm's gradient and the exact one on the fixed probe batch

@@ -193,12 +193,12 @@ class FlakyEngine:
 
     name = "flaky"
 
-    def __init__(self, bad: np.ndarray, names_samples: bool = False):
-        self.bad, self.inner, self.names_samples = bad, LayeredEngine(), names_samples
+    def __init__(self, bad: np.ndarray, names_samples: bool = False, free_fails: bool = False):
+        self.bad, self.inner, self.names_samples, self.free_fails = bad, LayeredEngine(), names_samples, free_fails
 
     def solve(self, net, phase, inputs, targets=None, x0=None, x_init=None):
         rows = [k for k, row in enumerate(np.asarray(inputs)) if np.array_equal(row, self.bad)]
-        if phase.kind != "free" and rows:
+        if (phase.kind != "free" or self.free_fails) and rows:
             raise ConvergenceError("simulated non-convergence", samples=rows if self.names_samples else None)
         return self.inner.solve(net, phase, inputs, targets, x0, x_init)
 
@@ -233,6 +233,20 @@ def test_skipping_a_sample_leaves_the_mean_gradient_of_the_others(names_samples)
     assert n == len(others) and trainer.failures == 1
     for key in expected:  # sums of the same per-sample terms in another order: rounding only
         assert np.allclose(grads[key], expected[key], rtol=1e-12, atol=1e-12 * np.abs(expected[key]).max()), key
+
+
+@pytest.mark.parametrize("names_samples", [False, True], ids=["halving", "named"])
+def test_a_sample_without_operating_point_counts_as_wrong_in_accuracy(names_samples):
+    net, data, bad = from_shorthand(RESUME_SPEC, seed=0), resume_data(), failing_sample(probe=False)
+    trainer = Trainer(net, data, FlakyEngine(bad, names_samples, free_fails=True), RESUME_CONFIG)
+    reference = Trainer(net, data, LayeredEngine(), RESUME_CONFIG)
+    k = next(i for i in range(len(trainer.u_train)) if np.array_equal(trainer.u_train[i], bad))
+    u, labels = trainer.u_train[:k + 5], data.y_train[:k + 5]
+    out = reference._outputs(net, u)
+    correct = out.argmax(1) == labels
+    accuracy, _ = trainer.accuracy(net, u, labels, chunk=len(u))
+    assert trainer.failures == 1
+    assert accuracy == (correct.sum() - correct[k]) / len(u)
 
 
 def test_skip_covers_probe_batch(tmp_path):

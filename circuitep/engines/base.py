@@ -6,8 +6,8 @@ An engine has one job: solve a phase of a network for a batch of samples and ret
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import numpy as np
