@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np  # noqa: E402
 
-_COLORS = {"ep": "tab:orange", "vf": "tab:red", "aep": "tab:blue", "dyadic": "tab:green", "bp": "black"}
+_COLORS = {"ep": "tab:orange", "vf": "tab:red", "aep": "tab:blue", "dyadic": "tab:green", "bp": "black", "output": "tab:gray"}
 
 
 def _save(fig, path) -> Path:
