@@ -179,6 +179,26 @@ def check_lr_groups(net: Network, config: TrainConfig) -> None:
                          f"trainable groups: {trainable(net, config)}")
 
 
+def free_outputs(engine: Engine, net: Network, u: np.ndarray) -> np.ndarray:
+    """Output voltages of the free phase (V), a row of NaN for each sample without an operating
+    point: rows the engine names are left out and the rest solved once more (samples are solved
+    independently); where it names none, the batch is halved until each is isolated."""
+    out = net.output_index()
+    try:
+        return engine.solve(net, Phase(), u).x[:, out]
+    except ConvergenceError as exc:
+        x = np.full((len(u), len(out)), np.nan)
+        if len(u) == 1:
+            return x
+        if exc.samples:
+            keep = np.setdiff1d(np.arange(len(u)), exc.samples)
+            if keep.size:
+                x[keep] = free_outputs(engine, net, u[keep])
+            return x
+    half = len(u) // 2
+    return np.concatenate([free_outputs(engine, net, u[:half]), free_outputs(engine, net, u[half:])])
+
+
 class Trainer:
     """Runs epochs of one configuration on one engine. Holds no state of its own between calls
     beyond the references it was built with: the training state is passed in and returned."""
@@ -246,26 +266,13 @@ class Trainer:
         return correct / len(u), cost / len(u)
 
     def _outputs(self, net: Network, u: np.ndarray) -> np.ndarray:
-        """Output voltages of the free phase; rows of NaN where a sample did not converge (counted as
-        failures under ``skip``; found as in :meth:`_batch_gradient`)."""
-        out = net.output_index()
-        try:
-            return self.engine.solve(net, Phase(), u).x[:, out]
-        except ConvergenceError as exc:
-            if self.config.on_failure == "stop":
-                raise
-            x = np.full((len(u), len(out)), np.nan)
-            if len(u) == 1:
-                self.failures += 1
-                return x
-            if exc.samples:
-                self.failures += len(exc.samples)
-                keep = np.setdiff1d(np.arange(len(u)), exc.samples)
-                if keep.size:
-                    x[keep] = self._outputs(net, u[keep])
-                return x
-        half = len(u) // 2
-        return np.concatenate([self._outputs(net, u[:half]), self._outputs(net, u[half:])])
+        """Output voltages of the free phase; rows of NaN where a sample did not converge (counted
+        as failures under ``skip``)."""
+        if self.config.on_failure == "stop":
+            return self.engine.solve(net, Phase(), u).x[:, net.output_index()]
+        x = free_outputs(self.engine, net, u)
+        self.failures += int((~np.isfinite(x).all(axis=1)).sum())
+        return x
 
     def gradient_cosine(self, net: Network) -> float:
         """Cosine between the algorithm's gradient and the exact one on the fixed probe batch

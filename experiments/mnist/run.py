@@ -26,13 +26,12 @@ import numpy as np
 from circuitep import plots
 from circuitep.builders import from_shorthand
 from circuitep.datasets import load_dataset
-from circuitep.engines.base import ConvergenceError, Phase
 from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.ngspice_engine import NgspiceEngine
 from circuitep.gradcheck import asymmetry
 from circuitep.runs import train_run
 from circuitep.specio import load_spec, write_text_atomic
-from circuitep.train import TrainConfig, encode
+from circuitep.train import TrainConfig, encode, free_outputs
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"
@@ -88,17 +87,6 @@ def run_one(setting: str, algorithm: str, seed: int, cfg: dict, data, runs_dir: 
     train_run(net, data, LayeredEngine(), train_config(algorithm, seed, net, cfg), out, resume=resume,
               progress=cfg.get("progress", True))
     return read_run(setting, algorithm, seed, cfg, runs_dir)
-
-
-def free_outputs(engine, net, u: np.ndarray) -> np.ndarray:
-    """Output voltages of the free phase, a row of NaN where the engine finds no operating point."""
-    out = net.output_index()
-    try:
-        return engine.solve(net, Phase(), u).x[:, out]
-    except ConvergenceError:
-        if len(u) == 1:
-            return np.full((1, len(out)), np.nan)
-        return np.concatenate([free_outputs(engine, net, u[[k]]) for k in range(len(u))])
 
 
 def ngspice_check(run_dir: Path, data, n: int, cfg: dict) -> dict:
