@@ -39,7 +39,7 @@ import pytest
 from circuitep import builders
 from circuitep.builders import from_shorthand
 from circuitep.costs import CrossEntropy
-from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase
+from circuitep.engines.base import MAX_HALVINGS, ConvergenceError, OperatingPoint, Phase, backtrack
 from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.spec import Coupling, Network
@@ -264,3 +264,24 @@ def test_mnist_inputs_aep_phase_with_feedback_agrees():
     ref = reference.solve(net, phase, u, y, x0=x_free)
     got = LayeredEngine().solve(net, phase, u, y, x0=x_free)
     compare("784-200-10 with feedback, aep", ref.x, got.x, BIG_TOL)
+
+
+def test_backtrack_accepts_the_first_halving_that_decreases_the_residual():
+    """The shared line search against halving by hand: F(x) = x^2 - 4 from x = 3 with a step of
+    -100 (an overshoot: t = 1, 1/2, ... 1/16 increase |F|^2, t = 1/32 is the first accepted), a row
+    whose full step is accepted, and a row whose residual is NaN everywhere beyond x (gives up)."""
+    def residual(rows, points):
+        f = points**2 - 4.0
+        f[rows == 2] = np.nan
+        return f
+
+    x = np.array([[3.0], [3.0], [3.0]])
+    step = np.array([[-100.0], [-1.0], [-1.0]])
+    merit = (x[:, 0]**2 - 4.0)**2
+    t, gave_up = backtrack(residual, x, step, merit, residual(np.arange(3), x + step))
+    expected = 1.0
+    while ((3 - 100 * expected)**2 - 4)**2 > merit[0] * (1 - 1e-4 * expected):
+        expected /= 2
+    assert t[0] == expected == 1 / 32
+    assert t[1] == 1.0
+    assert gave_up.tolist() == [2] and t[2] == 2.0**-MAX_HALVINGS

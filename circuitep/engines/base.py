@@ -133,6 +133,33 @@ def is_stable(net: Network, jac: np.ndarray) -> np.ndarray:
     return eig.real.max(axis=1) < 0
 
 
+#: Most halvings of a Newton step in one line search before it gives up (t = 2^-59).
+MAX_HALVINGS = 59
+
+
+def backtrack(residual: Callable, x: np.ndarray, step: np.ndarray, merit: np.ndarray,
+              f_full: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Armijo backtracking of damped Newton, for a batch of samples (both numpy engines use it).
+
+    Accepts for each row the first of ``t = 1, 1/2, 1/4, ...`` with
+    ``|F(x + t step)|^2 <= (1 - 1e-4 t) |F(x)|^2``; ``merit`` is ``|F(x)|^2`` and ``f_full`` is
+    ``F(x + step)``, already evaluated by the caller. ``residual(rows, points)`` evaluates ``F`` for
+    the rows (indices into ``x``) still searching, so a row that accepted costs nothing more. A
+    trial point where ``F`` is not finite is rejected. Returns ``t`` and the rows that gave up after
+    :data:`MAX_HALVINGS` halvings (their ``t`` is ``2^-MAX_HALVINGS``).
+    """
+    t = np.ones(len(x))
+    pending = np.flatnonzero(~((f_full**2).sum(1) <= merit * (1 - 1e-4)))
+    for _ in range(MAX_HALVINGS):
+        if pending.size == 0:
+            break
+        t[pending] /= 2
+        with np.errstate(over="ignore", invalid="ignore"):
+            fp = residual(pending, x[pending] + t[pending, None] * step[pending])
+            pending = pending[~((fp**2).sum(1) <= merit[pending] * (1 - 1e-4 * t[pending]))]
+    return t, pending
+
+
 #: Node voltage (V) beyond which a pseudo-transient is taken to run away (no state to settle in).
 RUNAWAY_VOLTAGE = 1e3
 #: Most pseudo-transient steps per sample: a circuit that has not settled by then oscillates or

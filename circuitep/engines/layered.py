@@ -45,8 +45,8 @@ import numpy as np
 from circuitep import kcl
 from circuitep.costs import SquaredError
 from circuitep.devices import diode_clamp_current, tanh_transfer
-from circuitep.engines.base import (ConvergenceError, OperatingPoint, Phase, capacitance, check_batch, is_stable,
-                                   pseudo_transient)
+from circuitep.engines.base import (ConvergenceError, OperatingPoint, Phase, backtrack, capacitance, check_batch,
+                                   is_stable, pseudo_transient)
 from circuitep.spec import Coupling, Network
 
 
@@ -425,7 +425,7 @@ class LayeredEngine:
         ``system(rows, x)`` returns ``F`` for those rows and a function building their Jacobian
         blocks, so that the accepted line-search point is not evaluated twice. Returns
         ``x, iterations, converged, failed`` (``failed``: the Newton step was not finite, i.e. a
-        singular Jacobian). A sample whose line search gives up (no decrease of ``|F|^2`` after 60
+        singular Jacobian). A sample whose line search gives up (no decrease of ``|F|^2`` after 59
         halvings) stops here unconverged: :meth:`_newton` hands it to pseudo-transient
         continuation rather than spend up to ``max_iter x 60`` evaluations on it.
         """
@@ -452,22 +452,13 @@ class LayeredEngine:
             if bad.any():
                 failed[rows[bad]] = True
                 step[bad] = 0.0
-            # Backtracking, as in NumpyEngine: halve t for the samples whose |F|^2 did not decrease
-            # enough, at most 60 evaluations. Samples are independent, so after the full step only
-            # the samples still backtracking are evaluated again.
-            merit = (fa**2).sum(1)
-            t = np.ones(rows.size)
+            # Backtracking, as in NumpyEngine; a row with a non-finite step keeps t = 1 and step 0
             ft, jacobian = system(rows, x[rows] + step)
-            back = np.flatnonzero(((ft**2).sum(1) > merit * (1 - 1e-4)) & ~bad)
-            pending = back
-            for _ in range(59):
-                if pending.size == 0:
-                    break
-                t[pending] /= 2
-                fp, _ = system(rows[pending], x[rows[pending]] + t[pending, None] * step[pending])
-                pending = pending[(fp**2).sum(1) > merit[pending] * (1 - 1e-4 * t[pending])]
-            t[pending] /= 2  # the line search gave up: NumpyEngine halves once more ...
-            stalled[rows[pending]] = True  # ... and goes on; here pseudo-transient continuation takes over
+            t, gave_up = backtrack(lambda r, points: system(rows[r], points)[0], x[rows], step, (fa**2).sum(1),
+                                   np.where(bad[:, None], 0.0, ft))
+            t[gave_up] /= 2  # the line search gave up: NumpyEngine halves once more ...
+            stalled[rows[gave_up]] = True  # ... and goes on; here pseudo-transient continuation takes over
+            back = np.flatnonzero(t < 1)
             x[rows] += t[:, None] * step
             it[rows] += 1
             f[rows], blocks = ft, jacobian()

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from circuitep import kcl
-from circuitep.engines.base import (ConvergenceError, OperatingPoint, Phase, capacitance, check_batch, is_stable,
-                                   pseudo_transient)
+from circuitep.engines.base import (ConvergenceError, OperatingPoint, Phase, backtrack, capacitance, check_batch,
+                                   is_stable, pseudo_transient)
 from circuitep.spec import Network
 
 
@@ -114,13 +114,9 @@ class NumpyEngine:
                 if rows.size == 0:
                     break
             merit = (fa**2).sum(1)
-            t = np.ones(rows.size)
-            for _ in range(60):  # backtracking: accept a step that does not increase |F|^2
-                ft, _ = system(rows, x[rows] + t[:, None] * step, False)
-                worse = (ft**2).sum(1) > merit * (1 - 1e-4 * t)
-                if not worse.any():
-                    break
-                t = np.where(worse, t / 2, t)
+            t, gave_up = backtrack(lambda r, points: system(rows[r], points, False)[0], x[rows], step, merit,
+                                   system(rows, x[rows] + step, False)[0])
+            t[gave_up] /= 2  # no decrease even at t = 2^-59: take the tiny step and go on
             x[rows] += t[:, None] * step
             it[rows] += 1
             f[rows], jac[rows] = system(rows, x[rows], True)
