@@ -223,6 +223,9 @@ def load_network(spec: str, seed: int = 0) -> Network:
 
 
 def _report(summary: dict, out: Path) -> None:
+    if summary.get("diverged"):
+        print(f"{summary['diverged']['message']}; stopped after epoch {summary['epochs']} "
+              f"(delete {out / 'diverged.json'} to try again, e.g. with a smaller --lr)")
     if summary.get("test_accuracy") is None:
         print(f"no epoch completed; run state in {out}")
         return

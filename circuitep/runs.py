@@ -3,7 +3,8 @@
 Layout of ``out/``: ``config.json``, ``spec.toml`` (the initial network), ``checkpoint.npz``
 (written atomically after every epoch), ``metrics.json`` and ``metrics.csv`` (one record per
 epoch), ``trained.toml`` and ``trained.cir`` (the trained circuit, literal free-phase netlist),
-``learning_curves.png``.
+``learning_curves.png``, and ``diverged.json`` when training diverged (where and why; the
+checkpoint and the trained circuit are then those of the last completed epoch).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from circuitep.datasets import Dataset
 from circuitep.engines.base import Engine
 from circuitep.specio import load_spec, save_spec, spec_to_toml, write_text_atomic
 from circuitep.spec import Network
-from circuitep.train import (TrainConfig, Trainer, TrainState, check_compatible, check_lr_groups, config_from_json,
-                             config_to_json, init_state, load_checkpoint, save_checkpoint)
+from circuitep.train import (TrainConfig, Trainer, TrainingDiverged, TrainState, check_compatible, check_lr_groups,
+                             config_from_json, config_to_json, init_state, load_checkpoint, save_checkpoint)
 
 
 class RunError(ValueError):
@@ -41,6 +42,13 @@ def write_metrics(out: Path, records: list[dict]) -> None:
         write_text_atomic(out / "metrics.csv", buf.getvalue())
 
 
+def read_diverged(out: str | Path) -> dict | None:
+    """Where and why a run directory's training diverged (``diverged.json``), or None. Delete the
+    file to train the run again from its last checkpoint (e.g. with another engine)."""
+    path = Path(out) / "diverged.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, out: str | Path, *,
               resume: bool = False, exact_engine: Engine | None = None, progress: bool = True,
               stop_after: int | None = None) -> dict:
@@ -48,7 +56,10 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
 
     With ``resume`` the run continues from ``out/checkpoint.npz`` with the saved configuration and
     spec (which must match the ones given). ``stop_after`` ends the call after that many epochs
-    of this call (to simulate an interruption in tests).
+    of this call (to simulate an interruption in tests). When training diverges
+    (:class:`~circuitep.train.TrainingDiverged`) the run stops at the last completed epoch, writes
+    ``diverged.json`` and returns it as ``diverged``; resuming it trains nothing more until that
+    file is deleted.
     """
     out = Path(out)
     ckpt = out / "checkpoint.npz"
@@ -71,6 +82,7 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
         out.mkdir(parents=True, exist_ok=True)
         if ckpt.exists():
             raise RunError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        (out / "diverged.json").unlink(missing_ok=True)  # from a run that diverged before its first epoch
         write_text_atomic(out / "config.json", config_to_json(config) + "\n")
         save_spec(net, out / "spec.toml")
         state = init_state(net, config)
@@ -78,13 +90,20 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
     trainer = Trainer(net, data, engine, config, exact_engine=exact_engine,
                       failures=records[-1]["failures"] if records else 0)
     done_now = 0
+    diverged = read_diverged(out)  # a diverged run replays the same epoch to the same end: not again
     epochs = tqdm(total=config.epochs, initial=state.epoch, desc="epochs", unit="epoch", disable=not progress,
                   leave=False)
-    while state.epoch < config.epochs and (stop_after is None or done_now < stop_after):
+    while not diverged and state.epoch < config.epochs and (stop_after is None or done_now < stop_after):
         start = time.perf_counter()
         with tqdm(total=len(trainer.u_train), desc=f"epoch {state.epoch + 1}", unit="sample",
                   disable=not progress, leave=False) as bar:
-            state = trainer.run_epoch(state, bar)
+            try:
+                state = trainer.run_epoch(state, bar)
+            except TrainingDiverged as exc:
+                diverged = {"epoch": exc.epoch, "batch": exc.batch, "failures": trainer.failures,
+                            "message": str(exc)}
+                write_text_atomic(out / "diverged.json", json.dumps(diverged, indent=2) + "\n")
+                break
         record = trainer.evaluate(state, state.epoch, time.perf_counter() - start)
         records.append(record)
         state = TrainState(state.params, state.velocity, state.epoch, tuple(records))
@@ -102,7 +121,7 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
         plots.learning_curves(records, out / "learning_curves.png",
                               f"{net.name} on {data.name}: {config.algorithm} with {engine.name}")
     final = records[-1] if records else {}
-    return {"out": str(out), "epochs": state.epoch, "complete": state.epoch >= config.epochs,
+    return {"out": str(out), "epochs": state.epoch, "complete": state.epoch >= config.epochs, "diverged": diverged,
             "test_accuracy": final.get("test_accuracy"), "train_accuracy": final.get("train_accuracy"),
             "grad_cosine": final.get("grad_cosine"), "failures": trainer.failures, "engine": engine.name,
             "algorithm": config.algorithm, "params": state.params}

@@ -28,6 +28,21 @@ from circuitep.spec import Network
 from circuitep.specio import atomic_path
 
 ALGORITHMS = ("aep", "ep", "vf", "dyadic", "bp")
+#: Samples in a row (whole batches, at least one) without an operating point after which training
+#: stops as diverged: with no converged sample there is no update, so the parameters stay where no
+#: sample converges and skipping would go on for the rest of the run.
+DIVERGED_AFTER = 100
+
+
+class TrainingDiverged(RuntimeError):
+    """Whole batches in a row had no sample with an operating point (see :data:`DIVERGED_AFTER`).
+
+    ``epoch`` is the epoch being trained (1-based), ``batch`` the batch index within it.
+    """
+
+    def __init__(self, message: str, epoch: int, batch: int):
+        super().__init__(message)
+        self.epoch, self.batch = epoch, batch
 
 
 @dataclass(frozen=True)
@@ -316,14 +331,23 @@ class Trainer:
         return record
 
     def run_epoch(self, state: TrainState, bar=None) -> TrainState:
-        """One pass over the training set in the order fixed by (seed, epoch)."""
+        """One pass over the training set in the order fixed by (seed, epoch). Raises
+        :class:`TrainingDiverged` when whole batches in a row have no converged sample."""
         order = np.random.default_rng([self.config.seed, state.epoch]).permutation(len(self.u_train))
+        lost = 0  # samples in a row, in whole batches, without an operating point
         for k in range(0, len(order), self.config.batch_size):
             idx = order[k:k + self.config.batch_size]
             net = self.network(state)
             grads, n = self._batch_gradient(net, idx)
             if grads is not None:
                 state = sgd_step(net, state, grads, self.config)
+            lost = 0 if n else lost + len(idx)
+            if lost >= max(DIVERGED_AFTER, self.config.batch_size):
+                batch = k // self.config.batch_size
+                raise TrainingDiverged(
+                    f"training diverged in epoch {state.epoch + 1}: no sample of the last {lost} (batches up to "
+                    f"{batch + 1} of the epoch) has an operating point, so no update can be computed "
+                    f"({self.failures} non-converged samples in the run so far)", state.epoch + 1, batch)
             if bar is not None:
                 bar.update(len(idx))
         return TrainState(state.params, state.velocity, state.epoch + 1, state.records)

@@ -5,7 +5,7 @@ check agrees with the numpy engine; on the feedforward circuit VF, EP and the ou
 baseline train alike (VF's and EP's hidden-layer gradient is exactly zero there, and their output
 layer gradient equals the exact one up to the O(beta^2) bias of centred nudging, so they may differ
 by rounding at most: held to one test image); a report over unfinished runs says so instead of
-averaging them in.
+averaging them in, and one over a diverged run says where it diverged.
 """
 
 from __future__ import annotations
@@ -61,4 +61,12 @@ def test_mnist_script_reports_what_the_issue_asks(tmp_path, mnist_dir):
 
     # asked for more epochs than the runs hold, the report counts them as unfinished
     done = run_script(tmp_path, mnist_dir, "--report-only", "--epochs", "3")
-    assert "| feedforward | aep | 0 (+1 at epoch 2) |" in done.stdout
+    assert "| feedforward | aep | 0 (+1: at epoch 2) |" in done.stdout
+    # a run that diverged (diverged.json, as train_run writes it) is reported as such, not trained again
+    run = tmp_path / "runs" / "quick" / "feedforward-bp-s0"
+    (run / "diverged.json").write_text(json.dumps({"epoch": 3, "batch": 0, "failures": 100, "message": "test"}))
+    done = run_script(tmp_path, mnist_dir, "--epochs", "3", "--setting", "feedforward", "--algorithm", "bp")
+    assert "feedforward-bp-s0: diverged in epoch 3, not trained again" in done.stdout
+    assert len(json.loads((run / "metrics.json").read_text())) == 2
+    done = run_script(tmp_path, mnist_dir, "--report-only", "--epochs", "3")
+    assert "| feedforward | bp | 0 (+1: diverged in epoch 3) |" in done.stdout

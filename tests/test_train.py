@@ -188,8 +188,9 @@ def test_checkpoint_survives_kill_mid_write(uninterrupted, tmp_path, monkeypatch
 
 
 class FlakyEngine:
-    """LayeredEngine, except that nudged phases of a batch holding ``bad`` (an input row) fail;
-    ``names_samples``: the error says which rows failed, as the numpy engines' errors do."""
+    """LayeredEngine, except that nudged phases of a batch holding ``bad`` (an input row; None:
+    every row) fail; ``names_samples``: the error says which rows failed, as the numpy engines'
+    errors do."""
 
     name = "flaky"
 
@@ -197,7 +198,7 @@ class FlakyEngine:
         self.bad, self.inner, self.names_samples, self.free_fails = bad, LayeredEngine(), names_samples, free_fails
 
     def solve(self, net, phase, inputs, targets=None, x0=None, x_init=None):
-        rows = [k for k, row in enumerate(np.asarray(inputs)) if np.array_equal(row, self.bad)]
+        rows = [k for k, row in enumerate(np.asarray(inputs)) if self.bad is None or np.array_equal(row, self.bad)]
         if (phase.kind != "free" or self.free_fails) and rows:
             raise ConvergenceError("simulated non-convergence", samples=rows if self.names_samples else None)
         return self.inner.solve(net, phase, inputs, targets, x0, x_init)
@@ -254,6 +255,24 @@ def test_skip_covers_probe_batch(tmp_path):
     summary = train_run(net, data, FlakyEngine(bad), replace(RESUME_CONFIG, epochs=1), tmp_path / "run",
                         progress=False)
     assert summary["complete"] and summary["failures"] >= 1
+
+
+def test_training_that_loses_every_sample_stops_as_diverged(tmp_path):
+    """Whole batches in a row (at least DIVERGED_AFTER = 100 samples) without an operating point
+    leave nothing to update with, so the parameters would stay where no sample converges: the run
+    stops at its last completed epoch, says where in diverged.json, and a resume does not replay it."""
+    net, data, out = from_shorthand(RESUME_SPEC, seed=0), resume_data(), tmp_path / "run"
+    train_run(net, data, LayeredEngine(), RESUME_CONFIG, out, progress=False, stop_after=1)
+    after_epoch1 = load_checkpoint(out / "checkpoint.npz").params
+    summary = train_run(net, data, FlakyEngine(bad=None), RESUME_CONFIG, out, resume=True, progress=False)
+    diverged = json.loads((out / "diverged.json").read_text())
+    assert summary["diverged"] == diverged and summary["epochs"] == 1 and not summary["complete"]
+    assert (diverged["epoch"], diverged["batch"], diverged["failures"]) == (2, 3, 4 * 32)  # 4 x 32 >= 100
+    assert "training diverged in epoch 2" in diverged["message"]
+    assert_same_params(load_checkpoint(out / "checkpoint.npz").params, after_epoch1, "after divergence")
+    assert len(records(out)) == 1 and (out / "trained.toml").exists()
+    again = train_run(net, data, LayeredEngine(), RESUME_CONFIG, out, resume=True, progress=False)
+    assert again["diverged"] == diverged and again["epochs"] == 1
 
 
 # --- 3. ngspice in the loop -------------------------------------------------------------------

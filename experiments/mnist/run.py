@@ -29,7 +29,7 @@ from circuitep.datasets import load_dataset
 from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.ngspice_engine import NgspiceEngine
 from circuitep.gradcheck import asymmetry
-from circuitep.runs import train_run
+from circuitep.runs import read_diverged, train_run
 from circuitep.specio import load_spec, write_text_atomic
 from circuitep.train import TrainConfig, encode, free_outputs
 
@@ -61,7 +61,7 @@ def read_run(setting: str, algorithm: str, seed: int, cfg: dict, runs_dir: Path)
     drift = [start] + [r["asymmetry"] for r in records] if all("asymmetry" in r for r in records) else None
     return {"records": records, "asymmetry_initial": start, "asymmetry_per_epoch": drift,
             "asymmetry_final": asymmetry(trained) if trained else float("nan"),
-            "failures": records[-1]["failures"], "dir": str(out)}
+            "failures": records[-1]["failures"], "diverged": read_diverged(out), "dir": str(out)}
 
 
 def train_config(algorithm: str, seed: int, net, cfg: dict) -> TrainConfig:
@@ -82,6 +82,9 @@ def run_one(setting: str, algorithm: str, seed: int, cfg: dict, data, runs_dir: 
     """Train (or resume) one run directory to the configured number of epochs."""
     net = initial_network(setting, seed, cfg)
     out = run_dir(setting, algorithm, seed, runs_dir)
+    if read_diverged(out):
+        print(f"{out.name}: diverged in epoch {read_diverged(out)['epoch']}, not trained again", flush=True)
+        return read_run(setting, algorithm, seed, cfg, runs_dir)
     resume = (out / "checkpoint.npz").exists()
     print(f"{out.name}: {'resuming' if resume else 'training'}", flush=True)
     train_run(net, data, LayeredEngine(), train_config(algorithm, seed, net, cfg), out, resume=resume,
@@ -133,6 +136,7 @@ def summarise(runs: list[dict], epochs: int) -> dict:
     drifts = [run["asymmetry_per_epoch"] for run in complete]
     return {
         "epochs_done": [len(a) for a in acc],
+        "diverged_in_epoch": [run["diverged"]["epoch"] if run["diverged"] else None for run in runs],
         "test_accuracy_epoch1": stats([a[0] for a in acc]),
         f"test_accuracy_epoch{epochs}": stats([a[epochs - 1] for a in acc if len(a) >= epochs]),
         "test_accuracy_best": stats([max(a[:epochs]) for a in acc if len(a) >= epochs]),
@@ -182,7 +186,7 @@ def main(argv=None) -> int:
             if args.report_only:
                 runs = [r for r in (read_run(setting, algorithm, s, cfg, runs_dir) for s in seeds) if r]
             else:
-                runs = [run_one(setting, algorithm, s, cfg, data, runs_dir) for s in seeds]
+                runs = [r for r in (run_one(setting, algorithm, s, cfg, data, runs_dir) for s in seeds) if r]
             summary = summarise(runs, cfg["epochs"]) if runs else None
             results[setting][algorithm] = summary
             if summary and summary["seeds"]:
@@ -220,8 +224,9 @@ def table(results: dict, cfg: dict, seeds, quick: bool) -> str:
              f"Command: `python experiments/mnist/run.py{' --quick' if quick else ''}` (configuration "
              f"`experiments/mnist/config.json`: lr {cfg['lr']}, batch {cfg['batch_size']}, momentum {cfg['momentum']}, "
              f"beta {cfg['beta_rel']} x leak, {e} epochs). Mean ± std over the seeds that completed {e} epochs "
-             f"(epoch 1: over every seed run). `output` is the output-layer-only baseline (its cosine is that of the exact "
-             f"gradient, of which only the output-layer part is applied).", "",
+             f"(epoch 1: over every seed run; a run that diverged stopped at its last completed epoch). `output` is "
+             f"the output-layer-only baseline (its cosine is that of the exact gradient, of which only the "
+             f"output-layer part is applied).", "",
              f"| setting | algorithm | seeds done ({e} epochs) | test acc. epoch 1 (%) | test acc. epoch {e} (%) | "
              "best (%) | mean cosine with exact gradient | non-converged samples | final asymmetry of fwd/bwd pairs |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -231,8 +236,9 @@ def table(results: dict, cfg: dict, seeds, quick: bool) -> str:
             if r is None:
                 lines.append(f"| {setting} | {algorithm} | 0 | not run yet | | | | | |")
                 continue
-            partial = [n for n in r["epochs_done"] if n < e]
-            done = f"{r['seeds']}" + (f" (+{len(partial)} at epoch {', '.join(map(str, partial))})" if partial else "")
+            partial = [f"diverged in epoch {d}" if d else f"at epoch {n}"
+                       for n, d in zip(r["epochs_done"], r["diverged_in_epoch"]) if n < e]
+            done = f"{r['seeds']}" + (f" (+{len(partial)}: {', '.join(partial)})" if partial else "")
             best = f"{100 * r['test_accuracy_best']['mean']:.2f}" if r["test_accuracy_best"] else "-"
             asym = (f"{r['asymmetry_final']['mean']:.3f}" if r["asymmetry_final"] and setting == "layered" else "-")
             lines.append(f"| {setting} | {algorithm} | {done} | {pct(r['test_accuracy_epoch1'])} | "
