@@ -56,12 +56,13 @@ def read_run(setting: str, algorithm: str, seed: int, cfg: dict, runs_dir: Path)
     if not (out / "metrics.json").exists():
         return None
     records = json.loads((out / "metrics.json").read_text())
+    diverged = read_diverged(out)  # its failure count includes the epoch that diverged
     trained = load_spec(out / "trained.toml") if (out / "trained.toml").exists() else None
     start = asymmetry(initial_network(setting, seed, cfg))
     drift = [start] + [r["asymmetry"] for r in records] if all("asymmetry" in r for r in records) else None
     return {"records": records, "asymmetry_initial": start, "asymmetry_per_epoch": drift,
             "asymmetry_final": asymmetry(trained) if trained else float("nan"),
-            "failures": records[-1]["failures"], "diverged": read_diverged(out), "dir": str(out)}
+            "failures": (diverged or records[-1])["failures"], "diverged": diverged, "dir": str(out)}
 
 
 def train_config(algorithm: str, seed: int, net, cfg: dict) -> TrainConfig:
