@@ -92,25 +92,30 @@ def learning_curves(records: list[dict], path, title: str = "") -> Path:
 def experiment_curves(curves: dict, path, title: str = "") -> Path:
     """Mean test accuracy, 1 - gradient cosine and (where there are forward/backward pairs) their
     asymmetry per epoch, one panel each, a line per (setting, algorithm);
-    ``curves[(setting, algorithm)] = {"accuracy": [...], "cosine": [...], "asymmetry": [...] or None}``."""
+    ``curves[(setting, algorithm)] = {"accuracy": [...], "cosine": [...], "asymmetry": [...] or None}``
+    and optionally ``"note"``, appended to the line's label."""
     drift = any(c.get("asymmetry") is not None for c in curves.values())
-    fig, axes = plt.subplots(1, 3 if drift else 2, figsize=(15 if drift else 10, 3.8))
+    fig, axes = plt.subplots(1, 3 if drift else 2, figsize=(15 if drift else 10, 4.6))
     styles = {"layered": "-", "feedforward": "--"}
     for (setting, algorithm), c in curves.items():
         epochs = np.arange(1, len(c["accuracy"]) + 1)
         kw = dict(color=_COLORS.get(algorithm), ls=styles.get(setting, "-"), marker="o", ms=3,
-                  label=f"{setting} {algorithm}")
+                  label=f"{setting} {algorithm}{c.get('note', '')}")
         axes[0].plot(epochs, 100 * np.asarray(c["accuracy"]), **kw)
         axes[1].semilogy(epochs, np.maximum(1 - np.asarray(c["cosine"]), 1e-16), **kw)
         if drift and c.get("asymmetry") is not None:
             axes[2].plot(np.arange(len(c["asymmetry"])), c["asymmetry"], **kw)
     axes[0].set_ylabel("test accuracy (%)")
     axes[1].set_ylabel("1 − cosine(estimated, exact gradient)")
-    axes[1].legend(fontsize=7, ncol=2)
     if drift:
         axes[2].set_ylabel("asymmetry ‖W_bwd − W_fwdᵀ‖ / ‖W_fwd‖")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3, which="both")
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))  # the legend goes below the panels, clear of the curves
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8, frameon=False)
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

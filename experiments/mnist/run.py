@@ -148,6 +148,25 @@ def summarise(runs: list[dict], epochs: int) -> dict:
         "seeds": len(complete), "failures": sum(run["failures"] for run in runs)}
 
 
+def _seed(run: dict) -> str:
+    return Path(run["dir"]).name.rsplit("-s", 1)[1]
+
+
+def curve(runs: list[dict], summary: dict, epochs: int, drift: bool) -> dict:
+    """What the figure shows of one (setting, algorithm): the mean over the seeds that finished,
+    else the longest unfinished run, labelled with its seed, length and whether it diverged."""
+    complete = [run for run in runs if len(run["records"]) >= epochs]
+    if complete:
+        return {"accuracy": np.mean([[r["test_accuracy"] for r in run["records"][:epochs]] for run in complete], axis=0),
+                "cosine": np.mean([[r["grad_cosine"] for r in run["records"][:epochs]] for run in complete], axis=0),
+                "asymmetry": summary["asymmetry_per_epoch"] if drift else None,
+                "note": f" ({len(complete)} seeds)" if len(complete) > 1 else f" (seed {_seed(complete[0])})"}
+    run = max(runs, key=lambda r: len(r["records"]))
+    note = f" (seed {_seed(run)}, {len(run['records'])} epochs{', diverged' if run['diverged'] else ''})"
+    return {"accuracy": [r["test_accuracy"] for r in run["records"]], "cosine": [r["grad_cosine"] for r in run["records"]],
+            "asymmetry": run["asymmetry_per_epoch"] if drift else None, "note": note}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(HERE / "config.json"), help="experiment configuration (JSON)")
@@ -190,13 +209,8 @@ def main(argv=None) -> int:
                 runs = [r for r in (run_one(setting, algorithm, s, cfg, data, runs_dir) for s in seeds) if r]
             summary = summarise(runs, cfg["epochs"]) if runs else None
             results[setting][algorithm] = summary
-            if summary and summary["seeds"]:
-                e = cfg["epochs"]
-                complete = [run for run in runs if len(run["records"]) >= e]
-                curves[(setting, algorithm)] = {
-                    "accuracy": np.mean([[r["test_accuracy"] for r in run["records"][:e]] for run in complete], axis=0),
-                    "cosine": np.mean([[r["grad_cosine"] for r in run["records"][:e]] for run in complete], axis=0),
-                    "asymmetry": summary["asymmetry_per_epoch"] if setting == "layered" else None}
+            if summary:
+                curves[(setting, algorithm)] = curve(runs, summary, cfg["epochs"], setting == "layered")
     if args.setting or args.algorithm:
         print("trained the selected runs; run again without --setting/--algorithm for the report")
         return 0
