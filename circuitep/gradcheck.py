@@ -120,6 +120,24 @@ def asymmetry(net: Network) -> float:
     return float(np.sqrt(num / den)) if den > 0 else 0.0
 
 
+def loop_gain(net: Network) -> float:
+    """Largest gain around a forward/backward transconductor loop with every clamp off: the
+    spectral radius of ``G_a^-1 W_ab G_b^-1 W_ba`` for a pair between groups ``a`` and ``b``, ``G``
+    their leak conductances (the least a node sees, so the largest gain). Above 1 the linearised
+    loop amplifies some pattern of voltages all the way round: where the clamps are off a state can
+    run away, and the circuit may hold several operating points or no stable one. 0 without pairs."""
+    gains = [0.0]
+    couplings = {c.name: c for c in net.couplings}
+    for p, q in transconductor_pairs(net):
+        wp, wq = net.params()[p], net.params()[q]  # p: from a to b, q: from b to a
+        g_a, g_b = net.group(couplings[p].src).leak, net.group(couplings[p].dst).leak
+        first, second = wq / g_a[:, None], wp / g_b[:, None]
+        # AB and BA have the same nonzero eigenvalues: take the smaller product
+        loop = first @ second if first.shape[0] <= second.shape[0] else second @ first
+        gains.append(float(np.abs(np.linalg.eigvals(loop)).max()))
+    return max(gains)
+
+
 def asymmetry_sweep(net: Network, engine: Engine, inputs, targets, alphas, *, beta: float,
                     estimators=("vf", "aep"), cost: Cost | None = None) -> dict:
     """Relative error of each estimator as the backward couplings move from symmetric to the spec's."""

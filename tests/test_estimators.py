@@ -29,10 +29,10 @@ import pytest
 
 from circuitep import builders, kcl
 from circuitep.costs import CrossEntropy, SquaredError
-from circuitep.engines.base import Phase
+from circuitep.engines.base import Phase, is_stable
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.estimators import ESTIMATORS, Estimate, compare, estimate
-from circuitep.gradcheck import beta_sweep, probe_batch
+from circuitep.gradcheck import beta_sweep, loop_gain, probe_batch
 from circuitep.spec import Network
 from circuitep.specio import load_spec
 
@@ -443,3 +443,19 @@ def test_bad_inputs_refused():
     for name in ESTIMATORS:
         with pytest.raises(ValueError, match="inputs"):
             estimate(name, net, NUMPY, u[:, :2], y, beta=BETA)
+
+
+@pytest.mark.parametrize("target", [0.9, 1.1])
+def test_loop_gain_is_where_the_rest_state_loses_stability(target):
+    """``loop_gain`` against the circuit's own linearisation: a 1-1 hidden/output pair with positive
+    feedback, its backward gain scaled to a loop gain of 0.9 or 1.1; with every clamp off (clamped
+    nodes mid-rail) the Jacobian's eigenvalues (engines.base.is_stable) say stable below 1 and
+    unstable above. The closed form for one pair is ``w_fwd w_bwd / (g_h g_out)``."""
+    net = builders.from_shorthand("layered:3-1-1", seed=0)
+    wf, g = float(net.params()["fwd2"][0, 0]), float(net.group("h1").leak[0])
+    assert loop_gain(net) == pytest.approx(wf * wf / g**2, rel=1e-12)
+    scaled = net.with_params({"bwd2": np.array([[target * g * g / wf]])})
+    assert loop_gain(scaled) == pytest.approx(target, rel=1e-12)
+    mid = np.array([[np.mean(grp.clamp) if grp.clamp else 0.0 for grp in scaled.free_groups]])  # diodes off
+    _, jac = kcl.residual(scaled, np.zeros((1, scaled.n_inputs)), mid)
+    assert bool(is_stable(scaled, jac)[0]) == (target < 1)

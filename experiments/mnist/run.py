@@ -28,10 +28,10 @@ from circuitep.builders import from_shorthand
 from circuitep.datasets import load_dataset
 from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.ngspice_engine import NgspiceEngine
-from circuitep.gradcheck import asymmetry
+from circuitep.gradcheck import asymmetry, loop_gain
 from circuitep.runs import read_diverged, train_run
 from circuitep.specio import load_spec, write_text_atomic
-from circuitep.train import TrainConfig, encode, free_outputs
+from circuitep.train import TrainConfig, encode, free_outputs, load_checkpoint
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"
@@ -58,10 +58,12 @@ def read_run(setting: str, algorithm: str, seed: int, cfg: dict, runs_dir: Path)
     records = json.loads((out / "metrics.json").read_text())
     diverged = read_diverged(out)  # its failure count includes the epoch that diverged
     trained = load_spec(out / "trained.toml") if (out / "trained.toml").exists() else None
-    start = asymmetry(initial_network(setting, seed, cfg))
+    net = initial_network(setting, seed, cfg)
+    start = asymmetry(net)
     drift = [start] + [r["asymmetry"] for r in records] if all("asymmetry" in r for r in records) else None
     return {"records": records, "asymmetry_initial": start, "asymmetry_per_epoch": drift,
             "asymmetry_final": asymmetry(trained) if trained else float("nan"),
+            "loop_gain_last": loop_gain(net.with_params(load_checkpoint(out / "checkpoint.npz").params)),
             "failures": (diverged or records[-1])["failures"], "diverged": diverged, "dir": str(out)}
 
 
@@ -143,6 +145,7 @@ def summarise(runs: list[dict], epochs: int) -> dict:
         "test_accuracy_best": stats([max(a[:epochs]) for a in acc if len(a) >= epochs]),
         "grad_cosine_mean_over_training": stats(cos),
         "asymmetry_final": stats([run["asymmetry_final"] for run in complete]),
+        "loop_gain_last_epoch": [run["loop_gain_last"] for run in runs],
         "asymmetry_per_epoch": ([float(v) for v in np.mean([d[:epochs + 1] for d in drifts], axis=0)]
                                 if drifts and all(drifts) else None),
         "seeds": len(complete), "failures": sum(run["failures"] for run in runs)}
@@ -241,24 +244,30 @@ def table(results: dict, cfg: dict, seeds, quick: bool) -> str:
              f"beta {cfg['beta_rel']} x leak, {e} epochs). Mean ± std over the seeds that completed {e} epochs "
              f"(epoch 1: over every seed run; a run that diverged stopped at its last completed epoch). `output` is "
              f"the output-layer-only baseline (its cosine is that of the exact gradient, of which only the "
-             f"output-layer part is applied).", "",
+             f"output-layer part is applied). Loop gain: spectral radius of G_h^-1 W_bwd G_out^-1 W_fwd of the "
+             f"circuit after its last epoch, every clamp off (`circuitep.gradcheck.loop_gain`); above 1 the loop "
+             f"amplifies where the clamps let it, and some inputs may have several operating points or none "
+             f"that is stable.", "",
              f"| setting | algorithm | seeds done ({e} epochs) | test acc. epoch 1 (%) | test acc. epoch {e} (%) | "
-             "best (%) | mean cosine with exact gradient | non-converged samples | final asymmetry of fwd/bwd pairs |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "best (%) | mean cosine with exact gradient | non-converged samples | final asymmetry of fwd/bwd pairs | "
+             "loop gain at the last epoch, per seed |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for setting in cfg["settings"]:
         for algorithm in algorithms(cfg, setting):
             r = results.get(setting, {}).get(algorithm)
             if r is None:
-                lines.append(f"| {setting} | {algorithm} | 0 | not run yet | | | | | |")
+                lines.append(f"| {setting} | {algorithm} | 0 | not run yet | | | | | | |")
                 continue
             partial = [f"diverged in epoch {d}" if d else f"at epoch {n}"
                        for n, d in zip(r["epochs_done"], r["diverged_in_epoch"]) if n < e]
             done = f"{r['seeds']}" + (f" (+{len(partial)}: {', '.join(partial)})" if partial else "")
             best = f"{100 * r['test_accuracy_best']['mean']:.2f}" if r["test_accuracy_best"] else "-"
             asym = (f"{r['asymmetry_final']['mean']:.3f}" if r["asymmetry_final"] and setting == "layered" else "-")
+            gains = ", ".join(f"{g:.2f}" + (f" (epoch {n})" if n < e else "")
+                              for g, n in zip(r["loop_gain_last_epoch"], r["epochs_done"])) if setting == "layered" else "-"
             lines.append(f"| {setting} | {algorithm} | {done} | {pct(r['test_accuracy_epoch1'])} | "
                          f"{pct(r[f'test_accuracy_epoch{e}'])} | {best} | "
-                         f"{r['grad_cosine_mean_over_training']['mean']:.6f} | {r['failures']} | {asym} |")
+                         f"{r['grad_cosine_mean_over_training']['mean']:.6f} | {r['failures']} | {asym} | {gains} |")
     for key in ("ngspice_check", "ngspice_check_layered"):
         c = results.get(key)
         if c:
