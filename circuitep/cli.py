@@ -379,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--levels", type=_count, help="quantise conductances to this many levels (default: analog)")
     t.add_argument("--train-leak", action="store_true", help="also learn the leak conductances")
     t.add_argument("--on-failure", choices=("skip", "stop"), default="skip",
-                   help="a sample whose operating point does not converge is skipped and counted, or stops the run")
+                   help="a sample whose operating point does not converge is skipped and counted, or stops the run "
+                        "(with skip, >= 100 samples in a row without one stop it as diverged: diverged.json)")
     t.add_argument("--seed", type=int, default=0, help="seed of initial weights (shorthand specs) and sample order")
     t.add_argument("--out", required=True, help="run directory (checkpoint, metrics, netlist, figures)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
