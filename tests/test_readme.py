@@ -1,5 +1,7 @@
-"""The README's Python example runs as written, and its Quick start names real commands."""
+"""The README's Python example runs as written, its Quick start names real commands, and its MNIST
+table shows the committed results."""
 
+import json
 import re
 import subprocess
 import sys
@@ -25,3 +27,31 @@ def test_quick_start_has_exactly_two_commands_and_ci_runs_the_second():
     assert "circuitep demo" in commands[0]
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1].strip() in ci, "'.ci/run' must run the README's test command"
+
+
+#: The README's MNIST table names algorithms for people; the results file by their keys.
+MNIST_ALGORITHMS = {"AEP": "aep", "EP": "ep", "VF": "vf", "bp (exact)": "bp", "output layer only": "output"}
+
+
+def _shown(stat) -> str:
+    """An accuracy statistic as the README shows it: percent with 2 decimals, ± std over >1 seed."""
+    if stat is None:
+        return "–"
+    mean = f"{100 * stat['mean']:.2f}"
+    return f"{mean} %" if stat["seeds"] == 1 else f"{mean} ± {100 * stat['std']:.2f} %"
+
+
+def test_mnist_table_matches_the_committed_results():
+    results = json.loads((ROOT / "experiments" / "results" / "mnist.json").read_text())
+    section = README.split("## MNIST", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip().replace("*", "") for cell in line.split("|")[1:-1]]
+            for line in section.splitlines() if line.startswith("| ") and not line.startswith("| setting")]
+    assert len(rows) == sum(len(results[s]) for s in ("feedforward", "layered")), "one row per committed run"
+    for setting, algorithm, seeds, epoch1, epoch20 in rows:
+        summary = results[setting][MNIST_ALGORITHMS[algorithm]]
+        if summary is None:  # not run
+            assert (seeds.split()[0], epoch1, epoch20) == ("0", "", ""), (setting, algorithm)
+            continue
+        assert seeds.split()[0] == str(summary["seeds"]), (setting, algorithm)
+        assert epoch1 == _shown(summary["test_accuracy_epoch1"]), (setting, algorithm)
+        assert epoch20 == _shown(summary["test_accuracy_epoch20"]), (setting, algorithm)
