@@ -13,9 +13,10 @@ import numpy as np  # noqa: E402
 _COLORS = {"ep": "tab:orange", "vf": "tab:red", "aep": "tab:blue", "dyadic": "tab:green", "bp": "black", "output": "tab:gray"}
 
 
-def _save(fig, path) -> Path:
+def _save(fig, path, rect=None) -> Path:
+    """Lay out (within ``rect`` of the figure, when given), write and close a figure."""
     path = Path(path)
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -113,9 +114,5 @@ def experiment_curves(curves: dict, path, title: str = "") -> Path:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3, which="both")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.14, 1, 1))  # the legend goes below the panels, clear of the curves
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8, frameon=False)
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, rect=(0, 0.14, 1, 1))  # the legend below the panels, clear of the curves

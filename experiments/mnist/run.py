@@ -85,8 +85,9 @@ def run_one(setting: str, algorithm: str, seed: int, cfg: dict, data, runs_dir: 
     """Train (or resume) one run directory to the configured number of epochs."""
     net = initial_network(setting, seed, cfg)
     out = run_dir(setting, algorithm, seed, runs_dir)
-    if read_diverged(out):
-        print(f"{out.name}: diverged in epoch {read_diverged(out)['epoch']}, not trained again", flush=True)
+    diverged = read_diverged(out)
+    if diverged:
+        print(f"{out.name}: diverged in epoch {diverged['epoch']}, not trained again", flush=True)
         return read_run(setting, algorithm, seed, cfg, runs_dir)
     resume = (out / "checkpoint.npz").exists()
     print(f"{out.name}: {'resuming' if resume else 'training'}", flush=True)
