@@ -269,7 +269,8 @@ def test_mnist_inputs_aep_phase_with_feedback_agrees():
 def test_backtrack_accepts_the_first_halving_that_decreases_the_residual():
     """The shared line search against halving by hand: F(x) = x^2 - 4 from x = 3 with a step of
     -100 (an overshoot: t = 1, 1/2, ... 1/16 increase |F|^2, t = 1/32 is the first accepted), a row
-    whose full step is accepted, and a row whose residual is NaN everywhere beyond x (gives up)."""
+    whose full step is accepted, and a row whose residual is NaN everywhere beyond x (gives up);
+    then with fewer halvings allowed than the overshoot needs."""
     def residual(rows, points):
         f = points**2 - 4.0
         f[rows == 2] = np.nan
@@ -285,3 +286,6 @@ def test_backtrack_accepts_the_first_halving_that_decreases_the_residual():
     assert t[0] == expected == 1 / 32
     assert t[1] == 1.0
     assert gave_up.tolist() == [2] and t[2] == 2.0**-MAX_HALVINGS
+    # with a budget of 4 halvings the overshooting row gives up too, at t = 1/16
+    t, gave_up = backtrack(residual, x, step, merit, residual(np.arange(3), x + step), halvings=4)
+    assert gave_up.tolist() == [0, 2] and t[0] == t[2] == 1 / 16 and t[1] == 1.0

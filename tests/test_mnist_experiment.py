@@ -70,3 +70,14 @@ def test_mnist_script_reports_what_the_issue_asks(tmp_path, mnist_dir):
     assert len(json.loads((run / "metrics.json").read_text())) == 2
     done = run_script(tmp_path, mnist_dir, "--report-only", "--epochs", "3")
     assert "| feedforward | bp | 0 (+1: diverged in epoch 3) |" in done.stdout
+
+
+def test_missing_mnist_is_named_not_a_traceback(tmp_path):
+    """No IDX files in --data-dir: the script exits with status 2 and says which files it looked
+    for and where, as argparse reports any other bad option."""
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--data-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
+           "--results-dir", str(tmp_path / "results"), "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "train-images-idx3-ubyte" in done.stderr and str(tmp_path) in done.stderr

@@ -138,7 +138,7 @@ MAX_HALVINGS = 59
 
 
 def backtrack(residual: Callable, x: np.ndarray, step: np.ndarray, merit: np.ndarray,
-              f_full: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+              f_full: np.ndarray, halvings: int = MAX_HALVINGS) -> tuple[np.ndarray, np.ndarray]:
     """Armijo backtracking of damped Newton, for a batch of samples (both numpy engines use it).
 
     Accepts for each row the first of ``t = 1, 1/2, 1/4, ...`` with
@@ -146,11 +146,11 @@ def backtrack(residual: Callable, x: np.ndarray, step: np.ndarray, merit: np.nda
     ``F(x + step)``, already evaluated by the caller. ``residual(rows, points)`` evaluates ``F`` for
     the rows (indices into ``x``) still searching, so a row that accepted costs nothing more. A
     trial point where ``F`` is not finite is rejected. Returns ``t`` and the rows that gave up after
-    :data:`MAX_HALVINGS` halvings (their ``t`` is ``2^-MAX_HALVINGS``).
+    ``halvings`` halvings (their ``t`` is ``2^-halvings``).
     """
     t = np.ones(len(x))
     pending = np.flatnonzero(~((f_full**2).sum(1) <= merit * (1 - 1e-4)))
-    for _ in range(MAX_HALVINGS):
+    for _ in range(halvings):
         if pending.size == 0:
             break
         t[pending] /= 2

@@ -25,7 +25,7 @@ import numpy as np
 
 from circuitep import plots
 from circuitep.builders import from_shorthand
-from circuitep.datasets import load_dataset
+from circuitep.datasets import DatasetError, load_dataset
 from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.ngspice_engine import NgspiceEngine
 from circuitep.gradcheck import asymmetry, loop_gain
@@ -196,7 +196,10 @@ def main(argv=None) -> int:
     if args.epochs:
         cfg["epochs"] = args.epochs
     seeds = cfg["seeds"][: args.seeds] if args.seeds else cfg["seeds"]
-    data = load_dataset("mnist", data_dir=args.data_dir, n_train=cfg.get("n_train"), n_test=cfg.get("n_test"))
+    try:
+        data = load_dataset("mnist", data_dir=args.data_dir, n_train=cfg.get("n_train"), n_test=cfg.get("n_test"))
+    except DatasetError as exc:
+        p.error(str(exc))
     runs_dir = Path(args.runs_dir) / ("quick" if args.quick else "full")
     results: dict = {"config": {k: v for k, v in cfg.items() if k != "quick"}, "seeds_used": seeds}
     curves = {}
