@@ -39,7 +39,7 @@ import pytest
 from circuitep import builders
 from circuitep.builders import from_shorthand
 from circuitep.costs import CrossEntropy
-from circuitep.engines.base import MAX_HALVINGS, ConvergenceError, OperatingPoint, Phase, backtrack
+from circuitep.engines.base import MAX_HALVINGS, ConvergenceError, OperatingPoint, Phase, backtrack, pseudo_transient
 from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.spec import Coupling, Network
@@ -289,3 +289,23 @@ def test_backtrack_accepts_the_first_halving_that_decreases_the_residual():
     # with a budget of 4 halvings the overshooting row gives up too, at t = 1/16
     t, gave_up = backtrack(residual, x, step, merit, residual(np.arange(3), x + step), halvings=4)
     assert gave_up.tolist() == [0, 2] and t[0] == t[2] == 1 / 16 and t[1] == 1.0
+
+
+def test_pseudo_transient_holds_each_step_to_max_step():
+    """One node, C dx/dt = g (5 V - x) from 0 V: free steps reach 5 V in a few steps (dt grows
+    tenfold as |F| falls), steps held to 0.1 V move by at most 0.1 V and need at least 50."""
+    cap, g = np.array([1e-12]), 1e-3
+
+    def evaluate(rows, x):
+        f = g * (5.0 - x)
+        return f, lambda shift, sel: f[sel] / (shift + g), np.full(1, -g)
+
+    visited = []
+    free_x, free_it, free_ok = pseudo_transient(np.zeros((1, 1)), evaluate, cap, vtol=1e-12, itol=1e-15)
+    held_x, held_it, held_ok = pseudo_transient(
+        np.zeros((1, 1)), lambda r, x: (visited.append(x.copy()), evaluate(r, x))[1], cap, vtol=1e-12, itol=1e-15,
+        max_step=0.1)
+    assert free_ok.all() and held_ok.all()
+    assert abs(free_x[0, 0] - 5) <= 1e-9 and abs(held_x[0, 0] - 5) <= 1e-9
+    assert free_it[0] < 20 <= 50 <= held_it[0]
+    assert np.abs(np.diff(np.concatenate(visited)[:, 0])).max() <= 0.1 + 1e-15

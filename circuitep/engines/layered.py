@@ -46,7 +46,7 @@ from circuitep import kcl
 from circuitep.costs import SquaredError
 from circuitep.devices import diode_clamp_current, tanh_transfer
 from circuitep.engines.base import (ConvergenceError, OperatingPoint, Phase, backtrack, capacitance, check_batch,
-                                   is_stable, pseudo_transient)
+                                   is_stable, settle)
 from circuitep.spec import Coupling, Network
 
 
@@ -422,7 +422,7 @@ class LayeredEngine:
                 blocks = jacobian()
                 return f, lambda shift, sel: _shifted_solve(blocks, shift, f[sel], sel), blocks.diagonal()
 
-            xr, itr, okr = pseudo_transient(start[rows].copy(), evaluate, capacitance(net), vtol=self.vtol,
+            xr, itr, okr = settle(start[rows], evaluate, capacitance(net), vtol=self.vtol,
                                             itol=self.itol)
             take = rows[okr]
             x[take], it[take], ok[take], failed[take] = xr[okr], it[take] + itr[okr], True, False

@@ -12,7 +12,7 @@ import numpy as np
 
 from circuitep import kcl
 from circuitep.engines.base import (ConvergenceError, OperatingPoint, Phase, backtrack, capacitance, check_batch,
-                                   is_stable, pseudo_transient)
+                                   is_stable, settle)
 from circuitep.spec import Network
 
 
@@ -86,7 +86,7 @@ class NumpyEngine:
                 jr[r] = j
                 return f, lambda shift, sel: solve_rows(_shifted(-j[sel], shift), f[sel]), np.diagonal(j, axis1=1, axis2=2)
 
-            xr, itr, okr = pseudo_transient(from_.copy(), evaluate, cap, vtol=self.vtol, itol=self.itol)
+            xr, itr, okr = settle(from_, evaluate, cap, vtol=self.vtol, itol=self.itol)
             take = rows[okr]  # where the transient runs away, an unstable Newton solution is kept (and reported)
             x[take], it[take], done[take], jac[take] = xr[okr], it[take] + itr[okr], True, jr[okr]
         return x, it, done, jac
