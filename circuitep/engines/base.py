@@ -188,11 +188,11 @@ def settle(x: np.ndarray, evaluate: Callable, cap: np.ndarray, *, vtol: float, i
 
     Arguments and returns as :func:`pseudo_transient`; ``x`` is not modified.
     """
-    x0 = x
-    x, it, ok = pseudo_transient(x.copy(), evaluate, cap, vtol=vtol, itol=itol, max_step=TRANSIENT_MAX_STEP)
+    start = x
+    x, it, ok = pseudo_transient(start.copy(), evaluate, cap, vtol=vtol, itol=itol, max_step=TRANSIENT_MAX_STEP)
     again = np.flatnonzero(~ok)
     if again.size:
-        xr, itr, okr = pseudo_transient(x0[again].copy(), lambda r, xx: evaluate(again[r], xx), cap, vtol=vtol,
+        xr, itr, okr = pseudo_transient(start[again].copy(), lambda r, xx: evaluate(again[r], xx), cap, vtol=vtol,
                                         itol=itol)
         x[again[okr]], it[again], ok[again] = xr[okr], it[again] + itr, okr
     return x, it, ok
@@ -203,8 +203,8 @@ def pseudo_transient(x: np.ndarray, evaluate: Callable, cap: np.ndarray, *, vtol
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backward-Euler steps of ``C dx/dt = F(x)`` with a step that grows as ``|F|`` falls
     (switched evolution relaxation), batched over samples; both numpy engines use it (through
-    :func:`settle`) where Newton fails. It follows the circuit's own dynamics, so it ends in a state the circuit can settle
-    into, and turns into Newton's method near it.
+    :func:`settle`) where Newton fails. It follows the circuit's own dynamics, so it ends in a
+    state the circuit can settle into, and turns into Newton's method near it.
 
     ``evaluate(rows, x_rows)`` returns ``F`` at those rows (A), a function ``solve(shift, sel)``
     that solves ``(diag(shift) - J) step = F`` for the subset ``sel`` (a mask over ``rows``) with
