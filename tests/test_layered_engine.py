@@ -39,7 +39,8 @@ import pytest
 from circuitep import builders
 from circuitep.builders import from_shorthand
 from circuitep.costs import CrossEntropy
-from circuitep.engines.base import MAX_HALVINGS, ConvergenceError, OperatingPoint, Phase, backtrack, pseudo_transient
+from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase
+from circuitep.engines.newton import MAX_HALVINGS, backtrack, pseudo_transient
 from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.spec import Coupling, Network

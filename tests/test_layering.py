@@ -10,7 +10,7 @@ LAYERS = [
     {"spec", "devices", "netlist", "datasets"},
     {"kcl", "costs", "builders", "specio"},
     {"compiler", "golden"},
-    {"engines.base", "engines.numpy_engine", "engines.layered", "engines.ngspice_engine", "engines.pool"},
+    {"engines.base", "engines.newton", "engines.numpy_engine", "engines.layered", "engines.ngspice_engine", "engines.pool"},
     {"estimators", "sens", "plots"},
     {"gradcheck", "train"},
     {"runs", "demo"},

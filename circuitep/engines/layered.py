@@ -1,10 +1,10 @@
 """Structured engine: the numpy reference Newton, exploiting the layer structure of a network.
 
-Same equations, device models, phases and damped Newton as :class:`~circuitep.engines.numpy_engine.
-NumpyEngine` (DESIGN.md §3), but the Jacobian ``dF/dx`` is never formed as a dense
-``(batch, n_free, n_free)`` array. The free groups, in declaration order, must form a chain: every
-coupling between two free groups joins consecutive ones (couplings from input groups are constant
-drives and may go anywhere). The Jacobian is then block tridiagonal,
+Same equations, device models, phases and solver (:mod:`circuitep.engines.newton`) as
+:class:`~circuitep.engines.numpy_engine.NumpyEngine` (DESIGN.md §3), but the Jacobian ``dF/dx``
+is never formed as a dense ``(batch, n_free, n_free)`` array. The free groups, in declaration
+order, must form a chain: every coupling between two free groups joins consecutive ones (couplings
+from input groups are constant drives and may go anywhere). The Jacobian is then block tridiagonal,
 
     J = [[D_1, U_2,          ],
          [L_2, D_2, U_3,     ],
@@ -26,7 +26,7 @@ groups and adds its transpose to block ``(src, dst)`` (DESIGN.md §1-2). For a s
 transconductor ``A``'s block is ``W * f'(v_src(x0))[b, None, :]`` for sample ``b``.
 
 Where Newton does not converge (strong feedback: trained non-reciprocal loops make some samples
-fold), it continues by the dense engine's pseudo-transient continuation, with the same block
+fold), the shared solver continues by pseudo-transient continuation, with the same block
 elimination for each step. Whether a Newton solution is stable is checked only with
 ``check_stability`` (off by default: it needs the dense Jacobian's eigenvalues), so by default on a
 multistable circuit it may settle in another state than a transient from rest would (check with
@@ -45,8 +45,8 @@ import numpy as np
 from circuitep import kcl
 from circuitep.costs import SquaredError
 from circuitep.devices import diode_clamp_current, tanh_transfer
-from circuitep.engines.base import (ConvergenceError, OperatingPoint, Phase, backtrack, capacitance, check_batch,
-                                   is_stable, settle)
+from circuitep.engines.base import OperatingPoint, Phase, check_batch, is_stable
+from circuitep.engines.newton import newton, not_converged
 from circuitep.spec import Coupling, Network
 
 
@@ -168,7 +168,8 @@ class _Blocks:
     ``diag[k]`` is either the diagonal ``(batch, n_k)`` of a diagonal block or a dense
     ``(batch, n_k, n_k)`` block; ``off[(a, b)]`` with ``|a - b| = 1`` is block ``J[a, b]``, constant
     ``(n_a, n_b)`` or batched ``(batch, n_a, n_b)``. Built by one call of the system function and
-    never kept beyond a solve.
+    never kept beyond a solve; the :class:`~circuitep.engines.newton.Jacobian` the shared solver asks
+    of an engine.
     """
 
     def __init__(self, slices: tuple[slice, ...], diag: list[np.ndarray], off: dict | None = None):
@@ -257,6 +258,13 @@ class _Blocks:
 
     # --- solve ---
 
+    def solve_shifted(self, shift: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        """``(diag(shift) - J)^-1 rhs`` per sample (a pseudo-transient step, ``shift = C/dt``)."""
+        shifted = _Blocks(self.slices, list(self.diag), dict(self.off))
+        for k, s in enumerate(self.slices):
+            shifted.add_diagonal(k, -shift[:, s])
+        return -shifted.solve(rhs)
+
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """``J^-1 rhs`` per sample, ``rhs`` of shape ``(batch, n_free)``, by block elimination.
 
@@ -302,23 +310,14 @@ class _Blocks:
 
 # ----------------------------------------------------------------------------------------- engine
 
-#: Halvings after which a Newton line search gives up and the sample goes on by pseudo-transient
-#: continuation. A step that must shrink below 2^-20 to lower ``|F|`` comes from a near-singular
-#: Jacobian (a fold, as in loops with gain above 1): there Newton crawls, accepting moves of a
-#: millionth of its step, for up to ``max_iter`` line searches of ~35 evaluations each, where the
-#: transient settles in tens of steps. Measured on 1,000 MNIST samples through a trained layered
-#: 784-500-10 circuit (bp seed 0, epoch 20): the free phase 2.1x faster, the same operating points
-#: to 2e-13 V; at 2^-10 one sample settled on another operating point.
-CRAWL_HALVINGS = 20
-
-
 @dataclass(frozen=True)
 class LayeredEngine:
     """Batched damped Newton on the block-tridiagonal Jacobian of a layered network.
 
-    The algorithm of :class:`~circuitep.engines.numpy_engine.NumpyEngine` (``x <- x - t J^-1 F``
-    with backtracking on ``|F|^2``; converged when every step is below ``vtol`` (V) or ``|F|``
-    below ``itol`` (A)), with the Newton step solved by block elimination (module docstring), so
+    The solver of :class:`~circuitep.engines.numpy_engine.NumpyEngine`
+    (:func:`circuitep.engines.newton.newton`: ``x <- x - t J^-1 F`` with backtracking on ``|F|^2``;
+    converged when every step is below ``vtol`` (V) or ``|F|`` below ``itol`` (A)), with the Newton
+    step solved by block elimination (module docstring), so
     its cost grows like ``batch x (number of weights)`` instead of ``batch x n_free^3``. Raises
     ``ValueError`` for networks whose free groups are not a chain.
 
@@ -358,8 +357,7 @@ class LayeredEngine:
         out = net.output_index()
 
         if phase.kind == "dyadic":
-            x, it, ok, failed = self._newton(net, start, lambda rows, x: _kcl(chain, drive[rows], x))
-            self._check(net, phase, ok, failed)
+            x, it, ok = self._solve(net, phase, start, lambda rows, x: _kcl(chain, drive[rows], x))
             blocks = _kcl(chain, drive, x)[1]()
             g = np.zeros_like(x)
             g[:, out] = phase.cost.grad(x[:, out], y)
@@ -399,110 +397,21 @@ class LayeredEngine:
 
             return f, jacobian
 
-        x, it, ok, failed = self._newton(net, start, system)
-        self._check(net, phase, ok, failed)
+        x, it, ok = self._solve(net, phase, start, system)
         blocks = system(np.arange(batch), x)[1]() if self.check_stability else None
         return self._result(net, phase, x, ok, it, blocks)
 
-    def _newton(self, net, start, system):
-        """Damped Newton; samples where it does not converge (strong feedback, a fold) continue by
-        pseudo-transient continuation from ``start``, as in NumpyEngine, and so do those where it
-        lands on an unstable equilibrium when ``check_stability`` is on (where the transient runs
-        away, the unstable solution is kept and reported). Returns ``x, iterations, converged,
-        failed``."""
-        x, it, ok, failed = self._damped_newton(start, system)
-        retry = ~ok
-        if self.check_stability and ok.any():
-            retry |= ok & ~is_stable(net, system(np.arange(len(x)), x)[1]().dense())
-        rows = np.flatnonzero(retry)
-        if rows.size:
-
-            def evaluate(r, xx):
-                f, jacobian = system(rows[r], xx)
-                blocks = jacobian()
-                return f, lambda shift, sel: _shifted_solve(blocks, shift, f[sel], sel), blocks.diagonal()
-
-            xr, itr, okr = settle(start[rows], evaluate, capacitance(net), vtol=self.vtol,
-                                            itol=self.itol)
-            take = rows[okr]
-            x[take], it[take], ok[take], failed[take] = xr[okr], it[take] + itr[okr], True, False
-        return x, it, ok, failed
-
-    def _damped_newton(self, x, system):
-        """Damped Newton over the samples not yet converged, as in NumpyEngine.
-
-        ``system(rows, x)`` returns ``F`` for those rows and a function building their Jacobian
-        blocks, so that the accepted line-search point is not evaluated twice. Returns
-        ``x, iterations, converged, failed`` (``failed``: the Newton step was not finite, i.e. a
-        singular Jacobian). A sample whose line search gives up (no decrease of ``|F|^2`` after
-        :data:`CRAWL_HALVINGS` halvings) stops here unconverged: :meth:`_newton` hands it to
-        pseudo-transient continuation rather than let Newton crawl on for up to ``max_iter`` line
-        searches.
-        """
-        batch = x.shape[0]
-        x = x.copy()
-        it = np.zeros(batch, int)
-        done = np.zeros(batch, bool)
-        failed = np.zeros(batch, bool)
-        stalled = np.zeros(batch, bool)
-        rows = np.arange(batch)
-        f, jacobian = system(rows, x)
-        blocks = jacobian()
-        for _ in range(self.max_iter):
-            active = ~done[rows] & ~failed[rows] & ~stalled[rows]
-            if not active.all():
-                blocks = blocks.take(active)
-                rows = rows[active]
-            if rows.size == 0:
-                break
-            fa = f[rows]
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                step = -blocks.solve(fa)
-            bad = ~np.isfinite(step).all(axis=1)
-            if bad.any():
-                failed[rows[bad]] = True
-                step[bad] = 0.0
-            # Backtracking, as in NumpyEngine; a row with a non-finite step keeps t = 1 and step 0
-            ft, jacobian = system(rows, x[rows] + step)
-            t, gave_up = backtrack(lambda r, points: system(rows[r], points)[0], x[rows], step, (fa**2).sum(1),
-                                   np.where(bad[:, None], 0.0, ft), CRAWL_HALVINGS)
-            t[gave_up] /= 2  # the line search gave up: NumpyEngine halves once more ...
-            stalled[rows[gave_up]] = True  # ... and goes on; here pseudo-transient continuation takes over
-            back = np.flatnonzero(t < 1)
-            x[rows] += t[:, None] * step
-            it[rows] += 1
-            f[rows], blocks = ft, jacobian()
-            if back.size:  # F and J where the backtracking samples ended up
-                fb, jacobian_b = system(rows[back], x[rows[back]])
-                f[rows[back]] = fb
-                blocks = blocks.update(back, jacobian_b())
-            small = (np.abs(step).max(1) <= self.vtol) | (np.abs(f[rows]).max(1) <= self.itol)
-            done[rows[small & ~bad]] = True
-        return x, it, done, failed
-
-    def _check(self, net, phase, ok, failed):
-        if ok.all():
-            return
-        bad = np.flatnonzero(~ok)
-        why = (f"; the Jacobian was singular for sample(s) {np.flatnonzero(failed)[:10].tolist()}"
-               if failed.any() else "")
-        raise ConvergenceError(
-            f"layered engine: network {net.name!r}, phase {phase.label}: neither Newton ({self.max_iter} "
-            f"iterations) nor pseudo-transient continuation converged for sample(s) {bad[:10].tolist()}{why}; "
-            f"check for negative conductances or a circuit with no DC path to ground", samples=bad)
+    def _solve(self, net, phase, start, system):
+        x, it, ok, singular = newton(net, start, system, vtol=self.vtol, itol=self.itol, max_iter=self.max_iter,
+                                     check_stability=self.check_stability)
+        if not ok.all():
+            raise not_converged(self.name, net, phase, ok, singular, self.max_iter)
+        return x, it, ok
 
     def _result(self, net, phase, x, ok, it, blocks, adjoint=None):
         stable = is_stable(net, blocks.dense()) if self.check_stability else None
         return OperatingPoint(tuple(net.free_nodes), x, ok, it, self.name, phase, self.tolerances,
                               adjoint=adjoint, stable=stable)
-
-
-def _shifted_solve(blocks: _Blocks, shift: np.ndarray, f: np.ndarray, sel: np.ndarray) -> np.ndarray:
-    """Solve ``(diag(shift) - J) step = F`` for the samples ``sel`` of ``blocks`` (pseudo-transient step)."""
-    sub = blocks.take(sel)
-    for k, s in enumerate(sub.slices):
-        sub.add_diagonal(k, -shift[:, s])
-    return -sub.solve(f)
 
 
 def _kcl(chain: _Chain, drive: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, Callable[[], _Blocks]]:
