@@ -48,6 +48,8 @@ def test_mnist_script_reports_what_the_issue_asks(tmp_path, mnist_dir):
             assert r["seeds"] == 1
             for key in ("test_accuracy_epoch1", "test_accuracy_epoch2"):
                 assert 0 <= r[key]["mean"] <= 1 and r[key]["std"] == 0.0
+    aep = accuracies(tmp_path, "layered-aep-s0")
+    assert results["layered"]["aep"]["test_accuracy_last_epochs"]["mean"] == pytest.approx(sum(aep) / 2, abs=1e-12)
     assert len(results["layered"]["aep"]["asymmetry_per_epoch"]) == 3  # initial + 2 epochs
     assert results["layered"]["ep"]["asymmetry_final"]["mean"] == 0.0  # EP's rule keeps pairs symmetric
     for key in ("ngspice_check", "ngspice_check_layered"):
