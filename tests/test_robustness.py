@@ -7,6 +7,7 @@ from circuitep.builders import layered
 from circuitep.costs import CrossEntropy
 from circuitep.engines.base import ConvergenceError, Phase
 from circuitep.engines.ngspice_engine import NgspiceError, shared_session
+from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.spec import Coupling, DiodeModel, Network, NodeGroup
 
@@ -63,13 +64,29 @@ def test_conductance_scale_ignores_zero_leaks_and_refuses_none():
         Network("n", no_leak, couplings).conductance_scale()
 
 
-def test_singular_circuit_is_a_convergence_error_not_a_linalg_error():
-    """A hidden node with no conductance to anything (leak 0, driven only by a transconductor)."""
-    net = Network("sing", (NodeGroup("in", "input", 1), NodeGroup("h", "hidden", 1, leak=0.0),
+@pytest.mark.parametrize("engine", [NUMPY, LayeredEngine()], ids=lambda e: e.name)
+def test_singular_circuit_is_a_convergence_error_not_a_linalg_error(engine):
+    """Hidden nodes with no conductance to ground (leak 0): one driven only by a transconductor,
+    and two whose 2 x 2 block the layered engine solves densely (where its block elimination once
+    raised numpy's LinAlgError for the whole batch). At zero input the free state is 0 V, where
+    ``F`` already vanishes, but the adjoint circuit has no operating point: the dyadic phase says so
+    instead of returning NaN."""
+    one = Network("sing", (NodeGroup("in", "input", 1), NodeGroup("h", "hidden", 1, leak=0.0),
                            NodeGroup("out", "output", 1)),
                   (Coupling("a", "vccs", "in", "h", [[1e-4]]), Coupling("b", "vccs", "h", "out", [[1e-4]])))
-    with pytest.raises(ConvergenceError, match="network 'sing'.*sample\\(s\\) \\[0\\]"):
-        NUMPY.solve(net, Phase(), np.array([[0.5]]))
+    two = Network("sing2", (NodeGroup("in", "input", 1), NodeGroup("h", "hidden", 2, leak=0.0),
+                            NodeGroup("out", "output", 2)),
+                  (Coupling("a", "vccs", "in", "h", [[1e-4], [1e-4]]),
+                   Coupling("r", "resistor", "h", "out", [[1e-4, 0], [0, 1e-4]]),
+                   Coupling("b", "vccs", "out", "h", [[1e-4, 0], [0, 1e-4]])))
+    for net in (one, two):
+        with pytest.raises(ConvergenceError, match=f"network '{net.name}'.*sample\\(s\\) \\[0, 1\\]; the Jacobian was "
+                                                   "singular"):
+            engine.solve(net, Phase(), np.array([[0.5], [0.2]]))
+    zero = np.zeros((2, 1))
+    x0 = engine.solve(one, Phase(), zero).x
+    with pytest.raises(ConvergenceError, match="the Jacobian at the free state is singular for sample\\(s\\) \\[0, 1\\]"):
+        engine.solve(one, Phase("dyadic", beta=0.5), zero, np.ones((2, 1)), x0=x0, x_init=x0)
 
 
 def test_cross_entropy_targets_must_be_probabilities():

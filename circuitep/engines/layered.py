@@ -46,7 +46,7 @@ from circuitep import kcl
 from circuitep.costs import SquaredError
 from circuitep.devices import diode_clamp_current, tanh_transfer
 from circuitep.engines.base import OperatingPoint, Phase, check_batch, is_stable
-from circuitep.engines.newton import newton, not_converged
+from circuitep.engines.newton import adjoint, newton, not_converged, solve_rows
 from circuitep.spec import Coupling, Network
 
 
@@ -292,11 +292,11 @@ class _Blocks:
                 if upper is not None:
                     x_blocks[k + 1] = upper / s[:, :, None]
             elif upper is None:
-                z[k] = np.linalg.solve(s, r[..., None])[..., 0]
+                z[k] = solve_rows(s, r)
             else:
                 both = np.concatenate([r[..., None], np.broadcast_to(upper, s.shape[:1] + upper.shape[-2:])],
                                       axis=2)
-                sol = np.linalg.solve(s, both)
+                sol = solve_rows(s, both)
                 z[k], x_blocks[k + 1] = sol[:, :, 0], sol[:, :, 1:]
         x = np.empty_like(rhs)
         x[:, self.slices[-1]] = z[-1]
@@ -361,8 +361,7 @@ class LayeredEngine:
             blocks = _kcl(chain, drive, x)[1]()
             g = np.zeros_like(x)
             g[:, out] = phase.cost.grad(x[:, out], y)
-            d = phase.beta * blocks.transpose().solve(g)
-            return self._result(net, phase, x, ok, it, blocks, adjoint=d)
+            return self._result(net, phase, x, ok, it, blocks, adjoint=adjoint(self.name, net, phase, blocks, g))
 
         aep = []  # per transconductor between free groups: (link, slope of f at x0 or None)
         if phase.aep:

@@ -31,6 +31,9 @@ class Jacobian(Protocol):
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """``J^-1 rhs`` per sample; a singular sample's row is not finite."""
 
+    def transpose(self) -> "Jacobian":
+        """``J^T`` per sample."""
+
     def solve_shifted(self, shift: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         """``(diag(shift) - J)^-1 rhs`` per sample (a pseudo-transient step, ``shift = C/dt``)."""
 
@@ -123,6 +126,39 @@ def damped_newton(x: np.ndarray, system: System, *, vtol: float, itol: float, ma
         small = (np.abs(step).max(1) <= vtol) | (np.abs(f[rows]).max(1) <= itol)
         done[rows[small & ~bad]] = True
     return x, it, done, singular
+
+
+def adjoint(engine: str, net: Network, phase: Phase, jac: Jacobian, grad: np.ndarray) -> np.ndarray:
+    """The dyadic phase's second half ``d = beta J^-T dC/dx`` (V) at the free state, ``jac`` being
+    ``J`` there and ``grad`` ``dC/dx`` (batch, n_free). Where ``J`` is singular the adjoint circuit
+    has no operating point: raises, naming those samples."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        d = phase.beta * jac.transpose().solve(grad)
+    bad = np.flatnonzero(~np.isfinite(d).all(axis=1))
+    if bad.size:
+        raise ConvergenceError(
+            f"{engine} engine: network {net.name!r}, phase {phase.label}: the Jacobian at the free state is "
+            f"singular for sample(s) {bad[:10].tolist()}, so the adjoint circuit has no operating point there; "
+            f"check that every node has a DC path to ground", samples=bad)
+    return d
+
+
+def solve_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a[k]^-1 b[k]`` for a batch of matrices ``a`` (batch, n, n) and right-hand sides ``b``
+    (batch, n) or (batch, n, m); a sample whose matrix is singular comes back as NaN, so that the
+    solver hands it on instead of the whole batch failing."""
+    vector = b.ndim == a.ndim - 1
+    rhs = b[..., None] if vector else b
+    try:
+        out = np.linalg.solve(a, rhs)
+    except np.linalg.LinAlgError:
+        out = np.full(np.broadcast_shapes(rhs.shape, a.shape[:-1] + rhs.shape[-1:]), np.nan)
+        for k in range(len(a)):
+            try:
+                out[k] = np.linalg.solve(a[k], rhs[k])
+            except np.linalg.LinAlgError:
+                pass
+    return out[..., 0] if vector else out
 
 
 def not_converged(engine: str, net: Network, phase: Phase, ok: np.ndarray, singular: np.ndarray,

@@ -15,7 +15,7 @@ import numpy as np
 
 from circuitep import kcl
 from circuitep.engines.base import OperatingPoint, Phase, check_batch, is_stable
-from circuitep.engines.newton import newton, not_converged
+from circuitep.engines.newton import adjoint, newton, not_converged, solve_rows
 from circuitep.spec import Network
 
 
@@ -68,18 +68,17 @@ class NumpyEngine:
 
         x, it, ok, singular = newton(net, start, system, vtol=self.vtol, itol=self.itol, max_iter=self.max_iter,
                                      check_stability=self.check_stability)
+        if not ok.all():
+            raise not_converged(self.name, net, phase, ok, singular, self.max_iter)
         dyadic = phase.kind == "dyadic"
-        jac = system(np.arange(len(x)), x)[1]().matrices if dyadic or self.check_stability else None
-        adjoint = None
+        jac = system(np.arange(len(x)), x)[1]() if dyadic or self.check_stability else None
+        d = None
         if dyadic:  # system is the free circuit; its adjoint network settles at d = beta J^-T dC/dx
             g = np.zeros_like(x)
             g[:, out] = phase.cost.grad(x[:, out], y)
-            adjoint = phase.beta * solve_rows(np.swapaxes(jac, 1, 2), g)
-            ok &= np.isfinite(adjoint).all(axis=1)  # a singular Jacobian at the free state has no adjoint
-        if not ok.all():
-            raise not_converged(self.name, net, phase, ok, singular, self.max_iter)
+            d = adjoint(self.name, net, phase, jac, g)
         return OperatingPoint(tuple(net.free_nodes), x, ok, it, self.name, phase, self.tolerances,
-                              adjoint=adjoint, stable=is_stable(net, jac) if self.check_stability else None)
+                              adjoint=d, stable=is_stable(net, jac.matrices) if self.check_stability else None)
 
 
 class DenseJacobian:
@@ -100,6 +99,9 @@ class DenseJacobian:
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         return solve_rows(self.matrices, rhs)
 
+    def transpose(self) -> "DenseJacobian":
+        return DenseJacobian(np.swapaxes(self.matrices, 1, 2))
+
     def solve_shifted(self, shift: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         m = -self.matrices
         idx = np.arange(m.shape[1])
@@ -111,17 +113,3 @@ class DenseJacobian:
 
     def dense(self) -> np.ndarray:
         return self.matrices
-
-
-def solve_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a[k]^-1 b[k]`` for a batch; rows whose matrix is singular come back as NaN."""
-    try:
-        return np.linalg.solve(a, b[..., None])[..., 0]
-    except np.linalg.LinAlgError:
-        out = np.full(b.shape, np.nan)
-        for k in range(len(a)):
-            try:
-                out[k] = np.linalg.solve(a[k], b[k])
-            except np.linalg.LinAlgError:
-                pass
-        return out
