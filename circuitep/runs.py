@@ -72,6 +72,10 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
         if replace(saved, epochs=config.epochs) != config:
             raise RunError(f"{out}/config.json differs from the configuration given; resume with the same options "
                            f"(only --epochs may change; saved: {saved})")
+        if saved.epochs != config.epochs and saved.lr_schedule != "constant":
+            raise RunError(f"{out} was trained with the {saved.lr_schedule} learning-rate schedule over "
+                           f"{saved.epochs} epochs, which --epochs would change for the epochs already trained; "
+                           f"start a new run to train longer")
         if saved.epochs != config.epochs:
             write_text_atomic(out / "config.json", config_to_json(config) + "\n")
         saved_net = load_spec(out / "spec.toml")

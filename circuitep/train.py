@@ -28,6 +28,7 @@ from circuitep.spec import Network
 from circuitep.specio import atomic_path
 
 ALGORITHMS = ("aep", "ep", "vf", "dyadic", "bp")
+LR_SCHEDULES = ("constant", "cosine")
 #: Samples in a row (whole batches, at least one) without an operating point after which training
 #: stops as diverged: with no converged sample there is no update, so the parameters stay where no
 #: sample converges and skipping would go on for the rest of the run.
@@ -50,7 +51,10 @@ class TrainConfig:
     """Hyperparameters of a run (all plain data, saved as ``config.json``).
 
     ``lr``: dimensionless learning rate (see module docstring); ``lr_groups`` overrides it per
-    parameter group (``{"fwd1": 0.05}``). ``beta_rel``: the nudge beta in units of the natural
+    parameter group (``{"fwd1": 0.05}``). ``lr_schedule``: ``constant``, or ``cosine`` (the rate
+    falls from ``lr`` to 0 over the ``epochs`` as ``(1 + cos(pi t)) / 2``, ``t`` the fraction of
+    the run done, batch by batch: the last epochs then average out SGD's noise instead of
+    sampling it). ``beta_rel``: the nudge beta in units of the natural
     scale (beta = beta_rel x median leak, S). ``train_leak``: also learn leak
     conductances. ``g_bounds``: resistor conductances kept in ``[g_min, g_max]`` (S, relative to
     the natural scale); ``w_max``: transconductances kept within ``+-w_max`` (relative);
@@ -65,6 +69,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 0.05
     lr_groups: dict = field(default_factory=dict)
+    lr_schedule: str = "constant"
     momentum: float = 0.9
     beta_rel: float = 1e-2
     centered: bool = True
@@ -95,6 +100,8 @@ class TrainConfig:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{key} = {v!r} must be a positive integer")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule = {self.lr_schedule!r} is not one of {LR_SCHEDULES}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum = {self.momentum!r} must be in [0, 1)")
         if self.on_failure not in ("skip", "stop"):
@@ -161,13 +168,24 @@ def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig) 
     return out
 
 
-def sgd_step(net: Network, state: TrainState, grads: dict[str, np.ndarray], config: TrainConfig) -> TrainState:
-    """One momentum-SGD step in natural units, then :func:`constrain`; returns a new state."""
+def lr_scale(config: TrainConfig, done: float) -> float:
+    """The factor of :attr:`TrainConfig.lr_schedule` on the learning rate when the fraction ``done``
+    of the run's batches is behind it (0 at the start; beyond 1, as after extending a run, the
+    cosine stays at 0)."""
+    if config.lr_schedule == "constant":
+        return 1.0
+    return 0.5 * (1.0 + np.cos(np.pi * min(max(done, 0.0), 1.0)))
+
+
+def sgd_step(net: Network, state: TrainState, grads: dict[str, np.ndarray], config: TrainConfig,
+             scale: float = 1.0) -> TrainState:
+    """One momentum-SGD step in natural units with learning rates times ``scale`` (the schedule's
+    factor), then :func:`constrain`; returns a new state."""
     sigma = natural_scale(net)
     params, velocity = dict(state.params), dict(state.velocity)
     for key in velocity:
         # (trans)conductances scale with sigma (S), bias currents with sigma x 1 V (A): both sigma^2
-        lr = config.lr_groups.get(key, config.lr)
+        lr = scale * config.lr_groups.get(key, config.lr)
         velocity[key] = config.momentum * velocity[key] - lr * sigma**2 * grads[key]
         params[key] = params[key] + velocity[key]
     return TrainState(constrain(net, params, config), velocity, state.epoch, state.records)
@@ -340,7 +358,8 @@ class Trainer:
             net = self.network(state)
             grads, n = self._batch_gradient(net, idx)
             if grads is not None:
-                state = sgd_step(net, state, grads, self.config)
+                done = (state.epoch + k / len(order)) / self.config.epochs
+                state = sgd_step(net, state, grads, self.config, lr_scale(self.config, done))
             lost = 0 if n else lost + len(idx)
             if lost >= max(DIVERGED_AFTER, self.config.batch_size):
                 batch = k // self.config.batch_size

@@ -52,7 +52,7 @@ from circuitep.datasets import load_dataset
 from circuitep.engines.base import ConvergenceError, Phase
 from circuitep.engines.layered import LayeredEngine
 from circuitep.runs import RunError, train_run
-from circuitep.train import TrainConfig, Trainer, constrain, init_state, load_checkpoint, natural_scale
+from circuitep.train import TrainConfig, Trainer, constrain, init_state, load_checkpoint, lr_scale, natural_scale
 
 RESUME_SPEC = "ff:64-16-10"
 RESUME_CONFIG = TrainConfig(epochs=3, batch_size=32, lr=0.05, v_on=1.0, seed=0)
@@ -126,6 +126,32 @@ def test_resume_with_other_config_or_spec_is_refused(tmp_path):
         train_run(from_shorthand(RESUME_SPEC, seed=1), data, LayeredEngine(), RESUME_CONFIG, out, resume=True,
                   progress=False)
     assert (out / "checkpoint.npz").read_bytes() == before, "a refused resume touched the checkpoint"
+
+
+def test_cosine_schedule_lowers_the_rate_batch_by_batch(monkeypatch, tmp_path):
+    """Each SGD step gets (1 + cos(pi t)) / 2 with t the fraction of the run's batches done before
+    it (2 epochs of 3 batches: t = 0, 1/6, ..., 5/6); a constant schedule leaves the rate alone."""
+    scales = []
+    real_step = circuitep.train.sgd_step
+
+    def recording_step(net, state, grads, config, scale=1.0):
+        scales.append(scale)
+        return real_step(net, state, grads, config, scale)
+
+    monkeypatch.setattr(circuitep.train, "sgd_step", recording_step)
+    net, data = from_shorthand(RESUME_SPEC, seed=0), resume_data()
+    config = replace(RESUME_CONFIG, epochs=2, batch_size=100, lr_schedule="cosine")
+    train_run(net, data, LayeredEngine(), config, tmp_path / "cosine", progress=False)
+    assert scales == pytest.approx([0.5 * (1 + math.cos(math.pi * k / 6)) for k in range(6)], abs=1e-15)
+    scales.clear()
+    train_run(net, data, LayeredEngine(), replace(config, lr_schedule="constant"), tmp_path / "constant",
+              progress=False)
+    assert scales == [1.0] * 6
+    # a cosine schedule is laid over the run's epochs: extending the run would change its past
+    with pytest.raises(RunError, match="cosine learning-rate schedule over 2 epochs"):
+        train_run(net, data, LayeredEngine(), replace(config, epochs=3), tmp_path / "cosine", resume=True,
+                  progress=False)
+    assert lr_scale(config, 1.5) == 0.0  # beyond the end the rate stays at 0
 
 
 def test_restart_over_existing_run_is_refused(uninterrupted):
@@ -479,6 +505,7 @@ def test_quantised_values_stay_within_bounds():
     (dict(g_bounds=(-1.0, 1.0)), r"g_bounds"),
     (dict(w_max=0), r"w_max = 0 must be positive"),
     (dict(on_failure="retry"), r"on_failure = 'retry' must be 'skip' or 'stop'"),
+    (dict(lr_schedule="linear"), r"lr_schedule = 'linear' is not one of \('constant', 'cosine'\)"),
 ])
 def test_train_config_refuses_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):

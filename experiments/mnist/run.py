@@ -76,7 +76,8 @@ def train_config(algorithm: str, seed: int, net, cfg: dict) -> TrainConfig:
         feeds_output = {c.name for c in net.couplings if c.dst in out} | {f"{g}.bias" for g in out}
         lr_groups = {k: 0.0 for k in net.params() if k not in feeds_output and not k.endswith(".leak")}
     return TrainConfig(algorithm="bp" if algorithm == "output" else algorithm, lr_groups=lr_groups,
-                       epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], momentum=cfg["momentum"],
+                       epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                       lr_schedule=cfg.get("lr_schedule", "constant"), momentum=cfg["momentum"],
                        beta_rel=cfg["beta_rel"], seed=seed, v_on=cfg["v_on"], probe_size=cfg["probe_size"],
                        eval_train_samples=cfg.get("eval_train_samples"))
 
@@ -247,6 +248,7 @@ def main(argv=None) -> int:
 def table(results: dict, cfg: dict, seeds, quick: bool) -> str:
     e = cfg["epochs"]
     first = e - min(LAST_EPOCHS, e) + 1
+    schedule = f" ({cfg['lr_schedule']} schedule)" if cfg.get("lr_schedule", "constant") != "constant" else ""
 
     def pct(st):
         return f"{100 * st['mean']:.2f} ± {100 * st['std']:.2f}" if st else "-"
@@ -254,7 +256,7 @@ def table(results: dict, cfg: dict, seeds, quick: bool) -> str:
     lines = [f"# MNIST, circuits 784-{cfg['hidden']}-10 ({'quick: ' if quick else ''}{cfg.get('n_train') or 60000} "
              f"train / {cfg.get('n_test') or 10000} test, seeds {seeds}, layered engine)", "",
              f"Command: `python experiments/mnist/run.py{' --quick' if quick else ''}` (configuration "
-             f"`experiments/mnist/config.json`: lr {cfg['lr']}, batch {cfg['batch_size']}, momentum {cfg['momentum']}, "
+             f"`experiments/mnist/config.json`: lr {cfg['lr']}{schedule}, batch {cfg['batch_size']}, momentum {cfg['momentum']}, "
              f"beta {cfg['beta_rel']} x leak, {e} epochs). Mean ± std over the seeds that completed {e} epochs "
              f"(epoch 1: over every seed run; a run that diverged stopped at its last completed epoch). At a constant "
              f"learning rate test accuracy moves by tenths of a percent from one epoch to the next: 'mean of epochs "
