@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 #: SPICE node and element names: lower-case identifiers (ngspice lower-cases everything anyway).
@@ -198,8 +199,9 @@ def _check_comment(text: str) -> None:
         raise ValueError(f"comment {text!r} must be a single line of printable ASCII")
 
 
-def write(netlist: Netlist) -> str:
-    """SPICE text of a netlist: deterministic, no timestamps, ends with ``.end``."""
+def write(netlist: Netlist, line: Callable[[Element], str] = Element.line, extra: Sequence[str] = ()) -> str:
+    """SPICE text of a netlist: deterministic, no timestamps, ends with ``.end``. ``line`` writes
+    one element and ``extra`` lines go before ``.end`` (for :func:`write_sweep`)."""
     lines = [netlist.title]
     lines += [f"* {h}" if h else "*" for h in netlist.header]
     if netlist.options:
@@ -209,6 +211,38 @@ def write(netlist: Netlist) -> str:
         if not s.elements:
             continue
         lines += ["", f"* --- {s.title}"]
-        lines += [el.line() for el in s.elements]
-    lines += ["", ".end", ""]
+        lines += [line(el) for el in s.elements]
+    lines += ["", *extra, ".end", ""]
     return "\n".join(lines)
+
+#: Node and source of the index that :func:`write_sweep` steps through the samples.
+SWEEP_NODE = "sweep_index"
+SWEEP_SOURCE = "v" + SWEEP_NODE
+
+
+def write_sweep(netlist: Netlist, tables: dict[str, Sequence[float]]) -> str:
+    """SPICE text of ``netlist`` for many samples in one analysis: each V or I source named in
+    ``tables`` becomes a behavioural source whose value is ``pwl(V(sweep_index), 0, t_0, 1, t_1,
+    ...)``, so that ``dc vsweep_index 0 N-1 1`` solves sample ``k`` at index ``k``. ngspice then
+    sets up and orders its matrix once for all of them (DESIGN.md §3). Every table needs the same
+    length, at least 2; names and numbers are validated as in :func:`write`."""
+    lengths = {len(t) for t in tables.values()}
+    if len(lengths) != 1 or min(lengths) < 2:
+        raise ValueError(f"sweep tables need one common length of at least 2, got lengths {sorted(lengths)}")
+    elements = {el.name: el for el in netlist.elements()}
+    if SWEEP_NODE in netlist.nodes() or SWEEP_SOURCE in elements:
+        raise ValueError(f"netlist already uses {SWEEP_NODE!r}, the sweep's own node")
+    for name in tables:
+        el = elements.get(name)
+        if el is None or el.kind not in "VI":
+            raise ValueError(f"sweep table for {name!r}: not a V or I source of the netlist")
+        if "b" + name in elements:
+            raise ValueError(f"the swept source's name {'b' + name!r} is taken")
+
+    def line(el: Element) -> str:
+        if el.name not in tables:
+            return el.line()
+        points = ",".join(f"{k},{spice_number(v)}" for k, v in enumerate(tables[el.name]))
+        return f"b{el.name} {' '.join(el.nodes)} {el.kind}=pwl(v({SWEEP_NODE}),{points})"
+
+    return write(netlist, line, extra=[f"{SWEEP_SOURCE} {SWEEP_NODE} 0 dc 0"])

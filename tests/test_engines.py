@@ -265,6 +265,52 @@ def test_cross_entropy_phases_match_numpy(ngspice_engine_factory, form):
 
 
 @pytest.mark.ngspice
+@pytest.mark.parametrize("form", FORMS)
+def test_a_sweep_solves_what_one_op_per_sample_does(ngspice_engine_factory, form):
+    """Groups of samples in one DC sweep (sources read from tables) against one ``op`` per sample,
+    in every phase, with groups that do not divide the batch (3 + 3 swept, the last sample alone by
+    ``op``). Both are ngspice at reltol 1e-10 from different starting points, so they agree far
+    inside ENGINE_TOL."""
+    net = builders.random_network("nonreciprocal", diodes=True, seed=1)
+    rng = np.random.default_rng(3)
+    u, y = rng.uniform(0, 1, (7, net.n_inputs)), rng.uniform(0, 0.5, (7, net.n_outputs))
+    x_free = NUMPY.solve(net, Phase(), u).x
+    swept = ngspice_engine_factory(form, sweep=3)
+    got = solve_phases(swept, net, u, y, x_free)
+    assert swept.sweeps == 2 * len(got)
+    one_by_one = solve_phases(ngspice_engine_factory(form, sweep=1), net, u, y, x_free)
+    problems = compare_phases(f"{net.name} {form}", got, one_by_one, ("sweep", "op"), 1e-9)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.ngspice
+def test_samples_a_sweep_leaves_unsolved_are_solved_one_by_one(ngspice_engine_factory, monkeypatch):
+    """Where a sweep does not converge (injected here: ngspice's error line for the ``dc``
+    command), its samples are solved with ``op`` and its retries, and agree with numpy."""
+    net = builders.random_network("nonreciprocal", diodes=True, seed=0)
+    u, _ = make_batch(net, 0)
+    engine = ngspice_engine_factory("folded")
+    command = engine._session.command
+
+    def failing_dc(text):
+        return ["doAnalyses: iteration limit reached"] if text.startswith("dc ") else command(text)
+
+    monkeypatch.setattr(engine._session, "command", failing_dc)
+    got = engine.solve(net, Phase(), u)
+    assert engine.sweeps == 0
+    msg = mismatch("after a failed sweep", net.free_nodes, got.x, NUMPY.solve(net, Phase(), u).x,
+                   ("ngspice", "numpy"), ENGINE_TOL)
+    assert msg is None, msg
+
+
+def test_sweep_size_is_checked():
+    from circuitep.engines.ngspice_engine import NgspiceEngine
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="sweep = .* must be a positive integer"):
+            NgspiceEngine(sweep=bad)
+
+
+@pytest.mark.ngspice
 def test_ngspice_operating_point_metadata(ngspice_folded):
     net = builders.random_network("nonreciprocal", seed=0)
     u, _ = make_batch(net, 0)

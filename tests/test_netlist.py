@@ -10,7 +10,8 @@ import pytest
 from circuitep import builders
 from circuitep.compiler import FORMS, PHASES, Tolerances, compile_network
 from circuitep.costs import CrossEntropy, SquaredError
-from circuitep.netlist import ELEMENT_KINDS, Element, ModelCard, Netlist, Section, check_expression, write
+from circuitep.netlist import (ELEMENT_KINDS, SWEEP_SOURCE, Element, ModelCard, Netlist, Section, check_expression, spice_number,
+                               write, write_sweep)
 
 #: Same grammar as in test_validation: what spice_number may emit.
 NUMBER = re.compile(r"-?(?:\d+\.\d*|\d+|\.\d+)(?:e[+-]?\d+)?")
@@ -221,3 +222,32 @@ def test_options_and_model_cards_checked():
 def test_diode_element_model_name_checked():
     with pytest.raises(ValueError, match=re.escape("d1.model = 'dclamp\\n.control' is not a valid SPICE identifier")):
         Element("D", "d1", ("a", "b"), "dclamp\n.control")
+
+
+def test_sweep_netlist_reads_each_source_from_its_table():
+    compiled = compile_network(builders.layered((3, 2, 2), seed=0), "nudged", "folded", beta=1e-6)
+    tables = {src.name: [0.1 * k + 0.01 * j for k in range(3)] for j, src in enumerate(compiled.sources)}
+    text = write_sweep(compiled.netlist, tables)
+    for j, src in enumerate(compiled.sources):
+        el = compiled.netlist.element(src.name)
+        points = ",".join(f"{k},{spice_number(0.1 * k + 0.01 * j)}" for k in range(3))
+        assert f"b{src.name} {' '.join(el.nodes)} {el.kind}=pwl(v(sweep_index),{points})" in text.splitlines()
+        assert el.line() not in text
+    assert text.endswith(f"{SWEEP_SOURCE} sweep_index 0 dc 0\n.end\n")
+    others = [el.line() for el in compiled.netlist.elements() if el.name not in tables]
+    assert all(line in text.splitlines() for line in others)
+
+
+def test_sweep_tables_are_checked():
+    compiled = compile_network(builders.layered((3, 2, 2), seed=0), "free", "folded")
+    name = compiled.sources[0].name
+    with pytest.raises(ValueError, match="one common length of at least 2"):
+        write_sweep(compiled.netlist, {name: [0.1]})
+    with pytest.raises(ValueError, match="one common length"):
+        write_sweep(compiled.netlist, {name: [0.1, 0.2], compiled.sources[1].name: [0.1, 0.2, 0.3]})
+    with pytest.raises(ValueError, match="'rleak_h1_0': not a V or I source"):
+        write_sweep(compiled.netlist, {"rleak_h1_0": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="'nosuch': not a V or I source"):
+        write_sweep(compiled.netlist, {"nosuch": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="cannot write nan"):
+        write_sweep(compiled.netlist, {name: [0.1, float("nan")]})

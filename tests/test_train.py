@@ -306,7 +306,7 @@ def test_training_that_loses_every_sample_stops_as_diverged(tmp_path):
 
 @pytest.mark.ngspice
 def test_ngspice_training_alters_loaded_circuits(ngspice_engine_factory, tmp_path):
-    engine = ngspice_engine_factory("folded")
+    engine = ngspice_engine_factory("folded", sweep=1)  # one op per sample: circuits loaded once, values altered
     net = from_shorthand("ff:64-8-10", seed=0)
     data = load_dataset("digits", n_train=64, n_test=32, seed=0)
     config = TrainConfig(epochs=1, batch_size=16, v_on=1.0, seed=0)

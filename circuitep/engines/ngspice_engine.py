@@ -1,9 +1,12 @@
 """The simulator of record: ngspice through PySpice's shared-library binding.
 
-A phase's netlist is loaded once; per sample only the sources that changed are ``alter``-ed and
-``op`` is run; node voltages are read back directly from ngspice's vectors. When the network's
-parameters change but its structure does not, the changed element values are ``alter``-ed into
-the loaded circuit instead of rebuilding it (DESIGN.md §3).
+A batch is solved in groups of samples, one DC sweep each: the per-sample sources become tables
+indexed by a swept source, so that ngspice sets up its matrix once per group (DESIGN.md §3). A
+single sample, or a group the sweep does not solve, goes the other way: the phase's netlist is
+loaded once, per sample only the sources that changed are ``alter``-ed and ``op`` is run (with
+gmin and source stepping on failure); when the network's parameters change but its structure does
+not, the changed element values are ``alter``-ed into the loaded circuit instead of rebuilding it.
+Node voltages are read back directly from ngspice's vectors.
 
 PySpice 1.5 on Debian's ngspice needs a few fixes, made here and nowhere else:
 the unversioned ``libngspice.so`` (package ``libngspice0-dev``) or ``NGSPICE_LIBRARY_PATH``; the
@@ -28,7 +31,7 @@ except ImportError:  # reported with an install hint when an engine is created
 
 from circuitep.compiler import Compiled, Tolerances, compile_network, source_values
 from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch
-from circuitep.netlist import spice_number, write
+from circuitep.netlist import SWEEP_SOURCE, spice_number, write, write_sweep
 from circuitep.spec import Network
 
 INSTALL_HINT = ("install ngspice's shared library: apt-get install ngspice libngspice0-dev "
@@ -182,7 +185,7 @@ class NgspiceEngine:
     ``form`` chooses literal or folded netlists (folded: input-driven elements as Norton sources,
     much faster, same node voltages). ``tolerances`` go into every netlist's ``.options``.
     ``retry`` re-runs a failed operating point with more iterations and gmin and source stepping.
-    Nudged phases of either sign share one circuit (the nudge gains, or the source holding beta
+    ``sweep``: samples per DC sweep (1: one ``op`` per sample). Nudged phases of either sign share one circuit (the nudge gains, or the source holding beta
     for the cross-entropy nudge, are altered), and new
     parameters of the same structure are altered into every loaded circuit, never rebuilt.
     """
@@ -190,14 +193,18 @@ class NgspiceEngine:
     form: str = "folded"
     tolerances: Tolerances = field(default_factory=Tolerances)
     retry: bool = True
+    sweep: int = 100
     name: str = "ngspice"
 
     def __post_init__(self):
         if self.form not in ("literal", "folded"):
             raise ValueError(f"form {self.form!r} is not literal or folded")
+        if isinstance(self.sweep, bool) or not isinstance(self.sweep, int) or self.sweep < 1:
+            raise ValueError(f"sweep = {self.sweep!r} must be a positive integer (1: one op per sample)")
         self._session = shared_session()
         self._circuits: dict[tuple, _Circuit] = {}
         self.loads = 0  # circuits loaded from text (for tests and benchmarks)
+        self.sweeps = 0  # groups of samples solved in one analysis
         self.alters = 0  # element values altered
 
     @property
@@ -214,8 +221,7 @@ class NgspiceEngine:
         if circuit is not None and circuit.net is net and circuit.beta == phase.beta:
             self._session.select(circuit)
             return circuit.compiled
-        compiled = compile_network(net, kind, self.form, beta=phase.beta if kind != "free" else None,
-                                   cost=phase.cost, tolerances=self.tolerances)
+        compiled = self._compile(net, phase)
         if circuit is not None and _same_structure(circuit.compiled, compiled):
             self._session.select(circuit)
             sources = {s.name for s in compiled.sources}
@@ -231,6 +237,11 @@ class NgspiceEngine:
         self._circuits[key] = circuit
         self.loads += 1
         return compiled
+
+    def _compile(self, net: Network, phase: Phase) -> Compiled:
+        kind = "aep" if phase.aep else phase.kind
+        return compile_network(net, kind, self.form, beta=phase.beta if kind != "free" else None, cost=phase.cost,
+                               tolerances=self.tolerances)
 
     def _alter(self, changes: list[tuple[str, str, float]], values: dict[str, float]) -> None:
         """``alter`` element values of the current circuit, several per command joined with ';'."""
@@ -266,27 +277,69 @@ class NgspiceEngine:
     def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
         """Solve one phase for each sample; arrays as in :class:`circuitep.engines.base.Engine`.
 
-        ``x_init`` is accepted for interface compatibility; ngspice starts each ``op`` from its
-        previous solution of the same circuit, which is the warm start that matters here.
+        Up to ``sweep`` samples go through one analysis (:meth:`_sweep`); a group that it does not
+        solve, and a batch of one, are solved one ``op`` per sample. ``x_init`` is accepted for
+        interface compatibility; ngspice starts each sample from its solution of the previous one,
+        which is the warm start that matters here.
         """
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
         batch = u.shape[0]
-        compiled = self.load(net, phase)
-        circuit = self._session.current
-        values = source_values(compiled, u, y, x0 if x0 is not None else np.zeros((batch, net.n_free)))
         x = np.empty((batch, net.n_free))
-        d = np.empty((batch, net.n_free)) if compiled.adjoint_nodes else None
-        for b in range(batch):
-            self._drive(circuit, values[b])
-            self._op(net, phase, b)
-            x[b] = [self._session.vector(n)[0] for n in compiled.free_nodes]
-            if d is not None:
-                d[b] = [self._session.vector(n)[0] for n in compiled.adjoint_nodes]
-            if b % 200 == 199:
-                self._session.command("destroy all")
-        self._session.command("destroy all")
+        d = np.empty((batch, net.n_free)) if phase.kind == "dyadic" else None
+        x0 = x0 if x0 is not None else np.zeros((batch, net.n_free))
+        alone = np.arange(batch)
+        if self.sweep > 1 and batch > 1:
+            compiled = self._compile(net, phase)
+            values = source_values(compiled, u, y, x0)
+            groups = [alone[k:k + self.sweep] for k in range(0, batch, self.sweep)]
+            alone = np.concatenate([rows for rows in groups if not self._sweep(compiled, values[rows], x, d, rows)]
+                                   + [np.zeros(0, int)])
+        if alone.size:
+            compiled = self.load(net, phase)
+            circuit = self._session.current
+            values = source_values(compiled, u, y, x0)
+            for k, b in enumerate(alone):
+                self._drive(circuit, values[b])
+                self._op(net, phase, b)
+                x[b] = [self._session.vector(n)[0] for n in compiled.free_nodes]
+                if d is not None:
+                    d[b] = [self._session.vector(n)[0] for n in compiled.adjoint_nodes]
+                if k % 200 == 199:
+                    self._session.command("destroy all")
+            self._session.command("destroy all")
         return OperatingPoint(tuple(net.free_nodes), x, np.ones(batch, bool), np.zeros(batch, int), self.name,
-                              phase, self.tolerance_dict, adjoint=d)
+                              phase, self.tolerance_dict | {"sweep": self.sweep}, adjoint=d)
+
+    def _sweep(self, compiled: Compiled, values: np.ndarray, x: np.ndarray, d: np.ndarray | None,
+               rows: np.ndarray) -> bool:
+        """Solve ``len(rows)`` samples in one analysis: the per-sample sources read their values
+        from tables indexed by a swept source (:func:`circuitep.netlist.write_sweep`), so ngspice
+        sets up and orders its matrix once, not once per sample. Writes ``x[rows]`` (and
+        ``d[rows]``) and returns True; returns False where the sweep does not converge (the caller
+        then solves those samples one by one, with ``op``'s retries)."""
+        if len(rows) < 2:
+            return False
+        text = write_sweep(compiled.netlist, {s.name: values[:, k] for k, s in enumerate(compiled.sources)})
+        token = object()
+        self._session.add_circuit(token, text)
+        try:
+            errors = self._session.command(f"dc {SWEEP_SOURCE} 0 {len(rows) - 1} 1")
+            if errors:
+                if any(_NONCONVERGENCE.search(e) for e in errors):
+                    return False
+                raise NgspiceError(f"ngspice: network {compiled.network.name!r}, {compiled.phase} phase, "
+                                   f"sweep over {len(rows)} samples: {' | '.join(errors[:3])}")
+            got = np.stack([self._session.vector(n) for n in compiled.free_nodes], axis=1)
+            if got.shape[0] != len(rows):  # a sweep cut short without an error line
+                return False
+            x[rows] = got
+            if d is not None:
+                d[rows] = np.stack([self._session.vector(n) for n in compiled.adjoint_nodes], axis=1)
+            self.sweeps += 1
+            return True
+        finally:
+            self._session.command("destroy all")
+            self._session.remove(token)
 
     def settle(self, net: Network, inputs, t_stop: float | None = None) -> np.ndarray:
         """Free-node voltages at the end of a transient from rest (all capacitors discharged).
