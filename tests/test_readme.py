@@ -47,11 +47,12 @@ def test_mnist_table_matches_the_committed_results():
     rows = [[cell.strip().replace("*", "") for cell in line.split("|")[1:-1]]
             for line in section.splitlines() if line.startswith("| ") and not line.startswith("| setting")]
     assert len(rows) == sum(len(results[s]) for s in ("feedforward", "layered")), "one row per committed run"
-    for setting, algorithm, seeds, epoch1, epoch20 in rows:
+    for setting, algorithm, seeds, epoch1, epoch20, last in rows:
         summary = results[setting][MNIST_ALGORITHMS[algorithm]]
         if summary is None:  # not run
-            assert (seeds.split()[0], epoch1, epoch20) == ("0", "", ""), (setting, algorithm)
+            assert (seeds.split()[0], epoch1, epoch20, last) == ("0", "", "", ""), (setting, algorithm)
             continue
         assert seeds.split()[0] == str(summary["seeds"]), (setting, algorithm)
         assert epoch1 == _shown(summary["test_accuracy_epoch1"]), (setting, algorithm)
         assert epoch20 == _shown(summary["test_accuracy_epoch20"]), (setting, algorithm)
+        assert last == _shown(summary["test_accuracy_last_epochs"]), (setting, algorithm)
