@@ -417,6 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:  # NgspiceUnavailable, NgspiceError
         print(f"circuitep: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:
+        print(f"circuitep: error: out of memory ({exc or 'allocation failed'}): the network or data set "
+              "is too large for this machine", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -49,13 +49,33 @@ def check_name(path: str, value: object, pattern: re.Pattern = NAME) -> str:
     return value
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _as_array(path: str, value: object, booleans: bool, what: str) -> np.ndarray:
+    """``value`` as an array of booleans or of numbers; refuse ragged lists and other element
+    types instead of converting them (a TOML ``true`` or ``"1e-4"`` is a mistake, not 1 S or 1e-4 S)."""
+    try:
+        arr = np.asarray(value)
+    except ValueError as exc:  # ragged nesting
+        raise ValueError(f"{path} must be {what} (rows of equal length)") from exc
+    if isinstance(value, np.ndarray) and (arr.dtype.kind == "b" if booleans else arr.dtype.kind in "iuf"):
+        return arr
+    elements = list(np.asarray(value, dtype=object).flat)  # lists: numpy would turn True into 1.0
+    ok = (lambda v: isinstance(v, (bool, np.bool_))) if booleans else _is_number
+    bad = next((v for v in elements if not ok(v)), None)
+    if bad is not None or not elements:
+        raise TypeError(f"{path} must be {what}, got {value if bad is None else bad!r}")
+    return arr.astype(float) if arr.dtype.kind == "O" else arr  # "O": integers beyond int64
+
+
 def check_array(path: str, value: object, shape: tuple[int, ...], *, nonnegative: bool = False,
                 positive: bool = False, dtype: type = float) -> np.ndarray:
-    """Broadcast ``value`` to a read-only array of ``shape``; refuse NaN, inf and wrong signs."""
-    try:
-        arr = np.array(value, dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{path} must be numeric, got {value!r}") from exc
+    """Broadcast ``value`` to a read-only array of ``shape``; refuse non-numbers, NaN, inf and
+    wrong signs."""
+    arr = _as_array(path, value, dtype is bool,
+                    "booleans" if dtype is bool else "a number or a list of numbers").astype(dtype)
     if arr.ndim > len(shape) or (arr.shape != shape and arr.ndim != 0):
         raise ValueError(f"{path} has shape {arr.shape}, expected {shape} (or a scalar)")
     arr = np.array(np.broadcast_to(arr, shape))
@@ -169,12 +189,13 @@ class Coupling:
             raise ValueError(f"{path}.kind = {self.kind!r} is not one of {KINDS}")
         check_name(f"{path}.src", self.src, GROUP_NAME)
         check_name(f"{path}.dst", self.dst, GROUP_NAME)
-        w = np.asarray(self.weight, dtype=float) if not isinstance(self.weight, np.ndarray) else self.weight
+        w = _as_array(f"{path}.weight", self.weight, False, "a matrix of numbers")
         if w.ndim != 2:
             raise ValueError(f"{path}.weight must be a 2-D matrix (dst, src), got shape {np.shape(w)}")
         weight = check_array(f"{path}.weight", w, w.shape, nonnegative=self.kind == "resistor")
-        mask = np.ones(weight.shape, bool) if self.mask is None else np.asarray(self.mask)
-        if mask.shape != weight.shape or mask.dtype != bool:
+        mask = (np.ones(weight.shape, bool) if self.mask is None
+                else _as_array(f"{path}.mask", self.mask, True, "a matrix of booleans"))
+        if mask.shape != weight.shape:
             raise ValueError(f"{path}.mask must be a boolean matrix of shape {weight.shape}")
         mask = mask.copy()
         mask.setflags(write=False)

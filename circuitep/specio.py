@@ -36,12 +36,15 @@ class SpecError(ValueError):
     """A spec file that cannot be read; the message names the file and the field."""
 
 
-def _keys(path: str, table: dict, allowed: set[str]) -> dict:
+def _keys(path: str, table: dict, allowed: set[str], required: tuple[str, ...] = ()) -> dict:
     if not isinstance(table, dict):
         raise SpecError(f"{path} must be a table")
     unknown = set(table) - allowed
     if unknown:
         raise SpecError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    missing = [k for k in required if k not in table]
+    if missing:
+        raise SpecError(f"{path}: missing key(s) {missing}")
     return table
 
 
@@ -49,15 +52,11 @@ def network_from_dict(data: dict, source: str = "spec") -> Network:
     """Build a network from the parsed TOML structure; errors name ``source`` and the field."""
     try:
         _keys(source, data, _TOP)
-        groups = tuple(NodeGroup(**_keys(f"{source}: groups[{k}]", g, _GROUP))
+        groups = tuple(NodeGroup(**_keys(f"{source}: groups[{k}]", g, _GROUP, ("name", "role", "size")))
                        for k, g in enumerate(data.get("groups", [])))
         couplings = []
         for k, c in enumerate(data.get("couplings", [])):
-            c = dict(_keys(f"{source}: couplings[{k}]", c, _COUPLING))
-            if "weight" not in c:
-                raise SpecError(f"{source}: couplings[{k}] has no weight matrix")
-            if "mask" in c:
-                c["mask"] = np.array(c["mask"], dtype=bool)
+            c = dict(_keys(f"{source}: couplings[{k}]", c, _COUPLING, ("name", "kind", "src", "dst", "weight")))
             couplings.append(Coupling(**c))
         diode = DiodeModel(**_keys(f"{source}: diode", data.get("diode", {}), _DIODE))
         sample = None
@@ -65,8 +64,7 @@ def network_from_dict(data: dict, source: str = "spec") -> Network:
             s = _keys(f"{source}: sample", data["sample"], _SAMPLE)
             if "inputs" not in s:
                 raise SpecError(f"{source}: sample has no inputs")
-            sample = Sample(np.array(s["inputs"], dtype=float),
-                            None if "targets" not in s else np.array(s["targets"], dtype=float))
+            sample = Sample(s["inputs"], s.get("targets"))
         if "name" not in data:
             raise SpecError(f"{source}: missing top-level name")
         return Network(data["name"], groups, tuple(couplings), diode, sample, data.get("description", ""))

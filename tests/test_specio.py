@@ -60,10 +60,30 @@ def test_params_round_trip_and_shape_mismatch(tmp_path):
     ("[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\nsize = 1\n",
      "missing top-level name"),
     ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-     "size = 1\n[[couplings]]\nname = 'c'\nkind = 'resistor'\nsrc = 'in'\ndst = 'o'\n", "has no weight matrix"),
+     "size = 1\n[[couplings]]\nname = 'c'\nkind = 'resistor'\nsrc = 'in'\ndst = 'o'\n", r"couplings\[0\]: missing key\(s\) \['weight'\]"),
     ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
      "size = 1\n[[couplings]]\nname = 'c'\nkind = 'resistor'\nsrc = 'in'\ndst = 'o'\nweight = [[-1e-4]]\n",
      r"couplings\['c'\].weight\[0, 0\] = -0.0001 is negative"),
+    # TOML booleans and strings are not numbers, and numbers are not mask booleans: no silent casts
+    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+     "size = 1\nleak = '1e-4'\n", r"groups\['o'\].leak must be a number or a list of numbers, got '1e-4'"),
+    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+     "size = 1\nclamp = [false, true]\n", r"groups\['o'\].clamp must be a number or a list of numbers, got False"),
+    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+     "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [true]]\n",
+     r"couplings\['c'\].weight must be a matrix of numbers, got True"),
+    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+     "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [1e-4, 2e-4]]\n",
+     r"couplings\['c'\].weight must be a matrix of numbers \(rows of equal length\)"),
+    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+     "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [1e-4]]\n"
+     "mask = [['false'], ['true']]\n", r"couplings\['c'\].mask must be a matrix of booleans, got 'false'"),
+    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+     "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [1e-4]]\n"
+     "mask = [[0.5], [1]]\n", r"couplings\['c'\].mask must be a matrix of booleans, got 0.5"),
+    ("name = 'x'\n[[groups]]\nname = 'in'\nsize = 1\n", r"groups\[0\]: missing key\(s\) \['role'\]"),
+    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 2\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+     "size = 1\n[sample]\ninputs = ['1', 0]\n", r"sample.inputs must be a number or a list of numbers, got '1'"),
 ])
 def test_bad_spec_files_are_refused_naming_the_field(tmp_path, text, message):
     path = tmp_path / "bad.toml"
