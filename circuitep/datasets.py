@@ -237,8 +237,12 @@ def _find(directory: Path, stem: str) -> Path | None:
     return next((p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()), None)
 
 
-def _load_verified(path: Path, stem: str, sums: dict[str, str]) -> np.ndarray:
+def _load_verified(path: Path, stem: str, sums: dict[str, str], name: str) -> np.ndarray:
     data = _read_bytes(path)
+    other, known = (("fashion-mnist", FASHION_MNIST_SHA256) if name == "mnist" else ("mnist", MNIST_SHA256))
+    if hashlib.sha256(data).hexdigest() == known[stem]:  # same shapes: nothing else would tell them apart
+        raise DatasetError(f"{path} is the {other} file {stem!r} (its SHA-256 matches), not {name}'s; "
+                           f"point the {name} data directory at {name}'s files")
     checks = [(stem, data)] if stem in sums else []
     if path.name != stem and path.name in sums:
         checks.append((path.name, path.read_bytes()))
@@ -323,7 +327,7 @@ def _load_idx(name: str, data_dir: str | os.PathLike | None, download: bool,
     directory = _idx_directory(name, data_dir, download, cache_dir)
     sums = _sha256sums(directory)
     paths = {stem: _find(directory, stem) for stem in _IDX_FILES}
-    arrays = {stem: _load_verified(path, stem, sums) for stem, path in paths.items()}
+    arrays = {stem: _load_verified(path, stem, sums, name) for stem, path in paths.items()}
     splits = []
     for split in ("train", "t10k"):
         images_stem, labels_stem = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"

@@ -1,6 +1,7 @@
 """A training run on disk: configuration, checkpoints, metrics, the trained circuit, figures.
 
-Layout of ``out/``: ``config.json``, ``spec.toml`` (the initial network), ``checkpoint.npz``
+Layout of ``out/``: ``config.json``, ``spec.toml`` (the initial network), ``data.json`` (which
+data: name, sizes, SHA-256; see :func:`data_identity`), ``checkpoint.npz``
 (written atomically after every epoch), ``metrics.json`` and ``metrics.csv`` (one record per
 epoch), ``trained.toml`` and ``trained.cir`` (the trained circuit, literal free-phase netlist),
 ``learning_curves.png``, and ``diverged.json`` when training diverged (where and why; the
@@ -10,12 +11,14 @@ checkpoint and the trained circuit are then those of the last completed epoch).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from circuitep import plots
@@ -46,7 +49,31 @@ def read_diverged(out: str | Path) -> dict | None:
     """Where and why a run directory's training diverged (``diverged.json``), or None. Delete the
     file to train the run again from its last checkpoint (e.g. with another engine)."""
     path = Path(out) / "diverged.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return _read_run_file(path, lambda p: json.loads(p.read_text())) if path.exists() else None
+
+
+def data_identity(data: Dataset) -> dict:
+    """What a run was trained on: the data set's name, split sizes and a SHA-256 of its arrays, so
+    that a resumed run cannot continue on other data (another subset, or Fashion-MNIST for MNIST)."""
+    digest = hashlib.sha256()
+    for a in (data.x_train, data.y_train, data.x_test, data.y_test):
+        digest.update(np.ascontiguousarray(a).data)
+    return {"name": data.name, "n_train": len(data.x_train), "n_test": len(data.x_test),
+            "sha256": digest.hexdigest()}
+
+
+def _describe_data(identity: dict) -> str:
+    return (f"{identity.get('name')}, {identity.get('n_train')} train / {identity.get('n_test')} test samples, "
+            f"sha256 {str(identity.get('sha256'))[:12]}")
+
+
+def _read_run_file(path: Path, read):
+    """``read(path)``, with any failure reported as a :class:`RunError` that names the file."""
+    try:
+        return read(path)
+    except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
+        raise RunError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the run directory is "
+                       "damaged: delete the file or start a new run") from exc
 
 
 def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, out: str | Path, *,
@@ -65,10 +92,11 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
     ckpt = out / "checkpoint.npz"
     check_compatible(net, data)  # before anything is written
     check_lr_groups(net, config)
+    identity = data_identity(data)
     if resume:
         if not ckpt.exists() or not (out / "config.json").exists():
             raise RunError(f"nothing to resume in {out}: no checkpoint.npz and config.json there")
-        saved = config_from_json((out / "config.json").read_text())
+        saved = _read_run_file(out / "config.json", lambda p: config_from_json(p.read_text()))
         if replace(saved, epochs=config.epochs) != config:
             raise RunError(f"{out}/config.json differs from the configuration given; resume with the same options "
                            f"(only --epochs may change; saved: {saved})")
@@ -81,7 +109,15 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
         saved_net = load_spec(out / "spec.toml")
         if spec_to_toml(saved_net) != spec_to_toml(net):
             raise RunError(f"{out}/spec.toml differs from the spec given; resume with the same spec")
-        state = load_checkpoint(ckpt)
+        state = _read_run_file(ckpt, load_checkpoint)
+        if config.epochs < state.epoch:
+            raise RunError(f"{out} has {state.epoch} epochs already; --epochs {config.epochs} would undo them")
+        trained_on = out / "data.json"
+        if trained_on.exists():  # runs from before data.json was written cannot be checked
+            saved_data = _read_run_file(trained_on, lambda p: json.loads(p.read_text()))
+            if saved_data != identity:
+                raise RunError(f"{out} was trained on other data ({_describe_data(saved_data)}) than given "
+                               f"({_describe_data(identity)}); resume with the same data set and sizes")
     else:
         out.mkdir(parents=True, exist_ok=True)
         if ckpt.exists():
@@ -89,6 +125,7 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
         (out / "diverged.json").unlink(missing_ok=True)  # from a run that diverged before its first epoch
         write_text_atomic(out / "config.json", config_to_json(config) + "\n")
         save_spec(net, out / "spec.toml")
+        write_text_atomic(out / "data.json", json.dumps(identity, indent=2) + "\n")
         state = init_state(net, config)
     records = list(state.records)
     trainer = Trainer(net, data, engine, config, exact_engine=exact_engine,

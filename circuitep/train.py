@@ -14,7 +14,7 @@ an uninterrupted one.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,8 @@ from circuitep.specio import atomic_path
 
 ALGORITHMS = ("aep", "ep", "vf", "dyadic", "bp")
 LR_SCHEDULES = ("constant", "cosine")
+#: Targets are node voltages; beyond this they only overflow the cost (the circuits work at volts).
+MAX_TARGET_V = 1e3
 #: Samples in a row (whole batches, at least one) without an operating point after which training
 #: stops as diverged: with no converged sample there is no update, so the parameters stay where no
 #: sample converges and skipping would go on for the rest of the run.
@@ -111,14 +113,21 @@ class TrainConfig:
             raise ValueError(f"eval_train_samples = {self.eval_train_samples!r} must be a positive integer or None")
         if self.levels is not None and (not isinstance(self.levels, int) or self.levels < 2):
             raise ValueError(f"levels = {self.levels!r} must be an integer >= 2 or None")
+        for key in ("v_on", "v_off"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) <= MAX_TARGET_V:
+                raise ValueError(f"{key} = {v!r} must be a target voltage within +-{MAX_TARGET_V:g} V")
+        if not self.v_off < self.v_on:
+            raise ValueError(f"v_on = {self.v_on} must be above v_off = {self.v_off}: the predicted class is "
+                             "the output with the highest voltage")
         if self.cost == "xent" and (self.v_off < 0 or self.v_on <= self.v_off):
             raise ValueError(f"cross-entropy targets are probabilities: need 0 <= v_off < v_on, got "
                              f"v_off = {self.v_off}, v_on = {self.v_on}")
         lo, hi = self.g_bounds
-        if not 0 <= lo < hi:
-            raise ValueError(f"g_bounds = {self.g_bounds!r} needs 0 <= g_min < g_max")
-        if not self.w_max > 0:
-            raise ValueError(f"w_max = {self.w_max!r} must be positive")
+        if not 0 <= lo < hi < np.inf:
+            raise ValueError(f"g_bounds = {self.g_bounds!r} needs 0 <= g_min < g_max < inf")
+        if not 0 < self.w_max < np.inf:
+            raise ValueError(f"w_max = {self.w_max!r} must be positive and finite")
         make_cost(self.cost, self.tau)
 
 
@@ -353,6 +362,7 @@ class Trainer:
         :class:`TrainingDiverged` when whole batches in a row have no converged sample."""
         order = np.random.default_rng([self.config.seed, state.epoch]).permutation(len(self.u_train))
         lost = 0  # samples in a row, in whole batches, without an operating point
+        limit = min(max(DIVERGED_AFTER, self.config.batch_size), len(order))  # small sets: a whole epoch
         for k in range(0, len(order), self.config.batch_size):
             idx = order[k:k + self.config.batch_size]
             net = self.network(state)
@@ -361,7 +371,7 @@ class Trainer:
                 done = (state.epoch + k / len(order)) / self.config.epochs
                 state = sgd_step(net, state, grads, self.config, lr_scale(self.config, done))
             lost = 0 if n else lost + len(idx)
-            if lost >= max(DIVERGED_AFTER, self.config.batch_size):
+            if lost >= limit:
                 batch = k // self.config.batch_size
                 raise TrainingDiverged(
                     f"training diverged in epoch {state.epoch + 1}: no sample of the last {lost} (batches up to "
@@ -378,7 +388,13 @@ def config_to_json(config: TrainConfig) -> str:
 
 def config_from_json(text: str) -> TrainConfig:
     data = json.loads(text)
-    data["g_bounds"] = tuple(data["g_bounds"])
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object of TrainConfig fields, got {type(data).__name__}")
+    unknown = set(data) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"unknown key(s) {sorted(unknown)}")
+    if "g_bounds" in data:
+        data["g_bounds"] = tuple(data["g_bounds"])
     return TrainConfig(**data)
 
 

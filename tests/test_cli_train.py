@@ -53,7 +53,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 def test_train_writes_the_run_layout(run_dir):
     names = {p.name for p in run_dir.iterdir()}
-    expected = {"config.json", "spec.toml", "checkpoint.npz", "metrics.json", "metrics.csv", "trained.toml",
+    expected = {"config.json", "spec.toml", "data.json", "checkpoint.npz", "metrics.json", "metrics.csv", "trained.toml",
                 "trained.cir", "learning_curves.png"}
     assert names == expected, f"missing {sorted(expected - names)}, unexpected {sorted(names - expected)}"
 

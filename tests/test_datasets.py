@@ -445,3 +445,9 @@ def test_real_mnist_download_with_the_built_in_checksums(real_mnist_dir, isolate
     ds = load_dataset("mnist", cache_dir=isolated_env / "cache", download=True, n_train=100,
                       n_test=10)
     assert ds.x_train.shape == (100, 784) and ds.y_test.shape == (10,)
+
+
+def test_real_mnist_files_are_not_taken_for_fashion_mnist(real_mnist_dir, isolated_env):
+    # Both have the same file names and shapes; only the checksums tell them apart.
+    with pytest.raises(DatasetError, match=r"is the mnist file 'train-images-idx3-ubyte' .*not fashion-mnist's"):
+        load_dataset("fashion-mnist", data_dir=real_mnist_dir)

@@ -118,14 +118,36 @@ def test_resume_reproduces_uninterrupted_run(uninterrupted, tmp_path):
 def test_resume_with_other_config_or_spec_is_refused(tmp_path):
     net, data = from_shorthand(RESUME_SPEC, seed=0), resume_data()
     out = tmp_path / "run"
-    train_run(net, data, LayeredEngine(), RESUME_CONFIG, out, progress=False, stop_after=1)
+    train_run(net, data, LayeredEngine(), RESUME_CONFIG, out, progress=False, stop_after=2)
     before = (out / "checkpoint.npz").read_bytes()
     with pytest.raises(RunError, match=r"config\.json differs"):
         train_run(net, data, LayeredEngine(), replace(RESUME_CONFIG, lr=0.1), out, resume=True, progress=False)
     with pytest.raises(RunError, match=r"spec\.toml differs"):
         train_run(from_shorthand(RESUME_SPEC, seed=1), data, LayeredEngine(), RESUME_CONFIG, out, resume=True,
                   progress=False)
+    # other data: another subset of the same data set has the same shapes, only the hash differs
+    other = load_dataset("digits", n_train=len(data.x_train), n_test=len(data.x_test), seed=1)
+    with pytest.raises(RunError, match=r"trained on other data \(digits, .* sha256 .*resume with the same data"):
+        train_run(net, other, LayeredEngine(), RESUME_CONFIG, out, resume=True, progress=False)
+    with pytest.raises(RunError, match=r"has 2 epochs already; --epochs 1 would undo them"):
+        train_run(net, data, LayeredEngine(), replace(RESUME_CONFIG, epochs=1), out, resume=True, progress=False)
     assert (out / "checkpoint.npz").read_bytes() == before, "a refused resume touched the checkpoint"
+
+
+@pytest.mark.parametrize("damage", [
+    ("config.json", "not json", r"config\.json cannot be read \(JSONDecodeError"),
+    ("config.json", '{"foo": 1}', r"config\.json cannot be read \(ValueError: unknown key\(s\) \['foo'\]"),
+    ("checkpoint.npz", "", r"checkpoint\.npz cannot be read \(EOFError"),
+    ("data.json", "[1", r"data\.json cannot be read"),
+], ids=["config-not-json", "config-unknown-key", "checkpoint-empty", "data-json"])
+def test_resume_of_a_damaged_run_names_the_file(tmp_path, damage):
+    name, text, message = damage
+    net, data = from_shorthand(RESUME_SPEC, seed=0), resume_data()
+    out = tmp_path / "run"
+    train_run(net, data, LayeredEngine(), RESUME_CONFIG, out, progress=False, stop_after=1)
+    (out / name).write_text(text)
+    with pytest.raises(RunError, match=message + r".*delete the file or start a new run"):
+        train_run(net, data, LayeredEngine(), RESUME_CONFIG, out, resume=True, progress=False)
 
 
 def test_cosine_schedule_lowers_the_rate_batch_by_batch(monkeypatch, tmp_path):
@@ -299,6 +321,16 @@ def test_training_that_loses_every_sample_stops_as_diverged(tmp_path):
     assert len(records(out)) == 1 and (out / "trained.toml").exists()
     again = train_run(net, data, LayeredEngine(), RESUME_CONFIG, out, resume=True, progress=False)
     assert again["diverged"] == diverged and again["epochs"] == 1
+
+
+def test_a_whole_epoch_without_an_operating_point_is_divergence_on_small_sets(tmp_path):
+    """Fewer training samples than DIVERGED_AFTER: an epoch in which no sample converged is the
+    same dead end (the counter restarts each epoch, so it would never reach 100)."""
+    net, data = from_shorthand("ff:2-2-2", seed=0), load_dataset("xor")
+    summary = train_run(net, data, FlakyEngine(bad=None), replace(RESUME_CONFIG, batch_size=2), tmp_path / "run",
+                        progress=False)
+    assert summary["diverged"]["epoch"] == 1 and summary["epochs"] == 0, summary["diverged"]
+    assert summary["diverged"]["failures"] == len(data.x_train)
 
 
 # --- 3. ngspice in the loop -------------------------------------------------------------------
@@ -506,6 +538,14 @@ def test_quantised_values_stay_within_bounds():
     (dict(w_max=0), r"w_max = 0 must be positive"),
     (dict(on_failure="retry"), r"on_failure = 'retry' must be 'skip' or 'stop'"),
     (dict(lr_schedule="linear"), r"lr_schedule = 'linear' is not one of \('constant', 'cosine'\)"),
+    (dict(g_bounds=(0.0, math.inf)), r"g_bounds = \(0.0, inf\) needs 0 <= g_min < g_max < inf"),
+    (dict(w_max=math.inf), r"w_max = inf must be positive and finite"),
+    # targets: the class is the highest output, so v_on must be above v_off, and both are voltages
+    (dict(v_on=0.0, v_off=1.0), r"v_on = 0.0 must be above v_off = 1.0"),
+    (dict(v_on=0.5, v_off=0.5), r"v_on = 0.5 must be above v_off = 0.5"),
+    (dict(v_on=math.nan), r"v_on = nan must be a target voltage within \+-1000 V"),
+    (dict(v_on=1e200), r"v_on = 1e\+200 must be a target voltage"),
+    (dict(v_off=-math.inf), r"v_off = -inf must be a target voltage"),
 ])
 def test_train_config_refuses_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
