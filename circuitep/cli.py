@@ -171,6 +171,8 @@ def cmd_gradcheck(args) -> int:
     cost = make_cost(args.cost, args.tau)
     if args.sweep_asymmetry and not transconductor_pairs(net):
         raise UsageError(f"--sweep-asymmetry needs forward/backward transconductor pairs; {net.name!r} has none")
+    if args.sens and not (isinstance(engine, NgspiceEngine) and engine.form == "literal"):
+        raise UsageError("--sens reads ngspice's sensitivities: use it with --engine ngspice --form literal")
     u, y = probe_batch(net, args.samples, args.seed)
     report = gradcheck(net, engine, u, y, beta=beta, cost=cost, centered=not args.one_sided)
     print(f"{net.name}: gradients on {engine.name} ({args.samples} samples, beta = {beta:g} S, "
@@ -181,8 +183,6 @@ def cmd_gradcheck(args) -> int:
         for group, g in r["groups"].items():
             print(f"  {'':<9} {group:<12} {g['cosine']:>12.8f} {g['rel_error']:>10.2e} {g['sign_agreement']:>6.2f}")
     if args.sens:
-        if not (isinstance(engine, NgspiceEngine) and engine.form == "literal"):
-            raise UsageError("--sens reads ngspice's sensitivities: use it with --engine ngspice --form literal")
         exact = {k: np.array(v) for k, v in report["exact"].items()}
         sens = sens_gradients(net, engine, u, y, cost)
         report["sens"] = compare(sens, {k: exact[k].reshape(sens[k].shape) for k in sens})

@@ -130,8 +130,9 @@ def compile_network(net: Network, phase: str = "free", form: str = "literal", *,
         x0 = np.zeros(net.n_free)
     u = net.expand_inputs(np.asarray(inputs, dtype=float)[None])
     targets = np.asarray(targets, dtype=float)
-    if targets.shape != (net.n_outputs,):
-        raise ValueError(f"targets have shape {targets.shape}, expected ({net.n_outputs},)")
+    if targets.shape != (net.n_outputs,) or not np.isfinite(targets).all():
+        raise ValueError(f"targets have shape {targets.shape}, expected finite ({net.n_outputs},)")
+    cost.check_targets(targets)
     x0 = np.asarray(x0, dtype=float)
     if x0.shape != (net.n_free,):
         raise ValueError(f"x0 has shape {x0.shape}, expected ({net.n_free},)")

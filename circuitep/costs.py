@@ -20,6 +20,9 @@ class SquaredError:
 
     name: str = "mse"
 
+    def check_targets(self, y: np.ndarray) -> None:
+        """Any finite target voltages will do (the caller checks finiteness and shape)."""
+
     def value(self, x_out: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Per-sample cost, ``(batch,)``."""
         return 0.5 * ((x_out - y) ** 2).sum(axis=1)
@@ -48,6 +51,12 @@ class CrossEntropy:
     def __post_init__(self):
         if not (np.isfinite(self.tau) and self.tau > 0):
             raise ValueError(f"cross-entropy temperature tau = {self.tau!r} must be a positive number of volts")
+
+    def check_targets(self, y: np.ndarray) -> None:
+        """Targets are (unnormalised) probabilities: every row >= 0 with a positive sum."""
+        y = np.atleast_2d(y)
+        if (y < 0).any() or (y.sum(axis=1) <= 0).any():
+            raise ValueError("cross-entropy targets are probabilities: every row must be >= 0 with a positive sum")
 
     def _p(self, x_out):
         z = x_out / self.tau

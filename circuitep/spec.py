@@ -185,6 +185,9 @@ class Coupling:
     def __post_init__(self):
         path = f"couplings[{self.name!r}]" if isinstance(self.name, str) else "couplings[?]"
         check_name(f"{path}.name", self.name)
+        if self.name.startswith("adj_"):
+            raise ValueError(f"{path}.name = {self.name!r}: the prefix 'adj_' is reserved for the elements of "
+                             "the adjoint network (coupling 'x' has adjoint elements named like 'adj_x')")
         if self.kind not in KINDS:
             raise ValueError(f"{path}.kind = {self.kind!r} is not one of {KINDS}")
         check_name(f"{path}.src", self.src, GROUP_NAME)

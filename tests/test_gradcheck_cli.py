@@ -153,3 +153,12 @@ def test_bad_samples_is_an_argparse_error(in_repo, capsys, samples):
         main(["gradcheck", SPEC, "--engine", "numpy", "--samples", samples])
     assert info.value.code == 2
     assert "--samples" in capsys.readouterr().err
+
+
+def test_sens_without_ngspice_literal_is_refused_before_any_work(in_repo, tmp_path, capsys):
+    """--sens needs ngspice's literal form; the refusal comes first, not after a whole report."""
+    out = tmp_path / "r.json"
+    rc = main(["gradcheck", SPEC, "--engine", "numpy", "--sens", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 2 and "--sens reads ngspice's sensitivities" in captured.err, captured.err
+    assert captured.out == "" and not out.exists(), captured.out

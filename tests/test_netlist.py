@@ -251,3 +251,13 @@ def test_sweep_tables_are_checked():
         write_sweep(compiled.netlist, {"nosuch": [1.0, 2.0]})
     with pytest.raises(ValueError, match="cannot write nan"):
         write_sweep(compiled.netlist, {name: [0.1, float("nan")]})
+
+
+@pytest.mark.parametrize("targets", [[0.0, 0.0, 0.0], [-1.0, 0.0, 2.0]])
+def test_cross_entropy_nudge_refuses_targets_that_are_not_probabilities(targets):
+    """The B-sources divide by the targets' sum: all zeros would write 0/0 into the netlist, which
+    ngspice would simulate without complaint. The engines refuse the same targets."""
+    net = builders.layered([3, 4, 3], seed=0)
+    with pytest.raises(ValueError, match="cross-entropy targets are probabilities"):
+        compile_network(net, "nudged", "literal", beta=1e-6, cost=CrossEntropy(), inputs=[0.5, 0.5, 0.5],
+                        targets=targets)

@@ -134,6 +134,13 @@ def test_spice_command_words_refused_as_names(word):
         Coupling(word, "resistor", "a", "b", [[1e-4]])
 
 
+def test_adjoint_prefix_refused_as_coupling_name():
+    """Coupling ``x``'s adjoint elements are named ``radj_x_i_j``: a coupling ``adj_x`` would collide."""
+    with pytest.raises(ValueError, match=r"couplings\['adj_x'\]\.name = 'adj_x': the prefix 'adj_' is reserved"):
+        Coupling("adj_x", "resistor", "a", "b", [[1e-4]])
+    Coupling("x_adj", "resistor", "a", "b", [[1e-4]])  # elsewhere in the name it is fine
+
+
 def test_multi_line_description_refused():
     with pytest.raises(ValueError, match="description must be a single line"):
         Network("n", (IN, OUT), description="fine\n.control")

@@ -11,7 +11,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from circuitep.costs import Cost, CrossEntropy, SquaredError
+from circuitep.costs import Cost, SquaredError
 from circuitep.spec import Network
 
 PhaseKind = Literal["free", "nudged", "dyadic"]
@@ -110,8 +110,7 @@ def check_batch(net: Network, phase: Phase, inputs, targets, x0) -> tuple[np.nda
         y = np.asarray(targets, dtype=float)
         if y.shape != (batch, net.n_outputs) or not np.isfinite(y).all():
             raise ValueError(f"targets have shape {y.shape}, expected finite ({batch}, {net.n_outputs})")
-        if isinstance(phase.cost, CrossEntropy) and ((y < 0).any() or (y.sum(axis=1) <= 0).any()):
-            raise ValueError("cross-entropy targets are probabilities: every row must be >= 0 with a positive sum")
+        phase.cost.check_targets(y)
     if x0 is not None:
         x0 = np.asarray(x0, dtype=float)
         if x0.shape != (batch, net.n_free) or not np.isfinite(x0).all():
