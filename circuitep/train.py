@@ -155,10 +155,13 @@ def init_state(net: Network, config: TrainConfig) -> TrainState:
     return TrainState(params, {k: np.zeros_like(params[k]) for k in trainable(net, config)}, 0)
 
 
-def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig) -> dict[str, np.ndarray]:
+def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig,
+              sigma: float | None = None) -> dict[str, np.ndarray]:
     """Keep every parameter physical: resistor conductances within bounds, transconductances within
-    ``+-w_max``, leaks non-negative; optional quantisation to ``levels`` values."""
-    sigma = natural_scale(net)
+    ``+-w_max``, leaks (when trained) within ``[0, g_max]``; optional quantisation to ``levels``
+    values. Bounds are relative to ``sigma`` (default: the network's natural scale); training
+    passes the initial network's, so that trained leaks cannot move their own bounds."""
+    sigma = natural_scale(net) if sigma is None else sigma
     out = dict(params)
     for c in net.couplings:
         if c.name not in out:
@@ -173,7 +176,7 @@ def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig) 
     for g in net.free_groups:
         key = f"{g.name}.leak"
         if key in out:
-            out[key] = np.maximum(out[key], 0.0)
+            out[key] = np.clip(out[key], 0.0, config.g_bounds[1] * sigma)
     return out
 
 
@@ -187,17 +190,19 @@ def lr_scale(config: TrainConfig, done: float) -> float:
 
 
 def sgd_step(net: Network, state: TrainState, grads: dict[str, np.ndarray], config: TrainConfig,
-             scale: float = 1.0) -> TrainState:
-    """One momentum-SGD step in natural units with learning rates times ``scale`` (the schedule's
-    factor), then :func:`constrain`; returns a new state."""
-    sigma = natural_scale(net)
+             scale: float = 1.0, sigma: float | None = None) -> TrainState:
+    """One momentum-SGD step in natural units (``sigma``, default the network's natural scale) with
+    learning rates times ``scale`` (the schedule's factor), then :func:`constrain`; returns a new
+    state. Training passes the initial network's ``sigma``: with trained leaks the current one
+    would grow with them, and the step with it."""
+    sigma = natural_scale(net) if sigma is None else sigma
     params, velocity = dict(state.params), dict(state.velocity)
     for key in velocity:
         # (trans)conductances scale with sigma (S), bias currents with sigma x 1 V (A): both sigma^2
         lr = scale * config.lr_groups.get(key, config.lr)
         velocity[key] = config.momentum * velocity[key] - lr * sigma**2 * grads[key]
         params[key] = params[key] + velocity[key]
-    return TrainState(constrain(net, params, config), velocity, state.epoch, state.records)
+    return TrainState(constrain(net, params, config, sigma), velocity, state.epoch, state.records)
 
 
 def encode(data_x: np.ndarray, data_y: np.ndarray, n_classes: int, config: TrainConfig):
@@ -252,7 +257,8 @@ class Trainer:
         self.net, self.data, self.engine, self.config = net, data, engine, config
         self.exact_engine = exact_engine or engine
         self.cost = make_cost(config.cost, config.tau)
-        self.beta = config.beta_rel * natural_scale(net)
+        self.sigma = natural_scale(net)  # of the initial network: fixed for the run
+        self.beta = config.beta_rel * self.sigma
         self.progress = progress
         self.u_train, self.y_train = encode(data.x_train, data.y_train, data.n_classes, config)
         self.u_test, self.y_test = encode(data.x_test, data.y_test, data.n_classes, config)
@@ -369,7 +375,7 @@ class Trainer:
             grads, n = self._batch_gradient(net, idx)
             if grads is not None:
                 done = (state.epoch + k / len(order)) / self.config.epochs
-                state = sgd_step(net, state, grads, self.config, lr_scale(self.config, done))
+                state = sgd_step(net, state, grads, self.config, lr_scale(self.config, done), self.sigma)
             lost = 0 if n else lost + len(idx)
             if lost >= limit:
                 batch = k // self.config.batch_size

@@ -156,9 +156,9 @@ def test_cosine_schedule_lowers_the_rate_batch_by_batch(monkeypatch, tmp_path):
     scales = []
     real_step = circuitep.train.sgd_step
 
-    def recording_step(net, state, grads, config, scale=1.0):
+    def recording_step(net, state, grads, config, scale=1.0, sigma=None):
         scales.append(scale)
-        return real_step(net, state, grads, config, scale)
+        return real_step(net, state, grads, config, scale, sigma)
 
     monkeypatch.setattr(circuitep.train, "sgd_step", recording_step)
     net, data = from_shorthand(RESUME_SPEC, seed=0), resume_data()
@@ -477,10 +477,22 @@ def test_constrain_bounds_and_masks():
         assert inside.any() and np.array_equal(w[inside], p[inside]), f"{c.name}: in-bound values moved"
     assert kinds == {"resistor", "vccs"}
     for g in net.free_groups:
-        assert np.array_equal(out[f"{g.name}.leak"], np.maximum(params[f"{g.name}.leak"], 0.0))
+        assert np.array_equal(out[f"{g.name}.leak"], np.clip(params[f"{g.name}.leak"], 0.0, 3.0 * sigma))
         assert np.array_equal(out[f"{g.name}.bias"], params[f"{g.name}.bias"]), "biases are not bounded"
     again = constrain(net, out, config)
     assert all(np.array_equal(v, again[k]) for k, v in out.items()), "constrain is not idempotent"
+
+
+def test_trained_leaks_stay_within_the_initial_scale(tmp_path):
+    """With --train-leak the step size and the bounds come from the initial network's scale sigma:
+    recomputed from the trained leaks they grew with them (lr 100 on xor reached 5e9 S in 5 epochs)."""
+    net, data = from_shorthand("ff:2-2-2", seed=0), load_dataset("xor")
+    sigma = natural_scale(net)
+    config = TrainConfig(train_leak=True, lr=100.0, epochs=5, batch_size=4)
+    summary = train_run(net, data, LayeredEngine(), config, tmp_path / "run", progress=False)
+    for key in ("h1.leak", "out.leak"):
+        leak = summary["params"][key]
+        assert np.all((0 <= leak) & (leak <= config.g_bounds[1] * sigma)), f"{key} = {leak} S, sigma = {sigma} S"
 
 
 @pytest.mark.parametrize("levels", [2, 3, 5, 16])
