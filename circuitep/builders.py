@@ -3,13 +3,15 @@ networks, and arbitrary graphs described with networkx."""
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Sequence
 from typing import Literal
 
 import networkx as nx
 import numpy as np
 
-from circuitep.spec import Coupling, DiodeModel, Network, NodeGroup, Sample
+from circuitep.spec import MAX_GROUP_SIZE, Coupling, DiodeModel, Network, NodeGroup, Sample
 
 Transconductor = Literal["vccs", "tanh"] | None
 
@@ -43,6 +45,8 @@ def layered(
     conductances uniform in ``[0, 2 gain leak / fan_in]``, so node voltages stay of order 1 V.
     ``symmetric_backward`` sets ``bwd<l> = fwd<l>^T`` (a symmetric initialisation).
     """
+    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in sizes):
+        raise ValueError(f"sizes = {list(sizes)} must be whole numbers of nodes")
     sizes = [int(s) for s in sizes]
     if len(sizes) < 2:
         raise ValueError(f"sizes = {sizes} needs at least an input and an output layer")
@@ -186,12 +190,13 @@ def from_shorthand(text: str, *, seed: int = 0, gain: float | None = None) -> Ne
     if kind not in SHORTHANDS or not sizes_text:
         raise ValueError(f"spec shorthand {text!r} is not KIND:SIZES with KIND one of {sorted(SHORTHANDS)} "
                          f"(e.g. ff:64-64-10)")
-    try:
-        sizes = [int(s) for s in sizes_text.split("-")]
-    except ValueError as exc:
-        raise ValueError(f"spec shorthand {text!r}: sizes must be whole numbers joined by '-'") from exc
+    if not re.fullmatch(r"[0-9]+(-[0-9]+)*", sizes_text):  # ASCII digits only: int() also reads '６４'
+        raise ValueError(f"spec shorthand {text!r}: sizes must be whole numbers joined by '-'")
+    sizes = [int(s) for s in sizes_text.split("-")]
     if len(sizes) < 2 or min(sizes) < 1:
         raise ValueError(f"spec shorthand {text!r}: need at least two positive layer sizes")
+    if max(sizes) > MAX_GROUP_SIZE:
+        raise ValueError(f"spec shorthand {text!r}: a layer of {max(sizes)} nodes is beyond {MAX_GROUP_SIZE:,}")
     options = {
         "ff": dict(forward="vccs"),
         "layered": dict(forward="vccs", backward="vccs", symmetric_backward=True),

@@ -21,7 +21,7 @@ from circuitep.builders import SHORTHANDS, from_shorthand
 from circuitep.datasets import DATASETS, load_dataset
 from circuitep.demo import DEMO_CONFIG, DEMO_SPEC, run_demo
 from circuitep.golden import REFERENCE_SPECS, check_golden, write_golden
-from circuitep.spec import Network
+from circuitep.spec import MAX_VOLTS, Network
 from circuitep.estimators import compare
 from circuitep.runs import train_run
 from circuitep.sens import sens_gradients
@@ -53,6 +53,16 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from exc
     if not (np.isfinite(v) and v > 0):
         raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from exc
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed in 0 .. 2**32 - 1, got {text!r}")
     return v
 
 
@@ -100,7 +110,7 @@ def _sample(net: Network, inputs, targets):
 
 
 def cmd_compile(args) -> int:
-    net = load_spec(args.spec)
+    net = load_network(args.spec)
     u, y = _sample(net, args.inputs, args.targets)
     beta = None if args.phase == "free" else (args.beta or default_beta(net))
     x0 = None
@@ -127,13 +137,13 @@ def simulate(net: Network, engine, inputs: np.ndarray) -> dict:
 
 
 def cmd_simulate(args) -> int:
-    net = load_spec(args.spec)
+    net = load_network(args.spec)
     u, _ = _sample(net, args.inputs, None)
     engine = make_engine(args.engine, args.form)
+    if args.settle and not isinstance(engine, NgspiceEngine):
+        raise UsageError("--settle runs an ngspice transient: use it with --engine ngspice")
     result = simulate(net, engine, u)
     if args.settle:
-        if not isinstance(engine, NgspiceEngine):
-            raise UsageError("--settle runs an ngspice transient: use it with --engine ngspice")
         final = engine.settle(net, u[None])[0]
         diff = float(np.max(np.abs(final - np.array(list(result["nodes"].values())))))
         result["settles"] = diff <= 1e-6
@@ -141,8 +151,14 @@ def cmd_simulate(args) -> int:
         result["settled_nodes"] = dict(zip(net.free_nodes, final.tolist()))
     _print_op(result)
     if args.settle:
-        print(f"transient from rest {'settles at this operating point' if result['settles'] else 'settles ELSEWHERE'}"
-              f" (largest difference {result['settle_max_diff_v']:.1e} V)")
+        reached = max(abs(v) for v in result["settled_nodes"].values())
+        if result["settles"]:
+            verdict = "settles at this operating point"
+        elif not reached <= MAX_VOLTS:
+            verdict = f"RUNS AWAY (|v| reaches {reached:.1e} V): the circuit does not settle"
+        else:
+            verdict = "ends ELSEWHERE"
+        print(f"transient from rest {verdict} (largest difference {result['settle_max_diff_v']:.1e} V)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
@@ -165,7 +181,7 @@ def cmd_reference(args) -> int:
 
 
 def cmd_gradcheck(args) -> int:
-    net = load_spec(args.spec)
+    net = load_network(args.spec)
     engine = make_engine(args.engine, args.form)
     beta = args.beta or default_beta(net)
     cost = make_cost(args.cost, args.tau)
@@ -216,8 +232,9 @@ def cmd_gradcheck(args) -> int:
 
 
 def load_network(spec: str, seed: int = 0) -> Network:
-    """A spec from a TOML file, or from a shorthand such as ``ff:64-64-10`` (see ``--help``)."""
-    if ":" in spec and not Path(spec).exists():
+    """A spec from a TOML file, or from a shorthand such as ``ff:64-64-10`` (see ``--help``); a
+    missing ``.toml`` path is reported as a missing file even when it holds a colon."""
+    if ":" in spec and not spec.endswith(".toml") and not Path(spec).exists():
         return from_shorthand(spec, seed=seed)
     return load_spec(spec)
 
@@ -286,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="write the netlist of one learning phase",
                        description="Compile SPEC into an ngspice netlist for one learning phase.")
-    c.add_argument("spec", help="network spec (TOML)")
+    c.add_argument("spec", help="network spec: TOML file, or a shorthand such as ff:4-3-2 (weights of seed 0)")
     c.add_argument("--phase", choices=PHASES, default="free",
                    help="free; nudged (+beta toward the targets); aep (nudge plus the non-reciprocal "
                         "correction around the free state, computed for the sample); dyadic (circuit plus "
@@ -304,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="find the free operating point of a spec's sample",
                        description="Simulate SPEC's free phase for one sample and print node voltages.")
-    s.add_argument("spec", help="network spec (TOML)")
+    s.add_argument("spec", help="network spec: TOML file, or a shorthand such as ff:4-3-2 (weights of seed 0)")
     s.add_argument("--engine", choices=ENGINES, default="ngspice",
                    help="ngspice (the simulator of record, default) or numpy (the reference solver)")
     s.add_argument("--form", choices=FORMS, default="literal", help="netlist form for ngspice (default literal)")
@@ -326,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run every estimator on a probe batch (the spec's sample plus random samples) and "
                     "compare it, per parameter group, with the exact adjoint gradient: cosine similarity, "
                     "relative error, sign agreement.")
-    gc.add_argument("spec", help="network spec (TOML)")
+    gc.add_argument("spec", help="network spec: TOML file, or a shorthand such as ff:4-3-2 (weights of seed 0)")
     gc.add_argument("--engine", choices=ENGINES, default="ngspice",
                     help="engine that finds the stationary states (default ngspice)")
     gc.add_argument("--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)")
@@ -335,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--cost", choices=("mse", "xent"), default="mse", help="cost (default mse)")
     gc.add_argument("--tau", type=_positive, default=0.1, help="cross-entropy temperature in V")
     gc.add_argument("--samples", type=_count, default=8, help="probe batch size (default 8)")
-    gc.add_argument("--seed", type=int, default=0, help="seed of the probe batch")
+    gc.add_argument("--seed", type=_seed, default=0, help="seed of the probe batch")
     gc.add_argument("--sens", action="store_true",
                     help="also compare ngspice's own DC sensitivities (.sens) with the exact gradient "
                          "(needs --engine ngspice --form literal; not for tanh transconductors)")
@@ -384,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--on-failure", choices=("skip", "stop"), default="skip",
                    help="a sample whose operating point does not converge is skipped and counted, or stops the run "
                         "(with skip, >= 100 samples in a row without one stop it as diverged: diverged.json)")
-    t.add_argument("--seed", type=int, default=0, help="seed of initial weights (shorthand specs) and sample order")
+    t.add_argument("--seed", type=_seed, default=0, help="seed of initial weights (shorthand specs) and sample order")
     t.add_argument("--out", required=True, help="run directory (checkpoint, metrics, netlist, figures)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")

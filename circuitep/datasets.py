@@ -289,6 +289,11 @@ def _idx_directory(name: str, data_dir: str | os.PathLike | None, download: bool
     cache = Path(root or "~/.cache/circuitep").expanduser() / name
     if explicit is not None:
         candidates = [Path(explicit).expanduser()]
+        if not candidates[0].is_dir():
+            how = "data_dir (--data-dir)" if data_dir is not None else f"${prefix}_DIR"
+            raise DatasetError(f"{name}: {candidates[0]} (given by {how}) is not a directory"
+                               f"{'' if candidates[0].exists() else ' (it does not exist)'}; point it at the "
+                               "directory holding the four IDX files")
     else:
         system = Path(FASHION_MNIST_SYSTEM_DIR)
         use_system = name == "fashion-mnist" and system.is_dir()

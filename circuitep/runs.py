@@ -92,6 +92,7 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
     ckpt = out / "checkpoint.npz"
     check_compatible(net, data)  # before anything is written
     check_lr_groups(net, config)
+    net.conductance_scale()  # beta and the learning rates need it
     identity = data_identity(data)
     if resume:
         if not ckpt.exists() or not (out / "config.json").exists():

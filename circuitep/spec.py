@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 #: Group names become SPICE node names ``<group>_<k>``: lower-case letters and digits only, so that
 #: no user node can collide with the compiler's helper nodes (which contain two underscores).
@@ -27,6 +29,14 @@ NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 #: control words (they can never reach a netlist as commands, but a reader should not see them).
 _RESERVED = {"gnd", "ground", "shell", "control", "endc", "end", "include", "lib", "param", "options",
              "option", "model", "subckt", "ends", "alter", "source", "run", "op", "quit", "exit", "set"}
+
+#: Largest voltage (V) a spec may hold (clamp rails, sample inputs and targets): the circuits work at
+#: volts, and far beyond this the diode equations lose all precision (rails at 1e30 V left ngspice
+#: at 0 V where the numpy engines found 0.1 V).
+MAX_VOLTS = 1e3
+
+#: Most nodes in one group: far beyond any circuit a netlist or the dense couplings can hold.
+MAX_GROUP_SIZE = 10**7
 
 ROLES = ("input", "hidden", "output")
 KINDS = ("resistor", "vccs", "tanh")
@@ -94,6 +104,15 @@ def check_array(path: str, value: object, shape: tuple[int, ...], *, nonnegative
     return arr
 
 
+def check_volts(path: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
+    """:func:`check_array` for voltages: also refuse magnitudes beyond :data:`MAX_VOLTS`."""
+    arr = check_array(path, value, shape)
+    if (np.abs(arr) > MAX_VOLTS).any():
+        idx = tuple(int(i) for i in np.argwhere(np.abs(arr) > MAX_VOLTS)[0])
+        raise ValueError(f"{path}{list(idx) if idx else ''} = {arr[idx]:g} V is beyond +-{MAX_VOLTS:g} V")
+    return arr
+
+
 def _positive_float(path: str, value: object) -> float:
     return float(check_array(path, value, (), positive=True))
 
@@ -108,6 +127,8 @@ class DiodeModel:
 
     def __post_init__(self):
         object.__setattr__(self, "i_sat", _positive_float("diode.i_sat", self.i_sat))
+        if self.i_sat > 1.0:  # clamp diodes have pA..uA; beyond 1 A the exponential overflows
+            raise ValueError(f"diode.i_sat = {self.i_sat:g} A is beyond 1 A (clamp diodes have pA to uA)")
         object.__setattr__(self, "n", _positive_float("diode.n", self.n))
         check_name("diode.name", self.name)
 
@@ -139,6 +160,8 @@ class NodeGroup:
             raise ValueError(f"{path}.role = {self.role!r} is not one of {ROLES}")
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
             raise ValueError(f"{path}.size = {self.size!r} must be a positive integer")
+        if self.size > MAX_GROUP_SIZE:
+            raise ValueError(f"{path}.size = {self.size} is beyond {MAX_GROUP_SIZE:,} nodes")
         object.__setattr__(self, "size", int(self.size))
         shape = (self.size,)
         object.__setattr__(self, "leak", check_array(f"{path}.leak", self.leak, shape, nonnegative=True))
@@ -146,7 +169,7 @@ class NodeGroup:
         object.__setattr__(self, "capacitance",
                            check_array(f"{path}.capacitance", self.capacitance, shape, positive=True))
         if self.clamp is not None:
-            lo, hi = check_array(f"{path}.clamp", self.clamp, (2,))
+            lo, hi = check_volts(f"{path}.clamp", self.clamp, (2,))
             if not lo < hi:
                 raise ValueError(f"{path}.clamp = ({lo}, {hi}) needs v_lo < v_hi")
             object.__setattr__(self, "clamp", (float(lo), float(hi)))
@@ -271,11 +294,16 @@ class Network:
                                  f"({dst.size}, {src.size}) = ({c.dst}.size, {c.src}.size)")
             if c.kind == "resistor" and c.src == c.dst and np.any(np.diag(c.weight)):
                 raise ValueError(f"{path}: a resistor from a node to itself does nothing; mask the diagonal")
+        floating = self.floating_nodes()
+        if floating:
+            shown = ", ".join(floating[:5]) + (f" and {len(floating) - 5} more" if len(floating) > 5 else "")
+            raise ValueError(f"free node(s) {shown} have no DC path to ground (no leak, clamp, or resistors "
+                             "to a node that has one): their voltage is undetermined; give them a leak (S)")
         if self.sample is not None:
-            inputs = check_array("sample.inputs", self.sample.inputs, (self.n_inputs,))
+            inputs = check_volts("sample.inputs", self.sample.inputs, (self.n_inputs,))
             targets = None
             if self.sample.targets is not None:
-                targets = check_array("sample.targets", self.sample.targets, (self.n_outputs,))
+                targets = check_volts("sample.targets", self.sample.targets, (self.n_outputs,))
             object.__setattr__(self, "sample", Sample(inputs, targets))
 
     # --- structure -------------------------------------------------------------------------
@@ -285,6 +313,30 @@ class Network:
             if g.name == name:
                 return g
         raise KeyError(f"no group named {name!r} (known: {[g.name for g in self.groups]})")
+
+    def floating_nodes(self) -> list[str]:
+        """Free nodes without a DC path to ground: no leak, no clamp, and no chain of resistors to
+        a node with one or to an input (held by a source). Transconductors drive a node but do not
+        load it, so such a node's KCL row has no conductance of its own and its voltage is free."""
+        grounded = np.concatenate([(g.leak > 0) | (g.clamp is not None) for g in self.free_groups])
+        if grounded.all():
+            return []
+        index, start = {}, 0
+        for g in self.free_groups:
+            index[g.name], start = start, start + g.size
+        n = start  # vertex n stands for ground and every input
+        rows, cols = [np.flatnonzero(grounded)], [np.full(int(grounded.sum()), n)]
+        for c in self.couplings:
+            if c.kind != "resistor":
+                continue
+            i, j = np.nonzero(c.mask & (c.weight > 0))
+            rows.append(index[c.dst] + i)
+            cols.append(index[c.src] + j if c.src in index else np.full(len(j), n))
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n + 1, n + 1))
+        _, label = connected_components(graph, directed=False)
+        free = self.free_nodes
+        return [free[k] for k in np.flatnonzero(label[:n] != label[n])]
 
     @property
     def input_groups(self) -> tuple[NodeGroup, ...]:
@@ -353,6 +405,8 @@ class Network:
                              f"network {self.name!r}")
         if not np.isfinite(u).all():
             raise ValueError("inputs contain NaN or infinite values")
+        if (np.abs(u) > MAX_VOLTS).any():
+            raise ValueError(f"inputs contain {u.flat[np.argmax(np.abs(u))]:g} V, beyond +-{MAX_VOLTS:g} V")
         primary, k = {}, 0
         for g in self.primary_input_groups:
             primary[g.name] = u[:, k:k + g.size]
@@ -367,8 +421,9 @@ class Network:
         """
         leaks = np.concatenate([g.leak for g in self.free_groups])
         if not (leaks > 0).any():
-            raise ValueError(f"network {self.name!r} has no leak conductance to set its scale; give the free "
-                             f"nodes a leak (S) or pass beta in siemens")
+            raise ValueError(f"network {self.name!r} has no leak conductance to set its natural scale (beta and "
+                             f"learning rates are relative to it); give the free nodes a leak (S), or, where a "
+                             f"command has --beta, pass beta in siemens")
         return float(np.median(leaks[leaks > 0]))
 
     # --- parameters ------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from circuitep.spec import Coupling, DiodeModel, Network, NodeGroup, Sample
 
 _TOP = {"name", "description", "diode", "groups", "couplings", "sample"}
 _GROUP = {"name", "role", "size", "leak", "bias", "capacitance", "clamp", "invert"}
+_FREE_ONLY = {"leak", "bias", "capacitance", "clamp"}
 _COUPLING = {"name", "kind", "src", "dst", "weight", "mask", "v_sat"}
 _DIODE = {"i_sat", "n", "name"}
 _SAMPLE = {"inputs", "targets"}
@@ -52,11 +53,19 @@ def network_from_dict(data: dict, source: str = "spec") -> Network:
     """Build a network from the parsed TOML structure; errors name ``source`` and the field."""
     try:
         _keys(source, data, _TOP)
-        groups = tuple(NodeGroup(**_keys(f"{source}: groups[{k}]", g, _GROUP, ("name", "role", "size")))
-                       for k, g in enumerate(data.get("groups", [])))
+        groups = []
+        for k, g in enumerate(data.get("groups", [])):
+            g = _keys(f"{source}: groups[{k}]", g, _GROUP, ("name", "role", "size"))
+            ignored = sorted(set(g) & _FREE_ONLY) if g["role"] == "input" else []
+            if ignored:
+                raise SpecError(f"{source}: groups[{k}] is an input group, held by voltage sources: {ignored} "
+                                "would do nothing there")
+            groups.append(NodeGroup(**g))
         couplings = []
         for k, c in enumerate(data.get("couplings", [])):
             c = dict(_keys(f"{source}: couplings[{k}]", c, _COUPLING, ("name", "kind", "src", "dst", "weight")))
+            if "v_sat" in c and c["kind"] != "tanh":
+                raise SpecError(f"{source}: couplings[{k}] has v_sat, which only saturating (tanh) couplings use")
             couplings.append(Coupling(**c))
         diode = DiodeModel(**_keys(f"{source}: diode", data.get("diode", {}), _DIODE))
         sample = None
@@ -67,7 +76,7 @@ def network_from_dict(data: dict, source: str = "spec") -> Network:
             sample = Sample(s["inputs"], s.get("targets"))
         if "name" not in data:
             raise SpecError(f"{source}: missing top-level name")
-        return Network(data["name"], groups, tuple(couplings), diode, sample, data.get("description", ""))
+        return Network(data["name"], tuple(groups), tuple(couplings), diode, sample, data.get("description", ""))
     except SpecError:
         raise
     except (TypeError, ValueError, KeyError) as exc:
@@ -78,7 +87,7 @@ def load_spec(path: str | os.PathLike) -> Network:
     """Read a network spec from a TOML file."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is not TOML's business
     except FileNotFoundError as exc:
         raise SpecError(f"spec file {str(path)!r} does not exist") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

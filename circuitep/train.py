@@ -24,13 +24,11 @@ from circuitep.datasets import Dataset, inputs_to_voltages, labels_to_targets
 from circuitep.engines.base import ConvergenceError, Engine, Phase
 from circuitep.estimators import compare, estimate
 from circuitep.gradcheck import asymmetry, transconductor_pairs
-from circuitep.spec import Network
+from circuitep.spec import MAX_VOLTS, Network
 from circuitep.specio import atomic_path
 
 ALGORITHMS = ("aep", "ep", "vf", "dyadic", "bp")
 LR_SCHEDULES = ("constant", "cosine")
-#: Targets are node voltages; beyond this they only overflow the cost (the circuits work at volts).
-MAX_TARGET_V = 1e3
 #: Samples in a row (whole batches, at least one) without an operating point after which training
 #: stops as diverged: with no converged sample there is no update, so the parameters stay where no
 #: sample converges and skipping would go on for the rest of the run.
@@ -115,8 +113,8 @@ class TrainConfig:
             raise ValueError(f"levels = {self.levels!r} must be an integer >= 2 or None")
         for key in ("v_on", "v_off"):
             v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) <= MAX_TARGET_V:
-                raise ValueError(f"{key} = {v!r} must be a target voltage within +-{MAX_TARGET_V:g} V")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) <= MAX_VOLTS:
+                raise ValueError(f"{key} = {v!r} must be a target voltage within +-{MAX_VOLTS:g} V")
         if not self.v_off < self.v_on:
             raise ValueError(f"v_on = {self.v_on} must be above v_off = {self.v_off}: the predicted class is "
                              "the output with the highest voltage")

@@ -120,6 +120,8 @@ def test_resume_of_a_finished_run_trains_nothing(run_dir, capsys):
     (["train", SPEC, "--out", "OUT", "--data", "nosuch"], "--data"),
     (["train", SPEC, "--out", "OUT", "--algorithm", "sgd"], "--algorithm"),
     (["train", SPEC], "--out"),
+    (["train", SPEC, "--out", "OUT", "--seed", "-1"], "--seed: expected a seed in 0 .. 2**32 - 1"),
+    (["train", SPEC, "--out", "OUT", "--seed", str(2**70)], "--seed"),
 ])
 def test_bad_arguments_exit_2_from_argparse(argv, where, tmp_path, capsys):
     argv = [str(tmp_path / "run") if a == "OUT" else a for a in argv]
@@ -136,6 +138,9 @@ def test_bad_arguments_exit_2_from_argparse(argv, where, tmp_path, capsys):
     ("ff:10-8-10", "10 inputs but data set 'digits' has 64 features"),
     ("ff:64-8", None),  # a valid shorthand with 8 outputs: the message names the outputs
     ("zz:1-2", "shorthand 'zz:1-2'"),
+    ("ff:\uff16\uff14-8-10", "sizes must be whole numbers joined by '-'"),  # fullwidth digits: int() reads them
+    ("ff:64-99999999999999999999-10", "a layer of 99999999999999999999 nodes is beyond 10,000,000"),
+    ("my:spec.toml", "spec file 'my:spec.toml' does not exist"),  # a colon in a file name is no shorthand
 ])
 def test_bad_spec_exits_2_with_message(spec, message, tmp_path, capsys):
     code = exit_code(["train", spec, "--n-train", "20", "--n-test", "10", "--epochs", "1",
@@ -150,3 +155,19 @@ def test_demo_help_exits_0(capsys):
     assert exit_code(["demo", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--epochs" in out and "--resume" in out, out
+
+
+def test_a_network_without_leaks_is_refused_before_anything_is_written(tmp_path, capsys):
+    """beta and the learning rates are relative to the leaks: without any, nothing can start."""
+    from dataclasses import replace
+
+    from circuitep.specio import save_spec
+
+    net = from_shorthand("ff:2-2-2", seed=0)
+    groups = tuple(replace(g, leak=0.0, clamp=(0.4, 0.6)) if g.free else g for g in net.groups)  # DC path: diodes
+    save_spec(replace(net, groups=groups), tmp_path / "noleak.toml")
+    code = exit_code(["train", str(tmp_path / "noleak.toml"), "--data", "xor", "--out", str(tmp_path / "run"),
+                      "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "has no leak conductance to set its natural scale" in err, err
+    assert not (tmp_path / "run").exists(), "a refused run wrote files"

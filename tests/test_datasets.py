@@ -324,6 +324,16 @@ def test_label_out_of_range_and_wrong_image_size(isolated_env):
         load_dataset("mnist", data_dir=isolated_env / "b")
 
 
+def test_a_data_dir_that_is_not_a_directory_says_so(isolated_env, monkeypatch):
+    afile = isolated_env / "train-images-idx3-ubyte"
+    afile.write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"given by data_dir \(--data-dir\)\) is not a directory;"):
+        load_dataset("mnist", data_dir=afile)
+    monkeypatch.setenv("CIRCUITEP_MNIST_DIR", str(isolated_env / "nowhere"))
+    with pytest.raises(DatasetError, match=r"given by \$CIRCUITEP_MNIST_DIR\) is not a directory \(it does not exist\)"):
+        load_dataset("mnist")
+
+
 def test_missing_files_explain_how_to_provide_them(isolated_env):
     make_idx_dir(isolated_env / "partial")
     (isolated_env / "partial" / "t10k-images-idx3-ubyte.gz").unlink()

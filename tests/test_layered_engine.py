@@ -169,14 +169,17 @@ def test_refuses_a_network_that_is_not_a_chain():
 
 
 def test_convergence_error_names_network_phase_and_samples():
-    # Output nodes with no DC path to ground and a bias current: no operating point exists; Newton
+    # Output nodes whose leak a transconductor from the node to itself cancels (a negative
+    # conductance -g beside the leak g), driven by a bias current: no operating point exists; Newton
     # meets a singular Jacobian and the pseudo-transient runs away.
     net = builders.random_network("feedforward", seed=0)
     out = net.free_groups[-1]
-    groups = tuple(replace(g, leak=np.zeros(g.size), bias=np.full(g.size, 1e-6), clamp=None) if g is out else g
-                   for g in net.groups)
+    g = 1e-4
+    groups = tuple(replace(grp, leak=g, bias=np.full(grp.size, 1e-6), clamp=None) if grp is out else grp
+                   for grp in net.groups)
+    cancel = Coupling("cancel", "vccs", out.name, out.name, g * np.eye(out.size))
     floating = replace(net, groups=groups, couplings=tuple(
-        replace(c, weight=np.zeros_like(c.weight)) if c.dst == out.name else c for c in net.couplings))
+        replace(c, weight=np.zeros_like(c.weight)) if c.dst == out.name else c for c in net.couplings) + (cancel,))
     u, _ = make_batch(net, 0)
     with pytest.raises(ConvergenceError) as ours:
         LAYERED.solve(floating, Phase(), u)

@@ -59,21 +59,22 @@ def test_conductance_scale_ignores_zero_leaks_and_refuses_none():
               NodeGroup("out", "output", 1, leak=2e-4))
     couplings = (Coupling("a", "vccs", "in", "h", [[1e-4]] * 3), Coupling("b", "resistor", "h", "out", [[1e-4] * 3]))
     assert Network("n", groups, couplings).conductance_scale() == 2e-4
-    no_leak = (groups[0], groups[1], NodeGroup("out", "output", 1, leak=0.0))
+    no_leak = (groups[0], groups[1], NodeGroup("out", "output", 1, leak=0.0, clamp=(-1.0, 1.0)))  # DC path: diodes
     with pytest.raises(ValueError, match="no leak conductance"):
         Network("n", no_leak, couplings).conductance_scale()
 
 
 @pytest.mark.parametrize("engine", [NUMPY, LayeredEngine()], ids=lambda e: e.name)
 def test_singular_circuit_is_a_convergence_error_not_a_linalg_error(engine):
-    """Hidden nodes with no conductance to ground (leak 0): one driven only by a transconductor,
-    and two whose 2 x 2 block the layered engine solves densely (where its block elimination once
-    raised numpy's LinAlgError for the whole batch). At zero input the free state is 0 V, where
-    ``F`` already vanishes, but the adjoint circuit has no operating point: the dyadic phase says so
-    instead of returning NaN."""
-    one = Network("sing", (NodeGroup("in", "input", 1), NodeGroup("h", "hidden", 1, leak=0.0),
+    """Hidden nodes with no net conductance to ground: one whose leak a transconductor from the node
+    to itself cancels, and two whose 2 x 2 block the layered engine solves densely (where its block
+    elimination once raised numpy's LinAlgError for the whole batch). At zero input the free state
+    is 0 V, where ``F`` already vanishes, but the adjoint circuit has no operating point: the dyadic
+    phase says so instead of returning NaN. (A node with no DC path at all is refused by the spec.)"""
+    one = Network("sing", (NodeGroup("in", "input", 1), NodeGroup("h", "hidden", 1, leak=1e-4),
                            NodeGroup("out", "output", 1)),
-                  (Coupling("a", "vccs", "in", "h", [[1e-4]]), Coupling("b", "vccs", "h", "out", [[1e-4]])))
+                  (Coupling("a", "vccs", "in", "h", [[1e-4]]), Coupling("c", "vccs", "h", "h", [[1e-4]]),
+                   Coupling("b", "vccs", "h", "out", [[1e-4]])))
     two = Network("sing2", (NodeGroup("in", "input", 1), NodeGroup("h", "hidden", 2, leak=0.0),
                             NodeGroup("out", "output", 2)),
                   (Coupling("a", "vccs", "in", "h", [[1e-4], [1e-4]]),

@@ -45,6 +45,40 @@ def test_simulate_settle_option(tmp_path, capsys):
     assert main(["simulate", SPEC, "--engine", "numpy", "--settle"]) == 2
 
 
+def test_simulate_settle_says_when_the_transient_runs_away(tmp_path, capsys):
+    """Self-feedback of 2x the leak: the DC solution exists (and is unstable); from rest the
+    voltages grow without bound, which is not 'settling elsewhere'."""
+    spec = tmp_path / "runaway.toml"
+    spec.write_text("""name = "runaway"
+[[groups]]
+name = "in"
+role = "input"
+size = 1
+[[groups]]
+name = "out"
+role = "output"
+size = 1
+leak = 1e-4
+[[couplings]]
+name = "i"
+kind = "vccs"
+src = "in"
+dst = "out"
+weight = [[1e-4]]
+[[couplings]]
+name = "s"
+kind = "vccs"
+src = "out"
+dst = "out"
+weight = [[2e-4]]
+[sample]
+inputs = [0.5]
+""")
+    assert main(["simulate", str(spec), "--settle"]) == 0
+    out = capsys.readouterr().out
+    assert "UNSTABLE" in out and "transient from rest RUNS AWAY (|v| reaches" in out, out
+
+
 def test_where_free_transient_steps_cycle_held_steps_settle(ngspice_engine_factory, monkeypatch):
     """layered:12-8-4 at gain 1.5 (loop gain above 1): for 19 of 50 samples (measured) Newton fails
     and pseudo-transient steps that grow freely cycle without settling. The engines' fallback

@@ -84,6 +84,12 @@ def test_params_round_trip_and_shape_mismatch(tmp_path):
     ("name = 'x'\n[[groups]]\nname = 'in'\nsize = 1\n", r"groups\[0\]: missing key\(s\) \['role'\]"),
     ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 2\n[[groups]]\nname = 'o'\nrole = 'output'\n"
      "size = 1\n[sample]\ninputs = ['1', 0]\n", r"sample.inputs must be a number or a list of numbers, got '1'"),
+    # keys that would do nothing: input groups are held by sources; only tanh couplings saturate
+    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\nclamp = [0, 1]\n",
+     r"groups\[0\] is an input group, held by voltage sources: \['clamp'\] would do nothing there"),
+    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+     "size = 1\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4]]\nv_sat = 0.5\n",
+     r"couplings\[0\] has v_sat, which only saturating \(tanh\) couplings use"),
 ])
 def test_bad_spec_files_are_refused_naming_the_field(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -95,3 +101,10 @@ def test_bad_spec_files_are_refused_naming_the_field(tmp_path, text, message):
 def test_missing_spec_file():
     with pytest.raises(SpecError, match="does not exist"):
         load_spec("/nonexistent/spec.toml")
+
+
+def test_a_byte_order_mark_is_read_past(tmp_path):
+    """Editors on Windows may save UTF-8 with a BOM; TOML parsers call it an invalid statement."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + spec_to_toml(random_network("reciprocal", seed=0)).encode())
+    assert spec_to_toml(load_spec(path)) == spec_to_toml(random_network("reciprocal", seed=0))

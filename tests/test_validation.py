@@ -14,7 +14,7 @@ from circuitep.compiler import compile_network
 from circuitep.engines.base import Phase
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.netlist import Element, spice_number
-from circuitep.spec import Coupling, Network, NodeGroup, Sample
+from circuitep.spec import Coupling, DiodeModel, Network, NodeGroup, Sample
 
 IN = NodeGroup("in", "input", 2)
 OUT = NodeGroup("out", "output", 1)
@@ -342,3 +342,51 @@ def test_spice_number_random_floats_round_trip():
     assert values.size > 19_000
     for x in values:
         _check_number(float(x))
+
+
+def test_free_nodes_without_a_dc_path_to_ground_are_refused():
+    """A node fed only by transconductors has no conductance of its own: its voltage is undetermined
+    (ngspice returned 9.99995 V for one, the numpy engines a singular Jacobian)."""
+    hid = NodeGroup("h", "hidden", 2, leak=[1e-4, 0.0])
+    drive = Coupling("w", "vccs", "in", "h", [[1e-4, 0.0], [0.0, 1e-4]])
+    out = NodeGroup("out", "output", 1, leak=0.0)
+    to_out = Coupling("v", "vccs", "h", "out", [[1e-4, 1e-4]])
+    with pytest.raises(ValueError, match=r"free node\(s\) h_1, out_0 have no DC path to ground"):
+        Network("n", (IN, hid, out), (drive, to_out))
+    # a resistor chain to a leaky node, a resistor to an input, or a clamp each give one
+    assert Network("n", (IN, hid, out), (drive, to_out, Coupling("r", "resistor", "h", "h", [[0, 1e-4], [1e-4, 0]]),
+                                         Coupling("ro", "resistor", "h", "out", [[0.0, 1e-4]]))).floating_nodes() == []
+    assert Network("n", (IN, NodeGroup("h", "hidden", 2, leak=0.0), out),
+                   (Coupling("r", "resistor", "in", "h", [[1e-4, 0], [0, 1e-4]]),
+                    Coupling("ro", "resistor", "h", "out", [[1e-4, 0.0]]))).floating_nodes() == []
+    assert Network("n", (IN, NodeGroup("h", "hidden", 2, leak=0.0, clamp=(-1, 1)), NodeGroup(
+        "out", "output", 1, clamp=(-1, 1), leak=0.0)), (drive, to_out)).floating_nodes() == []
+
+
+def test_voltages_beyond_max_volts_are_refused():
+    """Clamp rails at 1e30 V left ngspice at 0 V where the numpy engines found 0.1 V."""
+    with pytest.raises(ValueError, match=r"groups\['out'\]\.clamp\[1\] = 1e\+30 V is beyond \+-1000 V"):
+        NodeGroup("out", "output", 1, clamp=(-1.0, 1e30))
+    with pytest.raises(ValueError, match=r"sample\.inputs\[0\] = -2000 V is beyond"):
+        Network("n", (IN, OUT), (Coupling("r", "resistor", "in", "out", [[1e-4, 1e-4]]),), sample=Sample([-2e3, 0]))
+    net = Network("n", (IN, OUT), (Coupling("r", "resistor", "in", "out", [[1e-4, 1e-4]]),))
+    with pytest.raises(ValueError, match=r"inputs contain 5000 V, beyond \+-1000 V"):
+        NumpyEngine().solve(net, Phase(), np.array([[0.0, 5e3]]))
+    with pytest.raises(ValueError, match=r"targets contain -1e\+06 V, beyond"):
+        NumpyEngine().solve(net, Phase("nudged", beta=1e-6), np.zeros((1, 2)), np.array([[-1e6]]))
+
+
+def test_huge_conductances_do_not_break_the_stability_check():
+    """A 1e308 S leak shorts its node to ground: the operating point is 0 V and stable (the check
+    used to overflow into numpy's 'Array must not contain infs or NaNs')."""
+    net = Network("n", (IN, NodeGroup("out", "output", 1, leak=1e308)),
+                  (Coupling("r", "resistor", "in", "out", [[1e-4, 1e-4]]),))
+    op = NumpyEngine().solve(net, Phase(), np.array([[1.0, 0.5]]))
+    assert abs(op.x[0, 0]) < 1e-300 and op.stable.tolist() == [True]
+    with pytest.raises(ValueError, match=r"diode\.i_sat = 1e\+300 A is beyond 1 A"):
+        DiodeModel(i_sat=1e300)
+
+
+def test_layer_sizes_must_be_whole_numbers():
+    with pytest.raises(ValueError, match=r"sizes = \[2.7, 3.2, 2\] must be whole numbers of nodes"):
+        builders.layered([2.7, 3.2, 2])  # int() would quietly make 2 and 3 of them

@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from circuitep.costs import Cost, SquaredError
-from circuitep.spec import Network
+from circuitep.spec import MAX_VOLTS, Network
 
 PhaseKind = Literal["free", "nudged", "dyadic"]
 
@@ -110,6 +110,8 @@ def check_batch(net: Network, phase: Phase, inputs, targets, x0) -> tuple[np.nda
         y = np.asarray(targets, dtype=float)
         if y.shape != (batch, net.n_outputs) or not np.isfinite(y).all():
             raise ValueError(f"targets have shape {y.shape}, expected finite ({batch}, {net.n_outputs})")
+        if (np.abs(y) > MAX_VOLTS).any():
+            raise ValueError(f"targets contain {y.flat[np.argmax(np.abs(y))]:g} V, beyond +-{MAX_VOLTS:g} V")
         phase.cost.check_targets(y)
     if x0 is not None:
         x0 = np.asarray(x0, dtype=float)
@@ -126,6 +128,14 @@ def capacitance(net: Network) -> np.ndarray:
 
 
 def is_stable(net: Network, jac: np.ndarray) -> np.ndarray:
-    """Per sample: all eigenvalues of ``C^-1 J`` have negative real part."""
-    eig = np.linalg.eigvals(jac / capacitance(net)[None, :, None])
-    return eig.real.max(axis=1) < 0
+    """Per sample: all eigenvalues of ``C^-1 J`` have negative real part. Both are scaled to at most
+    1 first (positive factors keep the signs), so huge conductances cannot overflow; a Jacobian that
+    is not finite (device equations that overflowed) is not called stable."""
+    finite = np.isfinite(jac).all(axis=(1, 2))
+    stable = np.zeros(len(jac), bool)
+    if finite.any():
+        j = jac[finite]
+        j = j / np.maximum(np.abs(j).max(axis=(1, 2)), np.finfo(float).tiny)[:, None, None]
+        c = capacitance(net)
+        stable[finite] = np.linalg.eigvals(j / (c / c.max())[None, :, None]).real.max(axis=1) < 0
+    return stable
