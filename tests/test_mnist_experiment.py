@@ -22,11 +22,11 @@ SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "mnist" / "run
 N_TEST = 100
 
 
-def run_script(tmp_path: Path, mnist_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+def run_script(tmp_path: Path, mnist_dir: Path, *extra: str, config_name: str = "config.json") -> subprocess.CompletedProcess:
     config = json.loads((SCRIPT.parent / "config.json").read_text())
     config["quick"].update(hidden=6, epochs=2, seeds=[0], n_train=300, n_test=N_TEST, ngspice_samples=40)
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    cmd = [sys.executable, str(SCRIPT), "--quick", "--config", str(tmp_path / "config.json"), "--data-dir",
+    (tmp_path / config_name).write_text(json.dumps(config))
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--config", str(tmp_path / config_name), "--data-dir",
            str(mnist_dir), "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"),
            "--no-progress", *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -72,6 +72,10 @@ def test_mnist_script_reports_what_the_issue_asks(tmp_path, mnist_dir):
     assert len(json.loads((run / "metrics.json").read_text())) == 2
     done = run_script(tmp_path, mnist_dir, "--report-only", "--epochs", "3")
     assert "| feedforward | bp | 0 (+1: diverged in epoch 3) |" in done.stdout
+    # another configuration, config-X.json, reports as mnist-X (its runs go to runs/mnist-X by default)
+    done = run_script(tmp_path, mnist_dir, "--report-only", config_name="config-x.json")
+    assert (tmp_path / "results" / "mnist-x-quick.md").read_text() in done.stdout
+    assert "Command: `python experiments/mnist/run.py --quick --config experiments/mnist/config-x.json`" in done.stdout
 
 
 def test_missing_mnist_is_named_not_a_traceback(tmp_path):

@@ -1,6 +1,7 @@
 """MNIST: AEP against EP, VF and backpropagation on circuits with one hidden layer.
 
     python experiments/mnist/run.py [--quick] [--config experiments/mnist/config.json] [--runs-dir runs/mnist]
+    python experiments/mnist/run.py --config experiments/mnist/config-cosine.json   # layered, cosine lr
 
 Two settings (the AEP paper's comparison, on circuits): ``layered`` — forward and backward
 transconductors between hidden and output layers, backward ones initialised symmetric to the
@@ -10,7 +11,8 @@ Every run is a resumable run directory under ``--runs-dir``; finished runs are r
 interrupted experiment continues where it stopped. Then the trained AEP feedforward circuit is taken
 into ngspice: 1,000 test images through its netlist, accuracy and agreement with numpy.
 
-Writes ``experiments/results/mnist{,-quick}.json``, ``.md`` (the table) and ``.png`` (curves).
+Writes ``experiments/results/mnist{,-quick}.json``, ``.md`` (the table) and ``.png`` (curves);
+``config-X.json`` writes ``mnist-X`` instead and keeps its runs under ``runs/mnist-X``.
 Needs the MNIST IDX files: ``CIRCUITEP_MNIST_DIR`` or ``--data-dir``.
 """
 
@@ -186,9 +188,10 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=str(HERE / "config.json"), help="experiment configuration (JSON)")
     p.add_argument("--quick", action="store_true", help="the reduced configuration ('quick' in the config)")
     p.add_argument("--data-dir", help="MNIST IDX folder (default: $CIRCUITEP_MNIST_DIR)")
-    p.add_argument("--runs-dir", default="runs/mnist", help="where run directories go (default runs/mnist)")
+    p.add_argument("--runs-dir", help="where run directories go (default runs/NAME: NAME is mnist for config.json, "
+                                      "mnist-X for config-X.json)")
     p.add_argument("--results-dir", default=str(RESULTS),
-                   help="where mnist{,-quick}.json/.md/.png go (default experiments/results)")
+                   help="where NAME{,-quick}.json/.md/.png go (default experiments/results)")
     p.add_argument("--seeds", type=int, help="use only the first N seeds of the config")
     p.add_argument("--epochs", type=int, help="override the config's epochs (runs resume and extend)")
     p.add_argument("--setting", choices=("layered", "feedforward"),
@@ -210,7 +213,8 @@ def main(argv=None) -> int:
         data = load_dataset("mnist", data_dir=args.data_dir, n_train=cfg.get("n_train"), n_test=cfg.get("n_test"))
     except DatasetError as exc:
         p.error(str(exc))
-    runs_dir = Path(args.runs_dir) / ("quick" if args.quick else "full")
+    name = experiment_name(args.config)
+    runs_dir = Path(args.runs_dir or Path("runs") / name) / ("quick" if args.quick else "full")
     results: dict = {"config": {k: v for k, v in cfg.items() if k != "quick"}, "seeds_used": seeds}
     curves = {}
     for setting in cfg["settings"]:
@@ -236,16 +240,23 @@ def main(argv=None) -> int:
         if (check_run / "trained.toml").exists():
             print(f"ngspice check of {check_run.name} ...", flush=True)
             results[key] = ngspice_check(check_run, data, min(cfg["ngspice_samples"], len(data.x_test)), cfg)
-    stem = Path(args.results_dir) / ("mnist-quick" if args.quick else "mnist")
+    stem = Path(args.results_dir) / (f"{name}-quick" if args.quick else name)
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(table(results, cfg, seeds, args.quick))
+    command = "python experiments/mnist/run.py" + (" --quick" if args.quick else "") + (
+        f" --config experiments/mnist/{Path(args.config).name}" if name != "mnist" else "")
+    stem.with_suffix(".md").write_text(table(results, cfg, seeds, args.quick, command, Path(args.config).name))
     plots.experiment_curves(curves, stem.with_suffix(".png"), f"MNIST, 784-{cfg['hidden']}-10 circuits")
-    print(table(results, cfg, seeds, args.quick))
+    print(table(results, cfg, seeds, args.quick, command, Path(args.config).name))
     return 0
 
 
-def table(results: dict, cfg: dict, seeds, quick: bool) -> str:
+def experiment_name(config: str) -> str:
+    """``mnist`` for config.json, ``mnist-cosine`` for config-cosine.json: names results and runs."""
+    return "mnist" + Path(config).stem.removeprefix("config")
+
+
+def table(results: dict, cfg: dict, seeds, quick: bool, command: str, config_name: str) -> str:
     e = cfg["epochs"]
     first = e - min(LAST_EPOCHS, e) + 1
     schedule = f" ({cfg['lr_schedule']} schedule)" if cfg.get("lr_schedule", "constant") != "constant" else ""
@@ -255,8 +266,8 @@ def table(results: dict, cfg: dict, seeds, quick: bool) -> str:
 
     lines = [f"# MNIST, circuits 784-{cfg['hidden']}-10 ({'quick: ' if quick else ''}{cfg.get('n_train') or 60000} "
              f"train / {cfg.get('n_test') or 10000} test, seeds {seeds}, layered engine)", "",
-             f"Command: `python experiments/mnist/run.py{' --quick' if quick else ''}` (configuration "
-             f"`experiments/mnist/config.json`: lr {cfg['lr']}{schedule}, batch {cfg['batch_size']}, momentum {cfg['momentum']}, "
+             f"Command: `{command}` (configuration "
+             f"`experiments/mnist/{config_name}`: lr {cfg['lr']}{schedule}, batch {cfg['batch_size']}, momentum {cfg['momentum']}, "
              f"beta {cfg['beta_rel']} x leak, {e} epochs). Mean ± std over the seeds that completed {e} epochs "
              f"(epoch 1: over every seed run; a run that diverged stopped at its last completed epoch). At a constant "
              f"learning rate test accuracy moves by tenths of a percent from one epoch to the next: 'mean of epochs "
