@@ -151,13 +151,15 @@ def cmd_simulate(args) -> int:
         result["settled_nodes"] = dict(zip(net.free_nodes, final.tolist()))
     _print_op(result)
     if args.settle:
-        reached = max(abs(v) for v in result["settled_nodes"].values())
+        reached = np.abs(np.array(list(result["settled_nodes"].values())))
         if result["settles"]:
             verdict = "settles at this operating point"
-        elif not reached <= MAX_VOLTS:
-            verdict = f"RUNS AWAY (|v| reaches {reached:.1e} V): the circuit does not settle"
+        elif not (np.isfinite(reached).all() and reached.max() <= MAX_VOLTS):
+            verdict = f"RUNS AWAY (|v| reaches {np.nanmax(reached):.1e} V): the circuit does not settle"
+        elif not result["stable"]:
+            verdict = "LEAVES this unstable operating point (it may still be moving at the end)"
         else:
-            verdict = "ends ELSEWHERE"
+            verdict = "ends ELSEWHERE (at another operating point)"
         print(f"transient from rest {verdict} (largest difference {result['settle_max_diff_v']:.1e} V)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -23,7 +23,7 @@ from circuitep import kcl
 from circuitep.costs import Cost, CrossEntropy, SquaredError
 from circuitep.devices import GMIN, THERMAL_VOLTAGE
 from circuitep.netlist import Element, ModelCard, Netlist, Section, spice_number, write
-from circuitep.spec import Coupling, Network
+from circuitep.spec import Coupling, Network, voltage_rows
 
 PHASES = ("free", "nudged", "aep", "dyadic")
 FORMS = ("literal", "folded")
@@ -123,6 +123,7 @@ def compile_network(net: Network, phase: str = "free", form: str = "literal", *,
         beta = 0.0
     if inputs is None:
         inputs = net.sample.inputs if net.sample is not None else np.zeros(net.n_inputs)
+    given = targets is not None  # else placeholders: engines set each sample's targets later
     if targets is None:
         targets = (net.sample.targets if net.sample is not None and net.sample.targets is not None
                    else np.full(net.n_outputs, 1.0 / net.n_outputs))
@@ -130,9 +131,11 @@ def compile_network(net: Network, phase: str = "free", form: str = "literal", *,
         x0 = np.zeros(net.n_free)
     u = net.expand_inputs(np.asarray(inputs, dtype=float)[None])
     targets = np.asarray(targets, dtype=float)
-    if targets.shape != (net.n_outputs,) or not np.isfinite(targets).all():
-        raise ValueError(f"targets have shape {targets.shape}, expected finite ({net.n_outputs},)")
-    cost.check_targets(targets)
+    if targets.shape != (net.n_outputs,):
+        raise ValueError(f"targets have shape {targets.shape}, expected ({net.n_outputs},)")
+    voltage_rows("targets", targets[None], net.n_outputs)
+    if given and phase != "free":
+        cost.check_targets(targets)
     x0 = np.asarray(x0, dtype=float)
     if x0.shape != (net.n_free,):
         raise ValueError(f"x0 has shape {x0.shape}, expected ({net.n_free},)")

@@ -239,15 +239,16 @@ def _find(directory: Path, stem: str) -> Path | None:
 
 def _load_verified(path: Path, stem: str, sums: dict[str, str], name: str) -> np.ndarray:
     data = _read_bytes(path)
+    digest = hashlib.sha256(data).hexdigest()
     other, known = (("fashion-mnist", FASHION_MNIST_SHA256) if name == "mnist" else ("mnist", MNIST_SHA256))
-    if hashlib.sha256(data).hexdigest() == known[stem]:  # same shapes: nothing else would tell them apart
+    if digest == known[stem]:  # same shapes: nothing else would tell them apart
         raise DatasetError(f"{path} is the {other} file {stem!r} (its SHA-256 matches), not {name}'s; "
                            f"point the {name} data directory at {name}'s files")
-    checks = [(stem, data)] if stem in sums else []
+    checks = [(stem, digest)] if stem in sums else []
     if path.name != stem and path.name in sums:
-        checks.append((path.name, path.read_bytes()))
-    for listed, content in checks:
-        if hashlib.sha256(content).hexdigest() != sums[listed]:
+        checks.append((path.name, hashlib.sha256(path.read_bytes()).hexdigest()))
+    for listed, found in checks:
+        if found != sums[listed]:
             raise DatasetError(f"{path}: SHA-256 checksum mismatch with {listed!r} in "
                                f"{path.parent / 'SHA256SUMS'}; the file is corrupt or a different "
                                "version: delete it and provide it again")

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import time
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def read_diverged(out: str | Path) -> dict | None:
     """Where and why a run directory's training diverged (``diverged.json``), or None. Delete the
     file to train the run again from its last checkpoint (e.g. with another engine)."""
     path = Path(out) / "diverged.json"
-    return _read_run_file(path, lambda p: json.loads(p.read_text())) if path.exists() else None
+    return _read_run_file(path, _read_json_object) if path.exists() else None
 
 
 def data_identity(data: Dataset) -> dict:
@@ -67,11 +68,18 @@ def _describe_data(identity: dict) -> str:
             f"sha256 {str(identity.get('sha256'))[:12]}")
 
 
+def _read_json_object(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def _read_run_file(path: Path, read):
     """``read(path)``, with any failure reported as a :class:`RunError` that names the file."""
     try:
         return read(path)
-    except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise RunError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the run directory is "
                        "damaged: delete the file or start a new run") from exc
 
@@ -112,10 +120,10 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
             raise RunError(f"{out}/spec.toml differs from the spec given; resume with the same spec")
         state = _read_run_file(ckpt, load_checkpoint)
         if config.epochs < state.epoch:
-            raise RunError(f"{out} has {state.epoch} epochs already; --epochs {config.epochs} would undo them")
+            raise RunError(f"{out} is already at epoch {state.epoch}; pass --epochs {state.epoch} or more")
         trained_on = out / "data.json"
         if trained_on.exists():  # runs from before data.json was written cannot be checked
-            saved_data = _read_run_file(trained_on, lambda p: json.loads(p.read_text()))
+            saved_data = _read_run_file(trained_on, _read_json_object)
             if saved_data != identity:
                 raise RunError(f"{out} was trained on other data ({_describe_data(saved_data)}) than given "
                                f"({_describe_data(identity)}); resume with the same data set and sizes")

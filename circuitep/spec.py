@@ -74,10 +74,15 @@ def _as_array(path: str, value: object, booleans: bool, what: str) -> np.ndarray
         return arr
     elements = list(np.asarray(value, dtype=object).flat)  # lists: numpy would turn True into 1.0
     ok = (lambda v: isinstance(v, (bool, np.bool_))) if booleans else _is_number
-    bad = next((v for v in elements if not ok(v)), None)
-    if bad is not None or not elements:
-        raise TypeError(f"{path} must be {what}, got {value if bad is None else bad!r}")
-    return arr.astype(float) if arr.dtype.kind == "O" else arr  # "O": integers beyond int64
+    bad = [v for v in elements if not ok(v)][:1] or ([] if elements else [value])
+    if bad:
+        raise TypeError(f"{path} must be {what}, got {bad[0]!r}")
+    if arr.dtype.kind == "O":  # integers beyond int64
+        try:
+            return arr.astype(float)
+        except OverflowError as exc:
+            raise ValueError(f"{path} holds an integer too large for a float") from exc
+    return arr
 
 
 def check_array(path: str, value: object, shape: tuple[int, ...], *, nonnegative: bool = False,
@@ -111,6 +116,19 @@ def check_volts(path: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
         idx = tuple(int(i) for i in np.argwhere(np.abs(arr) > MAX_VOLTS)[0])
         raise ValueError(f"{path}{list(idx) if idx else ''} = {arr[idx]:g} V is beyond +-{MAX_VOLTS:g} V")
     return arr
+
+
+def voltage_rows(what: str, value, width: int, batch: int | None = None) -> np.ndarray:
+    """``value`` as float rows ``(batch, width)`` of voltages (inputs, targets of a batch): finite,
+    within +-:data:`MAX_VOLTS`; errors say which ``what``."""
+    a = np.asarray(value, dtype=float)
+    if a.ndim != 2 or a.shape[1] != width or batch is not None and a.shape[0] != batch:
+        raise ValueError(f"{what} have shape {a.shape}, expected ({'batch' if batch is None else batch}, {width})")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what} contain NaN or infinite values")
+    if (np.abs(a) > MAX_VOLTS).any():
+        raise ValueError(f"{what} contain {a.flat[np.argmax(np.abs(a))]:g} V, beyond +-{MAX_VOLTS:g} V")
+    return a
 
 
 def _positive_float(path: str, value: object) -> float:
@@ -399,14 +417,7 @@ class Network:
 
         Inverted groups carry the negated voltages of the group they invert.
         """
-        u = np.asarray(inputs, dtype=float)
-        if u.ndim != 2 or u.shape[1] != self.n_inputs:
-            raise ValueError(f"inputs have shape {u.shape}, expected (batch, {self.n_inputs}) for "
-                             f"network {self.name!r}")
-        if not np.isfinite(u).all():
-            raise ValueError("inputs contain NaN or infinite values")
-        if (np.abs(u) > MAX_VOLTS).any():
-            raise ValueError(f"inputs contain {u.flat[np.argmax(np.abs(u))]:g} V, beyond +-{MAX_VOLTS:g} V")
+        u = voltage_rows("inputs", inputs, self.n_inputs)
         primary, k = {}, 0
         for g in self.primary_input_groups:
             primary[g.name] = u[:, k:k + g.size]

@@ -28,6 +28,9 @@ from circuitep.spec import MAX_VOLTS, Network
 from circuitep.specio import atomic_path
 
 ALGORITHMS = ("aep", "ep", "vf", "dyadic", "bp")
+#: Smallest trained leak, relative to the natural scale: a leak of 0 would leave a node fed only by
+#: transconductors without a DC path to ground (no operating point; the spec refuses it).
+LEAK_FLOOR = 1e-3
 LR_SCHEDULES = ("constant", "cosine")
 #: Samples in a row (whole batches, at least one) without an operating point after which training
 #: stops as diverged: with no converged sample there is no update, so the parameters stay where no
@@ -118,7 +121,7 @@ class TrainConfig:
         if not self.v_off < self.v_on:
             raise ValueError(f"v_on = {self.v_on} must be above v_off = {self.v_off}: the predicted class is "
                              "the output with the highest voltage")
-        if self.cost == "xent" and (self.v_off < 0 or self.v_on <= self.v_off):
+        if self.cost == "xent" and self.v_off < 0:  # (v_off < v_on is checked above)
             raise ValueError(f"cross-entropy targets are probabilities: need 0 <= v_off < v_on, got "
                              f"v_off = {self.v_off}, v_on = {self.v_on}")
         lo, hi = self.g_bounds
@@ -156,7 +159,7 @@ def init_state(net: Network, config: TrainConfig) -> TrainState:
 def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig,
               sigma: float | None = None) -> dict[str, np.ndarray]:
     """Keep every parameter physical: resistor conductances within bounds, transconductances within
-    ``+-w_max``, leaks (when trained) within ``[0, g_max]``; optional quantisation to ``levels``
+    ``+-w_max``, leaks (when trained) within ``[max(g_min, LEAK_FLOOR), g_max]``; optional quantisation to ``levels``
     values. Bounds are relative to ``sigma`` (default: the network's natural scale); training
     passes the initial network's, so that trained leaks cannot move their own bounds."""
     sigma = natural_scale(net) if sigma is None else sigma
@@ -171,10 +174,11 @@ def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig,
             step = (hi - lo) / (config.levels - 1)
             w = np.clip(lo + np.round((w - lo) / step) * step, lo, hi)  # rounding may overshoot by an ulp
         out[c.name] = np.where(c.mask, w, 0.0)
-    for g in net.free_groups:
-        key = f"{g.name}.leak"
-        if key in out:
-            out[key] = np.clip(out[key], 0.0, config.g_bounds[1] * sigma)
+    if config.train_leak:
+        lo = max(config.g_bounds[0], LEAK_FLOOR) * sigma
+        for g in net.free_groups:
+            key = f"{g.name}.leak"
+            out[key] = np.clip(out[key], lo, config.g_bounds[1] * sigma)
     return out
 
 
@@ -413,7 +417,7 @@ def save_checkpoint(path: str | Path, state: TrainState) -> None:
 
 
 def load_checkpoint(path: str | Path) -> TrainState:
-    with np.load(path) as data:
+    with open(path, "rb") as f, np.load(f) as data:  # np.load(path) leaks the file when it is not a zip
         params = {k[6:]: data[k] for k in data.files if k.startswith("param/")}
         velocity = {k[9:]: data[k] for k in data.files if k.startswith("velocity/")}
         return TrainState(params, velocity, int(data["epoch"]), tuple(json.loads(str(data["records"]))))

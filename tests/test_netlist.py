@@ -4,12 +4,15 @@ text other than identifiers, numbers and the compiler's expressions to reach ngs
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from circuitep import builders
 from circuitep.compiler import FORMS, PHASES, Tolerances, compile_network
 from circuitep.costs import CrossEntropy, SquaredError
+from circuitep.spec import Sample
 from circuitep.netlist import (ELEMENT_KINDS, SWEEP_SOURCE, Element, ModelCard, Netlist, Section, check_expression, spice_number,
                                write, write_sweep)
 
@@ -261,3 +264,18 @@ def test_cross_entropy_nudge_refuses_targets_that_are_not_probabilities(targets)
     with pytest.raises(ValueError, match="cross-entropy targets are probabilities"):
         compile_network(net, "nudged", "literal", beta=1e-6, cost=CrossEntropy(), inputs=[0.5, 0.5, 0.5],
                         targets=targets)
+
+
+def test_placeholder_targets_are_not_checked_against_the_cost():
+    """Engines compile without targets and set each sample's later: a spec whose sample holds
+    squared-error targets (all zero) must still compile for cross-entropy, and a free phase never
+    uses targets at all."""
+    net = replace(builders.layered([3, 4, 3], seed=0), sample=Sample(np.full(3, 0.5), np.zeros(3)))
+    compile_network(net, "nudged", "literal", beta=1e-6, cost=CrossEntropy())
+    compile_network(net, "free", "literal", cost=CrossEntropy(), inputs=[0.5, 0.5, 0.5], targets=[-1.0, 0.0, 1.0])
+
+
+def test_compile_refuses_target_voltages_the_engines_refuse():
+    net = builders.layered([3, 4, 3], seed=0)
+    with pytest.raises(ValueError, match=r"targets contain 1e\+06 V, beyond \+-1000 V"):
+        compile_network(net, "nudged", "literal", beta=1e-6, inputs=[0.5, 0.5, 0.5], targets=[1e6, 0.0, 0.0])

@@ -52,7 +52,8 @@ from circuitep.datasets import load_dataset
 from circuitep.engines.base import ConvergenceError, Phase
 from circuitep.engines.layered import LayeredEngine
 from circuitep.runs import RunError, train_run
-from circuitep.train import TrainConfig, Trainer, constrain, init_state, load_checkpoint, lr_scale, natural_scale
+from circuitep.specio import load_spec
+from circuitep.train import LEAK_FLOOR, TrainConfig, Trainer, constrain, init_state, load_checkpoint, lr_scale, natural_scale
 
 RESUME_SPEC = "ff:64-16-10"
 RESUME_CONFIG = TrainConfig(epochs=3, batch_size=32, lr=0.05, v_on=1.0, seed=0)
@@ -129,7 +130,7 @@ def test_resume_with_other_config_or_spec_is_refused(tmp_path):
     other = load_dataset("digits", n_train=len(data.x_train), n_test=len(data.x_test), seed=1)
     with pytest.raises(RunError, match=r"trained on other data \(digits, .* sha256 .*resume with the same data"):
         train_run(net, other, LayeredEngine(), RESUME_CONFIG, out, resume=True, progress=False)
-    with pytest.raises(RunError, match=r"has 2 epochs already; --epochs 1 would undo them"):
+    with pytest.raises(RunError, match=r"is already at epoch 2; pass --epochs 2 or more"):
         train_run(net, data, LayeredEngine(), replace(RESUME_CONFIG, epochs=1), out, resume=True, progress=False)
     assert (out / "checkpoint.npz").read_bytes() == before, "a refused resume touched the checkpoint"
 
@@ -138,8 +139,11 @@ def test_resume_with_other_config_or_spec_is_refused(tmp_path):
     ("config.json", "not json", r"config\.json cannot be read \(JSONDecodeError"),
     ("config.json", '{"foo": 1}', r"config\.json cannot be read \(ValueError: unknown key\(s\) \['foo'\]"),
     ("checkpoint.npz", "", r"checkpoint\.npz cannot be read \(EOFError"),
+    ("checkpoint.npz", "PK\x03\x04 truncated", r"checkpoint\.npz cannot be read \(BadZipFile"),
     ("data.json", "[1", r"data\.json cannot be read"),
-], ids=["config-not-json", "config-unknown-key", "checkpoint-empty", "data-json"])
+    ("data.json", "[1]", r"data\.json cannot be read \(ValueError: expected a JSON object, got list"),
+], ids=["config-not-json", "config-unknown-key", "checkpoint-empty", "checkpoint-truncated", "data-json",
+        "data-json-list"])
 def test_resume_of_a_damaged_run_names_the_file(tmp_path, damage):
     name, text, message = damage
     net, data = from_shorthand(RESUME_SPEC, seed=0), resume_data()
@@ -476,8 +480,11 @@ def test_constrain_bounds_and_masks():
         inside = c.mask & (p > lo) & (p < hi)
         assert inside.any() and np.array_equal(w[inside], p[inside]), f"{c.name}: in-bound values moved"
     assert kinds == {"resistor", "vccs"}
+    trained_leaks = constrain(net, params, replace(config, train_leak=True))
     for g in net.free_groups:
-        assert np.array_equal(out[f"{g.name}.leak"], np.clip(params[f"{g.name}.leak"], 0.0, 3.0 * sigma))
+        key = f"{g.name}.leak"
+        assert np.array_equal(out[key], params[key]), "leaks that are not trained are left alone"
+        assert np.array_equal(trained_leaks[key], np.clip(params[key], 0.5 * sigma, 3.0 * sigma)), "trained leaks"
         assert np.array_equal(out[f"{g.name}.bias"], params[f"{g.name}.bias"]), "biases are not bounded"
     again = constrain(net, out, config)
     assert all(np.array_equal(v, again[k]) for k, v in out.items()), "constrain is not idempotent"
@@ -492,7 +499,20 @@ def test_trained_leaks_stay_within_the_initial_scale(tmp_path):
     summary = train_run(net, data, LayeredEngine(), config, tmp_path / "run", progress=False)
     for key in ("h1.leak", "out.leak"):
         leak = summary["params"][key]
-        assert np.all((0 <= leak) & (leak <= config.g_bounds[1] * sigma)), f"{key} = {leak} S, sigma = {sigma} S"
+        assert np.all((LEAK_FLOOR * sigma <= leak) & (leak <= config.g_bounds[1] * sigma)), f"{key} = {leak} S"
+
+
+def test_trained_leaks_keep_a_dc_path(tmp_path):
+    """The outputs of ff circuits reach ground only through their leaks: trained to 0 they would
+    leave no DC path, a network the spec refuses, and training crashed building it (a review's run:
+    --v-on 10 drives an output leak down to the floor). The run now ends as the circuit does: here
+    it stops as diverged in epoch 5 (measured), its trained circuit a valid spec."""
+    net, data = from_shorthand("ff:2-2-2", seed=0), load_dataset("xor")
+    config = TrainConfig(train_leak=True, v_on=10.0, epochs=5, batch_size=4)
+    summary = train_run(net, data, LayeredEngine(), config, tmp_path / "run", progress=False)
+    assert summary["params"]["out.leak"].min() == pytest.approx(LEAK_FLOOR * natural_scale(net), rel=1e-12)
+    trained = load_spec(tmp_path / "run" / "trained.toml")
+    assert trained.floating_nodes() == [] and trained.group("out").leak.min() > 0
 
 
 @pytest.mark.parametrize("levels", [2, 3, 5, 16])

@@ -249,7 +249,7 @@ def test_engine_refuses_bad_batches(engine, net):
         engine.solve(net, Phase(), np.array([[0.0, np.nan, 0.0, 0.0]]))
     with pytest.raises(ValueError, match=re.escape("the nudged phase needs targets of shape (2, 3)")):
         engine.solve(net, Phase("nudged", 1e-6), u)
-    with pytest.raises(ValueError, match=re.escape("targets have shape (2, 2), expected finite (2, 3)")):
+    with pytest.raises(ValueError, match=re.escape("targets have shape (2, 2), expected (2, 3)")):
         engine.solve(net, Phase("nudged", 1e-6), u, np.zeros((2, 2)))
     with pytest.raises(ValueError, match="the AEP correction needs the free state x0"):
         engine.solve(net, Phase("nudged", 1e-6, aep=True), u, np.zeros((2, 3)))

@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from circuitep.costs import Cost, SquaredError
-from circuitep.spec import MAX_VOLTS, Network
+from circuitep.spec import Network, voltage_rows
 
 PhaseKind = Literal["free", "nudged", "dyadic"]
 
@@ -107,11 +107,7 @@ def check_batch(net: Network, phase: Phase, inputs, targets, x0) -> tuple[np.nda
     if phase.kind != "free":
         if targets is None:
             raise ValueError(f"the {phase.kind} phase needs targets of shape ({batch}, {net.n_outputs})")
-        y = np.asarray(targets, dtype=float)
-        if y.shape != (batch, net.n_outputs) or not np.isfinite(y).all():
-            raise ValueError(f"targets have shape {y.shape}, expected finite ({batch}, {net.n_outputs})")
-        if (np.abs(y) > MAX_VOLTS).any():
-            raise ValueError(f"targets contain {y.flat[np.argmax(np.abs(y))]:g} V, beyond +-{MAX_VOLTS:g} V")
+        y = voltage_rows("targets", targets, net.n_outputs, batch)
         phase.cost.check_targets(y)
     if x0 is not None:
         x0 = np.asarray(x0, dtype=float)
