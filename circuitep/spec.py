@@ -186,6 +186,9 @@ class NodeGroup:
         object.__setattr__(self, "bias", check_array(f"{path}.bias", self.bias, shape))
         object.__setattr__(self, "capacitance",
                            check_array(f"{path}.capacitance", self.capacitance, shape, positive=True))
+        if self.role == "input" and (self.clamp is not None or self.bias.any()):
+            raise ValueError(f"{path} is an input group, held by voltage sources: a clamp or bias current would "
+                             "do nothing there")
         if self.clamp is not None:
             lo, hi = check_volts(f"{path}.clamp", self.clamp, (2,))
             if not lo < hi:

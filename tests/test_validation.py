@@ -390,3 +390,9 @@ def test_huge_conductances_do_not_break_the_stability_check():
 def test_layer_sizes_must_be_whole_numbers():
     with pytest.raises(ValueError, match=r"sizes = \[2.7, 3.2, 2\] must be whole numbers of nodes"):
         builders.layered([2.7, 3.2, 2])  # int() would quietly make 2 and 3 of them
+
+
+@pytest.mark.parametrize("extra", [dict(clamp=(0.0, 1.0)), dict(bias=1e-6)])
+def test_input_groups_refuse_a_clamp_or_bias(extra):
+    with pytest.raises(ValueError, match=r"groups\['in'\] is an input group, held by voltage sources"):
+        NodeGroup("in", "input", 2, **extra)
