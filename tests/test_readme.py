@@ -41,14 +41,24 @@ def _shown(stat) -> str:
     return f"{mean} %" if stat["seeds"] == 1 else f"{mean} ± {100 * stat['std']:.2f} %"
 
 
-def test_mnist_table_matches_the_committed_results():
-    results = json.loads((ROOT / "experiments" / "results" / "mnist.json").read_text())
+#: The settings the README's MNIST tables show, and where their results are committed.
+MNIST_RESULTS = {"feedforward": ("mnist.json", "feedforward"), "layered": ("mnist.json", "layered"),
+                 "layered, cosine lr": ("mnist-cosine.json", "layered")}
+
+
+def test_mnist_tables_match_the_committed_results():
     section = README.split("## MNIST", 1)[1].split("\n## ", 1)[0]
     rows = [[cell.strip().replace("*", "") for cell in line.split("|")[1:-1]]
             for line in section.splitlines() if line.startswith("| ") and not line.startswith("| setting")]
-    assert len(rows) == sum(len(results[s]) for s in ("feedforward", "layered")), "one row per committed run"
+    results = {name: json.loads((ROOT / "experiments" / "results" / name).read_text())
+               for name in {file for file, _ in MNIST_RESULTS.values()}}
+    expected = {(file, setting, algorithm) for file, setting in MNIST_RESULTS.values()
+                for algorithm in results[file].get(setting, {})}
+    shown = {(*MNIST_RESULTS[row[0]], MNIST_ALGORITHMS[row[1]]) for row in rows}
+    assert shown == expected and len(rows) == len(expected), "one row per committed run"
     for setting, algorithm, seeds, epoch1, epoch20, last in rows:
-        summary = results[setting][MNIST_ALGORITHMS[algorithm]]
+        file, key = MNIST_RESULTS[setting]
+        summary = results[file][key][MNIST_ALGORITHMS[algorithm]]
         if summary is None:  # not run
             assert (seeds.split()[0], epoch1, epoch20, last) == ("0", "", "", ""), (setting, algorithm)
             continue
