@@ -146,6 +146,9 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
         kind = data.get("kind")
         if kind not in ("resistor", "vccs", "tanh"):
             raise ValueError(f"graph edge {a!r} -> {b!r}: kind = {kind!r} must be resistor, vccs or tanh")
+        if kind != "resistor" and not graph.is_directed():
+            raise ValueError(f"graph edge {a!r} - {b!r}: a {kind} transconductor has a direction; build the network "
+                             "from an nx.DiGraph (an undirected graph may hold resistors only)")
         if "weight" not in data:
             raise ValueError(f"graph edge {a!r} -> {b!r}: missing weight")
         (ga, ia), (gb, ib) = where[a], where[b]

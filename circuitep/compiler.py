@@ -29,6 +29,10 @@ PHASES = ("free", "nudged", "aep", "dyadic")
 FORMS = ("literal", "folded")
 
 
+#: Relative tolerances ngspice can meet and that still mean something.
+RELTOL_RANGE = (1e-14, 1e-2)
+
+
 @dataclass(frozen=True)
 class Tolerances:
     """ngspice convergence options, written into every netlist (defaults suit small-beta gradients).
@@ -45,8 +49,13 @@ class Tolerances:
     def __post_init__(self):
         for key in ("reltol", "vntol", "abstol"):
             v = getattr(self, key)
-            if isinstance(v, bool) or not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+            if isinstance(v, bool) or not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
                 raise ValueError(f"tolerance {key} = {v!r} must be a positive number")
+        # below double precision ngspice can never meet reltol (1e-16 hung its op); at 1 it accepts
+        # the first iterate (0.64 V off)
+        if not RELTOL_RANGE[0] <= self.reltol <= RELTOL_RANGE[1]:
+            raise ValueError(f"tolerance reltol = {self.reltol!r} must be within {RELTOL_RANGE[0]:g} .. "
+                             f"{RELTOL_RANGE[1]:g} (ngspice's default is 1e-3)")
 
     def as_dict(self) -> dict:
         return {"reltol": self.reltol, "vntol": self.vntol, "abstol": self.abstol, "gmin": GMIN}

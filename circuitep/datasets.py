@@ -119,6 +119,8 @@ class Dataset:
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if not isinstance(x, np.ndarray) or x.dtype != np.float64 or x.ndim != 2:
                 raise DatasetError(f"{xf} must be a 2-D float64 array, got {_describe(x)}")
+            if x.shape[0] == 0:
+                raise DatasetError(f"{xf} has no samples: training and testing need at least one each")
             bad = ~((x >= 0.0) & (x <= 1.0))  # also catches NaN
             if bad.any():
                 index = [int(i) for i in np.argwhere(bad)[0]]

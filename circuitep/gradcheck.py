@@ -125,12 +125,15 @@ def loop_gain(net: Network) -> float:
     spectral radius of ``G_a^-1 W_ab G_b^-1 W_ba`` for a pair between groups ``a`` and ``b``, ``G``
     their leak conductances (the least a node sees, so the largest gain). Above 1 the linearised
     loop amplifies some pattern of voltages all the way round: where the clamps are off a state can
-    run away, and the circuit may hold several operating points or no stable one. 0 without pairs."""
+    run away, and the circuit may hold several operating points or no stable one. 0 without pairs;
+    inf where a node of a loop has no leak (only its clamp holds it)."""
     gains = [0.0]
     couplings = {c.name: c for c in net.couplings}
     for p, q in transconductor_pairs(net):
         wp, wq = net.params()[p], net.params()[q]  # p: from a to b, q: from b to a
         g_a, g_b = net.group(couplings[p].src).leak, net.group(couplings[p].dst).leak
+        if not (g_a > 0).all() or not (g_b > 0).all():  # the gain with only diodes to hold a node is unbounded
+            return float("inf")
         first, second = wq / g_a[:, None], wp / g_b[:, None]
         # AB and BA have the same nonzero eigenvalues: take the smaller product
         loop = first @ second if first.shape[0] <= second.shape[0] else second @ first

@@ -456,6 +456,9 @@ class Network:
         unknown = set(params) - set(known)
         if unknown:
             raise KeyError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(known)}")
+        for c in self.couplings:
+            if c.name in params and np.shape(params[c.name]) != c.weight.shape:
+                raise ValueError(f"parameter {c.name!r} has shape {np.shape(params[c.name])}, expected {c.weight.shape}")
         couplings = tuple(replace(c, weight=params[c.name]) if c.name in params else c for c in self.couplings)
         groups = tuple(
             replace(g, bias=params.get(f"{g.name}.bias", g.bias), leak=params.get(f"{g.name}.leak", g.leak))

@@ -90,6 +90,15 @@ class TrainConfig:
     eval_train_samples: int | None = None
 
     def __post_init__(self):
+        for key in ("centered", "train_leak"):
+            if not isinstance(getattr(self, key), (bool, np.bool_)):
+                raise ValueError(f"{key} = {getattr(self, key)!r} must be True or False")
+        if isinstance(self.seed, (bool, np.bool_)) or not isinstance(self.seed, (int, np.integer)) \
+                or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed = {self.seed!r} must be an integer in 0 .. 2**32 - 1")
+        if not isinstance(self.g_bounds, (tuple, list)) or len(self.g_bounds) != 2:
+            raise ValueError(f"g_bounds = {self.g_bounds!r} must be a pair (g_min, g_max)")
+        object.__setattr__(self, "g_bounds", tuple(self.g_bounds))  # a list would not compare equal on resume
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
         for key in ("lr", "beta_rel", "tau"):

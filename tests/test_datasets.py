@@ -206,6 +206,12 @@ def test_bad_n_test_and_misplaced_options():
 # ---------------------------------------------------------------------------- Dataset, voltages
 
 
+def test_a_split_without_samples_is_refused():
+    x, y = np.zeros((2, 3)), np.array([0, 1])
+    with pytest.raises(DatasetError, match=r"toy: x_test has no samples"):
+        Dataset("toy", x, y, np.zeros((0, 3)), np.zeros(0, np.int64), 2)
+
+
 def test_dataset_validation_names_the_field():
     x, y = np.zeros((3, 2)), np.array([0, 1, 1])
     Dataset("ok", x, y, x, y, 2)

@@ -313,3 +313,19 @@ def test_pseudo_transient_holds_each_step_to_max_step():
     assert abs(free_x[0, 0] - 5) <= 1e-9 and abs(held_x[0, 0] - 5) <= 1e-9
     assert free_it[0] < 20 <= 50 <= held_it[0]
     assert np.abs(np.diff(np.concatenate(visited)[:, 0])).max() <= 0.1 + 1e-15
+
+
+@pytest.mark.parametrize("engine", [LayeredEngine(), NumpyEngine()], ids=lambda e: e.name)
+def test_slow_nodes_do_not_pass_for_settled(engine):
+    """Capacitances only set the dynamics, not the operating point. With hidden nodes of 0.05 F
+    beside outputs of 1 pF, the pseudo-transient fallback (needed: gain 1 makes Newton fail for some
+    samples) took a short step of the slow nodes for convergence: 11 of 50 samples were reported
+    converged with KCL residuals up to 5e-5 A (measured before the fix)."""
+    from circuitep import kcl
+
+    net = from_shorthand("layered:10-8-4", seed=1, gain=1.0)
+    slow = replace(net, groups=tuple(replace(g, capacitance=0.05) if g.name == "h1" else g for g in net.groups))
+    u = np.random.default_rng(0).uniform(0, 1, (50, 10))
+    op = engine.solve(slow, Phase(), u)
+    f, _ = kcl.residual(slow, slow.expand_inputs(u), op.x, jacobian=False)
+    assert op.converged.all() and np.abs(f).max() <= 1e-12, f"max |F| = {np.abs(f).max():.1e} A"

@@ -279,3 +279,10 @@ def test_compile_refuses_target_voltages_the_engines_refuse():
     net = builders.layered([3, 4, 3], seed=0)
     with pytest.raises(ValueError, match=r"targets contain 1e\+06 V, beyond \+-1000 V"):
         compile_network(net, "nudged", "literal", beta=1e-6, inputs=[0.5, 0.5, 0.5], targets=[1e6, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("reltol", [1e-16, 1.0])
+def test_tolerances_ngspice_cannot_meet_or_that_mean_nothing_are_refused(reltol):
+    """reltol 1e-16 (below double precision) hung ngspice's op; 1.0 let it return 0.64 V off."""
+    with pytest.raises(ValueError, match=r"tolerance reltol = .* must be within 1e-14 .. 0.01"):
+        Tolerances(reltol=reltol)

@@ -571,6 +571,11 @@ def test_quantised_values_stay_within_bounds():
     (dict(on_failure="retry"), r"on_failure = 'retry' must be 'skip' or 'stop'"),
     (dict(lr_schedule="linear"), r"lr_schedule = 'linear' is not one of \('constant', 'cosine'\)"),
     (dict(g_bounds=(0.0, math.inf)), r"g_bounds = \(0.0, inf\) needs 0 <= g_min < g_max < inf"),
+    (dict(g_bounds=(0.0, 1.0, 2.0)), r"g_bounds = \(0.0, 1.0, 2.0\) must be a pair"),
+    (dict(train_leak="false"), r"train_leak = 'false' must be True or False"),  # a non-empty string is truthy
+    (dict(centered="no"), r"centered = 'no' must be True or False"),
+    (dict(seed=-1), r"seed = -1 must be an integer in 0 .. 2\*\*32 - 1"),
+    (dict(seed="0"), r"seed = '0' must be an integer"),
     (dict(w_max=math.inf), r"w_max = inf must be positive and finite"),
     # targets: the class is the highest output, so v_on must be above v_off, and both are voltages
     (dict(v_on=0.0, v_off=1.0), r"v_on = 0.0 must be above v_off = 1.0"),
@@ -582,6 +587,11 @@ def test_quantised_values_stay_within_bounds():
 def test_train_config_refuses_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kwargs)
+
+
+def test_g_bounds_given_as_a_list_resume_like_a_tuple(tmp_path):
+    """config.json stores a pair as a list and reads it back as a tuple: both must compare equal."""
+    assert TrainConfig(g_bounds=[0.0, 10.0]) == TrainConfig(g_bounds=(0.0, 10.0))
 
 
 def test_train_config_cost_is_checked():

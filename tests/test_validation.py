@@ -396,3 +396,42 @@ def test_layer_sizes_must_be_whole_numbers():
 def test_input_groups_refuse_a_clamp_or_bias(extra):
     with pytest.raises(ValueError, match=r"groups\['in'\] is an input group, held by voltage sources"):
         NodeGroup("in", "input", 2, **extra)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(kind="nudged", beta="1e-6"), r"beta = '1e-6' must be a finite real number"),
+    (dict(kind="nudged", beta=1j), r"beta = 1j must be a finite real number"),
+    (dict(kind="nudged", beta=1e-6, aep="no"), r"aep = 'no' must be True or False"),
+    (dict(kind="nudged", beta=1e-6, cost="xent"), r"cost = 'xent' must be a cost object"),
+])
+def test_phase_refuses_values_of_the_wrong_type(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Phase(**kwargs)
+
+
+def test_with_params_names_a_mis_shaped_weight():
+    net = builders.layered([4, 3, 2], seed=0)
+    with pytest.raises(ValueError, match=r"parameter 'fwd1' has shape \(4, 3\), expected \(3, 4\)"):
+        net.with_params({"fwd1": np.zeros((4, 3))})
+
+
+def test_from_graph_refuses_transconductors_on_an_undirected_graph():
+    """An undirected edge has no direction, so its transconductor's was whatever networkx reports."""
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_node("a", role="input")
+    g.add_node("h", role="hidden")
+    g.add_node("o", role="output")
+    g.add_edge("a", "h", kind="vccs", weight=1e-4)
+    g.add_edge("h", "o", kind="vccs", weight=1e-4)
+    with pytest.raises(ValueError, match=r"a vccs transconductor has a direction; build the network from an nx.DiGraph"):
+        builders.from_graph(g)
+
+
+def test_loop_gain_without_leaks_is_infinite_not_a_linalg_error():
+    from circuitep.gradcheck import loop_gain
+
+    net = builders.layered([4, 3, 2], forward="vccs", backward="vccs", symmetric_backward=True, leak=0.0,
+                           clamp=(0.4, 0.6), output_clamp=True, seed=0)
+    assert loop_gain(net) == float("inf")

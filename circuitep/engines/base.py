@@ -11,7 +11,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from circuitep.costs import Cost, SquaredError
+from circuitep.costs import Cost, CrossEntropy, SquaredError
 from circuitep.spec import Network, voltage_rows
 
 PhaseKind = Literal["free", "nudged", "dyadic"]
@@ -35,8 +35,13 @@ class Phase:
     def __post_init__(self):
         if self.kind not in ("free", "nudged", "dyadic"):
             raise ValueError(f"phase kind {self.kind!r} is not one of free, nudged, dyadic")
-        if not np.isfinite(self.beta):
-            raise ValueError(f"beta = {self.beta!r} is not finite")
+        if isinstance(self.beta, (bool, np.bool_)) or not isinstance(self.beta, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(self.beta):
+            raise ValueError(f"beta = {self.beta!r} must be a finite real number")
+        if not isinstance(self.aep, (bool, np.bool_)):
+            raise ValueError(f"aep = {self.aep!r} must be True or False")
+        if not isinstance(self.cost, (SquaredError, CrossEntropy)):
+            raise ValueError(f"cost = {self.cost!r} must be a cost object (circuitep.costs.make_cost('mse'|'xent'))")
         if self.kind == "free" and (self.beta != 0 or self.aep):
             raise ValueError("a free phase has no nudge (beta = 0, aep = False)")
         if self.kind != "free" and self.beta == 0:

@@ -244,6 +244,13 @@ def settle(x: np.ndarray, evaluate: Callable, cap: np.ndarray, *, vtol: float, i
     return x, it, ok
 
 
+#: ``dt`` in units of the slowest node time constant beyond which a transient step is Newton's
+#: (the shift C/dt is 1e-6 of the conductances): only then does a step below ``vtol`` mean the
+#: state is an operating point. Without it, nodes of 0.05 F beside others of 1 pF ended 11 of 50
+#: samples (layered:10-8-4, gain 1) with KCL residuals up to 5e-5 A, reported converged.
+NEWTON_REGIME = 1e6
+
+
 def pseudo_transient(x: np.ndarray, evaluate: Callable, cap: np.ndarray, *, vtol: float, itol: float,
                      max_steps: int = TRANSIENT_STEPS, max_step: float = np.inf
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -300,8 +307,11 @@ def pseudo_transient(x: np.ndarray, evaluate: Callable, cap: np.ndarray, *, vtol
         new = np.abs(f[rows]).max(1)
         growth = np.clip(1.5 * old / np.maximum(new, 1e-300), 0.5, 10.0)
         slowest = np.max(cap[None, :] / np.maximum(np.abs(diag), 1e-30), axis=1)
+        # a short step is convergence only once it is a Newton step (C/dt negligible beside J):
+        # earlier, slow nodes (large C) move little per step wherever they are
+        newton_like = dt[rows] >= NEWTON_REGIME * slowest
         with np.errstate(over="ignore"):  # dt may grow to inf near the solution: C/dt = 0 is a Newton step
             dt[rows] = np.where(held, np.minimum(dt[rows] / 2, slowest), dt[rows] * growth)
         it[rows] += 1
-        done[rows[(np.abs(step).max(1) <= vtol) | (new <= itol)]] = True
+        done[rows[((np.abs(step).max(1) <= vtol) & newton_like) | (new <= itol)]] = True
     return x, it, done & ~failed

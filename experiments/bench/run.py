@@ -143,6 +143,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer samples (a few minutes); extrapolates the epoch")
     p.add_argument("--json", required=True, help="write the figures here")
     args = p.parse_args(argv)
+    if not Path(args.json).resolve().parent.is_dir():  # found out now, not after the benchmark
+        p.error(f"--json {args.json}: its directory does not exist")
     beta = 1e-6
     results = {"quick": args.quick, "python": sys.version.split()[0]}
     print("ngspice fast vs naive ...", flush=True)

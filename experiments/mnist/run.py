@@ -192,8 +192,8 @@ def main(argv=None) -> int:
                                       "mnist-X for config-X.json)")
     p.add_argument("--results-dir", default=str(RESULTS),
                    help="where NAME{,-quick}.json/.md/.png go (default experiments/results)")
-    p.add_argument("--seeds", type=int, help="use only the first N seeds of the config")
-    p.add_argument("--epochs", type=int, help="override the config's epochs (runs resume and extend)")
+    p.add_argument("--seeds", type=positive_int, help="use only the first N seeds of the config")
+    p.add_argument("--epochs", type=positive_int, help="override the config's epochs (runs resume and extend)")
     p.add_argument("--setting", choices=("layered", "feedforward"),
                    help="train only this setting (to run settings in parallel processes); no report")
     p.add_argument("--algorithm", choices=("aep", "ep", "vf", "bp", "output"),
@@ -203,8 +203,11 @@ def main(argv=None) -> int:
                    help="train nothing: summarise the epochs the run directories hold so far")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    full = json.loads(Path(args.config).read_text())
-    cfg = {**full, **full["quick"]} if args.quick else dict(full)
+    try:
+        full = json.loads(Path(args.config).read_text())
+        cfg = {**full, **full["quick"]} if args.quick else dict(full)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        p.error(f"--config {args.config}: {type(exc).__name__}: {exc} (a JSON object; --quick needs its 'quick' table)")
     cfg["progress"] = not args.no_progress
     if args.epochs:
         cfg["epochs"] = args.epochs
@@ -249,6 +252,16 @@ def main(argv=None) -> int:
     plots.experiment_curves(curves, stem.with_suffix(".png"), f"MNIST, 784-{cfg['hidden']}-10 circuits")
     print(table(results, cfg, seeds, args.quick, command, Path(args.config).name))
     return 0
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
 
 
 def experiment_name(config: str) -> str:
