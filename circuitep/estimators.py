@@ -69,6 +69,11 @@ def exact_adjoint(net: Network, inputs: np.ndarray, targets: np.ndarray, x0: np.
     return solver.solve(net, Phase("dyadic", beta=1.0, cost=cost), inputs, targets, x_init=x0).adjoint
 
 
+#: Largest KCL residual (A per S of the network's conductance scale, i.e. volts) a passed free
+#: state may have: far above any engine's tolerance (ngspice at reltol 1e-10: ~1e-14 A at 1e-4 S).
+X0_RESIDUAL = 1e-6
+
+
 def estimate(name: str, net: Network, engine: Engine, inputs, targets, *, beta: float,
              cost: Cost | None = None, centered: bool = True, x0: np.ndarray | None = None) -> Estimate:
     """Run estimator ``name`` (one of :data:`ESTIMATORS`) on a batch.
@@ -83,9 +88,16 @@ def estimate(name: str, net: Network, engine: Engine, inputs, targets, *, beta: 
     cost = cost or SquaredError()
     _, targets, _ = check_batch(net, Phase("dyadic", beta=1.0), inputs, targets, None)
     inputs = np.asarray(inputs, dtype=float)
+    u = net.expand_inputs(inputs)
     if x0 is None:
         x0 = free_state(net, engine, inputs).x
-    u = net.expand_inputs(inputs)
+    else:
+        _, _, x0 = check_batch(net, Phase(), inputs, None, x0)
+        f, _ = kcl.residual(net, u, x0, jacobian=False)
+        tol = X0_RESIDUAL * net.conductance_scale()
+        if np.abs(f).max() > tol:  # the estimators' formulas hold at an operating point only
+            raise ValueError(f"x0 is not the free operating point of these inputs: KCL is off by up to "
+                             f"{np.abs(f).max():.1e} A (at most {tol:.1e} A allowed)")
     out = net.output_index()
     if name == "exact":
         s = exact_adjoint(net, inputs, targets, x0, cost)

@@ -204,7 +204,7 @@ def test_phase_needs_non_zero_beta(kind):
 
 
 def test_phase_checks():
-    with pytest.raises(ValueError, match="beta = nan is not finite"):
+    with pytest.raises(ValueError, match="beta = nan must be a finite real number"):
         Phase("nudged", float("nan"))
     with pytest.raises(ValueError, match="a free phase has no nudge"):
         Phase("free", 1e-6)
@@ -435,3 +435,17 @@ def test_loop_gain_without_leaks_is_infinite_not_a_linalg_error():
     net = builders.layered([4, 3, 2], forward="vccs", backward="vccs", symmetric_backward=True, leak=0.0,
                            clamp=(0.4, 0.6), output_clamp=True, seed=0)
     assert loop_gain(net) == float("inf")
+
+
+def test_estimate_refuses_an_x0_that_is_not_the_free_state():
+    """The estimators' formulas hold at the operating point; a wrong x0 gave AEP cosine 0.36."""
+    from circuitep.estimators import estimate
+
+    net = builders.layered([4, 3, 2], seed=0)
+    u, y = np.full((2, 4), 0.5), np.zeros((2, 2))
+    x0 = NumpyEngine().solve(net, Phase(), u).x
+    estimate("aep", net, NumpyEngine(), u, y, beta=1e-6, x0=x0)  # the right one passes
+    with pytest.raises(ValueError, match=r"x0 is not the free operating point of these inputs"):
+        estimate("aep", net, NumpyEngine(), u, y, beta=1e-6, x0=x0 + 0.01)
+    with pytest.raises(ValueError, match=r"x0 has shape \(2, 4\)"):
+        estimate("aep", net, NumpyEngine(), u, y, beta=1e-6, x0=np.zeros((2, 4)))
