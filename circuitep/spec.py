@@ -281,6 +281,13 @@ class Network:
         for k, g in enumerate(self.groups):
             if not isinstance(g, NodeGroup):
                 raise TypeError(f"groups[{k}] must be a NodeGroup, got {type(g).__name__}")
+        for k, c in enumerate(self.couplings):
+            if not isinstance(c, Coupling):
+                raise TypeError(f"couplings[{k}] must be a Coupling, got {type(c).__name__}")
+        if not isinstance(self.diode, DiodeModel):
+            raise TypeError(f"diode must be a DiodeModel, got {type(self.diode).__name__}")
+        if self.sample is not None and not isinstance(self.sample, Sample):
+            raise TypeError(f"sample must be a Sample or None, got {type(self.sample).__name__}")
         names = [g.name for g in self.groups]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:

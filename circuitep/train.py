@@ -103,14 +103,14 @@ class TrainConfig:
             raise ValueError(f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
         for key in ("lr", "beta_rel", "tau"):
             v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v <= 0:
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v) or v <= 0:
                 raise ValueError(f"{key} = {v!r} must be a positive finite number")
         for key, v in self.lr_groups.items():
-            if not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+            if not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v) or v < 0:
                 raise ValueError(f"lr_groups[{key!r}] = {v!r} must be a non-negative finite number")
         for key in ("epochs", "batch_size", "probe_size"):
             v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{key} = {v!r} must be a positive integer")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule = {self.lr_schedule!r} is not one of {LR_SCHEDULES}")
@@ -119,13 +119,13 @@ class TrainConfig:
         if self.on_failure not in ("skip", "stop"):
             raise ValueError(f"on_failure = {self.on_failure!r} must be 'skip' or 'stop'")
         if self.eval_train_samples is not None and (isinstance(self.eval_train_samples, bool) or not isinstance(
-                self.eval_train_samples, int) or self.eval_train_samples < 1):
+                self.eval_train_samples, (int, np.integer)) or self.eval_train_samples < 1):
             raise ValueError(f"eval_train_samples = {self.eval_train_samples!r} must be a positive integer or None")
-        if self.levels is not None and (not isinstance(self.levels, int) or self.levels < 2):
+        if self.levels is not None and (not isinstance(self.levels, (int, np.integer)) or self.levels < 2):
             raise ValueError(f"levels = {self.levels!r} must be an integer >= 2 or None")
         for key in ("v_on", "v_off"):
             v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) <= MAX_VOLTS:
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not abs(v) <= MAX_VOLTS:
                 raise ValueError(f"{key} = {v!r} must be a target voltage within +-{MAX_VOLTS:g} V")
         if not self.v_off < self.v_on:
             raise ValueError(f"v_on = {self.v_on} must be above v_off = {self.v_off}: the predicted class is "
@@ -139,6 +139,10 @@ class TrainConfig:
         if not 0 < self.w_max < np.inf:
             raise ValueError(f"w_max = {self.w_max!r} must be positive and finite")
         make_cost(self.cost, self.tau)
+        for f in fields(self):  # numpy scalars as Python numbers: config.json and equality on resume
+            v = getattr(self, f.name)
+            if isinstance(v, (np.integer, np.floating, np.bool_)):
+                object.__setattr__(self, f.name, v.item())
 
 
 def natural_scale(net: Network) -> float:

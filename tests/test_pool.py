@@ -84,3 +84,14 @@ def test_memory_stays_flat_over_10000_operating_points(ngspice_engine_factory):
         engine.solve(net, Phase(), rng.uniform(0, 1, (500, 16)))
     growth = _rss_mb() - before
     assert growth < 50, f"resident memory grew by {growth:.1f} MB over 10,000 operating points"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(form="Folded"), r"form = 'Folded' is not one of"),
+    (dict(timeout=0), r"timeout = 0 must be a positive number of seconds"),
+    (dict(tolerances=None), r"tolerances must be a Tolerances, got NoneType"),
+])
+def test_pool_options_are_checked_before_workers_start(kwargs, message):
+    """A bad form used to kill every worker at spawn, then read 'its worker crashed or hung'."""
+    with pytest.raises(ValueError, match=message):
+        PoolEngine(**kwargs)

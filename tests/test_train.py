@@ -53,7 +53,8 @@ from circuitep.engines.base import ConvergenceError, Phase
 from circuitep.engines.layered import LayeredEngine
 from circuitep.runs import RunError, train_run
 from circuitep.specio import load_spec
-from circuitep.train import LEAK_FLOOR, TrainConfig, Trainer, constrain, init_state, load_checkpoint, lr_scale, natural_scale
+from circuitep.train import (LEAK_FLOOR, TrainConfig, Trainer, config_from_json, config_to_json, constrain, init_state,
+                             load_checkpoint, lr_scale, natural_scale)
 
 RESUME_SPEC = "ff:64-16-10"
 RESUME_CONFIG = TrainConfig(epochs=3, batch_size=32, lr=0.05, v_on=1.0, seed=0)
@@ -627,3 +628,9 @@ def test_unknown_lr_group_is_refused(tmp_path):
     with pytest.raises(ValueError, match="fwd9"):
         train_run(from_shorthand("ff:64-8-10"), load_dataset("digits", n_train=20, n_test=10), LayeredEngine(),
                   TrainConfig(epochs=1, lr_groups={"fwd9": 0.0}), tmp_path / "run", progress=False)
+
+
+def test_numpy_scalars_are_python_numbers_in_the_config():
+    config = TrainConfig(epochs=np.int64(3), lr=np.float64(0.05), batch_size=np.int64(8))
+    assert config == TrainConfig(epochs=3, lr=0.05, batch_size=8) and type(config.epochs) is int
+    assert config_from_json(config_to_json(config)) == config

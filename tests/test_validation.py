@@ -12,6 +12,7 @@ import pytest
 from circuitep import builders
 from circuitep.compiler import compile_network
 from circuitep.engines.base import Phase
+from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.netlist import Element, spice_number
 from circuitep.spec import Coupling, DiodeModel, Network, NodeGroup, Sample
@@ -449,3 +450,25 @@ def test_estimate_refuses_an_x0_that_is_not_the_free_state():
         estimate("aep", net, NumpyEngine(), u, y, beta=1e-6, x0=x0 + 0.01)
     with pytest.raises(ValueError, match=r"x0 has shape \(2, 4\)"):
         estimate("aep", net, NumpyEngine(), u, y, beta=1e-6, x0=np.zeros((2, 4)))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(vtol=1.0), r"vtol = 1.0 must be in \(0, 1e-06\]"),
+    (dict(vtol=-1.0), r"vtol = -1.0 must be in"),
+    (dict(itol=1e-4), r"itol = 0.0001 must be in \(0, 1e-09\]"),
+    (dict(max_iter=2.5), r"max_iter = 2.5 must be a positive whole number"),
+])
+@pytest.mark.parametrize("engine", [NumpyEngine, LayeredEngine], ids=["numpy", "layered"])
+def test_engine_options_are_checked(engine, kwargs, message):
+    """vtol 1 V let Newton stop 0.94 V from the operating point."""
+    with pytest.raises(ValueError, match=message):
+        engine(**kwargs)
+
+
+def test_network_parts_must_have_their_types():
+    with pytest.raises(TypeError, match="diode must be a DiodeModel, got str"):
+        Network("n", (IN, OUT), (), diode="dclamp")
+    with pytest.raises(TypeError, match=r"couplings\[0\] must be a Coupling, got str"):
+        Network("n", (IN, OUT), ("x",))
+    with pytest.raises(TypeError, match="sample must be a Sample or None, got list"):
+        Network("n", (IN, OUT), (Coupling("r", "resistor", "in", "out", [[1e-4, 1e-4]]),), sample=[1, 2])

@@ -46,7 +46,7 @@ from circuitep import kcl
 from circuitep.costs import SquaredError
 from circuitep.devices import diode_clamp_current, tanh_transfer
 from circuitep.engines.base import OperatingPoint, Phase, check_batch, is_stable
-from circuitep.engines.newton import adjoint, newton, not_converged, solve_rows
+from circuitep.engines.newton import adjoint, check_options, newton, not_converged, solve_rows
 from circuitep.spec import Coupling, Network
 
 
@@ -331,6 +331,9 @@ class LayeredEngine:
     max_iter: int = 200
     check_stability: bool = False
     name: str = "layered"
+
+    def __post_init__(self):
+        check_options(self)
 
     @property
     def tolerances(self) -> dict:

@@ -47,6 +47,17 @@ class Jacobian(Protocol):
 System = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, Callable[[], Jacobian]]]
 
 
+def check_options(engine) -> None:
+    """An engine's Newton options: ``vtol`` (V) and ``itol`` (A) small enough to mean an operating
+    point (vtol 1 V stopped 0.94 V off), ``max_iter`` a positive whole number."""
+    for key, top in (("vtol", 1e-6), ("itol", 1e-9)):
+        v = getattr(engine, key)
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0 < v <= top:
+            raise ValueError(f"{engine.name} engine: {key} = {v!r} must be in (0, {top:g}]")
+    if isinstance(engine.max_iter, bool) or not isinstance(engine.max_iter, (int, np.integer)) or engine.max_iter < 1:
+        raise ValueError(f"{engine.name} engine: max_iter = {engine.max_iter!r} must be a positive whole number")
+
+
 def newton(net: Network, start: np.ndarray, system: System, *, vtol: float, itol: float, max_iter: int,
            check_stability: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Solve ``F(x) = 0`` for every sample from ``start`` (batch, n_free) V.

@@ -15,7 +15,7 @@ import numpy as np
 
 from circuitep import kcl
 from circuitep.engines.base import OperatingPoint, Phase, check_batch, is_stable
-from circuitep.engines.newton import adjoint, newton, not_converged, solve_rows
+from circuitep.engines.newton import adjoint, check_options, newton, not_converged, solve_rows
 from circuitep.spec import Network
 
 
@@ -34,6 +34,9 @@ class NumpyEngine:
     max_iter: int = 200
     check_stability: bool = True
     name: str = "numpy"
+
+    def __post_init__(self):
+        check_options(self)
 
     @property
     def tolerances(self) -> dict:
