@@ -249,7 +249,8 @@ def main(argv=None) -> int:
     command = "python experiments/mnist/run.py" + (" --quick" if args.quick else "") + (
         f" --config experiments/mnist/{Path(args.config).name}" if name != "mnist" else "")
     stem.with_suffix(".md").write_text(table(results, cfg, seeds, args.quick, command, Path(args.config).name))
-    plots.experiment_curves(curves, stem.with_suffix(".png"), f"MNIST, 784-{cfg['hidden']}-10 circuits")
+    plots.experiment_curves(curves, stem.with_suffix(".png"), f"MNIST, 784-{cfg['hidden']}-10 circuits"
+                             + (f", {cfg['lr_schedule']} learning rate" if cfg.get("lr_schedule", "constant") != "constant" else ""))
     print(table(results, cfg, seeds, args.quick, command, Path(args.config).name))
     return 0
 
