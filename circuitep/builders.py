@@ -50,8 +50,12 @@ def layered(
     sizes = [int(s) for s in sizes]
     if len(sizes) < 2:
         raise ValueError(f"sizes = {sizes} needs at least an input and an output layer")
-    if forward is None and backward is None and not resistors:
-        raise ValueError("a layered network needs forward or backward transconductors or resistors")
+    if forward is None and not resistors:  # backward couplings never drive the inputs' layer from them
+        raise ValueError("a layered network needs forward transconductors or resistors: without either the "
+                         "inputs drive nothing")
+    if not (isinstance(gain, (int, float, np.integer, np.floating)) and not isinstance(gain, bool)
+            and np.isfinite(gain) and gain >= 0):
+        raise ValueError(f"gain = {gain!r} must be a non-negative finite number")
     rng = np.random.default_rng(seed)
     names = ["in"] + [f"h{k}" for k in range(1, len(sizes) - 1)] + ["out"]
     groups = [NodeGroup("in", "input", sizes[0])]
@@ -113,10 +117,12 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
     Node attributes: ``role`` (``input``, ``hidden``, ``output``; required), ``group`` (default:
     ``in``, ``hid``, ``out`` by role), and for free nodes ``leak`` (S, default 1e-4), ``bias``
     (A, default 0), ``capacitance`` (F), ``clamp`` (``(v_lo, v_hi)`` or absent). Edge attributes:
-    ``kind`` (``resistor``, ``vccs``, ``tanh``) and ``weight`` (S). A ``vccs`` edge ``a -> b``
+    ``kind`` (``resistor``, ``vccs``, ``tanh``), ``weight`` (S) and, for tanh, ``v_sat`` (V, default
+    1; one per pair of groups). Any other attribute is refused. A ``vccs`` edge ``a -> b``
     injects ``w v(a)`` into ``b``; a resistor edge joins ``a`` and ``b`` whatever its direction.
-    Graph nodes become ``<group>_<k>`` in insertion order; all free nodes of a group share the
-    clamp of its first node. One coupling per (kind, source group, target group), masked.
+    Graph nodes become ``<group>_<k>`` in insertion order; the free nodes of a group share the clamp
+    of its first node (another node may repeat it, not differ). One coupling per (kind, source
+    group, target group), masked.
     """
     default_group = {"input": "in", "hidden": "hid", "output": "out"}
     members: dict[str, list] = {}
@@ -126,10 +132,18 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
         role = data.get("role")
         if role not in default_group:
             raise ValueError(f"graph node {node!r}: attribute role = {role!r} must be input, hidden or output")
+        allowed = {"role", "group"} | (set() if role == "input" else {"leak", "bias", "capacitance", "clamp"})
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValueError(f"graph node {node!r}: attribute(s) {unknown} unknown or meaningless for a {role} "
+                             f"node (allowed: {sorted(allowed)})")
         grp = data.get("group", default_group[role])
         if grp in attrs and attrs[grp]["role"] != role:
             raise ValueError(f"graph node {node!r}: group {grp!r} mixes roles {attrs[grp]['role']!r} and {role!r}")
         attrs.setdefault(grp, {"role": role, "clamp": data.get("clamp")})
+        if "clamp" in data and data["clamp"] != attrs[grp]["clamp"]:  # absent: the group's
+            raise ValueError(f"graph node {node!r}: clamp = {data['clamp']!r} differs from the clamp of group "
+                             f"{grp!r} ({attrs[grp]['clamp']!r}, from its first node): a group's nodes share one clamp")
         where[node] = (grp, len(members.setdefault(grp, [])))
         members[grp].append(data)
     groups = []
@@ -151,6 +165,12 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
                              "from an nx.DiGraph (an undirected graph may hold resistors only)")
         if "weight" not in data:
             raise ValueError(f"graph edge {a!r} -> {b!r}: missing weight")
+        unknown = sorted(set(data) - {"kind", "weight"} - ({"v_sat"} if kind == "tanh" else set()))
+        if unknown:
+            raise ValueError(f"graph edge {a!r} -> {b!r}: attribute(s) {unknown} unknown for a {kind} edge")
+        weight = data["weight"]
+        if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, (int, float, np.integer, np.floating)):
+            raise ValueError(f"graph edge {a!r} -> {b!r}: weight = {weight!r} must be a number (S)")
         (ga, ia), (gb, ib) = where[a], where[b]
         if kind == "resistor" and attrs[gb]["role"] == "input":
             (ga, ia), (gb, ib) = (gb, ib), (ga, ia)
@@ -160,13 +180,18 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
             ia, ib = ib, ia
         key = (kind, ga, gb)
         if key not in blocks:
-            blocks[key] = (np.zeros((sizes[gb], sizes[ga])), np.zeros((sizes[gb], sizes[ga]), bool))
-        w, m = blocks[key]
+            blocks[key] = (np.zeros((sizes[gb], sizes[ga])), np.zeros((sizes[gb], sizes[ga]), bool), {})
+        w, m, v_sat = blocks[key]
         if m[ib, ia]:
             raise ValueError(f"graph edge {a!r} -> {b!r}: duplicate {kind} between these nodes")
-        w[ib, ia], m[ib, ia] = float(data["weight"]), True
-    couplings = [Coupling(f"{kind[0] if kind != 'tanh' else 't'}_{ga}_{gb}", kind, ga, gb, w, m)
-                 for (kind, ga, gb), (w, m) in blocks.items()]
+        if kind == "tanh":
+            v_sat.setdefault("v", data.get("v_sat", 1.0))
+            if data.get("v_sat", 1.0) != v_sat["v"]:
+                raise ValueError(f"graph edge {a!r} -> {b!r}: v_sat = {data.get('v_sat', 1.0)!r} differs from "
+                                 f"{v_sat['v']!r} of the other tanh edges between groups {ga!r} and {gb!r}")
+        w[ib, ia], m[ib, ia] = float(weight), True
+    couplings = [Coupling(f"{kind[0] if kind != 'tanh' else 't'}_{ga}_{gb}", kind, ga, gb, w, m, v_sat.get("v", 1.0))
+                 for (kind, ga, gb), (w, m, v_sat) in blocks.items()]
     return Network(name, tuple(groups), tuple(couplings), diode or DiodeModel())
 
 

@@ -472,3 +472,39 @@ def test_network_parts_must_have_their_types():
         Network("n", (IN, OUT), ("x",))
     with pytest.raises(TypeError, match="sample must be a Sample or None, got list"):
         Network("n", (IN, OUT), (Coupling("r", "resistor", "in", "out", [[1e-4, 1e-4]]),), sample=[1, 2])
+
+
+@pytest.mark.parametrize("node_attrs, edge_attrs, message", [
+    (dict(lek=1e-3), {}, r"graph node 'h': attribute\(s\) \['lek'\] unknown or meaningless for a hidden node"),
+    ({}, dict(weight=True), r"graph edge 'a' -> 'h': weight = True must be a number"),
+    ({}, dict(weight="1e-4"), r"graph edge 'a' -> 'h': weight = '1e-4' must be a number"),
+    ({}, dict(v_sat=0.2), r"attribute\(s\) \['v_sat'\] unknown for a vccs edge"),
+], ids=["misspelt-leak", "bool-weight", "string-weight", "v_sat-on-vccs"])
+def test_from_graph_refuses_attributes_it_would_ignore_or_convert(node_attrs, edge_attrs, message):
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_node("a", role="input")
+    g.add_node("h", role="hidden", **node_attrs)
+    g.add_node("o", role="output")
+    g.add_edge("a", "h", **{"kind": "vccs", "weight": 1e-4, **edge_attrs})
+    g.add_edge("h", "o", kind="vccs", weight=1e-4)
+    with pytest.raises(ValueError, match=message):
+        builders.from_graph(g)
+
+
+def test_from_graph_keeps_a_tanh_edges_v_sat():
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_node("a", role="input")
+    g.add_node("o", role="output")
+    g.add_edge("a", "o", kind="tanh", weight=1e-4, v_sat=0.2)
+    assert builders.from_graph(g).couplings[0].v_sat == 0.2  # was always 1 V
+
+
+def test_layered_refuses_a_circuit_whose_inputs_drive_nothing():
+    with pytest.raises(ValueError, match="without either the inputs drive nothing"):
+        builders.layered([4, 3, 2], forward=None, backward="vccs")
+    with pytest.raises(ValueError, match=r"gain = -1 must be a non-negative finite number"):
+        builders.layered([4, 3, 2], gain=-1)
