@@ -166,8 +166,9 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
     blocks: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
     for a, b, data in graph.edges(data=True):
         kind = data.get("kind")
-        if kind not in ("resistor", "vccs", "tanh"):
+        if not isinstance(kind, str) or str.__str__(kind) not in ("resistor", "vccs", "tanh"):
             raise ValueError(f"graph edge {a!r} -> {b!r}: kind = {kind!r} must be resistor, vccs or tanh")
+        kind = str.__str__(kind)
         if kind != "resistor" and not graph.is_directed():
             raise ValueError(f"graph edge {a!r} - {b!r}: a {kind} transconductor has a direction; build the network "
                              "from an nx.DiGraph (an undirected graph may hold resistors only)")

@@ -70,8 +70,8 @@ Role = Literal["input", "hidden", "output"]
 Kind = Literal["resistor", "vccs", "tanh"]
 
 
-def check_name(path: str, value: object, pattern: re.Pattern = NAME, reserved: frozenset[str] | set[str] = _RESERVED
-               ) -> str:
+def check_name(path: str, value: object, pattern: re.Pattern = NAME,
+               reserved: frozenset[str] | set[str] = _RESERVED) -> str:
     """``value`` as a plain ``str`` if it is an identifier matching ``pattern`` and not one of the
     ``reserved`` words (in any case), else raise naming ``path``. Callers keep the returned
     string, never ``value`` itself (a ``str`` subclass may format as other text)."""
@@ -194,7 +194,8 @@ class DiodeModel:
     def __post_init__(self):
         object.__setattr__(self, "i_sat", _positive_float("diode.i_sat", self.i_sat, I_SAT_RANGE, "A"))
         object.__setattr__(self, "n", _positive_float("diode.n", self.n, N_RANGE))
-        object.__setattr__(self, "name", check_name("diode.name", self.name, reserved=_RESERVED | RESERVED_NAMES))
+        object.__setattr__(self, "name", check_name("diode.name", self.name,
+                                                    reserved=_RESERVED | RESERVED_NAMES))
 
 
 #: Bounds of the free nodes' parameters (STYLE.md item 8), read by :class:`NodeGroup` and
