@@ -12,8 +12,9 @@ import networkx as nx
 import numpy as np
 
 from circuitep.checks import is_integer, is_number, plain_float, plain_int
-from circuitep.spec import (GROUP_NAME, MAX_GROUP_SIZE, NODE_PARAMS, V_SAT_RANGE, Coupling, DiodeModel, Network,
-                            NodeGroup, Sample, WEIGHT_BOUNDS, check_array, check_name, check_volts)
+from circuitep.spec import (GROUP_NAME, MAX_GROUP_SIZE, NODE_PARAMS, V_SAT_RANGE, WEIGHT_BOUNDS,
+                            Coupling, DiodeModel, Network, NodeGroup, Sample, check_array,
+                            check_name, check_volts)
 
 Transconductor = Literal["vccs", "tanh"] | None
 
@@ -134,13 +135,14 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
         role = data.get("role")
         if not isinstance(role, str) or str.__str__(role) not in default_group:
             raise ValueError(f"graph node {node!r}: attribute role = {role!r} must be input, hidden or output")
-        role = str.__str__(role)  # plain values from here on: a str subclass may compare or format as another
+        role = str.__str__(role)  # plain from here on: a subclass may compare or format as another
         allowed = {"role", "group"} | (set() if role == "input" else set(NODE_PARAMS) | {"clamp"})
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ValueError(f"graph node {node!r}: attribute(s) {unknown} unknown or meaningless for a {role} "
                              f"node (allowed: {sorted(allowed)})")
-        grp = check_name(f"graph node {node!r}: group", data.get("group", default_group[role]), GROUP_NAME)
+        grp = check_name(f"graph node {node!r}: group", data.get("group", default_group[role]),
+                         GROUP_NAME)
         values = {key: float(check_array(f"graph node {node!r}: {key}", data[key], (), **bounds))
                   for key, bounds in NODE_PARAMS.items() if key in data}
         clamp = data.get("clamp")
@@ -150,8 +152,9 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
             raise ValueError(f"graph node {node!r}: group {grp!r} mixes roles {attrs[grp]['role']!r} and {role!r}")
         attrs.setdefault(grp, {"role": role, "clamp": clamp})
         if "clamp" in data and clamp != attrs[grp]["clamp"]:  # absent: the group's
-            raise ValueError(f"graph node {node!r}: clamp = {clamp!r} differs from the clamp of group "
-                             f"{grp!r} ({attrs[grp]['clamp']!r}, from its first node): a group's nodes share one clamp")
+            raise ValueError(f"graph node {node!r}: clamp = {clamp!r} differs from the clamp of "
+                             f"group {grp!r} ({attrs[grp]['clamp']!r}, from its first node): a "
+                             "group's nodes share one clamp")
         where[node] = (grp, len(members.setdefault(grp, [])))
         members[grp].append(values)
     groups = []
@@ -180,7 +183,8 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
         weight = data["weight"]
         if not is_number(weight):
             raise ValueError(f"graph edge {a!r} -> {b!r}: weight = {weight!r} must be a number (S)")
-        weight = float(check_array(f"graph edge {a!r} -> {b!r}: weight", weight, (), **WEIGHT_BOUNDS[kind]))
+        weight = float(check_array(f"graph edge {a!r} -> {b!r}: weight", weight, (),
+                                   **WEIGHT_BOUNDS[kind]))
         (ga, ia), (gb, ib) = where[a], where[b]
         if kind == "resistor" and attrs[gb]["role"] == "input":
             (ga, ia), (gb, ib) = (gb, ib), (ga, ia)

@@ -30,7 +30,7 @@ def plain_str(path: str, value: object) -> str:
     ``__format__`` says); ``TypeError`` naming ``path`` for anything but a string."""
     if not isinstance(value, str):
         raise TypeError(f"{path} must be a string, got {type(value).__name__}")
-    return str.__str__(value)  # the base method copies the characters; a subclass cannot intercept it
+    return str.__str__(value)  # the base method copies the characters; no subclass method runs
 
 
 def plain_int(value: int | np.integer) -> int:

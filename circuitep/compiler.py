@@ -52,7 +52,7 @@ class Tolerances:
             v = getattr(self, key)
             if not is_number(v) or not 0 < plain_float(key, v) < np.inf:
                 raise ValueError(f"tolerance {key} = {v!r} must be a positive number")
-            object.__setattr__(self, key, plain_float(key, v))  # the number written into the netlist
+            object.__setattr__(self, key, plain_float(key, v))  # the number the netlist holds
         # below double precision ngspice can never meet reltol (1e-16 hung its op); at 1 it accepts
         # the first iterate (0.64 V off)
         if not RELTOL_RANGE[0] <= self.reltol <= RELTOL_RANGE[1]:
@@ -129,7 +129,7 @@ def compile_network(net: Network, phase: str = "free", form: str = "literal", *,
     cost = cost or SquaredError()
     tolerances = tolerances or Tolerances()
     if phase != "free":
-        if not is_number(beta) or not np.isfinite(plain_float("beta", beta)) or plain_float("beta", beta) == 0:
+        if not is_number(beta) or not 0 < abs(plain_float("beta", beta)) < np.inf:
             raise ValueError(f"the {phase} phase needs a finite non-zero beta, got {beta!r}")
         beta = plain_float("beta", beta)
     else:

@@ -91,7 +91,8 @@ def check_ident(path: str, name: str, *, reserved: bool = False) -> str:
         raise ValueError(f"{path} = {name!r} is not a valid SPICE identifier (pattern {IDENT.pattern})")
     name = plain_str(path, name)
     if reserved and name.lower() in RESERVED_NAMES:
-        raise ValueError(f"{path} = {name!r} is a word ngspice reserves (see circuitep.netlist.RESERVED_NAMES)")
+        raise ValueError(f"{path} = {name!r} is a word ngspice reserves "
+                         "(see circuitep.netlist.RESERVED_NAMES)")
     return name
 
 
@@ -130,10 +131,12 @@ class Element:
             raise ValueError(f"element {self.name!r} must start with its letter {self.kind!r}")
         if len(self.nodes) != ek.terminals:
             raise ValueError(f"element {self.name!r} has {len(self.nodes)} nodes, a {self.kind} has {ek.terminals}")
-        object.__setattr__(self, "nodes", tuple(check_ident(f"{self.name}.nodes[{k}]", n, reserved=True)
-                                                for k, n in enumerate(self.nodes)))
+        nodes = tuple(check_ident(f"{self.name}.nodes[{k}]", n, reserved=True)
+                      for k, n in enumerate(self.nodes))
+        object.__setattr__(self, "nodes", nodes)
         if self.kind == "D":
-            object.__setattr__(self, "value", check_ident(f"{self.name}.model", self.value, reserved=True))
+            model = check_ident(f"{self.name}.model", self.value, reserved=True)
+            object.__setattr__(self, "value", model)
         elif self.kind == "B":
             object.__setattr__(self, "value", check_expression(self.name, self.value))
         else:

@@ -107,14 +107,15 @@ def _as_array(path: str, value: object, booleans: bool, what: str) -> np.ndarray
     if booleans:
         return np.array([bool(v) for v in elements], dtype=bool).reshape(objects.shape)
     try:  # each number's own value: numpy would ask a float subclass's __float__
-        return np.array([plain_float(path, v) for v in elements], dtype=float).reshape(objects.shape)
+        values = [plain_float(path, v) for v in elements]
+        return np.array(values, dtype=float).reshape(objects.shape)
     except ValueError as exc:
         raise ValueError(f"{path} holds an integer too large for a float") from exc
 
 
 def check_array(path: str, value: object, shape: tuple[int, ...], *, nonnegative: bool = False,
-                positive: bool = False, dtype: type = float, span: tuple[float, float] | None = None,
-                unit: str = "") -> np.ndarray:
+                positive: bool = False, dtype: type = float,
+                span: tuple[float, float] | None = None, unit: str = "") -> np.ndarray:
     """Broadcast ``value`` to a read-only array of ``shape``; refuse non-numbers, NaN, inf and
     wrong signs, and with ``span = (lo, hi)`` non-zero magnitudes outside ``[lo, hi]`` (in
     ``unit``; zero passes unless ``positive``)."""
@@ -141,8 +142,9 @@ def check_array(path: str, value: object, shape: tuple[int, ...], *, nonnegative
             if (mag > hi).any():
                 raise ValueError(f"{first(mag > hi)}{u} is beyond {hi:g}{u}")
             if ((mag < lo) & (mag > 0)).any():
-                raise ValueError(f"{first((mag < lo) & (mag > 0))}{u} is below {lo:g}{u}, the smallest "
-                                 f"{'value' if positive else 'non-zero value (0: none)'} accepted here")
+                what = "value" if positive else "non-zero value (0: none)"
+                raise ValueError(f"{first((mag < lo) & (mag > 0))}{u} is below {lo:g}{u}, the "
+                                 f"smallest {what} accepted here")
     arr.setflags(write=False)
     return arr
 
@@ -170,13 +172,14 @@ def voltage_rows(what: str, value, width: int, batch: int | None = None) -> np.n
 
 
 def _choice(path: str, value: object, choices: tuple[str, ...]) -> str:
-    """``value`` as a plain ``str`` if it is one of ``choices`` (a subclass's ``__eq__`` is not asked)."""
+    """``value`` as a plain ``str`` if it is one of ``choices`` (asking no subclass's ``__eq__``)."""
     if not isinstance(value, str) or str.__str__(value) not in choices:
         raise ValueError(f"{path} = {value!r} is not one of {choices}")
     return str.__str__(value)
 
 
-def _positive_float(path: str, value: object, span: tuple[float, float] | None = None, unit: str = "") -> float:
+def _positive_float(path: str, value: object, span: tuple[float, float] | None = None,
+                    unit: str = "") -> float:
     return float(check_array(path, value, (), positive=True, span=span, unit=unit))
 
 
@@ -192,7 +195,8 @@ class DiodeModel:
     name: str = "dclamp"
 
     def __post_init__(self):
-        object.__setattr__(self, "i_sat", _positive_float("diode.i_sat", self.i_sat, I_SAT_RANGE, "A"))
+        object.__setattr__(self, "i_sat",
+                           _positive_float("diode.i_sat", self.i_sat, I_SAT_RANGE, "A"))
         object.__setattr__(self, "n", _positive_float("diode.n", self.n, N_RANGE))
         object.__setattr__(self, "name", check_name("diode.name", self.name,
                                                     reserved=_RESERVED | RESERVED_NAMES))
@@ -234,7 +238,8 @@ class NodeGroup:
     invert: str | None = None
 
     def __post_init__(self):
-        path = f"groups[{str.__str__(self.name)!r}]" if isinstance(self.name, str) else "groups[?]"
+        path = (f"groups[{str.__str__(self.name)!r}]" if isinstance(self.name, str)
+                else "groups[?]")
         object.__setattr__(self, "name", check_name(f"{path}.name", self.name, GROUP_NAME))
         object.__setattr__(self, "role", _choice(f"{path}.role", self.role, ROLES))
         if not is_integer(self.size) or plain_int(self.size) < 1:
@@ -244,7 +249,8 @@ class NodeGroup:
             raise ValueError(f"{path}.size = {self.size} is beyond {MAX_GROUP_SIZE:,} nodes")
         shape = (self.size,)
         for key, bounds in NODE_PARAMS.items():
-            object.__setattr__(self, key, check_array(f"{path}.{key}", getattr(self, key), shape, **bounds))
+            value = check_array(f"{path}.{key}", getattr(self, key), shape, **bounds)
+            object.__setattr__(self, key, value)
         if self.role == "input" and (self.clamp is not None or self.bias.any()):
             raise ValueError(f"{path} is an input group, held by voltage sources: a clamp or bias current would "
                              "do nothing there")
@@ -256,7 +262,8 @@ class NodeGroup:
         if self.invert is not None:
             if self.role != "input":
                 raise ValueError(f"{path}.invert is only meaningful for input groups")
-            object.__setattr__(self, "invert", check_name(f"{path}.invert", self.invert, GROUP_NAME))
+            object.__setattr__(self, "invert",
+                               check_name(f"{path}.invert", self.invert, GROUP_NAME))
 
     @property
     def free(self) -> bool:
@@ -286,7 +293,8 @@ class Coupling:
     v_sat: float = 1.0  # V, tanh only
 
     def __post_init__(self):
-        path = f"couplings[{str.__str__(self.name)!r}]" if isinstance(self.name, str) else "couplings[?]"
+        path = (f"couplings[{str.__str__(self.name)!r}]" if isinstance(self.name, str)
+                else "couplings[?]")
         object.__setattr__(self, "name", check_name(f"{path}.name", self.name))
         if self.name.startswith("adj_"):
             raise ValueError(f"{path}.name = {self.name!r}: the prefix 'adj_' is reserved for the elements of "
@@ -308,7 +316,8 @@ class Coupling:
         weight.setflags(write=False)
         object.__setattr__(self, "weight", weight)
         object.__setattr__(self, "mask", mask)
-        object.__setattr__(self, "v_sat", _positive_float(f"{path}.v_sat", self.v_sat, V_SAT_RANGE, "V"))
+        object.__setattr__(self, "v_sat",
+                           _positive_float(f"{path}.v_sat", self.v_sat, V_SAT_RANGE, "V"))
 
 
 @dataclass(frozen=True, eq=False)

@@ -115,17 +115,21 @@ class TrainConfig:
             raise ValueError(f"g_bounds = {self.g_bounds!r} must be a pair (g_min, g_max)")
         if not all(is_number(b) for b in self.g_bounds):
             raise ValueError(f"g_bounds = {self.g_bounds!r} must be a pair of numbers (g_min, g_max)")
-        put("g_bounds", tuple(plain_float("g_bounds", b) for b in self.g_bounds))  # a list would not compare
-        # equal on resume
-        choice("algorithm", self.algorithm, ALGORITHMS, f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
+        # a tuple: a list would not compare equal on resume
+        put("g_bounds", tuple(plain_float("g_bounds", b) for b in self.g_bounds))
+        choice("algorithm", self.algorithm, ALGORITHMS,
+               f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
         for key in ("lr", "beta_rel", "tau"):
-            put(key, number(key, getattr(self, key), lambda v: 0 < v < np.inf, "must be a positive finite number"))
+            put(key, number(key, getattr(self, key), lambda v: 0 < v < np.inf,
+                            "must be a positive finite number"))
         if not isinstance(self.lr_groups, dict):
-            raise ValueError(f"lr_groups = {self.lr_groups!r} must be a dict of parameter group names to rates")
+            raise ValueError(f"lr_groups = {self.lr_groups!r} must be a dict of parameter group names "
+                             "to rates")
         groups = {}
         for key, v in self.lr_groups.items():
             if not isinstance(key, str):
-                raise ValueError(f"lr_groups keys must be parameter group names (strings), got {key!r}")
+                raise ValueError(f"lr_groups keys must be parameter group names (strings), "
+                                 f"got {key!r}")
             groups[str.__str__(key)] = number(f"lr_groups[{key!r}]", v, lambda x: 0 <= x < np.inf,
                                               "must be a non-negative finite number")
         put("lr_groups", groups)
@@ -137,10 +141,12 @@ class TrainConfig:
         choice("lr_schedule", self.lr_schedule, LR_SCHEDULES,
                f"lr_schedule = {self.lr_schedule!r} is not one of {LR_SCHEDULES}")
         put("momentum", number("momentum", self.momentum, lambda v: 0 <= v < 1, "must be in [0, 1)"))
-        choice("on_failure", self.on_failure, ("skip", "stop"), f"on_failure = {self.on_failure!r} must be 'skip' or 'stop'")
+        choice("on_failure", self.on_failure, ("skip", "stop"),
+               f"on_failure = {self.on_failure!r} must be 'skip' or 'stop'")
         if self.eval_train_samples is not None:
             if not is_integer(self.eval_train_samples) or plain_int(self.eval_train_samples) < 1:
-                raise ValueError(f"eval_train_samples = {self.eval_train_samples!r} must be a positive integer or None")
+                raise ValueError(f"eval_train_samples = {self.eval_train_samples!r} must be a positive "
+                                 "integer or None")
             put("eval_train_samples", plain_int(self.eval_train_samples))
         if self.levels is not None:
             if not is_integer(self.levels) or plain_int(self.levels) < 2:
@@ -158,7 +164,8 @@ class TrainConfig:
         lo, hi = self.g_bounds
         if not 0 <= lo < hi < np.inf:
             raise ValueError(f"g_bounds = {self.g_bounds!r} needs 0 <= g_min < g_max < inf")
-        put("w_max", number("w_max", self.w_max, lambda v: 0 < v < np.inf, "must be positive and finite"))
+        put("w_max", number("w_max", self.w_max, lambda v: 0 < v < np.inf,
+                            "must be positive and finite"))
         if isinstance(self.cost, str):
             put("cost", str.__str__(self.cost))
         make_cost(self.cost, self.tau)

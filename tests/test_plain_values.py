@@ -26,6 +26,7 @@ import pytest
 
 from circuitep import builders
 from circuitep.compiler import FORMS, PHASES, Tolerances, compile_network
+from circuitep.costs import CrossEntropy
 from circuitep.engines.base import Phase
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.netlist import RESERVED_NAMES, Element, ModelCard, spice_number
@@ -378,6 +379,16 @@ def test_training_keeps_couplings_within_the_specs_bounds():
 def test_train_config_refuses_booleans_as_numbers(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("tau", [True, np.bool_(True), "0.1", math.nan])
+def test_cross_entropy_temperature_is_a_number(tau):
+    with pytest.raises(ValueError, match="cross-entropy temperature tau = .* must be a positive number of volts"):
+        CrossEntropy(tau)
+
+
+def test_cross_entropy_temperature_is_kept_plain():
+    assert type(CrossEntropy(LyingFloat(0.2)).tau) is float and CrossEntropy(LyingFloat(0.2)).tau == 0.2
 
 
 def test_train_config_stores_plain_values():

@@ -34,7 +34,8 @@ class Phase:
     cost: Cost = field(default_factory=SquaredError)
 
     def __post_init__(self):
-        if not isinstance(self.kind, str) or str.__str__(self.kind) not in ("free", "nudged", "dyadic"):
+        kinds = ("free", "nudged", "dyadic")
+        if not isinstance(self.kind, str) or str.__str__(self.kind) not in kinds:
             raise ValueError(f"phase kind {self.kind!r} is not one of free, nudged, dyadic")
         if not is_number(self.beta) or not np.isfinite(plain_float("beta", self.beta)):
             raise ValueError(f"beta = {self.beta!r} must be a finite real number")
