@@ -215,6 +215,11 @@ class Netlist:
             _check_comment(h)
         object.__setattr__(self, "title", plain_str("title", self.title))
         object.__setattr__(self, "header", tuple(plain_str("header", h) for h in self.header))
+        object.__setattr__(self, "sections", tuple(self.sections))
+        object.__setattr__(self, "models", tuple(self.models))
+        for part, kind in [(s, Section) for s in self.sections] + [(m, ModelCard) for m in self.models]:
+            if type(part) is not kind:  # a subclass could write other lines
+                raise TypeError(f"netlist {self.title!r}: {part!r} is not a {kind.__name__}")
         options = []
         for key, val in self.options:
             spice_number(val)

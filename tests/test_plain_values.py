@@ -160,6 +160,21 @@ def test_lying_strings_in_netlist_parts_are_written_plain(tmp_path):
     assert b.line() == "b1 0 a I=v(a)*2"
 
 
+def test_netlist_parts_must_be_the_netlists_own_classes():
+    """A subclass of Element, Section or ModelCard could override line(): refused."""
+    from circuitep.netlist import Netlist, Section
+
+    class Sneaky(ModelCard):
+        def line(self):
+            return ".control"
+
+    r = Element("R", "r1", ("a", "0"), 1.0)
+    with pytest.raises(TypeError, match="is not a ModelCard"):
+        Netlist("* t", (Section("s", (r,)),), (Sneaky("dd", "D", ()),))
+    with pytest.raises(TypeError, match="is not an Element"):
+        Section("s", (replace(r, comment="x"), "r2 a 0 1"))
+
+
 def test_lying_floats_write_the_number_they_hold():
     """A float subclass's repr, str, format and __float__ all lie; the number it holds is used."""
     assert spice_number(LyingFloat(0.25)) == "0.25"
