@@ -59,7 +59,9 @@ def layered(
     if not is_number(gain) or not 0 <= plain_float("gain", gain) < np.inf:
         raise ValueError(f"gain = {gain!r} must be a non-negative finite number")
     gain = plain_float("gain", gain)
-    rng = np.random.default_rng(seed)
+    if not is_integer(seed) or plain_int(seed) < 0:  # default_rng would take True as seed 1
+        raise ValueError(f"seed = {seed!r} must be a non-negative integer")
+    rng = np.random.default_rng(plain_int(seed))
     names = ["in"] + [f"h{k}" for k in range(1, len(sizes) - 1)] + ["out"]
     groups = [NodeGroup("in", "input", sizes[0])]
     if inverted_inputs:

@@ -130,13 +130,14 @@ def test_lying_strings_write_the_text_they_hold_and_run_nothing(tmp_path, ngspic
 
 @pytest.mark.ngspice
 def test_a_lying_diode_name_runs_nothing(tmp_path):
-    """The reported case: only the diode model's name lies; it wrote a control section."""
+    """The reported case: only the diode model's name lies; it wrote a control section after
+    the model card, which ngspice -b ran (without clamps no diode line breaks the circuit first)."""
     marker = tmp_path / "MARKER"
-    net = base_network()
+    net = builders.layered([2, 2, 2], forward="tanh", backward="vccs", resistors=True, clamp=None, seed=1)
     hostile = Network(net.name, net.groups, net.couplings, DiodeModel(name=lying_str("dclamp", marker)))
-    assert texts(hostile) == texts(net)
     run_ngspice_batch(hostile_text := compile_network(hostile).text, tmp_path)
-    assert not marker.exists() and ".control" not in hostile_text
+    assert not marker.exists(), "ngspice ran the shell command of a lying diode name"
+    assert ".control" not in hostile_text and texts(hostile) == texts(net)
 
 
 @pytest.mark.ngspice
@@ -210,6 +211,18 @@ def test_numpy_strings_and_integers_are_plain_and_bytes_are_refused():
         NodeGroup(b"h", "hidden", 1)
     with pytest.raises(TypeError, match=r"diode\.name must be a string, got bytes"):
         DiodeModel(name=b"dclamp")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(seed=True), r"seed = True must be a non-negative integer"),
+    (dict(seed=1.5), r"seed = 1.5 must be a non-negative integer"),
+    (dict(gain=np.bool_(True)), r"gain = .*True.* must be a non-negative finite number"),
+    (dict(gain=math.nan), r"gain = nan must be a non-negative finite number"),
+    (dict(sizes=[2, True]), r"sizes = \[2, True\] must be whole numbers of nodes"),
+])
+def test_layered_refuses_booleans_and_non_numbers(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        builders.layered(**{"sizes": [2, 2], **kwargs})
 
 
 def test_from_graph_keeps_plain_values(tmp_path):
