@@ -11,7 +11,10 @@ from typing import Literal
 import networkx as nx
 import numpy as np
 
-from circuitep.spec import MAX_GROUP_SIZE, Coupling, DiodeModel, Network, NodeGroup, Sample
+from circuitep.checks import is_integer, is_number, plain_float, plain_int
+from circuitep.spec import (GROUP_NAME, MAX_GROUP_SIZE, NODE_PARAMS, V_SAT_RANGE, WEIGHT_BOUNDS,
+                            Coupling, DiodeModel, Network, NodeGroup, Sample, check_array,
+                            check_name, check_volts)
 
 Transconductor = Literal["vccs", "tanh"] | None
 
@@ -45,18 +48,20 @@ def layered(
     conductances uniform in ``[0, 2 gain leak / fan_in]``, so node voltages stay of order 1 V.
     ``symmetric_backward`` sets ``bwd<l> = fwd<l>^T`` (a symmetric initialisation).
     """
-    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in sizes):
+    if any(not is_integer(s) for s in sizes):
         raise ValueError(f"sizes = {list(sizes)} must be whole numbers of nodes")
-    sizes = [int(s) for s in sizes]
+    sizes = [plain_int(s) for s in sizes]
     if len(sizes) < 2:
         raise ValueError(f"sizes = {sizes} needs at least an input and an output layer")
     if forward is None and not resistors:  # backward couplings never drive the inputs' layer from them
         raise ValueError("a layered network needs forward transconductors or resistors: without either the "
                          "inputs drive nothing")
-    if not (isinstance(gain, (int, float, np.integer, np.floating)) and not isinstance(gain, bool)
-            and np.isfinite(gain) and gain >= 0):
+    if not is_number(gain) or not 0 <= plain_float("gain", gain) < np.inf:
         raise ValueError(f"gain = {gain!r} must be a non-negative finite number")
-    rng = np.random.default_rng(seed)
+    gain = plain_float("gain", gain)
+    if not is_integer(seed) or plain_int(seed) < 0:  # default_rng would take True as seed 1
+        raise ValueError(f"seed = {seed!r} must be a non-negative integer")
+    rng = np.random.default_rng(plain_int(seed))
     names = ["in"] + [f"h{k}" for k in range(1, len(sizes) - 1)] + ["out"]
     groups = [NodeGroup("in", "input", sizes[0])]
     if inverted_inputs:
@@ -130,22 +135,30 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
     where = {}
     for node, data in graph.nodes(data=True):
         role = data.get("role")
-        if role not in default_group:
+        if not isinstance(role, str) or str.__str__(role) not in default_group:
             raise ValueError(f"graph node {node!r}: attribute role = {role!r} must be input, hidden or output")
-        allowed = {"role", "group"} | (set() if role == "input" else {"leak", "bias", "capacitance", "clamp"})
+        role = str.__str__(role)  # plain from here on: a subclass may compare or format as another
+        allowed = {"role", "group"} | (set() if role == "input" else set(NODE_PARAMS) | {"clamp"})
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ValueError(f"graph node {node!r}: attribute(s) {unknown} unknown or meaningless for a {role} "
                              f"node (allowed: {sorted(allowed)})")
-        grp = data.get("group", default_group[role])
+        grp = check_name(f"graph node {node!r}: group", data.get("group", default_group[role]),
+                         GROUP_NAME)
+        values = {key: float(check_array(f"graph node {node!r}: {key}", data[key], (), **bounds))
+                  for key, bounds in NODE_PARAMS.items() if key in data}
+        clamp = data.get("clamp")
+        if clamp is not None:
+            clamp = tuple(check_volts(f"graph node {node!r}: clamp", clamp, (2,)).tolist())
         if grp in attrs and attrs[grp]["role"] != role:
             raise ValueError(f"graph node {node!r}: group {grp!r} mixes roles {attrs[grp]['role']!r} and {role!r}")
-        attrs.setdefault(grp, {"role": role, "clamp": data.get("clamp")})
-        if "clamp" in data and data["clamp"] != attrs[grp]["clamp"]:  # absent: the group's
-            raise ValueError(f"graph node {node!r}: clamp = {data['clamp']!r} differs from the clamp of group "
-                             f"{grp!r} ({attrs[grp]['clamp']!r}, from its first node): a group's nodes share one clamp")
+        attrs.setdefault(grp, {"role": role, "clamp": clamp})
+        if "clamp" in data and clamp != attrs[grp]["clamp"]:  # absent: the group's
+            raise ValueError(f"graph node {node!r}: clamp = {clamp!r} differs from the clamp of "
+                             f"group {grp!r} ({attrs[grp]['clamp']!r}, from its first node): a "
+                             "group's nodes share one clamp")
         where[node] = (grp, len(members.setdefault(grp, [])))
-        members[grp].append(data)
+        members[grp].append(values)
     groups = []
     for grp, datas in members.items():
         role = attrs[grp]["role"]
@@ -158,8 +171,9 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
     blocks: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
     for a, b, data in graph.edges(data=True):
         kind = data.get("kind")
-        if kind not in ("resistor", "vccs", "tanh"):
+        if not isinstance(kind, str) or str.__str__(kind) not in ("resistor", "vccs", "tanh"):
             raise ValueError(f"graph edge {a!r} -> {b!r}: kind = {kind!r} must be resistor, vccs or tanh")
+        kind = str.__str__(kind)
         if kind != "resistor" and not graph.is_directed():
             raise ValueError(f"graph edge {a!r} - {b!r}: a {kind} transconductor has a direction; build the network "
                              "from an nx.DiGraph (an undirected graph may hold resistors only)")
@@ -169,8 +183,10 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
         if unknown:
             raise ValueError(f"graph edge {a!r} -> {b!r}: attribute(s) {unknown} unknown for a {kind} edge")
         weight = data["weight"]
-        if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, (int, float, np.integer, np.floating)):
+        if not is_number(weight):
             raise ValueError(f"graph edge {a!r} -> {b!r}: weight = {weight!r} must be a number (S)")
+        weight = float(check_array(f"graph edge {a!r} -> {b!r}: weight", weight, (),
+                                   **WEIGHT_BOUNDS[kind]))
         (ga, ia), (gb, ib) = where[a], where[b]
         if kind == "resistor" and attrs[gb]["role"] == "input":
             (ga, ia), (gb, ib) = (gb, ib), (ga, ia)
@@ -185,11 +201,13 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
         if m[ib, ia]:
             raise ValueError(f"graph edge {a!r} -> {b!r}: duplicate {kind} between these nodes")
         if kind == "tanh":
-            v_sat.setdefault("v", data.get("v_sat", 1.0))
-            if data.get("v_sat", 1.0) != v_sat["v"]:
-                raise ValueError(f"graph edge {a!r} -> {b!r}: v_sat = {data.get('v_sat', 1.0)!r} differs from "
+            vs = float(check_array(f"graph edge {a!r} -> {b!r}: v_sat", data.get("v_sat", 1.0), (),
+                                   positive=True, span=V_SAT_RANGE, unit="V"))
+            v_sat.setdefault("v", vs)
+            if vs != v_sat["v"]:
+                raise ValueError(f"graph edge {a!r} -> {b!r}: v_sat = {vs!r} differs from "
                                  f"{v_sat['v']!r} of the other tanh edges between groups {ga!r} and {gb!r}")
-        w[ib, ia], m[ib, ia] = float(weight), True
+        w[ib, ia], m[ib, ia] = weight, True
     couplings = [Coupling(f"{kind[0] if kind != 'tanh' else 't'}_{ga}_{gb}", kind, ga, gb, w, m, v_sat.get("v", 1.0))
                  for (kind, ga, gb), (w, m, v_sat) in blocks.items()]
     return Network(name, tuple(groups), tuple(couplings), diode or DiodeModel())

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from circuitep import kcl
+from circuitep.checks import is_number, plain_float
 from circuitep.costs import Cost, CrossEntropy, SquaredError
 from circuitep.devices import GMIN, THERMAL_VOLTAGE
 from circuitep.netlist import Element, ModelCard, Netlist, Section, spice_number, write
@@ -49,8 +50,9 @@ class Tolerances:
     def __post_init__(self):
         for key in ("reltol", "vntol", "abstol"):
             v = getattr(self, key)
-            if isinstance(v, bool) or not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
+            if not is_number(v) or not 0 < plain_float(key, v) < np.inf:
                 raise ValueError(f"tolerance {key} = {v!r} must be a positive number")
+            object.__setattr__(self, key, plain_float(key, v))  # the number the netlist holds
         # below double precision ngspice can never meet reltol (1e-16 hung its op); at 1 it accepts
         # the first iterate (0.64 V off)
         if not RELTOL_RANGE[0] <= self.reltol <= RELTOL_RANGE[1]:
@@ -119,15 +121,17 @@ def compile_network(net: Network, phase: str = "free", form: str = "literal", *,
     values (default: the spec's sample, else zeros); engines alter them per sample. ``beta`` (S for
     squared error, see :mod:`circuitep.costs`) is required for nudged, aep and dyadic phases.
     """
-    if phase not in PHASES:
+    if not isinstance(phase, str) or str.__str__(phase) not in PHASES:
         raise ValueError(f"phase {phase!r} is not one of {PHASES}")
-    if form not in FORMS:
+    if not isinstance(form, str) or str.__str__(form) not in FORMS:
         raise ValueError(f"form {form!r} is not one of {FORMS}")
+    phase, form = str.__str__(phase), str.__str__(form)  # plain: they are compared and written
     cost = cost or SquaredError()
     tolerances = tolerances or Tolerances()
     if phase != "free":
-        if beta is None or not np.isfinite(beta) or beta == 0:
+        if not is_number(beta) or not 0 < abs(plain_float("beta", beta)) < np.inf:
             raise ValueError(f"the {phase} phase needs a finite non-zero beta, got {beta!r}")
+        beta = plain_float("beta", beta)
     else:
         beta = 0.0
     if inputs is None:

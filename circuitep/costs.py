@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from circuitep.checks import is_number, plain_float
+
 
 @dataclass(frozen=True)
 class SquaredError:
@@ -49,8 +51,10 @@ class CrossEntropy:
     name: str = "xent"
 
     def __post_init__(self):
-        if not (np.isfinite(self.tau) and self.tau > 0):
-            raise ValueError(f"cross-entropy temperature tau = {self.tau!r} must be a positive number of volts")
+        if not is_number(self.tau) or not 0 < plain_float("tau", self.tau) < np.inf:  # not True
+            raise ValueError(f"cross-entropy temperature tau = {self.tau!r} must be a positive "
+                             "number of volts")
+        object.__setattr__(self, "tau", plain_float("tau", self.tau))  # what the netlist holds
 
     def check_targets(self, y: np.ndarray) -> None:
         """Targets are (unnormalised) probabilities: every row >= 0 with a positive sum."""

@@ -13,8 +13,28 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from circuitep.checks import finite_float, is_number, plain_float, plain_str
+
 #: SPICE node and element names: lower-case identifiers (ngspice lower-cases everything anyway).
 IDENT = re.compile(r"[a-z0-9][a-z0-9_]*")
+
+#: Words ngspice gives a meaning to, refused as user names (any case; SPICE is case-insensitive)
+#: and as model and node names in a netlist: ground's names; dot-commands and control words; the
+#: functions of the B-source parser (inpptree.c) and of numparam (xpressn.c) with numparam's
+#: keywords; the expression variables temper, hertz and time (a diode model named ``temper`` made
+#: ngspice 39 segfault, ``gnd`` failed to load); and the constants of the front end (pi, e, c, i,
+#: kelvin, echarge, boltz, planck, yes, no, true, false).
+RESERVED_NAMES = frozenset("""
+    gnd ground
+    shell control endc end include lib endl param options option model subckt ends alter source
+    run op quit exit set global func dc ac tran temp
+    abs acos acosh asin asinh atan atanh arctan cos cosh exp ln log log10 sgn sin sinh sqrt sqr tan
+    tanh u u2 uramp pwl pwl_derivative eq0 ne0 gt0 lt0 ge0 le0 pow pwr min max ceil floor nint int
+    ddt idt table tablef ternary_fcn agauss gauss unif aunif limit v i
+    and or not div mod if else while macro funct defined for to downto is var
+    temper hertz time
+    pi e c kelvin echarge boltz planck yes no true false
+""".split())
 #: Behavioural expressions are built by the compiler only from node names, numbers, arithmetic,
 #: the ternary operator and these functions.
 _EXPR_TOKENS = re.compile(
@@ -49,27 +69,38 @@ ELEMENT_KINDS: dict[str, ElementKind] = {
 def spice_number(x: float) -> str:
     """The shortest decimal that round-trips ``x`` (Python's ``repr``); never SI suffixes.
 
-    SPICE reads ``M`` as milli, so suffixes are never used. NaN and infinities are refused.
+    SPICE reads ``M`` as milli, so suffixes are never used. NaN and infinities are refused. The
+    number written is the one ``x`` holds (:func:`circuitep.checks.plain_float`), whatever a
+    subclass's ``__repr__`` or ``__float__`` says.
     """
-    if isinstance(x, bool) or not isinstance(x, (int, float)) and not hasattr(x, "__float__"):
+    if not is_number(x):
         raise TypeError(f"a SPICE number must be numeric, got {x!r}")
     try:
-        x = float(x)
-    except OverflowError as exc:
+        x = plain_float("value", x)
+    except ValueError as exc:  # an integer beyond 1.8e308
         raise ValueError(f"cannot write {x} into a netlist: too large for a double") from exc
     if not math.isfinite(x):
         raise ValueError(f"cannot write {x} into a netlist")
     return repr(x) if x != 0 else "0"
 
 
-def check_ident(path: str, name: str) -> str:
+def check_ident(path: str, name: str, *, reserved: bool = False) -> str:
+    """``name`` as a plain ``str`` if it is a SPICE identifier (and, with ``reserved``, not one of
+    :data:`RESERVED_NAMES`, for model and node names), else a ``ValueError`` naming ``path``."""
     if not isinstance(name, str) or not IDENT.fullmatch(name):
         raise ValueError(f"{path} = {name!r} is not a valid SPICE identifier (pattern {IDENT.pattern})")
+    name = plain_str(path, name)
+    if reserved and name.lower() in RESERVED_NAMES:
+        raise ValueError(f"{path} = {name!r} is a word ngspice reserves "
+                         "(see circuitep.netlist.RESERVED_NAMES)")
     return name
 
 
 def check_expression(path: str, expr: str) -> str:
     """Accept only the tokens the compiler builds expressions from (no dot-commands, no quotes)."""
+    if not isinstance(expr, str):
+        raise ValueError(f"{path}: a behavioural expression must be a string, got {expr!r}")
+    expr = plain_str(path, expr)
     pos = 0
     while pos < len(expr):
         m = _EXPR_TOKENS.match(expr, pos)
@@ -90,23 +121,29 @@ class Element:
     comment: str = ""
 
     def __post_init__(self):
-        ek = ELEMENT_KINDS.get(self.kind)
+        ek = ELEMENT_KINDS.get(self.kind) if isinstance(self.kind, str) else None
         if ek is None:
             raise ValueError(f"element kind {self.kind!r} is not one of {sorted(ELEMENT_KINDS)}")
-        check_ident("element name", self.name)
+        object.__setattr__(self, "kind", ek.letter)
+        # plain values only: line() writes exactly what is checked here
+        object.__setattr__(self, "name", check_ident("element name", self.name))
         if not self.name.startswith(self.kind.lower()):
             raise ValueError(f"element {self.name!r} must start with its letter {self.kind!r}")
         if len(self.nodes) != ek.terminals:
             raise ValueError(f"element {self.name!r} has {len(self.nodes)} nodes, a {self.kind} has {ek.terminals}")
-        for k, n in enumerate(self.nodes):
-            check_ident(f"{self.name}.nodes[{k}]", n)
+        nodes = tuple(check_ident(f"{self.name}.nodes[{k}]", n, reserved=True)
+                      for k, n in enumerate(self.nodes))
+        object.__setattr__(self, "nodes", nodes)
         if self.kind == "D":
-            check_ident(f"{self.name}.model", self.value)
+            model = check_ident(f"{self.name}.model", self.value, reserved=True)
+            object.__setattr__(self, "value", model)
         elif self.kind == "B":
-            check_expression(self.name, self.value)
+            object.__setattr__(self, "value", check_expression(self.name, self.value))
         else:
             spice_number(self.value)
+            object.__setattr__(self, "value", finite_float(f"{self.name} value", self.value))
         _check_comment(self.comment)
+        object.__setattr__(self, "comment", plain_str(f"{self.name} comment", self.comment))
 
     def line(self) -> str:
         if self.kind == "D":
@@ -130,6 +167,11 @@ class Section:
 
     def __post_init__(self):
         _check_comment(self.title)
+        object.__setattr__(self, "title", plain_str("section title", self.title))
+        object.__setattr__(self, "elements", tuple(self.elements))
+        for el in self.elements:
+            if type(el) is not Element:  # a subclass could write another line()
+                raise TypeError(f"section {self.title!r}: {el!r} is not an Element")
 
 
 @dataclass(frozen=True)
@@ -141,12 +183,16 @@ class ModelCard:
     params: tuple[tuple[str, float], ...]
 
     def __post_init__(self):
-        check_ident("model name", self.name)
-        if self.kind not in ("D",):
+        object.__setattr__(self, "name", check_ident("model name", self.name, reserved=True))
+        if not isinstance(self.kind, str) or str.__str__(self.kind) not in ("D",):
             raise ValueError(f"model kind {self.kind!r} is not supported")
+        object.__setattr__(self, "kind", str.__str__(self.kind))
+        params = []
         for key, val in self.params:
-            check_ident(f"model {self.name} parameter", key)
             spice_number(val)
+            params.append((check_ident(f"model {self.name} parameter", key),
+                           finite_float(f"model {self.name} {key}", val)))
+        object.__setattr__(self, "params", tuple(params))
 
     def line(self) -> str:
         params = " ".join(f"{k}={spice_number(v)}" for k, v in self.params)
@@ -167,9 +213,18 @@ class Netlist:
         _check_comment(self.title)
         for h in self.header:
             _check_comment(h)
+        object.__setattr__(self, "title", plain_str("title", self.title))
+        object.__setattr__(self, "header", tuple(plain_str("header", h) for h in self.header))
+        object.__setattr__(self, "sections", tuple(self.sections))
+        object.__setattr__(self, "models", tuple(self.models))
+        for part, kind in [(s, Section) for s in self.sections] + [(m, ModelCard) for m in self.models]:
+            if type(part) is not kind:  # a subclass could write other lines
+                raise TypeError(f"netlist {self.title!r}: {part!r} is not a {kind.__name__}")
+        options = []
         for key, val in self.options:
-            check_ident("option", key)
             spice_number(val)
+            options.append((check_ident("option", key), finite_float(f"option {key}", val)))
+        object.__setattr__(self, "options", tuple(options))
         seen = set()
         for el in self.elements():
             if el.name in seen:

@@ -20,6 +20,9 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from circuitep.checks import is_integer, is_number, plain_float, plain_int, plain_str
+from circuitep.netlist import RESERVED_NAMES
+
 #: Group names become SPICE node names ``<group>_<k>``: lower-case letters and digits only, so that
 #: no user node can collide with the compiler's helper nodes (which contain two underscores).
 GROUP_NAME = re.compile(r"[a-z][a-z0-9]{0,23}")
@@ -27,6 +30,10 @@ GROUP_NAME = re.compile(r"[a-z][a-z0-9]{0,23}")
 NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 #: Names refused even though they are plain identifiers: SPICE's names for ground and ngspice's
 #: control words (they can never reach a netlist as commands, but a reader should not see them).
+#: Group and coupling names never stand alone in a netlist (nodes are ``<group>_<k>``, elements
+#: ``<letter><coupling>_<i>_<j>``), so ngspice's other words are fine there; the diode model's
+#: name does stand alone and must avoid all of :data:`circuitep.netlist.RESERVED_NAMES` (a model
+#: named ``temper`` made ngspice 39 segfault).
 _RESERVED = {"gnd", "ground", "shell", "control", "endc", "end", "include", "lib", "param", "options",
              "option", "model", "subckt", "ends", "alter", "source", "run", "op", "quit", "exit", "set"}
 
@@ -38,18 +45,41 @@ MAX_VOLTS = 1e3
 #: Most nodes in one group: far beyond any circuit a netlist or the dense couplings can hold.
 MAX_GROUP_SIZE = 10**7
 
+#: Smallest non-zero conductance (S) of a leak or a resistor, 1 petaohm: the netlist holds its
+#: reciprocal, which overflowed to inf for a leak of 1e-320 S.
+MIN_SIEMENS = 1e-15
+#: Largest conductance or transconductance (S) of a coupling: with voltages up to
+#: :data:`MAX_VOLTS` its currents stay far from overflow (1e300 S overflowed the numpy engine).
+#: Leaks have no upper bound: a huge leak shorts its node to ground, which the engines handle.
+MAX_SIEMENS = 1e6
+#: Largest bias current (A): a bias through a 1 S load at :data:`MAX_VOLTS`.
+MAX_AMPS = 1e3
+#: Capacitances (F), 1 aF to 1 kF: the stability check scales by their ratios, and 5e-324 F or
+#: 1e300 F beside 1 pF overflowed it.
+FARAD_RANGE = (1e-18, 1e3)
+#: Saturation voltages of tanh couplings (V), 1 uV to :data:`MAX_VOLTS`: the netlist divides by it.
+V_SAT_RANGE = (1e-6, MAX_VOLTS)
+#: Diode saturation currents (A) and ideality factors: clamp diodes have pA to uA and n of 1 to 2;
+#: beyond 1 A the exponential overflows, and a subnormal n made the thermal voltage 0.
+I_SAT_RANGE = (1e-30, 1.0)
+N_RANGE = (0.1, 100.0)
+
 ROLES = ("input", "hidden", "output")
 KINDS = ("resistor", "vccs", "tanh")
 Role = Literal["input", "hidden", "output"]
 Kind = Literal["resistor", "vccs", "tanh"]
 
 
-def check_name(path: str, value: object, pattern: re.Pattern = NAME) -> str:
-    """Return ``value`` if it is a plain identifier matching ``pattern``, else raise naming ``path``."""
-    if not isinstance(value, str):
-        raise TypeError(f"{path} must be a string, got {type(value).__name__}")
-    if value in _RESERVED:
-        raise ValueError(f"{path} = {value!r} is reserved (a SPICE ground name or ngspice command word)")
+def check_name(path: str, value: object, pattern: re.Pattern = NAME,
+               reserved: frozenset[str] | set[str] = _RESERVED) -> str:
+    """``value`` as a plain ``str`` if it is an identifier matching ``pattern`` and not one of the
+    ``reserved`` words (in any case), else raise naming ``path``. Callers keep the returned
+    string, never ``value`` itself (a ``str`` subclass may format as other text)."""
+    value = plain_str(path, value)
+    if value.lower() in reserved:
+        kind = ("a SPICE ground name or ngspice command word" if value.lower() in _RESERVED else
+                "a function, constant or variable of ngspice's expressions")
+        raise ValueError(f"{path} = {value!r} is reserved ({kind})")
     if not pattern.fullmatch(value):
         raise ValueError(
             f"{path} = {value!r} is not a plain identifier: use lower-case letters, digits"
@@ -57,10 +87,6 @@ def check_name(path: str, value: object, pattern: re.Pattern = NAME) -> str:
             f" (pattern {pattern.pattern})"
         )
     return value
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
 def _as_array(path: str, value: object, booleans: bool, what: str) -> np.ndarray:
@@ -72,39 +98,53 @@ def _as_array(path: str, value: object, booleans: bool, what: str) -> np.ndarray
         raise ValueError(f"{path} must be {what} (rows of equal length)") from exc
     if isinstance(value, np.ndarray) and (arr.dtype.kind == "b" if booleans else arr.dtype.kind in "iuf"):
         return arr
-    elements = list(np.asarray(value, dtype=object).flat)  # lists: numpy would turn True into 1.0
-    ok = (lambda v: isinstance(v, (bool, np.bool_))) if booleans else _is_number
+    objects = np.asarray(value, dtype=object)  # lists: numpy would turn True into 1.0
+    elements = list(objects.flat)
+    ok = (lambda v: isinstance(v, (bool, np.bool_))) if booleans else is_number
     bad = [v for v in elements if not ok(v)][:1] or ([] if elements else [value])
     if bad:
         raise TypeError(f"{path} must be {what}, got {bad[0]!r}")
-    if arr.dtype.kind == "O":  # integers beyond int64
-        try:
-            return arr.astype(float)
-        except OverflowError as exc:
-            raise ValueError(f"{path} holds an integer too large for a float") from exc
-    return arr
+    if booleans:
+        return np.array([bool(v) for v in elements], dtype=bool).reshape(objects.shape)
+    try:  # each number's own value: numpy would ask a float subclass's __float__
+        values = [plain_float(path, v) for v in elements]
+        return np.array(values, dtype=float).reshape(objects.shape)
+    except ValueError as exc:
+        raise ValueError(f"{path} holds an integer too large for a float") from exc
 
 
 def check_array(path: str, value: object, shape: tuple[int, ...], *, nonnegative: bool = False,
-                positive: bool = False, dtype: type = float) -> np.ndarray:
+                positive: bool = False, dtype: type = float,
+                span: tuple[float, float] | None = None, unit: str = "") -> np.ndarray:
     """Broadcast ``value`` to a read-only array of ``shape``; refuse non-numbers, NaN, inf and
-    wrong signs."""
+    wrong signs, and with ``span = (lo, hi)`` non-zero magnitudes outside ``[lo, hi]`` (in
+    ``unit``; zero passes unless ``positive``)."""
     arr = _as_array(path, value, dtype is bool,
                     "booleans" if dtype is bool else "a number or a list of numbers").astype(dtype)
     if arr.ndim > len(shape) or (arr.shape != shape and arr.ndim != 0):
         raise ValueError(f"{path} has shape {arr.shape}, expected {shape} (or a scalar)")
     arr = np.array(np.broadcast_to(arr, shape))
+
+    def first(bad: np.ndarray) -> str:
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        return f"{path}{list(idx) if idx else ''} = {float(arr[idx])!r}"
+
     if dtype is float:
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"{path}{list(idx) if idx else ''} = {arr[idx]} is not finite")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{first(~np.isfinite(arr))} is not finite")
         if nonnegative and (arr < 0).any():
-            idx = tuple(int(i) for i in np.argwhere(arr < 0)[0])
-            raise ValueError(f"{path}{list(idx) if idx else ''} = {arr[idx]} is negative")
+            raise ValueError(f"{first(arr < 0)} is negative")
         if positive and (arr <= 0).any():
-            idx = tuple(int(i) for i in np.argwhere(arr <= 0)[0])
-            raise ValueError(f"{path}{list(idx) if idx else ''} = {arr[idx]} must be positive")
+            raise ValueError(f"{first(arr <= 0)} must be positive")
+        if span is not None:
+            lo, hi, u = *span, f" {unit}" if unit else ""
+            mag = np.abs(arr)
+            if (mag > hi).any():
+                raise ValueError(f"{first(mag > hi)}{u} is beyond {hi:g}{u}")
+            if ((mag < lo) & (mag > 0)).any():
+                what = "value" if positive else "non-zero value (0: none)"
+                raise ValueError(f"{first((mag < lo) & (mag > 0))}{u} is below {lo:g}{u}, the "
+                                 f"smallest {what} accepted here")
     arr.setflags(write=False)
     return arr
 
@@ -131,24 +171,50 @@ def voltage_rows(what: str, value, width: int, batch: int | None = None) -> np.n
     return a
 
 
-def _positive_float(path: str, value: object) -> float:
-    return float(check_array(path, value, (), positive=True))
+def _choice(path: str, value: object, choices: tuple[str, ...]) -> str:
+    """``value`` as a plain ``str`` if it is one of ``choices`` (asking no subclass's ``__eq__``)."""
+    if not isinstance(value, str) or str.__str__(value) not in choices:
+        raise ValueError(f"{path} = {value!r} is not one of {choices}")
+    return str.__str__(value)
+
+
+def _positive_float(path: str, value: object, span: tuple[float, float] | None = None,
+                    unit: str = "") -> float:
+    return float(check_array(path, value, (), positive=True, span=span, unit=unit))
 
 
 @dataclass(frozen=True)
 class DiodeModel:
-    """Shockley diode model card used by every clamp: ``.model <name> D(is=<i_sat> n=<n>)``."""
+    """Shockley diode model card used by every clamp: ``.model <name> D(is=<i_sat> n=<n>)``.
+
+    ``i_sat`` (A) within :data:`I_SAT_RANGE`, ideality ``n`` within :data:`N_RANGE`.
+    """
 
     i_sat: float = 1e-12  # A
     n: float = 1.0
     name: str = "dclamp"
 
     def __post_init__(self):
-        object.__setattr__(self, "i_sat", _positive_float("diode.i_sat", self.i_sat))
-        if self.i_sat > 1.0:  # clamp diodes have pA..uA; beyond 1 A the exponential overflows
-            raise ValueError(f"diode.i_sat = {self.i_sat:g} A is beyond 1 A (clamp diodes have pA to uA)")
-        object.__setattr__(self, "n", _positive_float("diode.n", self.n))
-        check_name("diode.name", self.name)
+        object.__setattr__(self, "i_sat",
+                           _positive_float("diode.i_sat", self.i_sat, I_SAT_RANGE, "A"))
+        object.__setattr__(self, "n", _positive_float("diode.n", self.n, N_RANGE))
+        object.__setattr__(self, "name", check_name("diode.name", self.name,
+                                                    reserved=_RESERVED | RESERVED_NAMES))
+
+
+#: Bounds of the free nodes' parameters (STYLE.md item 8), read by :class:`NodeGroup` and
+#: :func:`circuitep.builders.from_graph`: keyword arguments of :func:`check_array`.
+NODE_PARAMS = {
+    "leak": dict(nonnegative=True, span=(MIN_SIEMENS, np.inf), unit="S"),
+    "bias": dict(span=(0.0, MAX_AMPS), unit="A"),
+    "capacitance": dict(positive=True, span=FARAD_RANGE, unit="F"),
+}
+#: Bounds of a coupling's weights by kind (S).
+WEIGHT_BOUNDS = {
+    "resistor": dict(nonnegative=True, span=(MIN_SIEMENS, MAX_SIEMENS), unit="S"),
+    "vccs": dict(span=(0.0, MAX_SIEMENS), unit="S"),
+    "tanh": dict(span=(0.0, MAX_SIEMENS), unit="S"),
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,20 +238,19 @@ class NodeGroup:
     invert: str | None = None
 
     def __post_init__(self):
-        path = f"groups[{self.name!r}]" if isinstance(self.name, str) else "groups[?]"
-        check_name(f"{path}.name", self.name, GROUP_NAME)
-        if self.role not in ROLES:
-            raise ValueError(f"{path}.role = {self.role!r} is not one of {ROLES}")
-        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
+        path = (f"groups[{str.__str__(self.name)!r}]" if isinstance(self.name, str)
+                else "groups[?]")
+        object.__setattr__(self, "name", check_name(f"{path}.name", self.name, GROUP_NAME))
+        object.__setattr__(self, "role", _choice(f"{path}.role", self.role, ROLES))
+        if not is_integer(self.size) or plain_int(self.size) < 1:
             raise ValueError(f"{path}.size = {self.size!r} must be a positive integer")
+        object.__setattr__(self, "size", plain_int(self.size))
         if self.size > MAX_GROUP_SIZE:
             raise ValueError(f"{path}.size = {self.size} is beyond {MAX_GROUP_SIZE:,} nodes")
-        object.__setattr__(self, "size", int(self.size))
         shape = (self.size,)
-        object.__setattr__(self, "leak", check_array(f"{path}.leak", self.leak, shape, nonnegative=True))
-        object.__setattr__(self, "bias", check_array(f"{path}.bias", self.bias, shape))
-        object.__setattr__(self, "capacitance",
-                           check_array(f"{path}.capacitance", self.capacitance, shape, positive=True))
+        for key, bounds in NODE_PARAMS.items():
+            value = check_array(f"{path}.{key}", getattr(self, key), shape, **bounds)
+            object.__setattr__(self, key, value)
         if self.role == "input" and (self.clamp is not None or self.bias.any()):
             raise ValueError(f"{path} is an input group, held by voltage sources: a clamp or bias current would "
                              "do nothing there")
@@ -197,7 +262,8 @@ class NodeGroup:
         if self.invert is not None:
             if self.role != "input":
                 raise ValueError(f"{path}.invert is only meaningful for input groups")
-            check_name(f"{path}.invert", self.invert, GROUP_NAME)
+            object.__setattr__(self, "invert",
+                               check_name(f"{path}.invert", self.invert, GROUP_NAME))
 
     @property
     def free(self) -> bool:
@@ -227,19 +293,19 @@ class Coupling:
     v_sat: float = 1.0  # V, tanh only
 
     def __post_init__(self):
-        path = f"couplings[{self.name!r}]" if isinstance(self.name, str) else "couplings[?]"
-        check_name(f"{path}.name", self.name)
+        path = (f"couplings[{str.__str__(self.name)!r}]" if isinstance(self.name, str)
+                else "couplings[?]")
+        object.__setattr__(self, "name", check_name(f"{path}.name", self.name))
         if self.name.startswith("adj_"):
             raise ValueError(f"{path}.name = {self.name!r}: the prefix 'adj_' is reserved for the elements of "
                              "the adjoint network (coupling 'x' has adjoint elements named like 'adj_x')")
-        if self.kind not in KINDS:
-            raise ValueError(f"{path}.kind = {self.kind!r} is not one of {KINDS}")
-        check_name(f"{path}.src", self.src, GROUP_NAME)
-        check_name(f"{path}.dst", self.dst, GROUP_NAME)
+        object.__setattr__(self, "kind", _choice(f"{path}.kind", self.kind, KINDS))
+        object.__setattr__(self, "src", check_name(f"{path}.src", self.src, GROUP_NAME))
+        object.__setattr__(self, "dst", check_name(f"{path}.dst", self.dst, GROUP_NAME))
         w = _as_array(f"{path}.weight", self.weight, False, "a matrix of numbers")
         if w.ndim != 2:
             raise ValueError(f"{path}.weight must be a 2-D matrix (dst, src), got shape {np.shape(w)}")
-        weight = check_array(f"{path}.weight", w, w.shape, nonnegative=self.kind == "resistor")
+        weight = check_array(f"{path}.weight", w, w.shape, **WEIGHT_BOUNDS[self.kind])
         mask = (np.ones(weight.shape, bool) if self.mask is None
                 else _as_array(f"{path}.mask", self.mask, True, "a matrix of booleans"))
         if mask.shape != weight.shape:
@@ -250,7 +316,8 @@ class Coupling:
         weight.setflags(write=False)
         object.__setattr__(self, "weight", weight)
         object.__setattr__(self, "mask", mask)
-        object.__setattr__(self, "v_sat", _positive_float(f"{path}.v_sat", self.v_sat))
+        object.__setattr__(self, "v_sat",
+                           _positive_float(f"{path}.v_sat", self.v_sat, V_SAT_RANGE, "V"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -273,9 +340,10 @@ class Network:
     description: str = ""
 
     def __post_init__(self):
-        check_name("name", self.name)
+        object.__setattr__(self, "name", check_name("name", self.name))
         if not isinstance(self.description, str) or not re.fullmatch(r"[\x20-\x7e]*", self.description):
             raise ValueError("description must be a single line of printable ASCII text")
+        object.__setattr__(self, "description", plain_str("description", self.description))
         object.__setattr__(self, "groups", tuple(self.groups))
         object.__setattr__(self, "couplings", tuple(self.couplings))
         for k, g in enumerate(self.groups):

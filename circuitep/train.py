@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from circuitep.checks import is_integer, is_number, plain_float, plain_int
 from circuitep.costs import make_cost
 from circuitep.datasets import Dataset, inputs_to_voltages, labels_to_targets
 from circuitep.engines.base import ConvergenceError, Engine, Phase
 from circuitep.estimators import compare, estimate
 from circuitep.gradcheck import asymmetry, transconductor_pairs
-from circuitep.spec import MAX_VOLTS, Network
+from circuitep.spec import MAX_SIEMENS, MAX_VOLTS, MIN_SIEMENS, Network
 from circuitep.specio import atomic_path
 
 ALGORITHMS = ("aep", "ep", "vf", "dyadic", "bp")
@@ -90,43 +91,70 @@ class TrainConfig:
     eval_train_samples: int | None = None
 
     def __post_init__(self):
+        def put(key, value):  # store the plain value: config.json and equality on resume
+            object.__setattr__(self, key, value)
+
+        def number(key, value, ok, message):  # a plain float if ``ok`` of it, else refuse
+            if not is_number(value) or not ok(plain_float(key, value)):
+                raise ValueError(f"{key} = {value!r} {message}")
+            return plain_float(key, value)
+
+        def choice(key, value, choices, message):
+            if not isinstance(value, str) or str.__str__(value) not in choices:
+                raise ValueError(message)
+            put(key, str.__str__(value))
+
         for key in ("centered", "train_leak"):
             if not isinstance(getattr(self, key), (bool, np.bool_)):
                 raise ValueError(f"{key} = {getattr(self, key)!r} must be True or False")
-        if isinstance(self.seed, (bool, np.bool_)) or not isinstance(self.seed, (int, np.integer)) \
-                or not 0 <= self.seed < 2**32:
+            put(key, bool(getattr(self, key)))
+        if not is_integer(self.seed) or not 0 <= plain_int(self.seed) < 2**32:
             raise ValueError(f"seed = {self.seed!r} must be an integer in 0 .. 2**32 - 1")
+        put("seed", plain_int(self.seed))
         if not isinstance(self.g_bounds, (tuple, list)) or len(self.g_bounds) != 2:
             raise ValueError(f"g_bounds = {self.g_bounds!r} must be a pair (g_min, g_max)")
-        object.__setattr__(self, "g_bounds", tuple(self.g_bounds))  # a list would not compare equal on resume
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
+        if not all(is_number(b) for b in self.g_bounds):
+            raise ValueError(f"g_bounds = {self.g_bounds!r} must be a pair of numbers (g_min, g_max)")
+        # a tuple: a list would not compare equal on resume
+        put("g_bounds", tuple(plain_float("g_bounds", b) for b in self.g_bounds))
+        choice("algorithm", self.algorithm, ALGORITHMS,
+               f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
         for key in ("lr", "beta_rel", "tau"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v) or v <= 0:
-                raise ValueError(f"{key} = {v!r} must be a positive finite number")
+            put(key, number(key, getattr(self, key), lambda v: 0 < v < np.inf,
+                            "must be a positive finite number"))
+        if not isinstance(self.lr_groups, dict):
+            raise ValueError(f"lr_groups = {self.lr_groups!r} must be a dict of parameter group names "
+                             "to rates")
+        groups = {}
         for key, v in self.lr_groups.items():
-            if not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v) or v < 0:
-                raise ValueError(f"lr_groups[{key!r}] = {v!r} must be a non-negative finite number")
+            if not isinstance(key, str):
+                raise ValueError(f"lr_groups keys must be parameter group names (strings), "
+                                 f"got {key!r}")
+            groups[str.__str__(key)] = number(f"lr_groups[{key!r}]", v, lambda x: 0 <= x < np.inf,
+                                              "must be a non-negative finite number")
+        put("lr_groups", groups)
         for key in ("epochs", "batch_size", "probe_size"):
             v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            if not is_integer(v) or plain_int(v) < 1:
                 raise ValueError(f"{key} = {v!r} must be a positive integer")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule = {self.lr_schedule!r} is not one of {LR_SCHEDULES}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum = {self.momentum!r} must be in [0, 1)")
-        if self.on_failure not in ("skip", "stop"):
-            raise ValueError(f"on_failure = {self.on_failure!r} must be 'skip' or 'stop'")
-        if self.eval_train_samples is not None and (isinstance(self.eval_train_samples, bool) or not isinstance(
-                self.eval_train_samples, (int, np.integer)) or self.eval_train_samples < 1):
-            raise ValueError(f"eval_train_samples = {self.eval_train_samples!r} must be a positive integer or None")
-        if self.levels is not None and (not isinstance(self.levels, (int, np.integer)) or self.levels < 2):
-            raise ValueError(f"levels = {self.levels!r} must be an integer >= 2 or None")
+            put(key, plain_int(v))
+        choice("lr_schedule", self.lr_schedule, LR_SCHEDULES,
+               f"lr_schedule = {self.lr_schedule!r} is not one of {LR_SCHEDULES}")
+        put("momentum", number("momentum", self.momentum, lambda v: 0 <= v < 1, "must be in [0, 1)"))
+        choice("on_failure", self.on_failure, ("skip", "stop"),
+               f"on_failure = {self.on_failure!r} must be 'skip' or 'stop'")
+        if self.eval_train_samples is not None:
+            if not is_integer(self.eval_train_samples) or plain_int(self.eval_train_samples) < 1:
+                raise ValueError(f"eval_train_samples = {self.eval_train_samples!r} must be a positive "
+                                 "integer or None")
+            put("eval_train_samples", plain_int(self.eval_train_samples))
+        if self.levels is not None:
+            if not is_integer(self.levels) or plain_int(self.levels) < 2:
+                raise ValueError(f"levels = {self.levels!r} must be an integer >= 2 or None")
+            put("levels", plain_int(self.levels))
         for key in ("v_on", "v_off"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not abs(v) <= MAX_VOLTS:
-                raise ValueError(f"{key} = {v!r} must be a target voltage within +-{MAX_VOLTS:g} V")
+            put(key, number(key, getattr(self, key), lambda v: abs(v) <= MAX_VOLTS,
+                            f"must be a target voltage within +-{MAX_VOLTS:g} V"))
         if not self.v_off < self.v_on:
             raise ValueError(f"v_on = {self.v_on} must be above v_off = {self.v_off}: the predicted class is "
                              "the output with the highest voltage")
@@ -136,13 +164,11 @@ class TrainConfig:
         lo, hi = self.g_bounds
         if not 0 <= lo < hi < np.inf:
             raise ValueError(f"g_bounds = {self.g_bounds!r} needs 0 <= g_min < g_max < inf")
-        if not 0 < self.w_max < np.inf:
-            raise ValueError(f"w_max = {self.w_max!r} must be positive and finite")
+        put("w_max", number("w_max", self.w_max, lambda v: 0 < v < np.inf,
+                            "must be positive and finite"))
+        if isinstance(self.cost, str):
+            put("cost", str.__str__(self.cost))
         make_cost(self.cost, self.tau)
-        for f in fields(self):  # numpy scalars as Python numbers: config.json and equality on resume
-            v = getattr(self, f.name)
-            if isinstance(v, (np.integer, np.floating, np.bool_)):
-                object.__setattr__(self, f.name, v.item())
 
 
 def natural_scale(net: Network) -> float:
@@ -174,7 +200,9 @@ def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig,
     """Keep every parameter physical: resistor conductances within bounds, transconductances within
     ``+-w_max``, leaks (when trained) within ``[max(g_min, LEAK_FLOOR), g_max]``; optional quantisation to ``levels``
     values. Bounds are relative to ``sigma`` (default: the network's natural scale); training
-    passes the initial network's, so that trained leaks cannot move their own bounds."""
+    passes the initial network's, so that trained leaks cannot move their own bounds. The spec's
+    own bounds (S) hold too: couplings within ``+-spec.MAX_SIEMENS``, resistors below
+    ``spec.MIN_SIEMENS`` removed (0 S), leaks at least ``spec.MIN_SIEMENS``."""
     sigma = natural_scale(net) if sigma is None else sigma
     out = dict(params)
     for c in net.couplings:
@@ -182,16 +210,19 @@ def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig,
             continue
         lo, hi = ((config.g_bounds[0] * sigma, config.g_bounds[1] * sigma) if c.kind == "resistor"
                   else (-config.w_max * sigma, config.w_max * sigma))
+        lo, hi = max(lo, -MAX_SIEMENS), min(hi, MAX_SIEMENS)  # the spec's own bounds
         w = np.clip(out[c.name], lo, hi)
         if config.levels:
             step = (hi - lo) / (config.levels - 1)
             w = np.clip(lo + np.round((w - lo) / step) * step, lo, hi)  # rounding may overshoot by an ulp
+        if c.kind == "resistor":  # below MIN_SIEMENS (1 petaohm) a resistor is none
+            w = np.where(w < MIN_SIEMENS, 0.0, w)
         out[c.name] = np.where(c.mask, w, 0.0)
     if config.train_leak:
-        lo = max(config.g_bounds[0], LEAK_FLOOR) * sigma
+        lo = max(config.g_bounds[0] * sigma, LEAK_FLOOR * sigma, MIN_SIEMENS)
         for g in net.free_groups:
             key = f"{g.name}.leak"
-            out[key] = np.clip(out[key], lo, config.g_bounds[1] * sigma)
+            out[key] = np.clip(out[key], lo, max(config.g_bounds[1] * sigma, lo))
     return out
 
 

@@ -11,6 +11,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from circuitep.checks import is_number, plain_float
 from circuitep.costs import Cost, CrossEntropy, SquaredError
 from circuitep.spec import Network, voltage_rows
 
@@ -33,13 +34,17 @@ class Phase:
     cost: Cost = field(default_factory=SquaredError)
 
     def __post_init__(self):
-        if self.kind not in ("free", "nudged", "dyadic"):
+        kinds = ("free", "nudged", "dyadic")
+        if not isinstance(self.kind, str) or str.__str__(self.kind) not in kinds:
             raise ValueError(f"phase kind {self.kind!r} is not one of free, nudged, dyadic")
-        if isinstance(self.beta, (bool, np.bool_)) or not isinstance(self.beta, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(self.beta):
+        if not is_number(self.beta) or not np.isfinite(plain_float("beta", self.beta)):
             raise ValueError(f"beta = {self.beta!r} must be a finite real number")
         if not isinstance(self.aep, (bool, np.bool_)):
             raise ValueError(f"aep = {self.aep!r} must be True or False")
+        # plain values: the phase is compared, hashed and written into netlists and labels
+        object.__setattr__(self, "kind", str.__str__(self.kind))
+        object.__setattr__(self, "beta", plain_float("beta", self.beta))
+        object.__setattr__(self, "aep", bool(self.aep))
         if not isinstance(self.cost, (SquaredError, CrossEntropy)):
             raise ValueError(f"cost = {self.cost!r} must be a cost object (circuitep.costs.make_cost('mse'|'xent'))")
         if self.kind == "free" and (self.beta != 0 or self.aep):
