@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -117,3 +118,86 @@ def test_a_kill_just_after_the_final_checkpoint_is_repaired_by_resume(tmp_path):
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2]
     for name in ("trained.toml", "trained.cir", "learning_curves.png"):
         assert (out / name).stat().st_size > 0, name
+
+
+def test_a_diverged_run_exits_3_and_says_where_diverged_json_is(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = XOR + ["--epochs", "3", "--lr", "1e300", "--out", str(out)]
+    with pytest.warns(RuntimeWarning, match="overflow"):  # the Newton solver's, on the runaway circuit
+        assert exit_code(argv) == 3
+    err = capsys.readouterr().err
+    assert f"circuitep: training diverged in epoch 2; where and why: {out / 'diverged.json'}" in err, err
+    assert json.loads((out / "diverged.json").read_text())["epoch"] == 2
+    assert exit_code(argv + ["--resume"]) == 3, "a resume of a diverged run exited as if it had trained"
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "3 when training diverged" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("out", ["", " "])
+def test_an_empty_out_is_refused(out, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert exit_code(XOR + ["--epochs", "1", "--out", out]) == 2
+    assert "--out: expected a directory for the run, got an empty path" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [], "a refused run wrote into the current directory"
+
+
+def test_a_new_run_in_a_directory_holding_other_files_is_refused(tmp_path, monkeypatch, capsys):
+    """``--out .`` in a project folder: refused before anything is written; an empty one is fine."""
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert exit_code(XOR + ["--epochs", "1", "--out", "."]) == 2
+    err = capsys.readouterr().err
+    assert "holds files that are not part of a run (notes.txt, src); choose a new or empty directory" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "src"]
+    monkeypatch.chdir(tmp_path / "src")
+    assert exit_code(XOR + ["--epochs", "1", "--out", "."]) == 0
+    assert (tmp_path / "src" / "checkpoint.npz").exists()
+
+
+def test_a_file_size_limit_names_the_file_and_what_to_do(tmp_path):
+    """``ulimit -f``: the write fails with EFBIG (SIGXFSZ ignored, as a shell that traps it does)."""
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "circuitep.cli", *XOR, "--epochs", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, preexec_fn=limit_file_size,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (f"circuitep: error: cannot write {out / 'checkpoint.npz'} (File too large): the file "
+                           "exceeds the file-size limit (ulimit -f): raise the limit\n"), done.stderr
+    assert not [p.name for p in out.iterdir() if "tmp" in p.name], "a partial temporary was left behind"
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs sysfs, where nobody may create files")
+def test_an_out_where_nobody_may_write_names_it(capsys):
+    out = "/sys/circuitep-run"
+    assert exit_code(XOR + ["--epochs", "1", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"circuitep: error: cannot create the run directory {out} (Operation not permitted): "
+                          "no permission to write there: choose a directory you may write to"), err
+
+
+def test_the_mnist_experiment_refuses_a_run_directory_in_use(tmp_path, mnist_dir):
+    """experiments/mnist/run.py writes run directories through train_run: one in use by another
+    process (here this one) ends the script with status 2 and the holder named, not a traceback."""
+    from circuitep.runs import lock_run
+
+    config = json.loads((ROOT / "experiments" / "mnist" / "config.json").read_text())
+    config["quick"].update(hidden=4, epochs=1, seeds=[0], n_train=50, n_test=20)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    busy = tmp_path / "runs" / "quick" / "layered-aep-s0"
+    busy.mkdir(parents=True)
+    with lock_run(busy):
+        done = subprocess.run([sys.executable, str(ROOT / "experiments" / "mnist" / "run.py"), "--quick", "--config",
+                               str(tmp_path / "config.json"), "--data-dir", str(mnist_dir), "--runs-dir",
+                               str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"), "--no-progress",
+                               "--setting", "layered", "--algorithm", "aep"],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr == f"run.py: error: {busy} is in use by another run (pid {os.getpid()} on " \
+                          f"{socket.gethostname()}, started " + done.stderr.split("started ", 1)[1], done.stderr
+    assert "Traceback" not in done.stderr and sorted(p.name for p in busy.iterdir()) == []
