@@ -14,6 +14,7 @@ import os
 import stat
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 #: What each kind of write failure asks the user to do.
 _WRITE_HINTS = {
@@ -44,6 +45,27 @@ def write_error(path: str | os.PathLike, exc: OSError, doing: str = "write") -> 
     return FileWriteError(exc.errno, f"cannot {doing} {path} ({exc.strerror or exc}): {hint}")
 
 
+def open_regular(path: str | os.PathLike, what: str = "file") -> BinaryIO:
+    """``path`` opened for reading in binary mode, after checking that it is a regular file.
+
+    Opened without blocking (a FIFO would block an ordinary open until a writer came) and refused
+    with a :class:`FileReadError` naming ``what`` and ``path`` when it is a directory, a FIFO, a
+    device or a socket. ``FileNotFoundError`` and ``PermissionError`` propagate.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+            raise FileReadError(f"{what} {str(path)!r} is {kind}, not a regular file; give the path of a file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_bytes_limited(path: str | os.PathLike, limit: int, what: str = "file") -> bytes:
     """The content of the regular file ``path``, at most ``limit`` bytes.
 
@@ -63,23 +85,8 @@ def read_bytes_limited(path: str | os.PathLike, limit: int, what: str = "file") 
         When ``path`` is not a regular file (a device, FIFO, socket or directory: opened without
         blocking and refused before anything is read) or holds more than ``limit`` bytes.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO would block an ordinary open
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-            raise FileReadError(f"{what} {str(path)!r} is {kind}, not a regular file; give the path of a file")
-        chunks, size = [], 0
-        while size <= limit:  # the size in the inode can lag behind a file still being written
-            chunk = os.read(fd, min(limit + 1 - size, 1 << 24))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
+    with open_regular(path, what) as f:
+        data = f.read(limit + 1)  # the size in the inode can lag behind a file still being written
     if len(data) > limit:
         raise FileReadError(f"{what} {str(path)!r} is larger than {limit:,} bytes, more than any "
                             f"{what} circuitep reads; check the path")

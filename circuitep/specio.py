@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from circuitep.fileio import FileReadError, atomic_path, read_text_limited, write_text_atomic  # noqa: F401
+from circuitep.fileio import (FileReadError, atomic_path, open_regular, read_text_limited,  # noqa: F401
+                              write_text_atomic)
 from circuitep.spec import Coupling, DiodeModel, Network, NodeGroup, Sample
 
 _TOP = {"name", "description", "diode", "groups", "couplings", "sample"}
@@ -166,7 +167,7 @@ def save_params(net: Network, path: str | os.PathLike) -> None:
 def load_params(net: Network, path: str | os.PathLike) -> Network:
     """``net`` with parameters read from an ``.npz`` file (shapes and names must match)."""
     try:
-        with np.load(path) as data:
+        with open_regular(path, "parameter file") as f, np.load(f) as data:
             params = {k: data[k] for k in data.files}
     except (OSError, ValueError) as exc:
         raise SpecError(f"cannot read parameters from {str(path)!r}: {exc}") from exc

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import zipfile
 import sys
 from pathlib import Path
 
 import pytest
 
+from circuitep.cli import main
 from circuitep.specio import MAX_SPEC_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +35,7 @@ resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT}, {MEMORY_LIMIT}))
 from circuitep.cli import main
 for argv in json.loads(sys.argv[1]):
     err = io.StringIO()
-    with contextlib.redirect_stderr(err):
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
             code = main(argv)
         except SystemExit as exc:
@@ -59,3 +62,31 @@ def test_a_spec_that_is_not_a_regular_file_or_too_large_is_refused_unread(tmp_pa
         assert code == 2, (path, err)
         assert err == f"circuitep: error: spec file {path!r} {message}" + ("; check the path\n" if path == str(huge)
                                                                          else "\n"), err
+
+
+def test_run_files_that_are_fifos_or_zip_bombs_are_refused_on_resume(tmp_path):
+    """A resume reads config.json, data.json and checkpoint.npz: a FIFO in their place is named at
+    once, and a checkpoint whose member inflates to 256 MiB is refused before it is inflated."""
+    argv = ["train", "ff:2-2-2", "--data", "xor", "--epochs", "1", "--no-progress"]
+    assert main(argv + ["--out", str(tmp_path / "run")]) == 0
+    runs = {}
+    for name in ("config.json", "data.json", "checkpoint.npz", "bomb"):
+        out = shutil.copytree(tmp_path / "run", tmp_path / name)
+        target = out / ("checkpoint.npz" if name == "bomb" else name)
+        target.unlink()
+        if name == "bomb":
+            with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z, z.open("epoch.npy", "w",
+                                                                                  force_zip64=True) as member:
+                for _ in range(16):  # 256 MiB of zeros in 256 kB, written in a stream
+                    member.write(bytes(16 << 20))
+        else:
+            os.mkfifo(target)
+        runs[name] = target
+    results = in_child([argv + ["--out", str(path.parent), "--resume"] for path in runs.values()], timeout=60)
+    for (name, path), (code, err) in zip(runs.items(), results, strict=True):
+        assert code == 2, (name, err)
+        reason = ("ValueError: its members unpack to 268,435,456 bytes, more than the file's" if name == "bomb"
+                  else f"FileReadError: {'checkpoint' if name == 'checkpoint.npz' else 'run file'} {str(path)!r} is "
+                       "a FIFO, not a regular file")
+        assert err.startswith(f"circuitep: error: {path} cannot be read ({reason}"), err
+        assert "delete the file or start a new run" in err, err

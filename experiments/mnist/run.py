@@ -59,7 +59,7 @@ def read_run(setting: str, algorithm: str, seed: int, cfg: dict, runs_dir: Path)
     out = run_dir(setting, algorithm, seed, runs_dir)
     if not (out / "metrics.json").exists():
         return None
-    records = json.loads((out / "metrics.json").read_text())
+    records = json.loads(read_text_limited(out / "metrics.json", MAX_JSON_BYTES, "run file"))
     diverged = read_diverged(out)  # its failure count includes the epoch that diverged
     trained = load_spec(out / "trained.toml") if (out / "trained.toml").exists() else None
     net = initial_network(setting, seed, cfg)
