@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -296,8 +297,12 @@ def cmd_train(args) -> int:
                          lr_schedule=args.lr_schedule, momentum=args.momentum, beta_rel=args.beta_rel,
                          centered=not args.one_sided, cost=args.cost, tau=args.tau, seed=args.seed, levels=args.levels,
                          v_on=args.v_on, v_off=args.v_off, on_failure=args.on_failure, train_leak=args.train_leak)
-    data = load_dataset(args.data, data_dir=args.data_dir, download=args.download, n_train=args.n_train,
-                        n_test=args.n_test, seed=args.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        data = load_dataset(args.data, data_dir=args.data_dir, download=args.download, n_train=args.n_train,
+                            n_test=args.n_test, seed=args.seed, verify=not args.no_verify)
+    for w in caught:
+        print(f"circuitep: warning: {w.message}", file=sys.stderr)
     engine = make_engine(args.engine, args.form)
     print(f"training {net.name} ({net.n_inputs} inputs, {net.n_free} free nodes) on {data.name} "
           f"({len(data.x_train)} train / {len(data.x_test)} test) with {args.algorithm} on {engine.name}")
@@ -410,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", help="folder with the IDX files for mnist / fashion-mnist "
                                       "(or set CIRCUITEP_MNIST_DIR / CIRCUITEP_FASHION_MNIST_DIR)")
     t.add_argument("--download", action="store_true", help="download missing IDX files into the cache")
+    t.add_argument("--no-verify", action="store_true",
+                   help="use mnist / fashion-mnist IDX files that are not the published ones (their SHA-256 "
+                        "differs from the one built into circuitep), with a warning; by default they are refused")
     t.add_argument("--n-train", type=_count, help="use only the first N training samples")
     t.add_argument("--n-test", type=_count, help="use only the first N test samples")
     t.add_argument("--engine", choices=ENGINES, default="layered",
