@@ -34,12 +34,12 @@ ENGINES = ("ngspice", "numpy", "layered")
 #: Exit status of ``train`` and ``demo`` when training diverged (``diverged.json`` in the run
 #: directory); 0 is a run trained to its epochs, 2 bad input or a refused run.
 EXIT_DIVERGED = 3
-EXIT_STATUS = ("Exit status: 0 when the run is trained to --epochs, 2 for bad input or a refused run "
-               f"directory, {EXIT_DIVERGED} when training diverged (where and why: diverged.json in the "
-               "run directory).")
-RUN_DIR_HELP = ("run directory (checkpoint, metrics, netlist, figures): new, empty, or one this command "
-                "wrote; one holding other files is refused, and so is an empty path. One run at a time: "
-                "a directory in use by another run is refused")
+EXIT_STATUS = ("Exit status: 0 when the run is trained to --epochs, 2 for bad input or a refused "
+               f"run directory, {EXIT_DIVERGED} when training diverged (where and why: "
+               "diverged.json in the run directory).")
+RUN_DIR_HELP = ("run directory (checkpoint, metrics, netlist, figures): new, empty, or one this "
+                "command wrote; one holding other files is refused, and so is an empty path. One "
+                "run at a time: a directory in use by another run is refused")
 DEFAULT_NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
 
 
@@ -89,8 +89,8 @@ def _count(text: str) -> int:
 
 def _run_dir(text: str) -> str:
     if not text.strip():
-        raise argparse.ArgumentTypeError("expected a directory for the run, got an empty path (it would mean "
-                                         "the current directory)")
+        raise argparse.ArgumentTypeError("expected a directory for the run, got an empty path (it "
+                                         "would mean the current directory)")
     return text
 
 
@@ -268,11 +268,11 @@ def load_network(spec: str, seed: int = 0) -> Network:
 
 
 def _report(summary: dict, out: Path) -> int:
-    """Print what a run reached; the exit status: :data:`EXIT_DIVERGED` for a diverged run, else 0."""
+    """Print what a run reached; the exit status: :data:`EXIT_DIVERGED` if it diverged, else 0."""
     _report_run(summary, out)
     if summary.get("diverged"):
-        print(f"circuitep: training diverged in epoch {summary['diverged']['epoch']}; where and why: "
-              f"{out / 'diverged.json'}", file=sys.stderr)
+        print(f"circuitep: training diverged in epoch {summary['diverged']['epoch']}; where and "
+              f"why: {out / 'diverged.json'}", file=sys.stderr)
         return EXIT_DIVERGED
     return 0
 
@@ -299,8 +299,9 @@ def cmd_train(args) -> int:
                          v_on=args.v_on, v_off=args.v_off, on_failure=args.on_failure, train_leak=args.train_leak)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        data = load_dataset(args.data, data_dir=args.data_dir, download=args.download, n_train=args.n_train,
-                            n_test=args.n_test, seed=args.seed, verify=not args.no_verify)
+        data = load_dataset(args.data, data_dir=args.data_dir, download=args.download,
+                            n_train=args.n_train, n_test=args.n_test, seed=args.seed,
+                            verify=not args.no_verify)
     for w in caught:
         print(f"circuitep: warning: {w.message}", file=sys.stderr)
     engine = make_engine(args.engine, args.form)
@@ -408,16 +409,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train SPEC on a data set. Each epoch writes a checkpoint, metrics (JSON and CSV) and "
                     "figures to --out; --resume continues an interrupted run to the same result.",
         epilog="SPEC is a TOML file or a shorthand KIND:SIZES, KIND one of: "
-               + "; ".join(f"{k} = {v}" for k, v in SHORTHANDS.items()) + ". Example: ff:784-100-10. "
-               + EXIT_STATUS)
+               + "; ".join(f"{k} = {v}" for k, v in SHORTHANDS.items())
+               + ". Example: ff:784-100-10. " + EXIT_STATUS)
     t.add_argument("spec", help="network spec: TOML file or shorthand such as ff:64-64-10")
     t.add_argument("--data", default="digits", choices=DATASETS, help="data set (default digits, built in)")
     t.add_argument("--data-dir", help="folder with the IDX files for mnist / fashion-mnist "
                                       "(or set CIRCUITEP_MNIST_DIR / CIRCUITEP_FASHION_MNIST_DIR)")
     t.add_argument("--download", action="store_true", help="download missing IDX files into the cache")
     t.add_argument("--no-verify", action="store_true",
-                   help="use mnist / fashion-mnist IDX files that are not the published ones (their SHA-256 "
-                        "differs from the one built into circuitep), with a warning; by default they are refused")
+                   help="use mnist / fashion-mnist IDX files that are not the published ones "
+                        "(their SHA-256 differs from the one built into circuitep), with a "
+                        "warning; by default they are refused")
     t.add_argument("--n-train", type=_count, help="use only the first N training samples")
     t.add_argument("--n-test", type=_count, help="use only the first N test samples")
     t.add_argument("--engine", choices=ENGINES, default="layered",
@@ -454,9 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job: train a transconductor circuit on digits with ngspice",
                        description=f"Train the embedded default circuit ({DEMO_SPEC}, feedforward transconductors "
                                    "with diode-clamped hidden nodes) on the 8x8 digits with ngspice in the loop by "
-                                   "AEP, then report test accuracy, gradient agreement and where the outputs are.",
-                       epilog=EXIT_STATUS)
-    d.add_argument("--out", default="demo-run", type=_run_dir, help=RUN_DIR_HELP + " (default demo-run)")
+                                   "AEP, then report test accuracy, gradient agreement and where "
+                                   "the outputs are.", epilog=EXIT_STATUS)
+    d.add_argument("--out", default="demo-run", type=_run_dir,
+                   help=RUN_DIR_HELP + " (default demo-run)")
     d.add_argument("--epochs", type=_count, help=f"epochs (default {DEMO_CONFIG.epochs})")
     d.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -183,26 +183,6 @@ def labels_to_targets(y: np.ndarray, n_classes: int, v_off: float = 0.0,
     return targets
 
 
-def _read_bytes(path: Path, limit: int, gz: bool | None = None) -> bytes:
-    """The content of ``path`` (a regular file), decompressed if ``gz`` (default: if its name ends
-    in ``.gz``); more than ``limit`` bytes, decompressed, is an error found after reading
-    ``limit + 1``."""
-    gz = path.name.endswith(".gz") if gz is None else gz
-    try:
-        with open_regular(path, "data file") as raw, (gzip.GzipFile(fileobj=raw) if gz else raw) as f:
-            data = f.read(limit + 1)
-    except FileNotFoundError as exc:
-        raise DatasetError(f"{path}: file not found") from exc
-    except FileReadError as exc:
-        raise DatasetError(str(exc)) from exc
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DatasetError(f"{path}: cannot read ({exc}); delete it and provide it again") from exc
-    if len(data) > limit:
-        raise DatasetError(f"{path}: {'decompresses to' if gz else 'holds'} more than {limit:,} bytes, more "
-                           "than the file it stands for; delete it and provide it again")
-    return data
-
-
 def _idx_header(data: bytes, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """Dimensions, data type and header length (bytes) from the start of an IDX file."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
@@ -219,21 +199,23 @@ def _idx_header(data: bytes, path: Path) -> tuple[tuple[int, ...], np.dtype, int
     return struct.unpack(f">{ndim}I", data[4:header]), np.dtype(_IDX_DTYPES[code]), header
 
 
-def _read_idx_bytes(path: Path, limit: int) -> bytes:
-    """The (decompressed) content of an IDX file, read no further than its header declares plus
-    one byte: a header declaring more than ``limit`` bytes is refused before the data are read,
-    and a stream longer than its header says (a decompression bomb) is never read to its end."""
+def _read_idx_bytes(path: Path, limit: int, gz: bool | None = None) -> bytes:
+    """The content of an IDX file, decompressed if ``gz`` (default: if its name ends in ``.gz``),
+    read no further than its header declares plus one byte: a header declaring more than ``limit``
+    bytes is refused before the data are read, and a stream longer than its header says (a
+    decompression bomb) is never read to its end."""
+    gz = path.name.endswith(".gz") if gz is None else gz
     try:
         with open_regular(path, "data file") as raw, \
-                (gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw) as f:
+                (gzip.GzipFile(fileobj=raw) if gz else raw) as f:
             head = f.read(4)
             head += f.read(4 * head[3]) if len(head) == 4 else b""
             dims, dtype, header = _idx_header(head, path)
             size = header + math.prod(dims) * dtype.itemsize
             if size > limit:
-                raise DatasetError(f"{path}: IDX header declares dimensions {dims}, {size:,} bytes, more than "
-                                   f"the {limit:,} of the largest file accepted here; delete it and provide "
-                                   "it again")
+                raise DatasetError(f"{path}: IDX header declares dimensions {dims}, {size:,} "
+                                   f"bytes, more than the {limit:,} of the largest file accepted "
+                                   "here; delete it and provide it again")
             return head + f.read(size - header + 1)
     except FileNotFoundError as exc:
         raise DatasetError(f"{path}: file not found") from exc
@@ -251,8 +233,8 @@ def _parse_idx(data: bytes, path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: truncated: dimensions {dims} need {expected} bytes of data, "
                            f"found {found}")
     if found > expected:
-        raise DatasetError(f"{path}: has trailing bytes: dimensions {dims} need {expected} bytes of "
-                           "data, the file holds more")
+        raise DatasetError(f"{path}: has trailing bytes: dimensions {dims} need {expected} bytes "
+                           "of data, the file holds more")
     array = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
     return array.astype(dtype.newbyteorder("="))
 
@@ -277,7 +259,8 @@ def _sha256sums(directory: Path) -> dict[str, str]:
     if not sums.is_file():
         return {}
     table = {}
-    for number, line in enumerate(read_text_limited(sums, 1 << 20, "checksum file").splitlines(), start=1):
+    lines = read_text_limited(sums, 1 << 20, "checksum file").splitlines()
+    for number, line in enumerate(lines, start=1):
         if line.strip():
             digest, _, name = line.strip().partition(" ")
             name = name.strip().lstrip("*")
@@ -320,10 +303,11 @@ def _load_verified(path: Path, stem: str, sums: dict[str, str], name: str,
                                "version: delete it and provide it again")
     published = digest == known_digest(name, stem)
     if verify and not published:
-        raise DatasetError(f"{path}: SHA-256 checksum mismatch with the published {name} file {stem!r} "
-                           f"(sha256 {digest[:12]}..., expected {known_digest(name, stem)[:12]}...): the file is "
-                           "corrupt, modified or a different version (labels shifted, pixels inverted, a "
-                           "subset); delete it and provide it again, or pass verify=False (--no-verify) to "
+        raise DatasetError(f"{path}: SHA-256 checksum mismatch with the published {name} file "
+                           f"{stem!r} (sha256 {digest[:12]}..., expected "
+                           f"{known_digest(name, stem)[:12]}...): the file is corrupt, modified or "
+                           "a different version (labels shifted, pixels inverted, a subset); "
+                           "delete it and provide it again, or pass verify=False (--no-verify) to "
                            "use it anyway")
     return _parse_idx(data, path), published
 
@@ -345,16 +329,17 @@ def _download(url: str, target: Path, expected: str, size: int) -> None:
                 while chunk := response.read(1 << 20):
                     received += len(chunk)
                     if received > size + (1 << 20):  # gzip adds far less to a file of this size
-                        raise DatasetError(f"{url}: the server sends more than {size + (1 << 20):,} bytes "
-                                           f"for a file of {size:,}; nothing was saved")
+                        raise DatasetError(f"{url}: the server sends more than "
+                                           f"{size + (1 << 20):,} bytes for a file of {size:,}; "
+                                           "nothing was saved")
                     out.write(chunk)
         except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
             raise DatasetError(f"cannot download {url} ({exc}); check the address and the "
                                "network, or provide the files yourself") from exc
         try:
-            digest = hashlib.sha256(_read_bytes(Path(tmp), size, gz=True)).hexdigest()
+            digest = hashlib.sha256(_read_idx_bytes(Path(tmp), size, gz=True)).hexdigest()
         except DatasetError as exc:
-            why = f"not a valid gzip file ({exc.__cause__})" if exc.__cause__ else f"decompresses to more than {size:,} bytes"
+            why = f"not a valid gzip file ({exc.__cause__})" if exc.__cause__ else str(exc)
             raise DatasetError(f"{url}: {why}; nothing was saved") from exc
         if digest != expected:
             raise DatasetError(f"{url}: SHA-256 checksum mismatch of the decompressed content "
@@ -403,7 +388,8 @@ def _idx_directory(name: str, data_dir: str | os.PathLike | None, download: bool
     base = os.environ.get(f"{prefix}_URL") or (MNIST_URL if name == "mnist" else FASHION_MNIST_URL)
     table = MNIST_SHA256 if name == "mnist" else FASHION_MNIST_SHA256
     for stem in missing:
-        _download(f"{base.rstrip('/')}/{stem}.gz", directory / f"{stem}.gz", table[stem], _idx_size(stem))
+        _download(f"{base.rstrip('/')}/{stem}.gz", directory / f"{stem}.gz", table[stem],
+                  _idx_size(stem))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".SHA256SUMS.", suffix=".part")
     with os.fdopen(fd, "w") as out:
         out.writelines(f"{table[stem]}  {stem}\n" for stem in _IDX_FILES)
@@ -421,8 +407,9 @@ def _load_idx(name: str, data_dir: str | os.PathLike | None, download: bool,
     arrays = {stem: array for stem, (array, _) in loaded.items()}
     unverified = [str(paths[stem]) for stem, (_, published) in loaded.items() if not published]
     if unverified:
-        warnings.warn(f"{name}: {', '.join(unverified)} differ from the published files (SHA-256); used "
-                      "anyway because verification is off (verify=False, --no-verify)", stacklevel=3)
+        warnings.warn(f"{name}: {', '.join(unverified)} differ from the published files (SHA-256); "
+                      "used anyway because verification is off (verify=False, --no-verify)",
+                      stacklevel=3)
     splits = []
     for split in ("train", "t10k"):
         images_stem, labels_stem = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
@@ -430,8 +417,9 @@ def _load_idx(name: str, data_dir: str | os.PathLike | None, download: bool,
         images, labels = arrays[images_stem], arrays[labels_stem]
         for path, array in ((images_path, images), (labels_path, labels)):
             if array.size == 0:
-                raise DatasetError(f"{path}: holds no samples (IDX dimensions {array.shape}); training and "
-                                   "testing need at least one each: provide the full file")
+                raise DatasetError(f"{path}: holds no samples (IDX dimensions {array.shape}); "
+                                   "training and testing need at least one each: provide the full "
+                                   "file")
         if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
             raise DatasetError(f"{images_path}: expected uint8 images of 28x28 pixels, got "
                                f"{_describe(images)}")
@@ -524,8 +512,8 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, downlo
     if name in _ENV:
         raw = _load_idx(name, data_dir, download, cache_dir, verify)
     elif data_dir is not None or download or cache_dir is not None or not verify:
-        raise DatasetError(f"data_dir, download, cache_dir and verify apply to mnist and fashion-mnist "
-                           f"only; {name!r} is built in")
+        raise DatasetError(f"data_dir, download, cache_dir and verify apply to mnist and "
+                           f"fashion-mnist only; {name!r} is built in")
     else:
         raw = _BUILTIN[name](int(seed))
     x_train, y_train, x_test, y_test, n_classes, x_max = raw

@@ -57,8 +57,10 @@ def open_regular(path: str | os.PathLike, what: str = "file") -> BinaryIO:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-            raise FileReadError(f"{what} {str(path)!r} is {kind}, not a regular file; give the path of a file")
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                    else "not a regular file")
+            raise FileReadError(f"{what} {str(path)!r} is {kind}, not a regular file; give the "
+                                "path of a file")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -95,7 +97,7 @@ def read_bytes_limited(path: str | os.PathLike, limit: int, what: str = "file") 
 
 def read_text_limited(path: str | os.PathLike, limit: int, what: str = "file",
                       encoding: str = "utf-8") -> str:
-    """:func:`read_bytes_limited` decoded with ``encoding`` (a ``UnicodeDecodeError`` propagates)."""
+    """:func:`read_bytes_limited` decoded with ``encoding`` (``UnicodeDecodeError`` propagates)."""
     return read_bytes_limited(path, limit, what).decode(encoding)
 
 

@@ -107,9 +107,9 @@ def lock_run(out: str | Path):
             break
         os.close(fd)
     try:
+        now = datetime.datetime.now(datetime.timezone.utc)
         info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "command": " ".join(sys.argv)}
+                "started": now.isoformat(timespec="seconds"), "command": " ".join(sys.argv)}
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(info) + "\n").encode())
         yield path
@@ -161,7 +161,7 @@ def _read_run_file(path: Path, read):
     """``read(path)``, with any failure reported as a :class:`RunError` that names the file."""
     try:
         return read(path)
-    except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile, FileReadError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise RunError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the run directory is "
                        "damaged: delete the file or start a new run") from exc
 
@@ -196,18 +196,20 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
         except OSError as exc:
             raise write_error(out, exc, "create the run directory") from exc
     with lock_run(out):
-        return _train_locked(net, data, engine, config, out, resume, exact_engine, progress, stop_after)
+        return _train_locked(net, data, engine, config, out, resume, exact_engine, progress,
+                             stop_after)
 
 
 def _train_locked(net: Network, data: Dataset, engine: Engine, config: TrainConfig, out: Path,
-                  resume: bool, exact_engine: Engine | None, progress: bool, stop_after: int | None) -> dict:
+                  resume: bool, exact_engine: Engine | None, progress: bool,
+                  stop_after: int | None) -> dict:
     ckpt = out / "checkpoint.npz"
     identity = data_identity(data)
     if resume:
         if not ckpt.exists() or not (out / "config.json").exists():
             raise RunError(f"nothing to resume in {out}: no checkpoint.npz and config.json there")
-        saved = _read_run_file(out / "config.json",
-                               lambda p: config_from_json(read_text_limited(p, MAX_JSON_BYTES, "run file")))
+        saved = _read_run_file(out / "config.json", lambda p: config_from_json(
+            read_text_limited(p, MAX_JSON_BYTES, "run file")))
         if replace(saved, epochs=config.epochs) != config:
             raise RunError(f"{out}/config.json differs from the configuration given; resume with the same options "
                            f"(only --epochs may change; saved: {saved})")
@@ -234,11 +236,12 @@ def _train_locked(net: Network, data: Dataset, engine: Engine, config: TrainConf
     else:
         if ckpt.exists():
             raise RunError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not _is_temporary(p.name))
+        foreign = sorted(p.name for p in out.iterdir()
+                         if p.name not in RUN_FILES and not _is_temporary(p.name))
         if foreign:
-            listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-            raise RunError(f"{out} holds files that are not part of a run ({listed}); choose a new or empty "
-                           "directory for --out")
+            more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+            raise RunError(f"{out} holds files that are not part of a run ({', '.join(foreign[:5])}"
+                           f"{more}); choose a new or empty directory for --out")
         (out / "diverged.json").unlink(missing_ok=True)  # from a run that diverged before its first epoch
         write_text_atomic(out / "config.json", config_to_json(config) + "\n")
         save_spec(net, out / "spec.toml")

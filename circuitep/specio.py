@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from circuitep.fileio import (FileReadError, atomic_path, open_regular, read_text_limited,  # noqa: F401
-                              write_text_atomic)
+from circuitep.fileio import (  # noqa: F401 - atomic_path, write_text_atomic: for importers
+    FileReadError, atomic_path, open_regular, read_text_limited, write_text_atomic)
 from circuitep.spec import Coupling, DiodeModel, Network, NodeGroup, Sample
 
 _TOP = {"name", "description", "diode", "groups", "couplings", "sample"}
@@ -90,7 +90,8 @@ def load_spec(path: str | os.PathLike) -> Network:
     """Read a network spec from a TOML file."""
     path = Path(path)
     try:  # a byte-order mark is not TOML's business
-        data = tomllib.loads(read_text_limited(path, MAX_SPEC_BYTES, "spec file", encoding="utf-8-sig"))
+        text = read_text_limited(path, MAX_SPEC_BYTES, "spec file", encoding="utf-8-sig")
+        data = tomllib.loads(text)
     except FileNotFoundError as exc:
         raise SpecError(f"spec file {str(path)!r} does not exist") from exc
     except FileReadError as exc:

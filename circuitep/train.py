@@ -435,11 +435,13 @@ def load_checkpoint(path: str | Path) -> TrainState:
     ``EOFError`` or ``BadZipFile`` of numpy's reader) for anything else: a file that is not
     regular, or whose members would unpack to more bytes than the file holds (a zip bomb; the
     checkpoint stores its arrays uncompressed)."""
-    with open_regular(path, "checkpoint") as f, np.load(f) as data:  # np.load(path) leaks the file when not a zip
-        unpacked, size = sum(i.file_size for i in data.zip.infolist()), os.fstat(f.fileno()).st_size
+    # (np.load(path) would leak the file when it is not a zip)
+    with open_regular(path, "checkpoint") as f, np.load(f) as data:
+        unpacked = sum(i.file_size for i in data.zip.infolist())
+        size = os.fstat(f.fileno()).st_size
         if unpacked > size:
-            raise ValueError(f"its members unpack to {unpacked:,} bytes, more than the file's {size:,}: not a "
-                             "checkpoint circuitep wrote")
+            raise ValueError(f"its members unpack to {unpacked:,} bytes, more than the file's "
+                             f"{size:,}: not a checkpoint circuitep wrote")
         params = {k[6:]: data[k] for k in data.files if k.startswith("param/")}
         velocity = {k[9:]: data[k] for k in data.files if k.startswith("velocity/")}
         return TrainState(params, velocity, int(data["epoch"]), tuple(json.loads(str(data["records"]))))

@@ -253,8 +253,9 @@ def experiment(argv=None) -> int:
         check_run = run_dir(setting, "aep", seeds[0], runs_dir)
         if (check_run / "trained.toml").exists():
             print(f"ngspice check of {check_run.name} ...", flush=True)
+            n = min(cfg["ngspice_samples"], len(data.x_test))
             with lock_run(check_run):  # it writes ngspice_check.json into the run directory
-                results[key] = ngspice_check(check_run, data, min(cfg["ngspice_samples"], len(data.x_test)), cfg)
+                results[key] = ngspice_check(check_run, data, n, cfg)
     stem = Path(args.results_dir) / (f"{name}-quick" if args.quick else name)
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
