@@ -27,6 +27,7 @@ from circuitep.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 XOR = ["train", "ff:2-2-2", "--data", "xor", "--no-progress"]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 # The child runs ``circuitep train`` and stops at one instant: "hold" sleeps (holding the run
 # directory, after touching READY) once config.json and spec.toml are written, before any epoch;
@@ -53,10 +54,14 @@ raise SystemExit(main(sys.argv[1:]))
 """
 
 
-def child(argv: list[str], action: str, at: int = 0, ready: Path = Path("unused")) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-c", CHILD, action, str(at), str(ready), *argv], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def child(argv: list[str], action: str, at: int = 0, ready: Path = Path("unused")):
+    """The child of CHILD running ``circuitep ARGV`` (a ``subprocess.Popen``)."""
+    return subprocess.Popen([sys.executable, "-c", CHILD, action, str(at), str(ready), *argv],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in out.iterdir()}
 
 
 def exit_code(argv: list[str]) -> int:
@@ -80,14 +85,14 @@ def test_a_second_run_into_a_directory_in_use_is_refused_and_a_kill_frees_it(tmp
             assert holder.poll() is None, holder.communicate()
             assert time.monotonic() < deadline, "the first run did not start training in 60 s"
             time.sleep(0.05)
-        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        before = files(out)
         capsys.readouterr()
         assert exit_code(XOR + ["--seed", "2", "--epochs", "3", "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert f"{out} is in use by another run (pid {holder.pid} on " in err, err
         assert "--seed 1" in err and "choose another --out" in err, err
         assert exit_code(first + ["--resume"]) == 2, "a resume of a run in progress was accepted"
-        assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "a refused run changed files"
+        assert files(out) == before, "a refused run changed files"
         assert json.loads((out / "config.json").read_text())["seed"] == 1
     finally:
         holder.kill()
@@ -123,12 +128,13 @@ def test_a_kill_just_after_the_final_checkpoint_is_repaired_by_resume(tmp_path):
 def test_a_diverged_run_exits_3_and_says_where_diverged_json_is(tmp_path, capsys):
     out = tmp_path / "run"
     argv = XOR + ["--epochs", "3", "--lr", "1e300", "--out", str(out)]
-    with pytest.warns(RuntimeWarning, match="overflow"):  # the Newton solver's, on the runaway circuit
+    with pytest.warns(RuntimeWarning, match="overflow"):  # the Newton solver's, on the runaway
         assert exit_code(argv) == 3
     err = capsys.readouterr().err
-    assert f"circuitep: training diverged in epoch 2; where and why: {out / 'diverged.json'}" in err, err
-    assert json.loads((out / "diverged.json").read_text())["epoch"] == 2
-    assert exit_code(argv + ["--resume"]) == 3, "a resume of a diverged run exited as if it had trained"
+    where = out / "diverged.json"
+    assert f"circuitep: training diverged in epoch 2; where and why: {where}" in err, err
+    assert json.loads(where.read_text())["epoch"] == 2
+    assert exit_code(argv + ["--resume"]) == 3, "a resume of a diverged run exited as if trained"
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "3 when training diverged" in " ".join(capsys.readouterr().out.split())
@@ -149,7 +155,8 @@ def test_a_new_run_in_a_directory_holding_other_files_is_refused(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     assert exit_code(XOR + ["--epochs", "1", "--out", "."]) == 2
     err = capsys.readouterr().err
-    assert "holds files that are not part of a run (notes.txt, src); choose a new or empty directory" in err, err
+    assert ("holds files that are not part of a run (notes.txt, src); choose a new or empty "
+            "directory") in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "src"]
     monkeypatch.chdir(tmp_path / "src")
     assert exit_code(XOR + ["--epochs", "1", "--out", "."]) == 0
@@ -157,28 +164,30 @@ def test_a_new_run_in_a_directory_holding_other_files_is_refused(tmp_path, monke
 
 
 def test_a_file_size_limit_names_the_file_and_what_to_do(tmp_path):
-    """``ulimit -f``: the write fails with EFBIG (SIGXFSZ ignored, as a shell that traps it does)."""
+    """``ulimit -f``: the write fails with EFBIG (SIGXFSZ ignored, as by a shell trapping it)."""
     def limit_file_size():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
 
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "circuitep.cli", *XOR, "--epochs", "1", "--out", str(out)],
-                          capture_output=True, text=True, timeout=120, preexec_fn=limit_file_size,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run([sys.executable, "-m", "circuitep.cli", *XOR, "--epochs", "1", "--out",
+                           str(out)], capture_output=True, text=True, timeout=120,
+                          preexec_fn=limit_file_size, env=ENV)
     assert done.returncode == 2, done.stderr
-    assert done.stderr == (f"circuitep: error: cannot write {out / 'checkpoint.npz'} (File too large): the file "
-                           "exceeds the file-size limit (ulimit -f): raise the limit\n"), done.stderr
-    assert not [p.name for p in out.iterdir() if "tmp" in p.name], "a partial temporary was left behind"
+    assert done.stderr == (f"circuitep: error: cannot write {out / 'checkpoint.npz'} (File too "
+                           "large): the file exceeds the file-size limit (ulimit -f): raise the "
+                           "limit\n"), done.stderr
+    assert not [p.name for p in out.iterdir() if "tmp" in p.name], "a partial temporary was left"
 
 
-@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs sysfs, where nobody may create files")
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs sysfs (where none may write)")
 def test_an_out_where_nobody_may_write_names_it(capsys):
     out = "/sys/circuitep-run"
     assert exit_code(XOR + ["--epochs", "1", "--out", out]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"circuitep: error: cannot create the run directory {out} (Operation not permitted): "
-                          "no permission to write there: choose a directory you may write to"), err
+    assert err.startswith(f"circuitep: error: cannot create the run directory {out} (Operation "
+                          "not permitted): no permission to write there: choose a directory you "
+                          "may write to"), err
 
 
 def test_the_mnist_experiment_refuses_a_run_directory_in_use(tmp_path, mnist_dir):
@@ -191,13 +200,17 @@ def test_the_mnist_experiment_refuses_a_run_directory_in_use(tmp_path, mnist_dir
     (tmp_path / "config.json").write_text(json.dumps(config))
     busy = tmp_path / "runs" / "quick" / "layered-aep-s0"
     busy.mkdir(parents=True)
+    script = ROOT / "experiments" / "mnist" / "run.py"
     with lock_run(busy):
-        done = subprocess.run([sys.executable, str(ROOT / "experiments" / "mnist" / "run.py"), "--quick", "--config",
-                               str(tmp_path / "config.json"), "--data-dir", str(mnist_dir), "--runs-dir",
-                               str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"), "--no-progress",
-                               "--setting", "layered", "--algorithm", "aep"],
-                              capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        done = subprocess.run([sys.executable, str(script), "--quick", "--config",
+                               str(tmp_path / "config.json"), "--data-dir", str(mnist_dir),
+                               "--runs-dir", str(tmp_path / "runs"), "--results-dir",
+                               str(tmp_path / "results"), "--no-progress", "--setting", "layered",
+                               "--algorithm", "aep"],
+                              capture_output=True, text=True, timeout=300, env=ENV)
     assert done.returncode == 2, done.stderr[-3000:]
-    assert done.stderr == f"run.py: error: {busy} is in use by another run (pid {os.getpid()} on " \
-                          f"{socket.gethostname()}, started " + done.stderr.split("started ", 1)[1], done.stderr
+    holder = f"pid {os.getpid()} on {socket.gethostname()}, started "
+    assert done.stderr.startswith(f"run.py: error: {busy} is in use by another run ({holder}"), \
+        done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
     assert "Traceback" not in done.stderr and sorted(p.name for p in busy.iterdir()) == []
