@@ -287,6 +287,7 @@ def _load_verified(path: Path, stem: str, sums: dict[str, str], name: str,
     SHA-256 in :data:`MNIST_SHA256` / :data:`FASHION_MNIST_SHA256`); a file that is not is refused
     unless ``verify`` is False. A SHA256SUMS beside it is checked in any case."""
     data = _read_idx_bytes(path, _idx_size(stem))
+    array = _parse_idx(data, path)  # first: a length that does not match says more than a checksum
     digest = hashlib.sha256(data).hexdigest()
     other, known = (("fashion-mnist", FASHION_MNIST_SHA256) if name == "mnist" else ("mnist", MNIST_SHA256))
     if digest == known[stem]:  # same shapes: nothing else would tell them apart
@@ -309,7 +310,7 @@ def _load_verified(path: Path, stem: str, sums: dict[str, str], name: str,
                            "a different version (labels shifted, pixels inverted, a subset); "
                            "delete it and provide it again, or pass verify=False (--no-verify) to "
                            "use it anyway")
-    return _parse_idx(data, path), published
+    return array, published
 
 
 def known_digest(name: str, stem: str) -> str:
