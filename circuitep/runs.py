@@ -38,7 +38,7 @@ from circuitep import plots
 from circuitep.compiler import compile_network
 from circuitep.datasets import Dataset
 from circuitep.engines.base import Engine
-from circuitep.fileio import FileReadError, read_text_limited, write_error, write_text_atomic
+from circuitep.fileio import read_text_limited, write_error, write_text_atomic
 from circuitep.specio import load_spec, save_spec, spec_to_toml
 from circuitep.spec import Network
 from circuitep.train import (TrainConfig, Trainer, TrainingDiverged, TrainState, check_compatible, check_lr_groups,
@@ -86,6 +86,8 @@ def lock_run(out: str | Path):
     ------
     RunError
         When another process holds the directory; the message names it.
+    FileWriteError
+        When the lock file cannot be created (a directory nobody may write to).
     """
     path = Path(out) / LOCK_NAME
     while True:

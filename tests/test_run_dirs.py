@@ -22,8 +22,11 @@ from pathlib import Path
 import pytest
 
 from circuitep.cli import main
-from circuitep.runs import LOCK_NAME
-from circuitep.train import load_checkpoint
+from circuitep.builders import from_shorthand
+from circuitep.datasets import load_dataset
+from circuitep.engines.layered import LayeredEngine
+from circuitep.runs import LOCK_NAME, RunError, train_run
+from circuitep.train import TrainConfig, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 XOR = ["train", "ff:2-2-2", "--data", "xor", "--no-progress"]
@@ -145,6 +148,8 @@ def test_an_empty_out_is_refused(out, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert exit_code(XOR + ["--epochs", "1", "--out", out]) == 2
     assert "--out: expected a directory for the run, got an empty path" in capsys.readouterr().err
+    with pytest.raises(RunError, match="the run directory .* is an empty path"):
+        train_run(from_shorthand("ff:2-2-2"), load_dataset("xor"), LayeredEngine(), TrainConfig(), out)
     assert list(tmp_path.iterdir()) == [], "a refused run wrote into the current directory"
 
 
