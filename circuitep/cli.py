@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +24,22 @@ from circuitep.demo import DEMO_CONFIG, DEMO_SPEC, run_demo
 from circuitep.golden import REFERENCE_SPECS, check_golden, write_golden
 from circuitep.spec import MAX_VOLTS, Network
 from circuitep.estimators import compare
+from circuitep.fileio import write_error
 from circuitep.runs import train_run
 from circuitep.sens import sens_gradients
 from circuitep.specio import SpecError, load_spec
 from circuitep.train import ALGORITHMS, LR_SCHEDULES, TrainConfig
 
 ENGINES = ("ngspice", "numpy", "layered")
+#: Exit status of ``train`` and ``demo`` when training diverged (``diverged.json`` in the run
+#: directory); 0 is a run trained to its epochs, 2 bad input or a refused run.
+EXIT_DIVERGED = 3
+EXIT_STATUS = ("Exit status: 0 when the run is trained to --epochs, 2 for bad input or a refused "
+               f"run directory, {EXIT_DIVERGED} when training diverged (where and why: "
+               "diverged.json in the run directory).")
+RUN_DIR_HELP = ("run directory (checkpoint, metrics, netlist, figures): new, empty, or one this "
+                "command wrote; one holding other files is refused, and so is an empty path. One "
+                "run at a time: a directory in use by another run is refused")
 DEFAULT_NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
 
 
@@ -76,6 +87,21 @@ def _count(text: str) -> int:
     return v
 
 
+def _run_dir(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a directory for the run, got an empty path (it "
+                                         "would mean the current directory)")
+    return text
+
+
+def _write_output(path: str, text: str) -> None:
+    """Write a command's output file (not atomically: it may be /dev/stdout); errors name it."""
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+
+
 def default_beta(net: Network) -> float:
     """A small nudge in the network's natural units: 1e-3 of its conductance scale (S)."""
     return 1e-3 * net.conductance_scale()
@@ -121,7 +147,7 @@ def cmd_compile(args) -> int:
     if args.output in (None, "-"):
         sys.stdout.write(compiled.text)
     else:
-        Path(args.output).write_text(compiled.text)
+        _write_output(args.output, compiled.text)
         print(f"wrote {args.output}: {len(compiled.netlist.elements())} elements, "
               f"{len(compiled.netlist.nodes())} nodes ({args.phase} phase, {args.form} form)")
     return 0
@@ -162,7 +188,7 @@ def cmd_simulate(args) -> int:
             verdict = "ends ELSEWHERE (at another operating point)"
         print(f"transient from rest {verdict} (largest difference {result['settle_max_diff_v']:.1e} V)")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        _write_output(args.json, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 
@@ -228,7 +254,7 @@ def cmd_gradcheck(args) -> int:
             paths.append(plots.asymmetry_plot(report["asymmetry_sweep"], stem.with_name(stem.stem + "-asymmetry.png")))
         print("wrote " + ", ".join(str(p) for p in paths))
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        _write_output(args.json, json.dumps(report, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
 
@@ -241,7 +267,17 @@ def load_network(spec: str, seed: int = 0) -> Network:
     return load_spec(spec)
 
 
-def _report(summary: dict, out: Path) -> None:
+def _report(summary: dict, out: Path) -> int:
+    """Print what a run reached; the exit status: :data:`EXIT_DIVERGED` if it diverged, else 0."""
+    _report_run(summary, out)
+    if summary.get("diverged"):
+        print(f"circuitep: training diverged in epoch {summary['diverged']['epoch']}; where and "
+              f"why: {out / 'diverged.json'}", file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
+
+
+def _report_run(summary: dict, out: Path) -> None:
     if summary.get("diverged"):
         print(f"{summary['diverged']['message']}; stopped after epoch {summary['epochs']} "
               f"(delete {out / 'diverged.json'} to try again, e.g. with a smaller --lr)")
@@ -261,23 +297,26 @@ def cmd_train(args) -> int:
                          lr_schedule=args.lr_schedule, momentum=args.momentum, beta_rel=args.beta_rel,
                          centered=not args.one_sided, cost=args.cost, tau=args.tau, seed=args.seed, levels=args.levels,
                          v_on=args.v_on, v_off=args.v_off, on_failure=args.on_failure, train_leak=args.train_leak)
-    data = load_dataset(args.data, data_dir=args.data_dir, download=args.download, n_train=args.n_train,
-                        n_test=args.n_test, seed=args.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        data = load_dataset(args.data, data_dir=args.data_dir, download=args.download,
+                            n_train=args.n_train, n_test=args.n_test, seed=args.seed,
+                            verify=not args.no_verify)
+    for w in caught:
+        print(f"circuitep: warning: {w.message}", file=sys.stderr)
     engine = make_engine(args.engine, args.form)
     print(f"training {net.name} ({net.n_inputs} inputs, {net.n_free} free nodes) on {data.name} "
           f"({len(data.x_train)} train / {len(data.x_test)} test) with {args.algorithm} on {engine.name}")
     summary = train_run(net, data, engine, config, args.out, resume=args.resume,
                         exact_engine=NumpyEngine(check_stability=False), progress=not args.no_progress)
-    _report(summary, Path(args.out))
-    return 0
+    return _report(summary, Path(args.out))
 
 
 def cmd_demo(args) -> int:
     print(f"demo: {DEMO_SPEC} feedforward transconductor circuit on digits, ngspice in the loop, AEP "
           f"({args.epochs or DEMO_CONFIG.epochs} epochs)")
     summary = run_demo(args.out, epochs=args.epochs, resume=args.resume, progress=not args.no_progress)
-    _report(summary, Path(args.out))
-    return 0
+    return _report(summary, Path(args.out))
 
 
 def cmd_golden(args) -> int:
@@ -370,12 +409,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train SPEC on a data set. Each epoch writes a checkpoint, metrics (JSON and CSV) and "
                     "figures to --out; --resume continues an interrupted run to the same result.",
         epilog="SPEC is a TOML file or a shorthand KIND:SIZES, KIND one of: "
-               + "; ".join(f"{k} = {v}" for k, v in SHORTHANDS.items()) + ". Example: ff:784-100-10.")
+               + "; ".join(f"{k} = {v}" for k, v in SHORTHANDS.items())
+               + ". Example: ff:784-100-10. " + EXIT_STATUS)
     t.add_argument("spec", help="network spec: TOML file or shorthand such as ff:64-64-10")
     t.add_argument("--data", default="digits", choices=DATASETS, help="data set (default digits, built in)")
     t.add_argument("--data-dir", help="folder with the IDX files for mnist / fashion-mnist "
                                       "(or set CIRCUITEP_MNIST_DIR / CIRCUITEP_FASHION_MNIST_DIR)")
     t.add_argument("--download", action="store_true", help="download missing IDX files into the cache")
+    t.add_argument("--no-verify", action="store_true",
+                   help="use mnist / fashion-mnist IDX files that are not the published ones "
+                        "(their SHA-256 differs from the one built into circuitep), with a "
+                        "warning; by default they are refused")
     t.add_argument("--n-train", type=_count, help="use only the first N training samples")
     t.add_argument("--n-test", type=_count, help="use only the first N test samples")
     t.add_argument("--engine", choices=ENGINES, default="layered",
@@ -404,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a sample whose operating point does not converge is skipped and counted, or stops the run "
                         "(with skip, >= 100 samples in a row without one stop it as diverged: diverged.json)")
     t.add_argument("--seed", type=_seed, default=0, help="seed of initial weights (shorthand specs) and sample order")
-    t.add_argument("--out", required=True, help="run directory (checkpoint, metrics, netlist, figures)")
+    t.add_argument("--out", required=True, type=_run_dir, help=RUN_DIR_HELP)
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
@@ -412,8 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job: train a transconductor circuit on digits with ngspice",
                        description=f"Train the embedded default circuit ({DEMO_SPEC}, feedforward transconductors "
                                    "with diode-clamped hidden nodes) on the 8x8 digits with ngspice in the loop by "
-                                   "AEP, then report test accuracy, gradient agreement and where the outputs are.")
-    d.add_argument("--out", default="demo-run", help="run directory (default demo-run)")
+                                   "AEP, then report test accuracy, gradient agreement and where "
+                                   "the outputs are.", epilog=EXIT_STATUS)
+    d.add_argument("--out", default="demo-run", type=_run_dir,
+                   help=RUN_DIR_HELP + " (default demo-run)")
     d.add_argument("--epochs", type=_count, help=f"epochs (default {DEMO_CONFIG.epochs})")
     d.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -14,7 +14,11 @@ MNIST and Fashion-MNIST come from the four standard IDX files, plain or gzip'd, 
    ``$CIRCUITEP_FASHION_MNIST_URL``), checked against :data:`MNIST_SHA256` /
    :data:`FASHION_MNIST_SHA256` and moved in atomically; a ``SHA256SUMS`` is written beside them.
 
-Any ``SHA256SUMS`` beside the files (``<hex>  <filename>`` lines, as ``sha256sum`` writes) is
+Every file must be the published one: the SHA-256 of its decompressed content is checked against
+:data:`MNIST_SHA256` / :data:`FASHION_MNIST_SHA256` (``verify=False``, ``--no-verify``, uses other
+files with a warning). Each is read no further than its header declares, and a header declaring more
+than the published file holds (:data:`IDX_SHAPES`) is refused before the data are read. Any
+``SHA256SUMS`` beside the files (``<hex>  <filename>`` lines, as ``sha256sum`` writes) is also
 checked before use. A name without ``.gz``, as in shared/data/mnist, is the hash of the decompressed
 content and matches ``name`` or ``name.gz``; a name ending in ``.gz`` is the hash of the .gz bytes.
 """
@@ -29,6 +33,7 @@ import os
 import struct
 import tempfile
 import urllib.request
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +42,8 @@ from types import MappingProxyType
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+
+from circuitep.fileio import FileReadError, open_regular, read_text_limited
 
 #: Names accepted by :func:`load_dataset`.
 DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "xor", "blobs")
@@ -63,8 +70,15 @@ FASHION_MNIST_SHA256 = MappingProxyType({
     "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 })
-_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+#: Dimensions of the published files, MNIST and Fashion-MNIST alike: a file may hold fewer samples
+#: (only with ``verify=False``), never more.
+IDX_SHAPES = MappingProxyType({
+    "train-images-idx3-ubyte": (60000, 28, 28), "train-labels-idx1-ubyte": (60000,),
+    "t10k-images-idx3-ubyte": (10000, 28, 28), "t10k-labels-idx1-ubyte": (10000,),
+})
+#: Largest IDX file :func:`read_idx` reads by default (bytes).
+MAX_IDX_BYTES = 1 << 30
+_IDX_FILES = tuple(IDX_SHAPES)
 _ENV = {"mnist": "CIRCUITEP_MNIST", "fashion-mnist": "CIRCUITEP_FASHION_MNIST"}
 # IDX data type codes (third byte of the magic number); multi-byte values are big-endian.
 _IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -169,20 +183,8 @@ def labels_to_targets(y: np.ndarray, n_classes: int, v_off: float = 0.0,
     return targets
 
 
-def _read_bytes(path: Path, gz: bool | None = None) -> bytes:
-    """The content of ``path``, decompressed if ``gz`` (default: if its name ends in ``.gz``)."""
-    try:
-        if path.name.endswith(".gz") if gz is None else gz:
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise DatasetError(f"{path}: file not found") from exc
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DatasetError(f"{path}: cannot read ({exc}); delete it and provide it again") from exc
-
-
-def _parse_idx(data: bytes, path: Path) -> np.ndarray:
+def _idx_header(data: bytes, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Dimensions, data type and header length (bytes) from the start of an IDX file."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise DatasetError(f"{path}: not an IDX file: magic number {data[:4].hex() or '(empty)'} "
                            "does not start with two zero bytes")
@@ -194,28 +196,61 @@ def _parse_idx(data: bytes, path: Path) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DatasetError(f"{path}: truncated: header of {header} bytes, file has {len(data)}")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    dtype = np.dtype(_IDX_DTYPES[code])
+    return struct.unpack(f">{ndim}I", data[4:header]), np.dtype(_IDX_DTYPES[code]), header
+
+
+def _read_idx_bytes(path: Path, limit: int, gz: bool | None = None) -> bytes:
+    """The content of an IDX file, decompressed if ``gz`` (default: if its name ends in ``.gz``),
+    read no further than its header declares plus one byte: a header declaring more than ``limit``
+    bytes is refused before the data are read, and a stream longer than its header says (a
+    decompression bomb) is never read to its end."""
+    gz = path.name.endswith(".gz") if gz is None else gz
+    try:
+        with open_regular(path, "data file") as raw, \
+                (gzip.GzipFile(fileobj=raw) if gz else raw) as f:
+            head = f.read(4)
+            head += f.read(4 * head[3]) if len(head) == 4 else b""
+            dims, dtype, header = _idx_header(head, path)
+            size = header + math.prod(dims) * dtype.itemsize
+            if size > limit:
+                raise DatasetError(f"{path}: IDX header declares dimensions {dims}, {size:,} "
+                                   f"bytes, more than the {limit:,} of the largest file accepted "
+                                   "here; delete it and provide it again")
+            return head + f.read(size - header + 1)
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{path}: file not found") from exc
+    except FileReadError as exc:
+        raise DatasetError(str(exc)) from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetError(f"{path}: cannot read ({exc}); delete it and provide it again") from exc
+
+
+def _parse_idx(data: bytes, path: Path) -> np.ndarray:
+    dims, dtype, header = _idx_header(data, path)
     count = math.prod(dims)
     expected, found = count * dtype.itemsize, len(data) - header
-    if found != expected:
-        problem = "truncated" if found < expected else "has trailing bytes"
-        raise DatasetError(f"{path}: {problem}: dimensions {dims} need {expected} bytes of data, "
+    if found < expected:
+        raise DatasetError(f"{path}: truncated: dimensions {dims} need {expected} bytes of data, "
                            f"found {found}")
+    if found > expected:
+        raise DatasetError(f"{path}: has trailing bytes: dimensions {dims} need {expected} bytes "
+                           "of data, the file holds more")
     array = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
     return array.astype(dtype.newbyteorder("="))
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
+def read_idx(path: str | os.PathLike, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Read an IDX file (LeCun's MNIST format), gzip'd if the name ends in ``.gz``.
 
     The header is a magic number (two zero bytes, a data type code, the number of dimensions)
     followed by each dimension as a big-endian uint32; the data follow in C order. Returns an
     array of those dimensions in native byte order. Raises :class:`DatasetError` naming the file
-    for a bad magic number, an unknown type code, or a data length that does not match.
+    for a bad magic number, an unknown type code, a data length that does not match, or a header
+    declaring more than ``max_bytes`` bytes (default :data:`MAX_IDX_BYTES`; checked before the data
+    are read, which are read no further than the header says).
     """
     path = Path(path)
-    return _parse_idx(_read_bytes(path), path)
+    return _parse_idx(_read_idx_bytes(path, max_bytes), path)
 
 
 def _sha256sums(directory: Path) -> dict[str, str]:
@@ -224,7 +259,8 @@ def _sha256sums(directory: Path) -> dict[str, str]:
     if not sums.is_file():
         return {}
     table = {}
-    for number, line in enumerate(sums.read_text().splitlines(), start=1):
+    lines = read_text_limited(sums, 1 << 20, "checksum file").splitlines()
+    for number, line in enumerate(lines, start=1):
         if line.strip():
             digest, _, name = line.strip().partition(" ")
             name = name.strip().lstrip("*")
@@ -239,8 +275,19 @@ def _find(directory: Path, stem: str) -> Path | None:
     return next((p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()), None)
 
 
-def _load_verified(path: Path, stem: str, sums: dict[str, str], name: str) -> np.ndarray:
-    data = _read_bytes(path)
+def _idx_size(stem: str) -> int:
+    """Bytes of the published (decompressed) file ``stem``: header and uint8 data."""
+    shape = IDX_SHAPES[stem]
+    return 4 + 4 * len(shape) + math.prod(shape)
+
+
+def _load_verified(path: Path, stem: str, sums: dict[str, str], name: str,
+                   verify: bool) -> tuple[np.ndarray, bool]:
+    """The array of ``path`` and whether it is the published file ``stem`` of ``name`` (its
+    SHA-256 in :data:`MNIST_SHA256` / :data:`FASHION_MNIST_SHA256`); a file that is not is refused
+    unless ``verify`` is False. A SHA256SUMS beside it is checked in any case."""
+    data = _read_idx_bytes(path, _idx_size(stem))
+    array = _parse_idx(data, path)  # first: a length that does not match says more than a checksum
     digest = hashlib.sha256(data).hexdigest()
     other, known = (("fashion-mnist", FASHION_MNIST_SHA256) if name == "mnist" else ("mnist", MNIST_SHA256))
     if digest == known[stem]:  # same shapes: nothing else would tell them apart
@@ -248,32 +295,53 @@ def _load_verified(path: Path, stem: str, sums: dict[str, str], name: str) -> np
                            f"point the {name} data directory at {name}'s files")
     checks = [(stem, digest)] if stem in sums else []
     if path.name != stem and path.name in sums:
-        checks.append((path.name, hashlib.sha256(path.read_bytes()).hexdigest()))
+        with open_regular(path, "data file") as f:
+            checks.append((path.name, hashlib.file_digest(f, "sha256").hexdigest()))
     for listed, found in checks:
         if found != sums[listed]:
             raise DatasetError(f"{path}: SHA-256 checksum mismatch with {listed!r} in "
                                f"{path.parent / 'SHA256SUMS'}; the file is corrupt or a different "
                                "version: delete it and provide it again")
-    return _parse_idx(data, path)
+    published = digest == known_digest(name, stem)
+    if verify and not published:
+        raise DatasetError(f"{path}: SHA-256 checksum mismatch with the published {name} file "
+                           f"{stem!r} (sha256 {digest[:12]}..., expected "
+                           f"{known_digest(name, stem)[:12]}...): the file is corrupt, modified or "
+                           "a different version (labels shifted, pixels inverted, a subset); "
+                           "delete it and provide it again, or pass verify=False (--no-verify) to "
+                           "use it anyway")
+    return array, published
 
 
-def _download(url: str, target: Path, expected: str) -> None:
+def known_digest(name: str, stem: str) -> str:
+    """The SHA-256 (hex) of the published decompressed file ``stem`` of ``name``."""
+    return (MNIST_SHA256 if name == "mnist" else FASHION_MNIST_SHA256)[stem]
+
+
+def _download(url: str, target: Path, expected: str, size: int) -> None:
     """Fetch the gzip'd ``url`` to ``target`` via a temporary file and ``os.replace``, after
-    checking the SHA-256 of its decompressed content. Nothing is left behind when a step fails."""
+    checking the SHA-256 of its decompressed content, which is ``size`` bytes (more is refused
+    as soon as it is seen, compressed or decompressed). Nothing is left behind when a step fails."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                received = 0
                 while chunk := response.read(1 << 20):
+                    received += len(chunk)
+                    if received > size + (1 << 20):  # gzip adds far less to a file of this size
+                        raise DatasetError(f"{url}: the server sends more than "
+                                           f"{size + (1 << 20):,} bytes for a file of {size:,}; "
+                                           "nothing was saved")
                     out.write(chunk)
         except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
             raise DatasetError(f"cannot download {url} ({exc}); check the address and the "
                                "network, or provide the files yourself") from exc
         try:
-            digest = hashlib.sha256(_read_bytes(Path(tmp), gz=True)).hexdigest()
+            digest = hashlib.sha256(_read_idx_bytes(Path(tmp), size, gz=True)).hexdigest()
         except DatasetError as exc:
-            raise DatasetError(f"{url}: not a valid gzip file ({exc.__cause__}); nothing was "
-                               "saved") from exc
+            why = f"not a valid gzip file ({exc.__cause__})" if exc.__cause__ else str(exc)
+            raise DatasetError(f"{url}: {why}; nothing was saved") from exc
         if digest != expected:
             raise DatasetError(f"{url}: SHA-256 checksum mismatch of the decompressed content "
                                f"(got {digest}, expected {expected}); nothing was saved")
@@ -321,7 +389,8 @@ def _idx_directory(name: str, data_dir: str | os.PathLike | None, download: bool
     base = os.environ.get(f"{prefix}_URL") or (MNIST_URL if name == "mnist" else FASHION_MNIST_URL)
     table = MNIST_SHA256 if name == "mnist" else FASHION_MNIST_SHA256
     for stem in missing:
-        _download(f"{base.rstrip('/')}/{stem}.gz", directory / f"{stem}.gz", table[stem])
+        _download(f"{base.rstrip('/')}/{stem}.gz", directory / f"{stem}.gz", table[stem],
+                  _idx_size(stem))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".SHA256SUMS.", suffix=".part")
     with os.fdopen(fd, "w") as out:
         out.writelines(f"{table[stem]}  {stem}\n" for stem in _IDX_FILES)
@@ -330,17 +399,28 @@ def _idx_directory(name: str, data_dir: str | os.PathLike | None, download: bool
 
 
 def _load_idx(name: str, data_dir: str | os.PathLike | None, download: bool,
-              cache_dir: str | os.PathLike | None) -> tuple:
+              cache_dir: str | os.PathLike | None, verify: bool) -> tuple:
     """Raw uint8 images ``(n, 784)`` and labels of both splits, checked against each other."""
     directory = _idx_directory(name, data_dir, download, cache_dir)
     sums = _sha256sums(directory)
     paths = {stem: _find(directory, stem) for stem in _IDX_FILES}
-    arrays = {stem: _load_verified(path, stem, sums, name) for stem, path in paths.items()}
+    loaded = {stem: _load_verified(path, stem, sums, name, verify) for stem, path in paths.items()}
+    arrays = {stem: array for stem, (array, _) in loaded.items()}
+    unverified = [str(paths[stem]) for stem, (_, published) in loaded.items() if not published]
+    if unverified:
+        warnings.warn(f"{name}: {', '.join(unverified)} differ from the published files (SHA-256); "
+                      "used anyway because verification is off (verify=False, --no-verify)",
+                      stacklevel=3)
     splits = []
     for split in ("train", "t10k"):
         images_stem, labels_stem = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
         images_path, labels_path = paths[images_stem], paths[labels_stem]
         images, labels = arrays[images_stem], arrays[labels_stem]
+        for path, array in ((images_path, images), (labels_path, labels)):
+            if array.size == 0:
+                raise DatasetError(f"{path}: holds no samples (IDX dimensions {array.shape}); "
+                                   "training and testing need at least one each: provide the full "
+                                   "file")
         if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
             raise DatasetError(f"{images_path}: expected uint8 images of 28x28 pixels, got "
                                f"{_describe(images)}")
@@ -401,7 +481,7 @@ def _select(n: int | None, available: int, what: str, cycle: bool) -> np.ndarray
 
 def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, download: bool = False,
                  cache_dir: str | os.PathLike | None = None, n_train: int | None = None,
-                 n_test: int | None = None, seed: int = 0) -> Dataset:
+                 n_test: int | None = None, seed: int = 0, verify: bool = True) -> Dataset:
     """Load a data set by name (one of :data:`DATASETS`) with features scaled into [0, 1].
 
     Parameters
@@ -419,16 +499,22 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, downlo
         four points repeat cyclically up to n.
     seed : int
         Seed of the digits split and of the blobs sample.
+    verify : bool
+        mnist and fashion-mnist: refuse IDX files that are not the published ones (SHA-256 of the
+        decompressed content against :data:`MNIST_SHA256` / :data:`FASHION_MNIST_SHA256`: a file
+        with shifted labels or inverted pixels has the right shapes, and nothing else tells). False
+        uses them anyway, with a ``UserWarning`` naming them. Any ``SHA256SUMS`` beside the files is
+        checked either way.
     """
     if name not in DATASETS:
         raise DatasetError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
     if not _is_int(seed) or seed < 0:
         raise DatasetError(f"seed must be a non-negative int, got {seed!r}")
     if name in _ENV:
-        raw = _load_idx(name, data_dir, download, cache_dir)
-    elif data_dir is not None or download or cache_dir is not None:
-        raise DatasetError(f"data_dir, download and cache_dir apply to mnist and fashion-mnist "
-                           f"only; {name!r} is built in")
+        raw = _load_idx(name, data_dir, download, cache_dir, verify)
+    elif data_dir is not None or download or cache_dir is not None or not verify:
+        raise DatasetError(f"data_dir, download, cache_dir and verify apply to mnist and "
+                           f"fashion-mnist only; {name!r} is built in")
     else:
         raw = _BUILTIN[name](int(seed))
     x_train, y_train, x_test, y_test, n_classes, x_max = raw

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np  # noqa: E402
 
+from circuitep.fileio import atomic_path  # noqa: E402
+
 _COLORS = {"ep": "tab:orange", "vf": "tab:red", "aep": "tab:blue", "dyadic": "tab:green", "bp": "black", "output": "tab:gray"}
 
 
@@ -17,8 +19,11 @@ def _save(fig, path, rect=None) -> Path:
     """Lay out (within ``rect`` of the figure, when given), write and close a figure."""
     path = Path(path)
     fig.tight_layout(rect=rect)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return path
 
 

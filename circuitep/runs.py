@@ -6,16 +6,28 @@ data: name, sizes, SHA-256; see :func:`data_identity`), ``checkpoint.npz``
 epoch), ``trained.toml`` and ``trained.cir`` (the trained circuit, literal free-phase netlist),
 ``learning_curves.png``, and ``diverged.json`` when training diverged (where and why; the
 checkpoint and the trained circuit are then those of the last completed epoch).
+
+A run holds ``run.lock`` while it writes (:func:`lock_run`: an OS file lock, released by the
+operating system when the process ends in any way, even by SIGKILL), so that a second run into the
+same directory is refused instead of mixing its files with the first one's. The checkpoint is the
+record of the run: metrics, the trained circuit and the figure are written from it again by every
+call of :func:`train_run`, so a kill between two files is repaired by ``--resume``.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
+import fcntl
 import hashlib
 import io
 import json
+import os
+import socket
+import sys
 import time
 import zipfile
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +38,8 @@ from circuitep import plots
 from circuitep.compiler import compile_network
 from circuitep.datasets import Dataset
 from circuitep.engines.base import Engine
-from circuitep.specio import load_spec, save_spec, spec_to_toml, write_text_atomic
+from circuitep.fileio import read_text_limited, write_error, write_text_atomic
+from circuitep.specio import load_spec, save_spec, spec_to_toml
 from circuitep.spec import Network
 from circuitep.train import (TrainConfig, Trainer, TrainingDiverged, TrainState, check_compatible, check_lr_groups,
                              config_from_json, config_to_json, init_state, load_checkpoint, save_checkpoint)
@@ -34,6 +47,77 @@ from circuitep.train import (TrainConfig, Trainer, TrainingDiverged, TrainState,
 
 class RunError(ValueError):
     """A run directory that cannot be started or resumed as asked."""
+
+
+#: The lock file of a run directory (see :func:`lock_run`).
+LOCK_NAME = "run.lock"
+#: Every file a run directory may hold (besides temporaries ``.NAME.tmp.*``): a new run is
+#: refused in a directory holding anything else, so that ``--out .`` cannot litter a project.
+RUN_FILES = frozenset({"config.json", "spec.toml", "data.json", "checkpoint.npz", "metrics.json",
+                       "metrics.csv", "trained.toml", "trained.cir", "learning_curves.png",
+                       "diverged.json", "ngspice_check.json", LOCK_NAME})
+#: Largest JSON run file read (bytes).
+MAX_JSON_BYTES = 16 << 20
+
+
+def _is_temporary(name: str) -> bool:
+    """Whether ``name`` is a temporary of :func:`~circuitep.fileio.atomic_path` for a run file."""
+    return name.startswith(".") and name[1:].partition(".tmp")[0] in RUN_FILES
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(read_text_limited(path, MAX_JSON_BYTES, "lock file"))
+        return (f"pid {info['pid']} on {info['host']}, started {info['started']}: "
+                f"{info['command']}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that has not written its name yet"
+
+
+@contextmanager
+def lock_run(out: str | Path):
+    """Hold the run directory ``out`` (which must exist) for the body of the ``with``.
+
+    An exclusive ``fcntl.flock`` on ``out/run.lock``, which records the holder (pid, host, start
+    time in UTC, command). The operating system releases the lock when the process ends, however
+    it ends, so a killed run never leaves a stale lock; the file is removed on a normal exit.
+
+    Raises
+    ------
+    RunError
+        When another process holds the directory; the message names it.
+    FileWriteError
+        When the lock file cannot be created (a directory nobody may write to).
+    """
+    path = Path(out) / LOCK_NAME
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise write_error(path, exc) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunError(f"{out} is in use by another run ({_holder(path)}); wait for it to end "
+                           "or choose another --out") from None
+        try:  # the holder before us may have removed the file we opened: lock the one in place
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": now.isoformat(timespec="seconds"), "command": " ".join(sys.argv)}
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(info) + "\n").encode())
+        yield path
+    finally:
+        path.unlink(missing_ok=True)  # while still locked: a waiting process then retries
+        os.close(fd)
 
 
 def write_metrics(out: Path, records: list[dict]) -> None:
@@ -69,7 +153,7 @@ def _describe_data(identity: dict) -> str:
 
 
 def _read_json_object(path: Path) -> dict:
-    data = json.loads(path.read_text())
+    data = json.loads(read_text_limited(path, MAX_JSON_BYTES, "run file"))
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     return data
@@ -95,17 +179,39 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
     (:class:`~circuitep.train.TrainingDiverged`) the run stops at the last completed epoch, writes
     ``diverged.json`` and returns it as ``diverged``; resuming it trains nothing more until that
     file is deleted.
+
+    ``out`` is locked for the whole call (:func:`lock_run`). A new run needs a new or empty
+    directory, or one holding only the files of a run that never completed an epoch
+    (:data:`RUN_FILES`); ``out = ""`` is refused (it would mean the current directory).
     """
+    if not str(out).strip():
+        raise RunError("the run directory (--out) is an empty path; name a directory for the run")
     out = Path(out)
-    ckpt = out / "checkpoint.npz"
     check_compatible(net, data)  # before anything is written
     check_lr_groups(net, config)
     net.conductance_scale()  # beta and the learning rates need it
+    if resume and not out.is_dir():
+        raise RunError(f"nothing to resume in {out}: no checkpoint.npz and config.json there")
+    if not resume:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(out, exc, "create the run directory") from exc
+    with lock_run(out):
+        return _train_locked(net, data, engine, config, out, resume, exact_engine, progress,
+                             stop_after)
+
+
+def _train_locked(net: Network, data: Dataset, engine: Engine, config: TrainConfig, out: Path,
+                  resume: bool, exact_engine: Engine | None, progress: bool,
+                  stop_after: int | None) -> dict:
+    ckpt = out / "checkpoint.npz"
     identity = data_identity(data)
     if resume:
         if not ckpt.exists() or not (out / "config.json").exists():
             raise RunError(f"nothing to resume in {out}: no checkpoint.npz and config.json there")
-        saved = _read_run_file(out / "config.json", lambda p: config_from_json(p.read_text()))
+        saved = _read_run_file(out / "config.json", lambda p: config_from_json(
+            read_text_limited(p, MAX_JSON_BYTES, "run file")))
         if replace(saved, epochs=config.epochs) != config:
             raise RunError(f"{out}/config.json differs from the configuration given; resume with the same options "
                            f"(only --epochs may change; saved: {saved})")
@@ -113,8 +219,6 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
             raise RunError(f"{out} was trained with the {saved.lr_schedule} learning-rate schedule over "
                            f"{saved.epochs} epochs, which --epochs would change for the epochs already trained; "
                            f"start a new run to train longer")
-        if saved.epochs != config.epochs:
-            write_text_atomic(out / "config.json", config_to_json(config) + "\n")
         saved_net = load_spec(out / "spec.toml")
         if spec_to_toml(saved_net) != spec_to_toml(net):
             raise RunError(f"{out}/spec.toml differs from the spec given; resume with the same spec")
@@ -127,10 +231,19 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
             if saved_data != identity:
                 raise RunError(f"{out} was trained on other data ({_describe_data(saved_data)}) than given "
                                f"({_describe_data(identity)}); resume with the same data set and sizes")
+        if saved.epochs != config.epochs:
+            write_text_atomic(out / "config.json", config_to_json(config) + "\n")
+        if state.records:  # the checkpoint is the record: a kill after it left the metrics behind
+            write_metrics(out, list(state.records))
     else:
-        out.mkdir(parents=True, exist_ok=True)
         if ckpt.exists():
             raise RunError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        foreign = sorted(p.name for p in out.iterdir()
+                         if p.name not in RUN_FILES and not _is_temporary(p.name))
+        if foreign:
+            more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+            raise RunError(f"{out} holds files that are not part of a run ({', '.join(foreign[:5])}"
+                           f"{more}); choose a new or empty directory for --out")
         (out / "diverged.json").unlink(missing_ok=True)  # from a run that diverged before its first epoch
         write_text_atomic(out / "config.json", config_to_json(config) + "\n")
         save_spec(net, out / "spec.toml")
@@ -163,6 +276,8 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
         epochs.set_postfix(test=f"{record['test_accuracy']:.3f}", cos=f"{record['grad_cosine']:.5f}")
         done_now += 1
     epochs.close()
+    if records:  # again from the checkpoint's records, whatever happened to the files before
+        write_metrics(out, records)
     trained = trainer.network(state)
     save_spec(trained, out / "trained.toml")
     write_text_atomic(out / "trained.cir", compile_network(trained, "free", "literal",

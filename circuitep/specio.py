@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import os
 import tomllib
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from circuitep.fileio import (  # noqa: F401 - atomic_path, write_text_atomic: for importers
+    FileReadError, atomic_path, open_regular, read_text_limited, write_text_atomic)
 from circuitep.spec import Coupling, DiodeModel, Network, NodeGroup, Sample
 
 _TOP = {"name", "description", "diode", "groups", "couplings", "sample"}
@@ -35,6 +36,8 @@ _FREE_ONLY = {"leak", "bias", "capacitance", "clamp"}
 _COUPLING = {"name", "kind", "src", "dst", "weight", "mask", "v_sat"}
 _DIODE = {"i_sat", "n", "name"}
 _SAMPLE = {"inputs", "targets"}
+#: Largest spec file read (bytes): about 3 million weights as TOML, 30 times a 784-100-10 circuit.
+MAX_SPEC_BYTES = 64 << 20
 
 
 class SpecError(ValueError):
@@ -90,10 +93,13 @@ def network_from_dict(data: dict, source: str = "spec") -> Network:
 def load_spec(path: str | os.PathLike) -> Network:
     """Read a network spec from a TOML file."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is not TOML's business
+    try:  # a byte-order mark is not TOML's business
+        text = read_text_limited(path, MAX_SPEC_BYTES, "spec file", encoding="utf-8-sig")
+        data = tomllib.loads(text)
     except FileNotFoundError as exc:
         raise SpecError(f"spec file {str(path)!r} does not exist") from exc
+    except FileReadError as exc:
+        raise SpecError(str(exc)) from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: not valid TOML ({exc})") from exc
     return network_from_dict(data, str(path))
@@ -166,7 +172,7 @@ def save_params(net: Network, path: str | os.PathLike) -> None:
 def load_params(net: Network, path: str | os.PathLike) -> Network:
     """``net`` with parameters read from an ``.npz`` file (shapes and names must match)."""
     try:
-        with np.load(path) as data:
+        with open_regular(path, "parameter file") as f, np.load(f) as data:
             params = {k: data[k] for k in data.files}
     except (OSError, ValueError) as exc:
         raise SpecError(f"cannot read parameters from {str(path)!r}: {exc}") from exc
@@ -178,21 +184,3 @@ def load_params(net: Network, path: str | os.PathLike) -> Network:
         return net.with_params(params)
     except (KeyError, ValueError) as exc:
         raise SpecError(f"{path}: {exc}") from exc
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step, so a
-    crash at any moment leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)

@@ -14,6 +14,7 @@ an uninterrupted one.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -25,8 +26,8 @@ from circuitep.datasets import Dataset, inputs_to_voltages, labels_to_targets
 from circuitep.engines.base import ConvergenceError, Engine, Phase
 from circuitep.estimators import compare, estimate
 from circuitep.gradcheck import asymmetry, transconductor_pairs
+from circuitep.fileio import atomic_path, open_regular
 from circuitep.spec import MAX_SIEMENS, MAX_VOLTS, MIN_SIEMENS, Network
-from circuitep.specio import atomic_path
 
 ALGORITHMS = ("aep", "ep", "vf", "dyadic", "bp")
 #: Smallest trained leak, relative to the natural scale: a leak of 0 would leave a node fed only by
@@ -461,7 +462,17 @@ def save_checkpoint(path: str | Path, state: TrainState) -> None:
 
 
 def load_checkpoint(path: str | Path) -> TrainState:
-    with open(path, "rb") as f, np.load(f) as data:  # np.load(path) leaks the file when it is not a zip
+    """The state saved by :func:`save_checkpoint`. Raises ``ValueError`` (or the ``OSError``,
+    ``EOFError`` or ``BadZipFile`` of numpy's reader) for anything else: a file that is not
+    regular, or whose members would unpack to more bytes than the file holds (a zip bomb; the
+    checkpoint stores its arrays uncompressed)."""
+    # (np.load(path) would leak the file when it is not a zip)
+    with open_regular(path, "checkpoint") as f, np.load(f) as data:
+        unpacked = sum(i.file_size for i in data.zip.infolist())
+        size = os.fstat(f.fileno()).st_size
+        if unpacked > size:
+            raise ValueError(f"its members unpack to {unpacked:,} bytes, more than the file's "
+                             f"{size:,}: not a checkpoint circuitep wrote")
         params = {k[6:]: data[k] for k in data.files if k.startswith("param/")}
         velocity = {k[9:]: data[k] for k in data.files if k.startswith("velocity/")}
         return TrainState(params, velocity, int(data["epoch"]), tuple(json.loads(str(data["records"]))))

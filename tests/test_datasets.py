@@ -13,6 +13,8 @@ import http.server
 import os
 import shutil
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -70,6 +72,17 @@ def make_idx_dir(directory: Path, gz: bool = True, **arrays: np.ndarray) -> dict
     for stem, array in content.items():
         write_idx(directory / (stem + ".gz" if gz else stem), array)
     return content
+
+
+def trust(monkeypatch, directory: Path, name: str = "mnist") -> None:
+    """Take the IDX fixtures in ``directory`` for the published files of ``name``: the module's
+    checksum table patched to their SHA-256 (the loader checks every file against it)."""
+    table = {}
+    for stem in IDX_FILES:
+        content = datasets._read_idx_bytes(datasets._find(directory, stem), 1 << 30)
+        table[stem] = hashlib.sha256(content).hexdigest()
+    key = "MNIST_SHA256" if name == "mnist" else "FASHION_MNIST_SHA256"
+    monkeypatch.setattr(datasets, key, table)
 
 
 @pytest.fixture
@@ -295,8 +308,9 @@ def test_read_idx_truncated_gzip_stream_and_missing_file(tmp_path):
 
 
 @pytest.mark.parametrize("gz", [True, False])
-def test_mnist_from_data_dir(isolated_env, gz):
+def test_mnist_from_data_dir(isolated_env, gz, monkeypatch):
     content = make_idx_dir(isolated_env / "mnist", gz=gz)
+    trust(monkeypatch, isolated_env / "mnist")
     ds = load_dataset("mnist", data_dir=isolated_env / "mnist")
     assert ds.x_train.shape == (12, 784) and ds.x_test.shape == (5, 784) and ds.n_classes == 10
     assert_matches(ds, content)
@@ -306,6 +320,7 @@ def test_mnist_from_data_dir(isolated_env, gz):
 
 def test_fashion_mnist_from_env_var_and_system_dir(isolated_env, monkeypatch):
     content = make_idx_dir(isolated_env / "fashion")
+    trust(monkeypatch, isolated_env / "fashion", "fashion-mnist")
     monkeypatch.setenv("CIRCUITEP_FASHION_MNIST_DIR", str(isolated_env / "fashion"))
     assert_matches(load_dataset("fashion-mnist"), content)
     monkeypatch.delenv("CIRCUITEP_FASHION_MNIST_DIR")
@@ -313,19 +328,22 @@ def test_fashion_mnist_from_env_var_and_system_dir(isolated_env, monkeypatch):
     assert_matches(load_dataset("fashion-mnist", cache_dir=isolated_env / "cache"), content)
 
 
-def test_label_image_count_mismatch(isolated_env):
+def test_label_image_count_mismatch(isolated_env, monkeypatch):
     make_idx_dir(isolated_env, train_labels_idx1_ubyte=np.zeros(11, dtype=np.uint8))
+    trust(monkeypatch, isolated_env)
     with pytest.raises(DatasetError, match=r"mnist: .*train-labels-idx1-ubyte.gz has 11 labels but "
                                            r".*train-images-idx3-ubyte.gz has 12 images"):
         load_dataset("mnist", data_dir=isolated_env)
 
 
-def test_label_out_of_range_and_wrong_image_size(isolated_env):
+def test_label_out_of_range_and_wrong_image_size(isolated_env, monkeypatch):
     labels = np.array([0, 1, 2, 3, 10], dtype=np.uint8)
     make_idx_dir(isolated_env / "a", t10k_labels_idx1_ubyte=labels)
+    trust(monkeypatch, isolated_env / "a")
     with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte.gz: label 10 found; .* 0..9"):
         load_dataset("mnist", data_dir=isolated_env / "a")
     make_idx_dir(isolated_env / "b", t10k_images_idx3_ubyte=np.zeros((5, 8, 8), dtype=np.uint8))
+    trust(monkeypatch, isolated_env / "b")
     with pytest.raises(DatasetError, match="expected uint8 images of 28x28 pixels"):
         load_dataset("mnist", data_dir=isolated_env / "b")
 
@@ -358,8 +376,9 @@ def test_missing_files_explain_how_to_provide_them(isolated_env):
 
 
 @pytest.mark.parametrize("listed", ["decompressed", "gz"])
-def test_checksum_mismatch_from_sha256sums(isolated_env, listed):
+def test_checksum_mismatch_from_sha256sums(isolated_env, listed, monkeypatch):
     content = make_idx_dir(isolated_env)
+    trust(monkeypatch, isolated_env)
     sums = {stem: hashlib.sha256(idx_bytes(a)).hexdigest() for stem, a in content.items()}
     if listed == "gz":
         sums = {f"{stem}.gz": hashlib.sha256((isolated_env / f"{stem}.gz").read_bytes()).hexdigest()
@@ -467,3 +486,113 @@ def test_real_mnist_files_are_not_taken_for_fashion_mnist(real_mnist_dir, isolat
     # Both have the same file names and shapes; only the checksums tell them apart.
     with pytest.raises(DatasetError, match=r"is the mnist file 'train-images-idx3-ubyte' .*not fashion-mnist's"):
         load_dataset("fashion-mnist", data_dir=real_mnist_dir)
+
+
+# ---------------------------------------------------------------------------- integrity, bounds
+
+
+def modified_mnist(real_mnist_dir: Path, target: Path, stem: str, change) -> Path:
+    """The real MNIST files in ``target`` without SHA256SUMS, ``stem`` rewritten (uncompressed)
+    with its data bytes passed through ``change``."""
+    target.mkdir()
+    for other in IDX_FILES:
+        if other != stem:
+            shutil.copy(real_mnist_dir / f"{other}.gz", target)
+    data = datasets._read_idx_bytes(real_mnist_dir / f"{stem}.gz", 1 << 30)
+    header = 4 + 4 * data[3]
+    array = np.frombuffer(data, np.uint8, offset=header)
+    (target / stem).write_bytes(data[:header] + change(array).astype(np.uint8).tobytes())
+    return target / stem
+
+
+@pytest.mark.parametrize("stem, change", [
+    ("t10k-labels-idx1-ubyte", lambda y: (y + 1) % 10),
+    ("train-images-idx3-ubyte", lambda x: 255 - x),
+], ids=["labels-shifted", "pixels-inverted"])
+def test_modified_mnist_is_refused_unless_not_verified(real_mnist_dir, isolated_env, stem, change):
+    path = modified_mnist(real_mnist_dir, isolated_env / "mnist", stem, change)
+    message = (rf"{path}: SHA-256 checksum mismatch with the published mnist file '{stem}' "
+               r".*labels shifted, pixels inverted.*--no-verify")
+    with pytest.raises(DatasetError, match=message):
+        load_dataset("mnist", data_dir=path.parent)
+    with pytest.warns(UserWarning, match=rf"mnist: {path} differ from the published files"):
+        ds = load_dataset("mnist", data_dir=path.parent, verify=False, n_train=10, n_test=10)
+    assert ds.x_train.shape == (10, 784)
+
+
+def test_no_verify_from_the_command_line_warns(real_mnist_dir, isolated_env, capsys):
+    from circuitep.cli import main
+
+    path = modified_mnist(real_mnist_dir, isolated_env / "mnist", "t10k-labels-idx1-ubyte",
+                          lambda y: (y + 1) % 10)
+    argv = ["train", "ff:784-2-10", "--data", "mnist", "--data-dir", str(path.parent),
+            "--n-train", "20", "--n-test", "10", "--epochs", "1", "--no-progress"]
+    assert main(argv + ["--out", str(isolated_env / "refused")]) == 2
+    assert "SHA-256 checksum mismatch with the published mnist file" in capsys.readouterr().err
+    assert not (isolated_env / "refused").exists()
+    assert main(argv + ["--out", str(isolated_env / "run"), "--no-verify"]) == 0
+    err = capsys.readouterr().err
+    assert f"circuitep: warning: mnist: {path} differ from the published files" in err, err
+
+
+def gz_bomb(path: Path, dims: tuple[int, ...], zeros: int) -> Path:
+    """A gzip'd IDX header of ``dims`` (uint8), then ``zeros`` zero bytes, written as a stream."""
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(struct.pack(">BBBB", 0, 0, 0x08, len(dims)) + struct.pack(f">{len(dims)}I", *dims))
+        block = bytes(1 << 24)
+        for _ in range(zeros // len(block)):
+            f.write(block)
+    return path
+
+
+def test_a_decompression_bomb_is_refused_after_reading_what_its_header_declares(isolated_env):
+    """A .gz of about 1 MB holding 200 MB: the real file's header (47 MB of pixels), then zeros.
+    In a child process: refused in well under 2 s, with less than 100 MB beyond the imports."""
+    path = gz_bomb(isolated_env / "train-images-idx3-ubyte.gz", (60000, 28, 28), 12 << 24)
+    code = f"""
+import resource, time
+from circuitep.datasets import DatasetError, read_idx
+before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+try:
+    read_idx({str(path)!r})
+except DatasetError as exc:
+    print(exc)
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+    root = Path(datasets.__file__).parent.parent
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    message, numbers = done.stdout.splitlines()
+    assert message == (f"{path}: has trailing bytes: dimensions (60000, 28, 28) need 47040000 "
+                       "bytes of data, the file holds more"), done.stderr
+    seconds, grown_kb = map(float, numbers.split())
+    assert seconds < 2 and grown_kb < 100_000, (seconds, grown_kb)
+
+
+def test_a_header_declaring_more_than_the_published_file_is_refused_unread(isolated_env,
+                                                                           monkeypatch):
+    make_idx_dir(isolated_env)
+    trust(monkeypatch, isolated_env)
+    path = gz_bomb(isolated_env / "t10k-labels-idx1-ubyte.gz", (4_000_000_000,), 0)
+    message = (rf"{path}: IDX header declares dimensions \(4000000000,\), 4,000,000,008 bytes, "
+               r"more than the 10,008 of the largest file")
+    with pytest.raises(DatasetError, match=message):
+        load_dataset("mnist", data_dir=isolated_env)
+    with pytest.raises(DatasetError, match=r"more than the 1,073,741,824 of the largest file"):
+        read_idx(path)
+
+
+def test_an_idx_file_without_samples_is_named(isolated_env, monkeypatch):
+    make_idx_dir(isolated_env, t10k_images_idx3_ubyte=np.zeros((0, 28, 28), np.uint8),
+                 t10k_labels_idx1_ubyte=np.zeros(0, np.uint8))
+    trust(monkeypatch, isolated_env)
+    message = (r"t10k-images-idx3-ubyte.gz: holds no samples \(IDX dimensions \(0, 28, 28\)\); "
+               r".*provide the full file")
+    with pytest.raises(DatasetError, match=message):
+        load_dataset("mnist", data_dir=isolated_env)
+
+
+def test_a_data_file_that_is_a_fifo_is_refused_at_once(isolated_env):
+    os.mkfifo(isolated_env / "x-idx1-ubyte")
+    with pytest.raises(DatasetError, match="is a FIFO, not a regular file"):
+        read_idx(isolated_env / "x-idx1-ubyte")

@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "circuitep"
 
 # a module may import only from its own layer or the layers below
 LAYERS = [
-    {"checks", "spec", "devices", "netlist", "datasets"},
+    {"checks", "spec", "devices", "netlist", "datasets", "fileio"},
     {"kcl", "costs", "builders", "specio"},
     {"compiler", "golden"},
     {"engines.base", "engines.newton", "engines.numpy_engine", "engines.layered", "engines.ngspice_engine", "engines.pool"},

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,8 @@ from circuitep.datasets import DatasetError, load_dataset
 from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.ngspice_engine import NgspiceEngine
 from circuitep.gradcheck import asymmetry, loop_gain
-from circuitep.runs import read_diverged, train_run
+from circuitep.fileio import FileReadError, read_text_limited
+from circuitep.runs import MAX_JSON_BYTES, RunError, lock_run, read_diverged, train_run
 from circuitep.specio import load_spec, write_text_atomic
 from circuitep.train import TrainConfig, encode, free_outputs, load_checkpoint
 
@@ -57,7 +59,7 @@ def read_run(setting: str, algorithm: str, seed: int, cfg: dict, runs_dir: Path)
     out = run_dir(setting, algorithm, seed, runs_dir)
     if not (out / "metrics.json").exists():
         return None
-    records = json.loads((out / "metrics.json").read_text())
+    records = json.loads(read_text_limited(out / "metrics.json", MAX_JSON_BYTES, "run file"))
     diverged = read_diverged(out)  # its failure count includes the epoch that diverged
     trained = load_spec(out / "trained.toml") if (out / "trained.toml").exists() else None
     net = initial_network(setting, seed, cfg)
@@ -184,6 +186,15 @@ def curve(runs: list[dict], summary: dict, epochs: int, drift: bool) -> dict:
 
 
 def main(argv=None) -> int:
+    """The experiment; a run directory that is in use or cannot be written ends it with status 2."""
+    try:
+        return experiment(argv)
+    except (RunError, OSError) as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def experiment(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(HERE / "config.json"), help="experiment configuration (JSON)")
     p.add_argument("--quick", action="store_true", help="the reduced configuration ('quick' in the config)")
@@ -204,9 +215,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
-        full = json.loads(Path(args.config).read_text())
+        full = json.loads(read_text_limited(args.config, MAX_JSON_BYTES, "configuration file"))
         cfg = {**full, **full["quick"]} if args.quick else dict(full)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, FileReadError) as exc:
         p.error(f"--config {args.config}: {type(exc).__name__}: {exc} (a JSON object; --quick needs its 'quick' table)")
     cfg["progress"] = not args.no_progress
     if args.epochs:
@@ -242,7 +253,9 @@ def main(argv=None) -> int:
         check_run = run_dir(setting, "aep", seeds[0], runs_dir)
         if (check_run / "trained.toml").exists():
             print(f"ngspice check of {check_run.name} ...", flush=True)
-            results[key] = ngspice_check(check_run, data, min(cfg["ngspice_samples"], len(data.x_test)), cfg)
+            n = min(cfg["ngspice_samples"], len(data.x_test))
+            with lock_run(check_run):  # it writes ngspice_check.json into the run directory
+                results[key] = ngspice_check(check_run, data, n, cfg)
     stem = Path(args.results_dir) / (f"{name}-quick" if args.quick else name)
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
