@@ -27,7 +27,7 @@ from circuitep.engines.base import ConvergenceError, Engine, Phase
 from circuitep.estimators import compare, estimate
 from circuitep.gradcheck import asymmetry, transconductor_pairs
 from circuitep.fileio import atomic_path, open_regular
-from circuitep.spec import MAX_SIEMENS, MAX_VOLTS, MIN_SIEMENS, Network
+from circuitep.spec import MAX_AMPS, MAX_SIEMENS, MAX_VOLTS, MIN_SIEMENS, Network
 
 ALGORITHMS = ("aep", "ep", "vf", "dyadic", "bp")
 #: Smallest trained leak, relative to the natural scale: a leak of 0 would leave a node fed only by
@@ -203,7 +203,8 @@ def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig,
     values. Bounds are relative to ``sigma`` (default: the network's natural scale); training
     passes the initial network's, so that trained leaks cannot move their own bounds. The spec's
     own bounds (S) hold too: couplings within ``+-spec.MAX_SIEMENS``, resistors below
-    ``spec.MIN_SIEMENS`` removed (0 S), leaks at least ``spec.MIN_SIEMENS``."""
+    ``spec.MIN_SIEMENS`` removed (0 S), leaks at least ``spec.MIN_SIEMENS``, bias currents within
+    ``+-spec.MAX_AMPS``."""
     sigma = natural_scale(net) if sigma is None else sigma
     out = dict(params)
     for c in net.couplings:
@@ -219,6 +220,10 @@ def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig,
         if c.kind == "resistor":  # below MIN_SIEMENS (1 petaohm) a resistor is none
             w = np.where(w < MIN_SIEMENS, 0.0, w)
         out[c.name] = np.where(c.mask, w, 0.0)
+    for g in net.free_groups:  # the spec's bound on bias currents (A)
+        key = f"{g.name}.bias"
+        if key in out:
+            out[key] = np.clip(out[key], -MAX_AMPS, MAX_AMPS)
     if config.train_leak:
         lo = max(config.g_bounds[0] * sigma, LEAK_FLOOR * sigma, MIN_SIEMENS)
         for g in net.free_groups:

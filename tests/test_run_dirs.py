@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,8 @@ def test_a_kill_just_after_the_final_checkpoint_is_repaired_by_resume(tmp_path):
 def test_a_diverged_run_exits_3_and_says_where_diverged_json_is(tmp_path, capsys):
     out = tmp_path / "run"
     argv = XOR + ["--epochs", "3", "--lr", "1e300", "--out", str(out)]
-    with pytest.warns(RuntimeWarning, match="overflow"):  # the Newton solver's, on the runaway
+    with warnings.catch_warnings():  # the Newton solver may warn of overflow on the runaway
+        warnings.simplefilter("ignore", RuntimeWarning)
         assert exit_code(argv) == 3
     err = capsys.readouterr().err
     where = out / "diverged.json"
