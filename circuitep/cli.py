@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -77,8 +78,20 @@ def _count(text: str) -> int:
 
 
 def default_beta(net: Network) -> float:
-    """A small nudge in the network's natural units: 1e-3 of its conductance scale (S)."""
-    return 1e-3 * net.conductance_scale()
+    """A small nudge in the network's natural units: 1e-3 of its conductance scale (S).
+
+    A nominal value, rounded to 12 significant digits: 1e-3 x 1e-4 S is the float
+    1.0000000000000001e-07, whose last digit is the product's rounding error, not a property of
+    the circuit, and netlists write every number in its shortest round-tripping form
+    (:func:`circuitep.netlist.spice_number`). Values from a spec or from training are written
+    exactly as they are: the netlist is the circuit the numpy engine solves.
+    """
+    return float(f"{1e-3 * net.conductance_scale():.12g}")
+
+
+#: Input voltage (V) of every input in the default sample of a spec without a [sample]: the middle
+#: of the 0..1 V range the data sets' pixels are encoded in.
+DEFAULT_INPUT_V = 0.5
 
 
 def make_engine(name: str, form: str = "folded", tolerances: Tolerances | None = None):
@@ -92,39 +105,67 @@ def make_engine(name: str, form: str = "folded", tolerances: Tolerances | None =
     raise UsageError(f"unknown engine {name!r}: choose numpy, layered or ngspice")
 
 
-def _sample(net: Network, inputs, targets):
+def _sample(net: Network, inputs, targets, describe: bool = False):
+    """Inputs and targets (or None) of the sample a command works on: the options, else the
+    spec's [sample], else the default sample (every input :data:`DEFAULT_INPUT_V`, no targets).
+    With ``describe`` also a line saying which sample that is, for netlist headers."""
+    where = []
     if inputs is None:
         if net.sample is None:
-            raise UsageError(f"spec {net.name!r} has no [sample]; pass --inputs v1,v2,...")
-        inputs = net.sample.inputs
+            inputs = np.full(net.n_inputs, DEFAULT_INPUT_V)
+            where.append(f"default sample (the spec has no [sample]): every input {DEFAULT_INPUT_V:g} V")
+        else:
+            inputs = net.sample.inputs
+            where.append("the spec's [sample]")
+    else:
+        where.append("inputs from --inputs")
     if len(inputs) != net.n_inputs:
         raise UsageError(f"--inputs has {len(inputs)} values, network {net.name!r} has {net.n_inputs} inputs")
     if targets is None:
         targets = net.sample.targets if net.sample is not None and net.sample.targets is not None else None
+        if targets is not None and where[0] != "the spec's [sample]":
+            where.append("targets from the spec's [sample]")
+    else:
+        where.append("targets from --targets")
     if targets is not None and len(targets) != net.n_outputs:
         raise UsageError(f"--targets has {len(targets)} values, network {net.name!r} has {net.n_outputs} outputs")
-    return np.asarray(inputs, float), None if targets is None else np.asarray(targets, float)
+    out = np.asarray(inputs, float), None if targets is None else np.asarray(targets, float)
+    return (*out, ", ".join(where)) if describe else out
 
 
 # --- commands -------------------------------------------------------------------------------
 
 
+def command_line(argv: list[str]) -> str:
+    """The shell-quoted command ``circuitep ARGV...`` (for netlist headers)."""
+    return shlex.join(["circuitep", *argv])
+
+
 def cmd_compile(args) -> int:
     net = load_network(args.spec)
-    u, y = _sample(net, args.inputs, args.targets)
+    u, y, where = _sample(net, args.inputs, args.targets, describe=True)
+    if args.phase != "free" and y is None:
+        raise UsageError(f"--phase {args.phase} nudges the outputs toward targets: pass --targets v1,v2,... "
+                         f"({net.n_outputs} values) or give the spec a [sample] with targets")
     beta = None if args.phase == "free" else (args.beta or default_beta(net))
-    x0 = None
-    if args.phase == "aep":
-        x0 = NumpyEngine().solve(net, Phase(), u[None]).x[0]
+    # the sample's free state: the AEP correction currents K x0, and the node ranges in the comments
+    state = NumpyEngine().solve(net, Phase(), u[None]).x[0]
     compiled = compile_network(net, args.phase, args.form, beta=beta, cost=make_cost(args.cost, args.tau),
-                               inputs=u, targets=y, x0=x0)
+                               inputs=u, targets=y, state=state, command=command_line(args.argv),
+                               sample=where + _seed_note(args.spec))
+    text = compiled.spice(standalone=not args.no_analysis)
     if args.output in (None, "-"):
-        sys.stdout.write(compiled.text)
+        sys.stdout.write(text)
     else:
-        Path(args.output).write_text(compiled.text)
+        Path(args.output).write_text(text)
         print(f"wrote {args.output}: {len(compiled.netlist.elements())} elements, "
               f"{len(compiled.netlist.nodes())} nodes ({args.phase} phase, {args.form} form)")
     return 0
+
+
+def _seed_note(spec: str) -> str:
+    """For a shorthand spec, which weights it stands for."""
+    return "; shorthand weights of seed 0" if ":" in spec and not Path(spec).exists() else ""
 
 
 def simulate(net: Network, engine, inputs: np.ndarray) -> dict:
@@ -267,7 +308,8 @@ def cmd_train(args) -> int:
     print(f"training {net.name} ({net.n_inputs} inputs, {net.n_free} free nodes) on {data.name} "
           f"({len(data.x_train)} train / {len(data.x_test)} test) with {args.algorithm} on {engine.name}")
     summary = train_run(net, data, engine, config, args.out, resume=args.resume,
-                        exact_engine=NumpyEngine(check_stability=False), progress=not args.no_progress)
+                        exact_engine=NumpyEngine(check_stability=False), progress=not args.no_progress,
+                        command=command_line(args.argv))
     _report(summary, Path(args.out))
     return 0
 
@@ -316,9 +358,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--beta", type=_positive, help="nudge strength in S (default: 1e-3 x the median leak)")
     c.add_argument("--cost", choices=("mse", "xent"), default="mse", help="cost whose gradient the nudge injects")
     c.add_argument("--tau", type=_positive, default=0.1, help="cross-entropy temperature in V (default 0.1)")
-    c.add_argument("--inputs", type=_floats, help="input voltages v1,v2,... (default: the spec's sample)")
-    c.add_argument("--targets", type=_floats, help="target voltages (default: the spec's sample)")
+    c.add_argument("--inputs", type=_floats,
+                   help=f"input voltages v1,v2,... (default: the spec's sample, else every input {DEFAULT_INPUT_V:g} V)")
+    c.add_argument("--targets", type=_floats,
+                   help="target voltages (default: the spec's sample; a nudged, aep or dyadic phase needs them)")
     c.add_argument("-o", "--output", help="output file (default: standard output)")
+    c.add_argument("--no-analysis", action="store_true",
+                   help="leave out the analysis block (.control: op and print of the node voltages) that makes "
+                        "the file run alone in ngspice -b, to include it in a larger deck")
     c.set_defaults(func=cmd_compile)
 
     s = sub.add_parser("simulate", help="find the free operating point of a spec's sample",
@@ -327,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", choices=ENGINES, default="ngspice",
                    help="ngspice (the simulator of record, default) or numpy (the reference solver)")
     s.add_argument("--form", choices=FORMS, default="literal", help="netlist form for ngspice (default literal)")
-    s.add_argument("--inputs", type=_floats, help="input voltages v1,v2,... (default: the spec's sample)")
+    s.add_argument("--inputs", type=_floats,
+                   help=f"input voltages v1,v2,... (default: the spec's sample, else every input {DEFAULT_INPUT_V:g} V)")
     s.add_argument("--settle", action="store_true",
                    help="also run an ngspice transient from rest and say whether the circuit settles at the "
                         "operating point (a non-reciprocal circuit may have DC solutions it never reaches)")
@@ -427,7 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except (SpecError, UsageError, ConvergenceError, ValueError, KeyError, OSError) as exc:

@@ -162,11 +162,15 @@ class Netlist:
     models: tuple[ModelCard, ...] = ()
     options: tuple[tuple[str, float], ...] = ()
     header: tuple[str, ...] = field(default_factory=tuple)
+    #: nodes whose voltages a standalone run prints (see :func:`write`)
+    probes: tuple[str, ...] = ()
 
     def __post_init__(self):
         _check_comment(self.title)
         for h in self.header:
             _check_comment(h)
+        for k, n in enumerate(self.probes):
+            check_ident(f"probes[{k}]", n)
         for key, val in self.options:
             check_ident("option", key)
             spice_number(val)
@@ -199,9 +203,30 @@ def _check_comment(text: str) -> None:
         raise ValueError(f"comment {text!r} must be a single line of printable ASCII")
 
 
-def write(netlist: Netlist, line: Callable[[Element], str] = Element.line, extra: Sequence[str] = ()) -> str:
+#: Nodes per ``print`` line of the analysis block.
+_PRINT_CHUNK = 8
+
+
+def analysis_block(probes: Sequence[str]) -> list[str]:
+    """The ``.control`` block that makes a netlist run on its own in ``ngspice -b``: an operating
+    point, then ``print`` of every probed node voltage with 17 significant digits (enough to
+    round-trip a double), then ``quit`` (else batch mode adds a "no simulations run" note and exit
+    status 1). ngspice's shared library runs a loaded ``.control`` block too, so engines load text
+    without it (:func:`write` with ``standalone=False``)."""
+    lines = ["* --- analysis: operating point, node voltages printed (leave out: --no-analysis)",
+             ".control", "set numdgt=17", "op"]
+    for k in range(0, len(probes), _PRINT_CHUNK):
+        lines.append("print " + " ".join(f"v({n})" for n in probes[k:k + _PRINT_CHUNK]))
+    return lines + ["quit", ".endc"]
+
+
+def write(netlist: Netlist, line: Callable[[Element], str] = Element.line, extra: Sequence[str] = (),
+          standalone: bool = False) -> str:
     """SPICE text of a netlist: deterministic, no timestamps, ends with ``.end``. ``line`` writes
-    one element and ``extra`` lines go before ``.end`` (for :func:`write_sweep`)."""
+    one element and ``extra`` lines go before ``.end`` (for :func:`write_sweep`). ``standalone``
+    adds :func:`analysis_block` for ``netlist.probes`` (when it has any), so that the file runs
+    alone in ``ngspice -b``; leave it out to include the netlist in a larger deck or to load it
+    into an engine."""
     lines = [netlist.title]
     lines += [f"* {h}" if h else "*" for h in netlist.header]
     if netlist.options:
@@ -212,7 +237,10 @@ def write(netlist: Netlist, line: Callable[[Element], str] = Element.line, extra
             continue
         lines += ["", f"* --- {s.title}"]
         lines += [line(el) for el in s.elements]
-    lines += ["", *extra, ".end", ""]
+    lines += ["", *extra]
+    if standalone and netlist.probes:
+        lines += [*analysis_block(netlist.probes), ""]
+    lines += [".end", ""]
     return "\n".join(lines)
 
 #: Node and source of the index that :func:`write_sweep` steps through the samples.

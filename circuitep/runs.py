@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from circuitep import plots
 from circuitep.compiler import compile_network
 from circuitep.datasets import Dataset
-from circuitep.engines.base import Engine
+from circuitep.engines.base import ConvergenceError, Engine, Phase
+from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.specio import load_spec, save_spec, spec_to_toml, write_text_atomic
 from circuitep.spec import Network
 from circuitep.train import (TrainConfig, Trainer, TrainingDiverged, TrainState, check_compatible, check_lr_groups,
@@ -84,9 +85,24 @@ def _read_run_file(path: Path, read):
                        "damaged: delete the file or start a new run") from exc
 
 
+def write_trained_netlist(path: Path, net: Network, trainer: Trainer, command: str | None) -> None:
+    """The trained circuit's literal free-phase netlist holding test sample 0 (its inputs; the
+    header gives its label and targets and the node ranges on it), runnable alone in ngspice."""
+    label = int(trainer.data.y_test[0])
+    targets = " ".join(f"{t:g}" for t in trainer.y_test[0])
+    try:
+        state = NumpyEngine(check_stability=False).solve(net, Phase(), trainer.u_test[:1]).x[0]
+    except ConvergenceError:
+        state = None  # the header then gives no measured node ranges
+    sample = f"test sample 0 of {trainer.data.name}, label {label}, targets (V) {targets}"
+    compiled = compile_network(net, "free", "literal", inputs=trainer.u_test[0], state=state,
+                               command=command or "circuitep.runs.train_run (a Python call)", sample=sample)
+    write_text_atomic(path, compiled.spice())
+
+
 def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, out: str | Path, *,
               resume: bool = False, exact_engine: Engine | None = None, progress: bool = True,
-              stop_after: int | None = None) -> dict:
+              stop_after: int | None = None, command: str | None = None) -> dict:
     """Train and write everything to ``out``; returns a summary dict.
 
     With ``resume`` the run continues from ``out/checkpoint.npz`` with the saved configuration and
@@ -165,8 +181,7 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
     epochs.close()
     trained = trainer.network(state)
     save_spec(trained, out / "trained.toml")
-    write_text_atomic(out / "trained.cir", compile_network(trained, "free", "literal",
-                                                      inputs=trainer.u_test[0]).text)
+    write_trained_netlist(out / "trained.cir", trained, trainer, command)
     if records:
         plots.learning_curves(records, out / "learning_curves.png",
                               f"{net.name} on {data.name}: {config.algorithm} with {engine.name}")

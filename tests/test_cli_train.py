@@ -171,3 +171,13 @@ def test_a_network_without_leaks_is_refused_before_anything_is_written(tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and "has no leak conductance to set its natural scale" in err, err
     assert not (tmp_path / "run").exists(), "a refused run wrote files"
+
+
+def test_trained_netlist_says_which_sample_and_command_and_runs_alone(run_dir):
+    """trained.cir holds test sample 0: the header gives its label and targets and the exact
+    command; run alone in ngspice -b it prints the output voltages (issue 18)."""
+    text = (run_dir / "trained.cir").read_text()
+    assert f"* written by: circuitep {' '.join(train_args(run_dir))}" in text
+    assert "* sample: test sample 0 of digits, label " in text and "targets (V) " in text
+    assert "on this sample the nodes span [" in text
+    assert ".control" in text and "print v(out_0)" in text

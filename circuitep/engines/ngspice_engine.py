@@ -146,8 +146,10 @@ class _Session:
             raise NgspiceError(f"ngspice command {text[:80]!r} failed: {' | '.join(errors)}")
 
     def load(self, text: str) -> list[str]:
-        """Hand a netlist to ngspice; return the error lines it printed on stderr."""
-        lines = [line for line in text.split("\n") if line.strip()]
+        """Hand a netlist to ngspice; return the error lines it printed on stderr. A ``.control``
+        block (a standalone netlist's analysis, :func:`circuitep.netlist.analysis_block`) is left
+        out: the shared library would run it, and its ``quit`` would detach ngspice."""
+        lines = [line for line in _without_control(text.split("\n")) if line.strip()]
         if self.order:
             self.command("destroy all")
         self.ng.clear_output()
@@ -167,6 +169,20 @@ class _Session:
             raise NgspiceError(f"ngspice has no vector {name!r}")
         n = info.v_length
         return np.frombuffer(ffi.buffer(info.v_realdata, n * 8), dtype=np.float64).copy()
+
+
+def _without_control(lines: list[str]) -> list[str]:
+    """The lines outside ``.control`` ... ``.endc`` blocks."""
+    out, inside = [], False
+    for line in lines:
+        word = line.strip().lower()
+        if word.startswith(".control"):
+            inside = True
+        elif word.startswith(".endc"):
+            inside = False
+        elif not inside:
+            out.append(line)
+    return out
 
 
 @dataclass(eq=False)
@@ -236,7 +252,7 @@ class NgspiceEngine:
         if circuit is not None:
             self._session.remove(circuit)
         circuit = _Circuit(compiled, {el.name: el.value for el in compiled.netlist.elements()}, net, phase.beta)
-        self._session.add_circuit(circuit, write(compiled.netlist))
+        self._session.add_circuit(circuit, write(compiled.netlist, standalone=False))
         self._circuits[key] = circuit
         self.loads += 1
         return compiled
