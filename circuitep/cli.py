@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from circuitep import kcl, plots
+from circuitep import kcl, plots, report
 from circuitep.compiler import FORMS, PHASES, Tolerances, compile_network
 from circuitep.costs import make_cost
 from circuitep.engines.base import ConvergenceError, Phase, is_stable
@@ -177,13 +177,40 @@ def simulate(net: Network, engine, inputs: np.ndarray) -> dict:
             "nodes": op.voltages(0), "stable": bool(is_stable(net, jac)[0])}
 
 
+def physical_report(net: Network, engine, u: np.ndarray, y: np.ndarray | None, tol_v: float,
+                    beta: float | None = None) -> tuple[dict, list]:
+    """:func:`circuitep.report.sample_report` of one sample with ``engine``'s own transients
+    (ngspice's ``tran``, or numpy's), the AEP training phases when there are targets; and the free
+    phase's transients for a figure (ngspice's and numpy's when the engine is ngspice; the report
+    then also gives numpy's settling time beside ngspice's)."""
+    kept = []
+    own = report.ngspice_transients(engine) if isinstance(engine, NgspiceEngine) else report.transient
+
+    def run(*a):
+        tr = own(*a)
+        kept.append(tr)
+        return tr
+
+    rep = report.sample_report(net, engine, u, y, beta=beta or default_beta(net), cost=make_cost("mse"),
+                               tol_v=tol_v, transients=run)
+    free = kept[:1]
+    if isinstance(engine, NgspiceEngine):
+        free.append(report.transient(net, u, np.zeros(net.n_free), t_stop=free[0].t[-1]))
+    return rep, free
+
+
 def cmd_simulate(args) -> int:
     net = load_network(args.spec)
-    u, _ = _sample(net, args.inputs, None)
+    u, y = _sample(net, args.inputs, None)
     engine = make_engine(args.engine, args.form)
     if args.settle and not isinstance(engine, NgspiceEngine):
         raise UsageError("--settle runs an ngspice transient: use it with --engine ngspice")
     result = simulate(net, engine, u)
+    rep, free = physical_report(net, engine, u, y, args.settle_tol)
+    x_op = np.array(list(result["nodes"].values()))
+    if len(free) > 1:
+        rep["settling_time_numpy_s"] = report.settling_time(free[1], x_op, args.settle_tol)
+    result["report"] = rep
     if args.settle:
         final = engine.settle(net, u[None])[0]
         diff = float(np.max(np.abs(final - np.array(list(result["nodes"].values())))))
@@ -202,6 +229,14 @@ def cmd_simulate(args) -> int:
         else:
             verdict = "ends ELSEWHERE (at another operating point)"
         print(f"transient from rest {verdict} (largest difference {result['settle_max_diff_v']:.1e} V)")
+    for line in report.summary_lines(rep):
+        print(line)
+    if "settling_time_numpy_s" in rep:
+        print(f"numpy's own transient settles in {report.si(rep['settling_time_numpy_s'], 's')}")
+    if args.plot_settle:
+        plots.settle_plot(free, x_op, args.settle_tol, args.plot_settle,
+                          f"{net.name}: free phase from rest, to {args.settle_tol:g} V")
+        print(f"wrote {args.plot_settle}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
@@ -368,8 +403,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "the file run alone in ngspice -b, to include it in a larger deck")
     c.set_defaults(func=cmd_compile)
 
-    s = sub.add_parser("simulate", help="find the free operating point of a spec's sample",
-                       description="Simulate SPEC's free phase for one sample and print node voltages.")
+    s = sub.add_parser("simulate", help="find the free operating point of a spec's sample, and its power, "
+                                        "settling time and energy",
+                       description="Simulate SPEC's free phase for one sample and print node voltages and a physical "
+                                   "report: power absorbed by each element class (leaks, resistors, transconductors, "
+                                   "diodes, clamp rails, bias and input sources, nudge, AEP correction; by Tellegen "
+                                   "they sum to zero), the settling time of a transient from rest with the spec's "
+                                   "capacitances, energy per inference (dissipated power x settling time), node and "
+                                   "device-current ranges, headroom to the clamp rails; with targets also the AEP "
+                                   "training phases (+-beta, from the free state) and the energy per training sample.")
     s.add_argument("spec", help="network spec: TOML file, or a shorthand such as ff:4-3-2 (weights of seed 0)")
     s.add_argument("--engine", choices=ENGINES, default="ngspice",
                    help="ngspice (the simulator of record, default) or numpy (the reference solver)")
@@ -379,7 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--settle", action="store_true",
                    help="also run an ngspice transient from rest and say whether the circuit settles at the "
                         "operating point (a non-reciprocal circuit may have DC solutions it never reaches)")
-    s.add_argument("--json", help="also write {engine, nodes: {name: volts}, stable, ...} to this file")
+    s.add_argument("--settle-tol", type=_positive, default=report.SETTLE_TOL_V,
+                   help=f"settling tolerance of the free phase in V (default {report.SETTLE_TOL_V:g}); nudged "
+                        f"phases settle to {report.SETTLE_TOL_REL:g} of their displacement")
+    s.add_argument("--plot-settle", metavar="FILE.png",
+                   help="PNG of the free phase's transient from rest (ngspice's and numpy's with --engine ngspice)")
+    s.add_argument("--json", help="also write {engine, nodes: {name: volts}, stable, report: {power by element "
+                                  "class, settling times, energy per inference and per training sample, ranges}} "
+                                  "to this file")
     s.set_defaults(func=cmd_simulate)
 
     r = sub.add_parser("reference", help="simulate the reference circuits in netlists/")
