@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from circuitep import kcl, plots, report
+from circuitep import kcl, plots
+from circuitep import report as circuit_report
 from circuitep.compiler import FORMS, PHASES, Tolerances, compile_network
 from circuitep.costs import make_cost
 from circuitep.engines.base import ConvergenceError, Phase, is_stable
@@ -178,24 +179,24 @@ def simulate(net: Network, engine, inputs: np.ndarray) -> dict:
 
 
 def physical_report(net: Network, engine, u: np.ndarray, y: np.ndarray | None, tol_v: float,
-                    beta: float | None = None) -> tuple[dict, list]:
+                    beta: float | None = None, cost=None) -> tuple[dict, list]:
     """:func:`circuitep.report.sample_report` of one sample with ``engine``'s own transients
     (ngspice's ``tran``, or numpy's), the AEP training phases when there are targets; and the free
     phase's transients for a figure (ngspice's and numpy's when the engine is ngspice; the report
     then also gives numpy's settling time beside ngspice's)."""
     kept = []
-    own = report.ngspice_transients(engine) if isinstance(engine, NgspiceEngine) else report.transient
+    own = circuit_report.ngspice_transients(engine) if isinstance(engine, NgspiceEngine) else circuit_report.transient
 
     def run(*a):
         tr = own(*a)
         kept.append(tr)
         return tr
 
-    rep = report.sample_report(net, engine, u, y, beta=beta or default_beta(net), cost=make_cost("mse"),
+    rep = circuit_report.sample_report(net, engine, u, y, beta=beta or default_beta(net), cost=cost or make_cost("mse"),
                                tol_v=tol_v, transients=run)
     free = kept[:1]
     if isinstance(engine, NgspiceEngine):
-        free.append(report.transient(net, u, np.zeros(net.n_free), t_stop=free[0].t[-1]))
+        free.append(circuit_report.transient(net, u, np.zeros(net.n_free), t_stop=free[0].t[-1]))
     return rep, free
 
 
@@ -209,7 +210,7 @@ def cmd_simulate(args) -> int:
     rep, free = physical_report(net, engine, u, y, args.settle_tol)
     x_op = np.array(list(result["nodes"].values()))
     if len(free) > 1:
-        rep["settling_time_numpy_s"] = report.settling_time(free[1], x_op, args.settle_tol)
+        rep["settling_time_numpy_s"] = circuit_report.settling_time(free[1], x_op, args.settle_tol)
     result["report"] = rep
     if args.settle:
         final = engine.settle(net, u[None])[0]
@@ -229,10 +230,10 @@ def cmd_simulate(args) -> int:
         else:
             verdict = "ends ELSEWHERE (at another operating point)"
         print(f"transient from rest {verdict} (largest difference {result['settle_max_diff_v']:.1e} V)")
-    for line in report.summary_lines(rep):
+    for line in circuit_report.summary_lines(rep):
         print(line)
     if "settling_time_numpy_s" in rep:
-        print(f"numpy's own transient settles in {report.si(rep['settling_time_numpy_s'], 's')}")
+        print(f"numpy's own transient settles in {circuit_report.si(rep['settling_time_numpy_s'], 's')}")
     if args.plot_settle:
         plots.settle_plot(free, x_op, args.settle_tol, args.plot_settle,
                           f"{net.name}: free phase from rest, to {args.settle_tol:g} V")
@@ -276,6 +277,11 @@ def cmd_gradcheck(args) -> int:
         print(f"  {name:<9} {'(all)':<12} {r['cosine']:>12.8f} {r['rel_error']:>10.2e} {r['sign_agreement']:>6.2f}")
         for group, g in r["groups"].items():
             print(f"  {'':<9} {group:<12} {g['cosine']:>12.8f} {g['rel_error']:>10.2e} {g['sign_agreement']:>6.2f}")
+    physics, _ = physical_report(net, engine, u[0], y[0], args.settle_tol, beta, cost)
+    report["physics"] = physics
+    print(f"  physical report of probe sample 0 ({engine.name}):")
+    for line in circuit_report.summary_lines(physics):
+        print(f"    {line}")
     if args.sens:
         exact = {k: np.array(v) for k, v in report["exact"].items()}
         sens = sens_gradients(net, engine, u, y, cost)
@@ -421,9 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--settle", action="store_true",
                    help="also run an ngspice transient from rest and say whether the circuit settles at the "
                         "operating point (a non-reciprocal circuit may have DC solutions it never reaches)")
-    s.add_argument("--settle-tol", type=_positive, default=report.SETTLE_TOL_V,
-                   help=f"settling tolerance of the free phase in V (default {report.SETTLE_TOL_V:g}); nudged "
-                        f"phases settle to {report.SETTLE_TOL_REL:g} of their displacement")
+    s.add_argument("--settle-tol", type=_positive, default=circuit_report.SETTLE_TOL_V,
+                   help=f"settling tolerance of the free phase in V (default {circuit_report.SETTLE_TOL_V:g}); "
+                        f"nudged phases settle to {circuit_report.SETTLE_TOL_REL:g} of their displacement")
     s.add_argument("--plot-settle", metavar="FILE.png",
                    help="PNG of the free phase's transient from rest (ngspice's and numpy's with --engine ngspice)")
     s.add_argument("--json", help="also write {engine, nodes: {name: volts}, stable, report: {power by element "
@@ -458,7 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--sweep-beta", action="store_true", help="also measure error against beta (fits the slopes)")
     gc.add_argument("--sweep-asymmetry", action="store_true",
                     help="also interpolate backward couplings from symmetric to the spec's (needs fwd/bwd pairs)")
-    gc.add_argument("--json", help="write the full report (per group metrics and gradients) as JSON")
+    gc.add_argument("--settle-tol", type=_positive, default=circuit_report.SETTLE_TOL_V,
+                    help="settling tolerance (V) of the free phase in the physical report of probe sample 0 "
+                         "(power by element class, settling times, energy per inference and per training sample)")
+    gc.add_argument("--json", help="write the full report (per group metrics and gradients, physics) as JSON")
     gc.add_argument("--plot", help="PNG of estimated vs exact gradients (sweeps add -beta.png, -asymmetry.png)")
     gc.set_defaults(func=cmd_gradcheck)
 

@@ -41,7 +41,8 @@ def write_metrics(out: Path, records: list[dict]) -> None:
     write_text_atomic(out / "metrics.json", json.dumps(records, indent=2) + "\n")
     if records:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(records[0]))
+        # every key of any record, in order: a resumed run's newer records may carry more
+        writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in records for k in r)))
         writer.writeheader()
         writer.writerows(records)
         write_text_atomic(out / "metrics.csv", buf.getvalue())

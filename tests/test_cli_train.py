@@ -181,3 +181,12 @@ def test_trained_netlist_says_which_sample_and_command_and_runs_alone(run_dir):
     assert "* sample: test sample 0 of digits, label " in text and "targets (V) " in text
     assert "on this sample the nodes span [" in text
     assert ".control" in text and "print v(out_0)" in text
+
+
+def test_metrics_hold_the_circuits_power_energy_and_settling_time(run_dir):
+    """Per epoch (circuitep.train.Trainer.physics): free-phase power on the probe batch, settling
+    time and energies of probe sample 0, node range; AEP adds two nudged phases to an inference."""
+    for r in json.loads((run_dir / "metrics.json").read_text()):
+        assert r["power_w"] > 0 and 0 < r["settling_time_s"] < 1e-5, r
+        assert r["energy_inference_j"] > 0 and r["energy_training_sample_j"] > r["energy_inference_j"], r
+        assert r["node_min_v"] < r["node_max_v"], r

@@ -16,6 +16,7 @@ from circuitep.engines.base import Phase
 from circuitep.engines.ngspice_engine import shared_session
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.golden import REFERENCE_SPECS
+from circuitep.runs import write_metrics
 from circuitep.spec import Coupling, Network, NodeGroup
 from circuitep.specio import load_spec
 
@@ -142,3 +143,18 @@ def test_simulate_json_holds_power_energy_and_settling_time(tmp_path, ngspice_en
     assert free["ranges"]["node_min_v"] < free["ranges"]["node_max_v"]
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24])[0] > 0
+
+
+def test_gradcheck_reports_the_physics_of_probe_sample_0(tmp_path, capsys):
+    out = tmp_path / "g.json"
+    assert main(["gradcheck", str(NETLISTS / "feedforward.toml"), "--engine", "numpy", "--samples", "2",
+                 "--json", str(out)]) == 0
+    physics = json.loads(out.read_text())["physics"]
+    assert physics["energy_per_training_sample_j"] > physics["energy_per_inference_j"] > 0
+    assert "energy per inference" in capsys.readouterr().out
+
+
+def test_metrics_csv_holds_the_columns_of_every_record(tmp_path):
+    """A run resumed from before a column existed (e.g. power_w) still writes its CSV."""
+    write_metrics(tmp_path, [{"epoch": 1}, {"epoch": 2, "power_w": 1e-3}])
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["epoch,power_w", "1,", "2,0.001"]
