@@ -23,6 +23,7 @@ from circuitep.builders import SHORTHANDS, from_shorthand
 from circuitep.datasets import DATASETS, load_dataset
 from circuitep.demo import DEMO_CONFIG, DEMO_SPEC, run_demo
 from circuitep.golden import REFERENCE_SPECS, check_golden, write_golden
+from circuitep.netlist import DIALECTS
 from circuitep.spec import MAX_VOLTS, Network
 from circuitep.estimators import compare
 from circuitep.runs import train_run
@@ -154,7 +155,7 @@ def cmd_compile(args) -> int:
     compiled = compile_network(net, args.phase, args.form, beta=beta, cost=make_cost(args.cost, args.tau),
                                inputs=u, targets=y, state=state, command=command_line(args.argv),
                                sample=where + _seed_note(args.spec))
-    text = compiled.spice(standalone=not args.no_analysis)
+    text = compiled.spice(standalone=not args.no_analysis, dialect=args.dialect)
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
@@ -404,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--targets", type=_floats,
                    help="target voltages (default: the spec's sample; a nudged, aep or dyadic phase needs them)")
     c.add_argument("-o", "--output", help="output file (default: standard output)")
+    c.add_argument("--dialect", choices=DIALECTS, default="ngspice",
+                   help="simulator syntax: ngspice (default) or xyce (B-source expressions in braces, .OPTIONS DEVICE "
+                        "GMIN and NONLIN RELTOL/ABSTOL, diode LEVEL=1, .DC TEMP LIST 27 and .PRINT DC as the analysis); "
+                        "the Xyce form is written from the Xyce Reference Guide and checked against its grammar, "
+                        "not run: Xyce is not installed here")
     c.add_argument("--no-analysis", action="store_true",
                    help="leave out the analysis block (.control: op and print of the node voltages) that makes "
                         "the file run alone in ngspice -b, to include it in a larger deck")

@@ -22,7 +22,7 @@ import numpy as np
 from circuitep import kcl
 from circuitep.costs import Cost, CrossEntropy, SquaredError
 from circuitep.devices import GMIN, THERMAL_VOLTAGE
-from circuitep.netlist import Element, ModelCard, Netlist, Section, spice_number, write
+from circuitep.netlist import DIALECTS, Element, ModelCard, Netlist, Section, spice_number, write, write_xyce
 from circuitep.spec import Coupling, Network, voltage_rows
 
 PHASES = ("free", "nudged", "aep", "dyadic")
@@ -95,9 +95,14 @@ class Compiled:
         Files are written with :meth:`spice`."""
         return self.spice(standalone=False)
 
-    def spice(self, standalone: bool = True) -> str:
+    def spice(self, standalone: bool = True, dialect: str = "ngspice") -> str:
         """SPICE text; ``standalone`` adds the analysis and print block
-        (:func:`circuitep.netlist.analysis_block`) so that the file runs alone in ``ngspice -b``."""
+        (:func:`circuitep.netlist.analysis_block`) so that the file runs alone in ``ngspice -b``.
+        ``dialect="xyce"`` writes Xyce's syntax instead (:func:`circuitep.netlist.write_xyce`)."""
+        if dialect not in DIALECTS:
+            raise ValueError(f"dialect {dialect!r} is not one of {DIALECTS}")
+        if dialect == "xyce":
+            return write_xyce(self.netlist, standalone=standalone)
         return write(self.netlist, standalone=standalone)
 
 

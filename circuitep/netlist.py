@@ -274,3 +274,86 @@ def write_sweep(netlist: Netlist, tables: dict[str, Sequence[float]]) -> str:
         return f"b{el.name} {' '.join(el.nodes)} {el.kind}=pwl(v({SWEEP_NODE}),{points})"
 
     return write(netlist, line, extra=[f"{SWEEP_SOURCE} {SWEEP_NODE} 0 dc 0"])
+
+
+# --- Xyce ------------------------------------------------------------------------------------
+#
+# Written from the Xyce Reference Guide (doc/Reference_Guide in github.com/Xyce/Xyce: B_Device,
+# G_Device, D_Device and D_1_Device_Model_Params, OPTIONS_Command with its DEVICE and NONLIN tables,
+# DC_Command, Expression_Operator, Expression_Arithmetic_Functions). Xyce is not installed here:
+# tests check the text against that grammar, never a run.
+
+DIALECTS = ("ngspice", "xyce")
+#: Temperature (degC) of the one-point ``.DC TEMP LIST`` that a standalone Xyce netlist runs: the
+#: nominal 27 degC, so that it is one operating point at the temperature of ngspice and numpy.
+XYCE_TEMP = 27
+#: ngspice option -> (Xyce package, Xyce option). ``vntol`` has no Xyce counterpart (NONLIN's
+#: DELTAXTOL is a weighted update norm, not volts): it is left out and the header says so.
+XYCE_OPTIONS = {"gmin": ("DEVICE", "GMIN"), "reltol": ("NONLIN", "RELTOL"), "abstol": ("NONLIN", "ABSTOL")}
+#: Functions of behavioural expressions the Xyce writer passes on (all in Xyce's function table).
+XYCE_FUNCTIONS = ("exp", "tanh", "min")
+
+
+class DialectError(ValueError):
+    """A netlist holds something the chosen simulator dialect cannot express."""
+
+
+def _xyce_expression(name: str, expr: str) -> str:
+    """A behavioural expression in Xyce's syntax, braced; refuses functions Xyce's writer does not
+    know to be the same (ngspice's ``pwl`` of a voltage, for one)."""
+    for word in re.findall(r"[a-z_][a-z0-9_]*(?=\()", expr):
+        if word != "v" and word not in XYCE_FUNCTIONS:
+            raise DialectError(f"{name}: the function {word!r} of its expression is not written for Xyce "
+                               f"(supported: v(), {', '.join(XYCE_FUNCTIONS)}, arithmetic and ?:)")
+    return "{" + expr + "}"
+
+
+def xyce_line(el: Element) -> str:
+    """One element in Xyce's syntax: R, C, V, I, G and D as in SPICE; a B source as
+    ``B n+ n- I={expression}``."""
+    if el.kind == "B":
+        return f"{el.name} {' '.join(el.nodes)} I={_xyce_expression(el.name, el.value)}"
+    return el.line().split(" ; ")[0]
+
+
+def write_xyce(netlist: Netlist, standalone: bool = True) -> str:
+    """Xyce text of a netlist: ``.OPTIONS DEVICE GMIN`` and ``.OPTIONS NONLIN RELTOL ABSTOL`` for
+    the tolerances, the diode card with ``LEVEL=1`` (Xyce's SPICE3f5 diode, the equations of
+    :func:`circuitep.devices.diode_current`), B sources with braced expressions, element comments
+    on their own lines; ``standalone`` adds a one-point ``.DC TEMP LIST 27`` (one operating point)
+    and ``.PRINT DC`` of the probed node voltages. Raises :class:`DialectError` for what it
+    cannot write."""
+    lines = [netlist.title]
+    lines += [f"* {h}" if h else "*" for h in netlist.header]
+    lines.append("* dialect: Xyce (written from the Xyce Reference Guide; not run here: Xyce is not installed)")
+    packages: dict[str, list[str]] = {}
+    for key, value in netlist.options:
+        if key == "vntol":
+            lines.append(f"* vntol = {spice_number(value)} V (ngspice) has no Xyce option: left to Xyce's default")
+            continue
+        if key not in XYCE_OPTIONS:
+            raise DialectError(f"option {key!r} has no Xyce counterpart known to this writer")
+        pkg, name = XYCE_OPTIONS[key]
+        packages.setdefault(pkg, []).append(f"{name}={spice_number(value)}")
+    lines += [f".OPTIONS {pkg} {' '.join(opts)}" for pkg, opts in packages.items()]
+    for m in netlist.models:
+        params = " ".join(f"{k.upper()}={spice_number(v)}" for k, v in m.params)
+        lines.append(f".MODEL {m.name} {m.kind}({params} LEVEL=1)")
+    for s in netlist.sections:
+        if not s.elements:
+            continue
+        lines += ["", f"* --- {s.title}"]
+        for el in s.elements:
+            if el.comment:
+                lines.append(f"* {el.name}: {el.comment}")
+            lines.append(xyce_line(el))
+    lines.append("")
+    if standalone and netlist.probes:
+        lines += ["* --- analysis: one operating point (a one-point DC sweep of the temperature), node voltages",
+                  f".DC TEMP LIST {XYCE_TEMP}"]
+        for k in range(0, len(netlist.probes), _PRINT_CHUNK):
+            probes = " ".join(f"V({n})" for n in netlist.probes[k:k + _PRINT_CHUNK])
+            lines.append(f".PRINT DC {probes}" if k == 0 else f"+ {probes}")
+        lines.append("")
+    lines += [".END", ""]
+    return "\n".join(lines)

@@ -3,7 +3,8 @@
 Layout of ``out/``: ``config.json``, ``spec.toml`` (the initial network), ``data.json`` (which
 data: name, sizes, SHA-256; see :func:`data_identity`), ``checkpoint.npz``
 (written atomically after every epoch), ``metrics.json`` and ``metrics.csv`` (one record per
-epoch), ``trained.toml`` and ``trained.cir`` (the trained circuit, literal free-phase netlist),
+epoch), ``trained.toml`` and ``trained.cir`` (the trained circuit, literal free-phase netlist;
+both hold test sample 0, the spec as its [sample]),
 ``learning_curves.png``, and ``diverged.json`` when training diverged (where and why; the
 checkpoint and the trained circuit are then those of the last completed epoch).
 """
@@ -28,7 +29,7 @@ from circuitep.datasets import Dataset
 from circuitep.engines.base import ConvergenceError, Engine, Phase
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.specio import load_spec, save_spec, spec_to_toml, write_text_atomic
-from circuitep.spec import Network
+from circuitep.spec import Network, Sample
 from circuitep.train import (TrainConfig, Trainer, TrainingDiverged, TrainState, check_compatible, check_lr_groups,
                              config_from_json, config_to_json, init_state, load_checkpoint, save_checkpoint)
 
@@ -180,7 +181,8 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
         epochs.set_postfix(test=f"{record['test_accuracy']:.3f}", cos=f"{record['grad_cosine']:.5f}")
         done_now += 1
     epochs.close()
-    trained = trainer.network(state)
+    # test sample 0 as the trained spec's [sample]: `circuitep simulate trained.toml` reports on a real input
+    trained = replace(trainer.network(state), sample=Sample(trainer.u_test[0], trainer.y_test[0]))
     save_spec(trained, out / "trained.toml")
     write_trained_netlist(out / "trained.cir", trained, trainer, command)
     if records:

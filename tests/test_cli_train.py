@@ -23,6 +23,7 @@ import pytest
 
 from circuitep.builders import from_shorthand
 from circuitep.cli import main
+from circuitep.netlist import spice_number
 from circuitep.specio import load_spec
 from circuitep.train import load_checkpoint
 
@@ -190,3 +191,11 @@ def test_metrics_hold_the_circuits_power_energy_and_settling_time(run_dir):
         assert r["power_w"] > 0 and 0 < r["settling_time_s"] < 1e-5, r
         assert r["energy_inference_j"] > 0 and r["energy_training_sample_j"] > r["energy_inference_j"], r
         assert r["node_min_v"] < r["node_max_v"], r
+
+
+def test_trained_spec_holds_test_sample_0(run_dir):
+    """So that `circuitep simulate trained.toml` reports on a digit, not on no sample at all."""
+    sample = load_spec(run_dir / "trained.toml").sample
+    assert sample is not None and sample.inputs.shape == (64,) and sorted(set(sample.targets)) == [0.0, 1.0]
+    text = (run_dir / "trained.cir").read_text()
+    assert all(f"vin_{k} in_{k} 0 dc {spice_number(float(v))}\n" in text for k, v in enumerate(sample.inputs))
