@@ -359,7 +359,8 @@ def cmd_train(args) -> int:
 def cmd_demo(args) -> int:
     print(f"demo: {DEMO_SPEC} feedforward transconductor circuit on digits, ngspice in the loop, AEP "
           f"({args.epochs or DEMO_CONFIG.epochs} epochs)")
-    summary = run_demo(args.out, epochs=args.epochs, resume=args.resume, progress=not args.no_progress)
+    summary = run_demo(args.out, epochs=args.epochs, resume=args.resume, progress=not args.no_progress,
+                       command=command_line(args.argv))
     _report(summary, Path(args.out))
     return 0
 

@@ -37,7 +37,8 @@ from circuitep.engines.base import Phase, capacitance, check_batch
 from circuitep.engines.numpy_engine import phase_residual
 from circuitep.spec import Network
 
-POWER_CLASSES = ("leaks", "resistors", "transconductors", "diodes", "rails", "bias", "inputs", "nudge", "correction")
+POWER_CLASSES = ("leaks", "resistors", "transconductors", "diodes", "rails", "bias", "inputs",
+                 "nudge", "correction")
 #: Classes that only dissipate (their power is >= 0 at any state).
 PASSIVE = ("leaks", "resistors", "diodes")
 #: Settling tolerance of the free phase (V): every node within 1 mV of its operating point.
@@ -98,13 +99,15 @@ def power_summary(powers: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def ranges(net: Network, inputs, x: np.ndarray) -> dict:
     """Node-voltage range (V), largest device currents (A) and the headroom to the clamp rails
-    (V; the smallest distance of a clamped node to the nearer rail, negative beyond it) over a batch."""
+    (V; the smallest distance of a clamped node to the nearer rail, negative beyond it) over a
+    batch."""
     u = net.expand_inputs(inputs)
     x = np.asarray(x, dtype=float)
     v = np.concatenate([u, x], axis=1)
     flat = net.slices()
     leak, bias, clamped, v_lo, v_hi = kcl._node_arrays(net)
-    currents = {"leaks": float(np.abs(leak * x).max(initial=0)), "bias": float(np.abs(bias).max(initial=0)),
+    currents = {"leaks": float(np.abs(leak * x).max(initial=0)),
+                "bias": float(np.abs(bias).max(initial=0)),
                 "resistors": 0.0, "transconductors": 0.0, "diodes": 0.0}
     for c in net.couplings:
         vd, vs = v[:, flat[c.dst]], v[:, flat[c.src]]
@@ -113,8 +116,8 @@ def ranges(net: Network, inputs, x: np.ndarray) -> dict:
         else:
             fv = vs if c.kind == "vccs" else c.v_sat * np.tanh(vs / c.v_sat)
             i = c.weight[None] * fv[:, None, :]
-        currents["resistors" if c.kind == "resistor" else "transconductors"] = max(
-            currents["resistors" if c.kind == "resistor" else "transconductors"], float(np.abs(i).max(initial=0)))
+        key = "resistors" if c.kind == "resistor" else "transconductors"
+        currents[key] = max(currents[key], float(np.abs(i).max(initial=0)))
     headroom = None
     if clamped.any():
         xc = x[:, clamped]
@@ -122,8 +125,9 @@ def ranges(net: Network, inputs, x: np.ndarray) -> dict:
         i_dn, _ = diode_current(v_lo[clamped] - xc, net.diode.i_sat, net.diode.n)
         currents["diodes"] = float(max(np.abs(i_up).max(), np.abs(i_dn).max()))
         headroom = float(np.minimum(v_hi[clamped] - xc, xc - v_lo[clamped]).min())
-    return {"node_min_v": float(x.min()), "node_max_v": float(x.max()), "input_min_v": float(u.min()),
-            "input_max_v": float(u.max()), "max_current_a": currents, "rail_headroom_v": headroom}
+    return {"node_min_v": float(x.min()), "node_max_v": float(x.max()),
+            "input_min_v": float(u.min()), "input_max_v": float(u.max()),
+            "max_current_a": currents, "rail_headroom_v": headroom}
 
 
 def default_t_stop(net: Network) -> float:
@@ -152,7 +156,8 @@ def transient(net: Network, inputs, x_start: np.ndarray, phase: Phase | None = N
     logarithmically from ``t_stop / 1e6`` (settling spans decades)."""
     phase = phase or Phase()
     inputs = np.asarray(inputs, dtype=float)[None]
-    u, y, x0b = check_batch(net, phase, inputs, None if targets is None else np.asarray(targets)[None],
+    u, y, x0b = check_batch(net, phase, inputs,
+                            None if targets is None else np.asarray(targets)[None],
                             None if x0 is None else np.asarray(x0)[None])
     k = kcl.correction_matrix(net, u, x0b) if phase.aep else None
     cap = capacitance(net)
@@ -164,10 +169,11 @@ def transient(net: Network, inputs, x_start: np.ndarray, phase: Phase | None = N
     def jac(_, xx):
         return phase_residual(net, phase, u, xx[None], y, x0b, k)[1][0] / cap[:, None]
 
-    sol = solve_ivp(fun, (0.0, t_stop), np.asarray(x_start, dtype=float), method="Radau", jac=jac, rtol=rtol,
-                    atol=atol, dense_output=True)
+    sol = solve_ivp(fun, (0.0, t_stop), np.asarray(x_start, dtype=float), method="Radau", jac=jac,
+                    rtol=rtol, atol=atol, dense_output=True)
     if not sol.success:
-        raise ValueError(f"network {net.name!r}, phase {phase.label}: the numpy transient failed ({sol.message})")
+        raise ValueError(f"network {net.name!r}, phase {phase.label}: the numpy transient failed "
+                         f"({sol.message})")
     t = np.concatenate([[0.0], np.geomspace(t_stop * 1e-6, t_stop, points)])
     return Transient(t, sol.sol(t).T, "numpy")
 
@@ -208,25 +214,30 @@ def phase_report(net: Network, inputs, x: np.ndarray, phase: Phase | None = None
     summary = power_summary(powers)
     return {"phase": (phase or Phase()).label, "samples": int(len(x)),
             "power_w": {k: float(v.mean()) for k, v in powers.items()},
-            "dissipated_w": float(summary["dissipated"].mean()), "supplied_w": float(summary["supplied"].mean()),
-            "tellegen_w": float(np.abs(summary["tellegen"]).max()), "ranges": ranges(net, inputs, x)}
+            "dissipated_w": float(summary["dissipated"].mean()),
+            "supplied_w": float(summary["supplied"].mean()),
+            "tellegen_w": float(np.abs(summary["tellegen"]).max()),
+            "ranges": ranges(net, inputs, x)}
 
 
 def training_phases(algorithm: str, beta: float, cost) -> list[Phase]:
     """The nudged phases one training sample needs besides the free one: ``aep`` and ``vf``/``ep``
     centred (``+beta`` and ``-beta``), none for ``bp`` (the exact gradient is computed, not settled)
-    and the doubled circuit for ``dyadic`` (not reported: :func:`transient` solves single circuits)."""
+    and the doubled circuit for ``dyadic`` (not reported: :func:`transient` solves single
+    circuits)."""
     if algorithm in ("aep", "vf", "ep"):
         return [Phase("nudged", b, aep=algorithm == "aep", cost=cost) for b in (beta, -beta)]
     return []
 
 
-def sample_report(net: Network, engine, inputs, targets, *, beta: float, cost, algorithm: str = "aep",
-                  tol_v: float = SETTLE_TOL_V, tol_rel: float = SETTLE_TOL_REL, transients=None) -> dict:
+def sample_report(net: Network, engine, inputs, targets, *, beta: float, cost,
+                  algorithm: str = "aep", tol_v: float = SETTLE_TOL_V,
+                  tol_rel: float = SETTLE_TOL_REL, transients=None) -> dict:
     """Physical report of one training sample (``inputs`` (n_inputs,), ``targets`` (n_outputs,)):
     per phase the power by class, the settling time (free phase from rest to ``tol_v`` V, nudged
     ones from the free state to ``tol_rel`` of their displacement) and the energy (J, dissipated
-    power times settling time; without ``targets`` only the free phase); then ``energy_per_inference_j`` (the free phase) and
+    power times settling time; without ``targets`` only the free phase); then
+    ``energy_per_inference_j`` (the free phase) and
     ``energy_per_training_sample_j`` (all phases) and the latencies. ``transients(net, inputs,
     x_start, phase, targets, x0, t_stop)`` runs the transients (default :func:`transient`, numpy;
     pass an ngspice engine's :meth:`transient` for ngspice's). States come from ``engine``."""
@@ -236,18 +247,20 @@ def sample_report(net: Network, engine, inputs, targets, *, beta: float, cost, a
     free = engine.solve(net, Phase(), u).x
     t_stop = default_t_stop(net)
     tr = run(net, u[0], np.zeros(net.n_free), Phase(), None, None, t_stop)
-    phases = [dict(phase_report(net, u, free), settle_tol_v=tol_v, start="rest", engine_transient=tr.engine,
-                   settling_time_s=settling_time(tr, free[0], tol_v))]
+    phases = [dict(phase_report(net, u, free), settle_tol_v=tol_v, start="rest",
+                   engine_transient=tr.engine, settling_time_s=settling_time(tr, free[0], tol_v))]
     for ph in training_phases(algorithm, beta, cost) if y is not None else []:
         x = engine.solve(net, ph, u, y, x0=free if ph.aep else None, x_init=free).x
         tol = tol_rel * float(np.abs(x[0] - free[0]).max())
         tr = run(net, u[0], free[0], ph, y[0], free[0] if ph.aep else None, t_stop)
-        phases.append(dict(phase_report(net, u, x, ph, y, free if ph.aep else None), settle_tol_v=tol,
-                           start="free state", engine_transient=tr.engine, settling_time_s=settling_time(tr, x[0], tol)))
+        phases.append(dict(phase_report(net, u, x, ph, y, free if ph.aep else None),
+                           settle_tol_v=tol, start="free state", engine_transient=tr.engine,
+                           settling_time_s=settling_time(tr, x[0], tol)))
     for p in phases:
         p["energy_j"] = p["dissipated_w"] * p["settling_time_s"]
     return {"engine": engine.name, "algorithm": algorithm, "beta": float(beta), "phases": phases,
-            "energy_per_inference_j": phases[0]["energy_j"], "latency_inference_s": phases[0]["settling_time_s"],
+            "energy_per_inference_j": phases[0]["energy_j"],
+            "latency_inference_s": phases[0]["settling_time_s"],
             "energy_per_training_sample_j": sum(p["energy_j"] for p in phases),
             "latency_training_sample_s": sum(p["settling_time_s"] for p in phases)}
 
@@ -265,20 +278,23 @@ def si(value: float | None, unit: str) -> str:
 def summary_lines(rep: dict) -> list[str]:
     """A few printable lines of a :func:`sample_report`."""
     free = rep["phases"][0]
-    pw = free["power_w"]
-    classes = ", ".join(f"{k} {si(v, 'W')}" for k, v in pw.items() if v != 0)
+    classes = ", ".join(f"{k} {si(v, 'W')}" for k, v in free["power_w"].items() if v != 0)
     r = free["ranges"]
     room = "none (no clamps)" if r["rail_headroom_v"] is None else f"{r['rail_headroom_v']:.3f} V"
-    lines = [f"power, free phase: dissipated {si(free['dissipated_w'], 'W')} = supplied {si(free['supplied_w'], 'W')} "
-             f"(Tellegen residual {free['tellegen_w']:.1e} W); absorbed by class: {classes}",
-             f"settling, free phase from rest to {si(free['settle_tol_v'], 'V')} ({free['engine_transient']} "
-             f"transient): {si(free['settling_time_s'], 's')}; energy per inference {si(rep['energy_per_inference_j'], 'J')}",
-             f"ranges: nodes {r['node_min_v']:.3f} .. {r['node_max_v']:.3f} V, headroom to the clamp rails "
-             f"{room}; "
-             "largest currents: " + ", ".join(f"{k} {si(v, 'A')}" for k, v in r["max_current_a"].items() if v)]
+    currents = ", ".join(f"{k} {si(v, 'A')}" for k, v in r["max_current_a"].items() if v)
+    lines = [f"power, free phase: dissipated {si(free['dissipated_w'], 'W')} = supplied "
+             f"{si(free['supplied_w'], 'W')} (Tellegen residual {free['tellegen_w']:.1e} W); "
+             f"absorbed by class: {classes}",
+             f"settling, free phase from rest to {si(free['settle_tol_v'], 'V')} "
+             f"({free['engine_transient']} transient): {si(free['settling_time_s'], 's')}; "
+             f"energy per inference {si(rep['energy_per_inference_j'], 'J')}",
+             f"ranges: nodes {r['node_min_v']:.3f} .. {r['node_max_v']:.3f} V, headroom to the "
+             f"clamp rails {room}; largest currents: {currents}"]
     if len(rep["phases"]) > 1:
-        nudged = ", ".join(f"{p['phase']} {si(p['settling_time_s'], 's')}" for p in rep["phases"][1:])
-        lines.append(f"training sample ({rep['algorithm']}, beta {rep['beta']:g}): nudged phases from the free state "
-                     f"to {SETTLE_TOL_REL:g} of their displacement: {nudged}; energy per training sample "
-                     f"{si(rep['energy_per_training_sample_j'], 'J')}, latency {si(rep['latency_training_sample_s'], 's')}")
+        nudged = ", ".join(f"{p['phase']} {si(p['settling_time_s'], 's')}"
+                           for p in rep["phases"][1:])
+        lines.append(f"training sample ({rep['algorithm']}, beta {rep['beta']:g}): nudged phases "
+                     f"from the free state to {SETTLE_TOL_REL:g} of their displacement: {nudged}; "
+                     f"energy per training sample {si(rep['energy_per_training_sample_j'], 'J')}, "
+                     f"latency {si(rep['latency_training_sample_s'], 's')}")
     return lines
