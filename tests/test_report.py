@@ -78,11 +78,13 @@ def test_tellegen_the_classes_sum_to_zero_at_every_phase(name):
 
 
 @pytest.mark.ngspice
-def test_source_powers_match_ngspice_source_currents(ngspice_engine_factory):
+@pytest.mark.parametrize("name", ["reciprocal", "feedforward"])
+def test_source_powers_match_ngspice_source_currents(name, ngspice_engine_factory):
     """The input sources' and clamp rails' power from ngspice's own branch currents i(v) (V i for
-    the current into the + terminal) on the literal reciprocal netlist (inputs drive resistors)."""
+    the current into the + terminal) on the literal netlists: the reciprocal one's inputs drive
+    resistors, the feedforward one's clamps conduct (tens of uA)."""
     ngspice_engine_factory("literal")
-    net = load_spec(NETLISTS / "reciprocal.toml")
+    net = load_spec(NETLISTS / f"{name}.toml")
     compiled = compile_network(net, "free", "literal")
     session, token = shared_session(), object()
     session.add_circuit(token, compiled.text)
@@ -96,8 +98,10 @@ def test_source_powers_match_ngspice_source_currents(ngspice_engine_factory):
     p = report.element_powers(net, net.sample.inputs[None], x)
     inputs = sum(v for k, v in absorbed.items() if k.startswith("vin"))
     rails = sum(v for k, v in absorbed.items() if k.startswith(("vhi_", "vlo_")))
-    assert p["inputs"][0] == pytest.approx(inputs, rel=1e-9) and p["inputs"][0] != 0
+    assert p["inputs"][0] == pytest.approx(inputs, rel=1e-9, abs=1e-20)
+    assert (p["inputs"][0] != 0) == (name == "reciprocal")
     assert p["rails"][0] == pytest.approx(rails, rel=1e-6, abs=1e-18)
+    assert (abs(p["rails"][0]) > 1e-6) == (name == "feedforward")  # W
 
 
 @pytest.mark.ngspice
