@@ -151,7 +151,13 @@ def cmd_compile(args) -> int:
                          f"({net.n_outputs} values) or give the spec a [sample] with targets")
     beta = None if args.phase == "free" else (args.beta or default_beta(net))
     # the sample's free state: the AEP correction currents K x0, and the node ranges in the comments
-    state = NumpyEngine().solve(net, Phase(), u[None]).x[0]
+    try:
+        state = NumpyEngine().solve(net, Phase(), u[None]).x[0]
+    except ConvergenceError as exc:
+        if args.phase == "aep":
+            raise UsageError(f"--phase aep needs the sample's free state for its correction currents K x0, "
+                             f"and it has none: {exc}") from exc
+        state = None  # the header then states no measured node ranges
     compiled = compile_network(net, args.phase, args.form, beta=beta, cost=make_cost(args.cost, args.tau),
                                inputs=u, targets=y, state=state, command=command_line(args.argv),
                                sample=where + _seed_note(args.spec))

@@ -16,7 +16,8 @@ from circuitep.engines.base import Phase
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.estimators import exact_adjoint
 from circuitep.golden import GOLDEN_BETA, REFERENCE_SPECS
-from circuitep.specio import load_spec
+from circuitep.spec import Coupling, Network, NodeGroup, Sample
+from circuitep.specio import load_spec, save_spec
 from conftest import gate_ngspice
 
 NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
@@ -148,3 +149,17 @@ def test_default_beta_is_written_as_the_nominal_decimal(tmp_path):
     assert code == 0
     text = out.read_text()
     assert "gnudge_out_0 0 out_0 tgt_out_0 out_0 1e-07" in text and "0000000001" not in text
+
+
+def test_compile_of_a_circuit_without_an_operating_point(tmp_path, capsys):
+    """The free state only adds comments to a free netlist; an AEP netlist needs it for K x0. A
+    transconductor from a node to itself of gain equal to its leak leaves KCL singular."""
+    groups = (NodeGroup("in", "input", 1), NodeGroup("out", "output", 1, leak=1e-4, bias=1e-5))
+    couplings = (Coupling("fwd", "vccs", "in", "out", np.array([[1e-4]])),
+                 Coupling("loop", "vccs", "out", "out", np.array([[1e-4]])))
+    spec = tmp_path / "singular.toml"
+    save_spec(Network("singular", groups, couplings, sample=Sample(np.array([0.5]), np.array([1.0]))), spec)
+    code, out, _ = compile_cli(tmp_path, str(spec))
+    assert code == 0 and "gloop_0_0" in out.read_text() and "nodes span" not in out.read_text()
+    code, _, _ = compile_cli(tmp_path, str(spec), "--phase", "aep")
+    assert code == 2 and "--phase aep needs the sample's free state" in capsys.readouterr().err
