@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from circuitep import kcl, plots
+from circuitep import report as circuit_report
 from circuitep.compiler import FORMS, PHASES, Tolerances, compile_network
 from circuitep.costs import make_cost
 from circuitep.engines.base import ConvergenceError, Phase, is_stable
@@ -22,6 +24,7 @@ from circuitep.builders import SHORTHANDS, from_shorthand
 from circuitep.datasets import DATASETS, load_dataset
 from circuitep.demo import DEMO_CONFIG, DEMO_SPEC, run_demo
 from circuitep.golden import REFERENCE_SPECS, check_golden, write_golden
+from circuitep.netlist import DIALECTS
 from circuitep.spec import MAX_VOLTS, Network
 from circuitep.estimators import compare
 from circuitep.fileio import write_error
@@ -103,8 +106,20 @@ def _write_output(path: str, text: str) -> None:
 
 
 def default_beta(net: Network) -> float:
-    """A small nudge in the network's natural units: 1e-3 of its conductance scale (S)."""
-    return 1e-3 * net.conductance_scale()
+    """A small nudge in the network's natural units: 1e-3 of its conductance scale (S).
+
+    A nominal value, rounded to 12 significant digits: 1e-3 x 1e-4 S is the float
+    1.0000000000000001e-07, whose last digit is the product's rounding error, not a property of
+    the circuit, and netlists write every number in its shortest round-tripping form
+    (:func:`circuitep.netlist.spice_number`). Values from a spec or from training are written
+    exactly as they are: the netlist is the circuit the numpy engine solves.
+    """
+    return float(f"{1e-3 * net.conductance_scale():.12g}")
+
+
+#: Input voltage (V) of every input in the default sample of a spec without a [sample]: the middle
+#: of the 0..1 V range the data sets' pixels are encoded in.
+DEFAULT_INPUT_V = 0.5
 
 
 def make_engine(name: str, form: str = "folded", tolerances: Tolerances | None = None):
@@ -118,39 +133,73 @@ def make_engine(name: str, form: str = "folded", tolerances: Tolerances | None =
     raise UsageError(f"unknown engine {name!r}: choose numpy, layered or ngspice")
 
 
-def _sample(net: Network, inputs, targets):
+def _sample(net: Network, inputs, targets, describe: bool = False):
+    """Inputs and targets (or None) of the sample a command works on: the options, else the
+    spec's [sample], else the default sample (every input :data:`DEFAULT_INPUT_V`, no targets).
+    With ``describe`` also a line saying which sample that is, for netlist headers."""
+    where = []
     if inputs is None:
         if net.sample is None:
-            raise UsageError(f"spec {net.name!r} has no [sample]; pass --inputs v1,v2,...")
-        inputs = net.sample.inputs
+            inputs = np.full(net.n_inputs, DEFAULT_INPUT_V)
+            where.append(f"default sample (the spec has no [sample]): every input {DEFAULT_INPUT_V:g} V")
+        else:
+            inputs = net.sample.inputs
+            where.append("the spec's [sample]")
+    else:
+        where.append("inputs from --inputs")
     if len(inputs) != net.n_inputs:
         raise UsageError(f"--inputs has {len(inputs)} values, network {net.name!r} has {net.n_inputs} inputs")
     if targets is None:
         targets = net.sample.targets if net.sample is not None and net.sample.targets is not None else None
+        if targets is not None and where[0] != "the spec's [sample]":
+            where.append("targets from the spec's [sample]")
+    else:
+        where.append("targets from --targets")
     if targets is not None and len(targets) != net.n_outputs:
         raise UsageError(f"--targets has {len(targets)} values, network {net.name!r} has {net.n_outputs} outputs")
-    return np.asarray(inputs, float), None if targets is None else np.asarray(targets, float)
+    out = np.asarray(inputs, float), None if targets is None else np.asarray(targets, float)
+    return (*out, ", ".join(where)) if describe else out
 
 
 # --- commands -------------------------------------------------------------------------------
 
 
+def command_line(argv: list[str]) -> str:
+    """The shell-quoted command ``circuitep ARGV...`` (for netlist headers)."""
+    return shlex.join(["circuitep", *argv])
+
+
 def cmd_compile(args) -> int:
     net = load_network(args.spec)
-    u, y = _sample(net, args.inputs, args.targets)
+    u, y, where = _sample(net, args.inputs, args.targets, describe=True)
+    if args.phase != "free" and y is None:
+        raise UsageError(f"--phase {args.phase} nudges the outputs toward targets: pass --targets v1,v2,... "
+                         f"({net.n_outputs} values) or give the spec a [sample] with targets")
     beta = None if args.phase == "free" else (args.beta or default_beta(net))
-    x0 = None
-    if args.phase == "aep":
-        x0 = NumpyEngine().solve(net, Phase(), u[None]).x[0]
+    # the sample's free state: the AEP correction currents K x0, and the node ranges in the comments
+    try:
+        state = NumpyEngine().solve(net, Phase(), u[None]).x[0]
+    except ConvergenceError as exc:
+        if args.phase == "aep":
+            raise UsageError(f"--phase aep needs the sample's free state for its correction currents K x0, "
+                             f"and it has none: {exc}") from exc
+        state = None  # the header then states no measured node ranges
     compiled = compile_network(net, args.phase, args.form, beta=beta, cost=make_cost(args.cost, args.tau),
-                               inputs=u, targets=y, x0=x0)
+                               inputs=u, targets=y, state=state, command=command_line(args.argv),
+                               sample=where + _seed_note(args.spec))
+    text = compiled.spice(standalone=not args.no_analysis, dialect=args.dialect)
     if args.output in (None, "-"):
-        sys.stdout.write(compiled.text)
+        sys.stdout.write(text)
     else:
-        _write_output(args.output, compiled.text)
+        _write_output(args.output, text)
         print(f"wrote {args.output}: {len(compiled.netlist.elements())} elements, "
               f"{len(compiled.netlist.nodes())} nodes ({args.phase} phase, {args.form} form)")
     return 0
+
+
+def _seed_note(spec: str) -> str:
+    """For a shorthand spec, which weights it stands for."""
+    return "; shorthand weights of seed 0" if ":" in spec and not Path(spec).exists() else ""
 
 
 def simulate(net: Network, engine, inputs: np.ndarray) -> dict:
@@ -162,13 +211,40 @@ def simulate(net: Network, engine, inputs: np.ndarray) -> dict:
             "nodes": op.voltages(0), "stable": bool(is_stable(net, jac)[0])}
 
 
+def physical_report(net: Network, engine, u: np.ndarray, y: np.ndarray | None, tol_v: float,
+                    beta: float | None = None, cost=None) -> tuple[dict, list]:
+    """:func:`circuitep.report.sample_report` of one sample with ``engine``'s own transients
+    (ngspice's ``tran``, or numpy's), the AEP training phases when there are targets; and the free
+    phase's transients for a figure (ngspice's and numpy's when the engine is ngspice; the report
+    then also gives numpy's settling time beside ngspice's)."""
+    kept = []
+    own = circuit_report.ngspice_transients(engine) if isinstance(engine, NgspiceEngine) else circuit_report.transient
+
+    def run(*a):
+        tr = own(*a)
+        kept.append(tr)
+        return tr
+
+    rep = circuit_report.sample_report(net, engine, u, y, beta=beta or default_beta(net), cost=cost or make_cost("mse"),
+                               tol_v=tol_v, transients=run)
+    free = kept[:1]
+    if isinstance(engine, NgspiceEngine):
+        free.append(circuit_report.transient(net, u, np.zeros(net.n_free), t_stop=free[0].t[-1]))
+    return rep, free
+
+
 def cmd_simulate(args) -> int:
     net = load_network(args.spec)
-    u, _ = _sample(net, args.inputs, None)
+    u, y = _sample(net, args.inputs, None)
     engine = make_engine(args.engine, args.form)
     if args.settle and not isinstance(engine, NgspiceEngine):
         raise UsageError("--settle runs an ngspice transient: use it with --engine ngspice")
     result = simulate(net, engine, u)
+    rep, free = physical_report(net, engine, u, y, args.settle_tol)
+    x_op = np.array(list(result["nodes"].values()))
+    if len(free) > 1:
+        rep["settling_time_numpy_s"] = circuit_report.settling_time(free[1], x_op, args.settle_tol)
+    result["report"] = rep
     if args.settle:
         final = engine.settle(net, u[None])[0]
         diff = float(np.max(np.abs(final - np.array(list(result["nodes"].values())))))
@@ -187,6 +263,14 @@ def cmd_simulate(args) -> int:
         else:
             verdict = "ends ELSEWHERE (at another operating point)"
         print(f"transient from rest {verdict} (largest difference {result['settle_max_diff_v']:.1e} V)")
+    for line in circuit_report.summary_lines(rep):
+        print(line)
+    if "settling_time_numpy_s" in rep:
+        print(f"numpy's own transient settles in {circuit_report.si(rep['settling_time_numpy_s'], 's')}")
+    if args.plot_settle:
+        plots.settle_plot(free, x_op, args.settle_tol, args.plot_settle,
+                          f"{net.name}: free phase from rest, to {args.settle_tol:g} V")
+        print(f"wrote {args.plot_settle}")
     if args.json:
         _write_output(args.json, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
@@ -226,6 +310,11 @@ def cmd_gradcheck(args) -> int:
         print(f"  {name:<9} {'(all)':<12} {r['cosine']:>12.8f} {r['rel_error']:>10.2e} {r['sign_agreement']:>6.2f}")
         for group, g in r["groups"].items():
             print(f"  {'':<9} {group:<12} {g['cosine']:>12.8f} {g['rel_error']:>10.2e} {g['sign_agreement']:>6.2f}")
+    physics, _ = physical_report(net, engine, u[0], y[0], args.settle_tol, beta, cost)
+    report["physics"] = physics
+    print(f"  physical report of probe sample 0 ({engine.name}):")
+    for line in circuit_report.summary_lines(physics):
+        print(f"    {line}")
     if args.sens:
         exact = {k: np.array(v) for k, v in report["exact"].items()}
         sens = sens_gradients(net, engine, u, y, cost)
@@ -308,14 +397,16 @@ def cmd_train(args) -> int:
     print(f"training {net.name} ({net.n_inputs} inputs, {net.n_free} free nodes) on {data.name} "
           f"({len(data.x_train)} train / {len(data.x_test)} test) with {args.algorithm} on {engine.name}")
     summary = train_run(net, data, engine, config, args.out, resume=args.resume,
-                        exact_engine=NumpyEngine(check_stability=False), progress=not args.no_progress)
+                        exact_engine=NumpyEngine(check_stability=False), progress=not args.no_progress,
+                        command=command_line(args.argv))
     return _report(summary, Path(args.out))
 
 
 def cmd_demo(args) -> int:
     print(f"demo: {DEMO_SPEC} feedforward transconductor circuit on digits, ngspice in the loop, AEP "
           f"({args.epochs or DEMO_CONFIG.epochs} epochs)")
-    summary = run_demo(args.out, epochs=args.epochs, resume=args.resume, progress=not args.no_progress)
+    summary = run_demo(args.out, epochs=args.epochs, resume=args.resume, progress=not args.no_progress,
+                       command=command_line(args.argv))
     return _report(summary, Path(args.out))
 
 
@@ -355,22 +446,47 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--beta", type=_positive, help="nudge strength in S (default: 1e-3 x the median leak)")
     c.add_argument("--cost", choices=("mse", "xent"), default="mse", help="cost whose gradient the nudge injects")
     c.add_argument("--tau", type=_positive, default=0.1, help="cross-entropy temperature in V (default 0.1)")
-    c.add_argument("--inputs", type=_floats, help="input voltages v1,v2,... (default: the spec's sample)")
-    c.add_argument("--targets", type=_floats, help="target voltages (default: the spec's sample)")
+    c.add_argument("--inputs", type=_floats,
+                   help=f"input voltages v1,v2,... (default: the spec's sample, else every input {DEFAULT_INPUT_V:g} V)")
+    c.add_argument("--targets", type=_floats,
+                   help="target voltages (default: the spec's sample; a nudged, aep or dyadic phase needs them)")
     c.add_argument("-o", "--output", help="output file (default: standard output)")
+    c.add_argument("--dialect", choices=DIALECTS, default="ngspice",
+                   help="simulator syntax: ngspice (default) or xyce (B-source expressions in braces, .OPTIONS DEVICE "
+                        "GMIN and NONLIN RELTOL/ABSTOL, diode LEVEL=1, .DC TEMP LIST 27 and .PRINT DC as the analysis); "
+                        "the Xyce form is written from the Xyce Reference Guide and checked against its grammar, "
+                        "not run: Xyce is not installed here")
+    c.add_argument("--no-analysis", action="store_true",
+                   help="leave out the analysis block (.control: op and print of the node voltages) that makes "
+                        "the file run alone in ngspice -b, to include it in a larger deck")
     c.set_defaults(func=cmd_compile)
 
-    s = sub.add_parser("simulate", help="find the free operating point of a spec's sample",
-                       description="Simulate SPEC's free phase for one sample and print node voltages.")
+    s = sub.add_parser("simulate", help="find the free operating point of a spec's sample, and its power, "
+                                        "settling time and energy",
+                       description="Simulate SPEC's free phase for one sample and print node voltages and a physical "
+                                   "report: power absorbed by each element class (leaks, resistors, transconductors, "
+                                   "diodes, clamp rails, bias and input sources, nudge, AEP correction; by Tellegen "
+                                   "they sum to zero), the settling time of a transient from rest with the spec's "
+                                   "capacitances, energy per inference (dissipated power x settling time), node and "
+                                   "device-current ranges, headroom to the clamp rails; with targets also the AEP "
+                                   "training phases (+-beta, from the free state) and the energy per training sample.")
     s.add_argument("spec", help="network spec: TOML file, or a shorthand such as ff:4-3-2 (weights of seed 0)")
     s.add_argument("--engine", choices=ENGINES, default="ngspice",
                    help="ngspice (the simulator of record, default) or numpy (the reference solver)")
     s.add_argument("--form", choices=FORMS, default="literal", help="netlist form for ngspice (default literal)")
-    s.add_argument("--inputs", type=_floats, help="input voltages v1,v2,... (default: the spec's sample)")
+    s.add_argument("--inputs", type=_floats,
+                   help=f"input voltages v1,v2,... (default: the spec's sample, else every input {DEFAULT_INPUT_V:g} V)")
     s.add_argument("--settle", action="store_true",
                    help="also run an ngspice transient from rest and say whether the circuit settles at the "
                         "operating point (a non-reciprocal circuit may have DC solutions it never reaches)")
-    s.add_argument("--json", help="also write {engine, nodes: {name: volts}, stable, ...} to this file")
+    s.add_argument("--settle-tol", type=_positive, default=circuit_report.SETTLE_TOL_V,
+                   help=f"settling tolerance of the free phase in V (default {circuit_report.SETTLE_TOL_V:g}); "
+                        f"nudged phases settle to {circuit_report.SETTLE_TOL_REL:g} of their displacement")
+    s.add_argument("--plot-settle", metavar="FILE.png",
+                   help="PNG of the free phase's transient from rest (ngspice's and numpy's with --engine ngspice)")
+    s.add_argument("--json", help="also write {engine, nodes: {name: volts}, stable, report: {power by element "
+                                  "class, settling times, energy per inference and per training sample, ranges}} "
+                                  "to this file")
     s.set_defaults(func=cmd_simulate)
 
     r = sub.add_parser("reference", help="simulate the reference circuits in netlists/")
@@ -400,7 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--sweep-beta", action="store_true", help="also measure error against beta (fits the slopes)")
     gc.add_argument("--sweep-asymmetry", action="store_true",
                     help="also interpolate backward couplings from symmetric to the spec's (needs fwd/bwd pairs)")
-    gc.add_argument("--json", help="write the full report (per group metrics and gradients) as JSON")
+    gc.add_argument("--settle-tol", type=_positive, default=circuit_report.SETTLE_TOL_V,
+                    help="settling tolerance (V) of the free phase in the physical report of probe sample 0 "
+                         "(power by element class, settling times, energy per inference and per training sample)")
+    gc.add_argument("--json", help="write the full report (per group metrics and gradients, physics) as JSON")
     gc.add_argument("--plot", help="PNG of estimated vs exact gradients (sweeps add -beta.png, -asymmetry.png)")
     gc.set_defaults(func=cmd_gradcheck)
 
@@ -473,7 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except (SpecError, UsageError, ConvergenceError, ValueError, KeyError, OSError) as exc:

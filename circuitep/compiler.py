@@ -23,7 +23,7 @@ from circuitep import kcl
 from circuitep.checks import is_number, plain_float
 from circuitep.costs import Cost, CrossEntropy, SquaredError
 from circuitep.devices import GMIN, THERMAL_VOLTAGE
-from circuitep.netlist import Element, ModelCard, Netlist, Section, spice_number, write
+from circuitep.netlist import DIALECTS, Element, ModelCard, Netlist, Section, spice_number, write, write_xyce
 from circuitep.spec import Coupling, Network, voltage_rows
 
 PHASES = ("free", "nudged", "aep", "dyadic")
@@ -93,7 +93,19 @@ class Compiled:
 
     @property
     def text(self) -> str:
-        return write(self.netlist)
+        """The netlist alone, without an analysis: what engines load and larger decks include.
+        Files are written with :meth:`spice`."""
+        return self.spice(standalone=False)
+
+    def spice(self, standalone: bool = True, dialect: str = "ngspice") -> str:
+        """SPICE text; ``standalone`` adds the analysis and print block
+        (:func:`circuitep.netlist.analysis_block`) so that the file runs alone in ``ngspice -b``.
+        ``dialect="xyce"`` writes Xyce's syntax instead (:func:`circuitep.netlist.write_xyce`)."""
+        if dialect not in DIALECTS:
+            raise ValueError(f"dialect {dialect!r} is not one of {DIALECTS}")
+        if dialect == "xyce":
+            return write_xyce(self.netlist, standalone=standalone)
+        return write(self.netlist, standalone=standalone)
 
 
 #: Node whose voltage carries beta for behavioural nudges (user nodes end in _<digits>).
@@ -114,12 +126,21 @@ def ref_node(node: str) -> str:
 
 def compile_network(net: Network, phase: str = "free", form: str = "literal", *, beta: float | None = None,
                     cost: Cost | None = None, inputs: np.ndarray | None = None, targets: np.ndarray | None = None,
-                    x0: np.ndarray | None = None, tolerances: Tolerances | None = None) -> Compiled:
+                    x0: np.ndarray | None = None, tolerances: Tolerances | None = None,
+                    command: str | None = None, sample: str | None = None,
+                    state: np.ndarray | None = None) -> Compiled:
     """Compile one phase of ``net``.
 
     ``inputs`` (n_inputs,), ``targets`` (n_outputs,) and ``x0`` (n_free,) give the initial source
     values (default: the spec's sample, else zeros); engines alter them per sample. ``beta`` (S for
     squared error, see :mod:`circuitep.costs`) is required for nudged, aep and dyadic phases.
+
+    What the header says: ``command`` is the command that wrote the file (shell-quoted);
+    ``sample`` says which sample the sources hold (e.g. ``"test image 0 of digits, label 3"``;
+    without it the header says the values are placeholders that engines set per sample);
+    ``state`` (n_free,) V, the free state of that sample, adds each group's node range on it and
+    the clamp currents there. The AEP phase's correction currents ``K x0`` are those of ``x0``
+    (default ``state``, else zeros: placeholders, and the header says so).
     """
     if not isinstance(phase, str) or str.__str__(phase) not in PHASES:
         raise ValueError(f"phase {phase!r} is not one of {PHASES}")
@@ -140,8 +161,14 @@ def compile_network(net: Network, phase: str = "free", form: str = "literal", *,
     if targets is None:
         targets = (net.sample.targets if net.sample is not None and net.sample.targets is not None
                    else np.full(net.n_outputs, 1.0 / net.n_outputs))
+    aep_state = ("the x0 passed in" if x0 is not None else "this sample's free state x0" if state is not None
+                 else None)
     if x0 is None:
-        x0 = np.zeros(net.n_free)
+        x0 = np.zeros(net.n_free) if state is None else state
+    if state is not None:
+        state = np.asarray(state, dtype=float)
+        if state.shape != (net.n_free,) or not np.isfinite(state).all():
+            raise ValueError(f"state has shape {state.shape}, expected finite ({net.n_free},)")
     u = net.expand_inputs(np.asarray(inputs, dtype=float)[None])
     targets = np.asarray(targets, dtype=float)
     if targets.shape != (net.n_outputs,):
@@ -155,7 +182,7 @@ def compile_network(net: Network, phase: str = "free", form: str = "literal", *,
 
     b = _Builder(net, form)
     b.inputs(u[0])
-    b.free_groups()
+    b.free_groups(state)
     b.couplings(transpose_linear=phase == "aep")
     if phase in ("nudged", "aep"):
         b.nudge(beta, cost, targets, into=lambda n: n)
@@ -164,16 +191,30 @@ def compile_network(net: Network, phase: str = "free", form: str = "literal", *,
     if phase == "dyadic":
         b.adjoint()
         b.nudge(beta, cost, targets, into=adjoint_node)
+    if sample is None:
+        held = ("sample: none; the per-sample sources hold placeholders (inputs as given or the spec's, targets "
+                "1/n_outputs V, AEP currents for x0 = 0) that engines set per sample")
+    else:
+        held = f"sample: {sample}"
+    targets_line = (f"targets (V): {' '.join(spice_number(float(t)) for t in targets)}"
+                    + ("" if given or (net.sample is not None and net.sample.targets is not None)
+                       else f" (placeholders 1/{net.n_outputs}: no targets given)"))
     header = (
         f"circuitep netlist of network '{net.name}': {phase} phase, {form} form",
         *([net.description] if net.description else []),
         f"{net.n_inputs} inputs, {net.n_free} free nodes ({net.n_outputs} outputs), "
         f"{len(net.couplings)} couplings; SI units (V, A, S, Ohm, F)",
-        *([f"nudge: beta = {spice_number(beta)} on cost {cost.name}"] if phase != "free" else []),
-        "regenerate: circuitep compile SPEC --phase PHASE --form FORM -o FILE",
+        f"written by: {command}" if command else
+        "written by: circuitep.compiler.compile_network (a Python call, no command line)",
+        held,
+        *([targets_line, f"nudge: beta = {spice_number(beta)} on cost {cost.name}"] if phase != "free" else []),
+        *([f"AEP correction: currents K x0 (A) for {aep_state}" if aep_state else
+           "AEP correction: currents K x0 (A) for x0 = 0, placeholders: wrong when this file runs alone"]
+          if phase == "aep" else []),
     )
+    probes = tuple(net.free_nodes) + (tuple(adjoint_node(n) for n in net.free_nodes) if phase == "dyadic" else ())
     netlist = Netlist(f"* circuitep {net.name} {phase} {form}", tuple(b.sections), (b.diode_model(),),
-                      tolerances.options(), header)
+                      tolerances.options(), header, probes)
     return Compiled(netlist, net, phase, form, float(beta), cost, tuple(net.free_nodes),
                     tuple(adjoint_node(n) for n in net.free_nodes) if phase == "dyadic" else (), tuple(b.sources))
 
@@ -223,6 +264,19 @@ def _diode_conductance(vd: str, i_sat: float, n: float, gmin: float) -> str:
     return f"((({vd})>=-3*{vte})?({forward}):({reverse}))+{spice_number(gmin)}"
 
 
+#: Diode current (A) at which a clamped node's range is quoted: the largest current the clamps
+#: carry at the operating points of the trained digits circuits measured (376 uA, issue 18), rounded up.
+CLAMP_RANGE_CURRENT = 1e-3
+
+
+def clamp_range(rails: tuple[float, float], i_sat: float, n: float, current: float = CLAMP_RANGE_CURRENT
+                ) -> tuple[float, float, float]:
+    """The voltage range of a diode-clamped node: the rails ``(v_lo, v_hi)`` (V) widened by the
+    diode drop ``n Vt ln(1 + I / IS)`` (V) at ``current`` I (A). Returns ``(lo, hi, I)``."""
+    drop = n * THERMAL_VOLTAGE * np.log1p(current / i_sat)
+    return rails[0] - drop, rails[1] + drop, current
+
+
 class _Builder:
     """Accumulates the sections of one netlist; one method per block of the circuit."""
 
@@ -263,8 +317,12 @@ class _Builder:
                 els.append(Element("R", f"rnrt_{node}", (node, "0"), 1.0 / conductance[k]))
         self.add("inputs folded: Norton current (A) and conductance per free node", els)
 
-    def free_groups(self) -> None:
+    def free_groups(self, state: np.ndarray | None = None) -> None:
+        """Leak, bias, capacitance and clamp of every free node; the section titles state the
+        clamped nodes' range (:func:`clamp_range`) and, given the sample's free ``state`` (V), the
+        range the nodes take on it."""
         d = self.net.diode
+        fs = self.net.free_slices()
         for g in self.net.free_groups:
             els = []
             if g.clamp is not None:
@@ -278,8 +336,16 @@ class _Builder:
                 if g.clamp is not None:
                     els += [Element("D", f"dhi_{node}", (node, f"vhi_{g.name}"), d.name),
                             Element("D", f"dlo_{node}", (f"vlo_{g.name}", node), d.name)]
-            clamp = f", diode clamp [{g.clamp[0]:g}, {g.clamp[1]:g}] V" if g.clamp else ""
-            self.add(f"group {g.name} ({g.role}, {g.size} nodes): leak, bias, capacitance{clamp}", els)
+            clamp = ""
+            if g.clamp:
+                lo, hi, amps = clamp_range(g.clamp, d.i_sat, d.n)
+                clamp = (f", diode clamp: rails {g.clamp[0]:g} and {g.clamp[1]:g} V, node range about "
+                         f"[{lo:.3g}, {hi:.3g}] V (a diode drop past the rails at {amps:g} A)")
+            seen = ""
+            if state is not None:
+                xs = state[fs[g.name]]
+                seen = f"; on this sample the nodes span [{xs.min():.4g}, {xs.max():.4g}] V"
+            self.add(f"group {g.name} ({g.role}, {g.size} nodes): leak, bias, capacitance{clamp}{seen}", els)
 
     def couplings(self, transpose_linear: bool = False) -> None:
         """One element per weight; with ``transpose_linear`` (AEP phase) every linear transconductor

@@ -17,9 +17,11 @@ DEMO_CONFIG = TrainConfig(algorithm="aep", epochs=10, batch_size=32, lr=0.05, mo
 
 
 def run_demo(out: str | Path = "demo-run", *, epochs: int | None = None, resume: bool = False,
-             progress: bool = True) -> dict:
-    """Train the demo circuit with ngspice; returns the run summary (see :func:`train_run`)."""
+             progress: bool = True, command: str | None = None) -> dict:
+    """Train the demo circuit with ngspice; returns the run summary (see :func:`train_run`;
+    ``command`` goes into the header of ``trained.cir``)."""
     config = DEMO_CONFIG if epochs is None else TrainConfig(**{**DEMO_CONFIG.__dict__, "epochs": epochs})
     net = from_shorthand(DEMO_SPEC, seed=config.seed)
     return train_run(net, load_dataset("digits", seed=config.seed), NgspiceEngine(form="folded"), config, out,
-                     resume=resume, exact_engine=NumpyEngine(check_stability=False), progress=progress)
+                     resume=resume, exact_engine=NumpyEngine(check_stability=False), progress=progress,
+                     command=command)

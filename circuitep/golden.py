@@ -3,8 +3,9 @@
 Each reference spec ``netlists/<name>.toml`` has one committed netlist per phase and form,
 ``netlists/<name>/<phase>-<form>.cir``, compiled with the spec's sample and the default beta. A
 test fails when the compiler's output drifts from them; ``circuitep golden --write`` regenerates
-them after an intended change. AEP reference sources are written at 0 V here: engines set them to
-the free state per sample (``circuitep compile --phase aep`` fills them in for one sample).
+them after an intended change. Each holds the spec's sample: its inputs, its targets, and in the
+AEP netlists the correction currents ``K x0`` of its free state ``x0`` (numpy engine), so that every
+file runs alone in ``ngspice -b`` (its analysis block prints the node voltages) to the numpy state.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from circuitep.compiler import FORMS, PHASES, compile_network
+from circuitep.engines.base import Phase
+from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.specio import load_spec
 
 REFERENCE_SPECS = ("feedforward", "reciprocal", "layered")
@@ -25,10 +28,13 @@ def golden_texts(netlists_dir: str | Path) -> dict[Path, str]:
     out = {}
     for name in REFERENCE_SPECS:
         net = load_spec(root / f"{name}.toml")
+        state = NumpyEngine().solve(net, Phase(), net.sample.inputs[None]).x[0]
         for phase in PHASES:
             for form in FORMS:
-                compiled = compile_network(net, phase, form, beta=None if phase == "free" else GOLDEN_BETA)
-                out[root / name / f"{phase}-{form}.cir"] = compiled.text
+                compiled = compile_network(net, phase, form, beta=None if phase == "free" else GOLDEN_BETA,
+                                           inputs=net.sample.inputs, targets=net.sample.targets, state=state,
+                                           command="circuitep golden --write", sample="the spec's [sample]")
+                out[root / name / f"{phase}-{form}.cir"] = compiled.spice()
     return out
 
 

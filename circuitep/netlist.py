@@ -208,6 +208,8 @@ class Netlist:
     models: tuple[ModelCard, ...] = ()
     options: tuple[tuple[str, float], ...] = ()
     header: tuple[str, ...] = field(default_factory=tuple)
+    #: nodes whose voltages a standalone run prints (see :func:`write`)
+    probes: tuple[str, ...] = ()
 
     def __post_init__(self):
         _check_comment(self.title)
@@ -220,6 +222,8 @@ class Netlist:
         for part, kind in [(s, Section) for s in self.sections] + [(m, ModelCard) for m in self.models]:
             if type(part) is not kind:  # a subclass could write other lines
                 raise TypeError(f"netlist {self.title!r}: {part!r} is not a {kind.__name__}")
+        object.__setattr__(self, "probes", tuple(check_ident(f"probes[{k}]", n, reserved=True)
+                                                 for k, n in enumerate(self.probes)))
         options = []
         for key, val in self.options:
             spice_number(val)
@@ -254,9 +258,30 @@ def _check_comment(text: str) -> None:
         raise ValueError(f"comment {text!r} must be a single line of printable ASCII")
 
 
-def write(netlist: Netlist, line: Callable[[Element], str] = Element.line, extra: Sequence[str] = ()) -> str:
+#: Nodes per ``print`` line of the analysis block.
+_PRINT_CHUNK = 8
+
+
+def analysis_block(probes: Sequence[str]) -> list[str]:
+    """The ``.control`` block that makes a netlist run on its own in ``ngspice -b``: an operating
+    point, then ``print`` of every probed node voltage with 17 significant digits (enough to
+    round-trip a double), then ``quit`` (else batch mode adds a "no simulations run" note and exit
+    status 1). ngspice's shared library runs a loaded ``.control`` block too, so engines load text
+    without it (:func:`write` with ``standalone=False``)."""
+    lines = ["* --- analysis: operating point, node voltages printed (leave out: --no-analysis)",
+             ".control", "set numdgt=17", "op"]
+    for k in range(0, len(probes), _PRINT_CHUNK):
+        lines.append("print " + " ".join(f"v({n})" for n in probes[k:k + _PRINT_CHUNK]))
+    return lines + ["quit", ".endc"]
+
+
+def write(netlist: Netlist, line: Callable[[Element], str] = Element.line, extra: Sequence[str] = (),
+          standalone: bool = False) -> str:
     """SPICE text of a netlist: deterministic, no timestamps, ends with ``.end``. ``line`` writes
-    one element and ``extra`` lines go before ``.end`` (for :func:`write_sweep`)."""
+    one element and ``extra`` lines go before ``.end`` (for :func:`write_sweep`). ``standalone``
+    adds :func:`analysis_block` for ``netlist.probes`` (when it has any), so that the file runs
+    alone in ``ngspice -b``; leave it out to include the netlist in a larger deck or to load it
+    into an engine."""
     lines = [netlist.title]
     lines += [f"* {h}" if h else "*" for h in netlist.header]
     if netlist.options:
@@ -267,7 +292,10 @@ def write(netlist: Netlist, line: Callable[[Element], str] = Element.line, extra
             continue
         lines += ["", f"* --- {s.title}"]
         lines += [line(el) for el in s.elements]
-    lines += ["", *extra, ".end", ""]
+    lines += ["", *extra]
+    if standalone and netlist.probes:
+        lines += [*analysis_block(netlist.probes), ""]
+    lines += [".end", ""]
     return "\n".join(lines)
 
 #: Node and source of the index that :func:`write_sweep` steps through the samples.
@@ -301,3 +329,86 @@ def write_sweep(netlist: Netlist, tables: dict[str, Sequence[float]]) -> str:
         return f"b{el.name} {' '.join(el.nodes)} {el.kind}=pwl(v({SWEEP_NODE}),{points})"
 
     return write(netlist, line, extra=[f"{SWEEP_SOURCE} {SWEEP_NODE} 0 dc 0"])
+
+
+# --- Xyce ------------------------------------------------------------------------------------
+#
+# Written from the Xyce Reference Guide (doc/Reference_Guide in github.com/Xyce/Xyce: B_Device,
+# G_Device, D_Device and D_1_Device_Model_Params, OPTIONS_Command with its DEVICE and NONLIN tables,
+# DC_Command, Expression_Operator, Expression_Arithmetic_Functions). Xyce is not installed here:
+# tests check the text against that grammar, never a run.
+
+DIALECTS = ("ngspice", "xyce")
+#: Temperature (degC) of the one-point ``.DC TEMP LIST`` that a standalone Xyce netlist runs: the
+#: nominal 27 degC, so that it is one operating point at the temperature of ngspice and numpy.
+XYCE_TEMP = 27
+#: ngspice option -> (Xyce package, Xyce option). ``vntol`` has no Xyce counterpart (NONLIN's
+#: DELTAXTOL is a weighted update norm, not volts): it is left out and the header says so.
+XYCE_OPTIONS = {"gmin": ("DEVICE", "GMIN"), "reltol": ("NONLIN", "RELTOL"), "abstol": ("NONLIN", "ABSTOL")}
+#: Functions of behavioural expressions the Xyce writer passes on (all in Xyce's function table).
+XYCE_FUNCTIONS = ("exp", "tanh", "min")
+
+
+class DialectError(ValueError):
+    """A netlist holds something the chosen simulator dialect cannot express."""
+
+
+def _xyce_expression(name: str, expr: str) -> str:
+    """A behavioural expression in Xyce's syntax, braced; refuses functions Xyce's writer does not
+    know to be the same (ngspice's ``pwl`` of a voltage, for one)."""
+    for word in re.findall(r"[a-z_][a-z0-9_]*(?=\()", expr):
+        if word != "v" and word not in XYCE_FUNCTIONS:
+            raise DialectError(f"{name}: the function {word!r} of its expression is not written for Xyce "
+                               f"(supported: v(), {', '.join(XYCE_FUNCTIONS)}, arithmetic and ?:)")
+    return "{" + expr + "}"
+
+
+def xyce_line(el: Element) -> str:
+    """One element in Xyce's syntax: R, C, V, I, G and D as in SPICE; a B source as
+    ``B n+ n- I={expression}``."""
+    if el.kind == "B":
+        return f"{el.name} {' '.join(el.nodes)} I={_xyce_expression(el.name, el.value)}"
+    return el.line().split(" ; ")[0]
+
+
+def write_xyce(netlist: Netlist, standalone: bool = True) -> str:
+    """Xyce text of a netlist: ``.OPTIONS DEVICE GMIN`` and ``.OPTIONS NONLIN RELTOL ABSTOL`` for
+    the tolerances, the diode card with ``LEVEL=1`` (Xyce's SPICE3f5 diode, the equations of
+    :func:`circuitep.devices.diode_current`), B sources with braced expressions, element comments
+    on their own lines; ``standalone`` adds a one-point ``.DC TEMP LIST 27`` (one operating point)
+    and ``.PRINT DC`` of the probed node voltages. Raises :class:`DialectError` for what it
+    cannot write."""
+    lines = [netlist.title]
+    lines += [f"* {h}" if h else "*" for h in netlist.header]
+    lines.append("* dialect: Xyce (written from the Xyce Reference Guide; not run here: Xyce is not installed)")
+    packages: dict[str, list[str]] = {}
+    for key, value in netlist.options:
+        if key == "vntol":
+            lines.append(f"* vntol = {spice_number(value)} V (ngspice) has no Xyce option: left to Xyce's default")
+            continue
+        if key not in XYCE_OPTIONS:
+            raise DialectError(f"option {key!r} has no Xyce counterpart known to this writer")
+        pkg, name = XYCE_OPTIONS[key]
+        packages.setdefault(pkg, []).append(f"{name}={spice_number(value)}")
+    lines += [f".OPTIONS {pkg} {' '.join(opts)}" for pkg, opts in packages.items()]
+    for m in netlist.models:
+        params = " ".join(f"{k.upper()}={spice_number(v)}" for k, v in m.params)
+        lines.append(f".MODEL {m.name} {m.kind}({params} LEVEL=1)")
+    for s in netlist.sections:
+        if not s.elements:
+            continue
+        lines += ["", f"* --- {s.title}"]
+        for el in s.elements:
+            if el.comment:
+                lines.append(f"* {el.name}: {el.comment}")
+            lines.append(xyce_line(el))
+    lines.append("")
+    if standalone and netlist.probes:
+        lines += ["* --- analysis: one operating point (a one-point DC sweep of the temperature), node voltages",
+                  f".DC TEMP LIST {XYCE_TEMP}"]
+        for k in range(0, len(netlist.probes), _PRINT_CHUNK):
+            probes = " ".join(f"V({n})" for n in netlist.probes[k:k + _PRINT_CHUNK])
+            lines.append(f".PRINT DC {probes}" if k == 0 else f"+ {probes}")
+        lines.append("")
+    lines += [".END", ""]
+    return "\n".join(lines)

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np  # noqa: E402
 
 from circuitep.fileio import atomic_path  # noqa: E402
+from circuitep.report import settling_time  # noqa: E402
 
 _COLORS = {"ep": "tab:orange", "vf": "tab:red", "aep": "tab:blue", "dyadic": "tab:green", "bp": "black", "output": "tab:gray"}
 
@@ -121,3 +122,31 @@ def experiment_curves(curves: dict, path, title: str = "") -> Path:
     fig.suptitle(title, fontsize=10)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8, frameon=False)
     return _save(fig, path, rect=(0, 0.14, 1, 1))  # the legend below the panels, clear of the curves
+
+
+def settle_plot(transients: list, final: np.ndarray, tol: float, path, title: str = "") -> Path:
+    """A settling transient: the node voltages against time (left; one line style per engine) and
+    the largest distance of any node from the operating point ``final`` (V, log scale, right) with
+    the tolerance ``tol`` (V) and each engine's settling time."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    styles = {"ngspice": "-", "numpy": "--"}
+    for tr in transients:
+        ls = styles.get(tr.engine, ":")
+        a.plot(tr.t * 1e9, tr.x, ls=ls, lw=0.8)
+        dev = np.abs(tr.x - final[None]).max(axis=1)
+        ts = settling_time(tr, final, tol)
+        b.semilogy(tr.t * 1e9, np.maximum(dev, 1e-16), ls=ls, color="tab:blue" if tr.engine == "ngspice" else "tab:orange",
+                   label=f"{tr.engine}: settles in {ts * 1e9:.3g} ns")
+        if np.isfinite(ts):
+            b.axvline(ts * 1e9, ls=ls, color="gray", lw=0.8)
+    b.axhline(tol, color="black", lw=0.8, label=f"tolerance {tol:g} V")
+    end = max(4 * max(settling_time(tr, final, tol) for tr in transients), 1e-12)
+    for ax in (a, b):
+        ax.set_xlim(0, min(end, transients[0].t[-1]) * 1e9)
+        ax.set_xlabel("time (ns)")
+        ax.grid(alpha=0.3)
+    a.set_ylabel("node voltage (V)")
+    b.set_ylabel("max |v(t) - v_op| (V)")
+    b.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

@@ -3,7 +3,8 @@
 Layout of ``out/``: ``config.json``, ``spec.toml`` (the initial network), ``data.json`` (which
 data: name, sizes, SHA-256; see :func:`data_identity`), ``checkpoint.npz``
 (written atomically after every epoch), ``metrics.json`` and ``metrics.csv`` (one record per
-epoch), ``trained.toml`` and ``trained.cir`` (the trained circuit, literal free-phase netlist),
+epoch), ``trained.toml`` and ``trained.cir`` (the trained circuit, literal free-phase netlist;
+both hold test sample 0, the spec as its [sample]),
 ``learning_curves.png``, and ``diverged.json`` when training diverged (where and why; the
 checkpoint and the trained circuit are then those of the last completed epoch).
 
@@ -37,10 +38,11 @@ from tqdm.auto import tqdm
 from circuitep import plots
 from circuitep.compiler import compile_network
 from circuitep.datasets import Dataset
-from circuitep.engines.base import Engine
+from circuitep.engines.base import ConvergenceError, Engine, Phase
+from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.fileio import read_text_limited, write_error, write_text_atomic
 from circuitep.specio import load_spec, save_spec, spec_to_toml
-from circuitep.spec import Network
+from circuitep.spec import Network, Sample
 from circuitep.train import (TrainConfig, Trainer, TrainingDiverged, TrainState, check_compatible, check_lr_groups,
                              config_from_json, config_to_json, init_state, load_checkpoint, save_checkpoint)
 
@@ -124,7 +126,8 @@ def write_metrics(out: Path, records: list[dict]) -> None:
     write_text_atomic(out / "metrics.json", json.dumps(records, indent=2) + "\n")
     if records:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(records[0]))
+        # every key of any record, in order: a resumed run's newer records may carry more
+        writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in records for k in r)))
         writer.writeheader()
         writer.writerows(records)
         write_text_atomic(out / "metrics.csv", buf.getvalue())
@@ -168,9 +171,24 @@ def _read_run_file(path: Path, read):
                        "damaged: delete the file or start a new run") from exc
 
 
+def write_trained_netlist(path: Path, net: Network, trainer: Trainer, command: str | None) -> None:
+    """The trained circuit's literal free-phase netlist holding test sample 0 (its inputs; the
+    header gives its label and targets and the node ranges on it), runnable alone in ngspice."""
+    label = int(trainer.data.y_test[0])
+    targets = " ".join(f"{t:g}" for t in trainer.y_test[0])
+    try:
+        state = NumpyEngine(check_stability=False).solve(net, Phase(), trainer.u_test[:1]).x[0]
+    except ConvergenceError:
+        state = None  # the header then gives no measured node ranges
+    sample = f"test sample 0 of {trainer.data.name}, label {label}, targets (V) {targets}"
+    compiled = compile_network(net, "free", "literal", inputs=trainer.u_test[0], state=state,
+                               command=command or "circuitep.runs.train_run (a Python call)", sample=sample)
+    write_text_atomic(path, compiled.spice())
+
+
 def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, out: str | Path, *,
               resume: bool = False, exact_engine: Engine | None = None, progress: bool = True,
-              stop_after: int | None = None) -> dict:
+              stop_after: int | None = None, command: str | None = None) -> dict:
     """Train and write everything to ``out``; returns a summary dict.
 
     With ``resume`` the run continues from ``out/checkpoint.npz`` with the saved configuration and
@@ -278,10 +296,10 @@ def _train_locked(net: Network, data: Dataset, engine: Engine, config: TrainConf
     epochs.close()
     if records:  # again from the checkpoint's records, whatever happened to the files before
         write_metrics(out, records)
-    trained = trainer.network(state)
+    # test sample 0 as the trained spec's [sample]: `circuitep simulate trained.toml` reports on a real input
+    trained = replace(trainer.network(state), sample=Sample(trainer.u_test[0], trainer.y_test[0]))
     save_spec(trained, out / "trained.toml")
-    write_text_atomic(out / "trained.cir", compile_network(trained, "free", "literal",
-                                                      inputs=trainer.u_test[0]).text)
+    write_trained_netlist(out / "trained.cir", trained, trainer, command)
     if records:
         plots.learning_curves(records, out / "learning_curves.png",
                               f"{net.name} on {data.name}: {config.algorithm} with {engine.name}")

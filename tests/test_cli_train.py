@@ -23,6 +23,7 @@ import pytest
 
 from circuitep.builders import from_shorthand
 from circuitep.cli import main
+from circuitep.netlist import spice_number
 from circuitep.specio import load_spec
 from circuitep.train import load_checkpoint
 
@@ -171,3 +172,30 @@ def test_a_network_without_leaks_is_refused_before_anything_is_written(tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and "has no leak conductance to set its natural scale" in err, err
     assert not (tmp_path / "run").exists(), "a refused run wrote files"
+
+
+def test_trained_netlist_says_which_sample_and_command_and_runs_alone(run_dir):
+    """trained.cir holds test sample 0: the header gives its label and targets and the exact
+    command; run alone in ngspice -b it prints the output voltages (issue 18)."""
+    text = (run_dir / "trained.cir").read_text()
+    assert f"* written by: circuitep {' '.join(train_args(run_dir))}" in text
+    assert "* sample: test sample 0 of digits, label " in text and "targets (V) " in text
+    assert "on this sample the nodes span [" in text
+    assert ".control" in text and "print v(out_0)" in text
+
+
+def test_metrics_hold_the_circuits_power_energy_and_settling_time(run_dir):
+    """Per epoch (circuitep.train.Trainer.physics): free-phase power on the probe batch, settling
+    time and energies of probe sample 0, node range; AEP adds two nudged phases to an inference."""
+    for r in json.loads((run_dir / "metrics.json").read_text()):
+        assert r["power_w"] > 0 and 0 < r["settling_time_s"] < 1e-5, r
+        assert r["energy_inference_j"] > 0 and r["energy_training_sample_j"] > r["energy_inference_j"], r
+        assert r["node_min_v"] < r["node_max_v"], r
+
+
+def test_trained_spec_holds_test_sample_0(run_dir):
+    """So that `circuitep simulate trained.toml` reports on a digit, not on no sample at all."""
+    sample = load_spec(run_dir / "trained.toml").sample
+    assert sample is not None and sample.inputs.shape == (64,) and sorted(set(sample.targets)) == [0.0, 1.0]
+    text = (run_dir / "trained.cir").read_text()
+    assert all(f"vin_{k} in_{k} 0 dc {spice_number(float(v))}\n" in text for k, v in enumerate(sample.inputs))

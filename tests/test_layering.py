@@ -9,9 +9,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "circuitep"
 LAYERS = [
     {"checks", "spec", "devices", "netlist", "datasets", "fileio"},
     {"kcl", "costs", "builders", "specio"},
-    {"compiler", "golden"},
+    {"compiler"},
     {"engines.base", "engines.newton", "engines.numpy_engine", "engines.layered", "engines.ngspice_engine", "engines.pool"},
-    {"estimators", "sens", "plots"},
+    {"estimators", "sens", "report", "plots", "golden"},
     {"gradcheck", "train"},
     {"runs", "demo"},
     {"cli"},

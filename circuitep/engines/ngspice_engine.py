@@ -146,8 +146,10 @@ class _Session:
             raise NgspiceError(f"ngspice command {text[:80]!r} failed: {' | '.join(errors)}")
 
     def load(self, text: str) -> list[str]:
-        """Hand a netlist to ngspice; return the error lines it printed on stderr."""
-        lines = [line for line in text.split("\n") if line.strip()]
+        """Hand a netlist to ngspice; return the error lines it printed on stderr. A ``.control``
+        block (a standalone netlist's analysis, :func:`circuitep.netlist.analysis_block`) is left
+        out: the shared library would run it, and its ``quit`` would detach ngspice."""
+        lines = [line for line in _without_control(text.split("\n")) if line.strip()]
         if self.order:
             self.command("destroy all")
         self.ng.clear_output()
@@ -167,6 +169,20 @@ class _Session:
             raise NgspiceError(f"ngspice has no vector {name!r}")
         n = info.v_length
         return np.frombuffer(ffi.buffer(info.v_realdata, n * 8), dtype=np.float64).copy()
+
+
+def _without_control(lines: list[str]) -> list[str]:
+    """The lines outside ``.control`` ... ``.endc`` blocks."""
+    out, inside = [], False
+    for line in lines:
+        word = line.strip().lower()
+        if word.startswith(".control"):
+            inside = True
+        elif word.startswith(".endc"):
+            inside = False
+        elif not inside:
+            out.append(line)
+    return out
 
 
 @dataclass(eq=False)
@@ -236,7 +252,7 @@ class NgspiceEngine:
         if circuit is not None:
             self._session.remove(circuit)
         circuit = _Circuit(compiled, {el.name: el.value for el in compiled.netlist.elements()}, net, phase.beta)
-        self._session.add_circuit(circuit, write(compiled.netlist))
+        self._session.add_circuit(circuit, write(compiled.netlist, standalone=False))
         self._circuits[key] = circuit
         self.loads += 1
         return compiled
@@ -371,6 +387,54 @@ class NgspiceEngine:
             x[b] = [self._session.vector(n)[-1] for n in compiled.free_nodes]
             self._session.command("destroy all")
         return x
+
+    def transient(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_start=None,
+                  t_stop: float = 1e-6, steps: int = 10000) -> tuple[np.ndarray, np.ndarray]:
+        """ngspice's transient (``tran t_stop/steps t_stop uic``) of one sample of ``phase``
+        (``inputs`` (1, n_inputs); ``targets``, ``x0`` as in :meth:`solve`), every capacitor
+        starting at ``x_start`` (1, n_free) V (default: at rest, 0 V). Returns the times ``t``
+        (s, from 0) and the free-node voltages ``(len(t), n_free)`` V. The capacitors' initial
+        conditions are set to 0 again afterwards (:meth:`settle` starts from rest)."""
+        if phase.kind == "dyadic":
+            raise ValueError("a transient of the dyadic (doubled) circuit is not supported")
+        u, y, x0 = check_batch(net, phase, inputs, targets, x0)
+        if u.shape[0] != 1:
+            raise ValueError(f"a transient is of one sample, got a batch of {u.shape[0]}")
+        start = np.zeros(net.n_free) if x_start is None else np.asarray(x_start, dtype=float).reshape(-1)
+        if start.shape != (net.n_free,) or not np.isfinite(start).all():
+            raise ValueError(f"x_start has shape {start.shape}, expected finite ({net.n_free},)")
+        compiled = self.load(net, phase)
+        circuit = self._session.current
+        self._drive(circuit, source_values(compiled, u, y, x0 if x0 is not None else np.zeros((1, net.n_free)))[0])
+        index = {n: k for k, n in enumerate(compiled.free_nodes)}
+        caps = [(el.name, index[el.nodes[0]]) for el in compiled.netlist.elements()
+                if el.kind == "C" and el.nodes[0] in index]
+        try:
+            self._initial_conditions([(name, start[k]) for name, k in caps])
+            errors = self._session.command(f"tran {spice_number(t_stop / steps)} {spice_number(t_stop)} uic")
+            if errors:
+                raise NgspiceError(f"ngspice: network {net.name!r}, phase {phase.label}, transient: "
+                                   f"{' | '.join(errors[:3])}")
+            t = self._session.vector("time")
+            x = np.stack([self._session.vector(n) for n in compiled.free_nodes], axis=1)
+        finally:
+            self._session.command("destroy all")
+            self._initial_conditions([(name, 0.0) for name, _ in caps])
+        if t[0] > 0:  # ngspice's vectors may start after t = 0
+            t, x = np.concatenate([[0.0], t]), np.concatenate([start[None], x])
+        return t, x
+
+    def _initial_conditions(self, values: list[tuple[str, float]]) -> None:
+        """``alter`` the ``ic`` of capacitors, several per command."""
+        batch = ""
+        for name, v in values:
+            cmd = f"alter {name} ic = {spice_number(float(v))}"
+            if batch and len(batch) + len(cmd) + 1 > _MAX_COMMAND:
+                self._session.checked(batch)
+                batch = ""
+            batch = f"{batch};{cmd}" if batch else cmd
+        if batch:
+            self._session.checked(batch)
 
     def sensitivities(self, net: Network, inputs) -> dict[str, np.ndarray]:
         """ngspice's DC sensitivities of the output voltages (``sens v(o)``) in the free phase.

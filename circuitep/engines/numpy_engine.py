@@ -52,22 +52,11 @@ class NumpyEngine:
         k = kcl.correction_matrix(net, u, x0) if phase.aep else None
 
         def system(rows, x):
-            f, _ = kcl.residual(net, u[rows], x, jacobian=False)
-            nudged = phase.kind == "nudged"
-            if nudged:
-                f[:, out] -= phase.beta * phase.cost.grad(x[:, out], y[rows])
-            if k is not None:
-                f -= np.einsum("bij,bj->bi", k[rows], x - x0[rows])
-
-            def jacobian():
-                jac = kcl.residual(net, u[rows], x, jacobian=True)[1]
-                if nudged:
-                    jac[:, out[:, None], out[None, :]] -= phase.beta * phase.cost.hessian(x[:, out], y[rows])
-                if k is not None:
-                    jac -= k[rows]
-                return DenseJacobian(jac)
-
-            return f, jacobian
+            f, _ = phase_residual(net, phase, u[rows], x, None if y is None else y[rows],
+                                  None if x0 is None else x0[rows], None if k is None else k[rows], jacobian=False)
+            return f, lambda: DenseJacobian(phase_residual(
+                net, phase, u[rows], x, None if y is None else y[rows], None if x0 is None else x0[rows],
+                None if k is None else k[rows])[1])
 
         x, it, ok, singular = newton(net, start, system, vtol=self.vtol, itol=self.itol, max_iter=self.max_iter,
                                      check_stability=self.check_stability)
@@ -82,6 +71,25 @@ class NumpyEngine:
             d = adjoint(self.name, net, phase, jac, g)
         return OperatingPoint(tuple(net.free_nodes), x, ok, it, self.name, phase, self.tolerances,
                               adjoint=d, stable=is_stable(net, jac.matrices) if self.check_stability else None)
+
+
+def phase_residual(net: Network, phase: Phase, u: np.ndarray, x: np.ndarray, y: np.ndarray | None = None,
+                   x0: np.ndarray | None = None, k: np.ndarray | None = None, *, jacobian: bool = True):
+    """KCL of one phase: the free circuit's residual (:func:`circuitep.kcl.residual`, A), plus the
+    nudge ``-beta dC/dx`` into the outputs (nudged phase, targets ``y``) and the AEP correction
+    ``-K (x - x0)`` (``k``: ``K`` per sample, S, from :func:`circuitep.kcl.correction_matrix`).
+    Shapes as in :mod:`circuitep.kcl`; returns ``(F, J or None)``."""
+    f, jac = kcl.residual(net, u, x, jacobian=jacobian)
+    out = net.output_index()
+    if phase.kind == "nudged":
+        f[:, out] -= phase.beta * phase.cost.grad(x[:, out], y)
+        if jacobian:
+            jac[:, out[:, None], out[None, :]] -= phase.beta * phase.cost.hessian(x[:, out], y)
+    if k is not None:
+        f -= np.einsum("bij,bj->bi", k, x - x0)
+        if jacobian:
+            jac -= k
+    return f, jac
 
 
 class DenseJacobian:
