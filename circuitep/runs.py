@@ -217,12 +217,12 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
             raise write_error(out, exc, "create the run directory") from exc
     with lock_run(out):
         return _train_locked(net, data, engine, config, out, resume, exact_engine, progress,
-                             stop_after)
+                             stop_after, command)
 
 
 def _train_locked(net: Network, data: Dataset, engine: Engine, config: TrainConfig, out: Path,
                   resume: bool, exact_engine: Engine | None, progress: bool,
-                  stop_after: int | None) -> dict:
+                  stop_after: int | None, command: str | None) -> dict:
     ckpt = out / "checkpoint.npz"
     identity = data_identity(data)
     if resume:
