@@ -20,7 +20,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
+import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 
@@ -68,6 +72,75 @@ def shared_session() -> "_Session":
     return _Session()
 
 
+@contextmanager
+def _private_startup_dir():
+    """Working directory and ``HOME`` both a fresh private directory holding an empty
+    ``.spiceinit``, restored afterwards.
+
+    ``ngSpice_Init`` of ngspice 39 (Debian bookworm; strace: ``access(".spiceinit")`` then
+    ``access("/root/.spiceinit")``) sources ``.spiceinit`` from the working directory, else from
+    the passwd home directory (not ``$HOME``); builds without ``pwd.h`` also look for ``spice.rc``
+    and in ``$HOME``. Started here, it finds only this empty file and stops looking, so nothing
+    from the user's folder or home is ever executed. The working directory is process-wide state:
+    this runs once per process, before any engine exists.
+    """
+    home = os.environ.get("HOME")
+    back = os.open(".", os.O_RDONLY)
+    try:
+        with tempfile.TemporaryDirectory(prefix="circuitep-ngspice-") as private:
+            with open(os.path.join(private, ".spiceinit"), "w") as fh:
+                fh.write("* circuitep: ngspice reads no user init file\n")
+            os.chdir(private)
+            os.environ["HOME"] = private
+            try:
+                yield
+            finally:
+                os.fchdir(back)
+                if home is None:
+                    os.environ.pop("HOME", None)
+                else:
+                    os.environ["HOME"] = home
+    finally:
+        os.close(back)
+
+
+def _no_user_init(lib) -> bool:
+    """Tell ngspice 44+ not to read ``.spiceinit`` (``ngSpice_nospiceinit``, to be called before
+    ``ngSpice_Init``); True if the library has it. Older versions: :func:`_private_startup_dir`."""
+    try:
+        ffi.cdef("int ngSpice_nospiceinit(void);")
+    except Exception:  # noqa: BLE001 - declared already, by an earlier call or a newer PySpice
+        pass
+    try:
+        call = lib.ngSpice_nospiceinit
+    except AttributeError:  # ngspice < 44: no such symbol
+        return False
+    call()
+    return True
+
+
+if NgSpiceShared is not None:
+    class _NgSpice(NgSpiceShared):
+        """PySpice's binding with what circuitep needs before ngspice starts: no user init file
+        is read (:func:`_no_user_init`, :func:`_private_startup_dir`), and the background-thread
+        callback returns an int (PySpice's returns None, which cffi reports on every analysis)
+        and sets ``finished`` when an analysis started with ``bg_`` ends."""
+
+        def _init_ngspice(self, send_data):
+            self.finished = threading.Event()
+            self.finished.set()
+            self.nospiceinit = _no_user_init(self._ngspice_shared)
+            with _private_startup_dir():
+                super()._init_ngspice(send_data)
+
+        @staticmethod
+        def _background_thread_running(exited, ngspice_id, user_data):
+            # ngspice passes its "exited" flag: false when the thread starts, true when it ends
+            if exited:
+                ffi.from_handle(user_data).finished.set()
+            return 0
+
+
 @functools.cache
 def shared_ngspice():
     """The process's ngspice handle (ngspice keeps global state: one instance per process)."""
@@ -79,7 +152,7 @@ def shared_ngspice():
         logging.getLogger(name).addFilter(_VersionFilter())
         logging.getLogger(name).setLevel(logging.CRITICAL)  # errors are classified by _Session
     try:
-        return NgSpiceShared(ngspice_id=0, send_data=False)
+        return _NgSpice(ngspice_id=0, send_data=False)
     except OSError as exc:
         raise NgspiceUnavailable(f"cannot load libngspice ({exc}): {INSTALL_HINT}") from exc
 
