@@ -11,8 +11,9 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from circuitep import kcl
 from circuitep.costs import Cost, CrossEntropy, SquaredError
-from circuitep.spec import Network, voltage_rows
+from circuitep.spec import MAX_VOLTS, Network, voltage_rows
 
 PhaseKind = Literal["free", "nudged", "dyadic"]
 
@@ -140,3 +141,45 @@ def is_stable(net: Network, jac: np.ndarray) -> np.ndarray:
         c = capacitance(net)
         stable[finite] = np.linalg.eigvals(j / (c / c.max())[None, :, None]).real.max(axis=1) < 0
     return stable
+
+
+#: A solution is accepted when every node's KCL residual is within this fraction of the currents
+#: summed there (:func:`circuitep.kcl.current_scale`). ngspice converges each device current to its
+#: ``reltol`` (1e-10 by default, :class:`circuitep.compiler.Tolerances`); double precision cancels
+#: terms to ~1e-16 of their size; 1e-6 leaves four decades over both, and an answer ngspice reports
+#: for a singular matrix misses it by many decades (measured: KCL_RTOL_MEASURED in the tests).
+KCL_RTOL = 1e-6
+#: Plus an absolute floor (A) for nodes where every current is ~0: 1e3 times ngspice's ``abstol``.
+KCL_ATOL = 1e-12
+
+
+def unsolved(net: Network, phase: Phase, u: np.ndarray, y: np.ndarray | None, x0: np.ndarray | None,
+             x: np.ndarray, d: np.ndarray | None = None, rtol: float = KCL_RTOL) -> np.ndarray:
+    """Rows of a batch whose free-node voltages ``x`` (V, ``(batch, n_free)``) are no operating
+    point of ``phase``: not finite, beyond :data:`~circuitep.spec.MAX_VOLTS`, or with a KCL
+    residual ``|F_i| > rtol * s_i + KCL_ATOL`` at some node (``s_i`` the size of the currents
+    there). ``F`` is the free circuit's (:func:`circuitep.kcl.residual`) plus the nudge
+    ``-beta dC/dx`` at the outputs and the AEP correction ``-K (x - x0)`` (DESIGN.md §1); for
+    the dyadic phase ``x`` is its free half and ``d`` (the adjoint half) is checked for range only.
+    """
+    bad = ~np.isfinite(x).all(axis=1) | (np.abs(np.nan_to_num(x, nan=np.inf)) > MAX_VOLTS).any(axis=1)
+    if d is not None:
+        bad |= ~np.isfinite(d).all(axis=1) | (np.abs(np.nan_to_num(d, nan=np.inf)) > MAX_VOLTS).any(axis=1)
+    ok = ~bad
+    if ok.any():
+        xs, us = x[ok], u[ok]
+        with np.errstate(over="ignore", invalid="ignore"):
+            f, _ = kcl.residual(net, us, xs, jacobian=False)
+            scale = kcl.current_scale(net, us, xs)
+            if phase.kind == "nudged":
+                out = net.output_index()
+                nudge = phase.beta * phase.cost.grad(xs[:, out], y[ok])
+                f[:, out] -= nudge
+                scale[:, out] += np.abs(nudge)
+            if phase.aep:
+                term = np.einsum("bij,bj->bi", kcl.correction_matrix(net, us, x0[ok]), xs - x0[ok])
+                f -= term
+                scale += np.abs(term)
+            wrong = ~(np.abs(f) <= rtol * scale + KCL_ATOL).all(axis=1)
+        bad[np.flatnonzero(ok)[wrong]] = True
+    return np.flatnonzero(bad)

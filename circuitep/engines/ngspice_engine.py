@@ -18,12 +18,15 @@ and "Note:" are not errors); vectors are read as float64 arrays and indexed, nev
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import os
 import re
+import shutil
 import tempfile
 import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
@@ -36,9 +39,9 @@ except ImportError:  # reported with an install hint when an engine is created
     NgSpiceShared = None
 
 from circuitep.compiler import Compiled, Tolerances, compile_network, source_values
-from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch
+from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch, unsolved
 from circuitep.netlist import SWEEP_SOURCE, spice_number, write, write_sweep
-from circuitep.spec import Network
+from circuitep.spec import MAX_VOLTS, Network
 
 INSTALL_HINT = ("install ngspice's shared library: apt-get install ngspice libngspice0-dev "
                 "(or set NGSPICE_LIBRARY_PATH to libngspice.so.0)")
@@ -59,6 +62,18 @@ class NgspiceUnavailable(RuntimeError):
 
 class NgspiceError(RuntimeError):
     """ngspice reported an error for a command; the message quotes it."""
+
+
+class NgspiceTimeout(ConvergenceError):
+    """An ngspice analysis ran past the engine's time limit; the message names the network, the
+    phase and the samples, which ``samples`` holds (rows of the batch). A convergence failure to
+    callers: training counts those samples as failed."""
+
+
+#: How long (s) ngspice is given to honour ``bg_halt``. It checks its interrupt flag between time
+#: steps and sweep points, and stops within milliseconds there; measured (ngspice 39): a DC sweep
+#: spinning inside one point (xent AEP phase of ff:2-3-2 at gain 1e5, 30+ samples) never stopped.
+HALT_GRACE = 2.0
 
 
 class _VersionFilter(logging.Filter):
@@ -126,6 +141,24 @@ if NgSpiceShared is not None:
         callback returns an int (PySpice's returns None, which cffi reports on every analysis)
         and sets ``finished`` when an analysis started with ``bg_`` ends."""
 
+        def __init__(self, copy: str | None = None):
+            self._copy = copy  # a private copy of the library: a second, independent ngspice
+            self.thread: int | None = None  # OS id of the thread running the last bg_ analysis
+            super().__init__(ngspice_id=0, send_data=False)
+
+        @property
+        def library_path(self):
+            return self._copy or super().library_path
+
+        def _load_library(self, verbose):
+            if self._copy is None:
+                super()._load_library(verbose)
+            else:  # PySpice's C declarations are made once per process, by the first instance
+                self._ngspice_shared = ffi.dlopen(self._copy)
+            # held open for the life of the process (ctypes never unloads): at exit cffi unloads
+            # the library, which crashed (SIGSEGV) the thread of an analysis that never stopped
+            self._pin = ctypes.CDLL(self.library_path)
+
         def _init_ngspice(self, send_data):
             self.finished = threading.Event()
             self.finished.set()
@@ -136,8 +169,11 @@ if NgSpiceShared is not None:
         @staticmethod
         def _background_thread_running(exited, ngspice_id, user_data):
             # ngspice passes its "exited" flag: false when the thread starts, true when it ends
+            self = ffi.from_handle(user_data)
             if exited:
-                ffi.from_handle(user_data).finished.set()
+                self.finished.set()
+            else:
+                self.thread = threading.get_native_id()
             return 0
 
 
@@ -152,7 +188,7 @@ def shared_ngspice():
         logging.getLogger(name).addFilter(_VersionFilter())
         logging.getLogger(name).setLevel(logging.CRITICAL)  # errors are classified by _Session
     try:
-        return _NgSpice(ngspice_id=0, send_data=False)
+        return _NgSpice()
     except OSError as exc:
         raise NgspiceUnavailable(f"cannot load libngspice ({exc}): {INSTALL_HINT}") from exc
 
@@ -160,7 +196,15 @@ def shared_ngspice():
 class _Session:
     """The process's ngspice: commands with stderr classified, vectors read as arrays, and the
     circuits it holds. ngspice numbers loaded circuits newest first; ``order`` keeps them oldest
-    first as opaque tokens so that every engine in the process can select its own."""
+    first as opaque tokens so that every engine in the process can select its own.
+
+    ``generation`` counts fresh starts: an analysis that ran past its limit and an error ngspice
+    "cannot recover" from leave ngspice unusable, so the session drops every circuit (engines
+    reload theirs when ``generation`` changed) or, where ngspice cannot be stopped or recovered,
+    loads a private copy of the library, an independent second ngspice (:meth:`restart`).
+    ``garbage`` holds circuits of engines that were garbage-collected: removed at the next
+    :meth:`select` or :meth:`add_circuit`, never in the middle of another engine's solve.
+    """
 
     def __init__(self):
         self.ng = shared_ngspice()
@@ -168,14 +212,22 @@ class _Session:
         self.calls = 0
         self.order: list[object] = []
         self.current: object | None = None
+        self.generation = 0
+        self.garbage: list[object] = []
+        self.abandoned: list[object] = []  # stuck instances: kept alive, their threads call back into them
 
     def add_circuit(self, token: object, text: str) -> None:
         """Load a netlist as a new circuit, which becomes the current one.
 
         ngspice adds some faulty netlists and refuses others; the circuit list is counted before
         and after so that ``order`` always matches what ngspice holds."""
+        self.collect()
         before = self.count()
-        errors = self.load(text)
+        try:
+            errors = self.load(text)
+        except NgspiceError:
+            self.current = None
+            raise
         if self.count() > before:
             self.order.append(token)
             self.current = token
@@ -192,6 +244,7 @@ class _Session:
         return sum(1 for line in self.ng._stdout if re.match(r"(Current\t)?\d+\t", line))
 
     def select(self, token: object) -> None:
+        self.collect()
         if self.current is not token:
             self.checked(f"setcirc {len(self.order) - self.order.index(token)}")
             self.current = token
@@ -201,6 +254,13 @@ class _Session:
         self.checked("remcirc")
         self.order.remove(token)
         self.current = None
+
+    def collect(self) -> None:
+        """Remove the circuits of engines that were garbage-collected."""
+        while self.garbage:
+            token = self.garbage.pop()
+            if token in self.order:
+                self.remove(token)
 
     def command(self, text: str) -> list[str]:
         """Run one command; return stderr lines that are not information. Never raises on them."""
@@ -213,26 +273,71 @@ class _Session:
         self.lib.ngSpice_Command(text.encode("ascii"))
         return [line for line in self.ng._stderr if not _INFO.match(line)]
 
+    def run(self, analysis: str, timeout: float) -> list[str] | None:
+        """Run an analysis (``op``, ``dc ...``, ``tran ...``, ``sens ...``) in ngspice's background
+        thread, waiting at most ``timeout`` s; return its stderr lines that are not information,
+        or None when it ran past the limit. Then ngspice is halted and every circuit dropped
+        (none is used again half-solved), or, where it does not stop, replaced (:meth:`restart`)."""
+        if len(analysis) + 3 > _MAX_COMMAND:
+            raise ValueError(f"ngspice command longer than {_MAX_COMMAND} characters")
+        self.ng.clear_output()
+        self.ng.finished.clear()
+        self.calls += 1
+        self.lib.ngSpice_Command(f"bg_{analysis}".encode("ascii"))
+        if self.ng.finished.wait(timeout):
+            return [line for line in self.ng._stderr if not _INFO.match(line)]
+        self.lib.ngSpice_Command(b"bg_halt")
+        if self.ng.finished.wait(HALT_GRACE):
+            self.command("destroy all")
+            for token in list(self.order):
+                self.remove(token)
+            self.generation += 1
+        else:
+            self.restart()
+        return None
+
+    def restart(self) -> None:
+        """Continue on a fresh ngspice: a private copy of the library, loaded beside the old one
+        (ngspice keeps global state, so a second file is a second, independent instance). A
+        thread still spinning in the old one is kept at idle priority until the process ends."""
+        old = self.ng
+        if old.thread is not None and not old.finished.is_set():
+            try:
+                os.sched_setscheduler(old.thread, os.SCHED_IDLE, os.sched_param(0))
+            except (AttributeError, OSError):  # not Linux: it keeps its priority
+                pass
+        self.abandoned.append(old)
+        with tempfile.TemporaryDirectory(prefix="circuitep-ngspice-") as private:
+            copy = os.path.join(private, "libngspice-copy.so")
+            shutil.copyfile(_library_file(), copy)
+            self.ng = _NgSpice(copy)  # mapped: the file may go
+        self.lib = self.ng._ngspice_shared
+        self.order, self.current, self.garbage = [], None, []
+        self.generation += 1
+
     def checked(self, text: str) -> None:
         errors = self.command(text)
         if errors:
             raise NgspiceError(f"ngspice command {text[:80]!r} failed: {' | '.join(errors)}")
 
     def load(self, text: str) -> list[str]:
-        """Hand a netlist to ngspice; return the error lines it printed on stderr."""
+        """Hand a netlist to ngspice; return the error lines it printed on stderr. Where ngspice
+        refuses it outright, raises with ngspice's own lines (and, where ngspice says it cannot
+        recover, continues on a fresh instance: :meth:`restart`)."""
         lines = [line for line in text.split("\n") if line.strip()]
         if self.order:
             self.command("destroy all")
-        self.ng.clear_output()
-        self._circ(lines)
-        return [line for line in self.ng._stderr if not _INFO.match(line)]
-
-    def _circ(self, lines: list[str]) -> None:
         keep = [ffi.new("char[]", line.encode("ascii")) for line in lines] + [ffi.NULL]
         array = ffi.new("char *[]", keep)
         self.ng.clear_output()
-        if self.lib.ngSpice_Circ(array):
-            raise NgspiceError("ngSpice_Circ failed to load the netlist")
+        failed = self.lib.ngSpice_Circ(array)
+        errors = [line for line in self.ng._stderr if not _INFO.match(line)]
+        if failed:
+            said = " | ".join(errors) or "no message"
+            if any("cannot recover" in line for line in errors):
+                self.restart()
+            raise NgspiceError(f"ngspice refused the netlist: {said}")
+        return errors
 
     def vector(self, name: str) -> np.ndarray:
         info = self.lib.ngGet_Vec_Info(name.encode("ascii"))
@@ -240,6 +345,16 @@ class _Session:
             raise NgspiceError(f"ngspice has no vector {name!r}")
         n = info.v_length
         return np.frombuffer(ffi.buffer(info.v_realdata, n * 8), dtype=np.float64).copy()
+
+
+def _library_file() -> str:
+    """The file of the libngspice this process loaded first (from ``/proc/self/maps``)."""
+    with open("/proc/self/maps") as fh:
+        for line in fh:
+            path = line.split(maxsplit=5)[-1].strip()
+            if os.path.basename(path).startswith("libngspice") and os.path.isfile(path):
+                return path
+    raise NgspiceError("cannot find the loaded libngspice to start a fresh ngspice")
 
 
 @dataclass(eq=False)
@@ -264,12 +379,23 @@ class NgspiceEngine:
     sample always). Nudged phases of either sign share one circuit (the nudge gains, or the source holding beta
     for the cross-entropy nudge, are altered), and new
     parameters of the same structure are altered into every loaded circuit, never rebuilt.
+    ``timeout`` (s) limits every ngspice analysis (op, DC sweep, transient, sensitivity): past it
+    the samples fail with :class:`NgspiceTimeout` (a sweep's samples are solved again one ``op``
+    each) and ngspice is made clean for the next call (:meth:`_Session.run`).
+
+    An operating point ngspice returns counts only if its voltages are finite and within
+    :data:`~circuitep.spec.MAX_VOLTS` and it satisfies the phase's KCL (:func:`check_solution`);
+    other samples raise :class:`~circuitep.engines.base.ConvergenceError` naming them.
+
+    Use as a context manager, or ``close()``: the engine's circuits are removed from ngspice then,
+    or once the engine is garbage-collected.
     """
 
     form: str = "folded"
     tolerances: Tolerances = field(default_factory=Tolerances)
     retry: bool = True
     sweep: int = 100
+    timeout: float = 60.0
     name: str = "ngspice"
 
     def __post_init__(self):
@@ -277,11 +403,15 @@ class NgspiceEngine:
             raise ValueError(f"form {self.form!r} is not literal or folded")
         if isinstance(self.sweep, bool) or not isinstance(self.sweep, int) or self.sweep < 1:
             raise ValueError(f"sweep = {self.sweep!r} must be a positive integer (1: one op per sample)")
+        check_timeout(self.timeout)
         self._session = shared_session()
         self._circuits: dict[tuple, _Circuit] = {}
+        self._generation = self._session.generation
         self.loads = 0  # circuits loaded from text (for tests and benchmarks)
         self.sweeps = 0  # groups of samples solved in one analysis
         self.alters = 0  # element values altered
+        self._finalizer = weakref.finalize(self, _discard, self._session, self._circuits)
+        self._finalizer.atexit = False  # at exit ngspice goes with the process
 
     @property
     def tolerance_dict(self) -> dict:
@@ -291,6 +421,9 @@ class NgspiceEngine:
 
     def load(self, net: Network, phase: Phase) -> Compiled:
         """Make the circuit of ``phase`` current, altering values where only they changed."""
+        if self._generation != self._session.generation:  # ngspice was reset: nothing is loaded
+            self._circuits.clear()
+            self._generation = self._session.generation
         kind = "aep" if phase.aep else phase.kind
         key = (kind, repr(phase.cost))
         circuit = self._circuits.get(key)
@@ -343,12 +476,28 @@ class NgspiceEngine:
 
     def close(self) -> None:
         """Remove this engine's circuits from ngspice (the shared library itself stays loaded)."""
-        for circuit in self._circuits.values():
-            if circuit in self._session.order:
-                self._session.remove(circuit)
-        self._circuits.clear()
+        self._finalizer()
+        self._session.collect()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _timeout(self, what: str, samples) -> NgspiceTimeout:
+        return NgspiceTimeout(f"ngspice: {what} ran past the time limit of {self.timeout:g} s (sample(s) "
+                              f"{[int(k) for k in samples][:10]}); raise timeout (--ngspice-timeout) if the circuit is "
+                              f"just large, else it does not converge", samples=samples)
 
     # --- solving -------------------------------------------------------------------------
+
+    def _run(self, analysis: str, what: str, samples) -> list[str]:
+        """One analysis within ``timeout``: its error lines, or :class:`NgspiceTimeout`."""
+        errors = self._session.run(analysis, self.timeout)
+        if errors is None:
+            raise self._timeout(what, samples)
+        return errors
 
     def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
         """Solve one phase for each sample; arrays as in :class:`circuitep.engines.base.Engine`.
@@ -385,6 +534,12 @@ class NgspiceEngine:
                 if k % 200 == 199:
                     self._session.command("destroy all")
             self._session.command("destroy all")
+        bad = unsolved(net, phase, u, y, x0, x, d)
+        if bad.size:
+            raise ConvergenceError(
+                f"ngspice engine: network {net.name!r}, phase {phase.label}: what ngspice returned for sample(s) "
+                f"{bad[:10].tolist()} is no operating point (voltages up to {np.nanmax(np.abs(x[bad])):.3g} V, "
+                f"beyond +-{MAX_VOLTS:g} V or off KCL): the circuit is singular or runs away there", samples=bad)
         return OperatingPoint(tuple(net.free_nodes), x, np.ones(batch, bool), np.zeros(batch, int), self.name,
                               phase, self.tolerance_dict | {"sweep": self.sweep}, adjoint=d)
 
@@ -401,7 +556,9 @@ class NgspiceEngine:
         token = object()
         self._session.add_circuit(token, text)
         try:
-            errors = self._session.command(f"dc {SWEEP_SOURCE} 0 {len(rows) - 1} 1")
+            errors = self._session.run(f"dc {SWEEP_SOURCE} 0 {len(rows) - 1} 1", self.timeout)
+            if errors is None:  # solved again one op each, each with its own time limit
+                return False
             if errors:
                 if any(_NONCONVERGENCE.search(e) for e in errors):
                     return False
@@ -416,8 +573,9 @@ class NgspiceEngine:
             self.sweeps += 1
             return True
         finally:
-            self._session.command("destroy all")
-            self._session.remove(token)
+            if token in self._session.order:  # else ngspice was reset after a timeout
+                self._session.command("destroy all")
+                self._session.remove(token)
 
     def settle(self, net: Network, inputs, t_stop: float | None = None) -> np.ndarray:
         """Free-node voltages at the end of a transient from rest (all capacitors discharged).
@@ -437,7 +595,8 @@ class NgspiceEngine:
         x = np.empty((u.shape[0], net.n_free))
         for b in range(u.shape[0]):
             self._drive(circuit, values[b])
-            errors = self._session.command(f"tran {spice_number(t_stop / 1000)} {spice_number(t_stop)} uic")
+            errors = self._run(f"tran {spice_number(t_stop / 1000)} {spice_number(t_stop)} uic",
+                               f"network {net.name!r}, transient from rest", [b])
             if errors:
                 raise NgspiceError(f"ngspice: network {net.name!r}, transient from rest, sample {b}: "
                                    f"{' | '.join(errors[:3])}")
@@ -462,10 +621,11 @@ class NgspiceEngine:
             self._drive(circuit, values[b])
             # measured (ngspice 39): the first sens after an alter linearises diodes at the previous
             # sample's state (errors up to 100 % on diode-clamped nodes); a second one is right
-            self._session.command(f"sens v({outs[0]})")
+            what = f"network {net.name!r}, free phase, sensitivities"
+            self._run(f"sens v({outs[0]})", what, [b])
             self._session.command("destroy all")
             for k, node in enumerate(outs):
-                errors = self._session.command(f"sens v({node})")
+                errors = self._run(f"sens v({node})", what, [b])
                 if errors:
                     raise NgspiceError(f"ngspice: network {net.name!r}, sens v({node}), sample {b}: "
                                        f"{' | '.join(errors[:3])}")
@@ -475,13 +635,17 @@ class NgspiceEngine:
         return result
 
     def _op(self, net: Network, phase: Phase, sample: int) -> None:
-        errors = self._session.command("op")
+        errors = self._run("op", f"network {net.name!r}, phase {phase.label}, operating point", [sample])
         if not errors:
             return
         if self.retry and any(_NONCONVERGENCE.search(e) for e in errors):
             self._session.command("option itl1=1000 gminsteps=100 srcsteps=100")
-            errors = self._session.command("op")
-            self._session.command("option itl1=100 gminsteps=10 srcsteps=10")
+            try:
+                errors = self._run("op", f"network {net.name!r}, phase {phase.label}, operating point with "
+                                   f"gmin and source stepping", [sample])
+            finally:
+                if self._generation == self._session.generation:
+                    self._session.command("option itl1=100 gminsteps=10 srcsteps=10")
             if not errors:
                 return
         kind = ConvergenceError if any(_NONCONVERGENCE.search(e) for e in errors) else NgspiceError
@@ -514,6 +678,19 @@ def one_operating_point(net: Network, phase: Phase) -> bool:
     except CycleError:
         return False
     return True
+
+
+def check_timeout(timeout) -> None:
+    """A time limit (s) must be a positive finite number."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer, np.floating)) \
+            or not 0 < timeout < np.inf:
+        raise ValueError(f"timeout = {timeout!r} must be a positive number of seconds")
+
+
+def _discard(session: _Session, circuits: dict) -> None:
+    """An engine's circuits, for the session to remove at its next safe point."""
+    session.garbage.extend(circuits.values())
+    circuits.clear()
 
 
 def available() -> bool:
