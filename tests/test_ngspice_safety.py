@@ -256,3 +256,12 @@ def test_ngspice_load_errors_quote_ngspice():
     net, u = from_shorthand("ff:8-4-2"), np.full((2, 8), 0.3)
     got = NgspiceEngine().solve(net, Phase(), u).x  # on a fresh ngspice
     assert np.abs(got - NumpyEngine().solve(net, Phase(), u).x).max() <= 1e-6
+
+
+def test_the_cli_passes_its_ngspice_time_limit(capsys):
+    from circuitep.cli import main
+
+    inputs = ",".join(["0.5"] * 64)
+    assert main(["simulate", SLOW_SPEC, "--inputs", inputs, "--ngspice-timeout", str(SHORT_LIMIT)]) == 2
+    assert "ran past the time limit of 1e-05 s" in capsys.readouterr().err
+    assert main(["simulate", SLOW_SPEC, "--inputs", inputs, "--ngspice-timeout", "30"]) == 0
