@@ -29,8 +29,8 @@ from circuitep.specio import SpecError, load_spec
 from circuitep.train import ALGORITHMS, LR_SCHEDULES, TrainConfig
 
 ENGINES = ("ngspice", "numpy", "layered")
-#: Default limit (s) on one ngspice analysis: far above any circuit here (ff:784-100-10 literal: 0.1 s
-#: per op), far below the 100+ s a sweep once spun.
+#: Default limit (s) on one ngspice analysis: far above any circuit here (ff:784-100-10
+#: literal: 0.1 s per op), far below the 100+ s a sweep once spun.
 NGSPICE_TIMEOUT = NgspiceEngine.timeout
 DEFAULT_NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
 
@@ -333,8 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ngspice (the simulator of record, default) or numpy (the reference solver)")
     s.add_argument("--form", choices=FORMS, default="literal", help="netlist form for ngspice (default literal)")
     s.add_argument("--ngspice-timeout", type=_positive, default=NGSPICE_TIMEOUT, metavar="SECONDS",
-                   help="limit on each ngspice analysis (default %(default)g s): past it the samples count as "
-                        "not converged")
+                   help="limit on each ngspice analysis (default %(default)g s): past it the "
+                        "samples count as not converged")
     s.add_argument("--inputs", type=_floats, help="input voltages v1,v2,... (default: the spec's sample)")
     s.add_argument("--settle", action="store_true",
                    help="also run an ngspice transient from rest and say whether the circuit settles at the "
@@ -346,8 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--engine", choices=ENGINES, default="ngspice")
     r.add_argument("--form", choices=FORMS, default="literal")
     r.add_argument("--ngspice-timeout", type=_positive, default=NGSPICE_TIMEOUT, metavar="SECONDS",
-                   help="limit on each ngspice analysis (default %(default)g s): past it the samples count as "
-                        "not converged")
+                   help="limit on each ngspice analysis (default %(default)g s): past it the "
+                        "samples count as not converged")
     r.add_argument("--netlists", default=str(DEFAULT_NETLISTS), help="folder of reference specs")
     r.set_defaults(func=cmd_reference)
 
@@ -361,8 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="engine that finds the stationary states (default ngspice)")
     gc.add_argument("--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)")
     gc.add_argument("--ngspice-timeout", type=_positive, default=NGSPICE_TIMEOUT, metavar="SECONDS",
-                   help="limit on each ngspice analysis (default %(default)g s): past it the samples count as "
-                        "not converged")
+                   help="limit on each ngspice analysis (default %(default)g s): past it the "
+                        "samples count as not converged")
     gc.add_argument("--beta", type=_positive, help="nudge strength in S (default: 1e-3 x the median leak)")
     gc.add_argument("--one-sided", action="store_true", help="one-sided nudging (O(beta) bias) instead of centred")
     gc.add_argument("--cost", choices=("mse", "xent"), default="mse", help="cost (default mse)")
@@ -397,8 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "reference solver, any graph) or ngspice (the circuit simulator in the loop)")
     t.add_argument("--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)")
     t.add_argument("--ngspice-timeout", type=_positive, default=NGSPICE_TIMEOUT, metavar="SECONDS",
-                   help="limit on each ngspice analysis (default %(default)g s): past it the samples count as "
-                        "not converged")
+                   help="limit on each ngspice analysis (default %(default)g s): past it the "
+                        "samples count as not converged")
     t.add_argument("--algorithm", choices=ALGORITHMS, default="aep",
                    help="aep (default, exact for non-reciprocal circuits), ep, vf, dyadic, or bp (exact gradient)")
     t.add_argument("--epochs", type=_count, default=10, help="epochs (default 10)")

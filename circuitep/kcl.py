@@ -113,7 +113,8 @@ def current_scale(net: Network, u: np.ndarray, x: np.ndarray) -> np.ndarray:
     leak, bias, clamped, v_lo, v_hi = _node_arrays(net)
     s += np.abs(bias) + leak * np.abs(x)
     if clamped.any():
-        i_d, _ = diode_clamp_current(x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat, net.diode.n)
+        i_d, _ = diode_clamp_current(x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat,
+                                     net.diode.n)
         s[:, clamped] += np.abs(i_d)
     return s
 

@@ -328,7 +328,8 @@ def test_samples_a_sweep_leaves_unsolved_are_solved_one_by_one(ngspice_engine_fa
     run = engine._session.run  # analyses run in ngspice's background thread, with a time limit
 
     def failing_dc(text, timeout):
-        return ["doAnalyses: iteration limit reached"] if text.startswith("dc ") else run(text, timeout)
+        failed = ["doAnalyses: iteration limit reached"]
+        return failed if text.startswith("dc ") else run(text, timeout)
 
     monkeypatch.setattr(engine._session, "run", failing_dc)
     got = engine.solve(net, Phase(), u)

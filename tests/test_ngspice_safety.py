@@ -7,7 +7,6 @@ import gc
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +17,11 @@ from circuitep.builders import from_shorthand
 from circuitep.datasets import load_dataset
 from circuitep.engines.base import ConvergenceError, Phase, unsolved
 from circuitep.engines.layered import LayeredEngine
-from circuitep.engines.ngspice_engine import NgspiceEngine, NgspiceError, NgspiceTimeout, shared_session
+from circuitep.engines.ngspice_engine import (NgspiceEngine, NgspiceError, NgspiceTimeout,
+                                              shared_session)
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.engines.pool import PoolEngine
+from circuitep.spec import Network
 from circuitep.train import Trainer, TrainConfig
 
 pytestmark = pytest.mark.ngspice
@@ -44,21 +45,24 @@ def hostile_folders(tmp_path: Path) -> tuple[Path, Path, list[Path]]:
 
 def run(code: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess:
     env = os.environ | {"HOME": str(home), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, *code], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, *code], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
 
 
 def test_the_hostile_init_file_is_live(tmp_path):
     """Control: PySpice's own binding, started in the folder, does run its .spiceinit, so the
     tests below would see the marker if circuitep let ngspice read it."""
     work, home, markers = hostile_folders(tmp_path)
-    done = run(["-c", "from PySpice.Spice.NgSpice.Shared import NgSpiceShared; NgSpiceShared()"], work, home)
+    plain = "from PySpice.Spice.NgSpice.Shared import NgSpiceShared; NgSpiceShared()"
+    done = run(["-c", plain], work, home)
     assert done.returncode == 0, done.stderr
     assert markers[0].exists(), f"ngspice did not run {work / '.spiceinit'}: the control is void"
 
 
 def test_the_cli_reads_no_init_file(tmp_path):
     work, home, markers = hostile_folders(tmp_path)
-    done = run(["-m", "circuitep.cli", "simulate", "ff:3-2-2", "--inputs", "0.1,0.2,0.3"], work, home)
+    cli = ["-m", "circuitep.cli", "simulate", "ff:3-2-2", "--inputs", "0.1,0.2,0.3"]
+    done = run(cli, work, home)
     assert done.returncode == 0, done.stderr
     assert "out_0" in done.stdout
     assert not [m.name for m in markers if m.exists()]
@@ -68,8 +72,10 @@ def test_the_in_process_engine_restores_cwd_and_home(tmp_path):
     """Started in the hostile folder, the engine solves, and leaves cwd and HOME as they were."""
     work, home, markers = hostile_folders(tmp_path)
     code = ("import os, numpy as np; from circuitep.builders import from_shorthand; "
-            "from circuitep.engines.base import Phase; from circuitep.engines.ngspice_engine import NgspiceEngine; "
-            "x = NgspiceEngine().solve(from_shorthand('ff:3-2-2'), Phase(), np.full((1, 3), 0.2)).x; "
+            "from circuitep.engines.base import Phase; "
+            "from circuitep.engines.ngspice_engine import NgspiceEngine; "
+            "net = from_shorthand('ff:3-2-2'); "
+            "x = NgspiceEngine().solve(net, Phase(), np.full((1, 3), 0.2)).x; "
             "print(os.getcwd(), os.environ['HOME'], np.isfinite(x).all())")
     done = run(["-c", code], work, home)
     assert done.returncode == 0, done.stderr
@@ -101,11 +107,12 @@ def test_a_timed_out_solve_leaves_the_engine_usable():
     u = np.random.default_rng(0).uniform(0, 1, (3, 64))
     ref = LayeredEngine().solve(net, Phase(), u).x
     engine = NgspiceEngine(form="literal", timeout=SHORT_LIMIT)
-    with pytest.raises(NgspiceTimeout, match=r"layered_64_32_10', phase free, operating point ran past the "
-                                             r"time limit of 1e-05 s \(sample\(s\) \[0\]\)") as caught:
+    expected = (r"layered_64_32_10', phase free, operating point ran past the time limit of "
+                r"1e-05 s \(sample\(s\) \[0\]\)")
+    with pytest.raises(NgspiceTimeout, match=expected) as caught:
         engine.solve(net, Phase(), u)
     assert caught.value.samples == (0,)
-    with pytest.raises(NgspiceTimeout, match=r"transient from rest ran past .* \(sample\(s\) \[0\]\)"):
+    with pytest.raises(NgspiceTimeout, match=r"transient from rest ran past .* \[0\]"):
         engine.settle(net, u[:1])
     with pytest.raises(NgspiceTimeout, match=r"free phase, sensitivities ran past"):
         engine.sensitivities(net, u[:1])
@@ -113,18 +120,21 @@ def test_a_timed_out_solve_leaves_the_engine_usable():
     assert np.abs(engine.solve(net, Phase(), u).x - ref).max() <= 1e-6
     swept = from_shorthand("ff:8-4-2")  # the DC-sweep path
     u8 = np.random.default_rng(1).uniform(0, 1, (5, 8))
-    assert np.abs(engine.solve(swept, Phase(), u8).x - NumpyEngine().solve(swept, Phase(), u8).x).max() <= 1e-6
+    ref8 = NumpyEngine().solve(swept, Phase(), u8).x
+    assert np.abs(engine.solve(swept, Phase(), u8).x - ref8).max() <= 1e-6
 
 
 def test_training_counts_timed_out_samples_as_failures():
     net = from_shorthand(SLOW_SPEC, seed=1)
     engine = NgspiceEngine(form="literal", timeout=SHORT_LIMIT)
-    trainer = Trainer(net, load_dataset("digits", n_train=4, n_test=4), engine, TrainConfig(epochs=1, batch_size=4))
+    data = load_dataset("digits", n_train=4, n_test=4)
+    trainer = Trainer(net, data, engine, TrainConfig(epochs=1, batch_size=4))
     accuracy, _ = trainer.accuracy(net, trainer.u_test, trainer.data.y_test)
     assert (accuracy, trainer.failures) == (0.0, 4)
 
 
-@pytest.mark.parametrize("kwargs", [dict(timeout=0), dict(timeout=float("inf")), dict(timeout=True)])
+@pytest.mark.parametrize("kwargs", [dict(timeout=0), dict(timeout=float("inf")),
+                                    dict(timeout=True)])
 def test_the_time_limit_is_checked(kwargs):
     with pytest.raises(ValueError, match="must be a positive number of seconds"):
         NgspiceEngine(**kwargs)
@@ -143,7 +153,7 @@ rng = np.random.default_rng(1)
 u, y = rng.uniform(0, 1, (32, 2)), np.eye(2)[rng.integers(0, 2, 32)]
 cost = make_cost("xent", 0.1)
 engine = NgspiceEngine(timeout=1.0)
-free = engine._compile(net, Phase(cost=cost))  # the free state ngspice finds (beyond 1 kV: unchecked)
+free = engine._compile(net, Phase(cost=cost))  # the free state ngspice finds (> 1 kV, unchecked)
 x0 = np.empty((32, 5))
 assert engine._sweep(free, source_values(free, u, None, np.zeros((32, 5))), x0, None, np.arange(32))
 start = time.monotonic()
@@ -160,21 +170,23 @@ print(f"{took:.1f} {len(shared_session().abandoned)} {after:.1e}")
 
 def test_an_analysis_ngspice_cannot_halt_is_abandoned(tmp_path):
     """A sweep that never ends and ignores bg_halt: the engine gives up after its limit, goes on
-    with a fresh ngspice, and the process exits cleanly (the stuck thread's library stays mapped)."""
+    with a fresh ngspice, and the process exits cleanly (the stuck thread's library stays
+    mapped)."""
     done = run(["-c", HANG], tmp_path, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     took, abandoned, after = done.stdout.split()
     assert float(took) < 30, f"the solve took {took} s with a 1 s limit"
-    assert int(abandoned) == 1, "the sweep did not hang: this test no longer exercises the stuck path"
+    assert int(abandoned) == 1, "the sweep did not hang: the stuck path is no longer exercised"
     assert float(after) <= 1e-6
 
 
 # ------------------------------------------------------------------------------ singular circuits
 
 
-def singular_loop() -> "Network":
-    """A hidden node and an output in a positive-feedback loop whose gain cancels the leak exactly:
-    forward 2g, backward g/2, leaks g, so ``J = [[-g, g/2], [2g, -g]]`` (det 0) for the first output."""
+def singular_loop() -> Network:
+    """A hidden node and an output in a positive-feedback loop whose gain cancels the leak
+    exactly: forward 2g, backward g/2, leaks g, so ``J = [[-g, g/2], [2g, -g]]`` (det 0) for the
+    first output."""
     net = builders.layered([2, 1, 2], forward="vccs", backward="vccs", clamp=None, seed=0)
     g = 1e-4
     return net.with_params({"fwd2": np.array([[2 * g], [0.0]]), "bwd2": np.array([[g / 2, 0.0]])})
@@ -183,7 +195,8 @@ def singular_loop() -> "Network":
 def test_a_singular_circuit_has_no_ngspice_operating_point():
     net = singular_loop()
     u = np.array([[0.3, 0.1], [0.0, 0.0], [1.0, 0.5]])
-    with pytest.raises(ConvergenceError, match=r"sample\(s\) \[0, 2\] is no operating point") as caught:
+    expected = r"sample\(s\) \[0, 2\] is no operating point"
+    with pytest.raises(ConvergenceError, match=expected) as caught:
         NgspiceEngine().solve(net, Phase(), u)
     assert caught.value.samples == (0, 2)  # all-zero inputs: 0 V everywhere is the true answer
     with pytest.raises(ConvergenceError, match="singular"):
@@ -192,7 +205,8 @@ def test_a_singular_circuit_has_no_ngspice_operating_point():
 
 def test_training_counts_singular_samples_as_failures():
     net = singular_loop()
-    trainer = Trainer(net, load_dataset("xor"), NgspiceEngine(), TrainConfig(epochs=1, batch_size=4))
+    config = TrainConfig(epochs=1, batch_size=4)
+    trainer = Trainer(net, load_dataset("xor"), NgspiceEngine(), config)
     trainer.accuracy(net, trainer.u_test, trainer.data.y_test)
     assert trainer.failures == 3, "the three corners that drive the loop have no operating point"
 
@@ -203,7 +217,7 @@ def test_the_kcl_check_refuses_a_perturbed_solution():
     x = NgspiceEngine().solve(net, Phase(), u).x
     assert unsolved(net, Phase(), u, None, None, x).size == 0
     f, _ = kcl.residual(net, u, x, jacobian=False)
-    assert (np.abs(f) / kcl.current_scale(net, u, x)).max() < 1e-8  # ngspice's own, far below KCL_RTOL
+    assert (np.abs(f) / kcl.current_scale(net, u, x)).max() < 1e-8  # far below KCL_RTOL
     moved = x.copy()
     moved[2, 1] += 1e-3  # 1 mV off at one node: KCL misses by ~1e-7 A at ~1e-4 A
     assert unsolved(net, Phase(), u, None, None, moved).tolist() == [2]
@@ -251,7 +265,8 @@ def test_ngspice_load_errors_quote_ngspice():
     with pytest.raises(NgspiceError, match="could not find a valid modelname"):
         session.add_circuit(object(), "* bad\nv1 a 0 dc 1\nd1 a 0 nomodel\n.end\n")
     broken = "* bad\nv1 a 0 dc 1\nr1 a 0 1k\n.model dd d(is=1e-12 n=)\nd1 a 0 dd\n.end\n"
-    with pytest.raises(NgspiceError, match=r"refused the netlist: Netlist line no. 4: \| Syntax error"):
+    expected = r"refused the netlist: Netlist line no. 4: \| Syntax error"
+    with pytest.raises(NgspiceError, match=expected):
         session.add_circuit(object(), broken)  # ngspice "cannot recover" from this one
     net, u = from_shorthand("ff:8-4-2"), np.full((2, 8), 0.3)
     got = NgspiceEngine().solve(net, Phase(), u).x  # on a fresh ngspice
@@ -262,6 +277,7 @@ def test_the_cli_passes_its_ngspice_time_limit(capsys):
     from circuitep.cli import main
 
     inputs = ",".join(["0.5"] * 64)
-    assert main(["simulate", SLOW_SPEC, "--inputs", inputs, "--ngspice-timeout", str(SHORT_LIMIT)]) == 2
+    limit = str(SHORT_LIMIT)
+    assert main(["simulate", SLOW_SPEC, "--inputs", inputs, "--ngspice-timeout", limit]) == 2
     assert "ran past the time limit of 1e-05 s" in capsys.readouterr().err
     assert main(["simulate", SLOW_SPEC, "--inputs", inputs, "--ngspice-timeout", "30"]) == 0

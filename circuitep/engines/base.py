@@ -164,9 +164,10 @@ def unsolved(net: Network, phase: Phase, u: np.ndarray, y: np.ndarray | None, x0
     ``-beta dC/dx`` at the outputs and the AEP correction ``-K (x - x0)`` (DESIGN.md §1); for
     the dyadic phase ``x`` is its free half and ``d`` (the adjoint half) is checked for range only.
     """
-    bad = ~np.isfinite(x).all(axis=1) | (np.abs(np.nan_to_num(x, nan=np.inf)) > MAX_VOLTS).any(axis=1)
-    if d is not None:
-        bad |= ~np.isfinite(d).all(axis=1) | (np.abs(np.nan_to_num(d, nan=np.inf)) > MAX_VOLTS).any(axis=1)
+    def out_of_range(v):
+        return ~(np.abs(v) <= MAX_VOLTS).all(axis=1)  # NaN compares False: out of range too
+
+    bad = out_of_range(x) if d is None else out_of_range(x) | out_of_range(d)
     ok = ~bad
     if ok.any():
         xs, us = x[ok], u[ok]

@@ -214,7 +214,7 @@ class _Session:
         self.current: object | None = None
         self.generation = 0
         self.garbage: list[object] = []
-        self.abandoned: list[object] = []  # stuck instances: kept alive, their threads call back into them
+        self.abandoned: list[object] = []  # stuck instances: their threads may call back
 
     def add_circuit(self, token: object, text: str) -> None:
         """Load a netlist as a new circuit, which becomes the current one.
@@ -486,9 +486,10 @@ class NgspiceEngine:
         self.close()
 
     def _timeout(self, what: str, samples) -> NgspiceTimeout:
-        return NgspiceTimeout(f"ngspice: {what} ran past the time limit of {self.timeout:g} s (sample(s) "
-                              f"{[int(k) for k in samples][:10]}); raise timeout (--ngspice-timeout) if the circuit is "
-                              f"just large, else it does not converge", samples=samples)
+        rows = [int(k) for k in samples]
+        return NgspiceTimeout(f"ngspice: {what} ran past the time limit of {self.timeout:g} s "
+                              f"(sample(s) {rows[:10]}); raise timeout (--ngspice-timeout) if the "
+                              f"circuit is just large, else it does not converge", samples=rows)
 
     # --- solving -------------------------------------------------------------------------
 
@@ -537,9 +538,10 @@ class NgspiceEngine:
         bad = unsolved(net, phase, u, y, x0, x, d)
         if bad.size:
             raise ConvergenceError(
-                f"ngspice engine: network {net.name!r}, phase {phase.label}: what ngspice returned for sample(s) "
-                f"{bad[:10].tolist()} is no operating point (voltages up to {np.nanmax(np.abs(x[bad])):.3g} V, "
-                f"beyond +-{MAX_VOLTS:g} V or off KCL): the circuit is singular or runs away there", samples=bad)
+                f"ngspice engine: network {net.name!r}, phase {phase.label}: what ngspice returned "
+                f"for sample(s) {bad[:10].tolist()} is no operating point (voltages up to "
+                f"{np.nanmax(np.abs(x[bad])):.3g} V, beyond +-{MAX_VOLTS:g} V or off KCL): the "
+                f"circuit is singular or runs away there", samples=bad)
         return OperatingPoint(tuple(net.free_nodes), x, np.ones(batch, bool), np.zeros(batch, int), self.name,
                               phase, self.tolerance_dict | {"sweep": self.sweep}, adjoint=d)
 
@@ -635,14 +637,14 @@ class NgspiceEngine:
         return result
 
     def _op(self, net: Network, phase: Phase, sample: int) -> None:
-        errors = self._run("op", f"network {net.name!r}, phase {phase.label}, operating point", [sample])
+        what = f"network {net.name!r}, phase {phase.label}, operating point"
+        errors = self._run("op", what, [sample])
         if not errors:
             return
         if self.retry and any(_NONCONVERGENCE.search(e) for e in errors):
             self._session.command("option itl1=1000 gminsteps=100 srcsteps=100")
             try:
-                errors = self._run("op", f"network {net.name!r}, phase {phase.label}, operating point with "
-                                   f"gmin and source stepping", [sample])
+                errors = self._run("op", f"{what} with gmin and source stepping", [sample])
             finally:
                 if self._generation == self._session.generation:
                     self._session.command("option itl1=100 gminsteps=10 srcsteps=10")

@@ -102,8 +102,8 @@ class PoolEngine:
 
     def _start(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_serve, args=(child, self.form, self.tolerances, self.ngspice_timeout),
-                                 daemon=True)
+        proc = self._ctx.Process(target=_serve, daemon=True,
+                                 args=(child, self.form, self.tolerances, self.ngspice_timeout))
         proc.start()
         child.close()
         return _Worker(proc, parent)
@@ -136,12 +136,12 @@ class PoolEngine:
                 senders[slot] = _Sender(self._pool[slot].conn, job)
                 senders[slot].start()
             deadline = time.monotonic() + self.timeout  # for sending and answering each chunk
-            failure, failed = None, []  # raised only after every sent chunk's reply is read: no stale replies
+            failure, failed = None, []  # raised once every reply is read: no stale replies stay
             for slot, k in enumerate(pending[: self.workers]):
                 sender, conn = senders[slot], self._pool[slot].conn
                 sender.join(max(0.0, deadline - time.monotonic()))
                 if sender.is_alive() or sender.error is not None:
-                    self._pool[slot].process.kill()  # ends a send blocked on a worker that stopped reading
+                    self._pool[slot].process.kill()  # ends a send blocked on a worker not reading
                     sender.join()
                     self._restart(slot)
                     self._retry(k, attempts, chunks, "its worker had died or stopped reading")

@@ -45,9 +45,10 @@ def naive_free(net, inputs: np.ndarray) -> tuple[np.ndarray, float]:
     for b, u in enumerate(inputs):
         token = object()
         session.add_circuit(token, compile_network(net, "free", "literal", inputs=u).text)
-        errors = session.run("op", NgspiceEngine.timeout)  # in ngspice's thread, time-limited like the engine's
+        errors = session.run("op", NgspiceEngine.timeout)  # time-limited, like the engine's
         if errors is None or errors:
-            raise NgspiceError(f"naive op of sample {b}: {'timed out' if errors is None else ' | '.join(errors)}")
+            why = "timed out" if errors is None else " | ".join(errors)
+            raise NgspiceError(f"naive op of sample {b}: {why}")
         x[b] = [session.vector(n)[0] for n in net.free_nodes]
         session.remove(token)
         session.command("destroy all")
@@ -69,7 +70,8 @@ def bench_ngspice(spec: str, n_fast: int, n_naive: int, beta: float) -> dict:
     for path, sweep in (("fast", 100), ("op", 1)):
         with NgspiceEngine(form="folded", sweep=sweep) as engine:  # its circuits go when it is done
             engine.solve(net, Phase(), u[:2])  # load the circuits once, as training does
-            engine.solve(net, Phase("nudged", beta=beta, aep=True), u[:2], y[:2], x0=np.zeros((2, net.n_free)))
+            engine.solve(net, Phase("nudged", beta=beta, aep=True), u[:2], y[:2],
+                         x0=np.zeros((2, net.n_free)))
             free, t_free = timed(engine.solve, net, Phase(), u)
             _, t_aep = timed(estimate, "aep", net, engine, u, y, beta=beta, x0=free.x)
         paths[path] = (free, t_free / n_fast, (t_free + t_aep) / n_fast)
