@@ -142,6 +142,21 @@ def correction_matrix(net: Network, u: np.ndarray, x0: np.ndarray) -> np.ndarray
     return a - np.swapaxes(a, 1, 2)
 
 
+def correction_current(net: Network, u: np.ndarray, x0: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``K (x - x0)`` (A), ``(batch, n_free)``, ``K`` the :func:`correction_matrix` at ``x0``,
+    without forming ``K`` (``(batch, n_free, n_free)``: 208 MB for 100 samples of 784-500-10)."""
+    v0 = _flat(u, x0)
+    z = x - x0
+    out = np.zeros_like(x)
+    for c in net.couplings:
+        e = _ends(net, c)
+        if c.kind != "resistor" and e.src_free is not None:
+            _, slope = _transfer(c, v0[:, e.src])
+            out[:, e.dst] += (z[:, e.src_free] * slope) @ c.weight.T  # A z
+            out[:, e.src_free] -= (z[:, e.dst] @ c.weight) * slope  # -A^T z
+    return out
+
+
 def is_reciprocal(net: Network) -> bool:
     """True when no transconductor couples two free nodes (then ``J = J^T`` everywhere)."""
     free = {g.name for g in net.free_groups}

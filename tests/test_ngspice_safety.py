@@ -281,3 +281,28 @@ def test_the_cli_passes_its_ngspice_time_limit(capsys):
     assert main(["simulate", SLOW_SPEC, "--inputs", inputs, "--ngspice-timeout", limit]) == 2
     assert "ran past the time limit of 1e-05 s" in capsys.readouterr().err
     assert main(["simulate", SLOW_SPEC, "--inputs", inputs, "--ngspice-timeout", "30"]) == 0
+
+
+def test_the_correction_current_is_k_times_the_displacement():
+    net = builders.layered([3, 4, 2], forward="tanh", backward="vccs", resistors=True, seed=2)
+    rng = np.random.default_rng(5)
+    u, x0, x = rng.uniform(0, 1, (3, 3)), rng.uniform(-1, 1, (3, 6)), rng.uniform(-1, 1, (3, 6))
+    dense = np.einsum("bij,bj->bi", kcl.correction_matrix(net, u, x0), x - x0)
+    assert np.abs(kcl.correction_current(net, u, x0, x) - dense).max() <= 1e-15
+
+
+def test_an_engine_used_after_close_still_frees_its_circuits():
+    session = shared_session()
+    gc.collect()
+    session.collect()
+    before = session.count()
+    engine = NgspiceEngine()
+    net, u = from_shorthand("ff:8-4-2"), np.full((1, 8), 0.3)
+    engine.solve(net, Phase(), u)
+    engine.close()
+    engine.solve(net, Phase(), u)
+    assert session.count() == before + 1
+    del engine
+    gc.collect()
+    session.collect()
+    assert session.count() == before

@@ -180,7 +180,7 @@ def unsolved(net: Network, phase: Phase, u: np.ndarray, y: np.ndarray | None, x0
                 f[:, out] -= nudge
                 scale[:, out] += np.abs(nudge)
             if phase.aep:
-                term = np.einsum("bij,bj->bi", kcl.correction_matrix(net, us, x0[ok]), xs - x0[ok])
+                term = kcl.correction_current(net, us, x0[ok], xs)
                 f -= term
                 scale += np.abs(term)
             wrong = ~(np.abs(f) <= rtol * scale + KCL_ATOL).all(axis=1)

@@ -266,12 +266,15 @@ class _Session:
         """Run one command; return stderr lines that are not information. Never raises on them."""
         if len(text) > _MAX_COMMAND:
             raise ValueError(f"ngspice command longer than {_MAX_COMMAND} characters")
-        self.ng.clear_output()
+        self._count_call()
+        self.lib.ngSpice_Command(text.encode("ascii"))
+        return [line for line in self.ng._stderr if not _INFO.match(line)]
+
+    def _count_call(self) -> None:
         self.calls += 1
         if self.calls % 5000 == 0:  # ngspice keeps every command in its history
             self.lib.ngSpice_Command(FFI.NULL)
-        self.lib.ngSpice_Command(text.encode("ascii"))
-        return [line for line in self.ng._stderr if not _INFO.match(line)]
+        self.ng.clear_output()
 
     def run(self, analysis: str, timeout: float) -> list[str] | None:
         """Run an analysis (``op``, ``dc ...``, ``tran ...``, ``sens ...``) in ngspice's background
@@ -280,9 +283,8 @@ class _Session:
         (none is used again half-solved), or, where it does not stop, replaced (:meth:`restart`)."""
         if len(analysis) + 3 > _MAX_COMMAND:
             raise ValueError(f"ngspice command longer than {_MAX_COMMAND} characters")
-        self.ng.clear_output()
+        self._count_call()
         self.ng.finished.clear()
-        self.calls += 1
         self.lib.ngSpice_Command(f"bg_{analysis}".encode("ascii"))
         if self.ng.finished.wait(timeout):
             return [line for line in self.ng._stderr if not _INFO.match(line)]
@@ -410,6 +412,10 @@ class NgspiceEngine:
         self.loads = 0  # circuits loaded from text (for tests and benchmarks)
         self.sweeps = 0  # groups of samples solved in one analysis
         self.alters = 0  # element values altered
+        self._arm()
+
+    def _arm(self) -> None:
+        """Free the circuits when this engine is garbage-collected (again, if used after close)."""
         self._finalizer = weakref.finalize(self, _discard, self._session, self._circuits)
         self._finalizer.atexit = False  # at exit ngspice goes with the process
 
@@ -444,6 +450,8 @@ class NgspiceEngine:
         circuit = _Circuit(compiled, {el.name: el.value for el in compiled.netlist.elements()}, net, phase.beta)
         self._session.add_circuit(circuit, write(compiled.netlist))
         self._circuits[key] = circuit
+        if not self._finalizer.alive:
+            self._arm()
         self.loads += 1
         return compiled
 
