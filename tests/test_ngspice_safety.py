@@ -156,15 +156,17 @@ engine = NgspiceEngine(timeout=1.0)
 free = engine._compile(net, Phase(cost=cost))  # the free state ngspice finds (> 1 kV, unchecked)
 x0 = np.empty((32, 5))
 assert engine._sweep(free, source_values(free, u, None, np.zeros((32, 5))), x0, None, np.arange(32))
-start = time.monotonic()
-try:  # this DC sweep spun for good in ngspice 39, deaf to bg_halt
-    engine.solve(net, Phase("nudged", beta=-1e-6, aep=True, cost=cost), u, y, x0=x0)
-except ConvergenceError:
-    pass
-took = time.monotonic() - start
+took = []
+for _ in range(2):  # the second time this phase is solved one op per sample: no sweep, no hang
+    start = time.monotonic()
+    try:  # this DC sweep spun for good in ngspice 39, deaf to bg_halt
+        engine.solve(net, Phase("nudged", beta=-1e-6, aep=True, cost=cost), u, y, x0=x0)
+    except ConvergenceError:
+        pass
+    took.append(time.monotonic() - start)
 small = from_shorthand("ff:2-3-2", seed=1)
 after = np.abs(engine.solve(small, Phase(), u).x - NumpyEngine().solve(small, Phase(), u).x).max()
-print(f"{took:.1f} {len(shared_session().abandoned)} {after:.1e}")
+print(f"{max(took):.1f} {len(shared_session().abandoned)} {after:.1e}")
 """
 
 
