@@ -97,7 +97,7 @@ def _private_startup_dir():
     the passwd home directory (not ``$HOME``); builds without ``pwd.h`` also look for ``spice.rc``
     and in ``$HOME``. Started here, it finds only this empty file and stops looking, so nothing
     from the user's folder or home is ever executed. The working directory is process-wide state:
-    this runs once per process, before any engine exists.
+    this runs only while an ngspice starts (once per process, and after :meth:`_Session.restart`).
     """
     home = os.environ.get("HOME")
     back = os.open(".", os.O_RDONLY)
@@ -387,7 +387,8 @@ class NgspiceEngine:
     never swept again by this engine (the sweep that spun for good solved in 8 ms by ``op``).
 
     An operating point ngspice returns counts only if its voltages are finite and within
-    :data:`~circuitep.spec.MAX_VOLTS` and it satisfies the phase's KCL (:func:`check_solution`);
+    :data:`~circuitep.spec.MAX_VOLTS` and it satisfies the phase's KCL
+    (:func:`~circuitep.engines.base.unsolved`);
     other samples raise :class:`~circuitep.engines.base.ConvergenceError` naming them.
 
     Use as a context manager, or ``close()``: the engine's circuits are removed from ngspice then,
