@@ -43,6 +43,9 @@ EXIT_STATUS = ("Exit status: 0 when the run is trained to --epochs, 2 for bad in
 RUN_DIR_HELP = ("run directory (checkpoint, metrics, netlist, figures): new, empty, or one this "
                 "command wrote; one holding other files is refused, and so is an empty path. One "
                 "run at a time: a directory in use by another run is refused")
+#: Default limit (s) on one ngspice analysis: far above any circuit here (ff:784-100-10
+#: literal: 0.1 s per op), far below the 100+ s a sweep once spun.
+NGSPICE_TIMEOUT = NgspiceEngine.timeout
 DEFAULT_NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
 
 
@@ -122,14 +125,16 @@ def default_beta(net: Network) -> float:
 DEFAULT_INPUT_V = 0.5
 
 
-def make_engine(name: str, form: str = "folded", tolerances: Tolerances | None = None):
-    """An engine by name: ``numpy`` or ``ngspice``."""
+def make_engine(name: str, form: str = "folded", tolerances: Tolerances | None = None,
+                timeout: float = NGSPICE_TIMEOUT):
+    """An engine by name: ``numpy``, ``layered`` or ``ngspice`` (``timeout``: its limit per
+    ngspice analysis, s)."""
     if name == "numpy":
         return NumpyEngine()
     if name == "layered":
         return LayeredEngine()
     if name == "ngspice":
-        return NgspiceEngine(form=form, tolerances=tolerances or Tolerances())
+        return NgspiceEngine(form=form, tolerances=tolerances or Tolerances(), timeout=timeout)
     raise UsageError(f"unknown engine {name!r}: choose numpy, layered or ngspice")
 
 
@@ -236,7 +241,7 @@ def physical_report(net: Network, engine, u: np.ndarray, y: np.ndarray | None, t
 def cmd_simulate(args) -> int:
     net = load_network(args.spec)
     u, y = _sample(net, args.inputs, None)
-    engine = make_engine(args.engine, args.form)
+    engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout)
     if args.settle and not isinstance(engine, NgspiceEngine):
         raise UsageError("--settle runs an ngspice transient: use it with --engine ngspice")
     result = simulate(net, engine, u)
@@ -285,7 +290,7 @@ def _print_op(result: dict) -> None:
 
 
 def cmd_reference(args) -> int:
-    engine = make_engine(args.engine, args.form)
+    engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout)
     for name in REFERENCE_SPECS:
         net = load_spec(Path(args.netlists) / f"{name}.toml")
         _print_op(simulate(net, engine, net.sample.inputs))
@@ -294,7 +299,7 @@ def cmd_reference(args) -> int:
 
 def cmd_gradcheck(args) -> int:
     net = load_network(args.spec)
-    engine = make_engine(args.engine, args.form)
+    engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout)
     beta = args.beta or default_beta(net)
     cost = make_cost(args.cost, args.tau)
     if args.sweep_asymmetry and not transconductor_pairs(net):
@@ -393,7 +398,7 @@ def cmd_train(args) -> int:
                             verify=not args.no_verify)
     for w in caught:
         print(f"circuitep: warning: {w.message}", file=sys.stderr)
-    engine = make_engine(args.engine, args.form)
+    engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout)
     print(f"training {net.name} ({net.n_inputs} inputs, {net.n_free} free nodes) on {data.name} "
           f"({len(data.x_train)} train / {len(data.x_test)} test) with {args.algorithm} on {engine.name}")
     summary = train_run(net, data, engine, config, args.out, resume=args.resume,
@@ -474,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", choices=ENGINES, default="ngspice",
                    help="ngspice (the simulator of record, default) or numpy (the reference solver)")
     s.add_argument("--form", choices=FORMS, default="literal", help="netlist form for ngspice (default literal)")
+    s.add_argument("--ngspice-timeout", type=_positive, default=NGSPICE_TIMEOUT, metavar="SECONDS",
+                   help="limit on each ngspice analysis (default %(default)g s): past it the "
+                        "samples count as not converged")
     s.add_argument("--inputs", type=_floats,
                    help=f"input voltages v1,v2,... (default: the spec's sample, else every input {DEFAULT_INPUT_V:g} V)")
     s.add_argument("--settle", action="store_true",
@@ -492,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reference", help="simulate the reference circuits in netlists/")
     r.add_argument("--engine", choices=ENGINES, default="ngspice")
     r.add_argument("--form", choices=FORMS, default="literal")
+    r.add_argument("--ngspice-timeout", type=_positive, default=NGSPICE_TIMEOUT, metavar="SECONDS",
+                   help="limit on each ngspice analysis (default %(default)g s): past it the "
+                        "samples count as not converged")
     r.add_argument("--netlists", default=str(DEFAULT_NETLISTS), help="folder of reference specs")
     r.set_defaults(func=cmd_reference)
 
@@ -504,6 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--engine", choices=ENGINES, default="ngspice",
                     help="engine that finds the stationary states (default ngspice)")
     gc.add_argument("--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)")
+    gc.add_argument("--ngspice-timeout", type=_positive, default=NGSPICE_TIMEOUT, metavar="SECONDS",
+                   help="limit on each ngspice analysis (default %(default)g s): past it the "
+                        "samples count as not converged")
     gc.add_argument("--beta", type=_positive, help="nudge strength in S (default: 1e-3 x the median leak)")
     gc.add_argument("--one-sided", action="store_true", help="one-sided nudging (O(beta) bias) instead of centred")
     gc.add_argument("--cost", choices=("mse", "xent"), default="mse", help="cost (default mse)")
@@ -545,6 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="layered (the numpy solver exploiting the layer structure, default), numpy (the dense "
                         "reference solver, any graph) or ngspice (the circuit simulator in the loop)")
     t.add_argument("--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)")
+    t.add_argument("--ngspice-timeout", type=_positive, default=NGSPICE_TIMEOUT, metavar="SECONDS",
+                   help="limit on each ngspice analysis (default %(default)g s): past it the "
+                        "samples count as not converged")
     t.add_argument("--algorithm", choices=ALGORITHMS, default="aep",
                    help="aep (default, exact for non-reciprocal circuits), ep, vf, dyadic, or bp (exact gradient)")
     t.add_argument("--epochs", type=_count, default=10, help="epochs (default 10)")

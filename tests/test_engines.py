@@ -325,12 +325,13 @@ def test_samples_a_sweep_leaves_unsolved_are_solved_one_by_one(ngspice_engine_fa
     engine = ngspice_engine_factory("folded")
     engine.solve(net, Phase(), u)
     assert engine.sweeps == 1  # this circuit is swept when nothing fails
-    command = engine._session.command
+    run = engine._session.run  # analyses run in ngspice's background thread, with a time limit
 
-    def failing_dc(text):
-        return ["doAnalyses: iteration limit reached"] if text.startswith("dc ") else command(text)
+    def failing_dc(text, timeout):
+        failed = ["doAnalyses: iteration limit reached"]
+        return failed if text.startswith("dc ") else run(text, timeout)
 
-    monkeypatch.setattr(engine._session, "command", failing_dc)
+    monkeypatch.setattr(engine._session, "run", failing_dc)
     got = engine.solve(net, Phase(), u)
     assert engine.sweeps == 1
     msg = mismatch("after a failed sweep", net.free_nodes, got.x, NUMPY.solve(net, Phase(), u).x,

@@ -3,12 +3,14 @@
 import os
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
 
+from circuitep import builders
 from circuitep.builders import from_shorthand
-from circuitep.engines.base import Phase
+from circuitep.engines.base import ConvergenceError, Phase
 from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.pool import PoolEngine
 
@@ -95,3 +97,36 @@ def test_pool_options_are_checked_before_workers_start(kwargs, message):
     """A bad form used to kill every worker at spawn, then read 'its worker crashed or hung'."""
     with pytest.raises(ValueError, match=message):
         PoolEngine(**kwargs)
+
+
+def test_pool_gives_up_on_a_worker_that_stopped_reading():
+    """A SIGSTOPped worker cannot read a job larger than the pipe's buffer (here 627 kB): the
+    send blocked for over 60 s with timeout=10. The timeout now bounds sending too: the worker is
+    killed and restarted, and its samples are solved again."""
+    net = from_shorthand("ff:784-100-10", seed=0)
+    u = np.random.default_rng(4).uniform(0, 1, (200, 784))
+    with PoolEngine(workers=2, timeout=3) as pool:
+        pool.solve(net, Phase(), u[:2])  # workers started, circuits loaded
+        victim = pool.pids()[1]
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            got = pool.solve(net, Phase(), u)
+            took = time.monotonic() - start
+        finally:
+            if victim in pool.pids():  # not given up on: never leave a stopped process behind
+                os.kill(victim, signal.SIGKILL)
+        assert pool.restarts == 1 and victim not in pool.pids()
+    assert took < 20, f"solve took {took:.1f} s with timeout=3"
+    assert np.abs(got.x - LayeredEngine().solve(net, Phase(), u).x).max() <= TOL_V
+
+
+def test_pool_names_the_samples_that_did_not_converge():
+    """Rows a worker's engine names come back as rows of the whole batch (training drops them)."""
+    g = 1e-4
+    net = builders.layered([2, 1, 2], forward="vccs", backward="vccs", clamp=None, seed=0)
+    net = net.with_params({"fwd2": np.array([[2 * g], [0.0]]), "bwd2": np.array([[g / 2, 0.0]])})
+    u = np.array([[0.0, 0.0], [0.3, 0.1], [0.0, 0.0], [0.0, 0.0], [1.0, 0.5], [0.0, 0.0]])
+    with PoolEngine(workers=2, timeout=30) as pool, pytest.raises(ConvergenceError) as caught:
+        pool.solve(net, Phase(), u)
+    assert caught.value.samples == (1, 4)

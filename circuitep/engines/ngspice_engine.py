@@ -18,9 +18,16 @@ and "Note:" are not errors); vectors are read as float64 arrays and indexed, nev
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
+import os
 import re
+import shutil
+import tempfile
+import threading
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 
@@ -32,9 +39,9 @@ except ImportError:  # reported with an install hint when an engine is created
     NgSpiceShared = None
 
 from circuitep.compiler import Compiled, Tolerances, compile_network, source_values
-from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch
+from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch, unsolved
 from circuitep.netlist import SWEEP_SOURCE, spice_number, write, write_sweep
-from circuitep.spec import Network
+from circuitep.spec import MAX_VOLTS, Network
 
 INSTALL_HINT = ("install ngspice's shared library: apt-get install ngspice libngspice0-dev "
                 "(or set NGSPICE_LIBRARY_PATH to libngspice.so.0)")
@@ -57,6 +64,18 @@ class NgspiceError(RuntimeError):
     """ngspice reported an error for a command; the message quotes it."""
 
 
+class NgspiceTimeout(ConvergenceError):
+    """An ngspice analysis ran past the engine's time limit; the message names the network, the
+    phase and the samples, which ``samples`` holds (rows of the batch). A convergence failure to
+    callers: training counts those samples as failed."""
+
+
+#: How long (s) ngspice is given to honour ``bg_halt``. It checks its interrupt flag between time
+#: steps and sweep points, and stops within milliseconds there; measured (ngspice 39): a DC sweep
+#: spinning inside one point (xent AEP phase of ff:2-3-2 at gain 1e5, 30+ samples) never stopped.
+HALT_GRACE = 2.0
+
+
 class _VersionFilter(logging.Filter):
     def filter(self, record):
         return "Unsupported Ngspice version" not in record.getMessage()
@@ -66,6 +85,96 @@ class _VersionFilter(logging.Filter):
 def shared_session() -> "_Session":
     """The process's one ngspice session (ngspice keeps global state)."""
     return _Session()
+
+
+@contextmanager
+def _private_startup_dir():
+    """Working directory and ``HOME`` both a fresh private directory holding an empty
+    ``.spiceinit``, restored afterwards.
+
+    ``ngSpice_Init`` of ngspice 39 (Debian bookworm; strace: ``access(".spiceinit")`` then
+    ``access("/root/.spiceinit")``) sources ``.spiceinit`` from the working directory, else from
+    the passwd home directory (not ``$HOME``); builds without ``pwd.h`` also look for ``spice.rc``
+    and in ``$HOME``. Started here, it finds only this empty file and stops looking, so nothing
+    from the user's folder or home is ever executed. The working directory is process-wide state:
+    this runs only while an ngspice starts (once per process, and after :meth:`_Session.restart`).
+    """
+    home = os.environ.get("HOME")
+    back = os.open(".", os.O_RDONLY)
+    try:
+        with tempfile.TemporaryDirectory(prefix="circuitep-ngspice-") as private:
+            with open(os.path.join(private, ".spiceinit"), "w") as fh:
+                fh.write("* circuitep: ngspice reads no user init file\n")
+            os.chdir(private)
+            os.environ["HOME"] = private
+            try:
+                yield
+            finally:
+                os.fchdir(back)
+                if home is None:
+                    os.environ.pop("HOME", None)
+                else:
+                    os.environ["HOME"] = home
+    finally:
+        os.close(back)
+
+
+def _no_user_init(lib) -> bool:
+    """Tell ngspice 44+ not to read ``.spiceinit`` (``ngSpice_nospiceinit``, to be called before
+    ``ngSpice_Init``); True if the library has it. Older versions: :func:`_private_startup_dir`."""
+    try:
+        ffi.cdef("int ngSpice_nospiceinit(void);")
+    except Exception:  # noqa: BLE001 - declared already, by an earlier call or a newer PySpice
+        pass
+    try:
+        call = lib.ngSpice_nospiceinit
+    except AttributeError:  # ngspice < 44: no such symbol
+        return False
+    call()
+    return True
+
+
+if NgSpiceShared is not None:
+    class _NgSpice(NgSpiceShared):
+        """PySpice's binding with what circuitep needs before ngspice starts: no user init file
+        is read (:func:`_no_user_init`, :func:`_private_startup_dir`), and the background-thread
+        callback returns an int (PySpice's returns None, which cffi reports on every analysis)
+        and sets ``finished`` when an analysis started with ``bg_`` ends."""
+
+        def __init__(self, copy: str | None = None):
+            self._copy = copy  # a private copy of the library: a second, independent ngspice
+            self.thread: int | None = None  # OS id of the thread running the last bg_ analysis
+            super().__init__(ngspice_id=0, send_data=False)
+
+        @property
+        def library_path(self):
+            return self._copy or super().library_path
+
+        def _load_library(self, verbose):
+            if self._copy is None:
+                super()._load_library(verbose)
+            else:  # PySpice's C declarations are made once per process, by the first instance
+                self._ngspice_shared = ffi.dlopen(self._copy)
+            # held open for the life of the process (ctypes never unloads): at exit cffi unloads
+            # the library, which crashed (SIGSEGV) the thread of an analysis that never stopped
+            self._pin = ctypes.CDLL(self.library_path)
+
+        def _init_ngspice(self, send_data):
+            self.finished = threading.Event()
+            self.finished.set()
+            self.nospiceinit = _no_user_init(self._ngspice_shared)
+            with _private_startup_dir():
+                super()._init_ngspice(send_data)
+
+        @staticmethod
+        def _background_thread_running(exited, ngspice_id, user_data):
+            # ngspice passes its "exited" flag: false when the thread starts, true when it ends
+            self = ffi.from_handle(user_data)
+            if exited:
+                self.finished.set()
+            else:
+                self.thread = threading.get_native_id()
+            return 0
 
 
 @functools.cache
@@ -79,7 +188,7 @@ def shared_ngspice():
         logging.getLogger(name).addFilter(_VersionFilter())
         logging.getLogger(name).setLevel(logging.CRITICAL)  # errors are classified by _Session
     try:
-        return NgSpiceShared(ngspice_id=0, send_data=False)
+        return _NgSpice()
     except OSError as exc:
         raise NgspiceUnavailable(f"cannot load libngspice ({exc}): {INSTALL_HINT}") from exc
 
@@ -87,7 +196,15 @@ def shared_ngspice():
 class _Session:
     """The process's ngspice: commands with stderr classified, vectors read as arrays, and the
     circuits it holds. ngspice numbers loaded circuits newest first; ``order`` keeps them oldest
-    first as opaque tokens so that every engine in the process can select its own."""
+    first as opaque tokens so that every engine in the process can select its own.
+
+    ``generation`` counts fresh starts: an analysis that ran past its limit and an error ngspice
+    "cannot recover" from leave ngspice unusable, so the session drops every circuit (engines
+    reload theirs when ``generation`` changed) or, where ngspice cannot be stopped or recovered,
+    loads a private copy of the library, an independent second ngspice (:meth:`restart`).
+    ``garbage`` holds circuits of engines that were garbage-collected: removed at the next
+    :meth:`select` or :meth:`add_circuit`, never in the middle of another engine's solve.
+    """
 
     def __init__(self):
         self.ng = shared_ngspice()
@@ -95,14 +212,22 @@ class _Session:
         self.calls = 0
         self.order: list[object] = []
         self.current: object | None = None
+        self.generation = 0
+        self.garbage: list[object] = []
+        self.abandoned: list[object] = []  # stuck instances: their threads may call back
 
     def add_circuit(self, token: object, text: str) -> None:
         """Load a netlist as a new circuit, which becomes the current one.
 
         ngspice adds some faulty netlists and refuses others; the circuit list is counted before
         and after so that ``order`` always matches what ngspice holds."""
+        self.collect()
         before = self.count()
-        errors = self.load(text)
+        try:
+            errors = self.load(text)
+        except NgspiceError:
+            self.current = None
+            raise
         if self.count() > before:
             self.order.append(token)
             self.current = token
@@ -119,6 +244,7 @@ class _Session:
         return sum(1 for line in self.ng._stdout if re.match(r"(Current\t)?\d+\t", line))
 
     def select(self, token: object) -> None:
+        self.collect()
         if self.current is not token:
             self.checked(f"setcirc {len(self.order) - self.order.index(token)}")
             self.current = token
@@ -129,16 +255,67 @@ class _Session:
         self.order.remove(token)
         self.current = None
 
+    def collect(self) -> None:
+        """Remove the circuits of engines that were garbage-collected."""
+        while self.garbage:
+            token = self.garbage.pop()
+            if token in self.order:
+                self.remove(token)
+
     def command(self, text: str) -> list[str]:
         """Run one command; return stderr lines that are not information. Never raises on them."""
         if len(text) > _MAX_COMMAND:
             raise ValueError(f"ngspice command longer than {_MAX_COMMAND} characters")
-        self.ng.clear_output()
+        self._count_call()
+        self.lib.ngSpice_Command(text.encode("ascii"))
+        return [line for line in self.ng._stderr if not _INFO.match(line)]
+
+    def _count_call(self) -> None:
         self.calls += 1
         if self.calls % 5000 == 0:  # ngspice keeps every command in its history
             self.lib.ngSpice_Command(FFI.NULL)
-        self.lib.ngSpice_Command(text.encode("ascii"))
-        return [line for line in self.ng._stderr if not _INFO.match(line)]
+        self.ng.clear_output()
+
+    def run(self, analysis: str, timeout: float) -> list[str] | None:
+        """Run an analysis (``op``, ``dc ...``, ``tran ...``, ``sens ...``) in ngspice's background
+        thread, waiting at most ``timeout`` s; return its stderr lines that are not information,
+        or None when it ran past the limit. Then ngspice is halted and every circuit dropped
+        (none is used again half-solved), or, where it does not stop, replaced (:meth:`restart`)."""
+        if len(analysis) + 3 > _MAX_COMMAND:
+            raise ValueError(f"ngspice command longer than {_MAX_COMMAND} characters")
+        self._count_call()
+        self.ng.finished.clear()
+        self.lib.ngSpice_Command(f"bg_{analysis}".encode("ascii"))
+        if self.ng.finished.wait(timeout):
+            return [line for line in self.ng._stderr if not _INFO.match(line)]
+        self.lib.ngSpice_Command(b"bg_halt")
+        if self.ng.finished.wait(HALT_GRACE):
+            self.command("destroy all")
+            for token in list(self.order):
+                self.remove(token)
+            self.generation += 1
+        else:
+            self.restart()
+        return None
+
+    def restart(self) -> None:
+        """Continue on a fresh ngspice: a private copy of the library, loaded beside the old one
+        (ngspice keeps global state, so a second file is a second, independent instance). A
+        thread still spinning in the old one is kept at idle priority until the process ends."""
+        old = self.ng
+        if old.thread is not None and not old.finished.is_set():
+            try:
+                os.sched_setscheduler(old.thread, os.SCHED_IDLE, os.sched_param(0))
+            except (AttributeError, OSError):  # not Linux: it keeps its priority
+                pass
+        self.abandoned.append(old)
+        with tempfile.TemporaryDirectory(prefix="circuitep-ngspice-") as private:
+            copy = os.path.join(private, "libngspice-copy.so")
+            shutil.copyfile(_library_file(), copy)
+            self.ng = _NgSpice(copy)  # mapped: the file may go
+        self.lib = self.ng._ngspice_shared
+        self.order, self.current, self.garbage = [], None, []
+        self.generation += 1
 
     def checked(self, text: str) -> None:
         errors = self.command(text)
@@ -148,20 +325,23 @@ class _Session:
     def load(self, text: str) -> list[str]:
         """Hand a netlist to ngspice; return the error lines it printed on stderr. A ``.control``
         block (a standalone netlist's analysis, :func:`circuitep.netlist.analysis_block`) is left
-        out: the shared library would run it, and its ``quit`` would detach ngspice."""
+        out: the shared library would run it, and its ``quit`` would detach ngspice. Where ngspice
+        refuses the netlist outright, raises with ngspice's own lines (and, where ngspice says it
+        cannot recover, continues on a fresh instance: :meth:`restart`)."""
         lines = [line for line in _without_control(text.split("\n")) if line.strip()]
         if self.order:
             self.command("destroy all")
-        self.ng.clear_output()
-        self._circ(lines)
-        return [line for line in self.ng._stderr if not _INFO.match(line)]
-
-    def _circ(self, lines: list[str]) -> None:
         keep = [ffi.new("char[]", line.encode("ascii")) for line in lines] + [ffi.NULL]
         array = ffi.new("char *[]", keep)
         self.ng.clear_output()
-        if self.lib.ngSpice_Circ(array):
-            raise NgspiceError("ngSpice_Circ failed to load the netlist")
+        failed = self.lib.ngSpice_Circ(array)
+        errors = [line for line in self.ng._stderr if not _INFO.match(line)]
+        if failed:
+            said = " | ".join(errors) or "no message"
+            if any("cannot recover" in line for line in errors):
+                self.restart()
+            raise NgspiceError(f"ngspice refused the netlist: {said}")
+        return errors
 
     def vector(self, name: str) -> np.ndarray:
         info = self.lib.ngGet_Vec_Info(name.encode("ascii"))
@@ -183,6 +363,14 @@ def _without_control(lines: list[str]) -> list[str]:
         elif not inside:
             out.append(line)
     return out
+def _library_file() -> str:
+    """The file of the libngspice this process loaded first (from ``/proc/self/maps``)."""
+    with open("/proc/self/maps") as fh:
+        for line in fh:
+            path = line.split(maxsplit=5)[-1].strip()
+            if os.path.basename(path).startswith("libngspice") and os.path.isfile(path):
+                return path
+    raise NgspiceError("cannot find the loaded libngspice to start a fresh ngspice")
 
 
 @dataclass(eq=False)
@@ -207,12 +395,25 @@ class NgspiceEngine:
     sample always). Nudged phases of either sign share one circuit (the nudge gains, or the source holding beta
     for the cross-entropy nudge, are altered), and new
     parameters of the same structure are altered into every loaded circuit, never rebuilt.
+    ``timeout`` (s) limits every ngspice analysis (op, DC sweep, transient, sensitivity): past it
+    the samples fail with :class:`NgspiceTimeout` and ngspice is made clean for the next call
+    (:meth:`_Session.run`); a sweep's samples are solved again one ``op`` each, and that phase is
+    never swept again by this engine (the sweep that spun for good solved in 8 ms by ``op``).
+
+    An operating point ngspice returns counts only if its voltages are finite and within
+    :data:`~circuitep.spec.MAX_VOLTS` and it satisfies the phase's KCL
+    (:func:`~circuitep.engines.base.unsolved`);
+    other samples raise :class:`~circuitep.engines.base.ConvergenceError` naming them.
+
+    Use as a context manager, or ``close()``: the engine's circuits are removed from ngspice then,
+    or once the engine is garbage-collected.
     """
 
     form: str = "folded"
     tolerances: Tolerances = field(default_factory=Tolerances)
     retry: bool = True
     sweep: int = 100
+    timeout: float = 60.0
     name: str = "ngspice"
 
     def __post_init__(self):
@@ -220,11 +421,20 @@ class NgspiceEngine:
             raise ValueError(f"form {self.form!r} is not literal or folded")
         if isinstance(self.sweep, bool) or not isinstance(self.sweep, int) or self.sweep < 1:
             raise ValueError(f"sweep = {self.sweep!r} must be a positive integer (1: one op per sample)")
+        check_timeout(self.timeout)
         self._session = shared_session()
         self._circuits: dict[tuple, _Circuit] = {}
+        self._generation = self._session.generation
+        self._unswept: set[tuple] = set()  # phases whose sweep ran past the time limit
         self.loads = 0  # circuits loaded from text (for tests and benchmarks)
         self.sweeps = 0  # groups of samples solved in one analysis
         self.alters = 0  # element values altered
+        self._arm()
+
+    def _arm(self) -> None:
+        """Free the circuits when this engine is garbage-collected (again, if used after close)."""
+        self._finalizer = weakref.finalize(self, _discard, self._session, self._circuits)
+        self._finalizer.atexit = False  # at exit ngspice goes with the process
 
     @property
     def tolerance_dict(self) -> dict:
@@ -234,8 +444,10 @@ class NgspiceEngine:
 
     def load(self, net: Network, phase: Phase) -> Compiled:
         """Make the circuit of ``phase`` current, altering values where only they changed."""
-        kind = "aep" if phase.aep else phase.kind
-        key = (kind, repr(phase.cost))
+        if self._generation != self._session.generation:  # ngspice was reset: nothing is loaded
+            self._circuits.clear()
+            self._generation = self._session.generation
+        key = _phase_key("aep" if phase.aep else phase.kind, phase.cost)
         circuit = self._circuits.get(key)
         if circuit is not None and circuit.net is net and circuit.beta == phase.beta:
             self._session.select(circuit)
@@ -254,6 +466,8 @@ class NgspiceEngine:
         circuit = _Circuit(compiled, {el.name: el.value for el in compiled.netlist.elements()}, net, phase.beta)
         self._session.add_circuit(circuit, write(compiled.netlist, standalone=False))
         self._circuits[key] = circuit
+        if not self._finalizer.alive:
+            self._arm()
         self.loads += 1
         return compiled
 
@@ -286,12 +500,29 @@ class NgspiceEngine:
 
     def close(self) -> None:
         """Remove this engine's circuits from ngspice (the shared library itself stays loaded)."""
-        for circuit in self._circuits.values():
-            if circuit in self._session.order:
-                self._session.remove(circuit)
-        self._circuits.clear()
+        self._finalizer()
+        self._session.collect()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _timeout(self, what: str, samples) -> NgspiceTimeout:
+        rows = [int(k) for k in samples]
+        return NgspiceTimeout(f"ngspice: {what} ran past the time limit of {self.timeout:g} s "
+                              f"(sample(s) {rows[:10]}); raise timeout (--ngspice-timeout) if the "
+                              f"circuit is just large, else it does not converge", samples=rows)
 
     # --- solving -------------------------------------------------------------------------
+
+    def _run(self, analysis: str, what: str, samples) -> list[str]:
+        """One analysis within ``timeout``: its error lines, or :class:`NgspiceTimeout`."""
+        errors = self._session.run(analysis, self.timeout)
+        if errors is None:
+            raise self._timeout(what, samples)
+        return errors
 
     def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
         """Solve one phase for each sample; arrays as in :class:`circuitep.engines.base.Engine`.
@@ -308,7 +539,10 @@ class NgspiceEngine:
         d = np.empty((batch, net.n_free)) if phase.kind == "dyadic" else None
         x0 = x0 if x0 is not None else np.zeros((batch, net.n_free))
         alone = np.arange(batch)
-        if self.sweep > 1 and batch > 1 and one_operating_point(net, phase):
+        key = _phase_key("aep" if phase.aep else phase.kind, phase.cost)
+        sweepable = (self.sweep > 1 and batch > 1 and key not in self._unswept
+                     and one_operating_point(net, phase))
+        if sweepable:
             compiled = self._compile(net, phase)
             if compiled.sources:  # else every sample is the same circuit: one op each is as fast
                 values = source_values(compiled, u, y, x0)
@@ -328,6 +562,13 @@ class NgspiceEngine:
                 if k % 200 == 199:
                     self._session.command("destroy all")
             self._session.command("destroy all")
+        bad = unsolved(net, phase, u, y, x0, x, d)
+        if bad.size:
+            raise ConvergenceError(
+                f"ngspice engine: network {net.name!r}, phase {phase.label}: what ngspice returned "
+                f"for sample(s) {bad[:10].tolist()} is no operating point (voltages up to "
+                f"{np.nanmax(np.abs(x[bad])):.3g} V, beyond +-{MAX_VOLTS:g} V or off KCL): the "
+                f"circuit is singular or runs away there", samples=bad)
         return OperatingPoint(tuple(net.free_nodes), x, np.ones(batch, bool), np.zeros(batch, int), self.name,
                               phase, self.tolerance_dict | {"sweep": self.sweep}, adjoint=d)
 
@@ -344,7 +585,10 @@ class NgspiceEngine:
         token = object()
         self._session.add_circuit(token, text)
         try:
-            errors = self._session.command(f"dc {SWEEP_SOURCE} 0 {len(rows) - 1} 1")
+            errors = self._session.run(f"dc {SWEEP_SOURCE} 0 {len(rows) - 1} 1", self.timeout)
+            if errors is None:  # solved again one op each, each with its own time limit, and
+                self._unswept.add(_phase_key(compiled.phase, compiled.cost))  # nor swept again
+                return False
             if errors:
                 if any(_NONCONVERGENCE.search(e) for e in errors):
                     return False
@@ -359,8 +603,9 @@ class NgspiceEngine:
             self.sweeps += 1
             return True
         finally:
-            self._session.command("destroy all")
-            self._session.remove(token)
+            if token in self._session.order:  # else ngspice was reset after a timeout
+                self._session.command("destroy all")
+                self._session.remove(token)
 
     def settle(self, net: Network, inputs, t_stop: float | None = None) -> np.ndarray:
         """Free-node voltages at the end of a transient from rest (all capacitors discharged).
@@ -380,7 +625,8 @@ class NgspiceEngine:
         x = np.empty((u.shape[0], net.n_free))
         for b in range(u.shape[0]):
             self._drive(circuit, values[b])
-            errors = self._session.command(f"tran {spice_number(t_stop / 1000)} {spice_number(t_stop)} uic")
+            errors = self._run(f"tran {spice_number(t_stop / 1000)} {spice_number(t_stop)} uic",
+                               f"network {net.name!r}, transient from rest", [b])
             if errors:
                 raise NgspiceError(f"ngspice: network {net.name!r}, transient from rest, sample {b}: "
                                    f"{' | '.join(errors[:3])}")
@@ -453,10 +699,11 @@ class NgspiceEngine:
             self._drive(circuit, values[b])
             # measured (ngspice 39): the first sens after an alter linearises diodes at the previous
             # sample's state (errors up to 100 % on diode-clamped nodes); a second one is right
-            self._session.command(f"sens v({outs[0]})")
+            what = f"network {net.name!r}, free phase, sensitivities"
+            self._run(f"sens v({outs[0]})", what, [b])
             self._session.command("destroy all")
             for k, node in enumerate(outs):
-                errors = self._session.command(f"sens v({node})")
+                errors = self._run(f"sens v({node})", what, [b])
                 if errors:
                     raise NgspiceError(f"ngspice: network {net.name!r}, sens v({node}), sample {b}: "
                                        f"{' | '.join(errors[:3])}")
@@ -466,13 +713,17 @@ class NgspiceEngine:
         return result
 
     def _op(self, net: Network, phase: Phase, sample: int) -> None:
-        errors = self._session.command("op")
+        what = f"network {net.name!r}, phase {phase.label}, operating point"
+        errors = self._run("op", what, [sample])
         if not errors:
             return
         if self.retry and any(_NONCONVERGENCE.search(e) for e in errors):
             self._session.command("option itl1=1000 gminsteps=100 srcsteps=100")
-            errors = self._session.command("op")
-            self._session.command("option itl1=100 gminsteps=10 srcsteps=10")
+            try:
+                errors = self._run("op", f"{what} with gmin and source stepping", [sample])
+            finally:
+                if self._generation == self._session.generation:
+                    self._session.command("option itl1=100 gminsteps=10 srcsteps=10")
             if not errors:
                 return
         kind = ConvergenceError if any(_NONCONVERGENCE.search(e) for e in errors) else NgspiceError
@@ -505,6 +756,24 @@ def one_operating_point(net: Network, phase: Phase) -> bool:
     except CycleError:
         return False
     return True
+
+
+def _phase_key(kind: str, cost) -> tuple:
+    """Which loaded circuit a phase uses: one per kind (free, nudged, aep, dyadic) and cost."""
+    return kind, repr(cost)
+
+
+def check_timeout(timeout) -> None:
+    """A time limit (s) must be a positive finite number."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer, np.floating)) \
+            or not 0 < timeout < np.inf:
+        raise ValueError(f"timeout = {timeout!r} must be a positive number of seconds")
+
+
+def _discard(session: _Session, circuits: dict) -> None:
+    """An engine's circuits, for the session to remove at its next safe point."""
+    session.garbage.extend(circuits.values())
+    circuits.clear()
 
 
 def available() -> bool:

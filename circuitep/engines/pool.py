@@ -1,20 +1,23 @@
 """ngspice in a pool of worker processes, one ngspice each (ngspice is one instance per process).
 
-A batch is split into one chunk per worker. A worker that crashes or hangs is killed and
-restarted, and its chunk is sent again, so the batch completes with the same results; after
-``retries`` failures of the same chunk the pool raises :class:`PoolError` naming the samples.
+A batch is split into one chunk per worker. A worker that crashes or hangs (in its reply, or so
+that it no longer reads what is sent to it) is killed and restarted, and its chunk is sent again,
+so the batch completes with the same results; after ``retries`` failures of the same chunk the
+pool raises :class:`PoolError` naming the samples.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from circuitep.compiler import FORMS, Tolerances
 from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch
-from circuitep.engines.ngspice_engine import NgspiceEngine
+from circuitep.engines.ngspice_engine import NgspiceEngine, check_timeout
 from circuitep.spec import Network
 
 
@@ -22,9 +25,10 @@ class PoolError(RuntimeError):
     """A chunk of samples failed in every worker that tried it."""
 
 
-def _serve(conn, form: str, tolerances: Tolerances) -> None:
-    """Worker loop: solve what arrives, send back ``("ok", OperatingPoint)`` or ``("error", ...)``."""
-    engine = NgspiceEngine(form=form, tolerances=tolerances)
+def _serve(conn, form: str, tolerances: Tolerances, ngspice_timeout: float) -> None:
+    """Worker loop: solve what arrives, send back ``("ok", OperatingPoint)``, ``("convergence",
+    (message, rows or None))`` or ``("error", message)``."""
+    engine = NgspiceEngine(form=form, tolerances=tolerances, timeout=ngspice_timeout)
     while True:
         try:
             job = conn.recv()
@@ -36,7 +40,7 @@ def _serve(conn, form: str, tolerances: Tolerances) -> None:
         try:
             conn.send(("ok", engine.solve(net, phase, inputs, targets, x0)))
         except ConvergenceError as exc:
-            conn.send(("convergence", str(exc)))
+            conn.send(("convergence", (str(exc), exc.samples)))
         except Exception as exc:  # noqa: BLE001 - reported to the parent with its type
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -47,17 +51,35 @@ class _Worker:
     conn: object
 
 
+class _Sender(threading.Thread):
+    """Sends one job down a pipe, so that a worker that stopped reading (its pipe full) can be
+    given up on: ``conn.send`` blocks until the worker reads, and only killing it ends that."""
+
+    def __init__(self, conn, job):
+        super().__init__(daemon=True)
+        self.conn, self.job, self.error = conn, job, None
+
+    def run(self):
+        try:
+            self.conn.send(self.job)
+        except (BrokenPipeError, OSError) as exc:
+            self.error = exc
+
+
 @dataclass(eq=False)
 class PoolEngine:
     """ngspice engine over ``workers`` processes. Holds state: the worker processes (``close()``
-    or use as a context manager). ``timeout`` (s) is how long a chunk may take before its worker
-    is considered hung."""
+    or use as a context manager). ``timeout`` (s) is how long a chunk may take, sent and
+    answered, before its worker is considered hung; ``ngspice_timeout`` (s) is each worker's
+    limit on one ngspice analysis (:class:`~circuitep.engines.ngspice_engine.NgspiceEngine`),
+    past which those samples fail as not converged."""
 
     workers: int = 2
     form: str = "folded"
     tolerances: Tolerances = field(default_factory=Tolerances)
     timeout: float = 120.0
     retries: int = 2
+    ngspice_timeout: float = NgspiceEngine.timeout
     name: str = "ngspice-pool"
 
     def __post_init__(self):
@@ -69,6 +91,7 @@ class PoolEngine:
             raise ValueError(f"tolerances must be a Tolerances, got {type(self.tolerances).__name__}")
         if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not 0 < self.timeout < np.inf:
             raise ValueError(f"timeout = {self.timeout!r} must be a positive number of seconds")
+        check_timeout(self.ngspice_timeout)
         self._ctx = mp.get_context("spawn")
         self._pool = [self._start() for _ in range(self.workers)]
         self.restarts = 0
@@ -79,7 +102,8 @@ class PoolEngine:
 
     def _start(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_serve, args=(child, self.form, self.tolerances), daemon=True)
+        proc = self._ctx.Process(target=_serve, daemon=True,
+                                 args=(child, self.form, self.tolerances, self.ngspice_timeout))
         proc.start()
         child.close()
         return _Worker(proc, parent)
@@ -105,21 +129,25 @@ class PoolEngine:
         attempts = {k: 0 for k in range(len(chunks))}
         pending = list(range(len(chunks)))
         while pending:
-            sent = {}
+            senders = {}
             for slot, k in enumerate(pending[: self.workers]):
                 idx = chunks[k]
                 job = (net, phase, u_primary[idx], None if y is None else y[idx], None if x0 is None else x0[idx])
-                try:
-                    self._pool[slot].conn.send(job)
-                    sent[slot] = k
-                except (BrokenPipeError, OSError):
+                senders[slot] = _Sender(self._pool[slot].conn, job)
+                senders[slot].start()
+            deadline = time.monotonic() + self.timeout  # for sending and answering each chunk
+            failure, failed = None, []  # raised once every reply is read: no stale replies stay
+            for slot, k in enumerate(pending[: self.workers]):
+                sender, conn = senders[slot], self._pool[slot].conn
+                sender.join(max(0.0, deadline - time.monotonic()))
+                if sender.is_alive() or sender.error is not None:
+                    self._pool[slot].process.kill()  # ends a send blocked on a worker not reading
+                    sender.join()
                     self._restart(slot)
-                    self._retry(k, attempts, chunks, "its worker had died")
-            failure = None  # raised only after every sent chunk's reply is read: no stale replies stay in a pipe
-            for slot, k in sent.items():
-                conn = self._pool[slot].conn
+                    self._retry(k, attempts, chunks, "its worker had died or stopped reading")
+                    continue
                 try:
-                    ready = conn.poll(self.timeout)
+                    ready = conn.poll(max(0.0, deadline - time.monotonic()))
                     reply = conn.recv() if ready else None
                 except (EOFError, OSError):
                     reply = None
@@ -129,12 +157,16 @@ class PoolEngine:
                     continue
                 status, payload = reply
                 if status == "convergence":
-                    failure = failure or ConvergenceError(payload)
+                    message, rows = payload
+                    failure = failure or ConvergenceError(message)
+                    failed.append(None if rows is None else chunks[k][list(rows)])
                 elif status == "error":
                     failure = failure or PoolError(f"worker failed on samples {chunks[k].tolist()[:8]}: {payload}")
                 else:
                     results[k] = payload
             if failure is not None:
+                if failed and all(rows is not None for rows in failed):  # rows of the whole batch
+                    failure.samples = tuple(int(i) for i in np.concatenate(failed))
                 raise failure
             pending = [k for k in pending if k not in results]
         ops = [results[k] for k in range(len(chunks))]

@@ -32,7 +32,7 @@ from circuitep.compiler import compile_network
 from circuitep.datasets import Dataset, load_dataset
 from circuitep.engines.base import Phase
 from circuitep.engines.layered import LayeredEngine
-from circuitep.engines.ngspice_engine import NgspiceEngine, shared_session
+from circuitep.engines.ngspice_engine import NgspiceEngine, NgspiceError, shared_session
 from circuitep.estimators import estimate
 from circuitep.train import TrainConfig, Trainer, init_state
 
@@ -45,7 +45,10 @@ def naive_free(net, inputs: np.ndarray) -> tuple[np.ndarray, float]:
     for b, u in enumerate(inputs):
         token = object()
         session.add_circuit(token, compile_network(net, "free", "literal", inputs=u).text)
-        session.checked("op")
+        errors = session.run("op", NgspiceEngine.timeout)  # time-limited, like the engine's
+        if errors is None or errors:
+            why = "timed out" if errors is None else " | ".join(errors)
+            raise NgspiceError(f"naive op of sample {b}: {why}")
         x[b] = [session.vector(n)[0] for n in net.free_nodes]
         session.remove(token)
         session.command("destroy all")
@@ -65,11 +68,12 @@ def bench_ngspice(spec: str, n_fast: int, n_naive: int, beta: float) -> dict:
     y = np.eye(net.n_outputs)[rng.integers(0, net.n_outputs, n_fast)]
     paths = {}
     for path, sweep in (("fast", 100), ("op", 1)):
-        engine = NgspiceEngine(form="folded", sweep=sweep)
-        engine.solve(net, Phase(), u[:2])  # load the circuits once, as training does
-        engine.solve(net, Phase("nudged", beta=beta, aep=True), u[:2], y[:2], x0=np.zeros((2, net.n_free)))
-        free, t_free = timed(engine.solve, net, Phase(), u)
-        _, t_aep = timed(estimate, "aep", net, engine, u, y, beta=beta, x0=free.x)
+        with NgspiceEngine(form="folded", sweep=sweep) as engine:  # its circuits go when it is done
+            engine.solve(net, Phase(), u[:2])  # load the circuits once, as training does
+            engine.solve(net, Phase("nudged", beta=beta, aep=True), u[:2], y[:2],
+                         x0=np.zeros((2, net.n_free)))
+            free, t_free = timed(engine.solve, net, Phase(), u)
+            _, t_aep = timed(estimate, "aep", net, engine, u, y, beta=beta, x0=free.x)
         paths[path] = (free, t_free / n_fast, (t_free + t_aep) / n_fast)
     fast, t_fast_free, t_fast_train = paths["fast"]
     op, t_op_free, t_op_train = paths["op"]
@@ -128,13 +132,13 @@ def bench_memory(n_ops: int) -> dict:
     out = {"operating_points": n_ops}
     for path, sweep in (("fast", 100), ("op", 1)):
         net = from_shorthand("ff:16-8-4", seed=0)
-        engine = NgspiceEngine(form="folded", sweep=sweep)
-        rng = np.random.default_rng(0)
-        engine.solve(net, Phase(), rng.uniform(0, 1, (500, net.n_inputs)))  # warm up
-        before = rss_mb()
-        for _ in range(n_ops // 500):
-            engine.solve(net, Phase(), rng.uniform(0, 1, (500, net.n_inputs)))
-        out[f"{path}_rss_growth_mb"] = rss_mb() - before
+        with NgspiceEngine(form="folded", sweep=sweep) as engine:
+            rng = np.random.default_rng(0)
+            engine.solve(net, Phase(), rng.uniform(0, 1, (500, net.n_inputs)))  # warm up
+            before = rss_mb()
+            for _ in range(n_ops // 500):
+                engine.solve(net, Phase(), rng.uniform(0, 1, (500, net.n_inputs)))
+            out[f"{path}_rss_growth_mb"] = rss_mb() - before
     return out
 
 

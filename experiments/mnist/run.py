@@ -113,7 +113,8 @@ def ngspice_check(run_dir: Path, data, n: int, cfg: dict) -> dict:
             return cached
     net = load_spec(run_dir / "trained.toml")
     u, _ = encode(data.x_test[:n], data.y_test[:n], data.n_classes, TrainConfig(v_on=cfg["v_on"]))
-    spice = free_outputs(NgspiceEngine(form="folded"), net, u)
+    with NgspiceEngine(form="folded") as engine:
+        spice = free_outputs(engine, net, u)
     ref = free_outputs(LayeredEngine(), net, u)
     ok = np.isfinite(spice).all(1) & np.isfinite(ref).all(1)
     pred_s, pred_n, labels = spice[ok].argmax(1), ref[ok].argmax(1), data.y_test[:n][ok]
