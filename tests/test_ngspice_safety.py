@@ -116,8 +116,14 @@ def test_a_timed_out_solve_leaves_the_engine_usable():
         engine.settle(net, u[:1])
     with pytest.raises(NgspiceTimeout, match=r"free phase, sensitivities ran past"):
         engine.sensitivities(net, u[:1])
+    with pytest.raises(NgspiceTimeout, match=r"phase free, transient ran past .* \[0\]"):
+        engine.transient(net, Phase(), u[:1], t_stop=1e-6, steps=100)
     engine.timeout = 60.0
     assert np.abs(engine.solve(net, Phase(), u).x - ref).max() <= 1e-6
+    # the transient after a halted one starts from rest again and ends where settle does
+    t, x = engine.transient(net, Phase(), u[:1], t_stop=2e-6, steps=200)
+    assert np.abs(x[0]).max() == 0.0
+    assert np.abs(x[-1] - engine.settle(net, u[:1], t_stop=2e-6)[0]).max() <= 1e-6
     swept = from_shorthand("ff:8-4-2")  # the DC-sweep path
     u8 = np.random.default_rng(1).uniform(0, 1, (5, 8))
     ref8 = NumpyEngine().solve(swept, Phase(), u8).x

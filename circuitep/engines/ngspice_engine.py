@@ -655,12 +655,13 @@ class NgspiceEngine:
         index = {n: k for k, n in enumerate(compiled.free_nodes)}
         caps = [(el.name, index[el.nodes[0]]) for el in compiled.netlist.elements()
                 if el.kind == "C" and el.nodes[0] in index]
+        what = f"network {net.name!r}, phase {phase.label}, transient"
+        self._initial_conditions([(name, start[k]) for name, k in caps])
+        # past the time limit ngspice is halted and its circuits dropped: nothing left to reset
+        errors = self._run(f"tran {spice_number(t_stop / steps)} {spice_number(t_stop)} uic", what, [0])
         try:
-            self._initial_conditions([(name, start[k]) for name, k in caps])
-            errors = self._session.command(f"tran {spice_number(t_stop / steps)} {spice_number(t_stop)} uic")
             if errors:
-                raise NgspiceError(f"ngspice: network {net.name!r}, phase {phase.label}, transient: "
-                                   f"{' | '.join(errors[:3])}")
+                raise NgspiceError(f"ngspice: {what}: {' | '.join(errors[:3])}")
             t = self._session.vector("time")
             x = np.stack([self._session.vector(n) for n in compiled.free_nodes], axis=1)
         finally:
