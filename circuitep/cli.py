@@ -31,7 +31,7 @@ from circuitep.fileio import write_error
 from circuitep.runs import train_run
 from circuitep.sens import sens_gradients
 from circuitep.specio import SpecError, load_spec
-from circuitep.train import ALGORITHMS, LR_SCHEDULES, TrainConfig
+from circuitep.train import ALGORITHM_ALIASES, ALGORITHMS, LR_SCHEDULES, TrainConfig
 
 ENGINES = ("ngspice", "numpy", "layered")
 #: Exit status of ``train`` and ``demo`` when training diverged (``diverged.json`` in the run
@@ -545,8 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="layered (the numpy solver exploiting the layer structure, default), numpy (the dense "
                         "reference solver, any graph) or ngspice (the circuit simulator in the loop)")
     t.add_argument("--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)")
-    t.add_argument("--algorithm", choices=ALGORITHMS, default="aep",
-                   help="aep (default, exact for non-reciprocal circuits), ep, vf, dyadic, or bp (exact gradient)")
+    t.add_argument("--algorithm", choices=ALGORITHMS + tuple(ALGORITHM_ALIASES), default="aep",
+                   help="aep (default, exact for non-reciprocal circuits), ep, vf, dyadic, or exact "
+                        "(the exact gradient, backpropagation; bp is another name for it)")
     t.add_argument("--epochs", type=_count, default=10, help="epochs (default 10)")
     t.add_argument("--batch-size", type=_count, default=32, help="mini-batch size (default 32)")
     t.add_argument("--lr", type=_positive, default=0.05,

@@ -30,7 +30,12 @@ from circuitep.fileio import atomic_path, open_regular
 from circuitep.report import linear_transient, phase_report, sample_report, transient
 from circuitep.spec import MAX_AMPS, MAX_SIEMENS, MAX_VOLTS, MIN_SIEMENS, Network
 
-ALGORITHMS = ("aep", "ep", "vf", "dyadic", "bp")
+#: Training algorithms: the gradient estimators of :mod:`circuitep.estimators` by their names there
+#: (``exact`` is the exact adjoint gradient, i.e. backpropagation through the circuit's equations).
+ALGORITHMS = ("aep", "ep", "vf", "dyadic", "exact")
+#: Other names accepted for an algorithm, stored as the name they stand for: ``bp`` (what the CLI,
+#: the experiment configs and the committed results call the exact gradient) is ``exact``.
+ALGORITHM_ALIASES = {"bp": "exact"}
 #: Smallest trained leak, relative to the natural scale: a leak of 0 would leave a node fed only by
 #: transconductors without a DC path to ground (no operating point; the spec refuses it).
 LEAK_FLOOR = 1e-3
@@ -69,7 +74,8 @@ class TrainConfig:
     ``levels``: quantise conductances to this many levels within their bounds (None: analog).
     ``on_failure``: what a non-converging sample does, ``skip`` (counted) or ``stop``.
     ``eval_train_samples``: measure the per-epoch train accuracy on the first N training samples
-    (None: all of them).
+    (None: all of them). ``algorithm``: one of :data:`ALGORITHMS`, or an alias of
+    :data:`ALGORITHM_ALIASES` (``bp``), stored as the name it stands for (``exact``).
     """
 
     algorithm: str = "aep"
@@ -121,8 +127,10 @@ class TrainConfig:
             raise ValueError(f"g_bounds = {self.g_bounds!r} must be a pair of numbers (g_min, g_max)")
         # a tuple: a list would not compare equal on resume
         put("g_bounds", tuple(plain_float("g_bounds", b) for b in self.g_bounds))
+        if isinstance(self.algorithm, str) and str.__str__(self.algorithm) in ALGORITHM_ALIASES:
+            put("algorithm", ALGORITHM_ALIASES[str.__str__(self.algorithm)])
         choice("algorithm", self.algorithm, ALGORITHMS,
-               f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
+               f"algorithm {self.algorithm!r} is not one of {ALGORITHMS} (or the alias 'bp' of 'exact')")
         for key in ("lr", "beta_rel", "tau"):
             put(key, number(key, getattr(self, key), lambda v: 0 < v < np.inf,
                             "must be a positive finite number"))
@@ -330,9 +338,10 @@ class Trainer:
         return self.net.with_params(state.params)
 
     def gradient(self, net: Network, u: np.ndarray, y: np.ndarray, algorithm: str | None = None):
-        """Batch-mean gradient of the configured algorithm (``bp``: the exact adjoint gradient)."""
+        """Batch-mean gradient of the configured algorithm (or ``algorithm``, an estimator name or an
+        alias of :data:`ALGORITHM_ALIASES`)."""
         algorithm = algorithm or self.config.algorithm
-        name = "exact" if algorithm == "bp" else algorithm
+        name = ALGORITHM_ALIASES.get(algorithm, algorithm)
         beta = self.beta * (1e3 if name == "dyadic" else 1.0)
         return estimate(name, net, self.engine, u, y, beta=beta, cost=self.cost, centered=self.config.centered)
 

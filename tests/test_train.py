@@ -649,3 +649,21 @@ def test_numpy_scalars_are_python_numbers_in_the_config():
     config = TrainConfig(epochs=np.int64(3), lr=np.float64(0.05), batch_size=np.int64(8))
     assert config == TrainConfig(epochs=3, lr=0.05, batch_size=8) and type(config.epochs) is int
     assert config_from_json(config_to_json(config)) == config
+
+
+def test_bp_is_the_exact_estimator_by_its_one_name(tmp_path):
+    """The library calls the exact gradient ``exact`` (the estimators' name); ``bp``, as the CLI,
+    the experiment configs and run directories written before say, is accepted and stored as it:
+    a run whose config.json says bp resumes with either name."""
+    assert TrainConfig(algorithm="bp") == TrainConfig(algorithm="exact")
+    assert TrainConfig(algorithm="bp").algorithm == "exact"
+    net, data = from_shorthand("ff:64-8-10", seed=0), load_dataset("digits", n_train=20, n_test=10)
+    out, config = tmp_path / "run", TrainConfig(algorithm="exact", epochs=2, batch_size=10)
+    train_run(net, data, LayeredEngine(), config, out, progress=False, stop_after=1)
+    saved = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps(dict(saved, algorithm="bp")))  # as older runs wrote it
+    summary = train_run(net, data, LayeredEngine(), replace(config, algorithm="bp"), out, resume=True,
+                        progress=False)
+    assert summary["complete"] and summary["algorithm"] == "exact"
+    with pytest.raises(ValueError, match="alias 'bp'"):
+        TrainConfig(algorithm="backprop")
