@@ -336,7 +336,8 @@ class LayeredEngine:
         check_options(self)
 
     @property
-    def tolerances(self) -> dict:
+    def tolerance_dict(self) -> dict:
+        """What :attr:`OperatingPoint.tolerances` reports: ``vtol`` (V), ``itol`` (A), ``max_iter``."""
         return {"vtol": self.vtol, "itol": self.itol, "max_iter": self.max_iter}
 
     def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
@@ -412,7 +413,7 @@ class LayeredEngine:
 
     def _result(self, net, phase, x, ok, it, blocks, adjoint=None):
         stable = is_stable(net, blocks.dense()) if self.check_stability else None
-        return OperatingPoint(tuple(net.free_nodes), x, ok, it, self.name, phase, self.tolerances,
+        return OperatingPoint(tuple(net.free_nodes), x, ok, it, self.name, phase, self.tolerance_dict,
                               adjoint=adjoint, stable=stable)
 
 

@@ -228,7 +228,9 @@ class NgspiceEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        return self.tolerances.as_dict() | {"form": self.form}
+        """What :attr:`OperatingPoint.tolerances` reports: the netlists' ``.options`` (``reltol``,
+        ``vntol`` V, ``abstol`` A, ``gmin`` S), ``form`` and ``sweep``."""
+        return self.tolerances.as_dict() | {"form": self.form, "sweep": self.sweep}
 
     # --- loading -------------------------------------------------------------------------
 
@@ -329,7 +331,7 @@ class NgspiceEngine:
                     self._session.command("destroy all")
             self._session.command("destroy all")
         return OperatingPoint(tuple(net.free_nodes), x, np.ones(batch, bool), np.zeros(batch, int), self.name,
-                              phase, self.tolerance_dict | {"sweep": self.sweep}, adjoint=d)
+                              phase, self.tolerance_dict, adjoint=d)
 
     def _sweep(self, compiled: Compiled, values: np.ndarray, x: np.ndarray, d: np.ndarray | None,
                rows: np.ndarray) -> bool:
