@@ -546,8 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "reference solver, any graph) or ngspice (the circuit simulator in the loop)")
     t.add_argument("--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)")
     t.add_argument("--algorithm", choices=ALGORITHMS + tuple(ALGORITHM_ALIASES), default="aep",
-                   help="aep (default, exact for non-reciprocal circuits), ep, vf, dyadic, or exact "
-                        "(the exact gradient, backpropagation; bp is another name for it)")
+                   help="aep (default, exact for non-reciprocal circuits), ep, vf, dyadic, or "
+                        "exact (the exact gradient, backpropagation; bp is another name for it)")
     t.add_argument("--epochs", type=_count, default=10, help="epochs (default 10)")
     t.add_argument("--batch-size", type=_count, default=32, help="mini-batch size (default 32)")
     t.add_argument("--lr", type=_positive, default=0.05,

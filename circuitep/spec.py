@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -413,13 +413,14 @@ class Network:
         from a node to itself, and a DC path to ground from every free node."""
         for c in self.couplings:
             if c.kind == "resistor" and c.src == c.dst and np.any(np.diag(c.weight)):
-                raise ValueError(f"couplings[{c.name!r}]: a resistor from a node to itself does nothing; "
-                                 "mask the diagonal")
+                raise ValueError(f"couplings[{c.name!r}]: a resistor from a node to itself does "
+                                 "nothing; mask the diagonal")
         floating = self.floating_nodes()
         if floating:
-            shown = ", ".join(floating[:5]) + (f" and {len(floating) - 5} more" if len(floating) > 5 else "")
-            raise ValueError(f"free node(s) {shown} have no DC path to ground (no leak, clamp, or resistors "
-                             "to a node that has one): their voltage is undetermined; give them a leak (S)")
+            more = f" and {len(floating) - 5} more" if len(floating) > 5 else ""
+            raise ValueError(f"free node(s) {', '.join(floating[:5])}{more} have no DC path to "
+                             "ground (no leak, clamp, or resistors to a node that has one): their "
+                             "voltage is undetermined; give them a leak (S)")
 
     # --- structure -------------------------------------------------------------------------
 
@@ -573,9 +574,9 @@ class Network:
             couplings.append(c)
         groups = []
         for g in self.groups:
-            new = {key: check_array(f"groups[{g.name!r}].{key}", params[f"{g.name}.{key}"], (g.size,),
-                                    **NODE_PARAMS[key])
-                   for key in ("bias", "leak") if g.free and f"{g.name}.{key}" in params}
+            keys = [key for key in ("bias", "leak") if g.free and f"{g.name}.{key}" in params]
+            new = {key: check_array(f"groups[{g.name!r}].{key}", params[f"{g.name}.{key}"],
+                                    (g.size,), **NODE_PARAMS[key]) for key in keys}
             groups.append(_validated_copy(g, **new) if new else g)
         net = _validated_copy(self, groups=tuple(groups), couplings=tuple(couplings))
         net._check_values()

@@ -129,8 +129,8 @@ class TrainConfig:
         put("g_bounds", tuple(plain_float("g_bounds", b) for b in self.g_bounds))
         if isinstance(self.algorithm, str) and str.__str__(self.algorithm) in ALGORITHM_ALIASES:
             put("algorithm", ALGORITHM_ALIASES[str.__str__(self.algorithm)])
-        choice("algorithm", self.algorithm, ALGORITHMS,
-               f"algorithm {self.algorithm!r} is not one of {ALGORITHMS} (or the alias 'bp' of 'exact')")
+        choice("algorithm", self.algorithm, ALGORITHMS, f"algorithm {self.algorithm!r} is not one "
+               f"of {ALGORITHMS} (or the alias 'bp' of 'exact')")
         for key in ("lr", "beta_rel", "tau"):
             put(key, number(key, getattr(self, key), lambda v: 0 < v < np.inf,
                             "must be a positive finite number"))
@@ -338,8 +338,8 @@ class Trainer:
         return self.net.with_params(state.params)
 
     def gradient(self, net: Network, u: np.ndarray, y: np.ndarray, algorithm: str | None = None):
-        """Batch-mean gradient of the configured algorithm (or ``algorithm``, an estimator name or an
-        alias of :data:`ALGORITHM_ALIASES`)."""
+        """Batch-mean gradient of the configured algorithm (or ``algorithm``, an estimator name or
+        an alias of :data:`ALGORITHM_ALIASES`)."""
         algorithm = algorithm or self.config.algorithm
         name = ALGORITHM_ALIASES.get(algorithm, algorithm)
         beta = self.beta * (1e3 if name == "dyadic" else 1.0)
@@ -425,7 +425,8 @@ class Trainer:
         ``seconds`` (s) its training time) and the evaluation's failures added to its count."""
         net = self.network(state)
         n = self.config.eval_train_samples or len(self.u_train)
-        train_acc, train_cost, failed_train = self.accuracy(net, self.u_train[:n], self.data.y_train[:n])
+        train_acc, train_cost, failed_train = self.accuracy(net, self.u_train[:n],
+                                                            self.data.y_train[:n])
         test_acc, test_cost, failed_test = self.accuracy(net, self.u_test, self.data.y_test)
         cosine, failed_probe = self.gradient_cosine(net)
         failures = state.failures + failed_train + failed_test + failed_probe
@@ -479,8 +480,8 @@ class Trainer:
                 raise TrainingDiverged(
                     f"training diverged in epoch {state.epoch + 1}: no sample of the last {lost} (batches up to "
                     f"{batch + 1} of the epoch) has an operating point, so no update can be computed "
-                    f"({state.failures} non-converged samples in the run so far)", state.epoch + 1, batch,
-                    state.failures)
+                    f"({state.failures} non-converged samples in the run so far)", state.epoch + 1,
+                    batch, state.failures)
             if bar is not None:
                 bar.update(len(idx))
         return replace(state, epoch=state.epoch + 1)

@@ -369,7 +369,8 @@ def test_ep_bias_law_on_nonlinear_reciprocal_network(key):
 # ------------------------------------------------------------------ 5. contract over every estimator
 
 
-@pytest.fixture(params=["numpy", "layered", pytest.param("ngspice-folded", marks=pytest.mark.ngspice),
+@pytest.fixture(params=["numpy", "layered",
+                        pytest.param("ngspice-folded", marks=pytest.mark.ngspice),
                         pytest.param("ngspice-pool", marks=pytest.mark.ngspice)])
 def engine(request):
     """Every engine: numpy, layered, ngspice (folded) and the 2-worker ngspice pool."""

@@ -341,8 +341,9 @@ def test_the_memo_of_chain_and_drive_never_changes_an_answer():
     y = rng.uniform(0, 0.5, (3, net.n_outputs))
     other = net.with_params({c.name: 1.5 * c.weight for c in net.couplings})
     engine = LayeredEngine()
-    for n, u, phase in [(net, u1, Phase()), (net, u1, Phase("nudged", 1e-6)), (net, u2, Phase()),
-                        (other, u2, Phase()), (other, u2, Phase("nudged", -1e-6)), (net, u1, Phase())]:
+    cases = [(net, u1, Phase()), (net, u1, Phase("nudged", 1e-6)), (net, u2, Phase()),
+             (other, u2, Phase()), (other, u2, Phase("nudged", -1e-6)), (net, u1, Phase())]
+    for n, u, phase in cases:
         targets = None if phase.kind == "free" else y
         got = engine.solve(n, phase, u, targets).x
         assert np.array_equal(got, LayeredEngine().solve(n, phase, u, targets).x), phase.label

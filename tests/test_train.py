@@ -661,9 +661,9 @@ def test_bp_is_the_exact_estimator_by_its_one_name(tmp_path):
     out, config = tmp_path / "run", TrainConfig(algorithm="exact", epochs=2, batch_size=10)
     train_run(net, data, LayeredEngine(), config, out, progress=False, stop_after=1)
     saved = json.loads((out / "config.json").read_text())
-    (out / "config.json").write_text(json.dumps(dict(saved, algorithm="bp")))  # as older runs wrote it
-    summary = train_run(net, data, LayeredEngine(), replace(config, algorithm="bp"), out, resume=True,
-                        progress=False)
+    (out / "config.json").write_text(json.dumps(dict(saved, algorithm="bp")))  # as older runs did
+    summary = train_run(net, data, LayeredEngine(), replace(config, algorithm="bp"), out,
+                        resume=True, progress=False)
     assert summary["complete"] and summary["algorithm"] == "exact"
     with pytest.raises(ValueError, match="alias 'bp'"):
         TrainConfig(algorithm="backprop")

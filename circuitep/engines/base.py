@@ -68,8 +68,9 @@ class OperatingPoint:
     ``x`` holds the free-node voltages ``(batch, n_free)`` in the order of ``nodes``; for a dyadic
     phase ``adjoint`` holds the second half ``d`` (V), else ``None``. ``converged`` and
     ``iterations`` are per sample (``iterations``: the solver's own count of Newton iterations,
-    or -1 where it cannot tell, as for samples ngspice solves within one DC sweep); ``stable`` (per sample, or ``None`` when not checked) says
-    whether the linearised dynamics ``C^-1 J`` have all eigenvalues in the left half plane.
+    or -1 where it cannot tell, as for samples ngspice solves within one DC sweep); ``stable``
+    (per sample, or ``None`` when not checked) says whether the linearised dynamics ``C^-1 J``
+    have all eigenvalues in the left half plane.
     ``tolerances`` is the solving engine's :attr:`Engine.tolerance_dict` (a plain dict of JSON
     values, the same type on every engine; its keys are the engine's own settings).
     """

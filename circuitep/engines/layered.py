@@ -343,7 +343,8 @@ class LayeredEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        """What :attr:`OperatingPoint.tolerances` reports: ``vtol`` (V), ``itol`` (A), ``max_iter``."""
+        """What :attr:`OperatingPoint.tolerances` reports: ``vtol`` (V), ``itol`` (A),
+        ``max_iter``."""
         return {"vtol": self.vtol, "itol": self.itol, "max_iter": self.max_iter}
 
     def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
@@ -408,7 +409,8 @@ class LayeredEngine:
         blocks = system(np.arange(batch), x)[1]() if self.check_stability else None
         return self._result(net, phase, x, ok, it, blocks)
 
-    def _chain_and_drive(self, net: Network, phase: Phase, u: np.ndarray) -> tuple[_Chain, np.ndarray]:
+    def _chain_and_drive(self, net: Network, phase: Phase,
+                         u: np.ndarray) -> tuple[_Chain, np.ndarray]:
         """The chain of ``net`` and the constant current into each free node (A, ``(batch,
         n_free)``: the input drive of ``u`` plus the bias currents), from the memo where ``net``
         is the same object and ``u`` the same voltages as last time."""
@@ -419,7 +421,8 @@ class LayeredEngine:
         if phase.kind == "nudged" and not isinstance(phase.cost, SquaredError):
             chain_structure(net, phase)  # raises where the cost's Hessian couples distant groups
         drive = memo.get("drive")
-        if drive is None or drive[0] is not net or drive[1].shape != u.shape or not np.array_equal(drive[1], u):
+        if (drive is None or drive[0] is not net or drive[1].shape != u.shape
+                or not np.array_equal(drive[1], u)):
             current = kcl.input_drive(net, u)[0] + chain[1].bias
             current.setflags(write=False)
             drive = memo["drive"] = (net, u, current)

@@ -40,7 +40,8 @@ class NumpyEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        """What :attr:`OperatingPoint.tolerances` reports: ``vtol`` (V), ``itol`` (A), ``max_iter``."""
+        """What :attr:`OperatingPoint.tolerances` reports: ``vtol`` (V), ``itol`` (A),
+        ``max_iter``."""
         return {"vtol": self.vtol, "itol": self.itol, "max_iter": self.max_iter}
 
     def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
