@@ -31,7 +31,7 @@ from circuitep.fileio import write_error
 from circuitep.runs import train_run
 from circuitep.sens import sens_gradients
 from circuitep.specio import SpecError, load_spec
-from circuitep.train import ALGORITHMS, LR_SCHEDULES, TrainConfig
+from circuitep.train import ALGORITHM_ALIASES, ALGORITHMS, LR_SCHEDULES, TrainConfig
 
 ENGINES = ("ngspice", "numpy", "layered")
 #: Exit status of ``train`` and ``demo`` when training diverged (``diverged.json`` in the run
@@ -562,8 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ngspice-timeout", type=_positive, default=NGSPICE_TIMEOUT, metavar="SECONDS",
                    help="limit on each ngspice analysis (default %(default)g s): past it the "
                         "samples count as not converged")
-    t.add_argument("--algorithm", choices=ALGORITHMS, default="aep",
-                   help="aep (default, exact for non-reciprocal circuits), ep, vf, dyadic, or bp (exact gradient)")
+    t.add_argument("--algorithm", choices=ALGORITHMS + tuple(ALGORITHM_ALIASES), default="aep",
+                   help="aep (default, exact for non-reciprocal circuits), ep, vf, dyadic, or "
+                        "exact (the exact gradient, backpropagation; bp is another name for it)")
     t.add_argument("--epochs", type=_count, default=10, help="epochs (default 10)")
     t.add_argument("--batch-size", type=_count, default=32, help="mini-batch size (default 32)")
     t.add_argument("--lr", type=_positive, default=0.05,

@@ -86,9 +86,8 @@ def estimate(name: str, net: Network, engine: Engine, inputs, targets, *, beta: 
     if not (np.isfinite(beta) and beta > 0):
         raise ValueError(f"beta = {beta!r} must be a positive finite number")
     cost = cost or SquaredError()
-    _, targets, _ = check_batch(net, Phase("dyadic", beta=1.0), inputs, targets, None)
+    u, targets, _ = check_batch(net, Phase("dyadic", beta=1.0), inputs, targets, None)
     inputs = np.asarray(inputs, dtype=float)
-    u = net.expand_inputs(inputs)
     if x0 is None:
         x0 = free_state(net, engine, inputs).x
     else:

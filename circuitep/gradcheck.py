@@ -12,7 +12,7 @@ import numpy as np
 
 from circuitep import kcl
 from circuitep.costs import Cost, SquaredError
-from circuitep.engines.base import Engine, Phase, is_stable
+from circuitep.engines.base import Engine, is_stable
 from circuitep.estimators import ESTIMATORS, compare, estimate
 from circuitep.spec import Network
 
@@ -40,9 +40,8 @@ def gradcheck(net: Network, engine: Engine, inputs, targets, *, beta: float, dya
     """
     cost = cost or SquaredError()
     exact = estimate("exact", net, engine, inputs, targets, beta=beta, cost=cost)
-    exact_tolerances = engine.solve(net, Phase(), np.asarray(inputs, float)[:1]).tolerances
     result = {"network": net.name, "engine": engine.name, "beta": beta, "cost": exact.cost,
-              "tolerances": exact_tolerances,
+              "tolerances": engine.tolerance_dict,
               "estimators": {}, "exact": {k: np.ravel(v).tolist() for k, v in exact.grads.items()},
               "estimated": {}}
     for name in estimators:

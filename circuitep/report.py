@@ -255,8 +255,8 @@ def phase_report(net: Network, inputs, x: np.ndarray, phase: Phase | None = None
 
 def training_phases(algorithm: str, beta: float, cost) -> list[Phase]:
     """The nudged phases one training sample needs besides the free one: ``aep`` and ``vf``/``ep``
-    centred (``+beta`` and ``-beta``), none for ``bp`` (the exact gradient is computed, not settled)
-    and the doubled circuit for ``dyadic`` (not reported: :func:`transient` solves single
+    centred (``+beta`` and ``-beta``), none for ``exact`` (the exact gradient is computed, not
+    settled) and the doubled circuit for ``dyadic`` (not reported: :func:`transient` solves single
     circuits)."""
     if algorithm in ("aep", "vf", "ep"):
         return [Phase("nudged", b, aep=algorithm == "aep", cost=cost) for b in (beta, -beta)]

@@ -43,7 +43,7 @@ from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.fileio import read_text_limited, write_error, write_text_atomic
 from circuitep.specio import load_spec, save_spec, spec_to_toml
 from circuitep.spec import Network, Sample
-from circuitep.train import (TrainConfig, Trainer, TrainingDiverged, TrainState, check_compatible, check_lr_groups,
+from circuitep.train import (TrainConfig, Trainer, TrainingDiverged, check_compatible, check_lr_groups,
                              config_from_json, config_to_json, init_state, load_checkpoint, save_checkpoint)
 
 
@@ -267,9 +267,7 @@ def _train_locked(net: Network, data: Dataset, engine: Engine, config: TrainConf
         save_spec(net, out / "spec.toml")
         write_text_atomic(out / "data.json", json.dumps(identity, indent=2) + "\n")
         state = init_state(net, config)
-    records = list(state.records)
-    trainer = Trainer(net, data, engine, config, exact_engine=exact_engine,
-                      failures=records[-1]["failures"] if records else 0)
+    trainer = Trainer(net, data, engine, config, exact_engine=exact_engine)
     done_now = 0
     diverged = read_diverged(out)  # a diverged run replays the same epoch to the same end: not again
     epochs = tqdm(total=config.epochs, initial=state.epoch, desc="epochs", unit="epoch", disable=not progress,
@@ -281,19 +279,19 @@ def _train_locked(net: Network, data: Dataset, engine: Engine, config: TrainConf
             try:
                 state = trainer.run_epoch(state, bar)
             except TrainingDiverged as exc:
-                diverged = {"epoch": exc.epoch, "batch": exc.batch, "failures": trainer.failures,
+                diverged = {"epoch": exc.epoch, "batch": exc.batch, "failures": exc.failures,
                             "message": str(exc)}
                 write_text_atomic(out / "diverged.json", json.dumps(diverged, indent=2) + "\n")
                 break
-        record = trainer.evaluate(state, state.epoch, time.perf_counter() - start)
-        records.append(record)
-        state = TrainState(state.params, state.velocity, state.epoch, tuple(records))
+        state = trainer.evaluate(state, time.perf_counter() - start)
+        record = state.records[-1]
         save_checkpoint(ckpt, state)
-        write_metrics(out, records)
+        write_metrics(out, list(state.records))
         epochs.update(1)
         epochs.set_postfix(test=f"{record['test_accuracy']:.3f}", cos=f"{record['grad_cosine']:.5f}")
         done_now += 1
     epochs.close()
+    records = list(state.records)
     if records:  # again from the checkpoint's records, whatever happened to the files before
         write_metrics(out, records)
     # test sample 0 as the trained spec's [sample]: `circuitep simulate trained.toml` reports on a real input
@@ -304,7 +302,9 @@ def _train_locked(net: Network, data: Dataset, engine: Engine, config: TrainConf
         plots.learning_curves(records, out / "learning_curves.png",
                               f"{net.name} on {data.name}: {config.algorithm} with {engine.name}")
     final = records[-1] if records else {}
+    # a diverged epoch's failures are in diverged.json only (its state was not kept)
+    failures = diverged.get("failures", state.failures) if diverged else state.failures
     return {"out": str(out), "epochs": state.epoch, "complete": state.epoch >= config.epochs, "diverged": diverged,
             "test_accuracy": final.get("test_accuracy"), "train_accuracy": final.get("train_accuracy"),
-            "grad_cosine": final.get("grad_cosine"), "failures": trainer.failures, "engine": engine.name,
+            "grad_cosine": final.get("grad_cosine"), "failures": failures, "engine": engine.name,
             "algorithm": config.algorithm, "params": state.params}

@@ -12,8 +12,9 @@ free nodes, each in declaration order (DESIGN.md §2).
 
 from __future__ import annotations
 
+import copy
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -120,28 +121,30 @@ def check_array(path: str, value: object, shape: tuple[int, ...], *, nonnegative
     wrong signs, and with ``span = (lo, hi)`` non-zero magnitudes outside ``[lo, hi]`` (in
     ``unit``; zero passes unless ``positive``)."""
     arr = _as_array(path, value, dtype is bool,
-                    "booleans" if dtype is bool else "a number or a list of numbers").astype(dtype)
+                    "booleans" if dtype is bool else "a number or a list of numbers")
     if arr.ndim > len(shape) or (arr.shape != shape and arr.ndim != 0):
         raise ValueError(f"{path} has shape {arr.shape}, expected {shape} (or a scalar)")
-    arr = np.array(np.broadcast_to(arr, shape))
+    arr = np.array(np.broadcast_to(arr, shape), dtype=dtype)  # our own copy: it is made read-only
 
     def first(bad: np.ndarray) -> str:
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         return f"{path}{list(idx) if idx else ''} = {float(arr[idx])!r}"
 
-    if dtype is float:
+    if dtype is float and arr.size:  # (reductions first: a weight matrix has 10^5 .. 10^6 entries)
         if not np.isfinite(arr).all():
             raise ValueError(f"{first(~np.isfinite(arr))} is not finite")
-        if nonnegative and (arr < 0).any():
+        low, high = float(arr.min()), float(arr.max())
+        if nonnegative and low < 0:
             raise ValueError(f"{first(arr < 0)} is negative")
-        if positive and (arr <= 0).any():
+        if positive and low <= 0:
             raise ValueError(f"{first(arr <= 0)} must be positive")
         if span is not None:
             lo, hi, u = *span, f" {unit}" if unit else ""
-            mag = np.abs(arr)
-            if (mag > hi).any():
+            if max(-low, high) > hi:
+                mag = np.abs(arr)
                 raise ValueError(f"{first(mag > hi)}{u} is beyond {hi:g}{u}")
-            if ((mag < lo) & (mag > 0)).any():
+            mag = np.abs(arr) if lo > 0 else None  # (no magnitude is below a bound of 0)
+            if mag is not None and ((mag < lo) & (mag > 0)).any():
                 what = "value" if positive else "non-zero value (0: none)"
                 raise ValueError(f"{first((mag < lo) & (mag > 0))}{u} is below {lo:g}{u}, the "
                                  f"smallest {what} accepted here")
@@ -320,6 +323,15 @@ class Coupling:
                            _positive_float(f"{path}.v_sat", self.v_sat, V_SAT_RANGE, "V"))
 
 
+def _validated_copy(obj, **values):
+    """A copy of a validated frozen spec object with some fields set to values already checked
+    (by :meth:`Network.with_params`), without running its ``__post_init__`` again."""
+    new = copy.copy(obj)
+    for key, value in values.items():
+        object.__setattr__(new, key, value)
+    return new
+
+
 @dataclass(frozen=True, eq=False)
 class Sample:
     """One input sample (primary input voltages, V) and its targets (output voltages, V)."""
@@ -388,19 +400,27 @@ class Network:
             if c.weight.shape != (dst.size, src.size):
                 raise ValueError(f"{path}.weight has shape {c.weight.shape}, expected "
                                  f"({dst.size}, {src.size}) = ({c.dst}.size, {c.src}.size)")
-            if c.kind == "resistor" and c.src == c.dst and np.any(np.diag(c.weight)):
-                raise ValueError(f"{path}: a resistor from a node to itself does nothing; mask the diagonal")
-        floating = self.floating_nodes()
-        if floating:
-            shown = ", ".join(floating[:5]) + (f" and {len(floating) - 5} more" if len(floating) > 5 else "")
-            raise ValueError(f"free node(s) {shown} have no DC path to ground (no leak, clamp, or resistors "
-                             "to a node that has one): their voltage is undetermined; give them a leak (S)")
+        self._check_values()
         if self.sample is not None:
             inputs = check_volts("sample.inputs", self.sample.inputs, (self.n_inputs,))
             targets = None
             if self.sample.targets is not None:
                 targets = check_volts("sample.targets", self.sample.targets, (self.n_outputs,))
             object.__setattr__(self, "sample", Sample(inputs, targets))
+
+    def _check_values(self) -> None:
+        """The checks that depend on parameter values, not only on the structure: no resistor
+        from a node to itself, and a DC path to ground from every free node."""
+        for c in self.couplings:
+            if c.kind == "resistor" and c.src == c.dst and np.any(np.diag(c.weight)):
+                raise ValueError(f"couplings[{c.name!r}]: a resistor from a node to itself does "
+                                 "nothing; mask the diagonal")
+        floating = self.floating_nodes()
+        if floating:
+            more = f" and {len(floating) - 5} more" if len(floating) > 5 else ""
+            raise ValueError(f"free node(s) {', '.join(floating[:5])}{more} have no DC path to "
+                             "ground (no leak, clamp, or resistors to a node that has one): their "
+                             "voltage is undetermined; give them a leak (S)")
 
     # --- structure -------------------------------------------------------------------------
 
@@ -526,7 +546,16 @@ class Network:
         return out
 
     def with_params(self, params: dict[str, np.ndarray]) -> "Network":
-        """A copy with some parameters replaced (validated like any spec)."""
+        """A copy with some parameters replaced (names as in :meth:`params`; weights ``(dst.size,
+        src.size)`` S, bias ``(size,)`` A, leak ``(size,)`` S, or scalars for the groups').
+
+        Only what a parameter can change is checked: each new array's shape, finiteness and
+        bounds (:data:`WEIGHT_BOUNDS`, :data:`NODE_PARAMS`), masked weights stored as 0, and the
+        checks that depend on values (every free node keeps a DC path to ground; no resistor from
+        a node to itself). The structure (names, groups, couplings, masks, diode, sample) is this
+        network's, validated when it was built, and is shared rather than validated again: a
+        training step at 784-500-10 spent as long re-validating it as in the layered engine's
+        input drive."""
         known = self.params()
         unknown = set(params) - set(known)
         if unknown:
@@ -534,8 +563,21 @@ class Network:
         for c in self.couplings:
             if c.name in params and np.shape(params[c.name]) != c.weight.shape:
                 raise ValueError(f"parameter {c.name!r} has shape {np.shape(params[c.name])}, expected {c.weight.shape}")
-        couplings = tuple(replace(c, weight=params[c.name]) if c.name in params else c for c in self.couplings)
-        groups = tuple(
-            replace(g, bias=params.get(f"{g.name}.bias", g.bias), leak=params.get(f"{g.name}.leak", g.leak))
-            if g.free else g for g in self.groups)
-        return replace(self, groups=groups, couplings=couplings)
+        couplings = []
+        for c in self.couplings:
+            if c.name in params:
+                path = f"couplings[{c.name!r}].weight"
+                w = check_array(path, params[c.name], c.weight.shape, **WEIGHT_BOUNDS[c.kind])
+                w = w if c.mask.all() else np.where(c.mask, w, 0.0)
+                w.setflags(write=False)
+                c = _validated_copy(c, weight=w)
+            couplings.append(c)
+        groups = []
+        for g in self.groups:
+            keys = [key for key in ("bias", "leak") if g.free and f"{g.name}.{key}" in params]
+            new = {key: check_array(f"groups[{g.name!r}].{key}", params[f"{g.name}.{key}"],
+                                    (g.size,), **NODE_PARAMS[key]) for key in keys}
+            groups.append(_validated_copy(g, **new) if new else g)
+        net = _validated_copy(self, groups=tuple(groups), couplings=tuple(couplings))
+        net._check_values()
+        return net

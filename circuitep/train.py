@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,12 @@ from circuitep.fileio import atomic_path, open_regular
 from circuitep.report import linear_transient, phase_report, sample_report, transient
 from circuitep.spec import MAX_AMPS, MAX_SIEMENS, MAX_VOLTS, MIN_SIEMENS, Network
 
-ALGORITHMS = ("aep", "ep", "vf", "dyadic", "bp")
+#: Training algorithms: the gradient estimators of :mod:`circuitep.estimators` by their names there
+#: (``exact`` is the exact adjoint gradient, i.e. backpropagation through the circuit's equations).
+ALGORITHMS = ("aep", "ep", "vf", "dyadic", "exact")
+#: Other names accepted for an algorithm, stored as the name they stand for: ``bp`` (what the CLI,
+#: the experiment configs and the committed results call the exact gradient) is ``exact``.
+ALGORITHM_ALIASES = {"bp": "exact"}
 #: Smallest trained leak, relative to the natural scale: a leak of 0 would leave a node fed only by
 #: transconductors without a DC path to ground (no operating point; the spec refuses it).
 LEAK_FLOOR = 1e-3
@@ -44,12 +49,14 @@ DIVERGED_AFTER = 100
 class TrainingDiverged(RuntimeError):
     """Whole batches in a row had no sample with an operating point (see :data:`DIVERGED_AFTER`).
 
-    ``epoch`` is the epoch being trained (1-based), ``batch`` the batch index within it.
+    ``epoch`` is the epoch being trained (1-based), ``batch`` the batch index within it,
+    ``failures`` the non-converged samples of the run up to there (the state's count plus this
+    epoch's).
     """
 
-    def __init__(self, message: str, epoch: int, batch: int):
+    def __init__(self, message: str, epoch: int, batch: int, failures: int = 0):
         super().__init__(message)
-        self.epoch, self.batch = epoch, batch
+        self.epoch, self.batch, self.failures = epoch, batch, failures
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,8 @@ class TrainConfig:
     ``levels``: quantise conductances to this many levels within their bounds (None: analog).
     ``on_failure``: what a non-converging sample does, ``skip`` (counted) or ``stop``.
     ``eval_train_samples``: measure the per-epoch train accuracy on the first N training samples
-    (None: all of them).
+    (None: all of them). ``algorithm``: one of :data:`ALGORITHMS`, or an alias of
+    :data:`ALGORITHM_ALIASES` (``bp``), stored as the name it stands for (``exact``).
     """
 
     algorithm: str = "aep"
@@ -119,8 +127,10 @@ class TrainConfig:
             raise ValueError(f"g_bounds = {self.g_bounds!r} must be a pair of numbers (g_min, g_max)")
         # a tuple: a list would not compare equal on resume
         put("g_bounds", tuple(plain_float("g_bounds", b) for b in self.g_bounds))
-        choice("algorithm", self.algorithm, ALGORITHMS,
-               f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
+        if isinstance(self.algorithm, str) and str.__str__(self.algorithm) in ALGORITHM_ALIASES:
+            put("algorithm", ALGORITHM_ALIASES[str.__str__(self.algorithm)])
+        choice("algorithm", self.algorithm, ALGORITHMS, f"algorithm {self.algorithm!r} is not one "
+               f"of {ALGORITHMS} (or the alias 'bp' of 'exact')")
         for key in ("lr", "beta_rel", "tau"):
             put(key, number(key, getattr(self, key), lambda v: 0 < v < np.inf,
                             "must be a positive finite number"))
@@ -180,12 +190,16 @@ def natural_scale(net: Network) -> float:
 
 @dataclass(frozen=True)
 class TrainState:
-    """Everything a run needs to continue: parameters, momentum buffers, epochs done, metrics."""
+    """Everything a run needs to continue: parameters, momentum buffers, epochs done, metrics,
+    and ``failures``, the non-converged samples skipped so far in the run (training batches,
+    accuracy and probe evaluations under ``on_failure = "skip"``). The step functions take a
+    state and return a new one; :class:`Trainer` keeps none between calls."""
 
     params: dict[str, np.ndarray]
     velocity: dict[str, np.ndarray]
     epoch: int
     records: tuple[dict, ...] = ()
+    failures: int = 0
 
 
 def trainable(net: Network, config: TrainConfig) -> list[str]:
@@ -255,7 +269,7 @@ def sgd_step(net: Network, state: TrainState, grads: dict[str, np.ndarray], conf
         lr = scale * config.lr_groups.get(key, config.lr)
         velocity[key] = config.momentum * velocity[key] - lr * sigma**2 * grads[key]
         params[key] = params[key] + velocity[key]
-    return TrainState(constrain(net, params, config, sigma), velocity, state.epoch, state.records)
+    return replace(state, params=constrain(net, params, config, sigma), velocity=velocity)
 
 
 def encode(data_x: np.ndarray, data_y: np.ndarray, n_classes: int, config: TrainConfig):
@@ -301,10 +315,11 @@ def free_outputs(engine: Engine, net: Network, u: np.ndarray) -> np.ndarray:
 
 class Trainer:
     """Runs epochs of one configuration on one engine. Holds no state of its own between calls
-    beyond the references it was built with: the training state is passed in and returned."""
+    beyond the references it was built with: the training state (:class:`TrainState`, failure
+    counts included) is passed in and returned, and the helpers return the failures they counted."""
 
     def __init__(self, net: Network, data: Dataset, engine: Engine, config: TrainConfig, *,
-                 exact_engine: Engine | None = None, progress: bool = False, failures: int = 0):
+                 exact_engine: Engine | None = None, progress: bool = False):
         check_compatible(net, data)
         check_lr_groups(net, config)
         self.net, self.data, self.engine, self.config = net, data, engine, config
@@ -318,82 +333,83 @@ class Trainer:
         probe = np.random.default_rng(config.seed + 7).choice(len(self.u_train),
                                                                min(config.probe_size, len(self.u_train)), replace=False)
         self.probe = np.sort(probe)
-        self.failures = failures  # non-converged samples skipped so far in this run
 
     def network(self, state: TrainState) -> Network:
         return self.net.with_params(state.params)
 
     def gradient(self, net: Network, u: np.ndarray, y: np.ndarray, algorithm: str | None = None):
-        """Batch-mean gradient of the configured algorithm (``bp``: the exact adjoint gradient)."""
+        """Batch-mean gradient of the configured algorithm (or ``algorithm``, an estimator name or
+        an alias of :data:`ALGORITHM_ALIASES`)."""
         algorithm = algorithm or self.config.algorithm
-        name = "exact" if algorithm == "bp" else algorithm
+        name = ALGORITHM_ALIASES.get(algorithm, algorithm)
         beta = self.beta * (1e3 if name == "dyadic" else 1.0)
         return estimate(name, net, self.engine, u, y, beta=beta, cost=self.cost, centered=self.config.centered)
 
     def _batch_gradient(self, net, idx):
-        """Batch-mean gradient over the samples of ``idx`` that converge, and their number. Under
-        ``skip`` the non-converging samples are left out and counted: those the engine names are
-        dropped at once (samples are solved independently, so the others do not change); where it
-        names none, the batch is halved until each is isolated."""
+        """Batch-mean gradient over the samples of ``idx`` that converge, their number and the
+        number that did not. Under ``skip`` the non-converging samples are left out and counted:
+        those the engine names are dropped at once (samples are solved independently, so the
+        others do not change); where it names none, the batch is halved until each is isolated.
+        Returns ``(grads or None, n_converged, n_failed)``."""
         try:
-            return self.gradient(net, self.u_train[idx], self.y_train[idx]).grads, len(idx)
+            return self.gradient(net, self.u_train[idx], self.y_train[idx]).grads, len(idx), 0
         except ConvergenceError as exc:
             if self.config.on_failure == "stop":
                 raise ConvergenceError(f"training stopped in the batch of samples {idx.tolist()[:8]}...: {exc}") from exc
             if len(idx) == 1:
-                self.failures += 1
-                return None, 0
+                return None, 0, 1
             if exc.samples:
-                self.failures += len(exc.samples)
                 keep = np.delete(idx, exc.samples)
-                return self._batch_gradient(net, keep) if keep.size else (None, 0)
+                grads, n, failed = self._batch_gradient(net, keep) if keep.size else (None, 0, 0)
+                return grads, n, failed + len(exc.samples)
         parts = [self._batch_gradient(net, half) for half in (idx[:len(idx) // 2], idx[len(idx) // 2:])]
-        parts = [(g, n) for g, n in parts if n]
+        failed = sum(f for _, _, f in parts)
+        parts = [(g, n) for g, n, _ in parts if n]
         if not parts:
-            return None, 0
+            return None, 0, failed
         n = sum(k for _, k in parts)
-        return {key: sum(g[key] * k for g, k in parts) / n for key in parts[0][0]}, n
+        return {key: sum(g[key] * k for g, k in parts) / n for key in parts[0][0]}, n, failed
 
-    def accuracy(self, net: Network, u: np.ndarray, labels: np.ndarray, chunk: int = 500) -> tuple[float, float]:
-        """Fraction of correct argmax predictions and the mean cost on a set (a sample whose
-        operating point does not converge counts as wrong, and as a failure, under ``skip``)."""
-        correct, cost = 0, 0.0
+    def accuracy(self, net: Network, u: np.ndarray, labels: np.ndarray,
+                 chunk: int = 500) -> tuple[float, float, int]:
+        """Fraction of correct argmax predictions, the mean cost on a set and the number of
+        samples whose operating point did not converge (under ``skip`` each counts as wrong)."""
+        correct, cost, failed = 0, 0.0, 0
         y = labels_to_targets(labels, self.data.n_classes, self.config.v_off, self.config.v_on)
         for k in range(0, len(u), chunk):
             x = self._outputs(net, u[k:k + chunk])
             ok = np.isfinite(x).all(axis=1)
+            failed += int((~ok).sum())
             correct += int((x[ok].argmax(1) == labels[k:k + chunk][ok]).sum())
             cost += float(self.cost.value(x[ok], y[k:k + chunk][ok]).sum())
-        return correct / len(u), cost / len(u)
+        return correct / len(u), cost / len(u), failed
 
     def _outputs(self, net: Network, u: np.ndarray) -> np.ndarray:
-        """Output voltages of the free phase; rows of NaN where a sample did not converge (counted
-        as failures under ``skip``)."""
+        """Output voltages of the free phase; rows of NaN where a sample did not converge (under
+        ``skip``; ``stop`` raises)."""
         if self.config.on_failure == "stop":
             return self.engine.solve(net, Phase(), u).x[:, net.output_index()]
-        x = free_outputs(self.engine, net, u)
-        self.failures += int((~np.isfinite(x).all(axis=1)).sum())
-        return x
+        return free_outputs(self.engine, net, u)
 
-    def gradient_cosine(self, net: Network) -> float:
-        """Cosine between the algorithm's gradient and the exact one on the fixed probe batch
-        (probe samples that do not converge are left out under ``skip``)."""
-        idx = self.probe
+    def gradient_cosine(self, net: Network) -> tuple[float, int]:
+        """Cosine between the algorithm's gradient and the exact one on the fixed probe batch,
+        and the number of probe samples that did not converge (left out under ``skip``)."""
+        idx, failed = self.probe, 0
         for _ in range(2):
             try:
                 u, y = self.u_train[idx], self.y_train[idx]
                 est = self.gradient(net, u, y)
                 exact = estimate("exact", net, self.exact_engine, u, y, beta=self.beta, cost=self.cost)
-                return compare(est.grads, exact.grads)["cosine"]
+                return compare(est.grads, exact.grads)["cosine"], failed
             except ConvergenceError:
                 if self.config.on_failure == "stop":
                     raise
                 good = [i for i in idx if self._converges(net, i)]
-                self.failures += len(idx) - len(good)
+                failed += len(idx) - len(good)
                 if not good:
-                    return float("nan")
+                    return float("nan"), failed
                 idx = np.array(good)
-        return float("nan")
+        return float("nan"), failed
 
     def _converges(self, net: Network, i: int) -> bool:
         try:
@@ -404,18 +420,23 @@ class Trainer:
             return False
         return True
 
-    def evaluate(self, state: TrainState, epoch: int, seconds: float) -> dict:
+    def evaluate(self, state: TrainState, seconds: float) -> TrainState:
+        """The state with this epoch's metrics appended to its records (epoch ``state.epoch``,
+        ``seconds`` (s) its training time) and the evaluation's failures added to its count."""
         net = self.network(state)
         n = self.config.eval_train_samples or len(self.u_train)
-        train_acc, train_cost = self.accuracy(net, self.u_train[:n], self.data.y_train[:n])
-        test_acc, test_cost = self.accuracy(net, self.u_test, self.data.y_test)
-        record = {"epoch": epoch, "train_accuracy": train_acc, "test_accuracy": test_acc, "cost": train_cost,
-                  "test_cost": test_cost, "grad_cosine": self.gradient_cosine(net), "failures": self.failures,
-                  "seconds": seconds}
+        train_acc, train_cost, failed_train = self.accuracy(net, self.u_train[:n],
+                                                            self.data.y_train[:n])
+        test_acc, test_cost, failed_test = self.accuracy(net, self.u_test, self.data.y_test)
+        cosine, failed_probe = self.gradient_cosine(net)
+        failures = state.failures + failed_train + failed_test + failed_probe
+        record = {"epoch": state.epoch, "train_accuracy": train_acc, "test_accuracy": test_acc,
+                  "cost": train_cost, "test_cost": test_cost, "grad_cosine": cosine,
+                  "failures": failures, "seconds": seconds}
         if transconductor_pairs(net):  # how far forward and backward couplings have drifted apart
             record["asymmetry"] = asymmetry(net)
         record.update(self.physics(net))
-        return record
+        return replace(state, records=state.records + (record,), failures=failures)
 
     def physics(self, net: Network) -> dict:
         """The circuit's physical figures this epoch (:mod:`circuitep.report`, by the exact
@@ -448,7 +469,8 @@ class Trainer:
         for k in range(0, len(order), self.config.batch_size):
             idx = order[k:k + self.config.batch_size]
             net = self.network(state)
-            grads, n = self._batch_gradient(net, idx)
+            grads, n, failed = self._batch_gradient(net, idx)
+            state = replace(state, failures=state.failures + failed) if failed else state
             if grads is not None:
                 done = (state.epoch + k / len(order)) / self.config.epochs
                 state = sgd_step(net, state, grads, self.config, lr_scale(self.config, done), self.sigma)
@@ -458,10 +480,11 @@ class Trainer:
                 raise TrainingDiverged(
                     f"training diverged in epoch {state.epoch + 1}: no sample of the last {lost} (batches up to "
                     f"{batch + 1} of the epoch) has an operating point, so no update can be computed "
-                    f"({self.failures} non-converged samples in the run so far)", state.epoch + 1, batch)
+                    f"({state.failures} non-converged samples in the run so far)", state.epoch + 1,
+                    batch, state.failures)
             if bar is not None:
                 bar.update(len(idx))
-        return TrainState(state.params, state.velocity, state.epoch + 1, state.records)
+        return replace(state, epoch=state.epoch + 1)
 
 
 def _quick_transient(*args):
@@ -491,6 +514,7 @@ def save_checkpoint(path: str | Path, state: TrainState) -> None:
     arrays = {f"param/{k}": v for k, v in state.params.items()}
     arrays |= {f"velocity/{k}": v for k, v in state.velocity.items()}
     arrays["epoch"] = np.array(state.epoch)
+    arrays["failures"] = np.array(state.failures)
     arrays["records"] = np.array(json.dumps(list(state.records)))
     with atomic_path(path) as tmp:
         np.savez(tmp, **arrays)
@@ -510,4 +534,8 @@ def load_checkpoint(path: str | Path) -> TrainState:
                              f"{size:,}: not a checkpoint circuitep wrote")
         params = {k[6:]: data[k] for k in data.files if k.startswith("param/")}
         velocity = {k[9:]: data[k] for k in data.files if k.startswith("velocity/")}
-        return TrainState(params, velocity, int(data["epoch"]), tuple(json.loads(str(data["records"]))))
+        records = tuple(json.loads(str(data["records"])))
+        # checkpoints from before the count was saved: the last epoch's record holds it
+        failures = (int(data["failures"]) if "failures" in data.files
+                    else int(records[-1].get("failures", 0)) if records else 0)
+        return TrainState(params, velocity, int(data["epoch"]), records, failures)

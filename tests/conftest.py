@@ -101,6 +101,18 @@ def ngspice_engine_factory(request):
     return make
 
 
+@pytest.fixture(scope="module")
+def ngspice_pool(request):
+    """A 2-worker :class:`~circuitep.engines.pool.PoolEngine` (folded form) shared by a module's
+    tests, after the ngspice gate: spawning its workers costs about a second, so once per module.
+    Each worker holds its own ngspice, so tests do not disturb one another through it."""
+    gate_ngspice(request.config)
+    from circuitep.engines.pool import PoolEngine
+
+    with PoolEngine(workers=2) as pool:
+        yield pool
+
+
 @pytest.fixture
 def ngspice_folded(ngspice_engine_factory):
     """A fresh folded-form ngspice engine for this test."""

@@ -30,6 +30,7 @@ import pytest
 from circuitep import builders, kcl
 from circuitep.costs import CrossEntropy, SquaredError
 from circuitep.engines.base import Phase, is_stable
+from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.estimators import ESTIMATORS, Estimate, compare, estimate
 from circuitep.gradcheck import beta_sweep, loop_gain, probe_batch
@@ -40,6 +41,7 @@ NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
 REFERENCE = ("feedforward", "reciprocal", "layered")
 KINDS = ("reciprocal", "nonreciprocal", "feedforward")
 NUMPY = NumpyEngine()
+LAYERED = LayeredEngine()
 BATCH = 8
 #: 1e-3 x the median leak of every network below (all leaks are 1e-4 S): the CLI's default beta.
 BETA = 1e-7  # S
@@ -367,10 +369,17 @@ def test_ep_bias_law_on_nonlinear_reciprocal_network(key):
 # ------------------------------------------------------------------ 5. contract over every estimator
 
 
-@pytest.fixture(params=["numpy", pytest.param("ngspice-folded", marks=pytest.mark.ngspice)])
+@pytest.fixture(params=["numpy", "layered",
+                        pytest.param("ngspice-folded", marks=pytest.mark.ngspice),
+                        pytest.param("ngspice-pool", marks=pytest.mark.ngspice)])
 def engine(request):
+    """Every engine: numpy, layered, ngspice (folded) and the 2-worker ngspice pool."""
     if request.param == "numpy":
         return NUMPY
+    if request.param == "layered":
+        return LAYERED
+    if request.param == "ngspice-pool":
+        return request.getfixturevalue("ngspice_pool")
     return request.getfixturevalue("ngspice_engine_factory")("folded")
 
 
@@ -395,9 +404,9 @@ def test_estimator_contract(engine, name):
     assert est.s.shape == est.x0.shape == (4, net.n_free)
     assert np.isfinite(est.s).all() and np.isfinite(est.cost)
     free = engine.solve(net, Phase(), u).x
-    # numpy is deterministic (same Newton iterations, bit for bit); ngspice re-solves from its previous
-    # solution to reltol 1e-10 / vntol 1e-12 V, so 1e-9 V.
-    tol = 0.0 if engine is NUMPY else 1e-9
+    # the numpy engines are deterministic (same Newton iterations, bit for bit); ngspice re-solves
+    # from its previous solution to reltol 1e-10 / vntol 1e-12 V, so 1e-9 V.
+    tol = 0.0 if engine in (NUMPY, LAYERED) else 1e-9
     assert np.abs(est.x0 - free).max() <= tol, f"estimate's free state:\n{est.x0}\nengine.solve:\n{free}"
 
 

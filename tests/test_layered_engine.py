@@ -329,3 +329,21 @@ def test_slow_nodes_do_not_pass_for_settled(engine):
     op = engine.solve(slow, Phase(), u)
     f, _ = kcl.residual(slow, slow.expand_inputs(u), op.x, jacobian=False)
     assert op.converged.all() and np.abs(f).max() <= 1e-12, f"max |F| = {np.abs(f).max():.1e} A"
+
+
+def test_the_memo_of_chain_and_drive_never_changes_an_answer():
+    """The engine remembers the last network's chain and the last batch's input drive: a new
+    batch, new parameters (another network object) or another phase of the same batch are solved
+    as a fresh engine solves them, bit for bit."""
+    net = builders.random_network("nonreciprocal", seed=1)
+    rng = np.random.default_rng(5)
+    u1, u2 = rng.uniform(0, 1, (2, 3, net.n_inputs))
+    y = rng.uniform(0, 0.5, (3, net.n_outputs))
+    other = net.with_params({c.name: 1.5 * c.weight for c in net.couplings})
+    engine = LayeredEngine()
+    cases = [(net, u1, Phase()), (net, u1, Phase("nudged", 1e-6)), (net, u2, Phase()),
+             (other, u2, Phase()), (other, u2, Phase("nudged", -1e-6)), (net, u1, Phase())]
+    for n, u, phase in cases:
+        targets = None if phase.kind == "free" else y
+        got = engine.solve(n, phase, u, targets).x
+        assert np.array_equal(got, LayeredEngine().solve(n, phase, u, targets).x), phase.label

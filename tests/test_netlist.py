@@ -271,8 +271,18 @@ def test_placeholder_targets_are_not_checked_against_the_cost():
     squared-error targets (all zero) must still compile for cross-entropy, and a free phase never
     uses targets at all."""
     net = replace(builders.layered([3, 4, 3], seed=0), sample=Sample(np.full(3, 0.5), np.zeros(3)))
-    compile_network(net, "nudged", "literal", beta=1e-6, cost=CrossEntropy())
-    compile_network(net, "free", "literal", cost=CrossEntropy(), inputs=[0.5, 0.5, 0.5], targets=[-1.0, 0.0, 1.0])
+    nudged = compile_network(net, "nudged", "literal", beta=1e-6, cost=CrossEntropy())
+    # the targets are per-sample sources the engines set: the spec's zeros are only placeholders
+    targets = [s.name for s in nudged.sources if s.role == "target"]
+    assert len(targets) == net.n_outputs, [(s.name, s.role) for s in nudged.sources]
+    held = {el.name: el.value for el in nudged.netlist.elements()}
+    assert [held[name] for name in targets] == [0.0] * net.n_outputs
+    free = compile_network(net, "free", "literal", cost=CrossEntropy(), inputs=[0.5, 0.5, 0.5],
+                           targets=[-1.0, 0.0, 1.0])
+    # a free phase has no target sources, and its netlist is the one compiled without targets
+    assert not [s for s in free.sources if s.role == "target"]
+    plain = compile_network(net, "free", "literal", cost=CrossEntropy(), inputs=[0.5, 0.5, 0.5])
+    assert free.text == plain.text
 
 
 def test_compile_refuses_target_voltages_the_engines_refuse():

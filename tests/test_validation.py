@@ -4,6 +4,7 @@ and numbers reach netlists only through ``spice_number`` (STYLE.md item 7)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 import re
 
 import numpy as np
@@ -414,6 +415,40 @@ def test_with_params_names_a_mis_shaped_weight():
     net = builders.layered([4, 3, 2], seed=0)
     with pytest.raises(ValueError, match=r"parameter 'fwd1' has shape \(4, 3\), expected \(3, 4\)"):
         net.with_params({"fwd1": np.zeros((4, 3))})
+
+
+def test_with_params_checks_the_new_values_and_shares_the_validated_structure():
+    """An update checks what parameters can change (bounds, finiteness, masked weights stored as
+    0, the DC paths to ground) and shares the rest of the network: the untouched couplings and
+    groups, the diode and the sample are the same objects, not validated copies."""
+    net = builders.layered([4, 3, 2], forward="vccs", resistors=True, clamp=None, seed=0)
+    net = replace(net, sample=Sample(np.full(4, 0.5), np.zeros(2)))
+    fwd1 = next(c for c in net.couplings if c.name == "fwd1")
+    mask = np.ones(fwd1.weight.shape, bool)
+    mask[0, 0] = False
+    masked = tuple(replace(c, mask=mask) if c is fwd1 else c for c in net.couplings)
+    net = replace(net, couplings=masked)
+    new = net.with_params({"fwd1": np.full((3, 4), 2e-4), "h1.bias": np.full(3, 1e-6)})
+    assert new.sample is net.sample and new.diode is net.diode
+    changed = {"fwd1", "h1"}
+    for old, c in zip(net.couplings, new.couplings):
+        assert (c is old) == (c.name not in changed), c.name
+    for old, g in zip(net.groups, new.groups):
+        assert (g is old) == (g.name not in changed), g.name
+    fwd1 = new.couplings[[c.name for c in new.couplings].index("fwd1")]
+    assert fwd1.weight[0, 0] == 0 and fwd1.weight[1, 1] == 2e-4 and not fwd1.weight.flags.writeable
+    assert new.group("h1").bias.tolist() == [1e-6] * 3
+    assert new.group("h1").leak is net.group("h1").leak
+    for params, message in [
+        ({"fwd1": np.full((3, 4), np.nan)}, r"couplings\['fwd1'\].weight\[0, 0\] = nan is not "),
+        ({"fwd1": np.full((3, 4), 2e6)}, r"couplings\['fwd1'\].weight\[0, 0\] = 2000000.0 S is "),
+        ({"res1": np.full((3, 4), -1e-4)}, r"couplings\['res1'\].weight\[0, 0\] = -0.0001 is neg"),
+        ({"h1.bias": np.full(3, 2e3)}, r"groups\['h1'\].bias\[0\] = 2000.0 A is beyond 1000 A"),
+        ({"h1.leak": np.zeros(3), "res1": np.zeros((3, 4)), "res2": np.zeros((2, 3))},
+         r"free node\(s\) h1_0, h1_1, h1_2 have no DC path to ground"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            net.with_params(params)
 
 
 def test_from_graph_refuses_transconductors_on_an_undirected_graph():

@@ -68,8 +68,12 @@ class OperatingPoint:
 
     ``x`` holds the free-node voltages ``(batch, n_free)`` in the order of ``nodes``; for a dyadic
     phase ``adjoint`` holds the second half ``d`` (V), else ``None``. ``converged`` and
-    ``iterations`` are per sample; ``stable`` (per sample, or ``None`` when not checked) says
-    whether the linearised dynamics ``C^-1 J`` have all eigenvalues in the left half plane.
+    ``iterations`` are per sample (``iterations``: the solver's own count of Newton iterations,
+    or -1 where it cannot tell, as for samples ngspice solves within one DC sweep); ``stable``
+    (per sample, or ``None`` when not checked) says whether the linearised dynamics ``C^-1 J``
+    have all eigenvalues in the left half plane.
+    ``tolerances`` is the solving engine's :attr:`Engine.tolerance_dict` (a plain dict of JSON
+    values, the same type on every engine; its keys are the engine's own settings).
     """
 
     nodes: tuple[str, ...]
@@ -102,9 +106,18 @@ class ConvergenceError(RuntimeError):
 class Engine(Protocol):
     """Solve a phase for a batch. ``inputs`` (batch, n_inputs) primary input voltages; ``targets``
     (batch, n_outputs) for nudged and dyadic phases; ``x0`` (batch, n_free) the free state for the
-    AEP correction and the dyadic phase; ``x_init`` an optional warm start."""
+    AEP correction and the dyadic phase; ``x_init`` an optional warm start.
+
+    ``tolerance_dict``: the settings an operating point was solved with, as a plain dict of JSON
+    values (numpy engines: ``vtol`` V, ``itol`` A, ``max_iter``; ngspice: ``reltol``, ``vntol`` V,
+    ``abstol`` A, ``gmin`` S, ``form``, ``sweep``, and ``workers`` for the pool), reported as
+    :attr:`OperatingPoint.tolerances`. (ngspice's ``tolerances`` is its input, a
+    :class:`circuitep.compiler.Tolerances`.)"""
 
     name: str
+
+    @property
+    def tolerance_dict(self) -> dict: ...
 
     def solve(self, net: Network, phase: Phase, inputs: np.ndarray, targets: np.ndarray | None = None,
               x0: np.ndarray | None = None, x_init: np.ndarray | None = None) -> OperatingPoint: ...

@@ -49,6 +49,11 @@ INSTALL_HINT = ("install ngspice's shared library: apt-get install ngspice libng
 _INFO = re.compile(r"^(Using SPARSE|Note:|Warning:|Supplies reduced|Trying gmin|Gmin step|Source step|"
                    r"gmin stepping|source stepping|Unsupported Ngspice|\s*$)", re.IGNORECASE)
 #: stderr lines saying an analysis failed to converge.
+#: ``rusage totiter``'s answer (ngspice 39): the current circuit's Newton iterations, all analyses.
+_TOTITER = re.compile(r"^\s*Total iterations\s*=\s*(\d+)\s*$")
+#: ``OperatingPoint.iterations`` of a sample ngspice cannot give a count for: one solved within a
+#: DC sweep (ngspice counts the whole sweep's iterations, not each point's).
+UNKNOWN_ITERATIONS = -1
 _NONCONVERGENCE = re.compile(r"(Timestep too small|singular matrix|iteration limit|gmin stepping failed|"
                              r"source stepping failed|simulation\(s\) aborted|doAnalyses|no convergence)",
                              re.IGNORECASE)
@@ -343,6 +348,14 @@ class _Session:
             raise NgspiceError(f"ngspice refused the netlist: {said}")
         return errors
 
+    def total_iterations(self) -> int:
+        """The current circuit's Newton iterations so far, over all its analyses (``rusage
+        totiter``), or :data:`UNKNOWN_ITERATIONS` where ngspice's answer cannot be read."""
+        if self.command("rusage totiter"):
+            return UNKNOWN_ITERATIONS
+        counts = [int(m.group(1)) for m in map(_TOTITER.match, self.ng._stdout) if m]
+        return counts[-1] if counts else UNKNOWN_ITERATIONS
+
     def vector(self, name: str) -> np.ndarray:
         info = self.lib.ngGet_Vec_Info(name.encode("ascii"))
         if info == ffi.NULL or info.v_realdata == ffi.NULL:
@@ -438,7 +451,9 @@ class NgspiceEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        return self.tolerances.as_dict() | {"form": self.form}
+        """What :attr:`OperatingPoint.tolerances` reports: the netlists' ``.options`` (``reltol``,
+        ``vntol`` V, ``abstol`` A, ``gmin`` S), ``form`` and ``sweep``."""
+        return self.tolerances.as_dict() | {"form": self.form, "sweep": self.sweep}
 
     # --- loading -------------------------------------------------------------------------
 
@@ -532,12 +547,19 @@ class NgspiceEngine:
         not solve and a batch of one are solved one ``op`` per sample, each from scratch, so that a
         sample's answer never depends on the others in its batch. ``x_init`` is accepted for
         interface compatibility and not used.
+
+        ``iterations`` per sample are ngspice's own count for the sample's ``op`` (the change in
+        ``rusage totiter``, gmin and source stepping of a retry included), and
+        :data:`UNKNOWN_ITERATIONS` (-1) for the samples solved within a sweep, whose iterations
+        ngspice counts only for the sweep as a whole. ``converged`` is True for every sample: a
+        sample without an operating point raises :class:`ConvergenceError`.
         """
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
         batch = u.shape[0]
         x = np.empty((batch, net.n_free))
         d = np.empty((batch, net.n_free)) if phase.kind == "dyadic" else None
         x0 = x0 if x0 is not None else np.zeros((batch, net.n_free))
+        iterations = np.full(batch, UNKNOWN_ITERATIONS)
         alone = np.arange(batch)
         key = _phase_key("aep" if phase.aep else phase.kind, phase.cost)
         sweepable = (self.sweep > 1 and batch > 1 and key not in self._unswept
@@ -553,9 +575,14 @@ class NgspiceEngine:
             compiled = self.load(net, phase)
             circuit = self._session.current
             values = source_values(compiled, u, y, x0)
+            before = self._session.total_iterations()
             for k, b in enumerate(alone):
                 self._drive(circuit, values[b])
                 self._op(net, phase, b)
+                after = self._session.total_iterations()
+                if 0 <= before <= after:
+                    iterations[b] = after - before
+                before = after
                 x[b] = [self._session.vector(n)[0] for n in compiled.free_nodes]
                 if d is not None:
                     d[b] = [self._session.vector(n)[0] for n in compiled.adjoint_nodes]
@@ -569,8 +596,8 @@ class NgspiceEngine:
                 f"for sample(s) {bad[:10].tolist()} is no operating point (voltages up to "
                 f"{np.nanmax(np.abs(x[bad])):.3g} V, beyond +-{MAX_VOLTS:g} V or off KCL): the "
                 f"circuit is singular or runs away there", samples=bad)
-        return OperatingPoint(tuple(net.free_nodes), x, np.ones(batch, bool), np.zeros(batch, int), self.name,
-                              phase, self.tolerance_dict | {"sweep": self.sweep}, adjoint=d)
+        return OperatingPoint(tuple(net.free_nodes), x, np.ones(batch, bool), iterations, self.name,
+                              phase, self.tolerance_dict, adjoint=d)
 
     def _sweep(self, compiled: Compiled, values: np.ndarray, x: np.ndarray, d: np.ndarray | None,
                rows: np.ndarray) -> bool:

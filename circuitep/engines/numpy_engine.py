@@ -39,7 +39,9 @@ class NumpyEngine:
         check_options(self)
 
     @property
-    def tolerances(self) -> dict:
+    def tolerance_dict(self) -> dict:
+        """What :attr:`OperatingPoint.tolerances` reports: ``vtol`` (V), ``itol`` (A),
+        ``max_iter``."""
         return {"vtol": self.vtol, "itol": self.itol, "max_iter": self.max_iter}
 
     def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
@@ -69,7 +71,7 @@ class NumpyEngine:
             g = np.zeros_like(x)
             g[:, out] = phase.cost.grad(x[:, out], y)
             d = adjoint(self.name, net, phase, jac, g)
-        return OperatingPoint(tuple(net.free_nodes), x, ok, it, self.name, phase, self.tolerances,
+        return OperatingPoint(tuple(net.free_nodes), x, ok, it, self.name, phase, self.tolerance_dict,
                               adjoint=d, stable=is_stable(net, jac.matrices) if self.check_stability else None)
 
 

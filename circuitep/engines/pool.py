@@ -98,7 +98,10 @@ class PoolEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        return self.tolerances.as_dict() | {"form": self.form, "workers": self.workers}
+        """What :attr:`OperatingPoint.tolerances` reports: the workers' (:class:`NgspiceEngine`)
+        and ``workers``."""
+        return self.tolerances.as_dict() | {"form": self.form, "sweep": NgspiceEngine.sweep,
+                                            "workers": self.workers}
 
     def _start(self) -> _Worker:
         parent, child = self._ctx.Pipe()
