@@ -46,7 +46,8 @@ class Param:
     ``span = (lo, hi)`` on non-zero magnitudes. A coupling's extra parameter (a *setting*, not
     trained) is a scalar or, with ``per_element``, one value per element ``(dst, src)``;
     ``field`` says it is a field of :class:`circuitep.spec.Coupling` itself (``v_sat``) rather
-    than an entry of ``Coupling.settings``.
+    than an entry of ``Coupling.settings``. ``typical`` is a magnitude met in these circuits
+    (docs, and the contract tests draw their examples around it).
     """
 
     name: str
@@ -58,6 +59,7 @@ class Param:
     span: tuple[float, float] | None = None
     per_element: bool = False
     field: bool = False
+    typical: float | None = None
 
     def bounds(self) -> dict:
         """Keyword arguments of :func:`circuitep.spec.check_array` for this parameter."""

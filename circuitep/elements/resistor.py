@@ -18,7 +18,7 @@ NAME = "resistor"
 LABEL = "resistor"
 PREFIX = "r"  # coupling names from graphs: r_<src group>_<dst group>
 WEIGHT = Param("weight", "S", "conductance between dst_i and src_j", nonnegative=True,
-               span=(MIN_SIEMENS, MAX_SIEMENS))
+               span=(MIN_SIEMENS, MAX_SIEMENS), typical=1e-4)
 SETTINGS: tuple[Param, ...] = ()
 RECIPROCAL = True
 LINEAR = True

@@ -20,10 +20,10 @@ from circuitep.netlist import Element, spice_number
 NAME = "tanh"
 LABEL = "saturating (tanh)"
 PREFIX = "t"
-WEIGHT = Param("weight", "S", "small-signal transconductance at 0 V", span=(0.0, MAX_SIEMENS))
+WEIGHT = Param("weight", "S", "small-signal transconductance at 0 V", span=(0.0, MAX_SIEMENS), typical=1e-4)
 SETTINGS: tuple[Param, ...] = (
     Param("v_sat", "V", "saturation voltage V_s (one per coupling)", default=1.0, positive=True,
-          span=V_SAT_RANGE, field=True),
+          span=V_SAT_RANGE, field=True, typical=0.3),
 )
 RECIPROCAL = False
 LINEAR = False

@@ -18,7 +18,7 @@ NAME = "vccs"
 LABEL = "linear transconductor (vccs)"
 PREFIX = "v"
 WEIGHT = Param("weight", "S", "transconductance: current w v(src_j) into dst_i",
-               span=(0.0, MAX_SIEMENS))
+               span=(0.0, MAX_SIEMENS), typical=1e-4)
 SETTINGS: tuple[Param, ...] = ()
 RECIPROCAL = False
 LINEAR = True
