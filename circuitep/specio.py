@@ -7,9 +7,9 @@ A spec file is plain TOML::
     [diode]                 # optional: i_sat (A), n
     [[groups]]              # name, role (input|hidden|output), size, leak (S), bias (A),
                             # capacitance (F), clamp = [v_lo, v_hi] (V), invert = "<input group>"
-    [[couplings]]           # name, kind (resistor|vccs|tanh|ota), src, dst, weight = [[...]] (S),
-                            # mask = [[true, ...]] (optional), and the kind's settings:
-                            # v_sat (V, tanh), g_out (S) and v_offset (V) (ota)
+    [[couplings]]           # name, kind (resistor|vccs|tanh|...), src, dst, weight = [[...]] (S),
+                            # mask = [[true, ...]] (optional), and the kind's settings
+                            # (e.g. v_sat (V), tanh only)
     [sample]                # optional: inputs = [...] (V), targets = [...] (V)
 
 Scalars broadcast over a group. Unknown keys are refused, so a misspelt field never passes silently.
@@ -17,7 +17,8 @@ Values must be physical (see :mod:`circuitep.spec`): leaks 0 or at least 1e-15 S
 1e-15 .. 1e6 S, transconductances within +-1e6 S, biases within +-1e3 A, capacitances 1e-18 ..
 1e3 F, voltages within +-1e3 V, v_sat 1e-6 .. 1e3 V, i_sat 1e-30 .. 1 A, n 0.1 .. 100; the diode's
 name may not be a word ngspice reserves (``circuitep.netlist.RESERVED_NAMES``, e.g. ``temper``).
-The bounds are the element modules' tables (:func:`circuitep.elements.registry.parameter_table`).
+The kinds, their settings and all bounds are the element modules' tables
+(:data:`circuitep.elements.registry.COUPLINGS`, :func:`circuitep.elements.registry.parameter_table`).
 """
 
 from __future__ import annotations
