@@ -29,10 +29,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from circuitep.elements import bias, capacitance, diode_clamp, leak, resistor, tanh, vccs
+from circuitep.elements import bias, capacitance, diode_clamp, leak, ota, resistor, tanh, vccs
 
 #: Every coupling kind, by the name a spec gives it.
-COUPLINGS: dict[str, ModuleType] = {m.NAME: m for m in (resistor, vccs, tanh)}
+COUPLINGS: dict[str, ModuleType] = {m.NAME: m for m in (resistor, vccs, tanh, ota)}
 #: The kinds' names, in declaration order (a spec's ``kind`` is one of these).
 KINDS: tuple[str, ...] = tuple(COUPLINGS)
 #: The parameters of every free node, by key (leak, bias, capacitance).
