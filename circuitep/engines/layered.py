@@ -357,8 +357,9 @@ class LayeredEngine:
             f, kcl_jacobian = _kcl(chain, drive[rows], x)
             if phase.kind == "nudged":
                 f[:, out] -= phase.beta * phase.cost.grad(x[:, out], y[rows])
-            ts = aep.take_rows(terms, rows)
-            aep.apply(f, ts, x, x0[rows] if ts else None)
+            ts = aep.take_rows(terms, rows) if terms else terms
+            if ts:
+                aep.apply(f, ts, x, x0[rows])
 
             def jacobian():
                 blocks = kcl_jacobian()
@@ -398,22 +399,20 @@ def _kcl(chain: _Chain, drive: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, C
     if cl.any():
         i_d, g_d = diode_clamp_current(x[:, cl], chain.v_lo[cl], chain.v_hi[cl], chain.i_sat, chain.n)
         f[:, cl] += i_d
-    jacobians = []
     for link in chain.links:
         c, sa, sb = link.coupling, chain.slices[link.dst_pos], chain.slices[link.src_pos]
         f[:, sa] += link.kind.drive(c, x[:, sb])
         i_src = link.kind.back(c, x[:, sa])
         if i_src is not None:
             f[:, sb] += i_src
-        jacobians.append(lambda link=link, vs=x[:, sb]: link.kind.jacobian(link.coupling, vs))
 
     def jacobian() -> _Blocks:
         diag = np.broadcast_to(-chain.conductance, x.shape).copy()
         if g_d is not None:
             diag[:, cl] += g_d
         blocks = _Blocks(chain.slices, [diag[:, s] for s in chain.slices])
-        for link, stamp in zip(chain.links, jacobians):
-            ds, sd = stamp()
+        for link in chain.links:
+            ds, sd = link.kind.jacobian(link.coupling, x[:, chain.slices[link.src_pos]])
             blocks.add(link.dst_pos, link.src_pos, dense(ds))
             if sd is not None:
                 blocks.add(link.src_pos, link.dst_pos, dense(sd))
