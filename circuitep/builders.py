@@ -13,6 +13,7 @@ import numpy as np
 
 from circuitep.checks import is_integer, is_number, plain_float, plain_int
 from circuitep.elements.registry import COUPLINGS, KINDS, settings_of
+from circuitep.elements.registry import NODE_PARAMS as NODE_TABLE
 from circuitep.spec import (GROUP_NAME, MAX_GROUP_SIZE, NODE_PARAMS, WEIGHT_BOUNDS, Coupling,
                             DiodeModel, Network, NodeGroup, Sample, check_array, check_name,
                             check_volts)
@@ -167,8 +168,8 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
         role = attrs[grp]["role"]
         kw = {}
         if role != "input":
-            for key, default in (("leak", 1e-4), ("bias", 0.0), ("capacitance", 1e-12)):
-                kw[key] = [d.get(key, default) for d in datas]
+            for key, param in NODE_TABLE.items():
+                kw[key] = [d.get(key, param.default) for d in datas]
         groups.append(NodeGroup(grp, role, len(datas), clamp=attrs[grp]["clamp"] if role != "input" else None, **kw))
     sizes = {grp: len(d) for grp, d in members.items()}
     blocks: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}

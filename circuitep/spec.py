@@ -26,6 +26,7 @@ from circuitep.elements.params import (  # noqa: F401 - the bounds, for importer
 from circuitep.elements.registry import COUPLINGS, DIODE_PARAMS, KINDS
 from circuitep.elements.registry import NODE_PARAMS as _NODE_TABLE
 from circuitep.elements.registry import kind as kind_of
+from circuitep.elements.tanh import V_SAT
 from circuitep.elements.registry import settings_of
 from circuitep.netlist import RESERVED_NAMES
 
@@ -171,8 +172,8 @@ class DiodeModel:
     ``i_sat`` (A) within :data:`I_SAT_RANGE`, ideality ``n`` within :data:`N_RANGE`.
     """
 
-    i_sat: float = 1e-12  # A
-    n: float = 1.0
+    i_sat: float = DIODE_PARAMS["i_sat"].default  # A, 1e-12
+    n: float = DIODE_PARAMS["n"].default  # 1.0
     name: str = "dclamp"
 
     def __post_init__(self):
@@ -205,9 +206,9 @@ class NodeGroup:
     name: str
     role: Role
     size: int
-    leak: np.ndarray | float = 1e-4
-    bias: np.ndarray | float = 0.0
-    capacitance: np.ndarray | float = 1e-12
+    leak: np.ndarray | float = _NODE_TABLE["leak"].default  # S, 1e-4
+    bias: np.ndarray | float = _NODE_TABLE["bias"].default  # A, 0
+    capacitance: np.ndarray | float = _NODE_TABLE["capacitance"].default  # F, 1e-12
     clamp: tuple[float, float] | None = None
     invert: str | None = None
 
@@ -270,7 +271,7 @@ class Coupling:
     dst: str
     weight: np.ndarray
     mask: np.ndarray | None = None
-    v_sat: float = 1.0  # V, tanh only
+    v_sat: float = V_SAT.default  # V, tanh only: 1.0
     settings: dict | None = None
 
     def __post_init__(self):
@@ -298,7 +299,7 @@ class Coupling:
         object.__setattr__(self, "weight", weight)
         object.__setattr__(self, "mask", mask)
         object.__setattr__(self, "v_sat",
-                           _positive_float(f"{path}.v_sat", self.v_sat, V_SAT_RANGE, "V"))
+                           _positive_float(f"{path}.v_sat", self.v_sat, V_SAT.span, "V"))
         given = {} if self.settings is None else self.settings
         if not isinstance(given, dict):
             raise TypeError(f"{path}.settings must be a dict, got {type(given).__name__}")

@@ -13,12 +13,11 @@ A spec file is plain TOML::
     [sample]                # optional: inputs = [...] (V), targets = [...] (V)
 
 Scalars broadcast over a group. Unknown keys are refused, so a misspelt field never passes silently.
-Values must be physical (see :mod:`circuitep.spec`): leaks 0 or at least 1e-15 S, resistors 0 or
-1e-15 .. 1e6 S, transconductances within +-1e6 S, biases within +-1e3 A, capacitances 1e-18 ..
-1e3 F, voltages within +-1e3 V, v_sat 1e-6 .. 1e3 V, i_sat 1e-30 .. 1 A, n 0.1 .. 100; the diode's
-name may not be a word ngspice reserves (``circuitep.netlist.RESERVED_NAMES``, e.g. ``temper``).
-The kinds, their settings and all bounds are the element modules' tables
-(:data:`circuitep.elements.registry.COUPLINGS`, :func:`circuitep.elements.registry.parameter_table`).
+Values must be physical: each parameter within the bounds of its element module's table
+(:func:`circuitep.elements.registry.parameter_table` lists every kind, setting, unit, bound and
+default: e.g. leaks 0 or at least 1e-15 S, transconductances within +-1e6 S), voltages within
++-1e3 V; the diode's name may not be a word ngspice reserves (``circuitep.netlist.RESERVED_NAMES``,
+e.g. ``temper``).
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ class Param:
         if self.span is not None:
             lo, hi = self.span
             parts.append(f"|value| {'0 or ' if lo > 0 and not self.positive else ''}"
-                         f"{lo:g} .. {hi if np.isfinite(hi) else 'inf'}")
+                         f"{lo:g} .. {hi:g}")
         if self.default is not None:
             parts.append(f"default {self.default:g}")
         if self.per_element:

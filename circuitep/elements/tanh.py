@@ -21,10 +21,10 @@ NAME = "tanh"
 LABEL = "saturating (tanh)"
 PREFIX = "t"
 WEIGHT = Param("weight", "S", "small-signal transconductance at 0 V", span=(0.0, MAX_SIEMENS), typical=1e-4)
-SETTINGS: tuple[Param, ...] = (
-    Param("v_sat", "V", "saturation voltage V_s (one per coupling)", default=1.0, positive=True,
-          span=V_SAT_RANGE, field=True, typical=0.3),
-)
+#: A field of :class:`circuitep.spec.Coupling` itself (its default is this one).
+V_SAT = Param("v_sat", "V", "saturation voltage V_s (one per coupling)", default=1.0, positive=True,
+              span=V_SAT_RANGE, field=True, typical=0.3)
+SETTINGS: tuple[Param, ...] = (V_SAT,)
 RECIPROCAL = False
 LINEAR = False
 POWER_CLASS = "transconductors"
