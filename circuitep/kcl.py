@@ -17,8 +17,7 @@ from types import ModuleType
 
 import numpy as np
 
-from circuitep.devices import diode_clamp_current
-from circuitep.elements import aep, bias, leak
+from circuitep.elements import aep, bias, diode_clamp, leak
 from circuitep.elements.blocks import dense
 from circuitep.elements.registry import kind as kind_of
 from circuitep.spec import Coupling, Network
@@ -109,7 +108,7 @@ def residual(net: Network, u: np.ndarray, x: np.ndarray, *, jacobian: bool = Tru
     f += bias_ - leak_ * x
     diag = np.broadcast_to(-leak_, x.shape).copy()
     if clamped.any():
-        i_d, g_d = diode_clamp_current(x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat, net.diode.n)
+        i_d, g_d = diode_clamp.current(x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat, net.diode.n)
         f[:, clamped] += i_d
         diag[:, clamped] += g_d
     if jacobian:

@@ -44,8 +44,7 @@ import numpy as np
 
 from circuitep import kcl
 from circuitep.costs import SquaredError
-from circuitep.devices import diode_clamp_current
-from circuitep.elements import aep
+from circuitep.elements import aep, diode_clamp, nudge
 from circuitep.elements.blocks import dense
 from circuitep.engines.base import OperatingPoint, Phase, check_batch, is_stable
 from circuitep.engines.newton import adjoint, check_options, newton, not_converged, solve_rows
@@ -356,7 +355,7 @@ class LayeredEngine:
         def system(rows, x):
             f, kcl_jacobian = _kcl(chain, drive[rows], x)
             if phase.kind == "nudged":
-                f[:, out] -= phase.beta * phase.cost.grad(x[:, out], y[rows])
+                f[:, out] += nudge.current(phase.beta, phase.cost, x[:, out], y[rows])
             ts = aep.take_rows(terms, rows) if terms else terms
             if ts:
                 aep.apply(f, ts, x, x0[rows])
@@ -397,7 +396,7 @@ def _kcl(chain: _Chain, drive: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, C
     g_d = None
     cl = chain.clamped
     if cl.any():
-        i_d, g_d = diode_clamp_current(x[:, cl], chain.v_lo[cl], chain.v_hi[cl], chain.i_sat, chain.n)
+        i_d, g_d = diode_clamp.current(x[:, cl], chain.v_lo[cl], chain.v_hi[cl], chain.i_sat, chain.n)
         f[:, cl] += i_d
     for link in chain.links:
         c, sa, sb = link.coupling, chain.slices[link.dst_pos], chain.slices[link.src_pos]
