@@ -75,6 +75,28 @@ def coupling_currents(link: Link, vd: np.ndarray, vs: np.ndarray) -> tuple[np.nd
     return i_dst, i_src
 
 
+def jacobian_blocks(link: Link, vs: np.ndarray, loads: bool = True):
+    """A coupling's contributions to ``dF/dx`` (S), the one place a stamp becomes Jacobian blocks
+    for both assemblers (dense here, block-tridiagonal in :mod:`circuitep.engines.layered`).
+
+    Yields ``(a, b, block)`` with ``a``, ``b`` in ``{"dst", "src"}`` and ``block`` a constant
+    ``(p, q)`` or batched ``(batch, p, q)`` array to add to rows ``a``, columns ``b``; blocks on
+    src rows or columns only if src is free. ``loads=False`` leaves out the kind's constant loads
+    (the layered engine sums them into its static diagonal). ``vs`` are the src voltages (V).
+    """
+    c, k = link.coupling, link.kind
+    g_dst, g_src = k.loads(c) if loads else (None, None)
+    if g_dst is not None:
+        yield "dst", "dst", -np.diag(g_dst)
+    if link.src_free is not None:
+        ds, sd = k.jacobian(c, vs)
+        yield "dst", "src", dense(ds)
+        if sd is not None:
+            yield "src", "dst", dense(sd)
+        if g_src is not None:
+            yield "src", "src", -np.diag(g_src)
+
+
 def residual(net: Network, u: np.ndarray, x: np.ndarray, *, jacobian: bool = True):
     """KCL residual ``F(x)`` (A) and, if asked, its Jacobian ``dF/dx`` (S).
 
@@ -94,16 +116,9 @@ def residual(net: Network, u: np.ndarray, x: np.ndarray, *, jacobian: bool = Tru
         if src is not None and i_src is not None:
             f[:, src] += i_src
         if jacobian:
-            g_dst, g_src = k.loads(c)
-            if g_dst is not None:
-                jac[:, dst, dst] -= np.diag(g_dst)
-            if src is not None:
-                ds, sd = k.jacobian(c, vs)
-                jac[:, dst, src] += dense(ds)
-                if sd is not None:
-                    jac[:, src, dst] += dense(sd)
-                if g_src is not None:
-                    jac[:, src, src] -= np.diag(g_src)
+            ends = {"dst": dst, "src": src}
+            for a, b, block in jacobian_blocks(link, vs):
+                jac[:, ends[a], ends[b]] += block
     leak_, bias_, clamped, v_lo, v_hi = _node_arrays(net)
     f += bias_ - leak_ * x
     diag = np.broadcast_to(-leak_, x.shape).copy()

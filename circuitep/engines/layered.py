@@ -45,7 +45,6 @@ import numpy as np
 from circuitep import kcl
 from circuitep.costs import SquaredError
 from circuitep.elements import aep, diode_clamp, nudge
-from circuitep.elements.blocks import dense
 from circuitep.engines.base import OperatingPoint, Phase, check_batch, is_stable
 from circuitep.engines.newton import adjoint, check_options, newton, not_converged, solve_rows
 from circuitep.spec import Network
@@ -410,11 +409,10 @@ def _kcl(chain: _Chain, drive: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, C
         if g_d is not None:
             diag[:, cl] += g_d
         blocks = _Blocks(chain.slices, [diag[:, s] for s in chain.slices])
-        for link in chain.links:
-            ds, sd = link.kind.jacobian(link.coupling, x[:, chain.slices[link.src_pos]])
-            blocks.add(link.dst_pos, link.src_pos, dense(ds))
-            if sd is not None:
-                blocks.add(link.src_pos, link.dst_pos, dense(sd))
+        for link in chain.links:  # the loads are in chain.conductance
+            pos = {"dst": link.dst_pos, "src": link.src_pos}
+            for a, b, block in kcl.jacobian_blocks(link, x[:, chain.slices[link.src_pos]], loads=False):
+                blocks.add(pos[a], pos[b], block)
         return blocks
 
     return f, jacobian
