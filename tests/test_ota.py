@@ -17,6 +17,7 @@ import json
 import tomllib
 from dataclasses import replace
 
+import networkx as nx
 import numpy as np
 import pytest
 
@@ -25,6 +26,7 @@ from circuitep.cli import default_beta, main
 from circuitep.compiler import FORMS, PHASES, compile_network
 from circuitep.engines.base import Phase
 from circuitep.engines.layered import LayeredEngine
+from circuitep.engines.ngspice_engine import one_operating_point
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.estimators import compare, estimate
 from circuitep.gradcheck import gradcheck, probe_batch
@@ -190,8 +192,6 @@ def test_training_on_an_ota_circuit(tmp_path):
 
 
 def test_from_graph_reads_per_edge_settings():
-    import networkx as nx
-
     g = nx.DiGraph()
     g.add_node("a", role="input")
     g.add_node("b", role="input")
@@ -205,3 +205,12 @@ def test_from_graph_reads_per_edge_settings():
     g.nodes["o2"]["role"] = "output"
     with pytest.raises(ValueError, match=r"attribute\(s\) \['v_sat'\] unknown for a ota edge"):
         builders.from_graph(g)
+
+
+def test_a_feedforward_ota_circuit_has_one_operating_point():
+    """ngspice may sweep it in every phase, as a vccs one: linear, so its AEP netlist is
+    feedforward too; with feedback it may not."""
+    ff = as_ota(builders.random_network("feedforward"), 1e-5, 0.01)
+    loop = as_ota(builders.random_network("nonreciprocal"), 1e-5, 0.01)
+    for phase in (Phase(), Phase("nudged", 1e-6), Phase("nudged", 1e-6, aep=True), Phase("dyadic", 1e-4)):
+        assert one_operating_point(ff, phase) and not one_operating_point(loop, phase), phase.label
