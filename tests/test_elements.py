@@ -1,4 +1,5 @@
-"""The contract every element kind keeps (issue 15), one test body over every kind the registry lists.
+"""The contract every element kind keeps (issue 15): one test body over every kind the registry
+lists.
 
 - Its SPICE against its numpy stamp, element by element: every node held by a voltage source at
   random operating points, ngspice's source currents against the stamp's currents (free phase),
@@ -34,11 +35,15 @@ FD_TOL = 1e-7
 CIRCUIT_TOL = 1e-9  # V
 
 
-def example(kind: str, name: str, src: str, dst: str, shape: tuple[int, int], seed: int) -> Coupling:
+def example(
+    kind: str, name: str, src: str, dst: str, shape: tuple[int, int], seed: int
+) -> Coupling:
     """A coupling of ``kind`` with random weights and settings around the table's typical values."""
     rng = np.random.default_rng(seed)
     m = registry.COUPLINGS[kind]
-    w = m.WEIGHT.typical * (rng.uniform(0.2, 2.0, shape) if m.WEIGHT.nonnegative else rng.normal(0, 1, shape))
+    w = m.WEIGHT.typical * (
+        rng.uniform(0.2, 2.0, shape) if m.WEIGHT.nonnegative else rng.normal(0, 1, shape)
+    )
     if src == dst:
         w = w * (1 - np.eye(shape[0]))
     fields, settings = {}, {}
@@ -77,8 +82,17 @@ def _currents(els: list[Element], held: dict[str, float]) -> dict[str, float]:
     """ngspice's operating point of ``els`` with every node held: the current each element set
     drives into each held node (A), from the holding sources' branch currents."""
     nodes = list(held)
-    text = write(Netlist("* stamp", (Section("held", tuple(_held(nodes, np.array(list(held.values()))))),
-                                     Section("elements", tuple(els))), (), (("reltol", 1e-10),)))
+    text = write(
+        Netlist(
+            "* stamp",
+            (
+                Section("held", tuple(_held(nodes, np.array(list(held.values()))))),
+                Section("elements", tuple(els)),
+            ),
+            (),
+            (("reltol", 1e-10),),
+        )
+    )
     session, token = shared_session(), object()
     session.add_circuit(token, text)
     try:
@@ -117,14 +131,24 @@ def test_spice_matches_the_stamp_at_random_operating_points(kind, ngspice_engine
             a = a - (dense(sd)[0] if dense(sd).ndim == 3 else dense(sd)).T
         if not m.RECIPROCAL and m.LINEAR:  # AEP: the correction cancels A v_src and adds A^T v_dst
             got = _currents(m.spice_reversed(c, src, dst), held)
-            _close(np.array([got[n] for n in dst]), i_dst[0] - a @ vs[0], f"{kind} reversed, into dst")
-            _close(np.array([got[n] for n in src]), i_src[0] + a.T @ vd[0], f"{kind} reversed, into src")
+            _close(
+                np.array([got[n] for n in dst]), i_dst[0] - a @ vs[0], f"{kind} reversed, into dst"
+            )
+            _close(
+                np.array([got[n] for n in src]),
+                i_src[0] + a.T @ vd[0],
+                f"{kind} reversed, into src",
+            )
         if not m.LINEAR:  # AEP: the correction's slope expressions, evaluated at v_src
             probes, els = {}, []
             for i, j in np.argwhere(c.mask):
                 node = f"p_{i}_{j}"
                 probes[node] = 0.0
-                els.append(Element("B", f"bslope_{i}_{j}", ("0", node), m.spice_slope(c, i, j, f"v({src[j]})")))
+                els.append(
+                    Element(
+                        "B", f"bslope_{i}_{j}", ("0", node), m.spice_slope(c, i, j, f"v({src[j]})")
+                    )
+                )
             got = _currents(els, held | probes)
             want = [a[i, j] for i, j in np.argwhere(c.mask)]
             _close(np.array([got[n] for n in probes]), np.array(want), f"{kind} AEP slope")
@@ -148,13 +172,21 @@ def test_spice_matches_the_stamp_at_random_operating_points(kind, ngspice_engine
 def small_network(kind: str, seed: int = 0) -> Network:
     """in(3) -> h(4) -> out(2) of ``kind``, feedback out -> h, a coupling of h to itself; leaks,
     biases, clamps on h."""
-    groups = (NodeGroup("in", "input", 3), NodeGroup("h", "hidden", 4, leak=1e-4, bias=2e-6, clamp=(-0.45, 0.55)),
-              NodeGroup("out", "output", 2, leak=1e-4, bias=-1e-6))
-    couplings = (example(kind, "fwd1", "in", "h", (4, 3), seed), example(kind, "fwd2", "h", "out", (2, 4), seed + 1),
-                 example(kind, "bwd2", "out", "h", (4, 2), seed + 2))
+    groups = (
+        NodeGroup("in", "input", 3),
+        NodeGroup("h", "hidden", 4, leak=1e-4, bias=2e-6, clamp=(-0.45, 0.55)),
+        NodeGroup("out", "output", 2, leak=1e-4, bias=-1e-6),
+    )
+    couplings = (
+        example(kind, "fwd1", "in", "h", (4, 3), seed),
+        example(kind, "fwd2", "h", "out", (2, 4), seed + 1),
+        example(kind, "bwd2", "out", "h", (4, 2), seed + 2),
+    )
     couplings += (example(kind, "self1", "h", "h", (4, 4), seed + 3),)
-    scaled = tuple(Coupling(c.name, c.kind, c.src, c.dst, c.weight * 0.3, c.mask, c.v_sat, c.settings)
-                   for c in couplings)
+    scaled = tuple(
+        Coupling(c.name, c.kind, c.src, c.dst, c.weight * 0.3, c.mask, c.v_sat, c.settings)
+        for c in couplings
+    )
     return Network(f"contract_{kind}", groups, scaled)
 
 
@@ -180,11 +212,15 @@ def test_learning_rule_matches_finite_differences(kind):
                 continue
             h = 1e-3 * (abs(value[idx]) + 1e-6)
             plus, minus = dict(params), dict(params)
-            plus[key] = value.copy(); plus[key][idx] += h
-            minus[key] = value.copy(); minus[key][idx] -= h
+            plus[key] = value.copy()
+            plus[key][idx] += h
+            minus[key] = value.copy()
+            minus[key][idx] -= h
             fd[idx] = (phi(plus) - phi(minus)) / (2 * h)
         scale = np.abs(fd).max(initial=0) + 1e-30
-        assert np.abs(grads[key] - fd).max() <= FD_TOL * scale, f"{kind} {key}:\nrule {grads[key]}\nfd   {fd}"
+        assert np.abs(grads[key] - fd).max() <= FD_TOL * scale, (
+            f"{kind} {key}:\nrule {grads[key]}\nfd   {fd}"
+        )
 
 
 # ------------------------------------------------------------------------ whole circuits
@@ -200,13 +236,22 @@ def test_every_phase_agrees_across_engines(kind, form, ngspice_engine_factory):
     u, y = rng.uniform(0, 1, (3, net.n_inputs)), rng.uniform(0, 0.5, (3, net.n_outputs))
     numpy_, spice = NumpyEngine(), ngspice_engine_factory(form)
     x0 = numpy_.solve(net, Phase(), u).x
-    for phase in (Phase(), Phase("nudged", 1e-6), Phase("nudged", 1e-6, aep=True), Phase("dyadic", 1e-4)):
+    for phase in (
+        Phase(),
+        Phase("nudged", 1e-6),
+        Phase("nudged", 1e-6, aep=True),
+        Phase("dyadic", 1e-4),
+    ):
         targets = None if phase.kind == "free" else y
         ref = numpy_.solve(net, phase, u, targets, x0=x0 if phase.aep else None)
         for engine in (spice, LayeredEngine()):
             op = engine.solve(net, phase, u, targets, x0=x0 if phase.aep else None)
             diff = np.abs(op.x - ref.x).max()
-            assert diff <= CIRCUIT_TOL, f"{kind} {phase.label} {engine.name}: {diff:.3e} V\n{op.x}\n{ref.x}"
+            assert diff <= CIRCUIT_TOL, (
+                f"{kind} {phase.label} {engine.name}: {diff:.3e} V\n{op.x}\n{ref.x}"
+            )
             if phase.kind == "dyadic":
                 diff = np.abs(op.adjoint - ref.adjoint).max()
-                assert diff <= CIRCUIT_TOL, f"{kind} {phase.label} {engine.name} adjoint: {diff:.3e} V"
+                assert diff <= CIRCUIT_TOL, (
+                    f"{kind} {phase.label} {engine.name} adjoint: {diff:.3e} V"
+                )

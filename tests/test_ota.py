@@ -47,13 +47,18 @@ def as_ota(net: Network, g_out=0.0, v_offset=0.0, seed: int = 0) -> Network:
             continue
         g = rng.uniform(1e-5, 3e-5, c.weight.shape) if g_out == "random" else g_out
         v = rng.uniform(-0.05, 0.05, c.weight.shape) if v_offset == "random" else v_offset
-        couplings.append(Coupling(c.name, "ota", c.src, c.dst, c.weight, c.mask,
-                                  settings={"g_out": g, "v_offset": v}))
+        couplings.append(
+            Coupling(
+                c.name, "ota", c.src, c.dst, c.weight, c.mask, settings={"g_out": g, "v_offset": v}
+            )
+        )
     return replace(net, couplings=tuple(couplings))
 
 
 def nets():
-    return [builders.random_network(k, seed=s) for k in ("nonreciprocal", "feedforward") for s in (0, 1)]
+    return [
+        builders.random_network(k, seed=s) for k in ("nonreciprocal", "feedforward") for s in (0, 1)
+    ]
 
 
 @pytest.mark.parametrize("net", nets(), ids=lambda n: n.description)
@@ -71,7 +76,12 @@ def test_zero_settings_are_vccs_to_the_last_bit(net):
     assert np.array_equal(kcl.correction_matrix(net, uu, x), kcl.correction_matrix(ota, uu, x))
     for engine in (NumpyEngine(), LayeredEngine()):
         x0 = engine.solve(net, Phase(), u).x
-        for phase in (Phase(), Phase("nudged", 1e-6), Phase("nudged", 1e-6, aep=True), Phase("dyadic", 1e-4)):
+        for phase in (
+            Phase(),
+            Phase("nudged", 1e-6),
+            Phase("nudged", 1e-6, aep=True),
+            Phase("dyadic", 1e-4),
+        ):
             t, z = (None, None) if phase.kind == "free" else (y, x0 if phase.aep else None)
             a, b = engine.solve(net, phase, u, t, x0=z), engine.solve(ota, phase, u, t, x0=z)
             assert np.array_equal(a.x, b.x), (engine.name, phase.label)
@@ -79,8 +89,10 @@ def test_zero_settings_are_vccs_to_the_last_bit(net):
     for phase in PHASES:
         for form in FORMS:
             beta = None if phase == "free" else 1e-7
-            assert (compile_network(net, phase, form, beta=beta).text
-                    == compile_network(ota, phase, form, beta=beta).text), (phase, form)
+            assert (
+                compile_network(net, phase, form, beta=beta).text
+                == compile_network(ota, phase, form, beta=beta).text
+            ), (phase, form)
 
 
 @pytest.mark.ngspice
@@ -92,7 +104,12 @@ def test_ngspice_and_numpy_agree_with_output_conductance_and_offset(form, ngspic
     x0 = ref.solve(net, Phase(), u).x
     plain = as_ota(builders.random_network("nonreciprocal", seed=2))
     assert np.abs(x0 - ref.solve(plain, Phase(), u).x).max() > 1e-3  # the settings matter
-    for phase in (Phase(), Phase("nudged", 1e-6), Phase("nudged", -1e-6, aep=True), Phase("dyadic", 1e-4)):
+    for phase in (
+        Phase(),
+        Phase("nudged", 1e-6),
+        Phase("nudged", -1e-6, aep=True),
+        Phase("dyadic", 1e-4),
+    ):
         t, z = (None, None) if phase.kind == "free" else (y, x0 if phase.aep else None)
         a, b = spice.solve(net, phase, u, t, x0=z), ref.solve(net, phase, u, t, x0=z)
         assert np.abs(a.x - b.x).max() <= TOL, f"{phase.label}: {np.abs(a.x - b.x).max():.3e} V"
@@ -154,20 +171,37 @@ def test_settings_from_toml_and_python():
         network_from_dict(no_g)
 
 
-@pytest.mark.parametrize("change, message", [
-    (("kind = \"ota\"", "kind = \"vccs\""), r"couplings\[0\] has g_out, which only ota .* couplings use"),
-    (("g_out = [[1e-5, 2e-5], [3e-5, 0.0]]", "g_out = -1e-5"), r"couplings\['a'\]\.g_out\[0, 0\] = -1e-05 is negative"),
-    (("v_offset = 0.01", "v_offset = 1e4"), r"couplings\['a'\]\.v_offset\[0, 0\] = 10000.0 V is beyond 1000 V"),
-    (("v_offset = 0.01", "v_offset = [1.0, 2.0]"), r"couplings\['a'\]\.v_offset has shape \(2,\), expected \(2, 2\)"),
-    (("v_offset = 0.01", "v_offset = true"), r"couplings\['a'\]\.v_offset must be a number"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            ('kind = "ota"', 'kind = "vccs"'),
+            r"couplings\[0\] has g_out, which only ota .* couplings use",
+        ),
+        (
+            ("g_out = [[1e-5, 2e-5], [3e-5, 0.0]]", "g_out = -1e-5"),
+            r"couplings\['a'\]\.g_out\[0, 0\] = -1e-05 is negative",
+        ),
+        (
+            ("v_offset = 0.01", "v_offset = 1e4"),
+            r"couplings\['a'\]\.v_offset\[0, 0\] = 10000.0 V is beyond 1000 V",
+        ),
+        (
+            ("v_offset = 0.01", "v_offset = [1.0, 2.0]"),
+            r"couplings\['a'\]\.v_offset has shape \(2,\), expected \(2, 2\)",
+        ),
+        (("v_offset = 0.01", "v_offset = true"), r"couplings\['a'\]\.v_offset must be a number"),
+    ],
+)
 def test_bad_settings_are_refused_naming_the_field(change, message):
     with pytest.raises(SpecError, match=message):
         network_from_dict(tomllib.loads(TOML.replace(*change)))
 
 
 def test_unknown_setting_from_python_is_refused():
-    with pytest.raises(ValueError, match=r"couplings\['a'\]\.settings: \['g_outt'\] unknown for a ota coupling"):
+    with pytest.raises(
+        ValueError, match=r"couplings\['a'\]\.settings: \['g_outt'\] unknown for a ota coupling"
+    ):
         Coupling("a", "ota", "in", "out", [[1e-4]], settings={"g_outt": 1e-5})
     with pytest.raises(ValueError, match=r"settings: \['g_out'\] unknown for a vccs coupling"):
         Coupling("a", "vccs", "in", "out", [[1e-4]], settings={"g_out": 1e-5})
@@ -180,8 +214,26 @@ def test_training_on_an_ota_circuit(tmp_path):
     net = as_ota(builders.from_shorthand("ff:64-16-10"), 1e-6, "random")
     save_spec(net, tmp_path / "ota.toml")
     out = tmp_path / "run"
-    assert main(["train", str(tmp_path / "ota.toml"), "--data", "digits", "--epochs", "2", "--n-train", "600",
-                 "--n-test", "200", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(tmp_path / "ota.toml"),
+                "--data",
+                "digits",
+                "--epochs",
+                "2",
+                "--n-train",
+                "600",
+                "--n-test",
+                "200",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     records = json.loads((out / "metrics.json").read_text())
     assert records[1]["cost"] < records[0]["cost"] < 0.45, records
     assert records[1]["test_accuracy"] > 0.35, records
@@ -200,7 +252,9 @@ def test_from_graph_reads_per_edge_settings():
     g.add_edge("b", "o", kind="ota", weight=-1e-4, v_offset=0.02)
     c = builders.from_graph(g).couplings[0]
     assert (c.name, c.kind) == ("o_in_out", "ota")
-    assert c.settings["g_out"].tolist() == [[2e-5, 0.0]] and c.settings["v_offset"].tolist() == [[0.0, 0.02]]
+    assert c.settings["g_out"].tolist() == [[2e-5, 0.0]] and c.settings["v_offset"].tolist() == [
+        [0.0, 0.02]
+    ]
     g.add_edge("a", "o2", kind="ota", weight=1e-4, v_sat=0.3)
     g.nodes["o2"]["role"] = "output"
     with pytest.raises(ValueError, match=r"attribute\(s\) \['v_sat'\] unknown for a ota edge"):
@@ -212,5 +266,10 @@ def test_a_feedforward_ota_circuit_has_one_operating_point():
     feedforward too; with feedback it may not."""
     ff = as_ota(builders.random_network("feedforward"), 1e-5, 0.01)
     loop = as_ota(builders.random_network("nonreciprocal"), 1e-5, 0.01)
-    for phase in (Phase(), Phase("nudged", 1e-6), Phase("nudged", 1e-6, aep=True), Phase("dyadic", 1e-4)):
+    for phase in (
+        Phase(),
+        Phase("nudged", 1e-6),
+        Phase("nudged", 1e-6, aep=True),
+        Phase("dyadic", 1e-4),
+    ):
         assert one_operating_point(ff, phase) and not one_operating_point(loop, phase), phase.label

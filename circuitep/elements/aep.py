@@ -61,7 +61,8 @@ def apply(f: np.ndarray, ts: list[Term], x: np.ndarray, x0: np.ndarray) -> None:
 
 
 def add_jacobian(add: Callable[[int, int, np.ndarray], None], ts: list[Term]) -> None:
-    """Add ``-K`` to a block Jacobian: ``add(a, b, term)`` adds to block ``(a, b)`` by chain position."""
+    """Add ``-K`` to a block Jacobian; ``add(a, b, term)`` adds to block ``(a, b)`` (chain
+    positions)."""
     for t in ts:
         a0 = dense(t.a0)
         add(t.dst_pos, t.src_pos, -a0)
@@ -82,8 +83,9 @@ def matrix(ts: list[Term], batch: int, n: int) -> np.ndarray:
     return a - np.swapaxes(a, 1, 2)
 
 
-def spice(links, nodes: list[str], x0: np.ndarray, k_lin: np.ndarray,
-          ref_node: Callable[[str], str]) -> tuple[list[Element], list[tuple[str, str, int, str]]]:
+def spice(
+    links, nodes: list[str], x0: np.ndarray, k_lin: np.ndarray, ref_node: Callable[[str], str]
+) -> tuple[list[Element], list[tuple[str, str, int, str]]]:
     """The AEP netlist's correction elements beside the reversed linear couplings.
 
     ``nodes`` are the free nodes, ``x0`` (n_free,) V the free state, ``k_lin`` (n_free, n_free) S
@@ -97,8 +99,11 @@ def spice(links, nodes: list[str], x0: np.ndarray, k_lin: np.ndarray,
             if k_lin[k].any():
                 els.append(Element("I", f"iaep_{node}", ("0", node), float(current[k])))
                 sources.append((f"iaep_{node}", "aep", k, "I"))
-    explicit = [link for link in links if link.src_free is not None and not link.kind.RECIPROCAL
-                and not link.kind.LINEAR]
+    explicit = [
+        link
+        for link in links
+        if link.src_free is not None and not link.kind.RECIPROCAL and not link.kind.LINEAR
+    ]
     if explicit:
         for k, node in enumerate(nodes):
             els.append(Element("V", f"v{ref_node(node)}", (ref_node(node), "0"), float(x0[k])))
@@ -108,6 +113,14 @@ def spice(links, nodes: list[str], x0: np.ndarray, k_lin: np.ndarray,
         for i, j in np.argwhere(c.mask):
             a, b = nodes[link.dst.start + i], nodes[link.src_free.start + j]
             slope = link.kind.spice_slope(c, i, j, f"v({ref_node(b)})")
-            els.append(Element("B", f"baep_{c.name}_{i}_{j}_a", ("0", a), f"-{slope}*(v({b})-v({ref_node(b)}))"))
-            els.append(Element("B", f"baep_{c.name}_{i}_{j}_b", ("0", b), f"{slope}*(v({a})-v({ref_node(a)}))"))
+            els.append(
+                Element(
+                    "B", f"baep_{c.name}_{i}_{j}_a", ("0", a), f"-{slope}*(v({b})-v({ref_node(b)}))"
+                )
+            )
+            els.append(
+                Element(
+                    "B", f"baep_{c.name}_{i}_{j}_b", ("0", b), f"{slope}*(v({a})-v({ref_node(a)}))"
+                )
+            )
     return els, sources

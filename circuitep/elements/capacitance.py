@@ -7,8 +7,14 @@ from __future__ import annotations
 from circuitep.elements.params import FARAD_RANGE, Param
 from circuitep.netlist import Element
 
-PARAM = Param("capacitance", "F", "capacitance from the node to ground", default=1e-12,
-              positive=True, span=FARAD_RANGE)
+PARAM = Param(
+    "capacitance",
+    "F",
+    "capacitance from the node to ground",
+    default=1e-12,
+    positive=True,
+    span=FARAD_RANGE,
+)
 
 
 def spice(node: str, c: float) -> list[Element]:

@@ -17,8 +17,9 @@ from circuitep.elements.params import I_SAT_RANGE, N_RANGE, Param
 from circuitep.netlist import Element, spice_number
 
 PARAMS = (
-    Param("i_sat", "A", "diode saturation current IS", default=1e-12, positive=True,
-          span=I_SAT_RANGE),
+    Param(
+        "i_sat", "A", "diode saturation current IS", default=1e-12, positive=True, span=I_SAT_RANGE
+    ),
     Param("n", "", "diode emission coefficient N", default=1.0, positive=True, span=N_RANGE),
 )
 
@@ -38,21 +39,30 @@ def rail_nodes(group: str) -> tuple[str, str]:
 
 def spice_rails(group: str, clamp: tuple[float, float]) -> list[Element]:
     lo, hi = rail_nodes(group)
-    return [Element("V", f"vhi_{group}", (hi, "0"), clamp[1]), Element("V", f"vlo_{group}", (lo, "0"), clamp[0])]
+    return [
+        Element("V", f"vhi_{group}", (hi, "0"), clamp[1]),
+        Element("V", f"vlo_{group}", (lo, "0"), clamp[0]),
+    ]
 
 
 def spice(node: str, group: str, model: str) -> list[Element]:
     lo, hi = rail_nodes(group)
-    return [Element("D", f"dhi_{node}", (node, hi), model), Element("D", f"dlo_{node}", (lo, node), model)]
+    return [
+        Element("D", f"dhi_{node}", (node, hi), model),
+        Element("D", f"dlo_{node}", (lo, node), model),
+    ]
 
 
 def conductance_expression(vd: str, i_sat: float, n: float, gmin: float = GMIN) -> str:
-    """Behavioural expression of ngspice's diode small-signal conductance at junction voltage ``vd``."""
+    """Behavioural expression of ngspice's diode small-signal conductance (S) at the junction
+    voltage expression ``vd``."""
     vte = spice_number(n * THERMAL_VOLTAGE)
     is_ = spice_number(i_sat)
     q = f"(3*{vte}/({spice_number(np.e)}*min({vd},-3*{vte})))"
     reverse = f"{is_}*3*{q}*{q}*{q}/min({vd},-3*{vte})"
-    forward = f"{is_}/{vte}*exp(min({vd},80*{vte})/{vte})"  # the exponent cap of devices.diode_current
+    forward = (
+        f"{is_}/{vte}*exp(min({vd},80*{vte})/{vte})"  # the exponent cap of devices.diode_current
+    )
     return f"((({vd})>=-3*{vte})?({forward}):({reverse}))+{spice_number(gmin)}"
 
 

@@ -11,8 +11,14 @@ import numpy as np
 from circuitep.elements.params import MIN_SIEMENS, Param
 from circuitep.netlist import Element
 
-PARAM = Param("leak", "S", "conductance from the node to ground", default=1e-4, nonnegative=True,
-              span=(MIN_SIEMENS, np.inf))
+PARAM = Param(
+    "leak",
+    "S",
+    "conductance from the node to ground",
+    default=1e-4,
+    nonnegative=True,
+    span=(MIN_SIEMENS, np.inf),
+)
 
 
 def grad(x: np.ndarray, s: np.ndarray) -> np.ndarray:

@@ -24,8 +24,9 @@ def jacobian(beta: float, cost: Cost, x_out: np.ndarray, y: np.ndarray) -> np.nd
     return -beta * cost.hessian(x_out, y)
 
 
-def spice(outs: list[str], targets: list[str], into: list[str], beta: float, cost: Cost,
-          beta_node: str) -> list[Element]:
+def spice(
+    outs: list[str], targets: list[str], into: list[str], beta: float, cost: Cost, beta_node: str
+) -> list[Element]:
     """Nudge elements into the nodes ``into`` (the outputs or their adjoint nodes), from the output
     nodes ``outs`` and the target nodes ``targets``; cross-entropy reads beta from ``beta_node``."""
     els = []

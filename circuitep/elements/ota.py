@@ -26,13 +26,33 @@ from circuitep.netlist import Element
 NAME = "ota"
 LABEL = "ota (linear transconductor with output conductance and input offset)"
 PREFIX = "o"
-WEIGHT = Param("weight", "S", "transconductance: current w (v(src_j) - v_offset) into dst_i",
-               span=(0.0, MAX_SIEMENS), typical=1e-4)
+WEIGHT = Param(
+    "weight",
+    "S",
+    "transconductance: current w (v(src_j) - v_offset) into dst_i",
+    span=(0.0, MAX_SIEMENS),
+    typical=1e-4,
+)
 SETTINGS: tuple[Param, ...] = (
-    Param("g_out", "S", "output conductance from dst_i to ground, per element", default=0.0,
-          nonnegative=True, span=(MIN_SIEMENS, MAX_SIEMENS), per_element=True, typical=2e-5),
-    Param("v_offset", "V", "input offset voltage, per element", default=0.0,
-          span=(0.0, MAX_VOLTS), per_element=True, typical=0.05),
+    Param(
+        "g_out",
+        "S",
+        "output conductance from dst_i to ground, per element",
+        default=0.0,
+        nonnegative=True,
+        span=(MIN_SIEMENS, MAX_SIEMENS),
+        per_element=True,
+        typical=2e-5,
+    ),
+    Param(
+        "v_offset",
+        "V",
+        "input offset voltage, per element",
+        default=0.0,
+        span=(0.0, MAX_VOLTS),
+        per_element=True,
+        typical=0.05,
+    ),
 )
 RECIPROCAL = False
 LINEAR = True
@@ -103,7 +123,7 @@ def dc_paths(c):
 
 
 def power(c, vd, vs) -> np.ndarray:
-    """Power absorbed (W, (batch,)): the vccs part, the offset current and the output conductance."""
+    """Power absorbed (W, (batch,)): the vccs part, offset current and output conductance."""
     p = vccs.power(c, vd, vs)
     off, g = _offset(c), _g_out(c)
     if off.any():
@@ -148,8 +168,11 @@ def spice_reversed(c, src: list[str], dst: list[str]) -> list[Element]:
 
 def spice_adjoint(c, src, dst, adj_src, adj_dst):
     g = _g_out(c)
-    outs = [Element("R", f"radj_{c.name}_{i}_{j}_out", (adj_dst[i], "0"), 1.0 / float(g[i, j]))
-            for i, j in np.argwhere(c.mask) if g[i, j] > 0]
+    outs = [
+        Element("R", f"radj_{c.name}_{i}_{j}_out", (adj_dst[i], "0"), 1.0 / float(g[i, j]))
+        for i, j in np.argwhere(c.mask)
+        if g[i, j] > 0
+    ]
     trans = vccs.spice_adjoint(c, src, dst, adj_src, adj_dst)
     if trans is None and not outs:
         return None

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-#: Largest voltage (V) a spec may hold (clamp rails, sample inputs and targets): the circuits work at
-#: volts, and far beyond this the diode equations lose all precision (rails at 1e30 V left ngspice
-#: at 0 V where the numpy engines found 0.1 V).
+#: Largest voltage (V) a spec may hold (clamp rails, sample inputs and targets): the circuits work
+#: at volts, and far beyond this the diode equations lose all precision (rails at 1e30 V left
+#: ngspice at 0 V where the numpy engines found 0.1 V).
 MAX_VOLTS = 1e3
 #: Smallest non-zero conductance (S) of a leak or a resistor, 1 petaohm: the netlist holds its
 #: reciprocal, which overflowed to inf for a leak of 1e-320 S.
@@ -63,8 +61,9 @@ class Param:
 
     def bounds(self) -> dict:
         """Keyword arguments of :func:`circuitep.spec.check_array` for this parameter."""
-        return dict(nonnegative=self.nonnegative, positive=self.positive, span=self.span,
-                    unit=self.unit)
+        return dict(
+            nonnegative=self.nonnegative, positive=self.positive, span=self.span, unit=self.unit
+        )
 
     def describe(self) -> str:
         """One line for the docs: name, unit, bounds and default."""
@@ -75,8 +74,9 @@ class Param:
             parts.append(">= 0")
         if self.span is not None:
             lo, hi = self.span
-            parts.append(f"|value| {'0 or ' if lo > 0 and not self.positive else ''}"
-                         f"{lo:g} .. {hi:g}")
+            parts.append(
+                f"|value| {'0 or ' if lo > 0 and not self.positive else ''}{lo:g} .. {hi:g}"
+            )
         if self.default is not None:
             parts.append(f"default {self.default:g}")
         if self.per_element:

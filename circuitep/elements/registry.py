@@ -41,10 +41,31 @@ NODE_PARAMS = {m.PARAM.name: m.PARAM for m in (leak, bias, capacitance)}
 DIODE_PARAMS = {p.name: p for p in diode_clamp.PARAMS}
 
 #: What every coupling module must define (checked on import and by tests/test_elements.py).
-REQUIRED = ("NAME", "LABEL", "PREFIX", "WEIGHT", "SETTINGS", "RECIPROCAL", "LINEAR", "POWER_CLASS",
-            "ADJOINT", "title", "check", "loads", "drive", "back", "jacobian", "weight_grad",
-            "symmetric_rule", "dc_paths", "power", "max_current", "sens_name", "spice",
-            "spice_adjoint")
+REQUIRED = (
+    "NAME",
+    "LABEL",
+    "PREFIX",
+    "WEIGHT",
+    "SETTINGS",
+    "RECIPROCAL",
+    "LINEAR",
+    "POWER_CLASS",
+    "ADJOINT",
+    "title",
+    "check",
+    "loads",
+    "drive",
+    "back",
+    "jacobian",
+    "weight_grad",
+    "symmetric_rule",
+    "dc_paths",
+    "power",
+    "max_current",
+    "sens_name",
+    "spice",
+    "spice_adjoint",
+)
 
 
 def _check_modules() -> None:
@@ -70,7 +91,7 @@ def settings_of(name: str) -> dict:
 
 
 def setting_keys() -> set[str]:
-    """Every setting any kind declares (the keys a spec's coupling may carry beyond the common ones)."""
+    """Every setting any kind declares (keys a spec's coupling may carry beyond the common ones)."""
     return {p.name for m in COUPLINGS.values() for p in m.SETTINGS}
 
 

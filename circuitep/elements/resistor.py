@@ -17,8 +17,14 @@ from circuitep.netlist import Element
 NAME = "resistor"
 LABEL = "resistor"
 PREFIX = "r"  # coupling names from graphs: r_<src group>_<dst group>
-WEIGHT = Param("weight", "S", "conductance between dst_i and src_j", nonnegative=True,
-               span=(MIN_SIEMENS, MAX_SIEMENS), typical=1e-4)
+WEIGHT = Param(
+    "weight",
+    "S",
+    "conductance between dst_i and src_j",
+    nonnegative=True,
+    span=(MIN_SIEMENS, MAX_SIEMENS),
+    typical=1e-4,
+)
 SETTINGS: tuple[Param, ...] = ()
 RECIPROCAL = True
 LINEAR = True
@@ -32,7 +38,9 @@ def title(c) -> str:
 
 def check(c, path: str) -> None:
     if c.src == c.dst and np.any(np.diag(c.weight)):
-        raise ValueError(f"{path}: a resistor from a node to itself does nothing; mask the diagonal")
+        raise ValueError(
+            f"{path}: a resistor from a node to itself does nothing; mask the diagonal"
+        )
 
 
 def loads(c) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -41,12 +49,12 @@ def loads(c) -> tuple[np.ndarray | None, np.ndarray | None]:
 
 
 def drive(c, vs: np.ndarray) -> np.ndarray:
-    """Current into dst (A, (batch, m)) from the src voltages ``vs`` (V, (batch, n)), loads aside."""
+    """Current into dst (A, (batch, m)) from the src voltages ``vs`` (V, (batch, n)), no loads."""
     return vs @ c.weight.T
 
 
 def back(c, vd: np.ndarray) -> np.ndarray:
-    """Current into src (A, (batch, n)) from the dst voltages ``vd`` (V, (batch, m)), loads aside."""
+    """Current into src (A, (batch, n)) from the dst voltages ``vd`` (V, (batch, m)), no loads."""
     return vd @ c.weight
 
 
@@ -85,8 +93,11 @@ def sens_name(c, i: int, j: int) -> str | None:
 
 
 def spice(c, src: list[str], dst: list[str]) -> list[Element]:
-    return [Element("R", f"r{c.name}_{i}_{j}", (dst[i], src[j]), 1.0 / float(c.weight[i, j]))
-            for i, j in np.argwhere(c.mask) if c.weight[i, j] > 0]
+    return [
+        Element("R", f"r{c.name}_{i}_{j}", (dst[i], src[j]), 1.0 / float(c.weight[i, j]))
+        for i, j in np.argwhere(c.mask)
+        if c.weight[i, j] > 0
+    ]
 
 
 spice_reversed = spice  # reciprocal: the AEP phase keeps it as it is
@@ -94,7 +105,13 @@ spice_reversed = spice  # reciprocal: the AEP phase keeps it as it is
 
 def spice_adjoint(c, src, dst, adj_src, adj_dst) -> list[Element]:
     """Adjoint elements: the same resistors between the adjoint nodes (ground for inputs)."""
-    return [Element("R", f"radj_{c.name}_{i}_{j}",
-                    (adj_dst[i], adj_src[j] if adj_src is not None else "0"),
-                    1.0 / float(c.weight[i, j]))
-            for i, j in np.argwhere(c.mask) if c.weight[i, j] > 0]
+    return [
+        Element(
+            "R",
+            f"radj_{c.name}_{i}_{j}",
+            (adj_dst[i], adj_src[j] if adj_src is not None else "0"),
+            1.0 / float(c.weight[i, j]),
+        )
+        for i, j in np.argwhere(c.mask)
+        if c.weight[i, j] > 0
+    ]

@@ -20,10 +20,20 @@ from circuitep.netlist import Element, spice_number
 NAME = "tanh"
 LABEL = "saturating (tanh)"
 PREFIX = "t"
-WEIGHT = Param("weight", "S", "small-signal transconductance at 0 V", span=(0.0, MAX_SIEMENS), typical=1e-4)
+WEIGHT = Param(
+    "weight", "S", "small-signal transconductance at 0 V", span=(0.0, MAX_SIEMENS), typical=1e-4
+)
 #: A field of :class:`circuitep.spec.Coupling` itself (its default is this one).
-V_SAT = Param("v_sat", "V", "saturation voltage V_s (one per coupling)", default=1.0, positive=True,
-              span=V_SAT_RANGE, field=True, typical=0.3)
+V_SAT = Param(
+    "v_sat",
+    "V",
+    "saturation voltage V_s (one per coupling)",
+    default=1.0,
+    positive=True,
+    span=V_SAT_RANGE,
+    field=True,
+    typical=0.3,
+)
 SETTINGS: tuple[Param, ...] = (V_SAT,)
 RECIPROCAL = False
 LINEAR = False
@@ -84,9 +94,15 @@ def _tanh(c, v: str) -> str:
 
 
 def spice(c, src: list[str], dst: list[str]) -> list[Element]:
-    return [Element("B", f"b{c.name}_{i}_{j}", ("0", dst[i]),
-                    f"{spice_number(float(c.weight[i, j]) * c.v_sat)}*{_tanh(c, f'v({src[j]})')}")
-            for i, j in np.argwhere(c.mask)]
+    return [
+        Element(
+            "B",
+            f"b{c.name}_{i}_{j}",
+            ("0", dst[i]),
+            f"{spice_number(float(c.weight[i, j]) * c.v_sat)}*{_tanh(c, f'v({src[j]})')}",
+        )
+        for i, j in np.argwhere(c.mask)
+    ]
 
 
 def spice_slope(c, i: int, j: int, v: str) -> str:
@@ -98,6 +114,12 @@ def spice_slope(c, i: int, j: int, v: str) -> str:
 def spice_adjoint(c, src, dst, adj_src, adj_dst):
     if adj_src is None:
         return None
-    return [Element("B", f"badj_{c.name}_{i}_{j}", ("0", adj_src[j]),
-                    f"{spice_slope(c, i, j, f'v({src[j]})')}*v({adj_dst[i]})")
-            for i, j in np.argwhere(c.mask)]
+    return [
+        Element(
+            "B",
+            f"badj_{c.name}_{i}_{j}",
+            ("0", adj_src[j]),
+            f"{spice_slope(c, i, j, f'v({src[j]})')}*v({adj_dst[i]})",
+        )
+        for i, j in np.argwhere(c.mask)
+    ]

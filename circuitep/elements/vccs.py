@@ -17,8 +17,13 @@ from circuitep.netlist import Element
 NAME = "vccs"
 LABEL = "linear transconductor (vccs)"
 PREFIX = "v"
-WEIGHT = Param("weight", "S", "transconductance: current w v(src_j) into dst_i",
-               span=(0.0, MAX_SIEMENS), typical=1e-4)
+WEIGHT = Param(
+    "weight",
+    "S",
+    "transconductance: current w v(src_j) into dst_i",
+    span=(0.0, MAX_SIEMENS),
+    typical=1e-4,
+)
 SETTINGS: tuple[Param, ...] = ()
 RECIPROCAL = False
 LINEAR = True
@@ -79,21 +84,28 @@ def sens_name(c, i: int, j: int) -> str | None:
 
 
 def spice(c, src: list[str], dst: list[str]) -> list[Element]:
-    return [Element("G", f"g{c.name}_{i}_{j}", ("0", dst[i], src[j], "0"), float(c.weight[i, j]))
-            for i, j in np.argwhere(c.mask)]
+    return [
+        Element("G", f"g{c.name}_{i}_{j}", ("0", dst[i], src[j], "0"), float(c.weight[i, j]))
+        for i, j in np.argwhere(c.mask)
+    ]
 
 
 def spice_reversed(c, src: list[str], dst: list[str]) -> list[Element]:
     """The AEP phase's element: current ``w v(dst_i)`` into ``src_j`` (the correction cancels
     the forward drive and adds its transpose; the constants ``K x0`` come separately)."""
-    return [Element("G", f"g{c.name}_{i}_{j}", ("0", src[j], dst[i], "0"), float(c.weight[i, j]))
-            for i, j in np.argwhere(c.mask)]
+    return [
+        Element("G", f"g{c.name}_{i}_{j}", ("0", src[j], dst[i], "0"), float(c.weight[i, j]))
+        for i, j in np.argwhere(c.mask)
+    ]
 
 
 def spice_adjoint(c, src, dst, adj_src, adj_dst):
     """Adjoint: ``w v(adj dst_i)`` into ``adj src_j``; none from inputs (no adjoint node)."""
     if adj_src is None:
         return None
-    return [Element("G", f"gadj_{c.name}_{i}_{j}", ("0", adj_src[j], adj_dst[i], "0"),
-                    float(c.weight[i, j]))
-            for i, j in np.argwhere(c.mask)]
+    return [
+        Element(
+            "G", f"gadj_{c.name}_{i}_{j}", ("0", adj_src[j], adj_dst[i], "0"), float(c.weight[i, j])
+        )
+        for i, j in np.argwhere(c.mask)
+    ]
