@@ -224,14 +224,8 @@ def compile_network(net: Network, phase: str = "free", form: str = "literal", *,
 def linear_correction(net: Network) -> np.ndarray:
     """``K = A - A^T`` of the linear transconductors between free nodes (S, ``(n_free, n_free)``);
     it does not depend on the state."""
-    free = {g.name for g in net.free_groups}
-    linear = tuple(c for c in net.couplings
-                   if kind_of(c).LINEAR and not kind_of(c).RECIPROCAL and c.src in free)
-    if not linear:
-        return np.zeros((net.n_free, net.n_free))
-    lin = Network(net.name, net.groups, linear, net.diode)
-    n_in = sum(g.size for g in net.input_groups)
-    return kcl.correction_matrix(lin, np.zeros((1, n_in)), np.zeros((1, net.n_free)))[0]
+    linear = [link for link in kcl.links(net) if link.kind.LINEAR]
+    return aep.matrix(aep.terms(linear, np.zeros((1, net.n_free))), 1, net.n_free)[0]
 
 
 def source_values(compiled: Compiled, u: np.ndarray, targets: np.ndarray | None, x0: np.ndarray | None) -> np.ndarray:

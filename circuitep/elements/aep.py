@@ -69,6 +69,15 @@ def add_jacobian(add: Callable[[int, int, np.ndarray], None], ts: list[Term]) ->
         add(t.src_pos, t.dst_pos, a0.T if a0.ndim == 2 else np.swapaxes(a0, 1, 2))
 
 
+def apply_dense(f: np.ndarray, jac: np.ndarray | None, k: np.ndarray, x: np.ndarray,
+                x0: np.ndarray) -> None:
+    """``f -= K (x - x0)`` and ``jac -= K`` in place, with ``K`` dense (S, (batch, n, n), from
+    :func:`matrix`); ``jac`` may be ``None``."""
+    f -= np.einsum("bij,bj->bi", k, x - x0)
+    if jac is not None:
+        jac -= k
+
+
 def nonreciprocal(ts: list[Term], batch: int, n: int) -> np.ndarray:
     """``A`` as a dense ``(batch, n, n)`` array (S)."""
     a = np.zeros((batch, n, n))
