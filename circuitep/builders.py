@@ -12,9 +12,11 @@ import networkx as nx
 import numpy as np
 
 from circuitep.checks import is_integer, is_number, plain_float, plain_int
-from circuitep.spec import (GROUP_NAME, MAX_GROUP_SIZE, NODE_PARAMS, V_SAT_RANGE, WEIGHT_BOUNDS,
-                            Coupling, DiodeModel, Network, NodeGroup, Sample, check_array,
-                            check_name, check_volts)
+from circuitep.elements.registry import COUPLINGS, KINDS, settings_of
+from circuitep.elements.registry import NODE_PARAMS as NODE_TABLE
+from circuitep.spec import (GROUP_NAME, MAX_GROUP_SIZE, NODE_PARAMS, WEIGHT_BOUNDS, Coupling,
+                            DiodeModel, Network, NodeGroup, Sample, check_array, check_name,
+                            check_volts)
 
 Transconductor = Literal["vccs", "tanh"] | None
 
@@ -122,8 +124,10 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
     Node attributes: ``role`` (``input``, ``hidden``, ``output``; required), ``group`` (default:
     ``in``, ``hid``, ``out`` by role), and for free nodes ``leak`` (S, default 1e-4), ``bias``
     (A, default 0), ``capacitance`` (F), ``clamp`` (``(v_lo, v_hi)`` or absent). Edge attributes:
-    ``kind`` (``resistor``, ``vccs``, ``tanh``), ``weight`` (S) and, for tanh, ``v_sat`` (V, default
-    1; one per pair of groups). Any other attribute is refused. A ``vccs`` edge ``a -> b``
+    ``kind`` (one of :data:`circuitep.elements.registry.KINDS`: ``resistor``, ``vccs``, ``tanh``...),
+    ``weight`` (S) and the kind's settings (for tanh ``v_sat``, V, default 1, one per pair of
+    groups; a per-element setting such as an ota's ``g_out`` may differ per edge). Any other
+    attribute is refused. A ``vccs`` edge ``a -> b``
     injects ``w v(a)`` into ``b``; a resistor edge joins ``a`` and ``b`` whatever its direction.
     Graph nodes become ``<group>_<k>`` in insertion order; the free nodes of a group share the clamp
     of its first node (another node may repeat it, not differ). One coupling per (kind, source
@@ -164,22 +168,24 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
         role = attrs[grp]["role"]
         kw = {}
         if role != "input":
-            for key, default in (("leak", 1e-4), ("bias", 0.0), ("capacitance", 1e-12)):
-                kw[key] = [d.get(key, default) for d in datas]
+            for key, param in NODE_TABLE.items():
+                kw[key] = [d.get(key, param.default) for d in datas]
         groups.append(NodeGroup(grp, role, len(datas), clamp=attrs[grp]["clamp"] if role != "input" else None, **kw))
     sizes = {grp: len(d) for grp, d in members.items()}
     blocks: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
     for a, b, data in graph.edges(data=True):
         kind = data.get("kind")
-        if not isinstance(kind, str) or str.__str__(kind) not in ("resistor", "vccs", "tanh"):
-            raise ValueError(f"graph edge {a!r} -> {b!r}: kind = {kind!r} must be resistor, vccs or tanh")
+        if not isinstance(kind, str) or str.__str__(kind) not in KINDS:
+            raise ValueError(f"graph edge {a!r} -> {b!r}: kind = {kind!r} must be {', '.join(KINDS[:-1])} "
+                             f"or {KINDS[-1]}")
         kind = str.__str__(kind)
-        if kind != "resistor" and not graph.is_directed():
+        element, table = COUPLINGS[kind], settings_of(kind)
+        if not element.RECIPROCAL and not graph.is_directed():
             raise ValueError(f"graph edge {a!r} - {b!r}: a {kind} transconductor has a direction; build the network "
                              "from an nx.DiGraph (an undirected graph may hold resistors only)")
         if "weight" not in data:
             raise ValueError(f"graph edge {a!r} -> {b!r}: missing weight")
-        unknown = sorted(set(data) - {"kind", "weight"} - ({"v_sat"} if kind == "tanh" else set()))
+        unknown = sorted(set(data) - {"kind", "weight"} - set(table))
         if unknown:
             raise ValueError(f"graph edge {a!r} -> {b!r}: attribute(s) {unknown} unknown for a {kind} edge")
         weight = data["weight"]
@@ -188,28 +194,38 @@ def from_graph(graph: nx.DiGraph, *, name: str = "graph", diode: DiodeModel | No
         weight = float(check_array(f"graph edge {a!r} -> {b!r}: weight", weight, (),
                                    **WEIGHT_BOUNDS[kind]))
         (ga, ia), (gb, ib) = where[a], where[b]
-        if kind == "resistor" and attrs[gb]["role"] == "input":
+        if element.RECIPROCAL and attrs[gb]["role"] == "input":  # a two-terminal element
             (ga, ia), (gb, ib) = (gb, ib), (ga, ia)
         if attrs[gb]["role"] == "input":
             raise ValueError(f"graph edge {a!r} -> {b!r}: a coupling cannot drive an input node")
-        if kind == "resistor" and ga == gb and ia > ib:
+        if element.RECIPROCAL and ga == gb and ia > ib:
             ia, ib = ib, ia
         key = (kind, ga, gb)
         if key not in blocks:
-            blocks[key] = (np.zeros((sizes[gb], sizes[ga])), np.zeros((sizes[gb], sizes[ga]), bool), {})
-        w, m, v_sat = blocks[key]
+            shape = (sizes[gb], sizes[ga])
+            blocks[key] = (np.zeros(shape), np.zeros(shape, bool),
+                           {k: np.full(shape, p.default) for k, p in table.items() if p.per_element})
+        w, m, values = blocks[key]
         if m[ib, ia]:
             raise ValueError(f"graph edge {a!r} -> {b!r}: duplicate {kind} between these nodes")
-        if kind == "tanh":
-            vs = float(check_array(f"graph edge {a!r} -> {b!r}: v_sat", data.get("v_sat", 1.0), (),
-                                   positive=True, span=V_SAT_RANGE, unit="V"))
-            v_sat.setdefault("v", vs)
-            if vs != v_sat["v"]:
-                raise ValueError(f"graph edge {a!r} -> {b!r}: v_sat = {vs!r} differs from "
-                                 f"{v_sat['v']!r} of the other tanh edges between groups {ga!r} and {gb!r}")
+        for k, p in table.items():
+            value = float(check_array(f"graph edge {a!r} -> {b!r}: {k}", data.get(k, p.default), (),
+                                      **p.bounds()))
+            if p.per_element:
+                values[k][ib, ia] = value
+                continue
+            values.setdefault(k, value)
+            if value != values[k]:
+                raise ValueError(f"graph edge {a!r} -> {b!r}: {k} = {value!r} differs from "
+                                 f"{values[k]!r} of the other {kind} edges between groups {ga!r} and {gb!r}")
         w[ib, ia], m[ib, ia] = weight, True
-    couplings = [Coupling(f"{kind[0] if kind != 'tanh' else 't'}_{ga}_{gb}", kind, ga, gb, w, m, v_sat.get("v", 1.0))
-                 for (kind, ga, gb), (w, m, v_sat) in blocks.items()]
+    couplings = []
+    for (kind, ga, gb), (w, m, values) in blocks.items():
+        table = settings_of(kind)
+        fields = {k: v for k, v in values.items() if table[k].field}
+        settings = {k: v for k, v in values.items() if not table[k].field}
+        couplings.append(Coupling(f"{COUPLINGS[kind].PREFIX}_{ga}_{gb}", kind, ga, gb, w, m,
+                                  settings=settings or None, **fields))
     return Network(name, tuple(groups), tuple(couplings), diode or DiodeModel())
 
 

@@ -23,6 +23,8 @@ from circuitep import kcl
 from circuitep.checks import is_number, plain_float
 from circuitep.costs import Cost, CrossEntropy, SquaredError
 from circuitep.devices import GMIN, THERMAL_VOLTAGE
+from circuitep.elements import aep, bias, capacitance, diode_clamp, leak, nudge
+from circuitep.elements.registry import kind as kind_of
 from circuitep.netlist import DIALECTS, Element, ModelCard, Netlist, Section, spice_number, write, write_xyce
 from circuitep.spec import Coupling, Network, voltage_rows
 
@@ -222,13 +224,8 @@ def compile_network(net: Network, phase: str = "free", form: str = "literal", *,
 def linear_correction(net: Network) -> np.ndarray:
     """``K = A - A^T`` of the linear transconductors between free nodes (S, ``(n_free, n_free)``);
     it does not depend on the state."""
-    free = {g.name for g in net.free_groups}
-    linear = tuple(c for c in net.couplings if c.kind == "vccs" and c.src in free)
-    if not linear:
-        return np.zeros((net.n_free, net.n_free))
-    lin = Network(net.name, net.groups, linear, net.diode)
-    n_in = sum(g.size for g in net.input_groups)
-    return kcl.correction_matrix(lin, np.zeros((1, n_in)), np.zeros((1, net.n_free)))[0]
+    linear = [link for link in kcl.links(net) if link.kind.LINEAR]
+    return aep.matrix(aep.terms(linear, np.zeros((1, net.n_free))), 1, net.n_free)[0]
 
 
 def source_values(compiled: Compiled, u: np.ndarray, targets: np.ndarray | None, x0: np.ndarray | None) -> np.ndarray:
@@ -254,14 +251,7 @@ def source_values(compiled: Compiled, u: np.ndarray, targets: np.ndarray | None,
     return np.stack(columns, axis=1) if columns else np.zeros((u.shape[0], 0))
 
 
-def _diode_conductance(vd: str, i_sat: float, n: float, gmin: float) -> str:
-    """Behavioural expression of ngspice's diode small-signal conductance at junction voltage ``vd``."""
-    vte = spice_number(n * THERMAL_VOLTAGE)
-    is_ = spice_number(i_sat)
-    q = f"(3*{vte}/({spice_number(np.e)}*min({vd},-3*{vte})))"
-    reverse = f"{is_}*3*{q}*{q}*{q}/min({vd},-3*{vte})"
-    forward = f"{is_}/{vte}*exp(min({vd},80*{vte})/{vte})"  # the exponent cap of devices.diode_current
-    return f"((({vd})>=-3*{vte})?({forward}):({reverse}))+{spice_number(gmin)}"
+_diode_conductance = diode_clamp.conductance_expression  # its old name
 
 
 #: Diode current (A) at which a clamped node's range is quoted: the largest current the clamps
@@ -326,16 +316,13 @@ class _Builder:
         for g in self.net.free_groups:
             els = []
             if g.clamp is not None:
-                els += [Element("V", f"vhi_{g.name}", (f"vhi_{g.name}", "0"), g.clamp[1]),
-                        Element("V", f"vlo_{g.name}", (f"vlo_{g.name}", "0"), g.clamp[0])]
+                els += diode_clamp.spice_rails(g.name, g.clamp)
             for k, node in enumerate(g.nodes()):
-                if g.leak[k] > 0:
-                    els.append(Element("R", f"rleak_{node}", (node, "0"), 1.0 / g.leak[k]))
-                els.append(Element("I", f"ibias_{node}", ("0", node), float(g.bias[k])))
-                els.append(Element("C", f"c{node}", (node, "0"), float(g.capacitance[k])))
+                els += leak.spice(node, g.leak[k])
+                els += bias.spice(node, g.bias[k])
+                els += capacitance.spice(node, g.capacitance[k])
                 if g.clamp is not None:
-                    els += [Element("D", f"dhi_{node}", (node, f"vhi_{g.name}"), d.name),
-                            Element("D", f"dlo_{node}", (f"vlo_{g.name}", node), d.name)]
+                    els += diode_clamp.spice(node, g.name, d.name)
             clamp = ""
             if g.clamp:
                 lo, hi, amps = clamp_range(g.clamp, d.i_sat, d.n)
@@ -355,24 +342,12 @@ class _Builder:
             if self.folded(c):
                 continue
             src, dst = net.group(c.src).nodes(), net.group(c.dst).nodes()
-            reverse = transpose_linear and c.kind == "vccs" and c.src in self.free
-            els = []
-            for i, j in np.argwhere(c.mask):
-                w, name = float(c.weight[i, j]), f"{c.name}_{i}_{j}"
-                if c.kind == "resistor":
-                    if w > 0:
-                        els.append(Element("R", f"r{name}", (dst[i], src[j]), 1.0 / w))
-                elif c.kind == "vccs":
-                    nodes = ("0", src[j], dst[i], "0") if reverse else ("0", dst[i], src[j], "0")
-                    els.append(Element("G", f"g{name}", nodes, w))
-                else:
-                    els.append(Element("B", f"b{name}", ("0", dst[i]),
-                                       f"{spice_number(w * c.v_sat)}*tanh(v({src[j]})/{spice_number(c.v_sat)})"))
-            what = {"resistor": "resistors (Ohm)", "vccs": "transconductors (S)",
-                    "tanh": f"saturating transconductors (v_sat = {c.v_sat:g} V)"}[c.kind]
+            kind = kind_of(c)
+            reverse = transpose_linear and kind.LINEAR and not kind.RECIPROCAL and c.src in self.free
+            els = kind.spice_reversed(c, src, dst) if reverse else kind.spice(c, src, dst)
             direction = (f"{c.dst} -> {c.src}, reversed for the AEP phase (the correction cancels the forward drive "
                          f"and adds its transpose)" if reverse else f"{c.src} -> {c.dst}")
-            self.add(f"coupling {c.name}: {what}, {direction}", els)
+            self.add(f"coupling {c.name}: {kind.title(c)}, {direction}", els)
 
     def nudge(self, beta: float, cost: Cost, targets: np.ndarray, into) -> None:
         outs = [self.net.free_nodes[k] for k in self.net.output_index()]
@@ -382,16 +357,8 @@ class _Builder:
             self.sources.append(Source(f"v{target_node(node)}", "target", k, "V"))
         if isinstance(cost, CrossEntropy):  # beta as a voltage, so that both signs share one circuit
             els.append(Element("V", f"v{BETA_NODE}", (BETA_NODE, "0"), beta, "beta (A V) as a voltage"))
-        for node in outs:
-            if isinstance(cost, CrossEntropy):
-                tau = spice_number(cost.tau)
-                total = "+".join(f"v({target_node(o)})" for o in outs)
-                norm = "+".join(f"exp(v({o})/{tau})" for o in outs)
-                expr = (f"v({BETA_NODE})/{tau}*(v({target_node(node)})/({total})"
-                        f"-exp(v({node})/{tau})/({norm}))")
-                els.append(Element("B", f"bnudge_{into(node)}", ("0", into(node)), expr))
-            else:
-                els.append(Element("G", f"gnudge_{into(node)}", ("0", into(node), target_node(node), node), beta))
+        els += nudge.spice(outs, [target_node(o) for o in outs], [into(o) for o in outs], beta, cost,
+                           BETA_NODE)
         self.add(f"nudge: current -beta dC/dx ({cost.name}) into the outputs, targets (V)", els)
 
     def aep_correction(self, u: np.ndarray, x0: np.ndarray) -> None:
@@ -399,28 +366,8 @@ class _Builder:
         ``(K x0)_i`` left over by the reversed linear transconductors, and for saturating ones
         explicit sources against reference nodes holding x0."""
         net = self.net
-        nodes = net.free_nodes
-        els = []
-        k_lin = linear_correction(net)
-        if k_lin.any():
-            current = k_lin @ x0
-            for k, node in enumerate(nodes):
-                if k_lin[k].any():
-                    els.append(Element("I", f"iaep_{node}", ("0", node), float(current[k])))
-                    self.sources.append(Source(f"iaep_{node}", "aep", k, "I"))
-        fs = net.free_slices()
-        saturating = [c for c in net.couplings if c.kind == "tanh" and c.src in self.free]
-        if saturating:
-            for k, node in enumerate(nodes):
-                els.append(Element("V", f"v{ref_node(node)}", (ref_node(node), "0"), float(x0[k])))
-                self.sources.append(Source(f"v{ref_node(node)}", "ref", k, "V"))
-        for c in saturating:
-            vs = spice_number(c.v_sat)
-            for i, j in np.argwhere(c.mask):
-                a, b = nodes[fs[c.dst].start + i], nodes[fs[c.src].start + j]
-                slope = f"{spice_number(float(c.weight[i, j]))}*(1-tanh(v({ref_node(b)})/{vs})*tanh(v({ref_node(b)})/{vs}))"
-                els.append(Element("B", f"baep_{c.name}_{i}_{j}_a", ("0", a), f"-{slope}*(v({b})-v({ref_node(b)}))"))
-                els.append(Element("B", f"baep_{c.name}_{i}_{j}_b", ("0", b), f"{slope}*(v({a})-v({ref_node(a)}))"))
+        els, sources = aep.spice(kcl.links(net), net.free_nodes, x0, linear_correction(net), ref_node)
+        self.sources += [Source(*row) for row in sources]
         self.add("AEP correction: constant currents K x0 (A), and -(J - J^T)(v - x0) of saturating couplings", els)
 
     def adjoint(self) -> None:
@@ -436,31 +383,18 @@ class _Builder:
                     els.append(Element("R", f"radj_nrt_{node}", (adj[node], "0"), 1.0 / conductance[k]))
         for g in net.free_groups:
             for k, node in enumerate(g.nodes()):
-                if g.leak[k] > 0:
-                    els.append(Element("R", f"radj_leak_{node}", (adj[node], "0"), 1.0 / g.leak[k]))
-                els.append(Element("C", f"cadj_{node}", (adj[node], "0"), float(g.capacitance[k])))
+                els += leak.spice_adjoint(node, adj[node], g.leak[k])
+                els += capacitance.spice_adjoint(node, adj[node], g.capacitance[k])
                 if g.clamp is not None:
-                    g_up = _diode_conductance(f"v({node})-v(vhi_{g.name})", d.i_sat, d.n, GMIN)
-                    g_dn = _diode_conductance(f"v(vlo_{g.name})-v({node})", d.i_sat, d.n, GMIN)
-                    els.append(Element("B", f"badj_clamp_{node}", (adj[node], "0"),
-                                       f"({g_up}+{g_dn})*v({adj[node]})"))
+                    els += diode_clamp.spice_adjoint(node, adj[node], g.name, d.i_sat, d.n)
         self.add("adjoint: leaks, capacitances, small-signal diode conductances", els)
         for c in net.couplings:
-            if self.folded(c) or (c.kind != "resistor" and c.src not in self.free):
+            if self.folded(c):
                 continue
             src, dst = net.group(c.src).nodes(), net.group(c.dst).nodes()
-            els = []
-            for i, j in np.argwhere(c.mask):
-                w, name = float(c.weight[i, j]), f"adj_{c.name}_{i}_{j}"
-                if c.kind == "resistor":
-                    if w > 0:
-                        far = adj[src[j]] if c.src in self.free else "0"
-                        els.append(Element("R", f"r{name}", (adj[dst[i]], far), 1.0 / w))
-                elif c.kind == "vccs":
-                    els.append(Element("G", f"g{name}", ("0", adj[src[j]], adj[dst[i]], "0"), w))
-                else:
-                    vs = spice_number(c.v_sat)
-                    t = f"tanh(v({src[j]})/{vs})"
-                    els.append(Element("B", f"b{name}", ("0", adj[src[j]]),
-                                       f"{spice_number(w)}*(1-{t}*{t})*v({adj[dst[i]]})"))
-            self.add(f"adjoint of coupling {c.name}: {'copied' if c.kind == 'resistor' else 'transposed'}", els)
+            kind = kind_of(c)
+            els = kind.spice_adjoint(c, src, dst, [adj[n] for n in src] if c.src in self.free else None,
+                                     [adj[n] for n in dst])
+            if els is None:  # nothing of it in the adjoint network (a transconductor from inputs)
+                continue
+            self.add(f"adjoint of coupling {c.name}: {kind.ADJOINT}", els)

@@ -23,6 +23,7 @@ import numpy as np
 from circuitep import kcl
 from circuitep.costs import Cost, SquaredError
 from circuitep.engines.base import Engine, OperatingPoint, Phase, check_batch
+from circuitep.elements.registry import kind as kind_of
 from circuitep.engines.layered import LayeredEngine, chain_structure
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.spec import Network
@@ -126,10 +127,10 @@ def _ep_transconductor_rule(net: Network, u: np.ndarray, x: np.ndarray, s: np.nd
     sv = np.concatenate([np.zeros_like(u), s], axis=1)
     out = {}
     for c in net.couplings:
-        if c.kind != "vccs":
-            continue
         vd, sd, vs, ss = v[:, flat[c.dst]], sv[:, flat[c.dst]], v[:, flat[c.src]], sv[:, flat[c.src]]
-        out[c.name] = np.where(c.mask, -(sd.T @ vs + vd.T @ ss) / x.shape[0], 0.0)
+        g = kind_of(c).symmetric_rule(c, vd, vs, sd, ss)
+        if g is not None:
+            out[c.name] = np.where(c.mask, g / x.shape[0], 0.0)
     return out
 
 

@@ -12,7 +12,9 @@ import numpy as np
 
 from circuitep import kcl
 from circuitep.costs import Cost, SquaredError
-from circuitep.engines.base import Engine, is_stable
+from circuitep.elements import registry
+from circuitep.elements.registry import kind as kind_of
+from circuitep.engines.base import Engine, Phase, is_stable
 from circuitep.estimators import ESTIMATORS, compare, estimate
 from circuitep.spec import Network
 
@@ -86,7 +88,8 @@ def transconductor_pairs(net: Network) -> list[tuple[str, str]]:
     pairs = []
     for c in net.couplings:
         for d in net.couplings:
-            if c.kind == d.kind == "vccs" and c.src == d.dst and c.dst == d.src and c.name < d.name:
+            if (c.kind == d.kind and kind_of(c).LINEAR and registry.is_transconductor(c)
+                    and c.src == d.dst and c.dst == d.src and c.name < d.name):
                 pairs.append((c.name, d.name))
     return pairs
 

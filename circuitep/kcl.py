@@ -1,55 +1,101 @@
-"""Kirchhoff's current law of a network, its Jacobian and its parameter derivatives.
+"""Kirchhoff's current law of a network, its Jacobian and its parameter derivatives: the assembler
+of the element stamps (:mod:`circuitep.elements`).
 
 Pure functions of a :class:`~circuitep.spec.Network` and node voltages. With ``x`` the free-node
 voltages (V) and ``u`` the input-node voltages (V), ``F_i(x)`` is the sum of currents flowing into
 free node ``i`` (A); a DC operating point solves ``F(x) = 0`` (DESIGN.md §1). Shapes: ``u`` is
 ``(batch, n_in)``, ``x`` is ``(batch, n_free)``, Jacobians are ``(batch, n_free, n_free)`` (S).
+Every coupling contributes through its kind's module (:mod:`circuitep.elements.registry`); the
+block-tridiagonal Jacobian of :mod:`circuitep.engines.layered` is assembled from the same
+:func:`links` and stamps.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import ModuleType
 
 import numpy as np
 
-from circuitep.devices import diode_clamp_current, tanh_transfer
+from circuitep.elements import aep, bias, diode_clamp, leak
+from circuitep.elements.blocks import dense
+from circuitep.elements.registry import kind as kind_of
 from circuitep.spec import Coupling, Network
 
 
 @dataclass(frozen=True)
-class _Ends:
-    """Where a coupling's ends sit: ``dst`` in x, ``src`` in the flat node vector and, if free, in x."""
+class Link:
+    """A coupling with its kind's module and where its ends sit: ``dst`` in ``x``, ``src`` in the
+    flat node vector ``[u, x]`` and, if free, ``src_free`` in ``x``; ``dst_pos`` and ``src_pos``
+    are the positions of its groups among the free groups (``src_pos`` None for inputs)."""
 
+    coupling: Coupling
+    kind: ModuleType
     dst: slice
     src: slice
     src_free: slice | None
+    dst_pos: int
+    src_pos: int | None
 
 
-def _ends(net: Network, c: Coupling) -> _Ends:
+def links(net: Network) -> tuple[Link, ...]:
+    """One :class:`Link` per coupling, in declaration order."""
     flat, free = net.slices(), net.free_slices()
-    return _Ends(free[c.dst], flat[c.src], free.get(c.src))
+    pos = {g.name: k for k, g in enumerate(net.free_groups)}
+    return tuple(Link(c, kind_of(c), free[c.dst], flat[c.src], free.get(c.src), pos[c.dst],
+                      pos.get(c.src)) for c in net.couplings)
 
 
 def _flat(u: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.concatenate([u, x], axis=1)
 
 
-def _transfer(c: Coupling, vs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """What a transconductor sees of its controlling voltage: ``(f(v), f'(v))``."""
-    if c.kind == "tanh":
-        return tanh_transfer(vs, c.v_sat)
-    return vs, np.ones_like(vs)
-
-
 def _node_arrays(net: Network) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per free node: leak (S), bias (A), clamp mask, v_lo, v_hi (V)."""
     groups = net.free_groups
-    leak = np.concatenate([g.leak for g in groups])
-    bias = np.concatenate([g.bias for g in groups])
+    leak_ = np.concatenate([g.leak for g in groups])
+    bias_ = np.concatenate([g.bias for g in groups])
     clamped = np.concatenate([np.full(g.size, g.clamp is not None) for g in groups])
     v_lo = np.concatenate([np.full(g.size, g.clamp[0] if g.clamp else 0.0) for g in groups])
     v_hi = np.concatenate([np.full(g.size, g.clamp[1] if g.clamp else 0.0) for g in groups])
-    return leak, bias, clamped, v_lo, v_hi
+    return leak_, bias_, clamped, v_lo, v_hi
+
+
+def coupling_currents(link: Link, vd: np.ndarray,
+                      vs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Total currents (A) a coupling drives into its dst nodes ``(batch, m)`` and its src nodes
+    ``(batch, n)`` (``None`` for a kind that drives none), loads included."""
+    c, k = link.coupling, link.kind
+    g_dst, g_src = k.loads(c)
+    i_dst = k.drive(c, vs)
+    if g_dst is not None:
+        i_dst = i_dst - vd * g_dst
+    i_src = k.back(c, vd)
+    if i_src is not None and g_src is not None:
+        i_src = i_src - vs * g_src
+    return i_dst, i_src
+
+
+def jacobian_blocks(link: Link, vs: np.ndarray, loads: bool = True):
+    """A coupling's contributions to ``dF/dx`` (S), the one place a stamp becomes Jacobian blocks
+    for both assemblers (dense here, block-tridiagonal in :mod:`circuitep.engines.layered`).
+
+    Yields ``(a, b, block)`` with ``a``, ``b`` in ``{"dst", "src"}`` and ``block`` a constant
+    ``(p, q)`` or batched ``(batch, p, q)`` array to add to rows ``a``, columns ``b``; blocks on
+    src rows or columns only if src is free. ``loads=False`` leaves out the kind's constant loads
+    (the layered engine sums them into its static diagonal). ``vs`` are the src voltages (V).
+    """
+    c, k = link.coupling, link.kind
+    g_dst, g_src = k.loads(c) if loads else (None, None)
+    if g_dst is not None:
+        yield "dst", "dst", -np.diag(g_dst)
+    if link.src_free is not None:
+        ds, sd = k.jacobian(c, vs)
+        yield "dst", "src", dense(ds)
+        if sd is not None:
+            yield "src", "dst", dense(sd)
+        if g_src is not None:
+            yield "src", "src", -np.diag(g_src)
 
 
 def residual(net: Network, u: np.ndarray, x: np.ndarray, *, jacobian: bool = True):
@@ -60,32 +106,26 @@ def residual(net: Network, u: np.ndarray, x: np.ndarray, *, jacobian: bool = Tru
     """
     v = _flat(u, x)
     batch, n = x.shape
+    n_in = u.shape[1]
     f = np.zeros((batch, n))
     jac = np.zeros((batch, n, n)) if jacobian else None
-    for c in net.couplings:
-        e = _ends(net, c)
-        w = c.weight
-        vs, vd = v[:, e.src], v[:, e.dst.start + u.shape[1]:e.dst.stop + u.shape[1]]
-        if c.kind == "resistor":
-            f[:, e.dst] += vs @ w.T - vd * w.sum(axis=1)
-            if jacobian:
-                jac[:, e.dst, e.dst] -= np.diag(w.sum(axis=1))
-            if e.src_free is not None:
-                f[:, e.src_free] += vd @ w - vs * w.sum(axis=0)
-                if jacobian:
-                    jac[:, e.dst, e.src_free] += w
-                    jac[:, e.src_free, e.dst] += w.T
-                    jac[:, e.src_free, e.src_free] -= np.diag(w.sum(axis=0))
-        else:
-            fv, dfv = _transfer(c, vs)
-            f[:, e.dst] += fv @ w.T
-            if jacobian and e.src_free is not None:
-                jac[:, e.dst, e.src_free] += w[None, :, :] * dfv[:, None, :]
-    leak, bias, clamped, v_lo, v_hi = _node_arrays(net)
-    f += bias - leak * x
-    diag = np.broadcast_to(-leak, x.shape).copy()
+    for link in links(net):
+        dst, src = link.dst, link.src_free
+        vs, vd = v[:, link.src], v[:, dst.start + n_in:dst.stop + n_in]
+        i_dst, i_src = coupling_currents(link, vd, vs)
+        f[:, dst] += i_dst
+        if src is not None and i_src is not None:
+            f[:, src] += i_src
+        if jacobian:
+            ends = {"dst": dst, "src": src}
+            for a, b, block in jacobian_blocks(link, vs):
+                jac[:, ends[a], ends[b]] += block
+    leak_, bias_, clamped, v_lo, v_hi = _node_arrays(net)
+    f += bias_ - leak_ * x
+    diag = np.broadcast_to(-leak_, x.shape).copy()
     if clamped.any():
-        i_d, g_d = diode_clamp_current(x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat, net.diode.n)
+        i_d, g_d = diode_clamp.current(x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat,
+                                       net.diode.n)
         f[:, clamped] += i_d
         diag[:, clamped] += g_d
     if jacobian:
@@ -97,26 +137,33 @@ def residual(net: Network, u: np.ndarray, x: np.ndarray, *, jacobian: bool = Tru
 def current_scale(net: Network, u: np.ndarray, x: np.ndarray) -> np.ndarray:
     """The size of the currents :func:`residual` sums at each free node (A), ``(batch, n_free)``:
     the sum of their magnitudes, against which a residual is judged (terms of size ``s`` cancel
-    to ``~1e-16 s`` in double precision, and a solver's relative tolerance applies to them)."""
-    v = _flat(u, x)
+    to ``~1e-16 s`` in double precision, and a solver's relative tolerance applies to them).
+    Each coupling's terms come from its kind's stamp with ``|w|`` and ``|v|``."""
+    v = np.abs(_flat(u, x))
+    n_in = u.shape[1]
     s = np.zeros(x.shape)
-    for c in net.couplings:
-        e = _ends(net, c)
-        w = np.abs(c.weight)
-        vs, vd = np.abs(v[:, e.src]), np.abs(v[:, e.dst.start + u.shape[1]:e.dst.stop + u.shape[1]])
-        if c.kind == "resistor":
-            s[:, e.dst] += vs @ w.T + vd * w.sum(axis=1)
-            if e.src_free is not None:
-                s[:, e.src_free] += vd @ w + vs * w.sum(axis=0)
-        else:
-            s[:, e.dst] += np.abs(_transfer(c, v[:, e.src])[0]) @ w.T
-    leak, bias, clamped, v_lo, v_hi = _node_arrays(net)
-    s += np.abs(bias) + leak * np.abs(x)
+    for link in links(net):
+        c, k = link.coupling, link.kind
+        c = replace(c, weight=np.abs(c.weight))
+        vs, vd = v[:, link.src], v[:, link.dst.start + n_in:link.dst.stop + n_in]
+        g_dst, g_src = k.loads(c)
+        s[:, link.dst] += np.abs(k.drive(c, vs)) + (0.0 if g_dst is None else vd * g_dst)
+        back = k.back(c, vd) if link.src_free is not None else None
+        if back is not None:
+            s[:, link.src_free] += np.abs(back) + (0.0 if g_src is None else vs * g_src)
+    leak_, bias_, clamped, v_lo, v_hi = _node_arrays(net)
+    s += np.abs(bias_) + leak_ * np.abs(x)
     if clamped.any():
-        i_d, _ = diode_clamp_current(x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat,
+        i_d, _ = diode_clamp.current(x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat,
                                      net.diode.n)
         s[:, clamped] += np.abs(i_d)
     return s
+
+
+def correction_terms(net: Network, u: np.ndarray, x0: np.ndarray) -> list[aep.Term]:
+    """The AEP correction's blocks at the free state ``x0`` (V, (batch, n_free)), from
+    :func:`circuitep.elements.aep.terms`."""
+    return aep.terms(links(net), x0)
 
 
 def nonreciprocal_jacobian(net: Network, u: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -125,72 +172,55 @@ def nonreciprocal_jacobian(net: Network, u: np.ndarray, x: np.ndarray) -> np.nda
     Resistors, leaks and diodes give a symmetric Jacobian; only transconductors between free
     nodes make ``J != J^T``, and ``J - J^T = A - A^T`` (the AEP correction, DESIGN.md §1).
     """
-    v = _flat(u, x)
-    n = x.shape[1]
-    a = np.zeros((x.shape[0], n, n))
-    for c in net.couplings:
-        e = _ends(net, c)
-        if c.kind != "resistor" and e.src_free is not None:
-            _, dfv = _transfer(c, v[:, e.src])
-            a[:, e.dst, e.src_free] += c.weight[None] * dfv[:, None, :]
-    return a
+    return aep.nonreciprocal(correction_terms(net, u, x), x.shape[0], x.shape[1])
 
 
 def correction_matrix(net: Network, u: np.ndarray, x0: np.ndarray) -> np.ndarray:
     """``K = J - J^T`` at the free state ``x0`` (S): AEP injects ``-K (x - x0)`` while nudged."""
-    a = nonreciprocal_jacobian(net, u, x0)
-    return a - np.swapaxes(a, 1, 2)
+    return aep.matrix(correction_terms(net, u, x0), x0.shape[0], x0.shape[1])
 
 
 def correction_current(net: Network, u: np.ndarray, x0: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``K (x - x0)`` (A), ``(batch, n_free)``, ``K`` the :func:`correction_matrix` at ``x0``,
     without forming ``K`` (``(batch, n_free, n_free)``: 208 MB for 100 samples of 784-500-10)."""
-    v0 = _flat(u, x0)
-    z = x - x0
-    out = np.zeros_like(x)
-    for c in net.couplings:
-        e = _ends(net, c)
-        if c.kind != "resistor" and e.src_free is not None:
-            _, slope = _transfer(c, v0[:, e.src])
-            out[:, e.dst] += (z[:, e.src_free] * slope) @ c.weight.T  # A z
-            out[:, e.src_free] -= (z[:, e.dst] @ c.weight) * slope  # -A^T z
-    return out
+    f = np.zeros_like(x)
+    aep.apply(f, correction_terms(net, u, x0), x, x0)  # f = -K (x - x0)
+    return -f
 
 
 def is_reciprocal(net: Network) -> bool:
     """True when no transconductor couples two free nodes (then ``J = J^T`` everywhere)."""
     free = {g.name for g in net.free_groups}
-    return not any(c.kind != "resistor" and c.src in free and c.weight.any() for c in net.couplings)
+    return not any(not kind_of(c).RECIPROCAL and c.src in free and c.weight.any()
+                   for c in net.couplings)
 
 
-def param_gradients(net: Network, u: np.ndarray, x: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
+def param_gradients(net: Network, u: np.ndarray, x: np.ndarray,
+                    s: np.ndarray) -> dict[str, np.ndarray]:
     """Local learning rules: ``dC/dtheta = -(dF/dtheta)^T s``, averaged over the batch.
 
     ``s`` (batch, n_free) is the adjoint ``lambda`` or an estimate of it (``s`` of inputs is 0).
-    Per element (DESIGN.md §1 table): resistor ``(s_i - s_j)(v_i - v_j)``; transconductor
-    ``-s_i f(v_j)``; bias ``-s_i``; leak ``s_i v_i``. Returns one array per entry of
-    :meth:`Network.params`, with its shape; masked-out elements get 0.
+    Per element (DESIGN.md §1 table, each kind's ``weight_grad``): resistor
+    ``(s_i - s_j)(v_i - v_j)``; transconductor ``-s_i f(v_j)``; bias ``-s_i``; leak ``s_i v_i``.
+    Returns one array per entry of :meth:`Network.params`, with its shape; masked-out elements
+    get 0.
     """
     v = _flat(u, x)
     sv = _flat(np.zeros_like(u), s)
     batch = x.shape[0]
     n_in = u.shape[1]
     out = {}
-    for c in net.couplings:
-        e = _ends(net, c)
-        dst = slice(e.dst.start + n_in, e.dst.stop + n_in)
-        vd, sd, vs, ss = v[:, dst], sv[:, dst], v[:, e.src], sv[:, e.src]
-        if c.kind == "resistor":
-            g = ((sd * vd).sum(0)[:, None] + (ss * vs).sum(0)[None, :] - sd.T @ vs - vd.T @ ss)
-        else:
-            fv, _ = _transfer(c, vs)
-            g = -(sd.T @ fv)
+    for link in links(net):
+        c = link.coupling
+        dst = slice(link.dst.start + n_in, link.dst.stop + n_in)
+        vd, sd, vs, ss = v[:, dst], sv[:, dst], v[:, link.src], sv[:, link.src]
+        g = link.kind.weight_grad(c, vd, vs, sd, ss)
         out[c.name] = np.where(c.mask, g / batch, 0.0)
     fs = net.free_slices()
     for grp in net.free_groups:
         sl = fs[grp.name]
-        out[f"{grp.name}.bias"] = -s[:, sl].mean(0)
-        out[f"{grp.name}.leak"] = (s[:, sl] * x[:, sl]).mean(0)
+        out[f"{grp.name}.bias"] = bias.grad(x[:, sl], s[:, sl])
+        out[f"{grp.name}.leak"] = leak.grad(x[:, sl], s[:, sl])
     return out
 
 
@@ -201,31 +231,28 @@ def input_drive(net: Network, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``(batch, n_free)``) and the conductance ``sum_j g_ij`` to ground (S, ``(n_free,)``). The folded
     netlist replaces input-driven elements by these; the free-node voltages are unchanged.
     """
-    free = {g.name for g in net.free_groups}
     current = np.zeros((u.shape[0], net.n_free))
     conductance = np.zeros(net.n_free)
-    for c in net.couplings:
-        if c.src in free:
+    for link in links(net):
+        if link.src_free is not None:
             continue
-        e = _ends(net, c)
-        us = u[:, e.src]
-        if c.kind == "resistor":
-            current[:, e.dst] += us @ c.weight.T
-            conductance[e.dst] += c.weight.sum(axis=1)
-        else:
-            current[:, e.dst] += _transfer(c, us)[0] @ c.weight.T
+        c = link.coupling
+        current[:, link.dst] += link.kind.drive(c, u[:, link.src])
+        g_dst, _ = link.kind.loads(c)
+        if g_dst is not None:
+            conductance[link.dst] += g_dst
     return current, conductance
 
 
 def input_driven(net: Network) -> tuple[np.ndarray, np.ndarray]:
-    """Which free nodes receive an input-driven current, and which a resistor to an input."""
-    free = {g.name for g in net.free_groups}
-    fs = net.free_slices()
+    """Which free nodes receive an input-driven current, and which a conductance from it (a
+    resistor to an input, or a coupling's load)."""
     current = np.zeros(net.n_free, bool)
     resistive = np.zeros(net.n_free, bool)
-    for c in net.couplings:
-        if c.src not in free:
-            current[fs[c.dst]] |= c.mask.any(axis=1)
-            if c.kind == "resistor":
-                resistive[fs[c.dst]] |= c.mask.any(axis=1)
+    for link in links(net):
+        if link.src_free is None:
+            c = link.coupling
+            current[link.dst] |= c.mask.any(axis=1)
+            if link.kind.loads(c)[0] is not None:
+                resistive[link.dst] |= c.mask.any(axis=1)
     return current, resistive

@@ -33,6 +33,8 @@ from scipy.integrate import solve_ivp
 
 from circuitep import kcl
 from circuitep.devices import diode_current
+from circuitep.elements import diode_clamp
+from circuitep.elements.registry import kind as kind_of
 from circuitep.engines.base import Phase, capacitance, check_batch
 from circuitep.engines.numpy_engine import phase_residual
 from circuitep.spec import Network
@@ -61,25 +63,22 @@ def element_powers(net: Network, inputs, x: np.ndarray, phase: Phase | None = No
     p = {k: np.zeros(batch) for k in POWER_CLASSES}
     v = np.concatenate([u, x], axis=1)
     flat = net.slices()
-    for c in net.couplings:
+    for link in kcl.links(net):
+        c = link.coupling
         vd, vs = v[:, flat[c.dst]], v[:, flat[c.src]]
-        if c.kind == "resistor":
-            drop = vd[:, :, None] - vs[:, None, :]  # (batch, dst, src)
-            p["resistors"] += np.einsum("ij,bij->b", c.weight, drop * drop)
-            if not net.group(c.src).free:  # the input source's current flows into the resistor
-                p["inputs"] -= np.einsum("ij,bij,bj->b", c.weight, -drop, vs)
-        else:
-            fv = vs if c.kind == "vccs" else c.v_sat * np.tanh(vs / c.v_sat)
-            p["transconductors"] -= np.einsum("bj,ij,bi->b", fv, c.weight, vd)
+        p[link.kind.POWER_CLASS] += link.kind.power(c, vd, vs)
+        if link.src_free is None:  # the input source's current flows into the coupling
+            _, i_src = kcl.coupling_currents(link, vd, vs)
+            if i_src is not None:
+                p["inputs"] += (vs * i_src).sum(1)
     leak, bias, clamped, v_lo, v_hi = kcl._node_arrays(net)
     p["leaks"] += (leak * x * x).sum(1)
     p["bias"] -= (bias * x).sum(1)
     if clamped.any():
-        xc, lo, hi = x[:, clamped], v_lo[clamped], v_hi[clamped]
-        i_up, _ = diode_current(xc - hi, net.diode.i_sat, net.diode.n)
-        i_dn, _ = diode_current(lo - xc, net.diode.i_sat, net.diode.n)
-        p["diodes"] += (i_up * (xc - hi) + i_dn * (lo - xc)).sum(1)
-        p["rails"] += (i_up * hi - i_dn * lo).sum(1)
+        diodes, rails = diode_clamp.power(x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat,
+                                          net.diode.n)
+        p["diodes"] += diodes
+        p["rails"] += rails
     if phase.kind == "nudged":
         out = net.output_index()
         p["nudge"] += (phase.beta * phase.cost.grad(x[:, out], y) * x[:, out]).sum(1)
@@ -111,13 +110,8 @@ def ranges(net: Network, inputs, x: np.ndarray) -> dict:
                 "resistors": 0.0, "transconductors": 0.0, "diodes": 0.0}
     for c in net.couplings:
         vd, vs = v[:, flat[c.dst]], v[:, flat[c.src]]
-        if c.kind == "resistor":
-            i = c.weight[None] * (vd[:, :, None] - vs[:, None, :])
-        else:
-            fv = vs if c.kind == "vccs" else c.v_sat * np.tanh(vs / c.v_sat)
-            i = c.weight[None] * fv[:, None, :]
-        key = "resistors" if c.kind == "resistor" else "transconductors"
-        currents[key] = max(currents[key], float(np.abs(i).max(initial=0)))
+        kind = kind_of(c)
+        currents[kind.POWER_CLASS] = max(currents[kind.POWER_CLASS], kind.max_current(c, vd, vs))
     headroom = None
     if clamped.any():
         xc = x[:, clamped]

@@ -12,6 +12,7 @@ import numpy as np
 
 from circuitep.compiler import compile_network
 from circuitep.costs import Cost, SquaredError
+from circuitep.elements.registry import kind as kind_of
 from circuitep.engines.base import Phase
 from circuitep.engines.ngspice_engine import NgspiceEngine
 from circuitep.spec import Network
@@ -41,11 +42,12 @@ def sens_gradients(net: Network, engine: NgspiceEngine, inputs, targets, cost: C
 
     grads = {}
     for c in net.couplings:
-        if c.kind == "tanh":
+        kind = kind_of(c)
+        if kind.sens_name(c, 0, 0) is None:  # behavioural sources: not covered by .sens
             continue
         g = np.zeros(c.weight.shape)
         for i, j in np.argwhere(c.mask):
-            name = f"{'r' if c.kind == 'resistor' else 'g'}{c.name}_{i}_{j}"
+            name = kind.sens_name(c, i, j)
             if name in d_cost:  # a resistor of zero conductance is an open circuit: no element
                 g[i, j] = param(name)
         grads[c.name] = g

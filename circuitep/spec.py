@@ -22,6 +22,13 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from circuitep.checks import is_integer, is_number, plain_float, plain_int, plain_str
+from circuitep.elements.params import (  # noqa: F401 - the bounds, for importers
+    FARAD_RANGE, I_SAT_RANGE, MAX_AMPS, MAX_SIEMENS, MAX_VOLTS, MIN_SIEMENS, N_RANGE, V_SAT_RANGE)
+from circuitep.elements.registry import COUPLINGS, DIODE_PARAMS, KINDS
+from circuitep.elements.registry import NODE_PARAMS as _NODE_TABLE
+from circuitep.elements.registry import kind as kind_of
+from circuitep.elements.tanh import V_SAT
+from circuitep.elements.registry import settings_of
 from circuitep.netlist import RESERVED_NAMES
 
 #: Group names become SPICE node names ``<group>_<k>``: lower-case letters and digits only, so that
@@ -38,37 +45,12 @@ NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _RESERVED = {"gnd", "ground", "shell", "control", "endc", "end", "include", "lib", "param", "options",
              "option", "model", "subckt", "ends", "alter", "source", "run", "op", "quit", "exit", "set"}
 
-#: Largest voltage (V) a spec may hold (clamp rails, sample inputs and targets): the circuits work at
-#: volts, and far beyond this the diode equations lose all precision (rails at 1e30 V left ngspice
-#: at 0 V where the numpy engines found 0.1 V).
-MAX_VOLTS = 1e3
-
 #: Most nodes in one group: far beyond any circuit a netlist or the dense couplings can hold.
 MAX_GROUP_SIZE = 10**7
 
-#: Smallest non-zero conductance (S) of a leak or a resistor, 1 petaohm: the netlist holds its
-#: reciprocal, which overflowed to inf for a leak of 1e-320 S.
-MIN_SIEMENS = 1e-15
-#: Largest conductance or transconductance (S) of a coupling: with voltages up to
-#: :data:`MAX_VOLTS` its currents stay far from overflow (1e300 S overflowed the numpy engine).
-#: Leaks have no upper bound: a huge leak shorts its node to ground, which the engines handle.
-MAX_SIEMENS = 1e6
-#: Largest bias current (A): a bias through a 1 S load at :data:`MAX_VOLTS`.
-MAX_AMPS = 1e3
-#: Capacitances (F), 1 aF to 1 kF: the stability check scales by their ratios, and 5e-324 F or
-#: 1e300 F beside 1 pF overflowed it.
-FARAD_RANGE = (1e-18, 1e3)
-#: Saturation voltages of tanh couplings (V), 1 uV to :data:`MAX_VOLTS`: the netlist divides by it.
-V_SAT_RANGE = (1e-6, MAX_VOLTS)
-#: Diode saturation currents (A) and ideality factors: clamp diodes have pA to uA and n of 1 to 2;
-#: beyond 1 A the exponential overflows, and a subnormal n made the thermal voltage 0.
-I_SAT_RANGE = (1e-30, 1.0)
-N_RANGE = (0.1, 100.0)
-
 ROLES = ("input", "hidden", "output")
-KINDS = ("resistor", "vccs", "tanh")
 Role = Literal["input", "hidden", "output"]
-Kind = Literal["resistor", "vccs", "tanh"]
+Kind = str  # one of KINDS, the element kinds of circuitep.elements.registry
 
 
 def check_name(path: str, value: object, pattern: re.Pattern = NAME,
@@ -193,31 +175,24 @@ class DiodeModel:
     ``i_sat`` (A) within :data:`I_SAT_RANGE`, ideality ``n`` within :data:`N_RANGE`.
     """
 
-    i_sat: float = 1e-12  # A
-    n: float = 1.0
+    i_sat: float = DIODE_PARAMS["i_sat"].default  # A, 1e-12
+    n: float = DIODE_PARAMS["n"].default  # 1.0
     name: str = "dclamp"
 
     def __post_init__(self):
         object.__setattr__(self, "i_sat",
-                           _positive_float("diode.i_sat", self.i_sat, I_SAT_RANGE, "A"))
-        object.__setattr__(self, "n", _positive_float("diode.n", self.n, N_RANGE))
+                           _positive_float("diode.i_sat", self.i_sat, DIODE_PARAMS["i_sat"].span, "A"))
+        object.__setattr__(self, "n", _positive_float("diode.n", self.n, DIODE_PARAMS["n"].span))
         object.__setattr__(self, "name", check_name("diode.name", self.name,
                                                     reserved=_RESERVED | RESERVED_NAMES))
 
 
 #: Bounds of the free nodes' parameters (STYLE.md item 8), read by :class:`NodeGroup` and
-#: :func:`circuitep.builders.from_graph`: keyword arguments of :func:`check_array`.
-NODE_PARAMS = {
-    "leak": dict(nonnegative=True, span=(MIN_SIEMENS, np.inf), unit="S"),
-    "bias": dict(span=(0.0, MAX_AMPS), unit="A"),
-    "capacitance": dict(positive=True, span=FARAD_RANGE, unit="F"),
-}
-#: Bounds of a coupling's weights by kind (S).
-WEIGHT_BOUNDS = {
-    "resistor": dict(nonnegative=True, span=(MIN_SIEMENS, MAX_SIEMENS), unit="S"),
-    "vccs": dict(span=(0.0, MAX_SIEMENS), unit="S"),
-    "tanh": dict(span=(0.0, MAX_SIEMENS), unit="S"),
-}
+#: :func:`circuitep.builders.from_graph`: keyword arguments of :func:`check_array`, from the
+#: element modules' tables (:mod:`circuitep.elements.registry`).
+NODE_PARAMS = {key: p.bounds() for key, p in _NODE_TABLE.items()}
+#: Bounds of a coupling's weights by kind (S), from the kinds' tables.
+WEIGHT_BOUNDS = {name: m.WEIGHT.bounds() for name, m in COUPLINGS.items()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,9 +209,9 @@ class NodeGroup:
     name: str
     role: Role
     size: int
-    leak: np.ndarray | float = 1e-4
-    bias: np.ndarray | float = 0.0
-    capacitance: np.ndarray | float = 1e-12
+    leak: np.ndarray | float = _NODE_TABLE["leak"].default  # S, 1e-4
+    bias: np.ndarray | float = _NODE_TABLE["bias"].default  # A, 0
+    capacitance: np.ndarray | float = _NODE_TABLE["capacitance"].default  # F, 1e-12
     clamp: tuple[float, float] | None = None
     invert: str | None = None
 
@@ -284,7 +259,13 @@ class Coupling:
     - ``vccs``: transconductance ``weight[i, j]`` (S, signed): current ``w v(src_j)`` into ``dst_i``.
     - ``tanh``: saturating transconductor, current ``w v_sat tanh(v(src_j) / v_sat)`` into ``dst_i``.
 
+    Every kind is a module of :mod:`circuitep.elements` (listed in
+    :data:`circuitep.elements.registry.COUPLINGS`), which gives its equations, bounds and SPICE.
     ``mask[i, j]`` says whether the element exists; masked-out weights are stored as 0.
+    ``settings`` holds the kind's other parameters (its ``SETTINGS`` table, e.g. ``g_out`` and
+    ``v_offset`` of an ``ota``), each a scalar or, where the table says so, one value per element
+    ``(dst, src)``; after validation a dict of floats and read-only arrays with every setting of
+    the kind (defaults filled in). ``v_sat`` is a field of its own (tanh only).
     """
 
     name: str
@@ -293,7 +274,8 @@ class Coupling:
     dst: str
     weight: np.ndarray
     mask: np.ndarray | None = None
-    v_sat: float = 1.0  # V, tanh only
+    v_sat: float = V_SAT.default  # V, tanh only: 1.0
+    settings: dict | None = None
 
     def __post_init__(self):
         path = (f"couplings[{str.__str__(self.name)!r}]" if isinstance(self.name, str)
@@ -320,7 +302,31 @@ class Coupling:
         object.__setattr__(self, "weight", weight)
         object.__setattr__(self, "mask", mask)
         object.__setattr__(self, "v_sat",
-                           _positive_float(f"{path}.v_sat", self.v_sat, V_SAT_RANGE, "V"))
+                           _positive_float(f"{path}.v_sat", self.v_sat, V_SAT.span, "V"))
+        given = {} if self.settings is None else self.settings
+        if not isinstance(given, dict):
+            raise TypeError(f"{path}.settings must be a dict, got {type(given).__name__}")
+        table = {k: p for k, p in settings_of(self.kind).items() if not p.field}
+        unknown = sorted(set(given) - set(table), key=str)
+        if unknown:
+            raise ValueError(f"{path}.settings: {unknown} unknown for a {self.kind} coupling "
+                             f"(its settings: {sorted(table)})")
+        settings = {}
+        for key, p in table.items():
+            value = given.get(key, p.default)
+            if p.per_element:
+                arr = np.asarray(check_array(f"{path}.{key}", value, weight.shape, **p.bounds()))
+                arr = np.where(mask, arr, 0.0)
+                arr.setflags(write=False)
+                settings[key] = arr
+            else:
+                settings[key] = float(check_array(f"{path}.{key}", value, (), **p.bounds()))
+        object.__setattr__(self, "settings", settings)
+        kind_of(self).check(self, path)
+
+    def setting(self, key: str):
+        """The value of setting ``key`` (a field such as ``v_sat`` or an entry of ``settings``)."""
+        return getattr(self, key) if settings_of(self.kind)[key].field else self.settings[key]
 
 
 def _validated_copy(obj, **values):
@@ -442,12 +448,16 @@ class Network:
             index[g.name], start = start, start + g.size
         n = start  # vertex n stands for ground and every input
         rows, cols = [np.flatnonzero(grounded)], [np.full(int(grounded.sum()), n)]
-        for c in self.couplings:
-            if c.kind != "resistor":
-                continue
-            i, j = np.nonzero(c.mask & (c.weight > 0))
-            rows.append(index[c.dst] + i)
-            cols.append(index[c.src] + j if c.src in index else np.full(len(j), n))
+        for c in self.couplings:  # a coupling's DC paths: between its nodes, or dst to ground
+            edges, to_ground = kind_of(c).dc_paths(c)
+            if edges is not None:
+                i, j = np.nonzero(edges)
+                rows.append(index[c.dst] + i)
+                cols.append(index[c.src] + j if c.src in index else np.full(len(j), n))
+            if to_ground is not None:
+                i = np.flatnonzero(to_ground)
+                rows.append(index[c.dst] + i)
+                cols.append(np.full(len(i), n))
         rows, cols = np.concatenate(rows), np.concatenate(cols)
         graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n + 1, n + 1))
         _, label = connected_components(graph, directed=False)

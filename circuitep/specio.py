@@ -7,15 +7,17 @@ A spec file is plain TOML::
     [diode]                 # optional: i_sat (A), n
     [[groups]]              # name, role (input|hidden|output), size, leak (S), bias (A),
                             # capacitance (F), clamp = [v_lo, v_hi] (V), invert = "<input group>"
-    [[couplings]]           # name, kind (resistor|vccs|tanh), src, dst, weight = [[...]] (S),
-                            # mask = [[true, ...]] (optional), v_sat (V, tanh only)
+    [[couplings]]           # name, kind (resistor|vccs|tanh|...), src, dst, weight = [[...]] (S),
+                            # mask = [[true, ...]] (optional), and the kind's settings
+                            # (e.g. v_sat (V), tanh only)
     [sample]                # optional: inputs = [...] (V), targets = [...] (V)
 
 Scalars broadcast over a group. Unknown keys are refused, so a misspelt field never passes silently.
-Values must be physical (see :mod:`circuitep.spec`): leaks 0 or at least 1e-15 S, resistors 0 or
-1e-15 .. 1e6 S, transconductances within +-1e6 S, biases within +-1e3 A, capacitances 1e-18 ..
-1e3 F, voltages within +-1e3 V, v_sat 1e-6 .. 1e3 V, i_sat 1e-30 .. 1 A, n 0.1 .. 100; the diode's
-name may not be a word ngspice reserves (``circuitep.netlist.RESERVED_NAMES``, e.g. ``temper``).
+Values must be physical: each parameter within the bounds of its element module's table
+(:func:`circuitep.elements.registry.parameter_table` lists every kind, setting, unit, bound and
+default: e.g. leaks 0 or at least 1e-15 S, transconductances within +-1e6 S), voltages within
++-1e3 V; the diode's name may not be a word ngspice reserves (``circuitep.netlist.RESERVED_NAMES``,
+e.g. ``temper``).
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ import numpy as np
 
 from circuitep.fileio import (  # noqa: F401 - atomic_path, write_text_atomic: for importers
     FileReadError, atomic_path, open_regular, read_text_limited, write_text_atomic)
-from circuitep.spec import Coupling, DiodeModel, Network, NodeGroup, Sample
+from circuitep.elements.registry import kinds_using, setting_keys, settings_of
+from circuitep.spec import KINDS, Coupling, DiodeModel, Network, NodeGroup, Sample
 
 _TOP = {"name", "description", "diode", "groups", "couplings", "sample"}
 _GROUP = {"name", "role", "size", "leak", "bias", "capacitance", "clamp", "invert"}
 _FREE_ONLY = {"leak", "bias", "capacitance", "clamp"}
-_COUPLING = {"name", "kind", "src", "dst", "weight", "mask", "v_sat"}
+#: A coupling's keys: the common ones and every setting a kind declares (v_sat, g_out, ...).
+_COUPLING = {"name", "kind", "src", "dst", "weight", "mask"} | setting_keys()
 _DIODE = {"i_sat", "n", "name"}
 _SAMPLE = {"inputs", "targets"}
 #: Largest spec file read (bytes): about 3 million weights as TOML, 30 times a 784-100-10 circuit.
@@ -71,8 +75,15 @@ def network_from_dict(data: dict, source: str = "spec") -> Network:
         couplings = []
         for k, c in enumerate(data.get("couplings", [])):
             c = dict(_keys(f"{source}: couplings[{k}]", c, _COUPLING, ("name", "kind", "src", "dst", "weight")))
-            if "v_sat" in c and c["kind"] != "tanh":
-                raise SpecError(f"{source}: couplings[{k}] has v_sat, which only saturating (tanh) couplings use")
+            table = settings_of(c["kind"]) if isinstance(c["kind"], str) and c["kind"] in KINDS else None
+            foreign = sorted(set(c) & setting_keys() - set(table or ()))
+            if table is not None and foreign:
+                raise SpecError(f"{source}: couplings[{k}] has {foreign[0]}, which only "
+                                f"{kinds_using(foreign[0])} couplings use")
+            settings = {key: c.pop(key) for key in list(c) if key in setting_keys()
+                        and not (table is not None and table[key].field)}
+            if settings and table is not None:
+                c["settings"] = settings  # else Coupling names the unknown kind
             couplings.append(Coupling(**c))
         diode = DiodeModel(**_keys(f"{source}: diode", data.get("diode", {}), _DIODE))
         sample = None
@@ -149,8 +160,9 @@ def spec_to_toml(net: Network) -> str:
                   "weight = [\n" + "".join(f"  {_toml_value(row)},\n" for row in c.weight) + "]"]
         if not c.mask.all():
             lines.append("mask = [\n" + "".join(f"  {_toml_value(row)},\n" for row in c.mask) + "]")
-        if c.kind == "tanh":
-            lines.append(f"v_sat = {_toml_value(c.v_sat)}")
+        for key in settings_of(c.kind):
+            value = c.setting(key)
+            lines.append(f"{key} = {_toml_value(_scalar_or_array(value) if isinstance(value, np.ndarray) else value)}")
     if net.sample is not None:
         lines += ["", "[sample]", f"inputs = {_toml_value(net.sample.inputs)}"]
         if net.sample.targets is not None:

@@ -23,6 +23,7 @@ import numpy as np
 from circuitep.checks import is_integer, is_number, plain_float, plain_int
 from circuitep.costs import make_cost
 from circuitep.datasets import Dataset, inputs_to_voltages, labels_to_targets
+from circuitep.elements.registry import kind as kind_of
 from circuitep.engines.base import ConvergenceError, Engine, Phase
 from circuitep.estimators import compare, estimate
 from circuitep.gradcheck import asymmetry, transconductor_pairs
@@ -225,14 +226,15 @@ def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig,
     for c in net.couplings:
         if c.name not in out:
             continue
-        lo, hi = ((config.g_bounds[0] * sigma, config.g_bounds[1] * sigma) if c.kind == "resistor"
+        conductance = kind_of(c).WEIGHT.nonnegative  # a conductance (resistor), else signed
+        lo, hi = ((config.g_bounds[0] * sigma, config.g_bounds[1] * sigma) if conductance
                   else (-config.w_max * sigma, config.w_max * sigma))
         lo, hi = max(lo, -MAX_SIEMENS), min(hi, MAX_SIEMENS)  # the spec's own bounds
         w = np.clip(out[c.name], lo, hi)
         if config.levels:
             step = (hi - lo) / (config.levels - 1)
             w = np.clip(lo + np.round((w - lo) / step) * step, lo, hi)  # rounding may overshoot by an ulp
-        if c.kind == "resistor":  # below MIN_SIEMENS (1 petaohm) a resistor is none
+        if conductance:  # below MIN_SIEMENS (1 petaohm) a resistor is none
             w = np.where(w < MIN_SIEMENS, 0.0, w)
         out[c.name] = np.where(c.mask, w, 0.0)
     for g in net.free_groups:  # the spec's bound on bias currents (A)

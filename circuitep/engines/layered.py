@@ -44,22 +44,13 @@ import numpy as np
 
 from circuitep import kcl
 from circuitep.costs import SquaredError
-from circuitep.devices import diode_clamp_current, tanh_transfer
+from circuitep.elements import aep, diode_clamp, nudge
 from circuitep.engines.base import OperatingPoint, Phase, check_batch, is_stable
 from circuitep.engines.newton import adjoint, check_options, newton, not_converged, solve_rows
-from circuitep.spec import Coupling, Network
+from circuitep.spec import Network
 
 
 # --------------------------------------------------------------------------------------- structure
-
-
-@dataclass(frozen=True)
-class _Link:
-    """A coupling between two free groups, by their positions ``dst`` and ``src`` in the chain."""
-
-    coupling: Coupling
-    dst: int
-    src: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,10 +58,11 @@ class _Chain:
     """The static structure of a network's free groups, in declaration order.
 
     ``conductance`` (S, ``(n_free,)``) is what every node sees to ground and to its resistor
-    neighbours: leak, resistors to inputs, and the row or column sums of resistors between free
-    nodes. ``links`` are the couplings between free groups (a coupling of a group to itself makes
-    that group's diagonal block dense); ``outputs`` gives each output group's chain position and its
-    slice in the output vector.
+    neighbours: leak, the loads of couplings from inputs (:func:`circuitep.kcl.input_drive`), and
+    the loads of couplings between free nodes (a resistor's row and column sums). ``links`` are the
+    couplings between free groups (:class:`circuitep.kcl.Link`; a coupling of a group to itself
+    makes that group's diagonal block dense); ``outputs`` gives each output group's chain position
+    and its slice in the output vector.
     """
 
     slices: tuple[slice, ...]
@@ -81,7 +73,7 @@ class _Chain:
     v_hi: np.ndarray
     i_sat: float
     n: float
-    links: tuple[_Link, ...]
+    links: tuple[kcl.Link, ...]
     outputs: tuple[tuple[int, slice], ...]
 
 
@@ -108,16 +100,18 @@ def chain_structure(net: Network, phase: Phase | None = None) -> _Chain:
     _, g_in = kcl.input_drive(net, np.zeros((1, sum(g.size for g in net.input_groups))))
     conductance = leak + g_in
     links = []
-    for c in net.couplings:
-        if c.src not in pos:
+    for link in kcl.links(net):
+        if link.src_pos is None:
             continue  # input-driven: a constant drive, folded into kcl.input_drive
-        a, b = pos[c.dst], pos[c.src]
+        c, a, b = link.coupling, link.dst_pos, link.src_pos
         if abs(a - b) > 1:
             raise _not_a_chain(net, f"coupling {c.name!r} ({c.kind}) joins groups {c.src!r} and {c.dst!r}")
-        if c.kind == "resistor":
-            conductance[slices[a]] += c.weight.sum(axis=1)
-            conductance[slices[b]] += c.weight.sum(axis=0)
-        links.append(_Link(c, a, b))
+        g_dst, g_src = link.kind.loads(c)
+        if g_dst is not None:
+            conductance[slices[a]] += g_dst
+        if g_src is not None:
+            conductance[slices[b]] += g_src
+        links.append(link)
     out_pos, k = [], 0
     for g in net.output_groups:
         out_pos.append((pos[g.name], slice(k, k + g.size)))
@@ -134,18 +128,6 @@ def chain_structure(net: Network, phase: Phase | None = None) -> _Chain:
     bias = np.concatenate([g.bias for g in groups])
     return _Chain(slices, conductance, bias, clamped, v_lo, v_hi, net.diode.i_sat, net.diode.n,
                   tuple(links), tuple(out_pos))
-
-
-def _transfer(c: Coupling, vs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """What a transconductor sees of its controlling voltage: ``(f(v), f'(v))``, ``None`` if linear."""
-    if c.kind == "tanh":
-        return tanh_transfer(vs, c.v_sat)
-    return vs, None
-
-
-def _scaled(w: np.ndarray, slope: np.ndarray | None) -> np.ndarray:
-    """A transconductor's Jacobian block ``W * f'(v_src)[b, None, :]``: ``(dst, src)`` or batched."""
-    return w if slope is None else w[None, :, :] * slope[:, None, :]
 
 
 def _matvec(m: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -372,35 +354,22 @@ class LayeredEngine:
             g[:, out] = phase.cost.grad(x[:, out], y)
             return self._result(net, phase, x, ok, it, blocks, adjoint=adjoint(self.name, net, phase, blocks, g))
 
-        aep = []  # per transconductor between free groups: (link, slope of f at x0 or None)
-        if phase.aep:
-            for link in chain.links:
-                c = link.coupling
-                if c.kind != "resistor":
-                    aep.append((link, _transfer(c, x0[:, chain.slices[link.src]])[1]))
+        terms = aep.terms(chain.links, x0) if phase.aep else []  # K = A - A^T at x0
         diagonal_hessian = isinstance(phase.cost, SquaredError)
 
         def system(rows, x):
             f, kcl_jacobian = _kcl(chain, drive[rows], x)
             if phase.kind == "nudged":
-                f[:, out] -= phase.beta * phase.cost.grad(x[:, out], y[rows])
-            terms = []
-            for link, slope0 in aep:  # f -= K (x - x0), K = A - A^T at x0
-                c, sa, sb = link.coupling, chain.slices[link.dst], chain.slices[link.src]
-                s0 = None if slope0 is None else slope0[rows]
-                za, zb = x[:, sa] - x0[rows, sa], x[:, sb] - x0[rows, sb]
-                f[:, sa] -= (zb if s0 is None else zb * s0) @ c.weight.T
-                f[:, sb] += (za @ c.weight) * (1.0 if s0 is None else s0)
-                terms.append((link, s0))
+                f[:, out] += nudge.current(phase.beta, phase.cost, x[:, out], y[rows])
+            ts = aep.take_rows(terms, rows) if terms else terms
+            if ts:
+                aep.apply(f, ts, x, x0[rows])
 
             def jacobian():
                 blocks = kcl_jacobian()
                 if phase.kind == "nudged":
                     _add_hessian(chain, blocks, phase, x[:, out], y[rows], diagonal_hessian)
-                for link, s0 in terms:
-                    a0 = _scaled(link.coupling.weight, s0)
-                    blocks.add(link.dst, link.src, -a0)
-                    blocks.add(link.src, link.dst, _swap(a0))
+                aep.add_jacobian(blocks.add, ts)
                 return blocks
 
             return f, jacobian
@@ -451,32 +420,24 @@ def _kcl(chain: _Chain, drive: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, C
     g_d = None
     cl = chain.clamped
     if cl.any():
-        i_d, g_d = diode_clamp_current(x[:, cl], chain.v_lo[cl], chain.v_hi[cl], chain.i_sat, chain.n)
+        i_d, g_d = diode_clamp.current(x[:, cl], chain.v_lo[cl], chain.v_hi[cl], chain.i_sat, chain.n)
         f[:, cl] += i_d
-    slopes = []
     for link in chain.links:
-        c, sa, sb = link.coupling, chain.slices[link.dst], chain.slices[link.src]
-        if c.kind == "resistor":
-            f[:, sa] += x[:, sb] @ c.weight.T
-            f[:, sb] += x[:, sa] @ c.weight
-            slopes.append(None)
-        else:
-            fv, slope = _transfer(c, x[:, sb])
-            f[:, sa] += fv @ c.weight.T
-            slopes.append(slope)
+        c, sa, sb = link.coupling, chain.slices[link.dst_pos], chain.slices[link.src_pos]
+        f[:, sa] += link.kind.drive(c, x[:, sb])
+        i_src = link.kind.back(c, x[:, sa])
+        if i_src is not None:
+            f[:, sb] += i_src
 
     def jacobian() -> _Blocks:
         diag = np.broadcast_to(-chain.conductance, x.shape).copy()
         if g_d is not None:
             diag[:, cl] += g_d
         blocks = _Blocks(chain.slices, [diag[:, s] for s in chain.slices])
-        for link, slope in zip(chain.links, slopes):
-            w = link.coupling.weight
-            if link.coupling.kind == "resistor":
-                blocks.add(link.dst, link.src, w)
-                blocks.add(link.src, link.dst, w.T)
-            else:
-                blocks.add(link.dst, link.src, _scaled(w, slope))
+        for link in chain.links:  # the loads are in chain.conductance
+            pos = {"dst": link.dst_pos, "src": link.src_pos}
+            for a, b, block in kcl.jacobian_blocks(link, x[:, chain.slices[link.src_pos]], loads=False):
+                blocks.add(pos[a], pos[b], block)
         return blocks
 
     return f, jacobian

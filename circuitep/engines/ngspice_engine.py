@@ -39,6 +39,7 @@ except ImportError:  # reported with an install hint when an engine is created
     NgSpiceShared = None
 
 from circuitep.compiler import Compiled, Tolerances, compile_network, source_values
+from circuitep.elements.registry import kind as kind_of
 from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch, unsolved
 from circuitep.netlist import SWEEP_SOURCE, spice_number, write, write_sweep
 from circuitep.spec import MAX_VOLTS, Network
@@ -771,10 +772,11 @@ def one_operating_point(net: Network, phase: Phase) -> bool:
     its forward drive beside the transposed linearisation). The nudge only adds monotone terms at
     the outputs, and the dyadic phase's adjoint half is linear."""
     links = [c for c in net.couplings if net.group(c.src).free and net.group(c.dst).free]
-    kinds = {c.kind for c in links}
-    if kinds <= {"resistor"}:
+    reciprocal = [kind_of(c).RECIPROCAL for c in links]
+    if all(reciprocal):
         return True
-    if "resistor" in kinds or (phase.aep and "tanh" in kinds) or any(c.src == c.dst for c in links):
+    if (any(reciprocal) or (phase.aep and not all(kind_of(c).LINEAR for c in links))
+            or any(c.src == c.dst for c in links)):
         return False
     graph: dict[str, set[str]] = {}
     for c in links:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from circuitep import kcl
+from circuitep.elements import aep, nudge
 from circuitep.engines.base import OperatingPoint, Phase, check_batch, is_stable
 from circuitep.engines.newton import adjoint, check_options, newton, not_converged, solve_rows
 from circuitep.spec import Network
@@ -84,13 +85,11 @@ def phase_residual(net: Network, phase: Phase, u: np.ndarray, x: np.ndarray, y: 
     f, jac = kcl.residual(net, u, x, jacobian=jacobian)
     out = net.output_index()
     if phase.kind == "nudged":
-        f[:, out] -= phase.beta * phase.cost.grad(x[:, out], y)
+        f[:, out] += nudge.current(phase.beta, phase.cost, x[:, out], y)
         if jacobian:
-            jac[:, out[:, None], out[None, :]] -= phase.beta * phase.cost.hessian(x[:, out], y)
+            jac[:, out[:, None], out[None, :]] += nudge.jacobian(phase.beta, phase.cost, x[:, out], y)
     if k is not None:
-        f -= np.einsum("bij,bj->bi", k, x - x0)
-        if jacobian:
-            jac -= k
+        aep.apply_dense(f, jac, k, x, x0)
     return f, jac
 
 

@@ -1,0 +1,34 @@
+"""Leak: conductance ``g`` (S) from each free node to ground, current ``-g v`` (A) into the node.
+
+Learning rule ``dC/dg = s v``. SPICE: ``R`` of ``1/g`` Ohm (none for ``g = 0``), copied into the
+adjoint network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from circuitep.elements.params import MIN_SIEMENS, Param
+from circuitep.netlist import Element
+
+PARAM = Param(
+    "leak",
+    "S",
+    "conductance from the node to ground",
+    default=1e-4,
+    nonnegative=True,
+    span=(MIN_SIEMENS, np.inf),
+)
+
+
+def grad(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``-(dF/dg)^T s`` averaged over the batch: ``s v`` (x, s: (batch, n) V and adjoint)."""
+    return (s * x).mean(0)
+
+
+def spice(node: str, g: float) -> list[Element]:
+    return [Element("R", f"rleak_{node}", (node, "0"), 1.0 / g)] if g > 0 else []
+
+
+def spice_adjoint(node: str, adj: str, g: float) -> list[Element]:
+    return [Element("R", f"radj_leak_{node}", (adj, "0"), 1.0 / g)] if g > 0 else []

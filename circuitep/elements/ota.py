@@ -1,0 +1,179 @@
+"""OTA coupling: a linear transconductor with finite output conductance and input offset.
+
+Element ``(i, j)`` drives the current ``w_ij (v(src_j) - v_offset_ij)`` (A) into ``dst_i`` and
+loads ``dst_i`` with its output conductance ``g_out_ij`` (S) to ground, so that
+
+    i_dst_i = sum_j w_ij (v_src_j - v_offset_ij) - v_dst_i sum_j g_out_ij.
+
+``w`` in S, signed; ``g_out`` (S, >= 0) and ``v_offset`` (V) are settings, a scalar or one value
+per element. With both 0 it is :mod:`circuitep.elements.vccs` to the last bit (same currents,
+Jacobian, learning rule and netlist elements). Non-reciprocal and linear: the AEP netlist
+reverses its transconductance; the output conductance (symmetric) and the offset current
+(constant) stay as they are. Learning rule ``dC/dw_ij = -s_i (v_j - v_offset_ij)``. SPICE per
+element: ``G`` as a vccs, plus an ``I`` of ``-w v_offset`` and an ``R`` of ``1/g_out`` into
+``dst_i`` where they are not 0; its adjoint is the reversed ``G`` plus the same ``R`` between the
+adjoint nodes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from circuitep.elements import vccs
+from circuitep.elements.params import MAX_SIEMENS, MAX_VOLTS, MIN_SIEMENS, Param
+from circuitep.netlist import Element
+
+NAME = "ota"
+LABEL = "ota (linear transconductor with output conductance and input offset)"
+PREFIX = "o"
+WEIGHT = Param(
+    "weight",
+    "S",
+    "transconductance: current w (v(src_j) - v_offset) into dst_i",
+    span=(0.0, MAX_SIEMENS),
+    typical=1e-4,
+)
+SETTINGS: tuple[Param, ...] = (
+    Param(
+        "g_out",
+        "S",
+        "output conductance from dst_i to ground, per element",
+        default=0.0,
+        nonnegative=True,
+        span=(MIN_SIEMENS, MAX_SIEMENS),
+        per_element=True,
+        typical=2e-5,
+    ),
+    Param(
+        "v_offset",
+        "V",
+        "input offset voltage, per element",
+        default=0.0,
+        span=(0.0, MAX_VOLTS),
+        per_element=True,
+        typical=0.05,
+    ),
+)
+RECIPROCAL = False
+LINEAR = True
+POWER_CLASS = "transconductors"
+ADJOINT = "transposed"
+
+
+def _g_out(c) -> np.ndarray:
+    return c.settings["g_out"]
+
+
+def _offset(c) -> np.ndarray:
+    return c.settings["v_offset"]
+
+
+def title(c) -> str:
+    extra = []
+    if _g_out(c).any():
+        extra.append("output conductance (Ohm)")
+    if _offset(c).any():
+        extra.append("offset currents (A)")
+    return "transconductors (S)" + (f" with {' and '.join(extra)}" if extra else "")
+
+
+def check(c, path: str) -> None:
+    pass
+
+
+def loads(c):
+    """The output conductances' row sums (S) at dst; none at src."""
+    g = _g_out(c)
+    return (g.sum(axis=1), None) if g.any() else (None, None)
+
+
+def drive(c, vs: np.ndarray) -> np.ndarray:
+    """``sum_j w_ij (v_src_j - v_offset_ij)`` (A, (batch, m))."""
+    i = vs @ c.weight.T
+    off = _offset(c)
+    return i - (c.weight * off).sum(axis=1) if off.any() else i
+
+
+def back(c, vd):
+    return None
+
+
+def jacobian(c, vs: np.ndarray):
+    return c.weight, None
+
+
+def weight_grad(c, vd, vs, sd, ss) -> np.ndarray:
+    """``-sum_b s_i (v_j - v_offset_ij)``, (m, n)."""
+    g = -(sd.T @ vs)
+    off = _offset(c)
+    return g + off * sd.sum(axis=0)[:, None] if off.any() else g
+
+
+def symmetric_rule(c, vd, vs, sd, ss) -> np.ndarray:
+    """EP's symmetric rule of a vccs, with the offset of the controlling voltage."""
+    g = vccs.symmetric_rule(c, vd, vs, sd, ss)
+    off = _offset(c)
+    return g + off * sd.sum(axis=0)[:, None] if off.any() else g
+
+
+def dc_paths(c):
+    """The output conductance grounds the dst nodes it loads."""
+    g = _g_out(c)
+    return (None, (g > 0).any(axis=1)) if g.any() else (None, None)
+
+
+def power(c, vd, vs) -> np.ndarray:
+    """Power absorbed (W, (batch,)): the vccs part, offset current and output conductance."""
+    p = vccs.power(c, vd, vs)
+    off, g = _offset(c), _g_out(c)
+    if off.any():
+        p = p + vd @ (c.weight * off).sum(axis=1)
+    if g.any():
+        p = p + (vd * vd) @ g.sum(axis=1)
+    return p
+
+
+def max_current(c, vd, vs) -> float:
+    i = float(np.abs(c.weight[None] * (vs[:, None, :] - _offset(c)[None])).max(initial=0))
+    return max(i, float(np.abs(_g_out(c)[None] * vd[:, :, None]).max(initial=0)))
+
+
+def sens_name(c, i: int, j: int) -> str | None:
+    # with an offset, dC/dw also moves the offset source: .sens of the gain alone is not dC/dw
+    return None if _offset(c).any() else vccs.sens_name(c, i, j)
+
+
+def _loads(c, dst: list[str]) -> list[Element]:
+    """The offset current sources and output conductances, per element, into ``dst``."""
+    els = []
+    off, g = _offset(c), _g_out(c)
+    for i, j in np.argwhere(c.mask):
+        w = float(c.weight[i, j])
+        if off[i, j] != 0 and w != 0:
+            els.append(Element("I", f"i{c.name}_{i}_{j}_ofs", ("0", dst[i]), -w * float(off[i, j])))
+        if g[i, j] > 0:
+            els.append(Element("R", f"r{c.name}_{i}_{j}_out", (dst[i], "0"), 1.0 / float(g[i, j])))
+    return els
+
+
+def spice(c, src: list[str], dst: list[str]) -> list[Element]:
+    return vccs.spice(c, src, dst) + _loads(c, dst)
+
+
+def spice_reversed(c, src: list[str], dst: list[str]) -> list[Element]:
+    """AEP phase: the reversed transconductance (:func:`circuitep.elements.vccs.spice_reversed`);
+    offset and output conductance unchanged (the correction is ``K = W - W^T`` alone)."""
+    return vccs.spice_reversed(c, src, dst) + _loads(c, dst)
+
+
+def spice_adjoint(c, src, dst, adj_src, adj_dst):
+    g = _g_out(c)
+    outs = [
+        Element("R", f"radj_{c.name}_{i}_{j}_out", (adj_dst[i], "0"), 1.0 / float(g[i, j]))
+        for i, j in np.argwhere(c.mask)
+        if g[i, j] > 0
+    ]
+    trans = vccs.spice_adjoint(c, src, dst, adj_src, adj_dst)
+    if trans is None and not outs:
+        return None
+    return (trans or []) + outs

@@ -1,0 +1,125 @@
+"""Saturating transconductor coupling: current ``w[i, j] V_s tanh(v(src_j) / V_s)`` (A) into
+``dst_i``.
+
+``w`` in S, signed; ``v_sat`` (``V_s``, V) one per coupling. Non-reciprocal and non-linear: its
+Jacobian block ``w f'(v_src)``, ``f'(v) = 1 - tanh(v / V_s)^2``, depends on the state, so the AEP
+netlist keeps explicit correction sources against reference nodes holding ``x0``
+(:func:`spice_slope`). Learning rule ``dC/dw_ij = -s_i f(v_j)``. SPICE: a ``B`` source; its
+adjoint is ``w f'(v(src_j)) v(adj dst_i)`` into ``adj src_j``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from circuitep.devices import tanh_transfer
+from circuitep.elements.blocks import Scaled
+from circuitep.elements.params import MAX_SIEMENS, V_SAT_RANGE, Param
+from circuitep.netlist import Element, spice_number
+
+NAME = "tanh"
+LABEL = "saturating (tanh)"
+PREFIX = "t"
+WEIGHT = Param(
+    "weight", "S", "small-signal transconductance at 0 V", span=(0.0, MAX_SIEMENS), typical=1e-4
+)
+#: A field of :class:`circuitep.spec.Coupling` itself (its default is this one).
+V_SAT = Param(
+    "v_sat",
+    "V",
+    "saturation voltage V_s (one per coupling)",
+    default=1.0,
+    positive=True,
+    span=V_SAT_RANGE,
+    field=True,
+    typical=0.3,
+)
+SETTINGS: tuple[Param, ...] = (V_SAT,)
+RECIPROCAL = False
+LINEAR = False
+POWER_CLASS = "transconductors"
+ADJOINT = "transposed"
+
+
+def title(c) -> str:
+    return f"saturating transconductors (v_sat = {c.v_sat:g} V)"
+
+
+def check(c, path: str) -> None:
+    pass
+
+
+def loads(c):
+    return None, None
+
+
+def drive(c, vs: np.ndarray) -> np.ndarray:
+    return tanh_transfer(vs, c.v_sat)[0] @ c.weight.T
+
+
+def back(c, vd):
+    return None
+
+
+def jacobian(c, vs: np.ndarray):
+    return Scaled(c.weight, tanh_transfer(vs, c.v_sat)[1]), None
+
+
+def weight_grad(c, vd, vs, sd, ss) -> np.ndarray:
+    return -(sd.T @ tanh_transfer(vs, c.v_sat)[0])
+
+
+def symmetric_rule(c, vd, vs, sd, ss):
+    return None
+
+
+def dc_paths(c):
+    return None, None
+
+
+def power(c, vd, vs) -> np.ndarray:
+    return -np.einsum("bj,ij,bi->b", tanh_transfer(vs, c.v_sat)[0], c.weight, vd)
+
+
+def max_current(c, vd, vs) -> float:
+    return float(np.abs(c.weight[None] * tanh_transfer(vs, c.v_sat)[0][:, None, :]).max(initial=0))
+
+
+def sens_name(c, i: int, j: int) -> str | None:
+    return None  # a behavioural source: ngspice's .sens does not cover it
+
+
+def _tanh(c, v: str) -> str:
+    return f"tanh({v}/{spice_number(c.v_sat)})"
+
+
+def spice(c, src: list[str], dst: list[str]) -> list[Element]:
+    return [
+        Element(
+            "B",
+            f"b{c.name}_{i}_{j}",
+            ("0", dst[i]),
+            f"{spice_number(float(c.weight[i, j]) * c.v_sat)}*{_tanh(c, f'v({src[j]})')}",
+        )
+        for i, j in np.argwhere(c.mask)
+    ]
+
+
+def spice_slope(c, i: int, j: int, v: str) -> str:
+    """SPICE expression of ``d i_dst_i / d v_src_j`` (S) at the node voltage expression ``v``."""
+    t = _tanh(c, v)
+    return f"{spice_number(float(c.weight[i, j]))}*(1-{t}*{t})"
+
+
+def spice_adjoint(c, src, dst, adj_src, adj_dst):
+    if adj_src is None:
+        return None
+    return [
+        Element(
+            "B",
+            f"badj_{c.name}_{i}_{j}",
+            ("0", adj_src[j]),
+            f"{spice_slope(c, i, j, f'v({src[j]})')}*v({adj_dst[i]})",
+        )
+        for i, j in np.argwhere(c.mask)
+    ]
