@@ -43,6 +43,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from circuitep.checks import is_integer
 from circuitep.fileio import FileReadError, open_regular, read_text_limited
 
 #: Names accepted by :func:`load_dataset`.
@@ -88,10 +89,6 @@ class DatasetError(ValueError):
     """Unknown, missing, malformed or corrupt data; the message names the problem and the fix."""
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _describe(a: object) -> str:
     return f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
 
@@ -125,7 +122,7 @@ class Dataset:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise DatasetError(f"Dataset.name must be a non-empty str, got {self.name!r}")
-        if not _is_int(self.n_classes) or self.n_classes < 2:
+        if not is_integer(self.n_classes) or self.n_classes < 2:
             raise DatasetError(f"{self.name}: n_classes must be an int >= 2, got "
                                f"{self.n_classes!r}")
         for split in ("train", "test"):
@@ -175,7 +172,7 @@ def labels_to_targets(y: np.ndarray, n_classes: int, v_off: float = 0.0,
     y = np.asarray(y)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise DatasetError(f"labels_to_targets: y must be a 1-D int array, got {_describe(y)}")
-    if not _is_int(n_classes) or n_classes < 2:
+    if not is_integer(n_classes) or n_classes < 2:
         raise DatasetError(f"labels_to_targets: n_classes must be an int >= 2, got {n_classes!r}")
     _check_labels(y, int(n_classes), "labels_to_targets: y")
     targets = np.full((y.shape[0], int(n_classes)), float(v_off))
@@ -470,7 +467,7 @@ _BUILTIN = MappingProxyType({"digits": _digits, "xor": _xor, "blobs": _blobs})
 def _select(n: int | None, available: int, what: str, cycle: bool) -> np.ndarray | slice:
     if n is None:
         return slice(None)
-    if not _is_int(n) or n < 1:
+    if not is_integer(n) or n < 1:
         raise DatasetError(f"{what} must be a positive int or None, got {n!r}")
     if cycle:
         return np.arange(n) % available
@@ -508,7 +505,7 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, downlo
     """
     if name not in DATASETS:
         raise DatasetError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
-    if not _is_int(seed) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise DatasetError(f"seed must be a non-negative int, got {seed!r}")
     if name in _ENV:
         raw = _load_idx(name, data_dir, download, cache_dir, verify)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from circuitep.checks import is_bool
 from circuitep.fileio import (  # noqa: F401 - atomic_path, write_text_atomic: for importers
     FileReadError, atomic_path, open_regular, read_text_limited, write_text_atomic)
 from circuitep.spec import Coupling, DiodeModel, Network, NodeGroup, Sample
@@ -108,7 +109,7 @@ def load_spec(path: str | os.PathLike) -> Network:
 def _toml_value(v) -> str:
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (bool, np.bool_)):
+    if is_bool(v):
         return "true" if v else "false"
     if isinstance(v, (int, np.integer)):
         return str(int(v))

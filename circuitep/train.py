@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from circuitep.checks import is_integer, is_number, plain_float, plain_int
+from circuitep.checks import is_bool, is_integer, is_number, plain_float, plain_int
 from circuitep.costs import make_cost
 from circuitep.datasets import Dataset, inputs_to_voltages, labels_to_targets
 from circuitep.engines.base import ConvergenceError, Engine, Phase
@@ -115,7 +115,7 @@ class TrainConfig:
             put(key, str.__str__(value))
 
         for key in ("centered", "train_leak"):
-            if not isinstance(getattr(self, key), (bool, np.bool_)):
+            if not is_bool(getattr(self, key)):
                 raise ValueError(f"{key} = {getattr(self, key)!r} must be True or False")
             put(key, bool(getattr(self, key)))
         if not is_integer(self.seed) or not 0 <= plain_int(self.seed) < 2**32:

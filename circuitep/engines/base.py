@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from circuitep import kcl
-from circuitep.checks import is_number, plain_float
+from circuitep.checks import is_bool, is_number, plain_float
 from circuitep.costs import Cost, CrossEntropy, SquaredError
 from circuitep.spec import MAX_VOLTS, Network, voltage_rows
 
@@ -40,7 +40,7 @@ class Phase:
             raise ValueError(f"phase kind {self.kind!r} is not one of free, nudged, dyadic")
         if not is_number(self.beta) or not np.isfinite(plain_float("beta", self.beta)):
             raise ValueError(f"beta = {self.beta!r} must be a finite real number")
-        if not isinstance(self.aep, (bool, np.bool_)):
+        if not is_bool(self.aep):
             raise ValueError(f"aep = {self.aep!r} must be True or False")
         # plain values: the phase is compared, hashed and written into netlists and labels
         object.__setattr__(self, "kind", str.__str__(self.kind))

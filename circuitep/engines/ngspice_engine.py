@@ -38,6 +38,7 @@ try:
 except ImportError:  # reported with an install hint when an engine is created
     NgSpiceShared = None
 
+from circuitep.checks import is_integer, is_number
 from circuitep.compiler import Compiled, Tolerances, compile_network, source_values
 from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch, unsolved
 from circuitep.netlist import SWEEP_SOURCE, spice_number, write, write_sweep
@@ -432,7 +433,7 @@ class NgspiceEngine:
     def __post_init__(self):
         if self.form not in ("literal", "folded"):
             raise ValueError(f"form {self.form!r} is not literal or folded")
-        if isinstance(self.sweep, bool) or not isinstance(self.sweep, int) or self.sweep < 1:
+        if not is_integer(self.sweep) or self.sweep < 1:
             raise ValueError(f"sweep = {self.sweep!r} must be a positive integer (1: one op per sample)")
         check_timeout(self.timeout)
         self._session = shared_session()
@@ -793,8 +794,7 @@ def _phase_key(kind: str, cost) -> tuple:
 
 def check_timeout(timeout) -> None:
     """A time limit (s) must be a positive finite number."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer, np.floating)) \
-            or not 0 < timeout < np.inf:
+    if not is_number(timeout) or not 0 < timeout < np.inf:
         raise ValueError(f"timeout = {timeout!r} must be a positive number of seconds")
 
 

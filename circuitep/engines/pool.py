@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from circuitep.checks import is_integer
 from circuitep.compiler import FORMS, Tolerances
 from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch
 from circuitep.engines.ngspice_engine import NgspiceEngine, check_timeout
@@ -83,14 +84,13 @@ class PoolEngine:
     name: str = "ngspice-pool"
 
     def __post_init__(self):
-        if isinstance(self.workers, bool) or not isinstance(self.workers, (int, np.integer)) or self.workers < 1:
+        if not is_integer(self.workers) or self.workers < 1:
             raise ValueError(f"workers = {self.workers!r} must be a positive integer")
         if self.form not in FORMS:  # checked here: a worker would only die of it at spawn
             raise ValueError(f"form = {self.form!r} is not one of {FORMS}")
         if not isinstance(self.tolerances, Tolerances):
             raise ValueError(f"tolerances must be a Tolerances, got {type(self.tolerances).__name__}")
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not 0 < self.timeout < np.inf:
-            raise ValueError(f"timeout = {self.timeout!r} must be a positive number of seconds")
+        check_timeout(self.timeout)
         check_timeout(self.ngspice_timeout)
         self._ctx = mp.get_context("spawn")
         self._pool = [self._start() for _ in range(self.workers)]
