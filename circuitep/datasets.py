@@ -152,10 +152,27 @@ class Dataset:
 
 
 def inputs_to_voltages(x: np.ndarray, v_low: float = 0.0, v_high: float = 1.0) -> np.ndarray:
-    """Input-source voltages (V) for features in [0, 1]: ``V = v_low + (v_high - v_low) x``.
+    """Input-source voltages for features in [0, 1]: ``V = v_low + (v_high - v_low) x``.
 
     Feature 0 maps to ``v_low`` and 1 to ``v_high``; ``v_high < v_low`` gives the inverted copy used
-    for signed weights in resistive networks (DESIGN.md section 2). Returns float64, shape of ``x``.
+    for signed weights in resistive networks (DESIGN.md section 2).
+
+    Parameters
+    ----------
+    x : ndarray, shape (...)
+        Features in [0, 1] (any shape).
+    v_low, v_high : float
+        Voltages (V) of features 0 and 1; finite and different.
+
+    Returns
+    -------
+    ndarray, float64, shape of ``x``
+        Input voltages in V.
+
+    Raises
+    ------
+    DatasetError
+        When ``v_low``/``v_high`` are not finite or equal, or a feature is outside [0, 1] or NaN.
     """
     x = np.asarray(x, dtype=np.float64)
     if not (math.isfinite(v_low) and math.isfinite(v_high)) or v_low == v_high:
@@ -167,8 +184,28 @@ def inputs_to_voltages(x: np.ndarray, v_low: float = 0.0, v_high: float = 1.0) -
 
 def labels_to_targets(y: np.ndarray, n_classes: int, v_off: float = 0.0,
                       v_on: float = 1.0) -> np.ndarray:
-    """One-hot target voltages (V), float64 ``(n, n_classes)``: ``T[i, k] = v_on if y[i] == k else
-    v_off``, for integer labels ``y`` of shape ``(n,)``."""
+    """One-hot target voltages: ``T[i, k] = v_on if y[i] == k else v_off``.
+
+    Parameters
+    ----------
+    y : ndarray of int, shape (n,)
+        Class labels in 0 .. n_classes - 1.
+    n_classes : int
+        Number of classes, at least 2.
+    v_off, v_on : float
+        Target voltages (V) of the other classes and of the labelled class.
+
+    Returns
+    -------
+    ndarray, float64, shape (n, n_classes)
+        Target voltages in V.
+
+    Raises
+    ------
+    DatasetError
+        When ``y`` is not a 1-D integer array, ``n_classes`` is not an integer >= 2, or a label is
+        out of range (the message names the first bad index).
+    """
     y = np.asarray(y)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise DatasetError(f"labels_to_targets: y must be a 1-D int array, got {_describe(y)}")
@@ -240,11 +277,27 @@ def read_idx(path: str | os.PathLike, max_bytes: int = MAX_IDX_BYTES) -> np.ndar
     """Read an IDX file (LeCun's MNIST format), gzip'd if the name ends in ``.gz``.
 
     The header is a magic number (two zero bytes, a data type code, the number of dimensions)
-    followed by each dimension as a big-endian uint32; the data follow in C order. Returns an
-    array of those dimensions in native byte order. Raises :class:`DatasetError` naming the file
-    for a bad magic number, an unknown type code, a data length that does not match, or a header
-    declaring more than ``max_bytes`` bytes (default :data:`MAX_IDX_BYTES`; checked before the data
-    are read, which are read no further than the header says).
+    followed by each dimension as a big-endian uint32; the data follow in C order.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The IDX file, a regular file.
+    max_bytes : int
+        Largest (decompressed) size accepted, in bytes; checked against the header before the data
+        are read, which are read no further than the header says.
+
+    Returns
+    -------
+    ndarray
+        An array of the header's dimensions and data type, in native byte order.
+
+    Raises
+    ------
+    DatasetError
+        Naming the file, for a missing file, a bad magic number, an unknown type code, a data
+        length that does not match, or a header declaring more than ``max_bytes`` bytes
+        (default :data:`MAX_IDX_BYTES`).
     """
     path = Path(path)
     return _parse_idx(_read_idx_bytes(path, max_bytes), path)
@@ -311,7 +364,21 @@ def _load_verified(path: Path, stem: str, sums: dict[str, str], name: str,
 
 
 def known_digest(name: str, stem: str) -> str:
-    """The SHA-256 (hex) of the published decompressed file ``stem`` of ``name``."""
+    """The SHA-256 of a published (decompressed) IDX file.
+
+    Parameters
+    ----------
+    name : {"mnist", "fashion-mnist"}
+        The data set.
+    stem : str
+        The file's name without ``.gz``, a key of :data:`IDX_SHAPES`
+        (``train-images-idx3-ubyte``, ...).
+
+    Returns
+    -------
+    str
+        64 hex digits, from :data:`MNIST_SHA256` or :data:`FASHION_MNIST_SHA256`.
+    """
     return (MNIST_SHA256 if name == "mnist" else FASHION_MNIST_SHA256)[stem]
 
 

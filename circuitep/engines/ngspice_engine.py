@@ -459,7 +459,21 @@ class NgspiceEngine:
     # --- loading -------------------------------------------------------------------------
 
     def load(self, net: Network, phase: Phase) -> Compiled:
-        """Make the circuit of ``phase`` current, altering values where only they changed."""
+        """Make the circuit of ``phase`` current, altering values where only they changed.
+
+        Parameters
+        ----------
+        net : Network
+            The circuit; new parameters of an already loaded structure are altered in, not reloaded.
+        phase : Phase
+            Chooses the loaded circuit (one per kind: free, nudged, aep, dyadic, and cost); nudged
+            phases of either sign share one.
+
+        Returns
+        -------
+        Compiled
+            The compiled netlist of the current circuit.
+        """
         if self._generation != self._session.generation:  # ngspice was reset: nothing is loaded
             self._circuits.clear()
             self._generation = self._session.generation
@@ -541,19 +555,46 @@ class NgspiceEngine:
         return errors
 
     def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
-        """Solve one phase for each sample; arrays as in :class:`circuitep.engines.base.Engine`.
+        """Solve one phase for each sample (DESIGN.md §3).
 
         Where the circuit has one operating point (:func:`one_operating_point`), up to ``sweep``
         samples go through one analysis (:meth:`_sweep`); other circuits, a group the sweep does
         not solve and a batch of one are solved one ``op`` per sample, each from scratch, so that a
-        sample's answer never depends on the others in its batch. ``x_init`` is accepted for
-        interface compatibility and not used.
+        sample's answer never depends on the others in its batch.
 
-        ``iterations`` per sample are ngspice's own count for the sample's ``op`` (the change in
-        ``rusage totiter``, gmin and source stepping of a retry included), and
-        :data:`UNKNOWN_ITERATIONS` (-1) for the samples solved within a sweep, whose iterations
-        ngspice counts only for the sweep as a whole. ``converged`` is True for every sample: a
-        sample without an operating point raises :class:`ConvergenceError`.
+        Parameters
+        ----------
+        net : Network
+            The circuit.
+        phase : Phase
+            Free, nudged (optionally AEP-corrected) or dyadic.
+        inputs : array_like, shape (batch, n_inputs)
+            Primary input voltages in V.
+        targets : array_like, shape (batch, n_outputs), optional
+            Targets for nudged and dyadic phases.
+        x0 : array_like, shape (batch, n_free), optional
+            The free state in V, for the AEP correction and the dyadic phase.
+        x_init : array_like, optional
+            Accepted for interface compatibility and not used.
+
+        Returns
+        -------
+        OperatingPoint
+            ``x`` of shape ``(batch, n_free)`` in V. ``iterations`` per sample are ngspice's own
+            count for the sample's ``op`` (the change in ``rusage totiter``, gmin and source
+            stepping of a retry included), and :data:`UNKNOWN_ITERATIONS` (-1) for the samples
+            solved within a sweep, whose iterations ngspice counts only for the sweep as a whole.
+            ``converged`` is True for every sample.
+
+        Raises
+        ------
+        ConvergenceError
+            For samples without an operating point (not found by ngspice, or refused by
+            :func:`~circuitep.engines.base.unsolved`); ``samples`` names them.
+        NgspiceTimeout
+            When an analysis runs past ``timeout`` seconds.
+        NgspiceError
+            For other ngspice errors.
         """
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
         batch = u.shape[0]
@@ -639,8 +680,26 @@ class NgspiceEngine:
         """Free-node voltages at the end of a transient from rest (all capacitors discharged).
 
         Confirms a DC operating point physically: a non-reciprocal circuit can have a DC solution
-        it never settles into. ``t_stop`` (s) defaults to 200 of the slowest node time constants
-        ``C / G_leak``. Returns ``(batch, n_free)`` volts.
+        it never settles into.
+
+        Parameters
+        ----------
+        net : Network
+            The circuit, free phase.
+        inputs : array_like, shape (batch, n_inputs)
+            Primary input voltages in V.
+        t_stop : float, optional
+            End time in s; default 200 of the slowest node time constants ``C / G_leak``.
+
+        Returns
+        -------
+        ndarray, shape (batch, n_free)
+            Voltages in V at ``t_stop``.
+
+        Raises
+        ------
+        NgspiceError
+            When the transient fails (the message names the sample).
         """
         u, _, _ = check_batch(net, Phase(), inputs, None, None)
         compiled = self.load(net, Phase())
@@ -664,11 +723,42 @@ class NgspiceEngine:
 
     def transient(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_start=None,
                   t_stop: float = 1e-6, steps: int = 10000) -> tuple[np.ndarray, np.ndarray]:
-        """ngspice's transient (``tran t_stop/steps t_stop uic``) of one sample of ``phase``
-        (``inputs`` (1, n_inputs); ``targets``, ``x0`` as in :meth:`solve`), every capacitor
-        starting at ``x_start`` (1, n_free) V (default: at rest, 0 V). Returns the times ``t``
-        (s, from 0) and the free-node voltages ``(len(t), n_free)`` V. The capacitors' initial
-        conditions are set to 0 again afterwards (:meth:`settle` starts from rest)."""
+        """ngspice's transient (``tran t_stop/steps t_stop uic``) of one sample of ``phase``.
+
+        The capacitors' initial conditions are set to 0 again afterwards (:meth:`settle` starts from
+        rest).
+
+        Parameters
+        ----------
+        net : Network
+            The circuit.
+        phase : Phase
+            Free or nudged (AEP included); the dyadic circuit is not supported.
+        inputs : array_like, shape (1, n_inputs)
+            Primary input voltages in V.
+        targets, x0 : array_like, optional
+            As in :meth:`solve`.
+        x_start : array_like, shape (1, n_free) or (n_free,), optional
+            Every capacitor's starting voltage in V (default: at rest, 0 V).
+        t_stop : float
+            End time in s.
+        steps : int
+            Number of time steps (the step is ``t_stop / steps``).
+
+        Returns
+        -------
+        t : ndarray, shape (n_t,)
+            Times in s, from 0.
+        x : ndarray, shape (n_t, n_free)
+            Free-node voltages in V.
+
+        Raises
+        ------
+        ValueError
+            For a dyadic phase, a batch of more than one sample or a bad ``x_start``.
+        NgspiceError
+            When the transient fails.
+        """
         if phase.kind == "dyadic":
             raise ValueError("a transient of the dyadic (doubled) circuit is not supported")
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
@@ -714,8 +804,23 @@ class NgspiceEngine:
     def sensitivities(self, net: Network, inputs) -> dict[str, np.ndarray]:
         """ngspice's DC sensitivities of the output voltages (``sens v(o)``) in the free phase.
 
-        Returns ``{element name: array (batch, n_out)}`` of ``d v_o / d value`` for every resistor
-        (per Ohm), VCCS (per S of gain) and current source (per A) of the loaded netlist.
+        Parameters
+        ----------
+        net : Network
+            The circuit (best compiled with ``form="literal"``, whose elements are the network's).
+        inputs : array_like, shape (batch, n_inputs)
+            Primary input voltages in V.
+
+        Returns
+        -------
+        dict of str to ndarray, shape (batch, n_out)
+            ``d v_o / d value`` for every resistor (V per Ohm), VCCS (V per S of gain) and current
+            source (V per A) of the loaded netlist, by element name.
+
+        Raises
+        ------
+        NgspiceError
+            When an analysis fails.
         """
         u, _, _ = check_batch(net, Phase(), inputs, None, None)
         compiled = self.load(net, Phase())
@@ -762,15 +867,28 @@ class NgspiceEngine:
 
 
 def one_operating_point(net: Network, phase: Phase) -> bool:
-    """Whether the circuit of ``phase`` has a single operating point by its structure alone, which
-    is when :meth:`NgspiceEngine.solve` may sweep: a sweep starts each sample from the previous
+    """Whether the circuit of ``phase`` has a single operating point by its structure alone.
+
+    This is when :meth:`NgspiceEngine.solve` may sweep: a sweep starts each sample from the previous
     one's solution, so on a multistable circuit its answers would depend on the order of the batch
     (measured on layered:12-8-4 at gain 1: shuffling 100 samples changed 43 of them, by up to
     3.2 V). True when the couplings between free groups are all resistors (a reciprocal network of
     monotone elements), or all transconductors forming no loop (a feedforward network: its AEP
     correction reverses each linear transconductor, which forms none either, but a tanh one keeps
     its forward drive beside the transposed linearisation). The nudge only adds monotone terms at
-    the outputs, and the dyadic phase's adjoint half is linear."""
+    the outputs, and the dyadic phase's adjoint half is linear.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    phase : Phase
+        The phase to be solved (an AEP-corrected tanh network is not swept).
+
+    Returns
+    -------
+    bool
+    """
     links = [c for c in net.couplings if net.group(c.src).free and net.group(c.dst).free]
     kinds = {c.kind for c in links}
     if kinds <= {"resistor"}:
@@ -793,7 +911,18 @@ def _phase_key(kind: str, cost) -> tuple:
 
 
 def check_timeout(timeout) -> None:
-    """A time limit (s) must be a positive finite number."""
+    """Check a time limit.
+
+    Parameters
+    ----------
+    timeout : object
+        The limit in s; must be a positive finite number (:func:`circuitep.checks.is_number`).
+
+    Raises
+    ------
+    ValueError
+        Naming ``timeout`` and the value otherwise.
+    """
     if not is_number(timeout) or not 0 < timeout < np.inf:
         raise ValueError(f"timeout = {timeout!r} must be a positive number of seconds")
 

@@ -112,6 +112,7 @@ class PoolEngine:
         return _Worker(proc, parent)
 
     def pids(self) -> list[int]:
+        """Process ids of the workers, in slot order (they change when a worker is restarted)."""
         return [w.process.pid for w in self._pool]
 
     def _restart(self, k: int) -> None:
@@ -124,7 +125,40 @@ class PoolEngine:
         self.restarts += 1
 
     def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
-        """Solve a batch across the workers; same arrays and result as :class:`NgspiceEngine`."""
+        """Solve a batch across the workers: contiguous chunks, one per worker.
+
+        Same arrays and result as :meth:`NgspiceEngine.solve`; a chunk whose worker dies, hangs or
+        stops reading within ``timeout`` s is solved again by a restarted worker, up to ``retries``
+        times.
+
+        Parameters
+        ----------
+        net : Network
+            The circuit.
+        phase : Phase
+            Free, nudged (optionally AEP-corrected) or dyadic.
+        inputs : array_like, shape (batch, n_inputs)
+            Primary input voltages in V.
+        targets : array_like, shape (batch, n_outputs), optional
+            Targets for nudged and dyadic phases.
+        x0 : array_like, shape (batch, n_free), optional
+            The free state in V, for the AEP correction and the dyadic phase.
+        x_init : array_like, optional
+            Accepted for interface compatibility and not used.
+
+        Returns
+        -------
+        OperatingPoint
+            ``x`` of shape ``(batch, n_free)`` in V, rows in the order of ``inputs``.
+
+        Raises
+        ------
+        ConvergenceError
+            When samples of any chunk do not converge; ``samples`` gives their rows in the whole
+            batch where every failing worker named them.
+        PoolError
+            When a worker fails otherwise, or a chunk failed more than ``retries`` times.
+        """
         u_primary = np.asarray(inputs, dtype=float)
         _, y, x0 = check_batch(net, phase, u_primary, targets, x0)
         chunks = [c for c in np.array_split(np.arange(len(u_primary)), self.workers) if c.size]
@@ -184,6 +218,7 @@ class PoolEngine:
             raise PoolError(f"samples {chunks[k].tolist()[:8]}... failed {attempts[k]} times: {why}")
 
     def close(self) -> None:
+        """Stop every worker (asked to exit, killed after 2 s); the engine cannot solve again."""
         for w in self._pool:
             try:
                 w.conn.send(None)
