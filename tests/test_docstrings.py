@@ -1,4 +1,4 @@
-"""Every public definition in circuitep has a docstring, and functions with parameters describe them.
+"""Every public definition in circuitep has a docstring; functions describe their parameters.
 
 Read with ``ast`` (nothing is imported). Public means a name not starting with ``_``: a class, a
 module-level function, or a method of a public class (nested functions are not API). A public
@@ -16,16 +16,40 @@ PACKAGE = Path(__file__).resolve().parent.parent / "circuitep"
 # Excluded until the element-registry rewrite of issue 15 (circuitep/elements/) lands: another
 # branch rewrites these modules. After merging it, delete this set (and document what it left).
 EXCLUDED = {
-    "kcl.py", "devices.py", "compiler.py", "spec.py", "builders.py", "estimators.py",
-    "netlist.py", "sens.py", "engines/layered.py", "engines/numpy_engine.py", "engines/newton.py",
+    "kcl.py",
+    "devices.py",
+    "compiler.py",
+    "spec.py",
+    "builders.py",
+    "estimators.py",
+    "netlist.py",
+    "sens.py",
+    "engines/layered.py",
+    "engines/numpy_engine.py",
+    "engines/newton.py",
 }
 EXCLUDED_DIRS = ("elements/",)
 
 # the modules checked (a new module must be added here or to EXCLUDED: test_every_module_is_listed)
 CHECKED = {
-    "__init__.py", "checks.py", "cli.py", "costs.py", "datasets.py", "demo.py", "fileio.py",
-    "golden.py", "gradcheck.py", "plots.py", "report.py", "runs.py", "specio.py", "train.py",
-    "engines/__init__.py", "engines/base.py", "engines/ngspice_engine.py", "engines/pool.py",
+    "__init__.py",
+    "checks.py",
+    "cli.py",
+    "costs.py",
+    "datasets.py",
+    "demo.py",
+    "fileio.py",
+    "golden.py",
+    "gradcheck.py",
+    "plots.py",
+    "report.py",
+    "runs.py",
+    "specio.py",
+    "train.py",
+    "engines/__init__.py",
+    "engines/base.py",
+    "engines/ngspice_engine.py",
+    "engines/pool.py",
 }
 
 PARAMETERS = re.compile(r"^\s*Parameters\n\s*-{10,}\s*$", re.MULTILINE)
@@ -45,6 +69,11 @@ def _parameters(fn: ast.FunctionDef | ast.AsyncFunctionDef, method: bool) -> lis
     return names
 
 
+def _is_public_function(node: ast.AST) -> bool:
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    return isinstance(node, functions) and not node.name.startswith("_")
+
+
 def _is_property(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     for d in fn.decorator_list:
         name = d.attr if isinstance(d, ast.Attribute) else getattr(d, "id", "")
@@ -61,11 +90,13 @@ def _check_function(module: str, qualname: str, fn, method: bool, problems: list
         return
     if module == "cli.py" and fn.name.startswith("cmd_"):
         if "exit status" not in doc:
-            problems.append(f"{where}: an argparse handler's docstring must say it returns the exit status")
+            problems.append(f"{where}: an argparse handler's docstring must name its exit status")
         return
     if _parameters(fn, method) and not _is_property(fn) and not PARAMETERS.search(doc):
-        problems.append(f"{where}: takes {', '.join(_parameters(fn, method))} but has no numpydoc "
-                        "Parameters section")
+        problems.append(
+            f"{where}: takes {', '.join(_parameters(fn, method))} but has no numpydoc "
+            "Parameters section"
+        )
 
 
 def offenders(module: str, source: str | None = None) -> list[str]:
@@ -74,21 +105,23 @@ def offenders(module: str, source: str | None = None) -> list[str]:
     tree = ast.parse(source, filename=module)
     problems: list[str] = []
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+        if _is_public_function(node):
             _check_function(module, node.name, node, False, problems)
         elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
             if not ast.get_docstring(node):
                 problems.append(f"circuitep/{module}:{node.lineno} class {node.name}: no docstring")
             for item in node.body:
-                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) \
-                        and not item.name.startswith("_"):
+                if _is_public_function(item):
                     _check_function(module, f"{node.name}.{item.name}", item, True, problems)
     return problems
 
 
 def test_every_module_is_listed():
-    unlisted = [m for m in _modules() if m not in CHECKED and m not in EXCLUDED
-                and not m.startswith(EXCLUDED_DIRS)]
+    unlisted = [
+        m
+        for m in _modules()
+        if m not in CHECKED and m not in EXCLUDED and not m.startswith(EXCLUDED_DIRS)
+    ]
     assert not unlisted, f"add to CHECKED (or, with a reason, EXCLUDED) in {__file__}: {unlisted}"
     missing = sorted(CHECKED - set(_modules()))
     assert not missing, f"CHECKED lists modules that do not exist: {missing}"
@@ -96,7 +129,9 @@ def test_every_module_is_listed():
 
 def test_public_definitions_have_numpydoc_docstrings():
     problems = [p for module in sorted(CHECKED) for p in offenders(module)]
-    assert not problems, f"{len(problems)} public definitions lack documentation:\n" + "\n".join(problems)
+    assert not problems, f"{len(problems)} public definitions lack documentation:\n" + "\n".join(
+        problems
+    )
 
 
 def test_the_checker_finds_what_it_must():
