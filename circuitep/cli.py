@@ -169,9 +169,12 @@ def make_engine(name: str, form: str = "folded", tolerances: Tolerances | None =
 
 
 def _sample(net: Network, inputs, targets, describe: bool = False):
-    """Inputs and targets (or None) of the sample a command works on: the options, else the
-    spec's [sample], else the default sample (every input :data:`DEFAULT_INPUT_V`, no targets).
-    With ``describe`` also a line saying which sample that is, for netlist headers."""
+    """Inputs and targets (or None) of the sample a command works on.
+
+    The options, else the spec's [sample], else the default sample (every input
+    :data:`DEFAULT_INPUT_V`, no targets). With ``describe`` also a line saying which sample that is,
+    for netlist headers.
+    """
     where = []
     if inputs is None:
         if net.sample is None:

@@ -234,10 +234,12 @@ def _idx_header(data: bytes, path: Path) -> tuple[tuple[int, ...], np.dtype, int
 
 
 def _read_idx_bytes(path: Path, limit: int, gz: bool | None = None) -> bytes:
-    """The content of an IDX file, decompressed if ``gz`` (default: if its name ends in ``.gz``),
-    read no further than its header declares plus one byte: a header declaring more than ``limit``
-    bytes is refused before the data are read, and a stream longer than its header says (a
-    decompression bomb) is never read to its end."""
+    """The content of an IDX file, read no further than its header declares plus one byte.
+
+    Decompressed if ``gz`` (default: if its name ends in ``.gz``). A header declaring more than
+    ``limit`` bytes is refused before the data are read, and a stream longer than its header says (a
+    decompression bomb) is never read to its end.
+    """
     gz = path.name.endswith(".gz") if gz is None else gz
     try:
         with open_regular(path, "data file") as raw, \
@@ -333,9 +335,11 @@ def _idx_size(stem: str) -> int:
 
 def _load_verified(path: Path, stem: str, sums: dict[str, str], name: str,
                    verify: bool) -> tuple[np.ndarray, bool]:
-    """The array of ``path`` and whether it is the published file ``stem`` of ``name`` (its
-    SHA-256 in :data:`MNIST_SHA256` / :data:`FASHION_MNIST_SHA256`); a file that is not is refused
-    unless ``verify`` is False. A SHA256SUMS beside it is checked in any case."""
+    """The array of ``path`` and whether it is the published file ``stem`` of ``name``.
+
+    Published: its SHA-256 is in :data:`MNIST_SHA256` / :data:`FASHION_MNIST_SHA256`; a file that is
+    not is refused unless ``verify`` is False. A SHA256SUMS beside it is checked in any case.
+    """
     data = _read_idx_bytes(path, _idx_size(stem))
     array = _parse_idx(data, path)  # first: a length that does not match says more than a checksum
     digest = hashlib.sha256(data).hexdigest()
@@ -383,9 +387,12 @@ def known_digest(name: str, stem: str) -> str:
 
 
 def _download(url: str, target: Path, expected: str, size: int) -> None:
-    """Fetch the gzip'd ``url`` to ``target`` via a temporary file and ``os.replace``, after
-    checking the SHA-256 of its decompressed content, which is ``size`` bytes (more is refused
-    as soon as it is seen, compressed or decompressed). Nothing is left behind when a step fails."""
+    """Fetch the gzip'd ``url`` to ``target`` via a temporary file and ``os.replace``.
+
+    The SHA-256 of its decompressed content, which is ``size`` bytes, is checked first (more is
+    refused as soon as it is seen, compressed or decompressed). Nothing is left behind when a step
+    fails.
+    """
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         try:
@@ -516,9 +523,11 @@ def _xor(seed: int) -> tuple:
 
 
 def _blobs(seed: int) -> tuple:
-    """Three gaussian clusters in 2-D (centres (0.2, 0.2), (0.8, 0.2), (0.5, 0.8), standard
-    deviation 0.1), 80 points each drawn with ``seed``, min-max scaled into [0, 1] over all 240
-    points, stratified split 180 train / 60 test."""
+    """Three gaussian clusters in 2-D, 80 points each drawn with ``seed``.
+
+    Centres (0.2, 0.2), (0.8, 0.2), (0.5, 0.8), standard deviation 0.1; min-max scaled into [0, 1]
+    over all 240 points, stratified split 180 train / 60 test.
+    """
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(3), 80)
     x = np.array([[0.2, 0.2], [0.8, 0.2], [0.5, 0.8]])[y] + 0.1 * rng.standard_normal((240, 2))

@@ -1,5 +1,8 @@
-"""The main job on the embedded default: a feedforward transconductor circuit learns the 8x8
-digits with ngspice in the loop, trained by AEP, and reports how well its gradient matched."""
+"""The main job on the embedded default: a circuit learns digits with ngspice in the loop.
+
+A feedforward transconductor circuit learns the 8x8 digits, trained by AEP with ngspice in the loop,
+and reports how well its gradient matched.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""How close is the gradient a circuit computes to the ideal one? (DESIGN.md §1)
+"""How close is the gradient a circuit computes to the ideal one (DESIGN.md §1).
 
 :func:`gradcheck` runs every estimator on one batch and compares it with the exact adjoint gradient;
 :func:`beta_sweep` measures the bias against beta (one-sided O(beta), centred O(beta^2)) and fits the

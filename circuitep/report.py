@@ -200,8 +200,10 @@ def default_t_stop(net: Network) -> float:
 
 @dataclass(frozen=True)
 class Transient:
-    """A settling transient of one sample: times ``t`` (s, starting at 0) and free-node voltages
-    ``x`` (len(t), n_free) V, by ``engine``."""
+    """A settling transient of one sample.
+
+    Times ``t`` (s, starting at 0) and free-node voltages ``x`` (len(t), n_free) V, by ``engine``.
+    """
 
     t: np.ndarray
     x: np.ndarray

@@ -201,10 +201,13 @@ def natural_scale(net: Network) -> float:
 
 @dataclass(frozen=True)
 class TrainState:
-    """Everything a run needs to continue: parameters, momentum buffers, epochs done, metrics,
-    and ``failures``, the non-converged samples skipped so far in the run (training batches,
-    accuracy and probe evaluations under ``on_failure = "skip"``). The step functions take a
-    state and return a new one; :class:`Trainer` keeps none between calls."""
+    """Everything a run needs to continue.
+
+    Parameters, momentum buffers, epochs done, metrics, and ``failures``, the non-converged samples
+    skipped so far in the run (training batches, accuracy and probe evaluations under ``on_failure =
+    "skip"``). The step functions take a state and return a new one; :class:`Trainer` keeps none
+    between calls.
+    """
 
     params: dict[str, np.ndarray]
     velocity: dict[str, np.ndarray]
@@ -214,8 +217,9 @@ class TrainState:
 
 
 def trainable(net: Network, config: TrainConfig) -> list[str]:
-    """Names of the parameter groups training updates: every one but the leaks, unless
-    ``config.train_leak``.
+    """Names of the parameter groups training updates.
+
+    Every one but the leaks, unless ``config.train_leak``.
 
     Parameters
     ----------
@@ -471,9 +475,12 @@ def free_outputs(engine: Engine, net: Network, u: np.ndarray) -> np.ndarray:
 
 
 class Trainer:
-    """Runs epochs of one configuration on one engine. Holds no state of its own between calls
-    beyond the references it was built with: the training state (:class:`TrainState`, failure
-    counts included) is passed in and returned, and the helpers return the failures they counted."""
+    """Runs epochs of one configuration on one engine.
+
+    Holds no state of its own between calls beyond the references it was built with: the training
+    state (:class:`TrainState`, failure counts included) is passed in and returned, and the helpers
+    return the failures they counted.
+    """
 
     def __init__(self, net: Network, data: Dataset, engine: Engine, config: TrainConfig, *,
                  exact_engine: Engine | None = None, progress: bool = False):
@@ -538,11 +545,13 @@ class Trainer:
         return estimate(name, net, self.engine, u, y, beta=beta, cost=self.cost, centered=self.config.centered)
 
     def _batch_gradient(self, net, idx):
-        """Batch-mean gradient over the samples of ``idx`` that converge, their number and the
-        number that did not. Under ``skip`` the non-converging samples are left out and counted:
-        those the engine names are dropped at once (samples are solved independently, so the
-        others do not change); where it names none, the batch is halved until each is isolated.
-        Returns ``(grads or None, n_converged, n_failed)``."""
+        """Batch-mean gradient over the samples of ``idx`` that converge.
+
+        Under ``skip`` the non-converging samples are left out and counted: those the engine names
+        are dropped at once (samples are solved independently, so the others do not change); where
+        it names none, the batch is halved until each is isolated. Returns ``(grads or None,
+        n_converged, n_failed)``.
+        """
         try:
             return self.gradient(net, self.u_train[idx], self.y_train[idx]).grads, len(idx), 0
         except ConvergenceError as exc:
@@ -598,8 +607,10 @@ class Trainer:
         return correct / len(u), cost / len(u), failed
 
     def _outputs(self, net: Network, u: np.ndarray) -> np.ndarray:
-        """Output voltages of the free phase; rows of NaN where a sample did not converge (under
-        ``skip``; ``stop`` raises)."""
+        """Output voltages of the free phase.
+
+        Rows of NaN where a sample did not converge (under ``skip``; ``stop`` raises).
+        """
         if self.config.on_failure == "stop":
             return self.engine.solve(net, Phase(), u).x[:, net.output_index()]
         return free_outputs(self.engine, net, u)
@@ -758,8 +769,10 @@ class Trainer:
 
 
 def _quick_transient(*args):
-    """The free phase's numpy transient at rtol 1e-5 and 1,000 points, for the per-epoch metrics:
-    its settling time to 1 mV within 1e-5 relative of rtol 1e-7's (measured on ff:64-32-10)."""
+    """The free phase's numpy transient at rtol 1e-5 and 1,000 points, for the per-epoch metrics.
+
+    Its settling time to 1 mV is within 1e-5 relative of rtol 1e-7's (measured on ff:64-32-10).
+    """
     return transient(*args, points=1000, rtol=1e-5)
 
 

@@ -57,8 +57,9 @@ class Phase:
 
     @property
     def label(self) -> str:
-        """Short name of the phase for logs and reports: ``free``, ``nudged(beta=1e-06)``,
-        ``aep(beta=1e-06)`` or ``dyadic(beta=...)``.
+        """Short name of the phase for logs and reports.
+
+        ``free``, ``nudged(beta=1e-06)``, ``aep(beta=1e-06)`` or ``dyadic(beta=...)``.
         """
         if self.kind == "free":
             return "free"
@@ -118,22 +119,26 @@ class ConvergenceError(RuntimeError):
 
 
 class Engine(Protocol):
-    """Solve a phase for a batch. ``inputs`` (batch, n_inputs) primary input voltages; ``targets``
-    (batch, n_outputs) for nudged and dyadic phases; ``x0`` (batch, n_free) the free state for the
-    AEP correction and the dyadic phase; ``x_init`` an optional warm start.
+    """The engine interface: solve a phase for a batch (DESIGN.md §3).
+
+    ``inputs`` (batch, n_inputs) primary input voltages; ``targets`` (batch, n_outputs) for nudged
+    and dyadic phases; ``x0`` (batch, n_free) the free state for the AEP correction and the dyadic
+    phase; ``x_init`` an optional warm start.
 
     ``tolerance_dict``: the settings an operating point was solved with, as a plain dict of JSON
     values (numpy engines: ``vtol`` V, ``itol`` A, ``max_iter``; ngspice: ``reltol``, ``vntol`` V,
     ``abstol`` A, ``gmin`` S, ``form``, ``sweep``, and ``workers`` for the pool), reported as
     :attr:`OperatingPoint.tolerances`. (ngspice's ``tolerances`` is its input, a
-    :class:`circuitep.compiler.Tolerances`.)"""
+    :class:`circuitep.compiler.Tolerances`.)
+    """
 
     name: str
 
     @property
     def tolerance_dict(self) -> dict:
-        """The settings an operating point is solved with, as a plain dict of JSON values (see the
-        class docstring); reported as :attr:`OperatingPoint.tolerances`.
+        """The settings an operating point is solved with, as a plain dict of JSON values.
+
+        See the class docstring; reported as :attr:`OperatingPoint.tolerances`.
         """
         ...
 

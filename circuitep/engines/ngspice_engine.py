@@ -71,9 +71,11 @@ class NgspiceError(RuntimeError):
 
 
 class NgspiceTimeout(ConvergenceError):
-    """An ngspice analysis ran past the engine's time limit; the message names the network, the
-    phase and the samples, which ``samples`` holds (rows of the batch). A convergence failure to
-    callers: training counts those samples as failed."""
+    """An ngspice analysis ran past the engine's time limit.
+
+    The message names the network, the phase and the samples, which ``samples`` holds (rows of the
+    batch). A convergence failure to callers: training counts those samples as failed.
+    """
 
 
 #: How long (s) ngspice is given to honour ``bg_halt``. It checks its interrupt flag between time
@@ -95,8 +97,9 @@ def shared_session() -> "_Session":
 
 @contextmanager
 def _private_startup_dir():
-    """Working directory and ``HOME`` both a fresh private directory holding an empty
-    ``.spiceinit``, restored afterwards.
+    """Run with the working directory and ``HOME`` in a fresh private directory.
+
+    It holds an empty ``.spiceinit``; both are restored afterwards.
 
     ``ngSpice_Init`` of ngspice 39 (Debian bookworm; strace: ``access(".spiceinit")`` then
     ``access("/root/.spiceinit")``) sources ``.spiceinit`` from the working directory, else from
@@ -126,8 +129,11 @@ def _private_startup_dir():
 
 
 def _no_user_init(lib) -> bool:
-    """Tell ngspice 44+ not to read ``.spiceinit`` (``ngSpice_nospiceinit``, to be called before
-    ``ngSpice_Init``); True if the library has it. Older versions: :func:`_private_startup_dir`."""
+    """Tell ngspice 44+ not to read ``.spiceinit``; True if the library can be told.
+
+    ``ngSpice_nospiceinit``, to be called before ``ngSpice_Init``. Older versions:
+    :func:`_private_startup_dir`.
+    """
     try:
         ffi.cdef("int ngSpice_nospiceinit(void);")
     except Exception:  # noqa: BLE001 - declared already, by an earlier call or a newer PySpice
@@ -142,10 +148,12 @@ def _no_user_init(lib) -> bool:
 
 if NgSpiceShared is not None:
     class _NgSpice(NgSpiceShared):
-        """PySpice's binding with what circuitep needs before ngspice starts: no user init file
-        is read (:func:`_no_user_init`, :func:`_private_startup_dir`), and the background-thread
-        callback returns an int (PySpice's returns None, which cffi reports on every analysis)
-        and sets ``finished`` when an analysis started with ``bg_`` ends."""
+        """PySpice's binding with what circuitep needs before ngspice starts.
+
+        No user init file is read (:func:`_no_user_init`, :func:`_private_startup_dir`), and the
+        background-thread callback returns an int (PySpice's returns None, which cffi reports on
+        every analysis) and sets ``finished`` when an analysis started with ``bg_`` ends.
+        """
 
         def __init__(self, copy: str | None = None):
             self._copy = copy  # a private copy of the library: a second, independent ngspice
@@ -200,9 +208,11 @@ def shared_ngspice():
 
 
 class _Session:
-    """The process's ngspice: commands with stderr classified, vectors read as arrays, and the
-    circuits it holds. ngspice numbers loaded circuits newest first; ``order`` keeps them oldest
-    first as opaque tokens so that every engine in the process can select its own.
+    """The process's ngspice: commands, vectors and the circuits it holds.
+
+    Commands have their stderr classified and vectors are read as arrays. ngspice numbers loaded
+    circuits newest first; ``order`` keeps them oldest first as opaque tokens so that every engine
+    in the process can select its own.
 
     ``generation`` counts fresh starts: an analysis that ran past its limit and an error ngspice
     "cannot recover" from leave ngspice unusable, so the session drops every circuit (engines
@@ -226,7 +236,8 @@ class _Session:
         """Load a netlist as a new circuit, which becomes the current one.
 
         ngspice adds some faulty netlists and refuses others; the circuit list is counted before
-        and after so that ``order`` always matches what ngspice holds."""
+        and after so that ``order`` always matches what ngspice holds.
+        """
         self.collect()
         before = self.count()
         try:
@@ -283,10 +294,13 @@ class _Session:
         self.ng.clear_output()
 
     def run(self, analysis: str, timeout: float) -> list[str] | None:
-        """Run an analysis (``op``, ``dc ...``, ``tran ...``, ``sens ...``) in ngspice's background
-        thread, waiting at most ``timeout`` s; return its stderr lines that are not information,
-        or None when it ran past the limit. Then ngspice is halted and every circuit dropped
-        (none is used again half-solved), or, where it does not stop, replaced (:meth:`restart`)."""
+        """Run an analysis in ngspice's background thread, waiting at most ``timeout`` s.
+
+        The analysis is ``op``, ``dc ...``, ``tran ...`` or ``sens ...``. Returns its stderr lines
+        that are not information, or None when it ran past the limit. Then ngspice is halted and
+        every circuit dropped (none is used again half-solved), or, where it does not stop, replaced
+        (:meth:`restart`).
+        """
         if len(analysis) + 3 > _MAX_COMMAND:
             raise ValueError(f"ngspice command longer than {_MAX_COMMAND} characters")
         self._count_call()
@@ -305,9 +319,11 @@ class _Session:
         return None
 
     def restart(self) -> None:
-        """Continue on a fresh ngspice: a private copy of the library, loaded beside the old one
-        (ngspice keeps global state, so a second file is a second, independent instance). A
-        thread still spinning in the old one is kept at idle priority until the process ends."""
+        """Continue on a fresh ngspice: a private copy of the library, loaded beside the old one.
+
+        ngspice keeps global state, so a second file is a second, independent instance. A thread
+        still spinning in the old one is kept at idle priority until the process ends.
+        """
         old = self.ng
         if old.thread is not None and not old.finished.is_set():
             try:
@@ -329,11 +345,14 @@ class _Session:
             raise NgspiceError(f"ngspice command {text[:80]!r} failed: {' | '.join(errors)}")
 
     def load(self, text: str) -> list[str]:
-        """Hand a netlist to ngspice; return the error lines it printed on stderr. A ``.control``
-        block (a standalone netlist's analysis, :func:`circuitep.netlist.analysis_block`) is left
-        out: the shared library would run it, and its ``quit`` would detach ngspice. Where ngspice
-        refuses the netlist outright, raises with ngspice's own lines (and, where ngspice says it
-        cannot recover, continues on a fresh instance: :meth:`restart`)."""
+        """Hand a netlist to ngspice; return the error lines it printed on stderr.
+
+        A ``.control`` block (a standalone netlist's analysis,
+        :func:`circuitep.netlist.analysis_block`) is left out: the shared library would run it, and
+        its ``quit`` would detach ngspice. Where ngspice refuses the netlist outright, raises with
+        ngspice's own lines (and, where ngspice says it cannot recover, continues on a fresh
+        instance: :meth:`restart`).
+        """
         lines = [line for line in _without_control(text.split("\n")) if line.strip()]
         if self.order:
             self.command("destroy all")
@@ -350,8 +369,10 @@ class _Session:
         return errors
 
     def total_iterations(self) -> int:
-        """The current circuit's Newton iterations so far, over all its analyses (``rusage
-        totiter``), or :data:`UNKNOWN_ITERATIONS` where ngspice's answer cannot be read."""
+        """The current circuit's Newton iterations so far, over all its analyses.
+
+        ngspice's ``rusage totiter``, or :data:`UNKNOWN_ITERATIONS` where its answer cannot be read.
+        """
         if self.command("rusage totiter"):
             return UNKNOWN_ITERATIONS
         counts = [int(m.group(1)) for m in map(_TOTITER.match, self.ng._stdout) if m]
@@ -399,8 +420,9 @@ class _Circuit:
 
 @dataclass
 class NgspiceEngine:
-    """ngspice engine. Holds state: the circuits loaded in ngspice (one per phase kind: free,
-    nudged, aep, dyadic; switched with ``setcirc``) and the values their elements hold.
+    """The ngspice engine. Holds state: the circuits loaded in ngspice and their element values.
+
+    One circuit per phase kind (free, nudged, aep, dyadic), switched with ``setcirc``.
 
     ``form`` chooses literal or folded netlists (folded: input-driven elements as Norton sources,
     much faster, same node voltages). ``tolerances`` go into every netlist's ``.options``.
@@ -452,8 +474,11 @@ class NgspiceEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        """What :attr:`OperatingPoint.tolerances` reports: the netlists' ``.options`` (``reltol``,
-        ``vntol`` V, ``abstol`` A, ``gmin`` S), ``form`` and ``sweep``."""
+        """What :attr:`OperatingPoint.tolerances` reports.
+
+        The netlists' ``.options`` (``reltol``, ``vntol`` V, ``abstol`` A, ``gmin`` S), ``form`` and
+        ``sweep``.
+        """
         return self.tolerances.as_dict() | {"form": self.form, "sweep": self.sweep}
 
     # --- loading -------------------------------------------------------------------------
@@ -643,11 +668,14 @@ class NgspiceEngine:
 
     def _sweep(self, compiled: Compiled, values: np.ndarray, x: np.ndarray, d: np.ndarray | None,
                rows: np.ndarray) -> bool:
-        """Solve ``len(rows)`` samples in one analysis: the per-sample sources read their values
-        from tables indexed by a swept source (:func:`circuitep.netlist.write_sweep`), so ngspice
-        sets up and orders its matrix once, not once per sample. Writes ``x[rows]`` (and
-        ``d[rows]``) and returns True; returns False where the sweep does not converge (the caller
-        then solves those samples one by one, with ``op``'s retries)."""
+        """Solve ``len(rows)`` samples in one analysis.
+
+        The per-sample sources read their values from tables indexed by a swept source
+        (:func:`circuitep.netlist.write_sweep`), so ngspice sets up and orders its matrix once, not
+        once per sample. Writes ``x[rows]`` (and ``d[rows]``) and returns True; returns False where
+        the sweep does not converge (the caller then solves those samples one by one, with ``op``'s
+        retries).
+        """
         if len(rows) < 2:
             return False
         text = write_sweep(compiled.netlist, {s.name: values[:, k] for k, s in enumerate(compiled.sources)})
@@ -723,7 +751,7 @@ class NgspiceEngine:
 
     def transient(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_start=None,
                   t_stop: float = 1e-6, steps: int = 10000) -> tuple[np.ndarray, np.ndarray]:
-        """ngspice's transient (``tran t_stop/steps t_stop uic``) of one sample of ``phase``.
+        """Transient of one sample of ``phase`` by ngspice (``tran t_stop/steps t_stop uic``).
 
         The capacitors' initial conditions are set to 0 again afterwards (:meth:`settle` starts from
         rest).
@@ -802,7 +830,7 @@ class NgspiceEngine:
             self._session.checked(batch)
 
     def sensitivities(self, net: Network, inputs) -> dict[str, np.ndarray]:
-        """ngspice's DC sensitivities of the output voltages (``sens v(o)``) in the free phase.
+        """DC sensitivities of the output voltages by ngspice (``sens v(o)``), free phase.
 
         Parameters
         ----------

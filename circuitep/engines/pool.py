@@ -27,8 +27,11 @@ class PoolError(RuntimeError):
 
 
 def _serve(conn, form: str, tolerances: Tolerances, ngspice_timeout: float) -> None:
-    """Worker loop: solve what arrives, send back ``("ok", OperatingPoint)``, ``("convergence",
-    (message, rows or None))`` or ``("error", message)``."""
+    """Worker loop: solve what arrives and send back the result.
+
+    ``("ok", OperatingPoint)``, ``("convergence", (message, rows or None))`` or ``("error",
+    message)``.
+    """
     engine = NgspiceEngine(form=form, tolerances=tolerances, timeout=ngspice_timeout)
     while True:
         try:
@@ -53,8 +56,10 @@ class _Worker:
 
 
 class _Sender(threading.Thread):
-    """Sends one job down a pipe, so that a worker that stopped reading (its pipe full) can be
-    given up on: ``conn.send`` blocks until the worker reads, and only killing it ends that."""
+    """Sends one job down a pipe, so that a worker that stopped reading can be given up on.
+
+    A worker whose pipe is full blocks ``conn.send`` until it reads, and only killing it ends that.
+    """
 
     def __init__(self, conn, job):
         super().__init__(daemon=True)
@@ -69,11 +74,14 @@ class _Sender(threading.Thread):
 
 @dataclass(eq=False)
 class PoolEngine:
-    """ngspice engine over ``workers`` processes. Holds state: the worker processes (``close()``
-    or use as a context manager). ``timeout`` (s) is how long a chunk may take, sent and
-    answered, before its worker is considered hung; ``ngspice_timeout`` (s) is each worker's
-    limit on one ngspice analysis (:class:`~circuitep.engines.ngspice_engine.NgspiceEngine`),
-    past which those samples fail as not converged."""
+    """ngspice engine over ``workers`` processes.
+
+    Holds state: the worker processes (``close()`` or use as a context manager). ``timeout`` (s) is
+    how long a chunk may take, sent and answered, before its worker is considered hung;
+    ``ngspice_timeout`` (s) is each worker's limit on one ngspice analysis
+    (:class:`~circuitep.engines.ngspice_engine.NgspiceEngine`), past which those samples fail as not
+    converged.
+    """
 
     workers: int = 2
     form: str = "folded"
@@ -98,8 +106,10 @@ class PoolEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        """What :attr:`OperatingPoint.tolerances` reports: the workers' (:class:`NgspiceEngine`)
-        and ``workers``."""
+        """What :attr:`OperatingPoint.tolerances` reports.
+
+        The workers' (:class:`NgspiceEngine`) and ``workers``.
+        """
         return self.tolerances.as_dict() | {"form": self.form, "sweep": NgspiceEngine.sweep,
                                             "workers": self.workers}
 
