@@ -194,7 +194,7 @@ def natural_scale(net: Network) -> float:
     Returns
     -------
     float
-        In S (the median leak conductance; DESIGN.md §1).
+        In S (the median leak conductance).
     """
     return net.conductance_scale()
 
@@ -335,10 +335,10 @@ def sgd_step(net: Network, state: TrainState, grads: dict[str, np.ndarray], conf
     """One momentum-SGD step in natural units, then :func:`constrain`.
 
     ``v <- momentum v - lr scale sigma^2 dC/dtheta``, ``theta <- theta + v`` for every trainable
-    group (DESIGN.md §1): (trans)conductances scale with ``sigma`` (S), bias currents with
-    ``sigma x 1 V`` (A), so the learning rate is dimensionless. Training passes the initial
-    network's ``sigma``: with trained leaks the current one would grow with them, and the step with
-    it.
+    group, ``dC/dtheta`` from a learning rule of DESIGN.md §1. (Trans)conductances scale with
+    ``sigma`` (S), bias currents with ``sigma x 1 V`` (A), so the learning rate is dimensionless.
+    Training passes the initial network's ``sigma``: with trained leaks the current one would grow
+    with them, and the step with it.
 
     Parameters
     ----------
