@@ -1,0 +1,1 @@
+"""circuitep: neural networks compiled to SPICE netlists, trained with Equilibrium Propagation."""

@@ -109,13 +109,23 @@ def _write_output(path: str, text: str) -> None:
 
 
 def default_beta(net: Network) -> float:
-    """A small nudge in the network's natural units: 1e-3 of its conductance scale (S).
+    """A small nudge in the network's natural units: 1e-3 of its conductance scale.
 
     A nominal value, rounded to 12 significant digits: 1e-3 x 1e-4 S is the float
     1.0000000000000001e-07, whose last digit is the product's rounding error, not a property of
     the circuit, and netlists write every number in its shortest round-tripping form
     (:func:`circuitep.netlist.spice_number`). Values from a spec or from training are written
     exactly as they are: the netlist is the circuit the numpy engine solves.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+
+    Returns
+    -------
+    float
+        beta in S.
     """
     return float(f"{1e-3 * net.conductance_scale():.12g}")
 
@@ -127,8 +137,28 @@ DEFAULT_INPUT_V = 0.5
 
 def make_engine(name: str, form: str = "folded", tolerances: Tolerances | None = None,
                 timeout: float = NGSPICE_TIMEOUT):
-    """An engine by name: ``numpy``, ``layered`` or ``ngspice`` (``timeout``: its limit per
-    ngspice analysis, s)."""
+    """An engine by name.
+
+    Parameters
+    ----------
+    name : {"numpy", "layered", "ngspice"}
+        The engine.
+    form : {"folded", "literal"}
+        ngspice's netlist form.
+    tolerances : Tolerances, optional
+        ngspice's ``.options`` (default :class:`~circuitep.compiler.Tolerances`).
+    timeout : float
+        ngspice's limit per analysis, in s.
+
+    Returns
+    -------
+    Engine
+
+    Raises
+    ------
+    UsageError
+        For another name.
+    """
     if name == "numpy":
         return NumpyEngine()
     if name == "layered":
@@ -139,9 +169,12 @@ def make_engine(name: str, form: str = "folded", tolerances: Tolerances | None =
 
 
 def _sample(net: Network, inputs, targets, describe: bool = False):
-    """Inputs and targets (or None) of the sample a command works on: the options, else the
-    spec's [sample], else the default sample (every input :data:`DEFAULT_INPUT_V`, no targets).
-    With ``describe`` also a line saying which sample that is, for netlist headers."""
+    """Inputs and targets (or None) of the sample a command works on.
+
+    The options, else the spec's [sample], else the default sample (every input
+    :data:`DEFAULT_INPUT_V`, no targets). With ``describe`` also a line saying which sample that is,
+    for netlist headers.
+    """
     where = []
     if inputs is None:
         if net.sample is None:
@@ -170,11 +203,22 @@ def _sample(net: Network, inputs, targets, describe: bool = False):
 
 
 def command_line(argv: list[str]) -> str:
-    """The shell-quoted command ``circuitep ARGV...`` (for netlist headers)."""
+    """The shell-quoted command ``circuitep ARGV...``, for netlist headers.
+
+    Parameters
+    ----------
+    argv : list of str
+        The arguments after the program name.
+
+    Returns
+    -------
+    str
+    """
     return shlex.join(["circuitep", *argv])
 
 
 def cmd_compile(args) -> int:
+    """``circuitep compile``: write a phase's netlist; returns the exit status (0)."""
     net = load_network(args.spec)
     u, y, where = _sample(net, args.inputs, args.targets, describe=True)
     if args.phase != "free" and y is None:
@@ -208,7 +252,23 @@ def _seed_note(spec: str) -> str:
 
 
 def simulate(net: Network, engine, inputs: np.ndarray) -> dict:
-    """Free operating point of one sample as JSON-ready data, with its linear stability."""
+    """Free operating point of one sample as JSON-ready data, with its linear stability.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    engine : Engine
+        Solves the free phase.
+    inputs : ndarray, shape (n_inputs,)
+        Primary input voltages in V.
+
+    Returns
+    -------
+    dict
+        ``network``, ``engine``, ``phase``, ``tolerances``, ``inputs`` (V by source node, inverted
+        copies included), ``nodes`` (V by free node) and ``stable`` (:func:`is_stable`).
+    """
     op = engine.solve(net, Phase(), inputs[None])
     _, jac = kcl.residual(net, net.expand_inputs(inputs[None]), op.x)
     return {"network": net.name, "engine": op.engine, "phase": "free", "tolerances": op.tolerances,
@@ -218,10 +278,36 @@ def simulate(net: Network, engine, inputs: np.ndarray) -> dict:
 
 def physical_report(net: Network, engine, u: np.ndarray, y: np.ndarray | None, tol_v: float,
                     beta: float | None = None, cost=None) -> tuple[dict, list]:
-    """:func:`circuitep.report.sample_report` of one sample with ``engine``'s own transients
-    (ngspice's ``tran``, or numpy's), the AEP training phases when there are targets; and the free
-    phase's transients for a figure (ngspice's and numpy's when the engine is ngspice; the report
-    then also gives numpy's settling time beside ngspice's)."""
+    """:func:`circuitep.report.sample_report` of one sample with the engine's own transients.
+
+    ngspice's ``tran`` for the ngspice engine, numpy's otherwise; the AEP training phases when there
+    are targets.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    engine : Engine
+        Solves the operating points (and, for ngspice, the transients).
+    u : ndarray, shape (n_inputs,)
+        Primary input voltages in V.
+    y : ndarray, shape (n_outputs,), or None
+        Targets in V; None reports the free phase only.
+    tol_v : float
+        Settling tolerance of the free phase in V.
+    beta : float, optional
+        Nudge strength in S (default :func:`default_beta`).
+    cost : Cost, optional
+        Default squared error.
+
+    Returns
+    -------
+    report : dict
+        The sample report.
+    transients : list of Transient
+        The free phase's transients for a figure: ngspice's and numpy's when the engine is ngspice
+        (the caller then also reports numpy's settling time beside ngspice's), else numpy's.
+    """
     kept = []
     own = circuit_report.ngspice_transients(engine) if isinstance(engine, NgspiceEngine) else circuit_report.transient
 
@@ -239,6 +325,7 @@ def physical_report(net: Network, engine, u: np.ndarray, y: np.ndarray | None, t
 
 
 def cmd_simulate(args) -> int:
+    """``circuitep simulate``: free operating point and physical report; returns exit status 0."""
     net = load_network(args.spec)
     u, y = _sample(net, args.inputs, None)
     engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout)
@@ -290,6 +377,7 @@ def _print_op(result: dict) -> None:
 
 
 def cmd_reference(args) -> int:
+    """``circuitep reference``: the reference specs' operating points; returns exit status 0."""
     engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout)
     for name in REFERENCE_SPECS:
         net = load_spec(Path(args.netlists) / f"{name}.toml")
@@ -298,6 +386,7 @@ def cmd_reference(args) -> int:
 
 
 def cmd_gradcheck(args) -> int:
+    """``circuitep gradcheck``: estimators against the exact gradient; returns exit status 0."""
     net = load_network(args.spec)
     engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout)
     beta = args.beta or default_beta(net)
@@ -354,8 +443,28 @@ def cmd_gradcheck(args) -> int:
 
 
 def load_network(spec: str, seed: int = 0) -> Network:
-    """A spec from a TOML file, or from a shorthand such as ``ff:64-64-10`` (see ``--help``); a
-    missing ``.toml`` path is reported as a missing file even when it holds a colon."""
+    """A network from a TOML spec file, or from a shorthand such as ``ff:64-64-10``.
+
+    A missing ``.toml`` path is reported as a missing file even when it holds a colon.
+
+    Parameters
+    ----------
+    spec : str
+        Path of a spec file, or a shorthand (see ``circuitep --help``).
+    seed : int
+        Seed of a shorthand's random weights.
+
+    Returns
+    -------
+    Network
+
+    Raises
+    ------
+    SpecError
+        For a spec file that cannot be read.
+    ValueError
+        For an invalid shorthand.
+    """
     if ":" in spec and not spec.endswith(".toml") and not Path(spec).exists():
         return from_shorthand(spec, seed=seed)
     return load_spec(spec)
@@ -386,6 +495,7 @@ def _report_run(summary: dict, out: Path) -> None:
 
 
 def cmd_train(args) -> int:
+    """``circuitep train``: train a run; returns the exit status, 0 or :data:`EXIT_DIVERGED`."""
     net = load_network(args.spec, args.seed)
     config = TrainConfig(algorithm=args.algorithm, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          lr_schedule=args.lr_schedule, momentum=args.momentum, beta_rel=args.beta_rel,
@@ -408,6 +518,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    """``circuitep demo``: the demo run; returns the exit status, 0 or :data:`EXIT_DIVERGED`."""
     print(f"demo: {DEMO_SPEC} feedforward transconductor circuit on digits, ngspice in the loop, AEP "
           f"({args.epochs or DEMO_CONFIG.epochs} epochs)")
     summary = run_demo(args.out, epochs=args.epochs, resume=args.resume, progress=not args.no_progress,
@@ -416,6 +527,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_golden(args) -> int:
+    """``circuitep golden``: check or write golden netlists; returns the exit status (1: drift)."""
     if args.write:
         paths = write_golden(args.netlists)
         print(f"wrote {len(paths)} golden netlists under {args.netlists}")
@@ -431,6 +543,12 @@ def cmd_golden(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser: one subcommand per ``cmd_*`` handler, set as ``func``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     p = argparse.ArgumentParser(
         prog="circuitep",
         description="Compile neural networks into analog circuits (SPICE netlists), simulate them with "
@@ -610,6 +728,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the program name (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: the command's, or 2 after printing ``circuitep: error: ...`` for bad
+        input, a convergence or ngspice failure, a file error or exhausted memory.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv

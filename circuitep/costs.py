@@ -23,18 +23,63 @@ class SquaredError:
     name: str = "mse"
 
     def check_targets(self, y: np.ndarray) -> None:
-        """Any finite target voltages will do (the caller checks finiteness and shape)."""
+        """Check target voltages for this cost: any finite target voltages will do.
+
+        Parameters
+        ----------
+        y : ndarray, shape (batch, n_out)
+            Target voltages in V (the caller checks finiteness and shape).
+        """
 
     def value(self, x_out: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Per-sample cost, ``(batch,)``."""
+        """Per-sample cost ``C = 1/2 sum_o (x_o - y_o)^2``.
+
+        Parameters
+        ----------
+        x_out : ndarray, shape (batch, n_out)
+            Output node voltages in V.
+        y : ndarray, shape (batch, n_out)
+            Target voltages in V.
+
+        Returns
+        -------
+        ndarray, shape (batch,)
+            The cost in V^2.
+        """
         return 0.5 * ((x_out - y) ** 2).sum(axis=1)
 
     def grad(self, x_out: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """``dC/dx_out``, ``(batch, n_out)``."""
+        """The slope ``dC/dx_out = x_out - y``.
+
+        Parameters
+        ----------
+        x_out : ndarray, shape (batch, n_out)
+            Output node voltages in V.
+        y : ndarray, shape (batch, n_out)
+            Target voltages in V.
+
+        Returns
+        -------
+        ndarray, shape (batch, n_out)
+            In V; times beta (S) it is the nudge current (A) drawn from each output.
+        """
         return x_out - y
 
     def hessian(self, x_out: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """``d^2C/dx_out^2``, ``(batch, n_out, n_out)``."""
+        """The curvature ``d^2C/dx_out^2``: the identity for every sample.
+
+        Parameters
+        ----------
+        x_out : ndarray, shape (batch, n_out)
+            Output node voltages in V.
+        y : ndarray, shape (batch, n_out)
+            Target voltages in V (unused).
+
+        Returns
+        -------
+        ndarray, shape (batch, n_out, n_out)
+            Dimensionless (a read-only broadcast view).
+        """
         return np.broadcast_to(np.eye(x_out.shape[1]), (x_out.shape[0],) + (x_out.shape[1],) * 2)
 
 
@@ -57,7 +102,18 @@ class CrossEntropy:
         object.__setattr__(self, "tau", plain_float("tau", self.tau))  # what the netlist holds
 
     def check_targets(self, y: np.ndarray) -> None:
-        """Targets are (unnormalised) probabilities: every row >= 0 with a positive sum."""
+        """Check targets for this cost: they are (unnormalised) probabilities.
+
+        Parameters
+        ----------
+        y : ndarray, shape (batch, n_out) or (n_out,)
+            Targets; one-hot voltages are fine, rows are rescaled to sum to 1.
+
+        Raises
+        ------
+        ValueError
+            When an entry is negative or a row does not have a positive sum.
+        """
         y = np.atleast_2d(y)
         if (y < 0).any() or (y.sum(axis=1) <= 0).any():
             raise ValueError("cross-entropy targets are probabilities: every row must be >= 0 with a positive sum")
@@ -75,15 +131,57 @@ class CrossEntropy:
         return y / np.where(total > 0, total, 1.0)
 
     def value(self, x_out, y):
+        """Per-sample cost ``C = -sum_o y_o log p_o`` with ``p = softmax(x_out / tau)``.
+
+        Parameters
+        ----------
+        x_out : ndarray, shape (batch, n_out)
+            Output node voltages in V.
+        y : ndarray, shape (batch, n_out)
+            Targets; each row is rescaled to sum to 1.
+
+        Returns
+        -------
+        ndarray, shape (batch,)
+            The cost in nats (dimensionless), computed with a stable log-sum-exp.
+        """
         z = x_out / self.tau
         zmax = z.max(axis=1, keepdims=True)
         logp = z - zmax - np.log(np.exp(z - zmax).sum(axis=1, keepdims=True))
         return -(self._prob(y) * logp).sum(axis=1)
 
     def grad(self, x_out, y):
+        """The slope ``dC/dx_out = (p - y) / tau``.
+
+        Parameters
+        ----------
+        x_out : ndarray, shape (batch, n_out)
+            Output node voltages in V.
+        y : ndarray, shape (batch, n_out)
+            Targets; each row is rescaled to sum to 1.
+
+        Returns
+        -------
+        ndarray, shape (batch, n_out)
+            In 1/V; times beta (A V) it is the nudge current (A) drawn from each output.
+        """
         return (self._p(x_out) - self._prob(y)) / self.tau
 
     def hessian(self, x_out, y):
+        """The curvature ``d^2C/dx_out^2 = (diag(p) - p p^T) / tau^2``.
+
+        Parameters
+        ----------
+        x_out : ndarray, shape (batch, n_out)
+            Output node voltages in V.
+        y : ndarray, shape (batch, n_out)
+            Targets (unused: the curvature does not depend on them).
+
+        Returns
+        -------
+        ndarray, shape (batch, n_out, n_out)
+            In 1/V^2.
+        """
         p = self._p(x_out)
         return (np.einsum("bi,ij->bij", p, np.eye(p.shape[1])) - p[:, :, None] * p[:, None, :]) / self.tau**2
 
@@ -92,7 +190,24 @@ Cost = SquaredError | CrossEntropy
 
 
 def make_cost(name: str, tau: float = 0.1) -> Cost:
-    """Cost by name: ``mse`` or ``xent``."""
+    """A cost by name.
+
+    Parameters
+    ----------
+    name : {"mse", "xent"}
+        Squared error (:class:`SquaredError`) or softmax cross-entropy (:class:`CrossEntropy`).
+    tau : float
+        Softmax temperature in V, for ``xent`` only.
+
+    Returns
+    -------
+    SquaredError or CrossEntropy
+
+    Raises
+    ------
+    ValueError
+        For another name, or (``xent``) a temperature that is not a positive number.
+    """
     if name == "mse":
         return SquaredError()
     if name == "xent":

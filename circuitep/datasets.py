@@ -43,6 +43,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from circuitep.checks import is_integer
 from circuitep.fileio import FileReadError, open_regular, read_text_limited
 
 #: Names accepted by :func:`load_dataset`.
@@ -88,10 +89,6 @@ class DatasetError(ValueError):
     """Unknown, missing, malformed or corrupt data; the message names the problem and the fix."""
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _describe(a: object) -> str:
     return f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
 
@@ -125,7 +122,7 @@ class Dataset:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise DatasetError(f"Dataset.name must be a non-empty str, got {self.name!r}")
-        if not _is_int(self.n_classes) or self.n_classes < 2:
+        if not is_integer(self.n_classes) or self.n_classes < 2:
             raise DatasetError(f"{self.name}: n_classes must be an int >= 2, got "
                                f"{self.n_classes!r}")
         for split in ("train", "test"):
@@ -155,10 +152,27 @@ class Dataset:
 
 
 def inputs_to_voltages(x: np.ndarray, v_low: float = 0.0, v_high: float = 1.0) -> np.ndarray:
-    """Input-source voltages (V) for features in [0, 1]: ``V = v_low + (v_high - v_low) x``.
+    """Input-source voltages for features in [0, 1]: ``V = v_low + (v_high - v_low) x``.
 
     Feature 0 maps to ``v_low`` and 1 to ``v_high``; ``v_high < v_low`` gives the inverted copy used
-    for signed weights in resistive networks (DESIGN.md section 2). Returns float64, shape of ``x``.
+    for signed weights in resistive networks (DESIGN.md section 2).
+
+    Parameters
+    ----------
+    x : ndarray, shape (...)
+        Features in [0, 1] (any shape).
+    v_low, v_high : float
+        Voltages (V) of features 0 and 1; finite and different.
+
+    Returns
+    -------
+    ndarray, float64, shape of ``x``
+        Input voltages in V.
+
+    Raises
+    ------
+    DatasetError
+        When ``v_low``/``v_high`` are not finite or equal, or a feature is outside [0, 1] or NaN.
     """
     x = np.asarray(x, dtype=np.float64)
     if not (math.isfinite(v_low) and math.isfinite(v_high)) or v_low == v_high:
@@ -170,12 +184,32 @@ def inputs_to_voltages(x: np.ndarray, v_low: float = 0.0, v_high: float = 1.0) -
 
 def labels_to_targets(y: np.ndarray, n_classes: int, v_off: float = 0.0,
                       v_on: float = 1.0) -> np.ndarray:
-    """One-hot target voltages (V), float64 ``(n, n_classes)``: ``T[i, k] = v_on if y[i] == k else
-    v_off``, for integer labels ``y`` of shape ``(n,)``."""
+    """One-hot target voltages: ``T[i, k] = v_on if y[i] == k else v_off``.
+
+    Parameters
+    ----------
+    y : ndarray of int, shape (n,)
+        Class labels in 0 .. n_classes - 1.
+    n_classes : int
+        Number of classes, at least 2.
+    v_off, v_on : float
+        Target voltages (V) of the other classes and of the labelled class.
+
+    Returns
+    -------
+    ndarray, float64, shape (n, n_classes)
+        Target voltages in V.
+
+    Raises
+    ------
+    DatasetError
+        When ``y`` is not a 1-D integer array, ``n_classes`` is not an integer >= 2, or a label is
+        out of range (the message names the first bad index).
+    """
     y = np.asarray(y)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise DatasetError(f"labels_to_targets: y must be a 1-D int array, got {_describe(y)}")
-    if not _is_int(n_classes) or n_classes < 2:
+    if not is_integer(n_classes) or n_classes < 2:
         raise DatasetError(f"labels_to_targets: n_classes must be an int >= 2, got {n_classes!r}")
     _check_labels(y, int(n_classes), "labels_to_targets: y")
     targets = np.full((y.shape[0], int(n_classes)), float(v_off))
@@ -200,10 +234,12 @@ def _idx_header(data: bytes, path: Path) -> tuple[tuple[int, ...], np.dtype, int
 
 
 def _read_idx_bytes(path: Path, limit: int, gz: bool | None = None) -> bytes:
-    """The content of an IDX file, decompressed if ``gz`` (default: if its name ends in ``.gz``),
-    read no further than its header declares plus one byte: a header declaring more than ``limit``
-    bytes is refused before the data are read, and a stream longer than its header says (a
-    decompression bomb) is never read to its end."""
+    """The content of an IDX file, read no further than its header declares plus one byte.
+
+    Decompressed if ``gz`` (default: if its name ends in ``.gz``). A header declaring more than
+    ``limit`` bytes is refused before the data are read, and a stream longer than its header says (a
+    decompression bomb) is never read to its end.
+    """
     gz = path.name.endswith(".gz") if gz is None else gz
     try:
         with open_regular(path, "data file") as raw, \
@@ -243,11 +279,27 @@ def read_idx(path: str | os.PathLike, max_bytes: int = MAX_IDX_BYTES) -> np.ndar
     """Read an IDX file (LeCun's MNIST format), gzip'd if the name ends in ``.gz``.
 
     The header is a magic number (two zero bytes, a data type code, the number of dimensions)
-    followed by each dimension as a big-endian uint32; the data follow in C order. Returns an
-    array of those dimensions in native byte order. Raises :class:`DatasetError` naming the file
-    for a bad magic number, an unknown type code, a data length that does not match, or a header
-    declaring more than ``max_bytes`` bytes (default :data:`MAX_IDX_BYTES`; checked before the data
-    are read, which are read no further than the header says).
+    followed by each dimension as a big-endian uint32; the data follow in C order.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The IDX file, a regular file.
+    max_bytes : int
+        Largest (decompressed) size accepted, in bytes; checked against the header before the data
+        are read, which are read no further than the header says.
+
+    Returns
+    -------
+    ndarray
+        An array of the header's dimensions and data type, in native byte order.
+
+    Raises
+    ------
+    DatasetError
+        Naming the file, for a missing file, a bad magic number, an unknown type code, a data
+        length that does not match, or a header declaring more than ``max_bytes`` bytes
+        (default :data:`MAX_IDX_BYTES`).
     """
     path = Path(path)
     return _parse_idx(_read_idx_bytes(path, max_bytes), path)
@@ -283,9 +335,11 @@ def _idx_size(stem: str) -> int:
 
 def _load_verified(path: Path, stem: str, sums: dict[str, str], name: str,
                    verify: bool) -> tuple[np.ndarray, bool]:
-    """The array of ``path`` and whether it is the published file ``stem`` of ``name`` (its
-    SHA-256 in :data:`MNIST_SHA256` / :data:`FASHION_MNIST_SHA256`); a file that is not is refused
-    unless ``verify`` is False. A SHA256SUMS beside it is checked in any case."""
+    """The array of ``path`` and whether it is the published file ``stem`` of ``name``.
+
+    Published: its SHA-256 is in :data:`MNIST_SHA256` / :data:`FASHION_MNIST_SHA256`; a file that is
+    not is refused unless ``verify`` is False. A SHA256SUMS beside it is checked in any case.
+    """
     data = _read_idx_bytes(path, _idx_size(stem))
     array = _parse_idx(data, path)  # first: a length that does not match says more than a checksum
     digest = hashlib.sha256(data).hexdigest()
@@ -314,14 +368,31 @@ def _load_verified(path: Path, stem: str, sums: dict[str, str], name: str,
 
 
 def known_digest(name: str, stem: str) -> str:
-    """The SHA-256 (hex) of the published decompressed file ``stem`` of ``name``."""
+    """The SHA-256 of a published (decompressed) IDX file.
+
+    Parameters
+    ----------
+    name : {"mnist", "fashion-mnist"}
+        The data set.
+    stem : str
+        The file's name without ``.gz``, a key of :data:`IDX_SHAPES`
+        (``train-images-idx3-ubyte``, ...).
+
+    Returns
+    -------
+    str
+        64 hex digits, from :data:`MNIST_SHA256` or :data:`FASHION_MNIST_SHA256`.
+    """
     return (MNIST_SHA256 if name == "mnist" else FASHION_MNIST_SHA256)[stem]
 
 
 def _download(url: str, target: Path, expected: str, size: int) -> None:
-    """Fetch the gzip'd ``url`` to ``target`` via a temporary file and ``os.replace``, after
-    checking the SHA-256 of its decompressed content, which is ``size`` bytes (more is refused
-    as soon as it is seen, compressed or decompressed). Nothing is left behind when a step fails."""
+    """Fetch the gzip'd ``url`` to ``target`` via a temporary file and ``os.replace``.
+
+    The SHA-256 of its decompressed content, which is ``size`` bytes, is checked first (more is
+    refused as soon as it is seen, compressed or decompressed). Nothing is left behind when a step
+    fails.
+    """
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         try:
@@ -452,9 +523,11 @@ def _xor(seed: int) -> tuple:
 
 
 def _blobs(seed: int) -> tuple:
-    """Three gaussian clusters in 2-D (centres (0.2, 0.2), (0.8, 0.2), (0.5, 0.8), standard
-    deviation 0.1), 80 points each drawn with ``seed``, min-max scaled into [0, 1] over all 240
-    points, stratified split 180 train / 60 test."""
+    """Three gaussian clusters in 2-D, 80 points each drawn with ``seed``.
+
+    Centres (0.2, 0.2), (0.8, 0.2), (0.5, 0.8), standard deviation 0.1; min-max scaled into [0, 1]
+    over all 240 points, stratified split 180 train / 60 test.
+    """
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(3), 80)
     x = np.array([[0.2, 0.2], [0.8, 0.2], [0.5, 0.8]])[y] + 0.1 * rng.standard_normal((240, 2))
@@ -470,7 +543,7 @@ _BUILTIN = MappingProxyType({"digits": _digits, "xor": _xor, "blobs": _blobs})
 def _select(n: int | None, available: int, what: str, cycle: bool) -> np.ndarray | slice:
     if n is None:
         return slice(None)
-    if not _is_int(n) or n < 1:
+    if not is_integer(n) or n < 1:
         raise DatasetError(f"{what} must be a positive int or None, got {n!r}")
     if cycle:
         return np.arange(n) % available
@@ -508,7 +581,7 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, downlo
     """
     if name not in DATASETS:
         raise DatasetError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
-    if not _is_int(seed) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise DatasetError(f"seed must be a non-negative int, got {seed!r}")
     if name in _ENV:
         raw = _load_idx(name, data_dir, download, cache_dir, verify)

@@ -39,8 +39,25 @@ class FileWriteError(OSError):
 
 
 def write_error(path: str | os.PathLike, exc: OSError, doing: str = "write") -> FileWriteError:
-    """A :class:`FileWriteError` for ``exc`` raised while trying to ``doing`` ``path`` (same
-    errno): ``cannot write run/checkpoint.npz (File too large): ... raise the limit``."""
+    """A :class:`FileWriteError` for an ``OSError`` raised while writing a file.
+
+    Example message: ``cannot write run/checkpoint.npz (File too large): ... raise the limit``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file being written, named in the message.
+    exc : OSError
+        The error raised; its errno is kept and chooses the hint (full disk, quota, size limit,
+        permissions, read-only file system).
+    doing : str
+        What was being done to ``path`` (``"write"``, ``"create"``), for the message.
+
+    Returns
+    -------
+    FileWriteError
+        With the same errno as ``exc``; the caller raises it ``from exc``.
+    """
     hint = _WRITE_HINTS.get(exc.errno, "check the path and the disk")
     return FileWriteError(exc.errno, f"cannot {doing} {path} ({exc.strerror or exc}): {hint}")
 
@@ -49,8 +66,26 @@ def open_regular(path: str | os.PathLike, what: str = "file") -> BinaryIO:
     """``path`` opened for reading in binary mode, after checking that it is a regular file.
 
     Opened without blocking (a FIFO would block an ordinary open until a writer came) and refused
-    with a :class:`FileReadError` naming ``what`` and ``path`` when it is a directory, a FIFO, a
-    device or a socket. ``FileNotFoundError`` and ``PermissionError`` propagate.
+    when it is a directory, a FIFO, a device or a socket.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to open.
+    what : str
+        What the file is, for messages (``"spec file"``).
+
+    Returns
+    -------
+    BinaryIO
+        The open file, in blocking mode; the caller closes it.
+
+    Raises
+    ------
+    FileReadError
+        When ``path`` is not a regular file; the message names ``what`` and ``path``.
+    FileNotFoundError, PermissionError
+        Propagated from the open.
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
@@ -73,11 +108,17 @@ def read_bytes_limited(path: str | os.PathLike, limit: int, what: str = "file") 
 
     Parameters
     ----------
-    path : path of the file
+    path : str or os.PathLike
+        Path of the file.
     limit : int
         Largest size accepted, in bytes.
     what : str
         What the file is, for messages (``"spec file"``).
+
+    Returns
+    -------
+    bytes
+        The whole content (at most ``limit`` bytes).
 
     Raises
     ------
@@ -97,15 +138,56 @@ def read_bytes_limited(path: str | os.PathLike, limit: int, what: str = "file") 
 
 def read_text_limited(path: str | os.PathLike, limit: int, what: str = "file",
                       encoding: str = "utf-8") -> str:
-    """:func:`read_bytes_limited` decoded with ``encoding`` (``UnicodeDecodeError`` propagates)."""
+    """:func:`read_bytes_limited`, decoded.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Path of the file.
+    limit : int
+        Largest size accepted, in bytes (before decoding).
+    what : str
+        What the file is, for messages.
+    encoding : str
+        Text encoding of the file.
+
+    Returns
+    -------
+    str
+        The decoded content.
+
+    Raises
+    ------
+    FileNotFoundError, FileReadError
+        As :func:`read_bytes_limited`.
+    UnicodeDecodeError
+        When the bytes are not valid in ``encoding`` (propagated).
+    """
     return read_bytes_limited(path, limit, what).decode(encoding)
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step, so a
-    crash at any moment leaves either the old file or the new one, never half of one. An
-    ``OSError`` while writing is raised as a :class:`FileWriteError` naming ``path``."""
+    """A temporary path beside ``path`` that replaces ``path`` in one step on success.
+
+    A crash at any moment leaves either the old file or the new one, never half of one. The
+    temporary file is removed whatever happens.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+
+    Yields
+    ------
+    Path
+        ``.<name>.tmp<suffix>`` in the same directory; write the new content there.
+
+    Raises
+    ------
+    FileWriteError
+        For any ``OSError`` while writing or replacing; the message names ``path``.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
     try:
@@ -120,6 +202,19 @@ def atomic_path(path: str | os.PathLike):
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_path`)."""
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    text : str
+        Its new content, written as UTF-8.
+
+    Raises
+    ------
+    FileWriteError
+        When the write fails; the message names ``path`` and what to do.
+    """
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -23,7 +23,20 @@ GOLDEN_BETA = 1e-7
 
 
 def golden_texts(netlists_dir: str | Path) -> dict[Path, str]:
-    """Path of every golden netlist and the text the compiler produces for it now."""
+    """Path of every golden netlist and the text the compiler produces for it now.
+
+    Parameters
+    ----------
+    netlists_dir : str or Path
+        The directory holding the reference specs ``<name>.toml`` (:data:`REFERENCE_SPECS`).
+
+    Returns
+    -------
+    dict of Path to str
+        ``<netlists_dir>/<name>/<phase>-<form>.cir`` for every reference spec, phase and form,
+        with the netlist text (nudged phases at :data:`GOLDEN_BETA`, the spec's sample, AEP
+        corrections from the numpy free state).
+    """
     root = Path(netlists_dir)
     out = {}
     for name in REFERENCE_SPECS:
@@ -39,7 +52,18 @@ def golden_texts(netlists_dir: str | Path) -> dict[Path, str]:
 
 
 def write_golden(netlists_dir: str | Path) -> list[Path]:
-    """Regenerate every golden netlist; returns the paths written."""
+    """Regenerate every golden netlist.
+
+    Parameters
+    ----------
+    netlists_dir : str or Path
+        The directory holding the reference specs; subdirectories are created as needed.
+
+    Returns
+    -------
+    list of Path
+        The paths written.
+    """
     paths = []
     for path, text in golden_texts(netlists_dir).items():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,5 +73,16 @@ def write_golden(netlists_dir: str | Path) -> list[Path]:
 
 
 def check_golden(netlists_dir: str | Path) -> list[Path]:
-    """Golden netlists that are missing or differ from the compiler's output."""
+    """Golden netlists that are missing or differ from the compiler's output.
+
+    Parameters
+    ----------
+    netlists_dir : str or Path
+        The directory holding the reference specs and their golden netlists.
+
+    Returns
+    -------
+    list of Path
+        The stale or missing files; empty when everything is up to date.
+    """
     return [p for p, text in golden_texts(netlists_dir).items() if not p.exists() or p.read_text() != text]

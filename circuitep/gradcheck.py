@@ -1,4 +1,4 @@
-"""How close is the gradient a circuit computes to the ideal one? (DESIGN.md §1)
+"""How close is the gradient a circuit computes to the ideal one (DESIGN.md §1).
 
 :func:`gradcheck` runs every estimator on one batch and compares it with the exact adjoint gradient;
 :func:`beta_sweep` measures the bias against beta (one-sided O(beta), centred O(beta^2)) and fits the
@@ -20,7 +20,24 @@ from circuitep.spec import Network
 
 
 def probe_batch(net: Network, n: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The spec's sample (if any) plus random inputs in [0, 1] V and targets in [0, 0.5] V."""
+    """A batch to probe gradients with: the spec's sample (if any) first, then random ones.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit; its ``sample`` (inputs, and targets if given) becomes row 0.
+    n : int
+        Batch size.
+    seed : int
+        Seed of the random inputs and targets.
+
+    Returns
+    -------
+    inputs : ndarray, shape (n, n_inputs)
+        Uniform in [0, 1] V.
+    targets : ndarray, shape (n, n_outputs)
+        Uniform in [0, 0.5] V.
+    """
     rng = np.random.default_rng(seed)
     u = rng.uniform(0, 1, (n, net.n_inputs))
     y = rng.uniform(0, 0.5, (n, net.n_outputs))
@@ -33,12 +50,41 @@ def probe_batch(net: Network, n: int = 8, seed: int = 0) -> tuple[np.ndarray, np
 
 def gradcheck(net: Network, engine: Engine, inputs, targets, *, beta: float, dyadic_beta: float | None = None,
               estimators=("ep", "vf", "aep", "dyadic"), cost: Cost | None = None, centered: bool = True) -> dict:
-    """Compare estimators with the exact gradient on one batch.
+    """Compare estimators with the exact (adjoint) gradient on one batch (DESIGN.md §1).
 
-    Returns ``{"estimators": {name: {"cosine", "rel_error", "sign_agreement", "groups": {...}}},
-    "beta", "engine", "tolerances", "exact": {group: gradient list}, "estimated": {...}}``. The
-    dyadic circuit has no beta bias, so it runs at ``dyadic_beta`` (default ``1000 beta``) where
-    its output voltage is well above the simulator's tolerance.
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    engine : Engine
+        Solves every phase.
+    inputs : array_like, shape (batch, n_inputs)
+        Primary input voltages in V.
+    targets : array_like, shape (batch, n_outputs)
+        Targets (V for squared error; probabilities for cross-entropy).
+    beta : float
+        Nudge strength (S for squared error, A V for cross-entropy).
+    dyadic_beta : float, optional
+        The dyadic circuit has no beta bias, so it runs at ``dyadic_beta`` (default ``1000 beta``)
+        where its output voltage is well above the simulator's tolerance.
+    estimators : sequence of str
+        Names from :data:`circuitep.estimators.ESTIMATORS` other than ``exact``.
+    cost : Cost, optional
+        Default :class:`~circuitep.costs.SquaredError`.
+    centered : bool
+        Centred (two nudges, ``+beta`` and ``-beta``) rather than one-sided estimates.
+
+    Returns
+    -------
+    dict
+        ``{"network", "engine", "beta", "cost", "tolerances", "estimators": {name: {"cosine",
+        "rel_error", "sign_agreement", "groups": {...}, "beta"}}, "exact": {group: gradient
+        list}, "estimated": {name: {group: gradient list}}}``; JSON values throughout.
+
+    Raises
+    ------
+    ValueError
+        For an unknown estimator name.
     """
     cost = cost or SquaredError()
     exact = estimate("exact", net, engine, inputs, targets, beta=beta, cost=cost)
@@ -62,8 +108,30 @@ def beta_sweep(net: Network, engine: Engine, inputs, targets, betas, *, estimato
 
     For VF on a non-reciprocal circuit the error tends to VF's bias, not to 0; the fitted slope of
     ``log(error)`` against ``log(beta)`` is meaningful for AEP (and EP on reciprocal circuits):
-    about 1 one-sided and 2 centred. Returns ``{"betas", name: {"one_sided": [...], "centered":
-    [...], "slope_one_sided", "slope_centered"}}``.
+    about 1 one-sided and 2 centred.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    engine : Engine
+        Solves every phase.
+    inputs : array_like, shape (batch, n_inputs)
+        Primary input voltages in V.
+    targets : array_like, shape (batch, n_outputs)
+        Targets (V for squared error; probabilities for cross-entropy).
+    betas : sequence of float
+        Nudge strengths (S for squared error).
+    estimators : sequence of str
+        Estimator names.
+    cost : Cost, optional
+        Default squared error.
+
+    Returns
+    -------
+    dict
+        ``{"betas": [...], name: {"one_sided": [...], "centered": [...], "slope_one_sided",
+        "slope_centered"}}``, errors in the order of ``betas``.
     """
     exact = estimate("exact", net, engine, inputs, targets, beta=1.0, cost=cost)
     out = {"betas": [float(b) for b in betas]}
@@ -78,13 +146,34 @@ def beta_sweep(net: Network, engine: Engine, inputs, targets, betas, *, estimato
 
 
 def fitted_slope(x, y) -> float:
-    """Least-squares slope of log(y) against log(x)."""
+    """Least-squares slope of ``log(y)`` against ``log(x)``.
+
+    Parameters
+    ----------
+    x, y : array_like, shape (n,)
+        Positive values; ``y`` is floored at 1e-300 so an exact 0 does not give ``-inf``.
+
+    Returns
+    -------
+    float
+    """
     lx, ly = np.log(np.asarray(x, float)), np.log(np.maximum(np.asarray(y, float), 1e-300))
     return float(np.polyfit(lx, ly, 1)[0])
 
 
 def transconductor_pairs(net: Network) -> list[tuple[str, str]]:
-    """``(forward, backward)`` linear transconductor couplings that join the same groups both ways."""
+    """Linear transconductor couplings that join the same groups both ways.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+
+    Returns
+    -------
+    list of (str, str)
+        ``(forward, backward)`` coupling names, the alphabetically first of each pair first.
+    """
     pairs = []
     for c in net.couplings:
         for d in net.couplings:
@@ -100,6 +189,23 @@ def with_asymmetry(net: Network, alpha: float) -> Network:
     With ``S = (W_bwd + W_fwd^T) / 2`` and ``A = (W_bwd - W_fwd^T) / 2`` the pair becomes
     ``W_bwd = S + alpha A``, ``W_fwd^T = S - alpha A``: 0 is reciprocal, 1 the spec's own circuit,
     and the symmetric part (hence the loop gain) stays the same throughout.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    alpha : float
+        Asymmetry factor (dimensionless).
+
+    Returns
+    -------
+    Network
+        A copy with the pairs' weights (S) replaced.
+
+    Raises
+    ------
+    ValueError
+        When ``net`` has no forward/backward transconductor pairs.
     """
     pairs = transconductor_pairs(net)
     if not pairs:
@@ -113,7 +219,18 @@ def with_asymmetry(net: Network, alpha: float) -> Network:
 
 
 def asymmetry(net: Network) -> float:
-    """``||W_bwd - W_fwd^T|| / ||W_fwd||`` over all transconductor pairs."""
+    """Asymmetry of the transconductor pairs: ``||W_bwd - W_fwd^T|| / ||W_fwd||`` over all pairs.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+
+    Returns
+    -------
+    float
+        Dimensionless; 0 without pairs (or all-zero forward weights).
+    """
     num = den = 0.0
     for fwd, bwd in transconductor_pairs(net):
         wf, wb = net.params()[fwd], net.params()[bwd]
@@ -123,12 +240,24 @@ def asymmetry(net: Network) -> float:
 
 
 def loop_gain(net: Network) -> float:
-    """Largest gain around a forward/backward transconductor loop with every clamp off: the
-    spectral radius of ``G_a^-1 W_ab G_b^-1 W_ba`` for a pair between groups ``a`` and ``b``, ``G``
-    their leak conductances (the least a node sees, so the largest gain). Above 1 the linearised
-    loop amplifies some pattern of voltages all the way round: where the clamps are off a state can
-    run away, and the circuit may hold several operating points or no stable one. 0 without pairs;
-    inf where a node of a loop has no leak (only its clamp holds it)."""
+    """Largest gain around a forward/backward transconductor loop with every clamp off.
+
+    The spectral radius of ``G_a^-1 W_ab G_b^-1 W_ba`` for a pair between groups ``a`` and ``b``,
+    ``G`` their leak conductances (the least a node sees, so the largest gain). Above 1 the
+    linearised loop amplifies some pattern of voltages all the way round: where the clamps are off
+    a state can run away, and the circuit may hold several operating points or no stable one.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+
+    Returns
+    -------
+    float
+        Dimensionless; 0 without pairs; ``inf`` where a node of a loop has no leak (only its clamp
+        holds it).
+    """
     gains = [0.0]
     couplings = {c.name: c for c in net.couplings}
     for p, q in transconductor_pairs(net):
@@ -145,7 +274,34 @@ def loop_gain(net: Network) -> float:
 
 def asymmetry_sweep(net: Network, engine: Engine, inputs, targets, alphas, *, beta: float,
                     estimators=("vf", "aep"), cost: Cost | None = None) -> dict:
-    """Relative error of each estimator as the backward couplings move from symmetric to the spec's."""
+    """Relative error of each estimator as the backward couplings move from symmetric to the spec's.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    engine : Engine
+        Solves every phase.
+    inputs : array_like, shape (batch, n_inputs)
+        Primary input voltages in V.
+    targets : array_like, shape (batch, n_outputs)
+        Targets (V for squared error; probabilities for cross-entropy).
+    alphas : sequence of float
+        Asymmetry factors (see :func:`with_asymmetry`).
+    beta : float
+        Nudge strength (S for squared error).
+    estimators : sequence of str
+        Estimator names.
+    cost : Cost, optional
+        Default squared error.
+
+    Returns
+    -------
+    dict
+        ``{"alphas", "asymmetry", "stable", name: [...]}``, one entry per alpha: the measured
+        :func:`asymmetry`, whether every sample's free state is stable (:func:`is_stable`), and each
+        estimator's relative error.
+    """
     out = {"alphas": [float(a) for a in alphas], "asymmetry": [], "stable": [], **{name: [] for name in estimators}}
     for a in alphas:
         n = with_asymmetry(net, a)

@@ -29,7 +29,20 @@ def _save(fig, path, rect=None) -> Path:
 
 
 def gradient_scatter(report: dict, path) -> Path:
-    """Estimated against exact gradient, one panel per estimator, one colour per parameter group."""
+    """Estimated against exact gradient, one panel per estimator, one colour per parameter group.
+
+    Parameters
+    ----------
+    report : dict
+        A :func:`circuitep.gradcheck.gradcheck` result.
+    path : str or Path
+        The PNG written (atomically).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     names = list(report["estimators"])
     fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -48,7 +61,20 @@ def gradient_scatter(report: dict, path) -> Path:
 
 
 def beta_sweep_plot(sweep: dict, path) -> Path:
-    """Relative error against beta, log-log, one-sided (dashed) and centred (solid)."""
+    """Relative error against beta, log-log, one-sided (dashed) and centred (solid).
+
+    Parameters
+    ----------
+    sweep : dict
+        A :func:`circuitep.gradcheck.beta_sweep` result.
+    path : str or Path
+        The PNG written (atomically).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     fig, ax = plt.subplots(figsize=(5, 4))
     betas = sweep["betas"]
     for name, row in sweep.items():
@@ -65,7 +91,20 @@ def beta_sweep_plot(sweep: dict, path) -> Path:
 
 
 def asymmetry_plot(sweep: dict, path) -> Path:
-    """Relative error against the asymmetry of the transconductor pairs."""
+    """Relative error against the asymmetry of the transconductor pairs.
+
+    Parameters
+    ----------
+    sweep : dict
+        A :func:`circuitep.gradcheck.asymmetry_sweep` result.
+    path : str or Path
+        The PNG written (atomically).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     fig, ax = plt.subplots(figsize=(5, 4))
     for name in sweep:
         if name in ("alphas", "asymmetry", "stable"):
@@ -79,7 +118,23 @@ def asymmetry_plot(sweep: dict, path) -> Path:
 
 
 def learning_curves(records: list[dict], path, title: str = "") -> Path:
-    """Accuracy (train, test) and gradient cosine with the exact gradient, per epoch."""
+    """Accuracy (train, test) and gradient cosine with the exact gradient, per epoch.
+
+    Parameters
+    ----------
+    records : list of dict
+        Epoch records with ``epoch``, ``train_accuracy``, ``test_accuracy`` (fractions) and
+        ``grad_cosine``.
+    path : str or Path
+        The PNG written (atomically).
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     epochs = [r["epoch"] for r in records]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
     a.plot(epochs, [100 * r["train_accuracy"] for r in records], "-o", label="train")
@@ -97,10 +152,26 @@ def learning_curves(records: list[dict], path, title: str = "") -> Path:
 
 
 def experiment_curves(curves: dict, path, title: str = "") -> Path:
-    """Mean test accuracy, 1 - gradient cosine and (where there are forward/backward pairs) their
-    asymmetry per epoch, one panel each, a line per (setting, algorithm);
-    ``curves[(setting, algorithm)] = {"accuracy": [...], "cosine": [...], "asymmetry": [...] or None}``
-    and optionally ``"note"``, appended to the line's label."""
+    """Mean test accuracy, 1 - gradient cosine and the pairs' asymmetry per epoch.
+
+    One panel each (the asymmetry panel only where some curve has forward/backward pairs), a line
+    per (setting, algorithm); the legend goes below the panels.
+
+    Parameters
+    ----------
+    curves : dict
+        ``curves[(setting, algorithm)] = {"accuracy": [...], "cosine": [...], "asymmetry": [...] or
+        None}`` and optionally ``"note"``, appended to the line's label; accuracies as fractions.
+    path : str or Path
+        The PNG written (atomically).
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     drift = any(c.get("asymmetry") is not None for c in curves.values())
     fig, axes = plt.subplots(1, 3 if drift else 2, figsize=(15 if drift else 10, 4.6))
     styles = {"layered": "-", "feedforward": "--"}
@@ -125,9 +196,30 @@ def experiment_curves(curves: dict, path, title: str = "") -> Path:
 
 
 def settle_plot(transients: list, final: np.ndarray, tol: float, path, title: str = "") -> Path:
-    """A settling transient: the node voltages against time (left; one line style per engine) and
-    the largest distance of any node from the operating point ``final`` (V, log scale, right) with
-    the tolerance ``tol`` (V) and each engine's settling time."""
+    """A settling transient: node voltages against time, and distance from the operating point.
+
+    Left: the node voltages against time (ns; one line style per engine). Right: the largest
+    distance of any node from the operating point ``final`` (V, log scale) with the tolerance and
+    each engine's settling time.
+
+    Parameters
+    ----------
+    transients : list
+        Transients with ``t`` (s, shape (n_t,)), ``x`` (V, shape (n_t, n_free)) and ``engine``.
+    final : ndarray, shape (n_free,)
+        The operating point in V.
+    tol : float
+        Settling tolerance in V.
+    path : str or Path
+        The PNG written (atomically).
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     styles = {"ngspice": "-", "numpy": "--"}
     for tr in transients:

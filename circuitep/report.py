@@ -53,9 +53,30 @@ SETTLE_TOL_REL = 1e-2
 
 def element_powers(net: Network, inputs, x: np.ndarray, phase: Phase | None = None, targets=None,
                    x0: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Power absorbed by each class of :data:`POWER_CLASSES` (W, ``(batch,)``) at the free-node
-    voltages ``x`` (batch, n_free) V of ``phase`` (default free; nudged phases need ``targets``,
-    AEP ones ``x0``). See the module docstring for the formula of each class."""
+    """Power absorbed by each class of :data:`POWER_CLASSES` at the states ``x`` of a phase.
+
+    See the module docstring for the formula of each class.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    inputs : array_like, shape (batch, n_inputs)
+        Primary input voltages in V.
+    x : ndarray, shape (batch, n_free)
+        Free-node voltages in V at an operating point of ``phase``.
+    phase : Phase, optional
+        Default the free phase; nudged phases need ``targets``, AEP ones ``x0``.
+    targets : array_like, shape (batch, n_outputs), optional
+        Targets of a nudged phase.
+    x0 : ndarray, shape (batch, n_free), optional
+        The free state in V, for the AEP correction.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (batch,)
+        Absorbed power in W per class (positive: taken from the circuit).
+    """
     phase = phase or Phase()
     u, y, x0 = check_batch(net, phase, inputs, targets, x0)
     x = np.asarray(x, dtype=float)
@@ -89,17 +110,44 @@ def element_powers(net: Network, inputs, x: np.ndarray, phase: Phase | None = No
 
 
 def power_summary(powers: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``dissipated`` (W, the passive classes), ``supplied`` (W, minus the active classes' absorbed
-    power) and ``tellegen`` (W, the sum over every class: zero at an operating point)."""
+    """Dissipated and supplied power, and their balance, from :func:`element_powers`.
+
+    Parameters
+    ----------
+    powers : dict of str to ndarray, shape (batch,)
+        Absorbed power (W) per class of :data:`POWER_CLASSES`.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (batch,)
+        ``dissipated`` (W, the passive classes), ``supplied`` (W, minus the active classes' absorbed
+        power) and ``tellegen`` (W, the sum over every class: zero at an operating point).
+    """
     dissipated = sum(powers[k] for k in PASSIVE)
     supplied = -sum(powers[k] for k in POWER_CLASSES if k not in PASSIVE)
     return {"dissipated": dissipated, "supplied": supplied, "tellegen": dissipated - supplied}
 
 
 def ranges(net: Network, inputs, x: np.ndarray) -> dict:
-    """Node-voltage range (V), largest device currents (A) and the headroom to the clamp rails
-    (V; the smallest distance of a clamped node to the nearer rail, negative beyond it) over a
-    batch."""
+    """Node-voltage range, largest device currents and the headroom to the clamp rails over a batch.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    inputs : array_like, shape (batch, n_inputs)
+        Primary input voltages in V.
+    x : ndarray, shape (batch, n_free)
+        Free-node voltages in V.
+
+    Returns
+    -------
+    dict
+        ``node_min_v``, ``node_max_v``, ``input_min_v``, ``input_max_v`` (V); ``max_current_a``
+        (A, by class: leaks, bias, resistors, transconductors, diodes); ``rail_headroom_v`` (V; the
+        smallest distance of a clamped node to the nearer rail, negative beyond it; None without
+        clamps).
+    """
     u = net.expand_inputs(inputs)
     x = np.asarray(x, dtype=float)
     v = np.concatenate([u, x], axis=1)
@@ -125,16 +173,31 @@ def ranges(net: Network, inputs, x: np.ndarray) -> dict:
 
 
 def default_t_stop(net: Network) -> float:
-    """Transient length (s): 200 of the slowest node time constants ``C / G_leak`` (as
-    :meth:`circuitep.engines.ngspice_engine.NgspiceEngine.settle`)."""
+    """Transient length: 200 of the slowest node time constants ``C / G_leak``.
+
+    As :meth:`circuitep.engines.ngspice_engine.NgspiceEngine.settle`; a leak below 1e-12 S counts
+    as 1e-12 S.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+
+    Returns
+    -------
+    float
+        In s.
+    """
     leak = np.concatenate([g.leak for g in net.free_groups])
     return 200 * float(np.max(capacitance(net) / np.maximum(leak, 1e-12)))
 
 
 @dataclass(frozen=True)
 class Transient:
-    """A settling transient of one sample: times ``t`` (s, starting at 0) and free-node voltages
-    ``x`` (len(t), n_free) V, by ``engine``."""
+    """A settling transient of one sample.
+
+    Times ``t`` (s, starting at 0) and free-node voltages ``x`` (len(t), n_free) V, by ``engine``.
+    """
 
     t: np.ndarray
     x: np.ndarray
@@ -144,10 +207,44 @@ class Transient:
 def transient(net: Network, inputs, x_start: np.ndarray, phase: Phase | None = None, targets=None,
               x0: np.ndarray | None = None, t_stop: float | None = None, points: int = 4000,
               rtol: float = 1e-7, atol: float = 1e-12) -> Transient:
-    """``C dx/dt = F(x)`` of one sample (``inputs`` (n_inputs,), ``x_start`` (n_free,) V) from
-    ``t = 0`` to ``t_stop`` (s, default :func:`default_t_stop`) by scipy's Radau (implicit, for
-    the stiff diode clamps) with the phase's exact Jacobian; returned on ``points`` times spaced
-    logarithmically from ``t_stop / 1e6`` (settling spans decades)."""
+    """Integrate ``C dx/dt = F(x)`` for one sample with scipy's Radau method.
+
+    Radau is implicit, for the stiff diode clamps, and is given the phase's exact Jacobian. The
+    result is sampled on times spaced logarithmically from ``t_stop / 1e6`` (settling spans
+    decades), plus ``t = 0``.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    inputs : array_like, shape (n_inputs,)
+        Primary input voltages (V) of one sample.
+    x_start : ndarray, shape (n_free,)
+        Initial node voltages in V.
+    phase : Phase, optional
+        Default the free phase; the dyadic phase is not supported.
+    targets : array_like, shape (n_outputs,), optional
+        Targets of a nudged phase.
+    x0 : ndarray, shape (n_free,), optional
+        The free state in V, for the AEP correction.
+    t_stop : float, optional
+        End time in s; default :func:`default_t_stop`.
+    points : int
+        Number of logarithmically spaced output times.
+    rtol, atol : float
+        Integrator tolerances (relative; absolute in V).
+
+    Returns
+    -------
+    Transient
+        ``t`` of shape ``(points + 1,)`` in s and ``x`` of shape ``(points + 1, n_free)`` in V,
+        ``engine="numpy"``.
+
+    Raises
+    ------
+    ValueError
+        When the integration fails (the message names the network and phase).
+    """
     phase = phase or Phase()
     inputs = np.asarray(inputs, dtype=float)[None]
     u, y, x0b = check_batch(net, phase, inputs,
@@ -175,12 +272,39 @@ def transient(net: Network, inputs, x_start: np.ndarray, phase: Phase | None = N
 def linear_transient(net: Network, inputs, x_start: np.ndarray, phase: Phase | None = None,
                      targets=None, x0: np.ndarray | None = None, t_stop: float | None = None,
                      points: int = 1000) -> Transient:
-    """:func:`transient` of the phase linearised at its end ``x_f`` (found by Newton's method
-    from ``x_start``): ``C dx/dt = J(x_f) (x - x_f)``, solved in closed form by the eigenvectors
-    of ``C^-1 J``. For a nudged phase started from the free state the displacement is about
-    beta / leak volts, so this is its transient to first order in beta, for one
-    eigen-decomposition instead of an implicit integration (what the per-epoch training metrics
-    use)."""
+    """:func:`transient` of the phase linearised at its end, in closed form.
+
+    The end ``x_f`` is found by Newton's method from ``x_start``; then
+    ``C dx/dt = J(x_f) (x - x_f)`` is solved by the eigenvectors of ``C^-1 J``. For a nudged phase
+    started from the free state the displacement is about beta / leak volts, so this is its
+    transient to first order in beta, for one eigen-decomposition instead of an implicit
+    integration (what the per-epoch training metrics use).
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    inputs : array_like, shape (n_inputs,)
+        Primary input voltages (V) of one sample.
+    x_start : ndarray, shape (n_free,)
+        Initial node voltages in V.
+    phase : Phase, optional
+        Default the free phase; the dyadic phase is not supported.
+    targets : array_like, shape (n_outputs,), optional
+        Targets of a nudged phase.
+    x0 : ndarray, shape (n_free,), optional
+        The free state in V, for the AEP correction.
+    t_stop : float, optional
+        End time in s; default :func:`default_t_stop`.
+    points : int
+        Number of logarithmically spaced output times.
+
+    Returns
+    -------
+    Transient
+        ``t`` of shape ``(points + 1,)`` in s and ``x`` of shape ``(points + 1, n_free)`` in V,
+        ``engine="numpy-linear"``.
+    """
     phase = phase or Phase()
     inputs = np.asarray(inputs, dtype=float)[None]
     u, y, x0b = check_batch(net, phase, inputs,
@@ -206,8 +330,20 @@ def linear_transient(net: Network, inputs, x_start: np.ndarray, phase: Phase | N
 
 
 def ngspice_transients(engine):
-    """A ``transients`` function for :func:`sample_report` that runs ngspice's own transient
-    (:meth:`circuitep.engines.ngspice_engine.NgspiceEngine.transient`, 10,000 steps)."""
+    """A ``transients`` function for :func:`sample_report` that runs ngspice's own transient.
+
+    Parameters
+    ----------
+    engine : NgspiceEngine
+        The engine whose :meth:`~circuitep.engines.ngspice_engine.NgspiceEngine.transient`
+        (10,000 steps) is run.
+
+    Returns
+    -------
+    callable
+        ``run(net, inputs, x_start, phase, targets, x0, t_stop) -> Transient`` with one sample's
+        arrays as in :func:`transient`, ``engine="ngspice"``.
+    """
 
     def run(net, inputs, x_start, phase, targets, x0, t_stop):
         t, x = engine.transient(net, phase or Phase(), np.asarray(inputs)[None],
@@ -219,9 +355,25 @@ def ngspice_transients(engine):
 
 
 def settling_time(tr: Transient, final: np.ndarray, tol: float) -> float:
-    """The last time (s) any node is farther than ``tol`` (V) from ``final`` (n_free,) V, linearly
-    interpolated between samples of the transient; 0 if it starts within ``tol``, ``inf`` if it
-    is still out at the end (it did not settle there)."""
+    """The last time any node is farther than ``tol`` from ``final``.
+
+    Linearly interpolated between samples of the transient.
+
+    Parameters
+    ----------
+    tr : Transient
+        The transient (``t`` in s, ``x`` of shape (n_t, n_free) in V).
+    final : ndarray, shape (n_free,)
+        The operating point in V.
+    tol : float
+        Tolerance in V.
+
+    Returns
+    -------
+    float
+        In s; 0 if it starts within ``tol``, ``inf`` if it is still out at the end (it did not
+        settle there).
+    """
     dev = np.abs(tr.x - np.asarray(final)[None]).max(axis=1)
     out = np.flatnonzero(dev > tol)
     if out.size == 0:
@@ -235,8 +387,30 @@ def settling_time(tr: Transient, final: np.ndarray, tol: float) -> float:
 
 def phase_report(net: Network, inputs, x: np.ndarray, phase: Phase | None = None, targets=None,
                  x0: np.ndarray | None = None) -> dict:
-    """Powers by class (W, batch means), their summary and the ranges at the states ``x``
-    (batch, n_free) V of one phase, as JSON-ready data."""
+    """Powers by class, their summary and the ranges at the states of one phase, as JSON-ready data.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    inputs : array_like, shape (batch, n_inputs)
+        Primary input voltages in V.
+    x : ndarray, shape (batch, n_free)
+        Free-node voltages in V at an operating point of ``phase``.
+    phase : Phase, optional
+        Default the free phase; nudged phases need ``targets``, AEP ones ``x0``.
+    targets : array_like, shape (batch, n_outputs), optional
+        Targets of a nudged phase.
+    x0 : ndarray, shape (batch, n_free), optional
+        The free state in V, for the AEP correction.
+
+    Returns
+    -------
+    dict
+        ``phase`` (label), ``samples``, ``power_w`` (W by class, batch means), ``dissipated_w``,
+        ``supplied_w`` (W, batch means), ``tellegen_w`` (W, largest over the batch) and ``ranges``
+        (:func:`ranges`).
+    """
     powers = element_powers(net, inputs, x, phase, targets, x0)
     summary = power_summary(powers)
     return {"phase": (phase or Phase()).label, "samples": int(len(x)),
@@ -248,10 +422,23 @@ def phase_report(net: Network, inputs, x: np.ndarray, phase: Phase | None = None
 
 
 def training_phases(algorithm: str, beta: float, cost) -> list[Phase]:
-    """The nudged phases one training sample needs besides the free one: ``aep`` and ``vf``/``ep``
-    centred (``+beta`` and ``-beta``), none for ``exact`` (the exact gradient is computed, not
-    settled) and the doubled circuit for ``dyadic`` (not reported: :func:`transient` solves single
-    circuits)."""
+    """The nudged phases one training sample needs besides the free one.
+
+    Parameters
+    ----------
+    algorithm : str
+        ``aep``, ``vf`` and ``ep``: centred (``+beta`` and ``-beta``); ``exact``: none (the exact
+        gradient is computed, not settled); ``dyadic``: none reported (the doubled circuit;
+        :func:`transient` solves single circuits).
+    beta : float
+        Nudge strength (S for squared error, A V for cross-entropy).
+    cost : Cost
+        The training cost.
+
+    Returns
+    -------
+    list of Phase
+    """
     if algorithm in ("aep", "vf", "ep"):
         return [Phase("nudged", b, aep=algorithm == "aep", cost=cost) for b in (beta, -beta)]
     return []
@@ -261,16 +448,47 @@ def sample_report(net: Network, engine, inputs, targets, *, beta: float, cost,
                   algorithm: str = "aep", tol_v: float = SETTLE_TOL_V,
                   tol_rel: float = SETTLE_TOL_REL, transients=None,
                   nudged_transients=None) -> dict:
-    """Physical report of one training sample (``inputs`` (n_inputs,), ``targets`` (n_outputs,)):
-    per phase the power by class, the settling time (free phase from rest to ``tol_v`` V, nudged
-    ones from the free state to ``tol_rel`` of their displacement) and the energy (J, dissipated
-    power times settling time; without ``targets`` only the free phase); then
-    ``energy_per_inference_j`` (the free phase) and
-    ``energy_per_training_sample_j`` (all phases) and the latencies. ``transients(net, inputs,
-    x_start, phase, targets, x0, t_stop)`` runs the transients (default :func:`transient`, numpy;
-    pass an ngspice engine's :meth:`transient` for ngspice's); ``nudged_transients`` those of
-    the nudged phases (default the same; :func:`linear_transient` is the cheap one). States come
-    from ``engine``."""
+    """Physical report of one training sample: power, settling time and energy per phase.
+
+    Per phase the power by class, the settling time (free phase from rest to ``tol_v``, nudged
+    ones from the free state to ``tol_rel`` of their displacement) and the energy (dissipated
+    power times settling time); without ``targets`` only the free phase. States come from
+    ``engine``.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    engine : Engine
+        Solves the operating points.
+    inputs : array_like, shape (n_inputs,)
+        Primary input voltages (V) of the sample.
+    targets : array_like, shape (n_outputs,), or None
+        Its targets; None reports the free phase only.
+    beta : float
+        Nudge strength (S for squared error, A V for cross-entropy).
+    cost : Cost
+        The training cost.
+    algorithm : str
+        Chooses the nudged phases (:func:`training_phases`).
+    tol_v : float
+        Settling tolerance (V) of the free phase.
+    tol_rel : float
+        Settling tolerance of the nudged phases, relative to their largest displacement.
+    transients : callable, optional
+        ``transients(net, inputs, x_start, phase, targets, x0, t_stop)`` runs the transients
+        (default :func:`transient`, numpy; :func:`ngspice_transients` for ngspice's).
+    nudged_transients : callable, optional
+        Those of the nudged phases (default the same; :func:`linear_transient` is the cheap one).
+
+    Returns
+    -------
+    dict
+        ``engine``, ``algorithm``, ``beta``, ``phases`` (:func:`phase_report` plus
+        ``settle_tol_v``, ``start``, ``engine_transient``, ``settling_time_s`` (s) and ``energy_j``
+        (J) each), ``energy_per_inference_j`` and ``latency_inference_s`` (the free phase),
+        ``energy_per_training_sample_j`` and ``latency_training_sample_s`` (all phases).
+    """
     run = transients or transient
     run_nudged = nudged_transients or run
     u = np.asarray(inputs, dtype=float)[None]
@@ -297,7 +515,20 @@ def sample_report(net: Network, engine, inputs, targets, *, beta: float, cost,
 
 
 def si(value: float | None, unit: str) -> str:
-    """``value`` with an SI prefix for printing (``3.49e-4, "W"`` -> ``349 uW``)."""
+    """A value with an SI prefix for printing (``3.49e-4, "W"`` -> ``349 uW``).
+
+    Parameters
+    ----------
+    value : float or None
+        The value; None and non-finite values are printed as they are.
+    unit : str
+        The unit symbol.
+
+    Returns
+    -------
+    str
+        Three significant digits, prefixes f .. M.
+    """
     if value is None or not np.isfinite(value):
         return f"{value} {unit}"
     if value == 0:
@@ -307,7 +538,17 @@ def si(value: float | None, unit: str) -> str:
 
 
 def summary_lines(rep: dict) -> list[str]:
-    """A few printable lines of a :func:`sample_report`."""
+    """A few printable lines of a :func:`sample_report`.
+
+    Parameters
+    ----------
+    rep : dict
+        A :func:`sample_report` result.
+
+    Returns
+    -------
+    list of str
+    """
     free = rep["phases"][0]
     classes = ", ".join(f"{k} {si(v, 'W')}" for k, v in free["power_w"].items() if v != 0)
     r = free["ranges"]

@@ -78,11 +78,21 @@ def _holder(path: Path) -> str:
 
 @contextmanager
 def lock_run(out: str | Path):
-    """Hold the run directory ``out`` (which must exist) for the body of the ``with``.
+    """Hold the run directory ``out`` for the body of the ``with``.
 
     An exclusive ``fcntl.flock`` on ``out/run.lock``, which records the holder (pid, host, start
     time in UTC, command). The operating system releases the lock when the process ends, however
     it ends, so a killed run never leaves a stale lock; the file is removed on a normal exit.
+
+    Parameters
+    ----------
+    out : str or Path
+        The run directory; it must exist.
+
+    Yields
+    ------
+    Path
+        The lock file.
 
     Raises
     ------
@@ -123,6 +133,16 @@ def lock_run(out: str | Path):
 
 
 def write_metrics(out: Path, records: list[dict]) -> None:
+    """Write the epoch records as ``metrics.json`` and ``metrics.csv``, atomically.
+
+    Parameters
+    ----------
+    out : Path
+        The run directory.
+    records : list of dict
+        One record per epoch; the CSV's columns are every key of any record, in order (a resumed
+        run's newer records may carry more). No CSV is written for an empty list.
+    """
     write_text_atomic(out / "metrics.json", json.dumps(records, indent=2) + "\n")
     if records:
         buf = io.StringIO()
@@ -134,15 +154,43 @@ def write_metrics(out: Path, records: list[dict]) -> None:
 
 
 def read_diverged(out: str | Path) -> dict | None:
-    """Where and why a run directory's training diverged (``diverged.json``), or None. Delete the
-    file to train the run again from its last checkpoint (e.g. with another engine)."""
+    """Where and why a run directory's training diverged (``diverged.json``).
+
+    Delete the file to train the run again from its last checkpoint (e.g. with another engine).
+
+    Parameters
+    ----------
+    out : str or Path
+        The run directory.
+
+    Returns
+    -------
+    dict or None
+        ``epoch``, ``batch``, ``failures`` and ``message``; None when the run did not diverge.
+
+    Raises
+    ------
+    RunError
+        When the file exists but cannot be read.
+    """
     path = Path(out) / "diverged.json"
     return _read_run_file(path, _read_json_object) if path.exists() else None
 
 
 def data_identity(data: Dataset) -> dict:
-    """What a run was trained on: the data set's name, split sizes and a SHA-256 of its arrays, so
-    that a resumed run cannot continue on other data (another subset, or Fashion-MNIST for MNIST)."""
+    """What a run was trained on, so that a resumed run cannot continue on other data.
+
+    Parameters
+    ----------
+    data : Dataset
+        The data set.
+
+    Returns
+    -------
+    dict
+        ``name``, ``n_train``, ``n_test`` and ``sha256`` (hex) of its four arrays: another subset,
+        or Fashion-MNIST for MNIST, differs.
+    """
     digest = hashlib.sha256()
     for a in (data.x_train, data.y_train, data.x_test, data.y_test):
         digest.update(np.ascontiguousarray(a).data)
@@ -172,8 +220,22 @@ def _read_run_file(path: Path, read):
 
 
 def write_trained_netlist(path: Path, net: Network, trainer: Trainer, command: str | None) -> None:
-    """The trained circuit's literal free-phase netlist holding test sample 0 (its inputs; the
-    header gives its label and targets and the node ranges on it), runnable alone in ngspice."""
+    """Write the trained circuit's literal free-phase netlist holding test sample 0.
+
+    It holds the sample's inputs; the header gives its label and targets and the node ranges on it
+    (from the numpy engine; none when that does not converge). It runs alone in ngspice.
+
+    Parameters
+    ----------
+    path : Path
+        The ``.cir`` file written (atomically).
+    net : Network
+        The trained circuit.
+    trainer : Trainer
+        Gives the test sample (its input voltages and targets) and the data set's name.
+    command : str or None
+        The command line for the header (default: a Python call of :func:`train_run`).
+    """
     label = int(trainer.data.y_test[0])
     targets = " ".join(f"{t:g}" for t in trainer.y_test[0])
     try:
@@ -189,18 +251,56 @@ def write_trained_netlist(path: Path, net: Network, trainer: Trainer, command: s
 def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, out: str | Path, *,
               resume: bool = False, exact_engine: Engine | None = None, progress: bool = True,
               stop_after: int | None = None, command: str | None = None) -> dict:
-    """Train and write everything to ``out``; returns a summary dict.
+    """Train and write everything to the run directory ``out``.
 
     With ``resume`` the run continues from ``out/checkpoint.npz`` with the saved configuration and
-    spec (which must match the ones given). ``stop_after`` ends the call after that many epochs
-    of this call (to simulate an interruption in tests). When training diverges
-    (:class:`~circuitep.train.TrainingDiverged`) the run stops at the last completed epoch, writes
-    ``diverged.json`` and returns it as ``diverged``; resuming it trains nothing more until that
-    file is deleted.
+    spec (which must match the ones given; only ``epochs`` may change, and only with a constant
+    learning rate). When training diverges (:class:`~circuitep.train.TrainingDiverged`) the run
+    stops at the last completed epoch, writes ``diverged.json`` and returns it as ``diverged``;
+    resuming it trains nothing more until that file is deleted.
 
     ``out`` is locked for the whole call (:func:`lock_run`). A new run needs a new or empty
     directory, or one holding only the files of a run that never completed an epoch
-    (:data:`RUN_FILES`); ``out = ""`` is refused (it would mean the current directory).
+    (:data:`RUN_FILES`).
+
+    Parameters
+    ----------
+    net : Network
+        The initial circuit.
+    data : Dataset
+        Training and test data; its classes must fit the network's outputs.
+    engine : Engine
+        Solves the phases of training.
+    config : TrainConfig
+        The training configuration.
+    out : str or Path
+        The run directory; ``""`` is refused (it would mean the current directory).
+    resume : bool
+        Continue the run in ``out``.
+    exact_engine : Engine, optional
+        Engine of the exact gradient the cosine is measured against (default ``engine``).
+    progress : bool
+        Show progress bars.
+    stop_after : int, optional
+        End the call after that many epochs of this call (to simulate an interruption in tests).
+    command : str, optional
+        The command line, for the header of ``trained.cir``.
+
+    Returns
+    -------
+    dict
+        ``out``, ``epochs`` (completed), ``complete``, ``diverged`` (None or the content of
+        ``diverged.json``), ``test_accuracy``, ``train_accuracy`` (fractions, None without an
+        epoch), ``grad_cosine``, ``failures``, ``engine``, ``algorithm`` and ``params`` (the trained
+        parameters).
+
+    Raises
+    ------
+    RunError
+        For a directory that cannot hold the run, a resume that does not match, or a damaged run
+        file; the message names the file and what to do.
+    FileWriteError
+        When a file cannot be written.
     """
     if not str(out).strip():
         raise RunError("the run directory (--out) is an empty path; name a directory for the run")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from circuitep.checks import is_bool
 from circuitep.fileio import (  # noqa: F401 - atomic_path, write_text_atomic: for importers
     FileReadError, atomic_path, open_regular, read_text_limited, write_text_atomic)
 from circuitep.elements.registry import kinds_using, setting_keys, settings_of
@@ -61,7 +62,28 @@ def _keys(path: str, table: dict, allowed: set[str], required: tuple[str, ...] =
 
 
 def network_from_dict(data: dict, source: str = "spec") -> Network:
-    """Build a network from the parsed TOML structure; errors name ``source`` and the field."""
+    """Build a network from the parsed TOML structure of a spec (layout: the module docstring).
+
+    Parameters
+    ----------
+    data : dict
+        The parsed TOML tables: ``name``, ``description``, ``diode``, ``groups``, ``couplings``,
+        ``sample``. Unknown keys are refused.
+    source : str
+        Where ``data`` came from (a file name), named in every error message.
+
+    Returns
+    -------
+    Network
+        The validated network.
+
+    Raises
+    ------
+    SpecError
+        For unknown or missing keys, input groups given free-node parameters, ``v_sat`` on a
+        non-tanh coupling, and every value the network's validation refuses; the message names
+        ``source`` and the field.
+    """
     try:
         _keys(source, data, _TOP)
         groups = []
@@ -102,7 +124,23 @@ def network_from_dict(data: dict, source: str = "spec") -> Network:
 
 
 def load_spec(path: str | os.PathLike) -> Network:
-    """Read a network spec from a TOML file."""
+    """Read a network spec from a TOML file (UTF-8, a byte-order mark allowed).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The spec file; at most :data:`MAX_SPEC_BYTES` bytes, a regular file.
+
+    Returns
+    -------
+    Network
+
+    Raises
+    ------
+    SpecError
+        When the file does not exist, is not a regular file, is too large, is not valid TOML, or
+        holds an invalid network; the message names the file (and the field).
+    """
     path = Path(path)
     try:  # a byte-order mark is not TOML's business
         text = read_text_limited(path, MAX_SPEC_BYTES, "spec file", encoding="utf-8-sig")
@@ -119,7 +157,7 @@ def load_spec(path: str | os.PathLike) -> Network:
 def _toml_value(v) -> str:
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (bool, np.bool_)):
+    if is_bool(v):
         return "true" if v else "false"
     if isinstance(v, (int, np.integer)):
         return str(int(v))
@@ -138,7 +176,18 @@ def _scalar_or_array(a: np.ndarray):
 
 
 def spec_to_toml(net: Network) -> str:
-    """TOML text of a network (round-trips through :func:`load_spec`)."""
+    """TOML text of a network; it round-trips through :func:`load_spec`.
+
+    Parameters
+    ----------
+    net : Network
+        The network; parameters equal over a group are written as one scalar.
+
+    Returns
+    -------
+    str
+        The spec text, ending in a newline.
+    """
     lines = [f"name = {_toml_value(net.name)}"]
     if net.description:
         lines.append(f"description = {_toml_value(net.description)}")
@@ -171,18 +220,63 @@ def spec_to_toml(net: Network) -> str:
 
 
 def save_spec(net: Network, path: str | os.PathLike) -> None:
-    """Write a network spec as TOML, atomically."""
+    """Write a network spec as TOML (:func:`spec_to_toml`), atomically.
+
+    Parameters
+    ----------
+    net : Network
+        The network to write.
+    path : str or os.PathLike
+        The file written.
+
+    Raises
+    ------
+    FileWriteError
+        When the write fails; the message names ``path``.
+    """
     write_text_atomic(path, spec_to_toml(net))
 
 
 def save_params(net: Network, path: str | os.PathLike) -> None:
-    """Save every parameter of :meth:`Network.params` to an ``.npz`` file, atomically."""
+    """Save every parameter of :meth:`Network.params` to an ``.npz`` file, atomically.
+
+    Parameters
+    ----------
+    net : Network
+        The network whose parameters (S, A, ... as :meth:`Network.params` gives them) are saved.
+    path : str or os.PathLike
+        The ``.npz`` file written.
+
+    Raises
+    ------
+    FileWriteError
+        When the write fails; the message names ``path``.
+    """
     with atomic_path(path) as tmp:
         np.savez(tmp, **net.params())
 
 
 def load_params(net: Network, path: str | os.PathLike) -> Network:
-    """``net`` with parameters read from an ``.npz`` file (shapes and names must match)."""
+    """``net`` with parameters read from an ``.npz`` file written by :func:`save_params`.
+
+    Parameters
+    ----------
+    net : Network
+        The network whose structure the parameters fit; names and shapes must match.
+    path : str or os.PathLike
+        The ``.npz`` file, a regular file.
+
+    Returns
+    -------
+    Network
+        A new network holding the file's parameters.
+
+    Raises
+    ------
+    SpecError
+        When the file cannot be read, a parameter has the wrong shape or an unknown name, or a
+        value is refused; the message names the file.
+    """
     try:
         with open_regular(path, "parameter file") as f, np.load(f) as data:
             params = {k: data[k] for k in data.files}

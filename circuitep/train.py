@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from circuitep.checks import is_integer, is_number, plain_float, plain_int
+from circuitep.checks import is_bool, is_integer, is_number, plain_float, plain_int
 from circuitep.costs import make_cost
 from circuitep.datasets import Dataset, inputs_to_voltages, labels_to_targets
 from circuitep.elements.registry import kind as kind_of
@@ -116,7 +116,7 @@ class TrainConfig:
             put(key, str.__str__(value))
 
         for key in ("centered", "train_leak"):
-            if not isinstance(getattr(self, key), (bool, np.bool_)):
+            if not is_bool(getattr(self, key)):
                 raise ValueError(f"{key} = {getattr(self, key)!r} must be True or False")
             put(key, bool(getattr(self, key)))
         if not is_integer(self.seed) or not 0 <= plain_int(self.seed) < 2**32:
@@ -185,16 +185,30 @@ class TrainConfig:
 
 
 def natural_scale(net: Network) -> float:
-    """The network's conductance scale ``sigma`` (S), see :meth:`Network.conductance_scale`."""
+    """The network's conductance scale ``sigma``, see :meth:`Network.conductance_scale`.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+
+    Returns
+    -------
+    float
+        In S (the median leak conductance).
+    """
     return net.conductance_scale()
 
 
 @dataclass(frozen=True)
 class TrainState:
-    """Everything a run needs to continue: parameters, momentum buffers, epochs done, metrics,
-    and ``failures``, the non-converged samples skipped so far in the run (training batches,
-    accuracy and probe evaluations under ``on_failure = "skip"``). The step functions take a
-    state and return a new one; :class:`Trainer` keeps none between calls."""
+    """Everything a run needs to continue.
+
+    Parameters, momentum buffers, epochs done, metrics, and ``failures``, the non-converged samples
+    skipped so far in the run (training batches, accuracy and probe evaluations under ``on_failure =
+    "skip"``). The step functions take a state and return a new one; :class:`Trainer` keeps none
+    between calls.
+    """
 
     params: dict[str, np.ndarray]
     velocity: dict[str, np.ndarray]
@@ -204,23 +218,71 @@ class TrainState:
 
 
 def trainable(net: Network, config: TrainConfig) -> list[str]:
+    """Names of the parameter groups training updates.
+
+    Every one but the leaks, unless ``config.train_leak``.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    config : TrainConfig
+        The training configuration.
+
+    Returns
+    -------
+    list of str
+        Keys of :meth:`Network.params`, in its order.
+    """
     return [k for k in net.params() if config.train_leak or not k.endswith(".leak")]
 
 
 def init_state(net: Network, config: TrainConfig) -> TrainState:
+    """The state of a new run: the network's parameters (copied), zero momentum, epoch 0.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    config : TrainConfig
+        The training configuration.
+
+    Returns
+    -------
+    TrainState
+    """
     params = {k: np.array(v) for k, v in net.params().items()}
     return TrainState(params, {k: np.zeros_like(params[k]) for k in trainable(net, config)}, 0)
 
 
 def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig,
               sigma: float | None = None) -> dict[str, np.ndarray]:
-    """Keep every parameter physical: resistor conductances within bounds, transconductances within
-    ``+-w_max``, leaks (when trained) within ``[max(g_min, LEAK_FLOOR), g_max]``; optional quantisation to ``levels``
-    values. Bounds are relative to ``sigma`` (default: the network's natural scale); training
-    passes the initial network's, so that trained leaks cannot move their own bounds. The spec's
-    own bounds (S) hold too: couplings within ``+-spec.MAX_SIEMENS``, resistors below
-    ``spec.MIN_SIEMENS`` removed (0 S), leaks at least ``spec.MIN_SIEMENS``, bias currents within
-    ``+-spec.MAX_AMPS``."""
+    """Keep every parameter physical.
+
+    Resistor conductances within ``g_bounds``, transconductances within ``+-w_max``, leaks (when
+    trained) within ``[max(g_min, LEAK_FLOOR), g_max]``; optional quantisation to ``levels`` values.
+    Bounds are relative to ``sigma``; training passes the initial network's, so that trained leaks
+    cannot move their own bounds. The spec's own bounds (S) hold too: couplings within
+    ``+-spec.MAX_SIEMENS``, resistors below ``spec.MIN_SIEMENS`` removed (0 S), leaks at least
+    ``spec.MIN_SIEMENS``, bias currents within ``+-spec.MAX_AMPS``; masked weights are 0.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit (its couplings' kinds and masks, its groups).
+    params : dict of str to ndarray
+        Parameters by group name (S for conductances, A for biases), shapes as
+        :meth:`Network.params`.
+    config : TrainConfig
+        Gives ``g_bounds``, ``w_max``, ``levels`` and ``train_leak``.
+    sigma : float, optional
+        The natural scale in S (default :func:`natural_scale` of ``net``).
+
+    Returns
+    -------
+    dict of str to ndarray
+        A new dict; groups not constrained are passed through.
+    """
     sigma = natural_scale(net) if sigma is None else sigma
     out = dict(params)
     for c in net.couplings:
@@ -250,9 +312,21 @@ def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig,
 
 
 def lr_scale(config: TrainConfig, done: float) -> float:
-    """The factor of :attr:`TrainConfig.lr_schedule` on the learning rate when the fraction ``done``
-    of the run's batches is behind it (0 at the start; beyond 1, as after extending a run, the
-    cosine stays at 0)."""
+    """The factor of :attr:`TrainConfig.lr_schedule` on the learning rate.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Gives the schedule: ``constant`` (1) or ``cosine`` (``(1 + cos(pi done)) / 2``).
+    done : float
+        Fraction of the run's batches behind (0 at the start; beyond 1, as after extending a run,
+        the cosine stays at 0).
+
+    Returns
+    -------
+    float
+        In [0, 1].
+    """
     if config.lr_schedule == "constant":
         return 1.0
     return 0.5 * (1.0 + np.cos(np.pi * min(max(done, 0.0), 1.0)))
@@ -260,10 +334,34 @@ def lr_scale(config: TrainConfig, done: float) -> float:
 
 def sgd_step(net: Network, state: TrainState, grads: dict[str, np.ndarray], config: TrainConfig,
              scale: float = 1.0, sigma: float | None = None) -> TrainState:
-    """One momentum-SGD step in natural units (``sigma``, default the network's natural scale) with
-    learning rates times ``scale`` (the schedule's factor), then :func:`constrain`; returns a new
-    state. Training passes the initial network's ``sigma``: with trained leaks the current one
-    would grow with them, and the step with it."""
+    """One momentum-SGD step in natural units, then :func:`constrain`.
+
+    ``v <- momentum v - lr scale sigma^2 dC/dtheta``, ``theta <- theta + v`` for every trainable
+    group, ``dC/dtheta`` from a learning rule of DESIGN.md §1. (Trans)conductances scale with
+    ``sigma`` (S), bias currents with ``sigma x 1 V`` (A), so the learning rate is dimensionless.
+    Training passes the initial network's ``sigma``: with trained leaks the current one would grow
+    with them, and the step with it.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit (for :func:`constrain`).
+    state : TrainState
+        Parameters and momentum before the step.
+    grads : dict of str to ndarray
+        Batch-mean ``dC/dtheta`` per trainable group (per S, or per A for biases).
+    config : TrainConfig
+        Gives ``lr``, ``lr_groups`` and ``momentum``.
+    scale : float
+        The schedule's factor on the learning rates (:func:`lr_scale`).
+    sigma : float, optional
+        The natural scale in S (default :func:`natural_scale` of ``net``).
+
+    Returns
+    -------
+    TrainState
+        A new state; ``state`` is not changed.
+    """
     sigma = natural_scale(net) if sigma is None else sigma
     params, velocity = dict(state.params), dict(state.velocity)
     for key in velocity:
@@ -275,11 +373,44 @@ def sgd_step(net: Network, state: TrainState, grads: dict[str, np.ndarray], conf
 
 
 def encode(data_x: np.ndarray, data_y: np.ndarray, n_classes: int, config: TrainConfig):
-    """Features to input voltages (0..1 V) and labels to one-hot target voltages (v_off / v_on)."""
+    """Features to input voltages and labels to one-hot target voltages.
+
+    Parameters
+    ----------
+    data_x : ndarray, shape (n, n_features)
+        Features in [0, 1], mapped to 0 .. 1 V.
+    data_y : ndarray of int, shape (n,)
+        Class labels.
+    n_classes : int
+        Number of classes.
+    config : TrainConfig
+        Gives the target voltages ``v_off`` and ``v_on`` (V).
+
+    Returns
+    -------
+    u : ndarray, shape (n, n_features)
+        Input voltages in V.
+    y : ndarray, shape (n, n_classes)
+        Target voltages in V.
+    """
     return inputs_to_voltages(data_x), labels_to_targets(data_y, n_classes, config.v_off, config.v_on)
 
 
 def check_compatible(net: Network, data: Dataset) -> None:
+    """Check that a data set fits a network: one input per feature, one output per class.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    data : Dataset
+        The data set.
+
+    Raises
+    ------
+    ValueError
+        Naming both and the numbers that differ.
+    """
     if net.n_inputs != data.x_train.shape[1]:
         raise ValueError(f"network {net.name!r} has {net.n_inputs} inputs but data set {data.name!r} has "
                          f"{data.x_train.shape[1]} features")
@@ -289,6 +420,20 @@ def check_compatible(net: Network, data: Dataset) -> None:
 
 
 def check_lr_groups(net: Network, config: TrainConfig) -> None:
+    """Check that ``config.lr_groups`` names only trainable parameter groups (:func:`trainable`).
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    config : TrainConfig
+        The training configuration.
+
+    Raises
+    ------
+    ValueError
+        Naming the unknown or untrained groups and the trainable ones.
+    """
     unknown = set(config.lr_groups) - set(trainable(net, config))
     if unknown:
         raise ValueError(f"lr_groups names unknown or untrained parameter group(s) {sorted(unknown)}; "
@@ -296,9 +441,25 @@ def check_lr_groups(net: Network, config: TrainConfig) -> None:
 
 
 def free_outputs(engine: Engine, net: Network, u: np.ndarray) -> np.ndarray:
-    """Output voltages of the free phase (V), a row of NaN for each sample without an operating
-    point: rows the engine names are left out and the rest solved once more (samples are solved
-    independently); where it names none, the batch is halved until each is isolated."""
+    """Output voltages of the free phase, a row of NaN for each sample without an operating point.
+
+    Rows the engine names are left out and the rest solved once more (samples are solved
+    independently); where it names none, the batch is halved until each is isolated.
+
+    Parameters
+    ----------
+    engine : Engine
+        Solves the free phase.
+    net : Network
+        The circuit.
+    u : ndarray, shape (batch, n_inputs)
+        Primary input voltages in V.
+
+    Returns
+    -------
+    ndarray, shape (batch, n_outputs)
+        Output voltages in V; NaN rows for the samples that did not converge.
+    """
     out = net.output_index()
     try:
         return engine.solve(net, Phase(), u).x[:, out]
@@ -316,9 +477,12 @@ def free_outputs(engine: Engine, net: Network, u: np.ndarray) -> np.ndarray:
 
 
 class Trainer:
-    """Runs epochs of one configuration on one engine. Holds no state of its own between calls
-    beyond the references it was built with: the training state (:class:`TrainState`, failure
-    counts included) is passed in and returned, and the helpers return the failures they counted."""
+    """Runs epochs of one configuration on one engine.
+
+    Holds no state of its own between calls beyond the references it was built with: the training
+    state (:class:`TrainState`, failure counts included) is passed in and returned, and the helpers
+    return the failures they counted.
+    """
 
     def __init__(self, net: Network, data: Dataset, engine: Engine, config: TrainConfig, *,
                  exact_engine: Engine | None = None, progress: bool = False):
@@ -337,22 +501,59 @@ class Trainer:
         self.probe = np.sort(probe)
 
     def network(self, state: TrainState) -> Network:
+        """The trained network of a state.
+
+        Parameters
+        ----------
+        state : TrainState
+            Its parameters replace the initial network's.
+
+        Returns
+        -------
+        Network
+        """
         return self.net.with_params(state.params)
 
     def gradient(self, net: Network, u: np.ndarray, y: np.ndarray, algorithm: str | None = None):
-        """Batch-mean gradient of the configured algorithm (or ``algorithm``, an estimator name or
-        an alias of :data:`ALGORITHM_ALIASES`)."""
+        """Batch-mean gradient of the configured algorithm.
+
+        Dyadic runs at ``1000 beta`` (it has no beta bias: :func:`circuitep.gradcheck.gradcheck`).
+
+        Parameters
+        ----------
+        net : Network
+            The circuit at its current parameters.
+        u : ndarray, shape (batch, n_inputs)
+            Input voltages in V.
+        y : ndarray, shape (batch, n_outputs)
+            Target voltages in V.
+        algorithm : str, optional
+            An estimator name, or an alias of :data:`ALGORITHM_ALIASES`, instead of the configured
+            one.
+
+        Returns
+        -------
+        Estimate
+            :func:`circuitep.estimators.estimate`'s result; ``grads`` per parameter group.
+
+        Raises
+        ------
+        ConvergenceError
+            When a phase does not converge for some sample.
+        """
         algorithm = algorithm or self.config.algorithm
         name = ALGORITHM_ALIASES.get(algorithm, algorithm)
         beta = self.beta * (1e3 if name == "dyadic" else 1.0)
         return estimate(name, net, self.engine, u, y, beta=beta, cost=self.cost, centered=self.config.centered)
 
     def _batch_gradient(self, net, idx):
-        """Batch-mean gradient over the samples of ``idx`` that converge, their number and the
-        number that did not. Under ``skip`` the non-converging samples are left out and counted:
-        those the engine names are dropped at once (samples are solved independently, so the
-        others do not change); where it names none, the batch is halved until each is isolated.
-        Returns ``(grads or None, n_converged, n_failed)``."""
+        """Batch-mean gradient over the samples of ``idx`` that converge.
+
+        Under ``skip`` the non-converging samples are left out and counted: those the engine names
+        are dropped at once (samples are solved independently, so the others do not change); where
+        it names none, the batch is halved until each is isolated. Returns ``(grads or None,
+        n_converged, n_failed)``.
+        """
         try:
             return self.gradient(net, self.u_train[idx], self.y_train[idx]).grads, len(idx), 0
         except ConvergenceError as exc:
@@ -374,8 +575,29 @@ class Trainer:
 
     def accuracy(self, net: Network, u: np.ndarray, labels: np.ndarray,
                  chunk: int = 500) -> tuple[float, float, int]:
-        """Fraction of correct argmax predictions, the mean cost on a set and the number of
-        samples whose operating point did not converge (under ``skip`` each counts as wrong)."""
+        """Accuracy and mean cost of the free phase on a set of samples.
+
+        Parameters
+        ----------
+        net : Network
+            The circuit.
+        u : ndarray, shape (n, n_inputs)
+            Input voltages in V.
+        labels : ndarray of int, shape (n,)
+            Class labels; the predicted class is the output with the highest voltage.
+        chunk : int
+            Samples solved per engine call.
+
+        Returns
+        -------
+        accuracy : float
+            Fraction of correct argmax predictions (under ``skip`` a non-converged sample counts as
+            wrong).
+        cost : float
+            Mean cost over the set (non-converged samples add nothing).
+        failed : int
+            Number of samples whose operating point did not converge.
+        """
         correct, cost, failed = 0, 0.0, 0
         y = labels_to_targets(labels, self.data.n_classes, self.config.v_off, self.config.v_on)
         for k in range(0, len(u), chunk):
@@ -387,15 +609,29 @@ class Trainer:
         return correct / len(u), cost / len(u), failed
 
     def _outputs(self, net: Network, u: np.ndarray) -> np.ndarray:
-        """Output voltages of the free phase; rows of NaN where a sample did not converge (under
-        ``skip``; ``stop`` raises)."""
+        """Output voltages of the free phase.
+
+        Rows of NaN where a sample did not converge (under ``skip``; ``stop`` raises).
+        """
         if self.config.on_failure == "stop":
             return self.engine.solve(net, Phase(), u).x[:, net.output_index()]
         return free_outputs(self.engine, net, u)
 
     def gradient_cosine(self, net: Network) -> tuple[float, int]:
-        """Cosine between the algorithm's gradient and the exact one on the fixed probe batch,
-        and the number of probe samples that did not converge (left out under ``skip``)."""
+        """Cosine between the algorithm's gradient and the exact one on the fixed probe batch.
+
+        Parameters
+        ----------
+        net : Network
+            The circuit.
+
+        Returns
+        -------
+        cosine : float
+            NaN when no probe sample converges.
+        failed : int
+            Probe samples that did not converge (left out under ``skip``).
+        """
         idx, failed = self.probe, 0
         for _ in range(2):
             try:
@@ -423,8 +659,22 @@ class Trainer:
         return True
 
     def evaluate(self, state: TrainState, seconds: float) -> TrainState:
-        """The state with this epoch's metrics appended to its records (epoch ``state.epoch``,
-        ``seconds`` (s) its training time) and the evaluation's failures added to its count."""
+        """The state with this epoch's metrics appended to its records.
+
+        Parameters
+        ----------
+        state : TrainState
+            After the epoch ``state.epoch``.
+        seconds : float
+            Its training time in s.
+
+        Returns
+        -------
+        TrainState
+            With a record of train and test accuracy and cost, ``grad_cosine``, ``failures``,
+            ``seconds``, ``asymmetry`` (where there are transconductor pairs) and :meth:`physics`;
+            the evaluation's failures are added to the state's count.
+        """
         net = self.network(state)
         n = self.config.eval_train_samples or len(self.u_train)
         train_acc, train_cost, failed_train = self.accuracy(net, self.u_train[:n],
@@ -441,13 +691,24 @@ class Trainer:
         return replace(state, records=state.records + (record,), failures=failures)
 
     def physics(self, net: Network) -> dict:
-        """The circuit's physical figures this epoch (:mod:`circuitep.report`, by the exact
-        engine): ``power_w`` dissipated in the free phase (W, mean over the probe batch),
-        ``node_min_v`` / ``node_max_v`` (V, over it), and for the first probe sample the free
-        phase's ``settling_time_s`` (from rest to 1 mV), ``energy_inference_j`` and
-        ``energy_training_sample_j`` (J, with the algorithm's nudged phases settling from the free
-        state; the free phase's transient at rtol 1e-5, the nudged ones linearised at the free
-        state, :func:`circuitep.report.linear_transient`). NaN where a state does not converge."""
+        """The circuit's physical figures this epoch (:mod:`circuitep.report`, by the exact engine).
+
+        Parameters
+        ----------
+        net : Network
+            The circuit.
+
+        Returns
+        -------
+        dict of str to float
+            ``power_w`` dissipated in the free phase (W, mean over the probe batch),
+            ``node_min_v`` / ``node_max_v`` (V, over it), and for the first probe sample the free
+            phase's ``settling_time_s`` (s, from rest to 1 mV), ``energy_inference_j`` and
+            ``energy_training_sample_j`` (J, with the algorithm's nudged phases settling from the
+            free state; the free phase's transient at rtol 1e-5, the nudged ones linearised at the
+            free state, :func:`circuitep.report.linear_transient`). NaN where a state does not
+            converge.
+        """
         u, y = self.u_train[self.probe], self.y_train[self.probe]
         keys = ("power_w", "node_min_v", "node_max_v", "settling_time_s", "energy_inference_j",
                 "energy_training_sample_j")
@@ -463,8 +724,28 @@ class Trainer:
         return dict(zip(keys, values))
 
     def run_epoch(self, state: TrainState, bar=None) -> TrainState:
-        """One pass over the training set in the order fixed by (seed, epoch). Raises
-        :class:`TrainingDiverged` when whole batches in a row have no converged sample."""
+        """One pass over the training set in the order fixed by (seed, epoch).
+
+        Parameters
+        ----------
+        state : TrainState
+            Before the epoch.
+        bar : tqdm, optional
+            A progress bar, advanced by each batch's size.
+
+        Returns
+        -------
+        TrainState
+            After the epoch: new parameters, ``epoch + 1``, the skipped samples added to
+            ``failures``.
+
+        Raises
+        ------
+        TrainingDiverged
+            When whole batches in a row have no converged sample (:data:`DIVERGED_AFTER`).
+        ConvergenceError
+            Under ``on_failure = "stop"``, for the first sample without an operating point.
+        """
         order = np.random.default_rng([self.config.seed, state.epoch]).permutation(len(self.u_train))
         lost = 0  # samples in a row, in whole batches, without an operating point
         limit = min(max(DIVERGED_AFTER, self.config.batch_size), len(order))  # small sets: a whole epoch
@@ -490,16 +771,47 @@ class Trainer:
 
 
 def _quick_transient(*args):
-    """The free phase's numpy transient at rtol 1e-5 and 1,000 points, for the per-epoch metrics:
-    its settling time to 1 mV within 1e-5 relative of rtol 1e-7's (measured on ff:64-32-10)."""
+    """The free phase's numpy transient at rtol 1e-5 and 1,000 points, for the per-epoch metrics.
+
+    Its settling time to 1 mV is within 1e-5 relative of rtol 1e-7's (measured on ff:64-32-10).
+    """
     return transient(*args, points=1000, rtol=1e-5)
 
 
 def config_to_json(config: TrainConfig) -> str:
+    """The configuration as JSON text (``config.json`` of a run).
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The configuration.
+
+    Returns
+    -------
+    str
+        An indented JSON object of every field.
+    """
     return json.dumps(asdict(config), indent=2)
 
 
 def config_from_json(text: str) -> TrainConfig:
+    """A configuration from the JSON text of :func:`config_to_json`.
+
+    Parameters
+    ----------
+    text : str
+        A JSON object of :class:`TrainConfig` fields.
+
+    Returns
+    -------
+    TrainConfig
+        Validated as any configuration.
+
+    Raises
+    ------
+    ValueError
+        For text that is not a JSON object, unknown keys or invalid values.
+    """
     data = json.loads(text)
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object of TrainConfig fields, got {type(data).__name__}")
@@ -512,7 +824,22 @@ def config_from_json(text: str) -> TrainConfig:
 
 
 def save_checkpoint(path: str | Path, state: TrainState) -> None:
-    """Write the state atomically: a crash at any moment leaves the previous checkpoint intact."""
+    """Write the state as an uncompressed ``.npz``, atomically.
+
+    A crash at any moment leaves the previous checkpoint intact.
+
+    Parameters
+    ----------
+    path : str or Path
+        The checkpoint file.
+    state : TrainState
+        Parameters, momentum, epoch, failures and records.
+
+    Raises
+    ------
+    FileWriteError
+        When the write fails; the message names ``path``.
+    """
     arrays = {f"param/{k}": v for k, v in state.params.items()}
     arrays |= {f"velocity/{k}": v for k, v in state.velocity.items()}
     arrays["epoch"] = np.array(state.epoch)
@@ -523,10 +850,25 @@ def save_checkpoint(path: str | Path, state: TrainState) -> None:
 
 
 def load_checkpoint(path: str | Path) -> TrainState:
-    """The state saved by :func:`save_checkpoint`. Raises ``ValueError`` (or the ``OSError``,
-    ``EOFError`` or ``BadZipFile`` of numpy's reader) for anything else: a file that is not
-    regular, or whose members would unpack to more bytes than the file holds (a zip bomb; the
-    checkpoint stores its arrays uncompressed)."""
+    """The state saved by :func:`save_checkpoint`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The checkpoint file.
+
+    Returns
+    -------
+    TrainState
+
+    Raises
+    ------
+    ValueError
+        For a file that is not regular, or whose members would unpack to more bytes than the file
+        holds (a zip bomb; the checkpoint stores its arrays uncompressed).
+    OSError, EOFError, zipfile.BadZipFile
+        From numpy's reader, for anything else that is not a checkpoint.
+    """
     # (np.load(path) would leak the file when it is not a zip)
     with open_regular(path, "checkpoint") as f, np.load(f) as data:
         unpacked = sum(i.file_size for i in data.zip.infolist())

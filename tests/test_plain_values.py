@@ -25,10 +25,14 @@ import numpy as np
 import pytest
 
 from circuitep import builders
+from circuitep.checks import is_bool, is_integer, is_number
 from circuitep.compiler import FORMS, PHASES, Tolerances, compile_network
 from circuitep.costs import CrossEntropy
+from circuitep.datasets import load_dataset
 from circuitep.engines.base import Phase
+from circuitep.engines.ngspice_engine import check_timeout
 from circuitep.engines.numpy_engine import NumpyEngine
+from circuitep.engines.pool import PoolEngine
 from circuitep.netlist import RESERVED_NAMES, Element, ModelCard, spice_number
 from circuitep.spec import Coupling, DiodeModel, Network, NodeGroup, Sample
 from circuitep.specio import SpecError, load_spec, network_from_dict, spec_to_toml
@@ -426,3 +430,30 @@ def test_train_config_stores_plain_values():
     assert config.lr_groups == {"fwd1": 0.5} and type(next(iter(config.lr_groups))) is str
     assert type(config.algorithm) is str and type(config.epochs) is int and config.g_bounds == (0.0, 10.0)
     assert TrainConfig(**json.loads(json.dumps(asdict(config)))) == config
+
+
+
+# ------------------------------------------------------------------ one number-checking helper
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda b: PoolEngine(workers=b), r"workers = .*True.* must be a positive integer"),
+    (lambda b: PoolEngine(timeout=b), r"timeout = .*True.* must be a positive number of seconds"),
+    (lambda b: PoolEngine(ngspice_timeout=b), r"timeout = .*True.* must be a positive number"),
+    (check_timeout, r"timeout = .*True.* must be a positive number of seconds"),
+    (lambda b: load_dataset("xor", n_train=b), r"xor: n_train must be a positive int or None, got .*True"),
+    (lambda b: load_dataset("xor", seed=b), r"seed must be a non-negative int, got .*True"),
+])
+@pytest.mark.parametrize("flag", [True, np.bool_(True)])
+def test_engine_and_data_options_refuse_booleans_as_numbers(make, message, flag):
+    """circuitep.checks decides what a number is for engines and data sets too (issue 15 item 5),
+    where hand-written checks used to; the options are refused before any worker starts."""
+    with pytest.raises(ValueError, match=message):
+        make(flag)
+
+
+def test_checks_tell_booleans_from_numbers():
+    assert [is_bool(v) for v in (True, np.bool_(False), 1, 0.0, "True")] == [True, True, False, False, False]
+    assert not any(f(v) for f in (is_number, is_integer) for v in (True, np.bool_(True)))
+    assert is_number(np.float32(1)) and is_integer(np.int8(1)) and not is_integer(1.0)
+    assert Phase("nudged", 1e-6, aep=np.bool_(True)).aep is True

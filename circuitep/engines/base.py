@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from circuitep import kcl
-from circuitep.checks import is_number, plain_float
+from circuitep.checks import is_bool, is_number, plain_float
 from circuitep.costs import Cost, CrossEntropy, SquaredError
 from circuitep.spec import MAX_VOLTS, Network, voltage_rows
 
@@ -40,7 +40,7 @@ class Phase:
             raise ValueError(f"phase kind {self.kind!r} is not one of free, nudged, dyadic")
         if not is_number(self.beta) or not np.isfinite(plain_float("beta", self.beta)):
             raise ValueError(f"beta = {self.beta!r} must be a finite real number")
-        if not isinstance(self.aep, (bool, np.bool_)):
+        if not is_bool(self.aep):
             raise ValueError(f"aep = {self.aep!r} must be True or False")
         # plain values: the phase is compared, hashed and written into netlists and labels
         object.__setattr__(self, "kind", str.__str__(self.kind))
@@ -57,6 +57,10 @@ class Phase:
 
     @property
     def label(self) -> str:
+        """Short name of the phase for logs and reports.
+
+        ``free``, ``nudged(beta=1e-06)``, ``aep(beta=1e-06)`` or ``dyadic(beta=...)``.
+        """
         if self.kind == "free":
             return "free"
         return f"{'aep' if self.aep else self.kind}(beta={self.beta:g})"
@@ -87,7 +91,18 @@ class OperatingPoint:
     stable: np.ndarray | None = None
 
     def voltages(self, sample: int = 0) -> dict[str, float]:
-        """Node name to voltage (V) for one sample."""
+        """Node name to voltage for one sample.
+
+        Parameters
+        ----------
+        sample : int
+            Row of the batch.
+
+        Returns
+        -------
+        dict of str to float
+            Free-node voltages in V, in state order.
+        """
         return {n: float(v) for n, v in zip(self.nodes, self.x[sample])}
 
 
@@ -104,27 +119,95 @@ class ConvergenceError(RuntimeError):
 
 
 class Engine(Protocol):
-    """Solve a phase for a batch. ``inputs`` (batch, n_inputs) primary input voltages; ``targets``
-    (batch, n_outputs) for nudged and dyadic phases; ``x0`` (batch, n_free) the free state for the
-    AEP correction and the dyadic phase; ``x_init`` an optional warm start.
+    """The engine interface: solve a phase for a batch (DESIGN.md §3).
+
+    ``inputs`` (batch, n_inputs) primary input voltages; ``targets`` (batch, n_outputs) for nudged
+    and dyadic phases; ``x0`` (batch, n_free) the free state for the AEP correction and the dyadic
+    phase; ``x_init`` an optional warm start.
 
     ``tolerance_dict``: the settings an operating point was solved with, as a plain dict of JSON
     values (numpy engines: ``vtol`` V, ``itol`` A, ``max_iter``; ngspice: ``reltol``, ``vntol`` V,
     ``abstol`` A, ``gmin`` S, ``form``, ``sweep``, and ``workers`` for the pool), reported as
     :attr:`OperatingPoint.tolerances`. (ngspice's ``tolerances`` is its input, a
-    :class:`circuitep.compiler.Tolerances`.)"""
+    :class:`circuitep.compiler.Tolerances`.)
+    """
 
     name: str
 
     @property
-    def tolerance_dict(self) -> dict: ...
+    def tolerance_dict(self) -> dict:
+        """The settings an operating point is solved with, as a plain dict of JSON values.
+
+        See the class docstring; reported as :attr:`OperatingPoint.tolerances`.
+        """
+        ...
 
     def solve(self, net: Network, phase: Phase, inputs: np.ndarray, targets: np.ndarray | None = None,
-              x0: np.ndarray | None = None, x_init: np.ndarray | None = None) -> OperatingPoint: ...
+              x0: np.ndarray | None = None, x_init: np.ndarray | None = None) -> OperatingPoint:
+        """Solve one phase of ``net`` for a batch (DESIGN.md §3).
+
+        Parameters
+        ----------
+        net : Network
+            The circuit.
+        phase : Phase
+            Free, nudged (optionally AEP-corrected) or dyadic.
+        inputs : ndarray, shape (batch, n_inputs)
+            Primary input voltages in V.
+        targets : ndarray, shape (batch, n_outputs), optional
+            Target voltages in V (or probabilities, for cross-entropy); needed by nudged and dyadic
+            phases.
+        x0 : ndarray, shape (batch, n_free), optional
+            The free state in V, for the AEP correction and the dyadic phase.
+        x_init : ndarray, shape (batch, n_free), optional
+            A warm start in V, where the engine can use one.
+
+        Returns
+        -------
+        OperatingPoint
+            Free-node voltages ``x`` of shape ``(batch, n_free)`` in V, with convergence per sample.
+
+        Raises
+        ------
+        ConvergenceError
+            When samples do not converge; ``samples`` names them where the engine knows.
+        ValueError
+            For a batch that does not fit the network or the phase (:func:`check_batch`).
+        """
+        ...
 
 
 def check_batch(net: Network, phase: Phase, inputs, targets, x0) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Validate a batch for a phase, naming what is wrong; return float arrays."""
+    """Validate a batch for a phase, naming what is wrong.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    phase : Phase
+        The phase to be solved: nudged and dyadic phases need ``targets``, AEP needs ``x0``.
+    inputs : array_like, shape (batch, n_inputs)
+        Primary input voltages in V (expanded with the inverted copies by
+        :meth:`Network.expand_inputs`).
+    targets : array_like, shape (batch, n_outputs), or None
+        Targets, checked by the phase's cost; ignored for a free phase.
+    x0 : array_like, shape (batch, n_free), or None
+        Free state in V; must be finite.
+
+    Returns
+    -------
+    u : ndarray, shape (batch, n_sources)
+        All source voltages in V, inverted copies included.
+    y : ndarray, shape (batch, n_outputs), or None
+        The targets as floats (None for a free phase).
+    x0 : ndarray, shape (batch, n_free), or None
+        The free state as floats.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument and the expected shape.
+    """
     u = net.expand_inputs(inputs)
     batch = u.shape[0]
     y = None
@@ -143,14 +226,39 @@ def check_batch(net: Network, phase: Phase, inputs, targets, x0) -> tuple[np.nda
 
 
 def capacitance(net: Network) -> np.ndarray:
-    """Capacitance to ground of every free node (F), in state order."""
+    """Capacitance to ground of every free node.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+
+    Returns
+    -------
+    ndarray, shape (n_free,)
+        In F, in state order.
+    """
     return np.concatenate([g.capacitance for g in net.free_groups])
 
 
 def is_stable(net: Network, jac: np.ndarray) -> np.ndarray:
-    """Per sample: all eigenvalues of ``C^-1 J`` have negative real part. Both are scaled to at most
-    1 first (positive factors keep the signs), so huge conductances cannot overflow; a Jacobian that
-    is not finite (device equations that overflowed) is not called stable."""
+    """Whether the linearised dynamics are stable: every eigenvalue of ``C^-1 J`` has Re < 0.
+
+    Both are scaled to at most 1 first (positive factors keep the signs), so huge conductances
+    cannot overflow; a Jacobian that is not finite (device equations that overflowed) is not called
+    stable.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit (its node capacitances, F).
+    jac : ndarray, shape (batch, n_free, n_free)
+        The KCL Jacobian ``dF/dx`` in S at each sample's operating point.
+
+    Returns
+    -------
+    ndarray of bool, shape (batch,)
+    """
     finite = np.isfinite(jac).all(axis=(1, 2))
     stable = np.zeros(len(jac), bool)
     if finite.any():
@@ -175,12 +283,37 @@ KCL_ATOL = 1e-12
 
 def unsolved(net: Network, phase: Phase, u: np.ndarray, y: np.ndarray | None, x0: np.ndarray | None,
              x: np.ndarray, d: np.ndarray | None = None, rtol: float = KCL_RTOL) -> np.ndarray:
-    """Rows of a batch whose free-node voltages ``x`` (V, ``(batch, n_free)``) are no operating
-    point of ``phase``: not finite, beyond :data:`~circuitep.spec.MAX_VOLTS`, or with a KCL
-    residual ``|F_i| > rtol * s_i + KCL_ATOL`` at some node (``s_i`` the size of the currents
-    there). ``F`` is the free circuit's (:func:`circuitep.kcl.residual`) plus the nudge
-    ``-beta dC/dx`` at the outputs and the AEP correction ``-K (x - x0)`` (DESIGN.md §1); for
-    the dyadic phase ``x`` is its free half and ``d`` (the adjoint half) is checked for range only.
+    """Rows of a batch whose free-node voltages are no operating point of ``phase``.
+
+    A row is unsolved when ``x`` is not finite, beyond :data:`~circuitep.spec.MAX_VOLTS`, or has a
+    KCL residual ``|F_i| > rtol * s_i + KCL_ATOL`` at some node (``s_i`` the size of the currents
+    there, :func:`circuitep.kcl.current_scale`). ``F`` is the free circuit's
+    (:func:`circuitep.kcl.residual`) plus the nudge ``-beta dC/dx`` at the outputs and the AEP
+    correction ``-K (x - x0)`` (DESIGN.md §1).
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    phase : Phase
+        The phase ``x`` claims to solve.
+    u : ndarray, shape (batch, n_sources)
+        Source voltages in V (from :func:`check_batch`).
+    y : ndarray, shape (batch, n_outputs), or None
+        Targets, for a nudged phase.
+    x0 : ndarray, shape (batch, n_free), or None
+        Free state in V, for the AEP correction.
+    x : ndarray, shape (batch, n_free)
+        The voltages to check, in V; for the dyadic phase its free half.
+    d : ndarray, shape (batch, n_free), optional
+        The dyadic phase's adjoint half (V), checked for range only.
+    rtol : float
+        Relative KCL tolerance (default :data:`KCL_RTOL`).
+
+    Returns
+    -------
+    ndarray of int
+        Indices of the unsolved rows, ascending.
     """
     def out_of_range(v):
         return ~(np.abs(v) <= MAX_VOLTS).all(axis=1)  # NaN compares False: out of range too

@@ -38,6 +38,7 @@ try:
 except ImportError:  # reported with an install hint when an engine is created
     NgSpiceShared = None
 
+from circuitep.checks import is_integer, is_number
 from circuitep.compiler import Compiled, Tolerances, compile_network, source_values
 from circuitep.elements.registry import kind as kind_of
 from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch, unsolved
@@ -71,9 +72,11 @@ class NgspiceError(RuntimeError):
 
 
 class NgspiceTimeout(ConvergenceError):
-    """An ngspice analysis ran past the engine's time limit; the message names the network, the
-    phase and the samples, which ``samples`` holds (rows of the batch). A convergence failure to
-    callers: training counts those samples as failed."""
+    """An ngspice analysis ran past the engine's time limit.
+
+    The message names the network, the phase and the samples, which ``samples`` holds (rows of the
+    batch). A convergence failure to callers: training counts those samples as failed.
+    """
 
 
 #: How long (s) ngspice is given to honour ``bg_halt``. It checks its interrupt flag between time
@@ -95,8 +98,9 @@ def shared_session() -> "_Session":
 
 @contextmanager
 def _private_startup_dir():
-    """Working directory and ``HOME`` both a fresh private directory holding an empty
-    ``.spiceinit``, restored afterwards.
+    """Run with the working directory and ``HOME`` in a fresh private directory.
+
+    It holds an empty ``.spiceinit``; both are restored afterwards.
 
     ``ngSpice_Init`` of ngspice 39 (Debian bookworm; strace: ``access(".spiceinit")`` then
     ``access("/root/.spiceinit")``) sources ``.spiceinit`` from the working directory, else from
@@ -126,8 +130,11 @@ def _private_startup_dir():
 
 
 def _no_user_init(lib) -> bool:
-    """Tell ngspice 44+ not to read ``.spiceinit`` (``ngSpice_nospiceinit``, to be called before
-    ``ngSpice_Init``); True if the library has it. Older versions: :func:`_private_startup_dir`."""
+    """Tell ngspice 44+ not to read ``.spiceinit``; True if the library can be told.
+
+    ``ngSpice_nospiceinit``, to be called before ``ngSpice_Init``. Older versions:
+    :func:`_private_startup_dir`.
+    """
     try:
         ffi.cdef("int ngSpice_nospiceinit(void);")
     except Exception:  # noqa: BLE001 - declared already, by an earlier call or a newer PySpice
@@ -142,10 +149,12 @@ def _no_user_init(lib) -> bool:
 
 if NgSpiceShared is not None:
     class _NgSpice(NgSpiceShared):
-        """PySpice's binding with what circuitep needs before ngspice starts: no user init file
-        is read (:func:`_no_user_init`, :func:`_private_startup_dir`), and the background-thread
-        callback returns an int (PySpice's returns None, which cffi reports on every analysis)
-        and sets ``finished`` when an analysis started with ``bg_`` ends."""
+        """PySpice's binding with what circuitep needs before ngspice starts.
+
+        No user init file is read (:func:`_no_user_init`, :func:`_private_startup_dir`), and the
+        background-thread callback returns an int (PySpice's returns None, which cffi reports on
+        every analysis) and sets ``finished`` when an analysis started with ``bg_`` ends.
+        """
 
         def __init__(self, copy: str | None = None):
             self._copy = copy  # a private copy of the library: a second, independent ngspice
@@ -200,9 +209,11 @@ def shared_ngspice():
 
 
 class _Session:
-    """The process's ngspice: commands with stderr classified, vectors read as arrays, and the
-    circuits it holds. ngspice numbers loaded circuits newest first; ``order`` keeps them oldest
-    first as opaque tokens so that every engine in the process can select its own.
+    """The process's ngspice: commands, vectors and the circuits it holds.
+
+    Commands have their stderr classified and vectors are read as arrays. ngspice numbers loaded
+    circuits newest first; ``order`` keeps them oldest first as opaque tokens so that every engine
+    in the process can select its own.
 
     ``generation`` counts fresh starts: an analysis that ran past its limit and an error ngspice
     "cannot recover" from leave ngspice unusable, so the session drops every circuit (engines
@@ -226,7 +237,8 @@ class _Session:
         """Load a netlist as a new circuit, which becomes the current one.
 
         ngspice adds some faulty netlists and refuses others; the circuit list is counted before
-        and after so that ``order`` always matches what ngspice holds."""
+        and after so that ``order`` always matches what ngspice holds.
+        """
         self.collect()
         before = self.count()
         try:
@@ -283,10 +295,13 @@ class _Session:
         self.ng.clear_output()
 
     def run(self, analysis: str, timeout: float) -> list[str] | None:
-        """Run an analysis (``op``, ``dc ...``, ``tran ...``, ``sens ...``) in ngspice's background
-        thread, waiting at most ``timeout`` s; return its stderr lines that are not information,
-        or None when it ran past the limit. Then ngspice is halted and every circuit dropped
-        (none is used again half-solved), or, where it does not stop, replaced (:meth:`restart`)."""
+        """Run an analysis in ngspice's background thread, waiting at most ``timeout`` s.
+
+        The analysis is ``op``, ``dc ...``, ``tran ...`` or ``sens ...``. Returns its stderr lines
+        that are not information, or None when it ran past the limit. Then ngspice is halted and
+        every circuit dropped (none is used again half-solved), or, where it does not stop, replaced
+        (:meth:`restart`).
+        """
         if len(analysis) + 3 > _MAX_COMMAND:
             raise ValueError(f"ngspice command longer than {_MAX_COMMAND} characters")
         self._count_call()
@@ -305,9 +320,11 @@ class _Session:
         return None
 
     def restart(self) -> None:
-        """Continue on a fresh ngspice: a private copy of the library, loaded beside the old one
-        (ngspice keeps global state, so a second file is a second, independent instance). A
-        thread still spinning in the old one is kept at idle priority until the process ends."""
+        """Continue on a fresh ngspice: a private copy of the library, loaded beside the old one.
+
+        ngspice keeps global state, so a second file is a second, independent instance. A thread
+        still spinning in the old one is kept at idle priority until the process ends.
+        """
         old = self.ng
         if old.thread is not None and not old.finished.is_set():
             try:
@@ -329,11 +346,14 @@ class _Session:
             raise NgspiceError(f"ngspice command {text[:80]!r} failed: {' | '.join(errors)}")
 
     def load(self, text: str) -> list[str]:
-        """Hand a netlist to ngspice; return the error lines it printed on stderr. A ``.control``
-        block (a standalone netlist's analysis, :func:`circuitep.netlist.analysis_block`) is left
-        out: the shared library would run it, and its ``quit`` would detach ngspice. Where ngspice
-        refuses the netlist outright, raises with ngspice's own lines (and, where ngspice says it
-        cannot recover, continues on a fresh instance: :meth:`restart`)."""
+        """Hand a netlist to ngspice; return the error lines it printed on stderr.
+
+        A ``.control`` block (a standalone netlist's analysis,
+        :func:`circuitep.netlist.analysis_block`) is left out: the shared library would run it, and
+        its ``quit`` would detach ngspice. Where ngspice refuses the netlist outright, raises with
+        ngspice's own lines (and, where ngspice says it cannot recover, continues on a fresh
+        instance: :meth:`restart`).
+        """
         lines = [line for line in _without_control(text.split("\n")) if line.strip()]
         if self.order:
             self.command("destroy all")
@@ -350,8 +370,10 @@ class _Session:
         return errors
 
     def total_iterations(self) -> int:
-        """The current circuit's Newton iterations so far, over all its analyses (``rusage
-        totiter``), or :data:`UNKNOWN_ITERATIONS` where ngspice's answer cannot be read."""
+        """The current circuit's Newton iterations so far, over all its analyses.
+
+        ngspice's ``rusage totiter``, or :data:`UNKNOWN_ITERATIONS` where its answer cannot be read.
+        """
         if self.command("rusage totiter"):
             return UNKNOWN_ITERATIONS
         counts = [int(m.group(1)) for m in map(_TOTITER.match, self.ng._stdout) if m]
@@ -399,8 +421,9 @@ class _Circuit:
 
 @dataclass
 class NgspiceEngine:
-    """ngspice engine. Holds state: the circuits loaded in ngspice (one per phase kind: free,
-    nudged, aep, dyadic; switched with ``setcirc``) and the values their elements hold.
+    """The ngspice engine. Holds state: the circuits loaded in ngspice and their element values.
+
+    One circuit per phase kind (free, nudged, aep, dyadic), switched with ``setcirc``.
 
     ``form`` chooses literal or folded netlists (folded: input-driven elements as Norton sources,
     much faster, same node voltages). ``tolerances`` go into every netlist's ``.options``.
@@ -433,7 +456,7 @@ class NgspiceEngine:
     def __post_init__(self):
         if self.form not in ("literal", "folded"):
             raise ValueError(f"form {self.form!r} is not literal or folded")
-        if isinstance(self.sweep, bool) or not isinstance(self.sweep, int) or self.sweep < 1:
+        if not is_integer(self.sweep) or self.sweep < 1:
             raise ValueError(f"sweep = {self.sweep!r} must be a positive integer (1: one op per sample)")
         check_timeout(self.timeout)
         self._session = shared_session()
@@ -452,14 +475,31 @@ class NgspiceEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        """What :attr:`OperatingPoint.tolerances` reports: the netlists' ``.options`` (``reltol``,
-        ``vntol`` V, ``abstol`` A, ``gmin`` S), ``form`` and ``sweep``."""
+        """What :attr:`OperatingPoint.tolerances` reports.
+
+        The netlists' ``.options`` (``reltol``, ``vntol`` V, ``abstol`` A, ``gmin`` S), ``form`` and
+        ``sweep``.
+        """
         return self.tolerances.as_dict() | {"form": self.form, "sweep": self.sweep}
 
     # --- loading -------------------------------------------------------------------------
 
     def load(self, net: Network, phase: Phase) -> Compiled:
-        """Make the circuit of ``phase`` current, altering values where only they changed."""
+        """Make the circuit of ``phase`` current, altering values where only they changed.
+
+        Parameters
+        ----------
+        net : Network
+            The circuit; new parameters of an already loaded structure are altered in, not reloaded.
+        phase : Phase
+            Chooses the loaded circuit (one per kind: free, nudged, aep, dyadic, and cost); nudged
+            phases of either sign share one.
+
+        Returns
+        -------
+        Compiled
+            The compiled netlist of the current circuit.
+        """
         if self._generation != self._session.generation:  # ngspice was reset: nothing is loaded
             self._circuits.clear()
             self._generation = self._session.generation
@@ -541,19 +581,46 @@ class NgspiceEngine:
         return errors
 
     def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
-        """Solve one phase for each sample; arrays as in :class:`circuitep.engines.base.Engine`.
+        """Solve one phase for each sample (DESIGN.md §3).
 
         Where the circuit has one operating point (:func:`one_operating_point`), up to ``sweep``
         samples go through one analysis (:meth:`_sweep`); other circuits, a group the sweep does
         not solve and a batch of one are solved one ``op`` per sample, each from scratch, so that a
-        sample's answer never depends on the others in its batch. ``x_init`` is accepted for
-        interface compatibility and not used.
+        sample's answer never depends on the others in its batch.
 
-        ``iterations`` per sample are ngspice's own count for the sample's ``op`` (the change in
-        ``rusage totiter``, gmin and source stepping of a retry included), and
-        :data:`UNKNOWN_ITERATIONS` (-1) for the samples solved within a sweep, whose iterations
-        ngspice counts only for the sweep as a whole. ``converged`` is True for every sample: a
-        sample without an operating point raises :class:`ConvergenceError`.
+        Parameters
+        ----------
+        net : Network
+            The circuit.
+        phase : Phase
+            Free, nudged (optionally AEP-corrected) or dyadic.
+        inputs : array_like, shape (batch, n_inputs)
+            Primary input voltages in V.
+        targets : array_like, shape (batch, n_outputs), optional
+            Targets for nudged and dyadic phases.
+        x0 : array_like, shape (batch, n_free), optional
+            The free state in V, for the AEP correction and the dyadic phase.
+        x_init : array_like, optional
+            Accepted for interface compatibility and not used.
+
+        Returns
+        -------
+        OperatingPoint
+            ``x`` of shape ``(batch, n_free)`` in V. ``iterations`` per sample are ngspice's own
+            count for the sample's ``op`` (the change in ``rusage totiter``, gmin and source
+            stepping of a retry included), and :data:`UNKNOWN_ITERATIONS` (-1) for the samples
+            solved within a sweep, whose iterations ngspice counts only for the sweep as a whole.
+            ``converged`` is True for every sample.
+
+        Raises
+        ------
+        ConvergenceError
+            For samples without an operating point (not found by ngspice, or refused by
+            :func:`~circuitep.engines.base.unsolved`); ``samples`` names them.
+        NgspiceTimeout
+            When an analysis runs past ``timeout`` seconds.
+        NgspiceError
+            For other ngspice errors.
         """
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
         batch = u.shape[0]
@@ -602,11 +669,14 @@ class NgspiceEngine:
 
     def _sweep(self, compiled: Compiled, values: np.ndarray, x: np.ndarray, d: np.ndarray | None,
                rows: np.ndarray) -> bool:
-        """Solve ``len(rows)`` samples in one analysis: the per-sample sources read their values
-        from tables indexed by a swept source (:func:`circuitep.netlist.write_sweep`), so ngspice
-        sets up and orders its matrix once, not once per sample. Writes ``x[rows]`` (and
-        ``d[rows]``) and returns True; returns False where the sweep does not converge (the caller
-        then solves those samples one by one, with ``op``'s retries)."""
+        """Solve ``len(rows)`` samples in one analysis.
+
+        The per-sample sources read their values from tables indexed by a swept source
+        (:func:`circuitep.netlist.write_sweep`), so ngspice sets up and orders its matrix once, not
+        once per sample. Writes ``x[rows]`` (and ``d[rows]``) and returns True; returns False where
+        the sweep does not converge (the caller then solves those samples one by one, with ``op``'s
+        retries).
+        """
         if len(rows) < 2:
             return False
         text = write_sweep(compiled.netlist, {s.name: values[:, k] for k, s in enumerate(compiled.sources)})
@@ -639,8 +709,26 @@ class NgspiceEngine:
         """Free-node voltages at the end of a transient from rest (all capacitors discharged).
 
         Confirms a DC operating point physically: a non-reciprocal circuit can have a DC solution
-        it never settles into. ``t_stop`` (s) defaults to 200 of the slowest node time constants
-        ``C / G_leak``. Returns ``(batch, n_free)`` volts.
+        it never settles into.
+
+        Parameters
+        ----------
+        net : Network
+            The circuit, free phase.
+        inputs : array_like, shape (batch, n_inputs)
+            Primary input voltages in V.
+        t_stop : float, optional
+            End time in s; default 200 of the slowest node time constants ``C / G_leak``.
+
+        Returns
+        -------
+        ndarray, shape (batch, n_free)
+            Voltages in V at ``t_stop``.
+
+        Raises
+        ------
+        NgspiceError
+            When the transient fails (the message names the sample).
         """
         u, _, _ = check_batch(net, Phase(), inputs, None, None)
         compiled = self.load(net, Phase())
@@ -664,11 +752,42 @@ class NgspiceEngine:
 
     def transient(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_start=None,
                   t_stop: float = 1e-6, steps: int = 10000) -> tuple[np.ndarray, np.ndarray]:
-        """ngspice's transient (``tran t_stop/steps t_stop uic``) of one sample of ``phase``
-        (``inputs`` (1, n_inputs); ``targets``, ``x0`` as in :meth:`solve`), every capacitor
-        starting at ``x_start`` (1, n_free) V (default: at rest, 0 V). Returns the times ``t``
-        (s, from 0) and the free-node voltages ``(len(t), n_free)`` V. The capacitors' initial
-        conditions are set to 0 again afterwards (:meth:`settle` starts from rest)."""
+        """Transient of one sample of ``phase`` by ngspice (``tran t_stop/steps t_stop uic``).
+
+        The capacitors' initial conditions are set to 0 again afterwards (:meth:`settle` starts from
+        rest).
+
+        Parameters
+        ----------
+        net : Network
+            The circuit.
+        phase : Phase
+            Free or nudged (AEP included); the dyadic circuit is not supported.
+        inputs : array_like, shape (1, n_inputs)
+            Primary input voltages in V.
+        targets, x0 : array_like, optional
+            As in :meth:`solve`.
+        x_start : array_like, shape (1, n_free) or (n_free,), optional
+            Every capacitor's starting voltage in V (default: at rest, 0 V).
+        t_stop : float
+            End time in s.
+        steps : int
+            Number of time steps (the step is ``t_stop / steps``).
+
+        Returns
+        -------
+        t : ndarray, shape (n_t,)
+            Times in s, from 0.
+        x : ndarray, shape (n_t, n_free)
+            Free-node voltages in V.
+
+        Raises
+        ------
+        ValueError
+            For a dyadic phase, a batch of more than one sample or a bad ``x_start``.
+        NgspiceError
+            When the transient fails.
+        """
         if phase.kind == "dyadic":
             raise ValueError("a transient of the dyadic (doubled) circuit is not supported")
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
@@ -712,10 +831,25 @@ class NgspiceEngine:
             self._session.checked(batch)
 
     def sensitivities(self, net: Network, inputs) -> dict[str, np.ndarray]:
-        """ngspice's DC sensitivities of the output voltages (``sens v(o)``) in the free phase.
+        """DC sensitivities of the output voltages by ngspice (``sens v(o)``), free phase.
 
-        Returns ``{element name: array (batch, n_out)}`` of ``d v_o / d value`` for every resistor
-        (per Ohm), VCCS (per S of gain) and current source (per A) of the loaded netlist.
+        Parameters
+        ----------
+        net : Network
+            The circuit (best compiled with ``form="literal"``, whose elements are the network's).
+        inputs : array_like, shape (batch, n_inputs)
+            Primary input voltages in V.
+
+        Returns
+        -------
+        dict of str to ndarray, shape (batch, n_out)
+            ``d v_o / d value`` for every resistor (V per Ohm), VCCS (V per S of gain) and current
+            source (V per A) of the loaded netlist, by element name.
+
+        Raises
+        ------
+        NgspiceError
+            When an analysis fails.
         """
         u, _, _ = check_batch(net, Phase(), inputs, None, None)
         compiled = self.load(net, Phase())
@@ -762,15 +896,28 @@ class NgspiceEngine:
 
 
 def one_operating_point(net: Network, phase: Phase) -> bool:
-    """Whether the circuit of ``phase`` has a single operating point by its structure alone, which
-    is when :meth:`NgspiceEngine.solve` may sweep: a sweep starts each sample from the previous
+    """Whether the circuit of ``phase`` has a single operating point by its structure alone.
+
+    This is when :meth:`NgspiceEngine.solve` may sweep: a sweep starts each sample from the previous
     one's solution, so on a multistable circuit its answers would depend on the order of the batch
     (measured on layered:12-8-4 at gain 1: shuffling 100 samples changed 43 of them, by up to
     3.2 V). True when the couplings between free groups are all resistors (a reciprocal network of
     monotone elements), or all transconductors forming no loop (a feedforward network: its AEP
     correction reverses each linear transconductor, which forms none either, but a tanh one keeps
     its forward drive beside the transposed linearisation). The nudge only adds monotone terms at
-    the outputs, and the dyadic phase's adjoint half is linear."""
+    the outputs, and the dyadic phase's adjoint half is linear.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit.
+    phase : Phase
+        The phase to be solved (an AEP-corrected tanh network is not swept).
+
+    Returns
+    -------
+    bool
+    """
     links = [c for c in net.couplings if net.group(c.src).free and net.group(c.dst).free]
     reciprocal = [kind_of(c).RECIPROCAL for c in links]
     if all(reciprocal):
@@ -794,9 +941,19 @@ def _phase_key(kind: str, cost) -> tuple:
 
 
 def check_timeout(timeout) -> None:
-    """A time limit (s) must be a positive finite number."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer, np.floating)) \
-            or not 0 < timeout < np.inf:
+    """Check a time limit.
+
+    Parameters
+    ----------
+    timeout : object
+        The limit in s; must be a positive finite number (:func:`circuitep.checks.is_number`).
+
+    Raises
+    ------
+    ValueError
+        Naming ``timeout`` and the value otherwise.
+    """
+    if not is_number(timeout) or not 0 < timeout < np.inf:
         raise ValueError(f"timeout = {timeout!r} must be a positive number of seconds")
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from circuitep.checks import is_integer
 from circuitep.compiler import FORMS, Tolerances
 from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch
 from circuitep.engines.ngspice_engine import NgspiceEngine, check_timeout
@@ -26,8 +27,11 @@ class PoolError(RuntimeError):
 
 
 def _serve(conn, form: str, tolerances: Tolerances, ngspice_timeout: float) -> None:
-    """Worker loop: solve what arrives, send back ``("ok", OperatingPoint)``, ``("convergence",
-    (message, rows or None))`` or ``("error", message)``."""
+    """Worker loop: solve what arrives and send back the result.
+
+    ``("ok", OperatingPoint)``, ``("convergence", (message, rows or None))`` or ``("error",
+    message)``.
+    """
     engine = NgspiceEngine(form=form, tolerances=tolerances, timeout=ngspice_timeout)
     while True:
         try:
@@ -52,8 +56,10 @@ class _Worker:
 
 
 class _Sender(threading.Thread):
-    """Sends one job down a pipe, so that a worker that stopped reading (its pipe full) can be
-    given up on: ``conn.send`` blocks until the worker reads, and only killing it ends that."""
+    """Sends one job down a pipe, so that a worker that stopped reading can be given up on.
+
+    A worker whose pipe is full blocks ``conn.send`` until it reads, and only killing it ends that.
+    """
 
     def __init__(self, conn, job):
         super().__init__(daemon=True)
@@ -68,11 +74,14 @@ class _Sender(threading.Thread):
 
 @dataclass(eq=False)
 class PoolEngine:
-    """ngspice engine over ``workers`` processes. Holds state: the worker processes (``close()``
-    or use as a context manager). ``timeout`` (s) is how long a chunk may take, sent and
-    answered, before its worker is considered hung; ``ngspice_timeout`` (s) is each worker's
-    limit on one ngspice analysis (:class:`~circuitep.engines.ngspice_engine.NgspiceEngine`),
-    past which those samples fail as not converged."""
+    """ngspice engine over ``workers`` processes.
+
+    Holds state: the worker processes (``close()`` or use as a context manager). ``timeout`` (s) is
+    how long a chunk may take, sent and answered, before its worker is considered hung;
+    ``ngspice_timeout`` (s) is each worker's limit on one ngspice analysis
+    (:class:`~circuitep.engines.ngspice_engine.NgspiceEngine`), past which those samples fail as not
+    converged.
+    """
 
     workers: int = 2
     form: str = "folded"
@@ -83,14 +92,13 @@ class PoolEngine:
     name: str = "ngspice-pool"
 
     def __post_init__(self):
-        if isinstance(self.workers, bool) or not isinstance(self.workers, (int, np.integer)) or self.workers < 1:
+        if not is_integer(self.workers) or self.workers < 1:
             raise ValueError(f"workers = {self.workers!r} must be a positive integer")
         if self.form not in FORMS:  # checked here: a worker would only die of it at spawn
             raise ValueError(f"form = {self.form!r} is not one of {FORMS}")
         if not isinstance(self.tolerances, Tolerances):
             raise ValueError(f"tolerances must be a Tolerances, got {type(self.tolerances).__name__}")
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not 0 < self.timeout < np.inf:
-            raise ValueError(f"timeout = {self.timeout!r} must be a positive number of seconds")
+        check_timeout(self.timeout)
         check_timeout(self.ngspice_timeout)
         self._ctx = mp.get_context("spawn")
         self._pool = [self._start() for _ in range(self.workers)]
@@ -98,8 +106,10 @@ class PoolEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        """What :attr:`OperatingPoint.tolerances` reports: the workers' (:class:`NgspiceEngine`)
-        and ``workers``."""
+        """What :attr:`OperatingPoint.tolerances` reports.
+
+        The workers' (:class:`NgspiceEngine`) and ``workers``.
+        """
         return self.tolerances.as_dict() | {"form": self.form, "sweep": NgspiceEngine.sweep,
                                             "workers": self.workers}
 
@@ -112,6 +122,7 @@ class PoolEngine:
         return _Worker(proc, parent)
 
     def pids(self) -> list[int]:
+        """Process ids of the workers, in slot order (they change when a worker is restarted)."""
         return [w.process.pid for w in self._pool]
 
     def _restart(self, k: int) -> None:
@@ -124,7 +135,40 @@ class PoolEngine:
         self.restarts += 1
 
     def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
-        """Solve a batch across the workers; same arrays and result as :class:`NgspiceEngine`."""
+        """Solve a batch across the workers: contiguous chunks, one per worker.
+
+        Same arrays and result as :meth:`NgspiceEngine.solve`; a chunk whose worker dies, hangs or
+        stops reading within ``timeout`` s is solved again by a restarted worker, up to ``retries``
+        times.
+
+        Parameters
+        ----------
+        net : Network
+            The circuit.
+        phase : Phase
+            Free, nudged (optionally AEP-corrected) or dyadic.
+        inputs : array_like, shape (batch, n_inputs)
+            Primary input voltages in V.
+        targets : array_like, shape (batch, n_outputs), optional
+            Targets for nudged and dyadic phases.
+        x0 : array_like, shape (batch, n_free), optional
+            The free state in V, for the AEP correction and the dyadic phase.
+        x_init : array_like, optional
+            Accepted for interface compatibility and not used.
+
+        Returns
+        -------
+        OperatingPoint
+            ``x`` of shape ``(batch, n_free)`` in V, rows in the order of ``inputs``.
+
+        Raises
+        ------
+        ConvergenceError
+            When samples of any chunk do not converge; ``samples`` gives their rows in the whole
+            batch where every failing worker named them.
+        PoolError
+            When a worker fails otherwise, or a chunk failed more than ``retries`` times.
+        """
         u_primary = np.asarray(inputs, dtype=float)
         _, y, x0 = check_batch(net, phase, u_primary, targets, x0)
         chunks = [c for c in np.array_split(np.arange(len(u_primary)), self.workers) if c.size]
@@ -184,6 +228,7 @@ class PoolEngine:
             raise PoolError(f"samples {chunks[k].tolist()[:8]}... failed {attempts[k]} times: {why}")
 
     def close(self) -> None:
+        """Stop every worker (asked to exit, killed after 2 s); the engine cannot solve again."""
         for w in self._pool:
             try:
                 w.conn.send(None)
