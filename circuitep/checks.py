@@ -28,8 +28,9 @@ def is_number(value: object) -> bool:
         True for a Python or numpy integer or float; False for everything else, booleans
         (``bool``, ``np.bool_``) included.
     """
-    return (isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, (bool, np.bool_)))
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
 
 
 def is_integer(value: object) -> bool:

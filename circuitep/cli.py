@@ -13,23 +13,29 @@ import numpy as np
 
 from circuitep import kcl, plots
 from circuitep import report as circuit_report
+from circuitep.builders import SHORTHANDS, from_shorthand
 from circuitep.compiler import FORMS, PHASES, Tolerances, compile_network
 from circuitep.costs import make_cost
-from circuitep.engines.base import ConvergenceError, Phase, is_stable
-from circuitep.engines.ngspice_engine import NgspiceEngine
-from circuitep.engines.layered import LayeredEngine
-from circuitep.engines.numpy_engine import NumpyEngine
-from circuitep.gradcheck import asymmetry_sweep, beta_sweep, gradcheck, probe_batch, transconductor_pairs
-from circuitep.builders import SHORTHANDS, from_shorthand
 from circuitep.datasets import DATASETS, load_dataset
 from circuitep.demo import DEMO_CONFIG, DEMO_SPEC, run_demo
-from circuitep.golden import REFERENCE_SPECS, check_golden, write_golden
-from circuitep.netlist import DIALECTS
-from circuitep.spec import MAX_VOLTS, Network
+from circuitep.engines.base import ConvergenceError, Phase, is_stable
+from circuitep.engines.layered import LayeredEngine
+from circuitep.engines.ngspice_engine import NgspiceEngine
+from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.estimators import compare
 from circuitep.fileio import write_error
+from circuitep.golden import REFERENCE_SPECS, check_golden, write_golden
+from circuitep.gradcheck import (
+    asymmetry_sweep,
+    beta_sweep,
+    gradcheck,
+    probe_batch,
+    transconductor_pairs,
+)
+from circuitep.netlist import DIALECTS
 from circuitep.runs import train_run
 from circuitep.sens import sens_gradients
+from circuitep.spec import MAX_VOLTS, Network
 from circuitep.specio import SpecError, load_spec
 from circuitep.train import ALGORITHM_ALIASES, ALGORITHMS, LR_SCHEDULES, TrainConfig
 
@@ -37,12 +43,16 @@ ENGINES = ("ngspice", "numpy", "layered")
 #: Exit status of ``train`` and ``demo`` when training diverged (``diverged.json`` in the run
 #: directory); 0 is a run trained to its epochs, 2 bad input or a refused run.
 EXIT_DIVERGED = 3
-EXIT_STATUS = ("Exit status: 0 when the run is trained to --epochs, 2 for bad input or a refused "
-               f"run directory, {EXIT_DIVERGED} when training diverged (where and why: "
-               "diverged.json in the run directory).")
-RUN_DIR_HELP = ("run directory (checkpoint, metrics, netlist, figures): new, empty, or one this "
-                "command wrote; one holding other files is refused, and so is an empty path. One "
-                "run at a time: a directory in use by another run is refused")
+EXIT_STATUS = (
+    "Exit status: 0 when the run is trained to --epochs, 2 for bad input or a refused "
+    f"run directory, {EXIT_DIVERGED} when training diverged (where and why: "
+    "diverged.json in the run directory)."
+)
+RUN_DIR_HELP = (
+    "run directory (checkpoint, metrics, netlist, figures): new, empty, or one this "
+    "command wrote; one holding other files is refused, and so is an empty path. One "
+    "run at a time: a directory in use by another run is refused"
+)
 #: Default limit (s) on one ngspice analysis: far above any circuit here (ff:784-100-10
 #: literal: 0.1 s per op), far below the 100+ s a sweep once spun.
 NGSPICE_TIMEOUT = NgspiceEngine.timeout
@@ -95,8 +105,10 @@ def _count(text: str) -> int:
 
 def _run_dir(text: str) -> str:
     if not text.strip():
-        raise argparse.ArgumentTypeError("expected a directory for the run, got an empty path (it "
-                                         "would mean the current directory)")
+        raise argparse.ArgumentTypeError(
+            "expected a directory for the run, got an empty path (it "
+            "would mean the current directory)"
+        )
     return text
 
 
@@ -135,8 +147,12 @@ def default_beta(net: Network) -> float:
 DEFAULT_INPUT_V = 0.5
 
 
-def make_engine(name: str, form: str = "folded", tolerances: Tolerances | None = None,
-                timeout: float = NGSPICE_TIMEOUT):
+def make_engine(
+    name: str,
+    form: str = "folded",
+    tolerances: Tolerances | None = None,
+    timeout: float = NGSPICE_TIMEOUT,
+):
     """An engine by name.
 
     Parameters
@@ -179,22 +195,32 @@ def _sample(net: Network, inputs, targets, describe: bool = False):
     if inputs is None:
         if net.sample is None:
             inputs = np.full(net.n_inputs, DEFAULT_INPUT_V)
-            where.append(f"default sample (the spec has no [sample]): every input {DEFAULT_INPUT_V:g} V")
+            where.append(
+                f"default sample (the spec has no [sample]): every input {DEFAULT_INPUT_V:g} V"
+            )
         else:
             inputs = net.sample.inputs
             where.append("the spec's [sample]")
     else:
         where.append("inputs from --inputs")
     if len(inputs) != net.n_inputs:
-        raise UsageError(f"--inputs has {len(inputs)} values, network {net.name!r} has {net.n_inputs} inputs")
+        raise UsageError(
+            f"--inputs has {len(inputs)} values, network {net.name!r} has {net.n_inputs} inputs"
+        )
     if targets is None:
-        targets = net.sample.targets if net.sample is not None and net.sample.targets is not None else None
+        targets = (
+            net.sample.targets
+            if net.sample is not None and net.sample.targets is not None
+            else None
+        )
         if targets is not None and where[0] != "the spec's [sample]":
             where.append("targets from the spec's [sample]")
     else:
         where.append("targets from --targets")
     if targets is not None and len(targets) != net.n_outputs:
-        raise UsageError(f"--targets has {len(targets)} values, network {net.name!r} has {net.n_outputs} outputs")
+        raise UsageError(
+            f"--targets has {len(targets)} values, network {net.name!r} has {net.n_outputs} outputs"
+        )
     out = np.asarray(inputs, float), None if targets is None else np.asarray(targets, float)
     return (*out, ", ".join(where)) if describe else out
 
@@ -222,27 +248,42 @@ def cmd_compile(args) -> int:
     net = load_network(args.spec)
     u, y, where = _sample(net, args.inputs, args.targets, describe=True)
     if args.phase != "free" and y is None:
-        raise UsageError(f"--phase {args.phase} nudges the outputs toward targets: pass --targets v1,v2,... "
-                         f"({net.n_outputs} values) or give the spec a [sample] with targets")
+        raise UsageError(
+            f"--phase {args.phase} nudges the outputs toward targets: pass --targets v1,v2,... "
+            f"({net.n_outputs} values) or give the spec a [sample] with targets"
+        )
     beta = None if args.phase == "free" else (args.beta or default_beta(net))
     # the sample's free state: the AEP correction currents K x0, and the node ranges in the comments
     try:
         state = NumpyEngine().solve(net, Phase(), u[None]).x[0]
     except ConvergenceError as exc:
         if args.phase == "aep":
-            raise UsageError(f"--phase aep needs the sample's free state for its correction currents K x0, "
-                             f"and it has none: {exc}") from exc
+            raise UsageError(
+                f"--phase aep needs the sample's free state for its correction currents K x0, "
+                f"and it has none: {exc}"
+            ) from exc
         state = None  # the header then states no measured node ranges
-    compiled = compile_network(net, args.phase, args.form, beta=beta, cost=make_cost(args.cost, args.tau),
-                               inputs=u, targets=y, state=state, command=command_line(args.argv),
-                               sample=where + _seed_note(args.spec))
+    compiled = compile_network(
+        net,
+        args.phase,
+        args.form,
+        beta=beta,
+        cost=make_cost(args.cost, args.tau),
+        inputs=u,
+        targets=y,
+        state=state,
+        command=command_line(args.argv),
+        sample=where + _seed_note(args.spec),
+    )
     text = compiled.spice(standalone=not args.no_analysis, dialect=args.dialect)
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
         _write_output(args.output, text)
-        print(f"wrote {args.output}: {len(compiled.netlist.elements())} elements, "
-              f"{len(compiled.netlist.nodes())} nodes ({args.phase} phase, {args.form} form)")
+        print(
+            f"wrote {args.output}: {len(compiled.netlist.elements())} elements, "
+            f"{len(compiled.netlist.nodes())} nodes ({args.phase} phase, {args.form} form)"
+        )
     return 0
 
 
@@ -271,13 +312,26 @@ def simulate(net: Network, engine, inputs: np.ndarray) -> dict:
     """
     op = engine.solve(net, Phase(), inputs[None])
     _, jac = kcl.residual(net, net.expand_inputs(inputs[None]), op.x)
-    return {"network": net.name, "engine": op.engine, "phase": "free", "tolerances": op.tolerances,
-            "inputs": dict(zip(net.input_nodes, net.expand_inputs(inputs[None])[0].tolist())),
-            "nodes": op.voltages(0), "stable": bool(is_stable(net, jac)[0])}
+    return {
+        "network": net.name,
+        "engine": op.engine,
+        "phase": "free",
+        "tolerances": op.tolerances,
+        "inputs": dict(zip(net.input_nodes, net.expand_inputs(inputs[None])[0].tolist())),
+        "nodes": op.voltages(0),
+        "stable": bool(is_stable(net, jac)[0]),
+    }
 
 
-def physical_report(net: Network, engine, u: np.ndarray, y: np.ndarray | None, tol_v: float,
-                    beta: float | None = None, cost=None) -> tuple[dict, list]:
+def physical_report(
+    net: Network,
+    engine,
+    u: np.ndarray,
+    y: np.ndarray | None,
+    tol_v: float,
+    beta: float | None = None,
+    cost=None,
+) -> tuple[dict, list]:
     """:func:`circuitep.report.sample_report` of one sample with the engine's own transients.
 
     ngspice's ``tran`` for the ngspice engine, numpy's otherwise; the AEP training phases when there
@@ -309,15 +363,27 @@ def physical_report(net: Network, engine, u: np.ndarray, y: np.ndarray | None, t
         (the caller then also reports numpy's settling time beside ngspice's), else numpy's.
     """
     kept = []
-    own = circuit_report.ngspice_transients(engine) if isinstance(engine, NgspiceEngine) else circuit_report.transient
+    own = (
+        circuit_report.ngspice_transients(engine)
+        if isinstance(engine, NgspiceEngine)
+        else circuit_report.transient
+    )
 
     def run(*a):
         tr = own(*a)
         kept.append(tr)
         return tr
 
-    rep = circuit_report.sample_report(net, engine, u, y, beta=beta or default_beta(net), cost=cost or make_cost("mse"),
-                               tol_v=tol_v, transients=run)
+    rep = circuit_report.sample_report(
+        net,
+        engine,
+        u,
+        y,
+        beta=beta or default_beta(net),
+        cost=cost or make_cost("mse"),
+        tol_v=tol_v,
+        transients=run,
+    )
     free = kept[:1]
     if isinstance(engine, NgspiceEngine):
         free.append(circuit_report.transient(net, u, np.zeros(net.n_free), t_stop=free[0].t[-1]))
@@ -349,19 +415,30 @@ def cmd_simulate(args) -> int:
         if result["settles"]:
             verdict = "settles at this operating point"
         elif not (np.isfinite(reached).all() and reached.max() <= MAX_VOLTS):
-            verdict = f"RUNS AWAY (|v| reaches {np.nanmax(reached):.1e} V): the circuit does not settle"
+            verdict = (
+                f"RUNS AWAY (|v| reaches {np.nanmax(reached):.1e} V): the circuit does not settle"
+            )
         elif not result["stable"]:
             verdict = "LEAVES this unstable operating point (it may still be moving at the end)"
         else:
             verdict = "ends ELSEWHERE (at another operating point)"
-        print(f"transient from rest {verdict} (largest difference {result['settle_max_diff_v']:.1e} V)")
+        print(
+            f"transient from rest {verdict} (largest difference {result['settle_max_diff_v']:.1e} V)"
+        )
     for line in circuit_report.summary_lines(rep):
         print(line)
     if "settling_time_numpy_s" in rep:
-        print(f"numpy's own transient settles in {circuit_report.si(rep['settling_time_numpy_s'], 's')}")
+        print(
+            f"numpy's own transient settles in {circuit_report.si(rep['settling_time_numpy_s'], 's')}"
+        )
     if args.plot_settle:
-        plots.settle_plot(free, x_op, args.settle_tol, args.plot_settle,
-                          f"{net.name}: free phase from rest, to {args.settle_tol:g} V")
+        plots.settle_plot(
+            free,
+            x_op,
+            args.settle_tol,
+            args.plot_settle,
+            f"{net.name}: free phase from rest, to {args.settle_tol:g} V",
+        )
         print(f"wrote {args.plot_settle}")
     if args.json:
         _write_output(args.json, json.dumps(result, indent=2) + "\n")
@@ -370,8 +447,10 @@ def cmd_simulate(args) -> int:
 
 
 def _print_op(result: dict) -> None:
-    print(f"{result['network']}: free operating point by {result['engine']} "
-          f"({'stable' if result['stable'] else 'UNSTABLE: the circuit would not settle here'})")
+    print(
+        f"{result['network']}: free operating point by {result['engine']} "
+        f"({'stable' if result['stable'] else 'UNSTABLE: the circuit would not settle here'})"
+    )
     for node, v in result["nodes"].items():
         print(f"  {node:>10s} {v:+.9f} V")
 
@@ -392,18 +471,28 @@ def cmd_gradcheck(args) -> int:
     beta = args.beta or default_beta(net)
     cost = make_cost(args.cost, args.tau)
     if args.sweep_asymmetry and not transconductor_pairs(net):
-        raise UsageError(f"--sweep-asymmetry needs forward/backward transconductor pairs; {net.name!r} has none")
+        raise UsageError(
+            f"--sweep-asymmetry needs forward/backward transconductor pairs; {net.name!r} has none"
+        )
     if args.sens and not (isinstance(engine, NgspiceEngine) and engine.form == "literal"):
-        raise UsageError("--sens reads ngspice's sensitivities: use it with --engine ngspice --form literal")
+        raise UsageError(
+            "--sens reads ngspice's sensitivities: use it with --engine ngspice --form literal"
+        )
     u, y = probe_batch(net, args.samples, args.seed)
     report = gradcheck(net, engine, u, y, beta=beta, cost=cost, centered=not args.one_sided)
-    print(f"{net.name}: gradients on {engine.name} ({args.samples} samples, beta = {beta:g} S, "
-          f"tolerances {report['tolerances']})")
+    print(
+        f"{net.name}: gradients on {engine.name} ({args.samples} samples, beta = {beta:g} S, "
+        f"tolerances {report['tolerances']})"
+    )
     print(f"  {'estimator':<9} {'group':<12} {'cosine':>12} {'rel_error':>10} {'sign':>6}")
     for name, r in report["estimators"].items():
-        print(f"  {name:<9} {'(all)':<12} {r['cosine']:>12.8f} {r['rel_error']:>10.2e} {r['sign_agreement']:>6.2f}")
+        print(
+            f"  {name:<9} {'(all)':<12} {r['cosine']:>12.8f} {r['rel_error']:>10.2e} {r['sign_agreement']:>6.2f}"
+        )
         for group, g in r["groups"].items():
-            print(f"  {'':<9} {group:<12} {g['cosine']:>12.8f} {g['rel_error']:>10.2e} {g['sign_agreement']:>6.2f}")
+            print(
+                f"  {'':<9} {group:<12} {g['cosine']:>12.8f} {g['rel_error']:>10.2e} {g['sign_agreement']:>6.2f}"
+            )
     physics, _ = physical_report(net, engine, u[0], y[0], args.settle_tol, beta, cost)
     report["physics"] = physics
     print(f"  physical report of probe sample 0 ({engine.name}):")
@@ -413,28 +502,42 @@ def cmd_gradcheck(args) -> int:
         exact = {k: np.array(v) for k, v in report["exact"].items()}
         sens = sens_gradients(net, engine, u, y, cost)
         report["sens"] = compare(sens, {k: exact[k].reshape(sens[k].shape) for k in sens})
-        print(f"  ngspice .sens vs exact: cosine {report['sens']['cosine']:.8f}, relative error "
-              f"{report['sens']['rel_error']:.2e} (groups covered: {', '.join(sens)})")
+        print(
+            f"  ngspice .sens vs exact: cosine {report['sens']['cosine']:.8f}, relative error "
+            f"{report['sens']['rel_error']:.2e} (groups covered: {', '.join(sens)})"
+        )
     if args.sweep_beta:
         betas = beta * np.logspace(-1, 1, 5)
         report["beta_sweep"] = beta_sweep(net, engine, u, y, betas, cost=cost)
         for name in ("vf", "aep"):
             row = report["beta_sweep"][name]
-            print(f"  beta sweep {name}: one-sided slope {row['slope_one_sided']:.2f}, "
-                  f"centred slope {row['slope_centered']:.2f}")
+            print(
+                f"  beta sweep {name}: one-sided slope {row['slope_one_sided']:.2f}, "
+                f"centred slope {row['slope_centered']:.2f}"
+            )
     if args.sweep_asymmetry:
-        report["asymmetry_sweep"] = asymmetry_sweep(net, engine, u, y, np.linspace(0, 1, 6), beta=beta, cost=cost)
+        report["asymmetry_sweep"] = asymmetry_sweep(
+            net, engine, u, y, np.linspace(0, 1, 6), beta=beta, cost=cost
+        )
         sw = report["asymmetry_sweep"]
         for a, vf, aep, ok in zip(sw["asymmetry"], sw["vf"], sw["aep"], sw["stable"]):
-            print(f"  asymmetry {a:.3f}: VF rel error {vf:.2e}, AEP rel error {aep:.2e}"
-                  f"{'' if ok else '  (free state UNSTABLE for some samples)'}")
+            print(
+                f"  asymmetry {a:.3f}: VF rel error {vf:.2e}, AEP rel error {aep:.2e}"
+                f"{'' if ok else '  (free state UNSTABLE for some samples)'}"
+            )
     if args.plot:
         stem = Path(args.plot)
         paths = [plots.gradient_scatter(report, stem)]
         if args.sweep_beta:
-            paths.append(plots.beta_sweep_plot(report["beta_sweep"], stem.with_name(stem.stem + "-beta.png")))
+            paths.append(
+                plots.beta_sweep_plot(report["beta_sweep"], stem.with_name(stem.stem + "-beta.png"))
+            )
         if args.sweep_asymmetry:
-            paths.append(plots.asymmetry_plot(report["asymmetry_sweep"], stem.with_name(stem.stem + "-asymmetry.png")))
+            paths.append(
+                plots.asymmetry_plot(
+                    report["asymmetry_sweep"], stem.with_name(stem.stem + "-asymmetry.png")
+                )
+            )
         print("wrote " + ", ".join(str(p) for p in paths))
     if args.json:
         _write_output(args.json, json.dumps(report, indent=1) + "\n")
@@ -474,55 +577,101 @@ def _report(summary: dict, out: Path) -> int:
     """Print what a run reached; the exit status: :data:`EXIT_DIVERGED` if it diverged, else 0."""
     _report_run(summary, out)
     if summary.get("diverged"):
-        print(f"circuitep: training diverged in epoch {summary['diverged']['epoch']}; where and "
-              f"why: {out / 'diverged.json'}", file=sys.stderr)
+        print(
+            f"circuitep: training diverged in epoch {summary['diverged']['epoch']}; where and "
+            f"why: {out / 'diverged.json'}",
+            file=sys.stderr,
+        )
         return EXIT_DIVERGED
     return 0
 
 
 def _report_run(summary: dict, out: Path) -> None:
     if summary.get("diverged"):
-        print(f"{summary['diverged']['message']}; stopped after epoch {summary['epochs']} "
-              f"(delete {out / 'diverged.json'} to try again, e.g. with a smaller --lr)")
+        print(
+            f"{summary['diverged']['message']}; stopped after epoch {summary['epochs']} "
+            f"(delete {out / 'diverged.json'} to try again, e.g. with a smaller --lr)"
+        )
     if summary.get("test_accuracy") is None:
         print(f"no epoch completed; run state in {out}")
         return
-    print(f"test accuracy {100 * summary['test_accuracy']:.2f} % (train {100 * summary['train_accuracy']:.2f} %), "
-          f"gradient cosine with the exact gradient {summary['grad_cosine']:.6f}, "
-          f"{summary['failures']} non-converged samples skipped")
-    print(f"trained circuit: {out / 'trained.cir'} (netlist), {out / 'trained.toml'} (spec); "
-          f"metrics: {out / 'metrics.json'}, {out / 'metrics.csv'}; figure: {out / 'learning_curves.png'}")
+    print(
+        f"test accuracy {100 * summary['test_accuracy']:.2f} % (train {100 * summary['train_accuracy']:.2f} %), "
+        f"gradient cosine with the exact gradient {summary['grad_cosine']:.6f}, "
+        f"{summary['failures']} non-converged samples skipped"
+    )
+    print(
+        f"trained circuit: {out / 'trained.cir'} (netlist), {out / 'trained.toml'} (spec); "
+        f"metrics: {out / 'metrics.json'}, {out / 'metrics.csv'}; figure: {out / 'learning_curves.png'}"
+    )
 
 
 def cmd_train(args) -> int:
     """``circuitep train``: train a run; returns the exit status, 0 or :data:`EXIT_DIVERGED`."""
     net = load_network(args.spec, args.seed)
-    config = TrainConfig(algorithm=args.algorithm, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         lr_schedule=args.lr_schedule, momentum=args.momentum, beta_rel=args.beta_rel,
-                         centered=not args.one_sided, cost=args.cost, tau=args.tau, seed=args.seed, levels=args.levels,
-                         v_on=args.v_on, v_off=args.v_off, on_failure=args.on_failure, train_leak=args.train_leak)
+    config = TrainConfig(
+        algorithm=args.algorithm,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_schedule=args.lr_schedule,
+        momentum=args.momentum,
+        beta_rel=args.beta_rel,
+        centered=not args.one_sided,
+        cost=args.cost,
+        tau=args.tau,
+        seed=args.seed,
+        levels=args.levels,
+        v_on=args.v_on,
+        v_off=args.v_off,
+        on_failure=args.on_failure,
+        train_leak=args.train_leak,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        data = load_dataset(args.data, data_dir=args.data_dir, download=args.download,
-                            n_train=args.n_train, n_test=args.n_test, seed=args.seed,
-                            verify=not args.no_verify)
+        data = load_dataset(
+            args.data,
+            data_dir=args.data_dir,
+            download=args.download,
+            n_train=args.n_train,
+            n_test=args.n_test,
+            seed=args.seed,
+            verify=not args.no_verify,
+        )
     for w in caught:
         print(f"circuitep: warning: {w.message}", file=sys.stderr)
     engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout)
-    print(f"training {net.name} ({net.n_inputs} inputs, {net.n_free} free nodes) on {data.name} "
-          f"({len(data.x_train)} train / {len(data.x_test)} test) with {args.algorithm} on {engine.name}")
-    summary = train_run(net, data, engine, config, args.out, resume=args.resume,
-                        exact_engine=NumpyEngine(check_stability=False), progress=not args.no_progress,
-                        command=command_line(args.argv))
+    print(
+        f"training {net.name} ({net.n_inputs} inputs, {net.n_free} free nodes) on {data.name} "
+        f"({len(data.x_train)} train / {len(data.x_test)} test) with {args.algorithm} on {engine.name}"
+    )
+    summary = train_run(
+        net,
+        data,
+        engine,
+        config,
+        args.out,
+        resume=args.resume,
+        exact_engine=NumpyEngine(check_stability=False),
+        progress=not args.no_progress,
+        command=command_line(args.argv),
+    )
     return _report(summary, Path(args.out))
 
 
 def cmd_demo(args) -> int:
     """``circuitep demo``: the demo run; returns the exit status, 0 or :data:`EXIT_DIVERGED`."""
-    print(f"demo: {DEMO_SPEC} feedforward transconductor circuit on digits, ngspice in the loop, AEP "
-          f"({args.epochs or DEMO_CONFIG.epochs} epochs)")
-    summary = run_demo(args.out, epochs=args.epochs, resume=args.resume, progress=not args.no_progress,
-                       command=command_line(args.argv))
+    print(
+        f"demo: {DEMO_SPEC} feedforward transconductor circuit on digits, ngspice in the loop, AEP "
+        f"({args.epochs or DEMO_CONFIG.epochs} epochs)"
+    )
+    summary = run_demo(
+        args.out,
+        epochs=args.epochs,
+        resume=args.resume,
+        progress=not args.no_progress,
+        command=command_line(args.argv),
+    )
     return _report(summary, Path(args.out))
 
 
@@ -535,7 +684,9 @@ def cmd_golden(args) -> int:
     stale = check_golden(args.netlists)
     for p in stale:
         print(f"drifted or missing: {p}")
-    print("golden netlists up to date" if not stale else "regenerate with: circuitep golden --write")
+    print(
+        "golden netlists up to date" if not stale else "regenerate with: circuitep golden --write"
+    )
     return 1 if stale else 0
 
 
@@ -552,169 +703,347 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="circuitep",
         description="Compile neural networks into analog circuits (SPICE netlists), simulate them with "
-                    "ngspice or the numpy reference engine, and train them with Equilibrium Propagation.",
-        epilog="Specs are TOML files (see netlists/*.toml). Units are SI: V, A, S, F.")
+        "ngspice or the numpy reference engine, and train them with Equilibrium Propagation.",
+        epilog="Specs are TOML files (see netlists/*.toml). Units are SI: V, A, S, F.",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    c = sub.add_parser("compile", help="write the netlist of one learning phase",
-                       description="Compile SPEC into an ngspice netlist for one learning phase.")
-    c.add_argument("spec", help="network spec: TOML file, or a shorthand such as ff:4-3-2 (weights of seed 0)")
-    c.add_argument("--phase", choices=PHASES, default="free",
-                   help="free; nudged (+beta toward the targets); aep (nudge plus the non-reciprocal "
-                        "correction around the free state, computed for the sample); dyadic (circuit plus "
-                        "adjoint network). Default: free")
-    c.add_argument("--form", choices=FORMS, default="literal",
-                   help="literal: one element per weight (default); folded: input-driven elements replaced "
-                        "by one Norton source and conductance per node (same voltages, much faster)")
-    c.add_argument("--beta", type=_positive, help="nudge strength in S (default: 1e-3 x the median leak)")
-    c.add_argument("--cost", choices=("mse", "xent"), default="mse", help="cost whose gradient the nudge injects")
-    c.add_argument("--tau", type=_positive, default=0.1, help="cross-entropy temperature in V (default 0.1)")
-    c.add_argument("--inputs", type=_floats,
-                   help=f"input voltages v1,v2,... (default: the spec's sample, else every input {DEFAULT_INPUT_V:g} V)")
-    c.add_argument("--targets", type=_floats,
-                   help="target voltages (default: the spec's sample; a nudged, aep or dyadic phase needs them)")
+    c = sub.add_parser(
+        "compile",
+        help="write the netlist of one learning phase",
+        description="Compile SPEC into an ngspice netlist for one learning phase.",
+    )
+    c.add_argument(
+        "spec", help="network spec: TOML file, or a shorthand such as ff:4-3-2 (weights of seed 0)"
+    )
+    c.add_argument(
+        "--phase",
+        choices=PHASES,
+        default="free",
+        help="free; nudged (+beta toward the targets); aep (nudge plus the non-reciprocal "
+        "correction around the free state, computed for the sample); dyadic (circuit plus "
+        "adjoint network). Default: free",
+    )
+    c.add_argument(
+        "--form",
+        choices=FORMS,
+        default="literal",
+        help="literal: one element per weight (default); folded: input-driven elements replaced "
+        "by one Norton source and conductance per node (same voltages, much faster)",
+    )
+    c.add_argument(
+        "--beta", type=_positive, help="nudge strength in S (default: 1e-3 x the median leak)"
+    )
+    c.add_argument(
+        "--cost",
+        choices=("mse", "xent"),
+        default="mse",
+        help="cost whose gradient the nudge injects",
+    )
+    c.add_argument(
+        "--tau", type=_positive, default=0.1, help="cross-entropy temperature in V (default 0.1)"
+    )
+    c.add_argument(
+        "--inputs",
+        type=_floats,
+        help=f"input voltages v1,v2,... (default: the spec's sample, else every input {DEFAULT_INPUT_V:g} V)",
+    )
+    c.add_argument(
+        "--targets",
+        type=_floats,
+        help="target voltages (default: the spec's sample; a nudged, aep or dyadic phase needs them)",
+    )
     c.add_argument("-o", "--output", help="output file (default: standard output)")
-    c.add_argument("--dialect", choices=DIALECTS, default="ngspice",
-                   help="simulator syntax: ngspice (default) or xyce (B-source expressions in braces, .OPTIONS DEVICE "
-                        "GMIN and NONLIN RELTOL/ABSTOL, diode LEVEL=1, .DC TEMP LIST 27 and .PRINT DC as the analysis); "
-                        "the Xyce form is written from the Xyce Reference Guide and checked against its grammar, "
-                        "not run: Xyce is not installed here")
-    c.add_argument("--no-analysis", action="store_true",
-                   help="leave out the analysis block (.control: op and print of the node voltages) that makes "
-                        "the file run alone in ngspice -b, to include it in a larger deck")
+    c.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default="ngspice",
+        help="simulator syntax: ngspice (default) or xyce (B-source expressions in braces, .OPTIONS DEVICE "
+        "GMIN and NONLIN RELTOL/ABSTOL, diode LEVEL=1, .DC TEMP LIST 27 and .PRINT DC as the analysis); "
+        "the Xyce form is written from the Xyce Reference Guide and checked against its grammar, "
+        "not run: Xyce is not installed here",
+    )
+    c.add_argument(
+        "--no-analysis",
+        action="store_true",
+        help="leave out the analysis block (.control: op and print of the node voltages) that makes "
+        "the file run alone in ngspice -b, to include it in a larger deck",
+    )
     c.set_defaults(func=cmd_compile)
 
-    s = sub.add_parser("simulate", help="find the free operating point of a spec's sample, and its power, "
-                                        "settling time and energy",
-                       description="Simulate SPEC's free phase for one sample and print node voltages and a physical "
-                                   "report: power absorbed by each element class (leaks, resistors, transconductors, "
-                                   "diodes, clamp rails, bias and input sources, nudge, AEP correction; by Tellegen "
-                                   "they sum to zero), the settling time of a transient from rest with the spec's "
-                                   "capacitances, energy per inference (dissipated power x settling time), node and "
-                                   "device-current ranges, headroom to the clamp rails; with targets also the AEP "
-                                   "training phases (+-beta, from the free state) and the energy per training sample.")
-    s.add_argument("spec", help="network spec: TOML file, or a shorthand such as ff:4-3-2 (weights of seed 0)")
-    s.add_argument("--engine", choices=ENGINES, default="ngspice",
-                   help="ngspice (the simulator of record, default) or numpy (the reference solver)")
-    s.add_argument("--form", choices=FORMS, default="literal", help="netlist form for ngspice (default literal)")
-    s.add_argument("--ngspice-timeout", type=_positive, default=NGSPICE_TIMEOUT, metavar="SECONDS",
-                   help="limit on each ngspice analysis (default %(default)g s): past it the "
-                        "samples count as not converged")
-    s.add_argument("--inputs", type=_floats,
-                   help=f"input voltages v1,v2,... (default: the spec's sample, else every input {DEFAULT_INPUT_V:g} V)")
-    s.add_argument("--settle", action="store_true",
-                   help="also run an ngspice transient from rest and say whether the circuit settles at the "
-                        "operating point (a non-reciprocal circuit may have DC solutions it never reaches)")
-    s.add_argument("--settle-tol", type=_positive, default=circuit_report.SETTLE_TOL_V,
-                   help=f"settling tolerance of the free phase in V (default {circuit_report.SETTLE_TOL_V:g}); "
-                        f"nudged phases settle to {circuit_report.SETTLE_TOL_REL:g} of their displacement")
-    s.add_argument("--plot-settle", metavar="FILE.png",
-                   help="PNG of the free phase's transient from rest (ngspice's and numpy's with --engine ngspice)")
-    s.add_argument("--json", help="also write {engine, nodes: {name: volts}, stable, report: {power by element "
-                                  "class, settling times, energy per inference and per training sample, ranges}} "
-                                  "to this file")
+    s = sub.add_parser(
+        "simulate",
+        help="find the free operating point of a spec's sample, and its power, "
+        "settling time and energy",
+        description="Simulate SPEC's free phase for one sample and print node voltages and a physical "
+        "report: power absorbed by each element class (leaks, resistors, transconductors, "
+        "diodes, clamp rails, bias and input sources, nudge, AEP correction; by Tellegen "
+        "they sum to zero), the settling time of a transient from rest with the spec's "
+        "capacitances, energy per inference (dissipated power x settling time), node and "
+        "device-current ranges, headroom to the clamp rails; with targets also the AEP "
+        "training phases (+-beta, from the free state) and the energy per training sample.",
+    )
+    s.add_argument(
+        "spec", help="network spec: TOML file, or a shorthand such as ff:4-3-2 (weights of seed 0)"
+    )
+    s.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="ngspice",
+        help="ngspice (the simulator of record, default) or numpy (the reference solver)",
+    )
+    s.add_argument(
+        "--form",
+        choices=FORMS,
+        default="literal",
+        help="netlist form for ngspice (default literal)",
+    )
+    s.add_argument(
+        "--ngspice-timeout",
+        type=_positive,
+        default=NGSPICE_TIMEOUT,
+        metavar="SECONDS",
+        help="limit on each ngspice analysis (default %(default)g s): past it the "
+        "samples count as not converged",
+    )
+    s.add_argument(
+        "--inputs",
+        type=_floats,
+        help=f"input voltages v1,v2,... (default: the spec's sample, else every input {DEFAULT_INPUT_V:g} V)",
+    )
+    s.add_argument(
+        "--settle",
+        action="store_true",
+        help="also run an ngspice transient from rest and say whether the circuit settles at the "
+        "operating point (a non-reciprocal circuit may have DC solutions it never reaches)",
+    )
+    s.add_argument(
+        "--settle-tol",
+        type=_positive,
+        default=circuit_report.SETTLE_TOL_V,
+        help=f"settling tolerance of the free phase in V (default {circuit_report.SETTLE_TOL_V:g}); "
+        f"nudged phases settle to {circuit_report.SETTLE_TOL_REL:g} of their displacement",
+    )
+    s.add_argument(
+        "--plot-settle",
+        metavar="FILE.png",
+        help="PNG of the free phase's transient from rest (ngspice's and numpy's with --engine ngspice)",
+    )
+    s.add_argument(
+        "--json",
+        help="also write {engine, nodes: {name: volts}, stable, report: {power by element "
+        "class, settling times, energy per inference and per training sample, ranges}} "
+        "to this file",
+    )
     s.set_defaults(func=cmd_simulate)
 
     r = sub.add_parser("reference", help="simulate the reference circuits in netlists/")
     r.add_argument("--engine", choices=ENGINES, default="ngspice")
     r.add_argument("--form", choices=FORMS, default="literal")
-    r.add_argument("--ngspice-timeout", type=_positive, default=NGSPICE_TIMEOUT, metavar="SECONDS",
-                   help="limit on each ngspice analysis (default %(default)g s): past it the "
-                        "samples count as not converged")
+    r.add_argument(
+        "--ngspice-timeout",
+        type=_positive,
+        default=NGSPICE_TIMEOUT,
+        metavar="SECONDS",
+        help="limit on each ngspice analysis (default %(default)g s): past it the "
+        "samples count as not converged",
+    )
     r.add_argument("--netlists", default=str(DEFAULT_NETLISTS), help="folder of reference specs")
     r.set_defaults(func=cmd_reference)
 
     gc = sub.add_parser(
-        "gradcheck", help="compare the gradients EP, VF, AEP and Dyadic EP compute with the exact one",
+        "gradcheck",
+        help="compare the gradients EP, VF, AEP and Dyadic EP compute with the exact one",
         description="Run every estimator on a probe batch (the spec's sample plus random samples) and "
-                    "compare it, per parameter group, with the exact adjoint gradient: cosine similarity, "
-                    "relative error, sign agreement.")
-    gc.add_argument("spec", help="network spec: TOML file, or a shorthand such as ff:4-3-2 (weights of seed 0)")
-    gc.add_argument("--engine", choices=ENGINES, default="ngspice",
-                    help="engine that finds the stationary states (default ngspice)")
-    gc.add_argument("--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)")
-    gc.add_argument("--ngspice-timeout", type=_positive, default=NGSPICE_TIMEOUT, metavar="SECONDS",
-                   help="limit on each ngspice analysis (default %(default)g s): past it the "
-                        "samples count as not converged")
-    gc.add_argument("--beta", type=_positive, help="nudge strength in S (default: 1e-3 x the median leak)")
-    gc.add_argument("--one-sided", action="store_true", help="one-sided nudging (O(beta) bias) instead of centred")
+        "compare it, per parameter group, with the exact adjoint gradient: cosine similarity, "
+        "relative error, sign agreement.",
+    )
+    gc.add_argument(
+        "spec", help="network spec: TOML file, or a shorthand such as ff:4-3-2 (weights of seed 0)"
+    )
+    gc.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="ngspice",
+        help="engine that finds the stationary states (default ngspice)",
+    )
+    gc.add_argument(
+        "--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)"
+    )
+    gc.add_argument(
+        "--ngspice-timeout",
+        type=_positive,
+        default=NGSPICE_TIMEOUT,
+        metavar="SECONDS",
+        help="limit on each ngspice analysis (default %(default)g s): past it the "
+        "samples count as not converged",
+    )
+    gc.add_argument(
+        "--beta", type=_positive, help="nudge strength in S (default: 1e-3 x the median leak)"
+    )
+    gc.add_argument(
+        "--one-sided",
+        action="store_true",
+        help="one-sided nudging (O(beta) bias) instead of centred",
+    )
     gc.add_argument("--cost", choices=("mse", "xent"), default="mse", help="cost (default mse)")
     gc.add_argument("--tau", type=_positive, default=0.1, help="cross-entropy temperature in V")
     gc.add_argument("--samples", type=_count, default=8, help="probe batch size (default 8)")
     gc.add_argument("--seed", type=_seed, default=0, help="seed of the probe batch")
-    gc.add_argument("--sens", action="store_true",
-                    help="also compare ngspice's own DC sensitivities (.sens) with the exact gradient "
-                         "(needs --engine ngspice --form literal; not for tanh transconductors)")
-    gc.add_argument("--sweep-beta", action="store_true", help="also measure error against beta (fits the slopes)")
-    gc.add_argument("--sweep-asymmetry", action="store_true",
-                    help="also interpolate backward couplings from symmetric to the spec's (needs fwd/bwd pairs)")
-    gc.add_argument("--settle-tol", type=_positive, default=circuit_report.SETTLE_TOL_V,
-                    help="settling tolerance (V) of the free phase in the physical report of probe sample 0 "
-                         "(power by element class, settling times, energy per inference and per training sample)")
-    gc.add_argument("--json", help="write the full report (per group metrics and gradients, physics) as JSON")
-    gc.add_argument("--plot", help="PNG of estimated vs exact gradients (sweeps add -beta.png, -asymmetry.png)")
+    gc.add_argument(
+        "--sens",
+        action="store_true",
+        help="also compare ngspice's own DC sensitivities (.sens) with the exact gradient "
+        "(needs --engine ngspice --form literal; not for tanh transconductors)",
+    )
+    gc.add_argument(
+        "--sweep-beta",
+        action="store_true",
+        help="also measure error against beta (fits the slopes)",
+    )
+    gc.add_argument(
+        "--sweep-asymmetry",
+        action="store_true",
+        help="also interpolate backward couplings from symmetric to the spec's (needs fwd/bwd pairs)",
+    )
+    gc.add_argument(
+        "--settle-tol",
+        type=_positive,
+        default=circuit_report.SETTLE_TOL_V,
+        help="settling tolerance (V) of the free phase in the physical report of probe sample 0 "
+        "(power by element class, settling times, energy per inference and per training sample)",
+    )
+    gc.add_argument(
+        "--json", help="write the full report (per group metrics and gradients, physics) as JSON"
+    )
+    gc.add_argument(
+        "--plot", help="PNG of estimated vs exact gradients (sweeps add -beta.png, -asymmetry.png)"
+    )
     gc.set_defaults(func=cmd_gradcheck)
 
     t = sub.add_parser(
-        "train", help="train a circuit on a data set",
+        "train",
+        help="train a circuit on a data set",
         description="Train SPEC on a data set. Each epoch writes a checkpoint, metrics (JSON and CSV) and "
-                    "figures to --out; --resume continues an interrupted run to the same result.",
+        "figures to --out; --resume continues an interrupted run to the same result.",
         epilog="SPEC is a TOML file or a shorthand KIND:SIZES, KIND one of: "
-               + "; ".join(f"{k} = {v}" for k, v in SHORTHANDS.items())
-               + ". Example: ff:784-100-10. " + EXIT_STATUS)
+        + "; ".join(f"{k} = {v}" for k, v in SHORTHANDS.items())
+        + ". Example: ff:784-100-10. "
+        + EXIT_STATUS,
+    )
     t.add_argument("spec", help="network spec: TOML file or shorthand such as ff:64-64-10")
-    t.add_argument("--data", default="digits", choices=DATASETS, help="data set (default digits, built in)")
-    t.add_argument("--data-dir", help="folder with the IDX files for mnist / fashion-mnist "
-                                      "(or set CIRCUITEP_MNIST_DIR / CIRCUITEP_FASHION_MNIST_DIR)")
-    t.add_argument("--download", action="store_true", help="download missing IDX files into the cache")
-    t.add_argument("--no-verify", action="store_true",
-                   help="use mnist / fashion-mnist IDX files that are not the published ones "
-                        "(their SHA-256 differs from the one built into circuitep), with a "
-                        "warning; by default they are refused")
+    t.add_argument(
+        "--data", default="digits", choices=DATASETS, help="data set (default digits, built in)"
+    )
+    t.add_argument(
+        "--data-dir",
+        help="folder with the IDX files for mnist / fashion-mnist "
+        "(or set CIRCUITEP_MNIST_DIR / CIRCUITEP_FASHION_MNIST_DIR)",
+    )
+    t.add_argument(
+        "--download", action="store_true", help="download missing IDX files into the cache"
+    )
+    t.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="use mnist / fashion-mnist IDX files that are not the published ones "
+        "(their SHA-256 differs from the one built into circuitep), with a "
+        "warning; by default they are refused",
+    )
     t.add_argument("--n-train", type=_count, help="use only the first N training samples")
     t.add_argument("--n-test", type=_count, help="use only the first N test samples")
-    t.add_argument("--engine", choices=ENGINES, default="layered",
-                   help="layered (the numpy solver exploiting the layer structure, default), numpy (the dense "
-                        "reference solver, any graph) or ngspice (the circuit simulator in the loop)")
-    t.add_argument("--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)")
-    t.add_argument("--ngspice-timeout", type=_positive, default=NGSPICE_TIMEOUT, metavar="SECONDS",
-                   help="limit on each ngspice analysis (default %(default)g s): past it the "
-                        "samples count as not converged")
-    t.add_argument("--algorithm", choices=ALGORITHMS + tuple(ALGORITHM_ALIASES), default="aep",
-                   help="aep (default, exact for non-reciprocal circuits), ep, vf, dyadic, or "
-                        "exact (the exact gradient, backpropagation; bp is another name for it)")
+    t.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="layered",
+        help="layered (the numpy solver exploiting the layer structure, default), numpy (the dense "
+        "reference solver, any graph) or ngspice (the circuit simulator in the loop)",
+    )
+    t.add_argument(
+        "--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)"
+    )
+    t.add_argument(
+        "--ngspice-timeout",
+        type=_positive,
+        default=NGSPICE_TIMEOUT,
+        metavar="SECONDS",
+        help="limit on each ngspice analysis (default %(default)g s): past it the "
+        "samples count as not converged",
+    )
+    t.add_argument(
+        "--algorithm",
+        choices=ALGORITHMS + tuple(ALGORITHM_ALIASES),
+        default="aep",
+        help="aep (default, exact for non-reciprocal circuits), ep, vf, dyadic, or "
+        "exact (the exact gradient, backpropagation; bp is another name for it)",
+    )
     t.add_argument("--epochs", type=_count, default=10, help="epochs (default 10)")
     t.add_argument("--batch-size", type=_count, default=32, help="mini-batch size (default 32)")
-    t.add_argument("--lr", type=_positive, default=0.05,
-                   help="learning rate, dimensionless: parameters are stepped in units of the median leak (default 0.05)")
-    t.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
-                   help="constant (default), or cosine: the rate falls from --lr to 0 over the epochs, so that the "
-                        "last ones settle instead of jumping by tenths of a percent of accuracy from epoch to epoch")
-    t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum in [0, 1) (default 0.9)")
-    t.add_argument("--beta-rel", type=_positive, default=1e-2, help="nudge beta in units of the median leak (default 0.01)")
+    t.add_argument(
+        "--lr",
+        type=_positive,
+        default=0.05,
+        help="learning rate, dimensionless: parameters are stepped in units of the median leak (default 0.05)",
+    )
+    t.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default="constant",
+        help="constant (default), or cosine: the rate falls from --lr to 0 over the epochs, so that the "
+        "last ones settle instead of jumping by tenths of a percent of accuracy from epoch to epoch",
+    )
+    t.add_argument(
+        "--momentum", type=float, default=0.9, help="SGD momentum in [0, 1) (default 0.9)"
+    )
+    t.add_argument(
+        "--beta-rel",
+        type=_positive,
+        default=1e-2,
+        help="nudge beta in units of the median leak (default 0.01)",
+    )
     t.add_argument("--one-sided", action="store_true", help="one-sided nudging instead of centred")
     t.add_argument("--cost", choices=("mse", "xent"), default="mse", help="cost (default mse)")
     t.add_argument("--tau", type=_positive, default=0.1, help="cross-entropy temperature in V")
-    t.add_argument("--v-on", type=float, default=1.0, help="target voltage of the right class (default 1 V)")
-    t.add_argument("--v-off", type=float, default=0.0, help="target voltage of the other classes (default 0 V)")
-    t.add_argument("--levels", type=_count, help="quantise conductances to this many levels (default: analog)")
+    t.add_argument(
+        "--v-on", type=float, default=1.0, help="target voltage of the right class (default 1 V)"
+    )
+    t.add_argument(
+        "--v-off", type=float, default=0.0, help="target voltage of the other classes (default 0 V)"
+    )
+    t.add_argument(
+        "--levels", type=_count, help="quantise conductances to this many levels (default: analog)"
+    )
     t.add_argument("--train-leak", action="store_true", help="also learn the leak conductances")
-    t.add_argument("--on-failure", choices=("skip", "stop"), default="skip",
-                   help="a sample whose operating point does not converge is skipped and counted, or stops the run "
-                        "(with skip, >= 100 samples in a row without one stop it as diverged: diverged.json)")
-    t.add_argument("--seed", type=_seed, default=0, help="seed of initial weights (shorthand specs) and sample order")
+    t.add_argument(
+        "--on-failure",
+        choices=("skip", "stop"),
+        default="skip",
+        help="a sample whose operating point does not converge is skipped and counted, or stops the run "
+        "(with skip, >= 100 samples in a row without one stop it as diverged: diverged.json)",
+    )
+    t.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="seed of initial weights (shorthand specs) and sample order",
+    )
     t.add_argument("--out", required=True, type=_run_dir, help=RUN_DIR_HELP)
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
 
-    d = sub.add_parser("demo", help="the main job: train a transconductor circuit on digits with ngspice",
-                       description=f"Train the embedded default circuit ({DEMO_SPEC}, feedforward transconductors "
-                                   "with diode-clamped hidden nodes) on the 8x8 digits with ngspice in the loop by "
-                                   "AEP, then report test accuracy, gradient agreement and where "
-                                   "the outputs are.", epilog=EXIT_STATUS)
-    d.add_argument("--out", default="demo-run", type=_run_dir,
-                   help=RUN_DIR_HELP + " (default demo-run)")
+    d = sub.add_parser(
+        "demo",
+        help="the main job: train a transconductor circuit on digits with ngspice",
+        description=f"Train the embedded default circuit ({DEMO_SPEC}, feedforward transconductors "
+        "with diode-clamped hidden nodes) on the 8x8 digits with ngspice in the loop by "
+        "AEP, then report test accuracy, gradient agreement and where "
+        "the outputs are.",
+        epilog=EXIT_STATUS,
+    )
+    d.add_argument(
+        "--out", default="demo-run", type=_run_dir, help=RUN_DIR_HELP + " (default demo-run)"
+    )
     d.add_argument("--epochs", type=_count, help=f"epochs (default {DEMO_CONFIG.epochs})")
     d.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -753,8 +1082,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"circuitep: error: {exc}", file=sys.stderr)
         return 2
     except MemoryError as exc:
-        print(f"circuitep: error: out of memory ({exc or 'allocation failed'}): the network or data set "
-              "is too large for this machine", file=sys.stderr)
+        print(
+            f"circuitep: error: out of memory ({exc or 'allocation failed'}): the network or data set "
+            "is too large for this machine",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -25,7 +25,16 @@ from circuitep.costs import Cost, CrossEntropy, SquaredError
 from circuitep.devices import GMIN, THERMAL_VOLTAGE
 from circuitep.elements import aep, bias, capacitance, diode_clamp, leak, nudge
 from circuitep.elements.registry import kind as kind_of
-from circuitep.netlist import DIALECTS, Element, ModelCard, Netlist, Section, spice_number, write, write_xyce
+from circuitep.netlist import (
+    DIALECTS,
+    Element,
+    ModelCard,
+    Netlist,
+    Section,
+    spice_number,
+    write,
+    write_xyce,
+)
 from circuitep.spec import Coupling, Network, voltage_rows
 
 PHASES = ("free", "nudged", "aep", "dyadic")
@@ -58,8 +67,10 @@ class Tolerances:
         # below double precision ngspice can never meet reltol (1e-16 hung its op); at 1 it accepts
         # the first iterate (0.64 V off)
         if not RELTOL_RANGE[0] <= self.reltol <= RELTOL_RANGE[1]:
-            raise ValueError(f"tolerance reltol = {self.reltol!r} must be within {RELTOL_RANGE[0]:g} .. "
-                             f"{RELTOL_RANGE[1]:g} (ngspice's default is 1e-3)")
+            raise ValueError(
+                f"tolerance reltol = {self.reltol!r} must be within {RELTOL_RANGE[0]:g} .. "
+                f"{RELTOL_RANGE[1]:g} (ngspice's default is 1e-3)"
+            )
 
     def as_dict(self) -> dict:
         return {"reltol": self.reltol, "vntol": self.vntol, "abstol": self.abstol, "gmin": GMIN}
@@ -126,11 +137,21 @@ def ref_node(node: str) -> str:
     return f"ref_{node}"
 
 
-def compile_network(net: Network, phase: str = "free", form: str = "literal", *, beta: float | None = None,
-                    cost: Cost | None = None, inputs: np.ndarray | None = None, targets: np.ndarray | None = None,
-                    x0: np.ndarray | None = None, tolerances: Tolerances | None = None,
-                    command: str | None = None, sample: str | None = None,
-                    state: np.ndarray | None = None) -> Compiled:
+def compile_network(
+    net: Network,
+    phase: str = "free",
+    form: str = "literal",
+    *,
+    beta: float | None = None,
+    cost: Cost | None = None,
+    inputs: np.ndarray | None = None,
+    targets: np.ndarray | None = None,
+    x0: np.ndarray | None = None,
+    tolerances: Tolerances | None = None,
+    command: str | None = None,
+    sample: str | None = None,
+    state: np.ndarray | None = None,
+) -> Compiled:
     """Compile one phase of ``net``.
 
     ``inputs`` (n_inputs,), ``targets`` (n_outputs,) and ``x0`` (n_free,) give the initial source
@@ -161,10 +182,18 @@ def compile_network(net: Network, phase: str = "free", form: str = "literal", *,
         inputs = net.sample.inputs if net.sample is not None else np.zeros(net.n_inputs)
     given = targets is not None  # else placeholders: engines set each sample's targets later
     if targets is None:
-        targets = (net.sample.targets if net.sample is not None and net.sample.targets is not None
-                   else np.full(net.n_outputs, 1.0 / net.n_outputs))
-    aep_state = ("the x0 passed in" if x0 is not None else "this sample's free state x0" if state is not None
-                 else None)
+        targets = (
+            net.sample.targets
+            if net.sample is not None and net.sample.targets is not None
+            else np.full(net.n_outputs, 1.0 / net.n_outputs)
+        )
+    aep_state = (
+        "the x0 passed in"
+        if x0 is not None
+        else "this sample's free state x0"
+        if state is not None
+        else None
+    )
     if x0 is None:
         x0 = np.zeros(net.n_free) if state is None else state
     if state is not None:
@@ -194,31 +223,63 @@ def compile_network(net: Network, phase: str = "free", form: str = "literal", *,
         b.adjoint()
         b.nudge(beta, cost, targets, into=adjoint_node)
     if sample is None:
-        held = ("sample: none; the per-sample sources hold placeholders (inputs as given or the spec's, targets "
-                "1/n_outputs V, AEP currents for x0 = 0) that engines set per sample")
+        held = (
+            "sample: none; the per-sample sources hold placeholders (inputs as given or the spec's, targets "
+            "1/n_outputs V, AEP currents for x0 = 0) that engines set per sample"
+        )
     else:
         held = f"sample: {sample}"
-    targets_line = (f"targets (V): {' '.join(spice_number(float(t)) for t in targets)}"
-                    + ("" if given or (net.sample is not None and net.sample.targets is not None)
-                       else f" (placeholders 1/{net.n_outputs}: no targets given)"))
+    targets_line = f"targets (V): {' '.join(spice_number(float(t)) for t in targets)}" + (
+        ""
+        if given or (net.sample is not None and net.sample.targets is not None)
+        else f" (placeholders 1/{net.n_outputs}: no targets given)"
+    )
     header = (
         f"circuitep netlist of network '{net.name}': {phase} phase, {form} form",
         *([net.description] if net.description else []),
         f"{net.n_inputs} inputs, {net.n_free} free nodes ({net.n_outputs} outputs), "
         f"{len(net.couplings)} couplings; SI units (V, A, S, Ohm, F)",
-        f"written by: {command}" if command else
-        "written by: circuitep.compiler.compile_network (a Python call, no command line)",
+        f"written by: {command}"
+        if command
+        else "written by: circuitep.compiler.compile_network (a Python call, no command line)",
         held,
-        *([targets_line, f"nudge: beta = {spice_number(beta)} on cost {cost.name}"] if phase != "free" else []),
-        *([f"AEP correction: currents K x0 (A) for {aep_state}" if aep_state else
-           "AEP correction: currents K x0 (A) for x0 = 0, placeholders: wrong when this file runs alone"]
-          if phase == "aep" else []),
+        *(
+            [targets_line, f"nudge: beta = {spice_number(beta)} on cost {cost.name}"]
+            if phase != "free"
+            else []
+        ),
+        *(
+            [
+                f"AEP correction: currents K x0 (A) for {aep_state}"
+                if aep_state
+                else "AEP correction: currents K x0 (A) for x0 = 0, placeholders: wrong when this file runs alone"
+            ]
+            if phase == "aep"
+            else []
+        ),
     )
-    probes = tuple(net.free_nodes) + (tuple(adjoint_node(n) for n in net.free_nodes) if phase == "dyadic" else ())
-    netlist = Netlist(f"* circuitep {net.name} {phase} {form}", tuple(b.sections), (b.diode_model(),),
-                      tolerances.options(), header, probes)
-    return Compiled(netlist, net, phase, form, float(beta), cost, tuple(net.free_nodes),
-                    tuple(adjoint_node(n) for n in net.free_nodes) if phase == "dyadic" else (), tuple(b.sources))
+    probes = tuple(net.free_nodes) + (
+        tuple(adjoint_node(n) for n in net.free_nodes) if phase == "dyadic" else ()
+    )
+    netlist = Netlist(
+        f"* circuitep {net.name} {phase} {form}",
+        tuple(b.sections),
+        (b.diode_model(),),
+        tolerances.options(),
+        header,
+        probes,
+    )
+    return Compiled(
+        netlist,
+        net,
+        phase,
+        form,
+        float(beta),
+        cost,
+        tuple(net.free_nodes),
+        tuple(adjoint_node(n) for n in net.free_nodes) if phase == "dyadic" else (),
+        tuple(b.sources),
+    )
 
 
 def linear_correction(net: Network) -> np.ndarray:
@@ -228,7 +289,9 @@ def linear_correction(net: Network) -> np.ndarray:
     return aep.matrix(aep.terms(linear, np.zeros((1, net.n_free))), 1, net.n_free)[0]
 
 
-def source_values(compiled: Compiled, u: np.ndarray, targets: np.ndarray | None, x0: np.ndarray | None) -> np.ndarray:
+def source_values(
+    compiled: Compiled, u: np.ndarray, targets: np.ndarray | None, x0: np.ndarray | None
+) -> np.ndarray:
     """Values of ``compiled.sources`` for a batch, ``(batch, n_sources)``.
 
     ``u`` are all input-node voltages ``(batch, n_in)`` (see :meth:`Network.expand_inputs`).
@@ -259,8 +322,9 @@ _diode_conductance = diode_clamp.conductance_expression  # its old name
 CLAMP_RANGE_CURRENT = 1e-3
 
 
-def clamp_range(rails: tuple[float, float], i_sat: float, n: float, current: float = CLAMP_RANGE_CURRENT
-                ) -> tuple[float, float, float]:
+def clamp_range(
+    rails: tuple[float, float], i_sat: float, n: float, current: float = CLAMP_RANGE_CURRENT
+) -> tuple[float, float, float]:
     """The voltage range of a diode-clamped node: the rails ``(v_lo, v_hi)`` (V) widened by the
     diode drop ``n Vt ln(1 + I / IS)`` (V) at ``current`` I (A). Returns ``(lo, hi, I)``."""
     drop = n * THERMAL_VOLTAGE * np.log1p(current / i_sat)
@@ -326,13 +390,18 @@ class _Builder:
             clamp = ""
             if g.clamp:
                 lo, hi, amps = clamp_range(g.clamp, d.i_sat, d.n)
-                clamp = (f", diode clamp: rails {g.clamp[0]:g} and {g.clamp[1]:g} V, node range about "
-                         f"[{lo:.3g}, {hi:.3g}] V (a diode drop past the rails at {amps:g} A)")
+                clamp = (
+                    f", diode clamp: rails {g.clamp[0]:g} and {g.clamp[1]:g} V, node range about "
+                    f"[{lo:.3g}, {hi:.3g}] V (a diode drop past the rails at {amps:g} A)"
+                )
             seen = ""
             if state is not None:
                 xs = state[fs[g.name]]
                 seen = f"; on this sample the nodes span [{xs.min():.4g}, {xs.max():.4g}] V"
-            self.add(f"group {g.name} ({g.role}, {g.size} nodes): leak, bias, capacitance{clamp}{seen}", els)
+            self.add(
+                f"group {g.name} ({g.role}, {g.size} nodes): leak, bias, capacitance{clamp}{seen}",
+                els,
+            )
 
     def couplings(self, transpose_linear: bool = False) -> None:
         """One element per weight; with ``transpose_linear`` (AEP phase) every linear transconductor
@@ -343,22 +412,35 @@ class _Builder:
                 continue
             src, dst = net.group(c.src).nodes(), net.group(c.dst).nodes()
             kind = kind_of(c)
-            reverse = transpose_linear and kind.LINEAR and not kind.RECIPROCAL and c.src in self.free
+            reverse = (
+                transpose_linear and kind.LINEAR and not kind.RECIPROCAL and c.src in self.free
+            )
             els = kind.spice_reversed(c, src, dst) if reverse else kind.spice(c, src, dst)
-            direction = (f"{c.dst} -> {c.src}, reversed for the AEP phase (the correction cancels the forward drive "
-                         f"and adds its transpose)" if reverse else f"{c.src} -> {c.dst}")
+            direction = (
+                f"{c.dst} -> {c.src}, reversed for the AEP phase (the correction cancels the forward drive "
+                f"and adds its transpose)"
+                if reverse
+                else f"{c.src} -> {c.dst}"
+            )
             self.add(f"coupling {c.name}: {kind.title(c)}, {direction}", els)
 
     def nudge(self, beta: float, cost: Cost, targets: np.ndarray, into) -> None:
         outs = [self.net.free_nodes[k] for k in self.net.output_index()]
         els = []
         for k, node in enumerate(outs):
-            els.append(Element("V", f"v{target_node(node)}", (target_node(node), "0"), float(targets[k])))
+            els.append(
+                Element("V", f"v{target_node(node)}", (target_node(node), "0"), float(targets[k]))
+            )
             self.sources.append(Source(f"v{target_node(node)}", "target", k, "V"))
-        if isinstance(cost, CrossEntropy):  # beta as a voltage, so that both signs share one circuit
-            els.append(Element("V", f"v{BETA_NODE}", (BETA_NODE, "0"), beta, "beta (A V) as a voltage"))
-        els += nudge.spice(outs, [target_node(o) for o in outs], [into(o) for o in outs], beta, cost,
-                           BETA_NODE)
+        if isinstance(
+            cost, CrossEntropy
+        ):  # beta as a voltage, so that both signs share one circuit
+            els.append(
+                Element("V", f"v{BETA_NODE}", (BETA_NODE, "0"), beta, "beta (A V) as a voltage")
+            )
+        els += nudge.spice(
+            outs, [target_node(o) for o in outs], [into(o) for o in outs], beta, cost, BETA_NODE
+        )
         self.add(f"nudge: current -beta dC/dx ({cost.name}) into the outputs, targets (V)", els)
 
     def aep_correction(self, u: np.ndarray, x0: np.ndarray) -> None:
@@ -366,9 +448,14 @@ class _Builder:
         ``(K x0)_i`` left over by the reversed linear transconductors, and for saturating ones
         explicit sources against reference nodes holding x0."""
         net = self.net
-        els, sources = aep.spice(kcl.links(net), net.free_nodes, x0, linear_correction(net), ref_node)
+        els, sources = aep.spice(
+            kcl.links(net), net.free_nodes, x0, linear_correction(net), ref_node
+        )
         self.sources += [Source(*row) for row in sources]
-        self.add("AEP correction: constant currents K x0 (A), and -(J - J^T)(v - x0) of saturating couplings", els)
+        self.add(
+            "AEP correction: constant currents K x0 (A), and -(J - J^T)(v - x0) of saturating couplings",
+            els,
+        )
 
     def adjoint(self) -> None:
         """The adjoint network (Director-Rohrer): linearised at the circuit's state, transposed."""
@@ -377,10 +464,14 @@ class _Builder:
         adj = {n: adjoint_node(n) for n in nodes}
         els = []
         if self.form == "folded":
-            _, conductance = kcl.input_drive(net, np.zeros((1, sum(g.size for g in net.input_groups))))
+            _, conductance = kcl.input_drive(
+                net, np.zeros((1, sum(g.size for g in net.input_groups)))
+            )
             for k, node in enumerate(nodes):
                 if conductance[k] > 0:
-                    els.append(Element("R", f"radj_nrt_{node}", (adj[node], "0"), 1.0 / conductance[k]))
+                    els.append(
+                        Element("R", f"radj_nrt_{node}", (adj[node], "0"), 1.0 / conductance[k])
+                    )
         for g in net.free_groups:
             for k, node in enumerate(g.nodes()):
                 els += leak.spice_adjoint(node, adj[node], g.leak[k])
@@ -393,8 +484,13 @@ class _Builder:
                 continue
             src, dst = net.group(c.src).nodes(), net.group(c.dst).nodes()
             kind = kind_of(c)
-            els = kind.spice_adjoint(c, src, dst, [adj[n] for n in src] if c.src in self.free else None,
-                                     [adj[n] for n in dst])
+            els = kind.spice_adjoint(
+                c,
+                src,
+                dst,
+                [adj[n] for n in src] if c.src in self.free else None,
+                [adj[n] for n in dst],
+            )
             if els is None:  # nothing of it in the adjoint network (a transconductor from inputs)
                 continue
             self.add(f"adjoint of coupling {c.name}: {kind.ADJOINT}", els)

@@ -97,8 +97,9 @@ class CrossEntropy:
 
     def __post_init__(self):
         if not is_number(self.tau) or not 0 < plain_float("tau", self.tau) < np.inf:  # not True
-            raise ValueError(f"cross-entropy temperature tau = {self.tau!r} must be a positive "
-                             "number of volts")
+            raise ValueError(
+                f"cross-entropy temperature tau = {self.tau!r} must be a positive number of volts"
+            )
         object.__setattr__(self, "tau", plain_float("tau", self.tau))  # what the netlist holds
 
     def check_targets(self, y: np.ndarray) -> None:
@@ -116,7 +117,9 @@ class CrossEntropy:
         """
         y = np.atleast_2d(y)
         if (y < 0).any() or (y.sum(axis=1) <= 0).any():
-            raise ValueError("cross-entropy targets are probabilities: every row must be >= 0 with a positive sum")
+            raise ValueError(
+                "cross-entropy targets are probabilities: every row must be >= 0 with a positive sum"
+            )
 
     def _p(self, x_out):
         z = x_out / self.tau
@@ -183,7 +186,9 @@ class CrossEntropy:
             In 1/V^2.
         """
         p = self._p(x_out)
-        return (np.einsum("bi,ij->bij", p, np.eye(p.shape[1])) - p[:, :, None] * p[:, None, :]) / self.tau**2
+        return (
+            np.einsum("bi,ij->bij", p, np.eye(p.shape[1])) - p[:, :, None] * p[:, None, :]
+        ) / self.tau**2
 
 
 Cost = SquaredError | CrossEntropy

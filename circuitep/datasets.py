@@ -56,27 +56,35 @@ FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist/"
 
 #: SHA-256 of the decompressed MNIST files (from shared/data/mnist/SHA256SUMS).
-MNIST_SHA256 = MappingProxyType({
-    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-})
+MNIST_SHA256 = MappingProxyType(
+    {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    }
+)
 #: SHA-256 of the decompressed Fashion-MNIST files. Zalando publishes only MD5s of the .gz files;
 #: these values agree across several independent public projects that derived them from archives
 #: matching those MD5s. No copy of the data was available to check them here.
-FASHION_MNIST_SHA256 = MappingProxyType({
-    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-})
+FASHION_MNIST_SHA256 = MappingProxyType(
+    {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    }
+)
 #: Dimensions of the published files, MNIST and Fashion-MNIST alike: a file may hold fewer samples
 #: (only with ``verify=False``), never more.
-IDX_SHAPES = MappingProxyType({
-    "train-images-idx3-ubyte": (60000, 28, 28), "train-labels-idx1-ubyte": (60000,),
-    "t10k-images-idx3-ubyte": (10000, 28, 28), "t10k-labels-idx1-ubyte": (10000,),
-})
+IDX_SHAPES = MappingProxyType(
+    {
+        "train-images-idx3-ubyte": (60000, 28, 28),
+        "train-labels-idx1-ubyte": (60000,),
+        "t10k-images-idx3-ubyte": (10000, 28, 28),
+        "t10k-labels-idx1-ubyte": (10000,),
+    }
+)
 #: Largest IDX file :func:`read_idx` reads by default (bytes).
 MAX_IDX_BYTES = 1 << 30
 _IDX_FILES = tuple(IDX_SHAPES)
@@ -123,15 +131,18 @@ class Dataset:
         if not isinstance(self.name, str) or not self.name:
             raise DatasetError(f"Dataset.name must be a non-empty str, got {self.name!r}")
         if not is_integer(self.n_classes) or self.n_classes < 2:
-            raise DatasetError(f"{self.name}: n_classes must be an int >= 2, got "
-                               f"{self.n_classes!r}")
+            raise DatasetError(
+                f"{self.name}: n_classes must be an int >= 2, got {self.n_classes!r}"
+            )
         for split in ("train", "test"):
             xf, yf = f"{self.name}: x_{split}", f"{self.name}: y_{split}"
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if not isinstance(x, np.ndarray) or x.dtype != np.float64 or x.ndim != 2:
                 raise DatasetError(f"{xf} must be a 2-D float64 array, got {_describe(x)}")
             if x.shape[0] == 0:
-                raise DatasetError(f"{xf} has no samples: training and testing need at least one each")
+                raise DatasetError(
+                    f"{xf} has no samples: training and testing need at least one each"
+                )
             bad = ~((x >= 0.0) & (x <= 1.0))  # also catches NaN
             if bad.any():
                 index = [int(i) for i in np.argwhere(bad)[0]]
@@ -139,16 +150,19 @@ class Dataset:
             if not isinstance(y, np.ndarray) or y.dtype != np.int64 or y.ndim != 1:
                 raise DatasetError(f"{yf} must be a 1-D int64 array, got {_describe(y)}")
             if y.shape[0] != x.shape[0]:
-                raise DatasetError(f"{yf} has {y.shape[0]} labels but x_{split} has "
-                                   f"{x.shape[0]} rows")
+                raise DatasetError(
+                    f"{yf} has {y.shape[0]} labels but x_{split} has {x.shape[0]} rows"
+                )
             _check_labels(y, self.n_classes, yf)
             for field, value in ((f"x_{split}", x), (f"y_{split}", y)):
                 view = value.view()
                 view.flags.writeable = False
                 object.__setattr__(self, field, view)
         if self.x_train.shape[1] != self.x_test.shape[1]:
-            raise DatasetError(f"{self.name}: x_train has {self.x_train.shape[1]} features but "
-                               f"x_test has {self.x_test.shape[1]}")
+            raise DatasetError(
+                f"{self.name}: x_train has {self.x_train.shape[1]} features but "
+                f"x_test has {self.x_test.shape[1]}"
+            )
 
 
 def inputs_to_voltages(x: np.ndarray, v_low: float = 0.0, v_high: float = 1.0) -> np.ndarray:
@@ -182,8 +196,9 @@ def inputs_to_voltages(x: np.ndarray, v_low: float = 0.0, v_high: float = 1.0) -
     return v_low + (v_high - v_low) * x
 
 
-def labels_to_targets(y: np.ndarray, n_classes: int, v_off: float = 0.0,
-                      v_on: float = 1.0) -> np.ndarray:
+def labels_to_targets(
+    y: np.ndarray, n_classes: int, v_off: float = 0.0, v_on: float = 1.0
+) -> np.ndarray:
     """One-hot target voltages: ``T[i, k] = v_on if y[i] == k else v_off``.
 
     Parameters
@@ -220,8 +235,10 @@ def labels_to_targets(y: np.ndarray, n_classes: int, v_off: float = 0.0,
 def _idx_header(data: bytes, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """Dimensions, data type and header length (bytes) from the start of an IDX file."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DatasetError(f"{path}: not an IDX file: magic number {data[:4].hex() or '(empty)'} "
-                           "does not start with two zero bytes")
+        raise DatasetError(
+            f"{path}: not an IDX file: magic number {data[:4].hex() or '(empty)'} "
+            "does not start with two zero bytes"
+        )
     code, ndim = data[2], data[3]
     if code not in _IDX_DTYPES:
         raise DatasetError(f"{path}: unknown IDX data type code 0x{code:02X}")
@@ -242,16 +259,17 @@ def _read_idx_bytes(path: Path, limit: int, gz: bool | None = None) -> bytes:
     """
     gz = path.name.endswith(".gz") if gz is None else gz
     try:
-        with open_regular(path, "data file") as raw, \
-                (gzip.GzipFile(fileobj=raw) if gz else raw) as f:
+        with open_regular(path, "data file") as raw, gzip.GzipFile(fileobj=raw) if gz else raw as f:
             head = f.read(4)
             head += f.read(4 * head[3]) if len(head) == 4 else b""
             dims, dtype, header = _idx_header(head, path)
             size = header + math.prod(dims) * dtype.itemsize
             if size > limit:
-                raise DatasetError(f"{path}: IDX header declares dimensions {dims}, {size:,} "
-                                   f"bytes, more than the {limit:,} of the largest file accepted "
-                                   "here; delete it and provide it again")
+                raise DatasetError(
+                    f"{path}: IDX header declares dimensions {dims}, {size:,} "
+                    f"bytes, more than the {limit:,} of the largest file accepted "
+                    "here; delete it and provide it again"
+                )
             return head + f.read(size - header + 1)
     except FileNotFoundError as exc:
         raise DatasetError(f"{path}: file not found") from exc
@@ -266,11 +284,14 @@ def _parse_idx(data: bytes, path: Path) -> np.ndarray:
     count = math.prod(dims)
     expected, found = count * dtype.itemsize, len(data) - header
     if found < expected:
-        raise DatasetError(f"{path}: truncated: dimensions {dims} need {expected} bytes of data, "
-                           f"found {found}")
+        raise DatasetError(
+            f"{path}: truncated: dimensions {dims} need {expected} bytes of data, found {found}"
+        )
     if found > expected:
-        raise DatasetError(f"{path}: has trailing bytes: dimensions {dims} need {expected} bytes "
-                           "of data, the file holds more")
+        raise DatasetError(
+            f"{path}: has trailing bytes: dimensions {dims} need {expected} bytes "
+            "of data, the file holds more"
+        )
     array = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
     return array.astype(dtype.newbyteorder("="))
 
@@ -317,8 +338,9 @@ def _sha256sums(directory: Path) -> dict[str, str]:
             digest, _, name = line.strip().partition(" ")
             name = name.strip().lstrip("*")
             if len(digest) != 64 or not name:
-                raise DatasetError(f"{sums}:{number}: expected '<sha256 hex>  <filename>', "
-                                   f"got {line!r}")
+                raise DatasetError(
+                    f"{sums}:{number}: expected '<sha256 hex>  <filename>', got {line!r}"
+                )
             table[name] = digest.lower()
     return table
 
@@ -333,8 +355,9 @@ def _idx_size(stem: str) -> int:
     return 4 + 4 * len(shape) + math.prod(shape)
 
 
-def _load_verified(path: Path, stem: str, sums: dict[str, str], name: str,
-                   verify: bool) -> tuple[np.ndarray, bool]:
+def _load_verified(
+    path: Path, stem: str, sums: dict[str, str], name: str, verify: bool
+) -> tuple[np.ndarray, bool]:
     """The array of ``path`` and whether it is the published file ``stem`` of ``name``.
 
     Published: its SHA-256 is in :data:`MNIST_SHA256` / :data:`FASHION_MNIST_SHA256`; a file that is
@@ -343,27 +366,35 @@ def _load_verified(path: Path, stem: str, sums: dict[str, str], name: str,
     data = _read_idx_bytes(path, _idx_size(stem))
     array = _parse_idx(data, path)  # first: a length that does not match says more than a checksum
     digest = hashlib.sha256(data).hexdigest()
-    other, known = (("fashion-mnist", FASHION_MNIST_SHA256) if name == "mnist" else ("mnist", MNIST_SHA256))
+    other, known = (
+        ("fashion-mnist", FASHION_MNIST_SHA256) if name == "mnist" else ("mnist", MNIST_SHA256)
+    )
     if digest == known[stem]:  # same shapes: nothing else would tell them apart
-        raise DatasetError(f"{path} is the {other} file {stem!r} (its SHA-256 matches), not {name}'s; "
-                           f"point the {name} data directory at {name}'s files")
+        raise DatasetError(
+            f"{path} is the {other} file {stem!r} (its SHA-256 matches), not {name}'s; "
+            f"point the {name} data directory at {name}'s files"
+        )
     checks = [(stem, digest)] if stem in sums else []
     if path.name != stem and path.name in sums:
         with open_regular(path, "data file") as f:
             checks.append((path.name, hashlib.file_digest(f, "sha256").hexdigest()))
     for listed, found in checks:
         if found != sums[listed]:
-            raise DatasetError(f"{path}: SHA-256 checksum mismatch with {listed!r} in "
-                               f"{path.parent / 'SHA256SUMS'}; the file is corrupt or a different "
-                               "version: delete it and provide it again")
+            raise DatasetError(
+                f"{path}: SHA-256 checksum mismatch with {listed!r} in "
+                f"{path.parent / 'SHA256SUMS'}; the file is corrupt or a different "
+                "version: delete it and provide it again"
+            )
     published = digest == known_digest(name, stem)
     if verify and not published:
-        raise DatasetError(f"{path}: SHA-256 checksum mismatch with the published {name} file "
-                           f"{stem!r} (sha256 {digest[:12]}..., expected "
-                           f"{known_digest(name, stem)[:12]}...): the file is corrupt, modified or "
-                           "a different version (labels shifted, pixels inverted, a subset); "
-                           "delete it and provide it again, or pass verify=False (--no-verify) to "
-                           "use it anyway")
+        raise DatasetError(
+            f"{path}: SHA-256 checksum mismatch with the published {name} file "
+            f"{stem!r} (sha256 {digest[:12]}..., expected "
+            f"{known_digest(name, stem)[:12]}...): the file is corrupt, modified or "
+            "a different version (labels shifted, pixels inverted, a subset); "
+            "delete it and provide it again, or pass verify=False (--no-verify) to "
+            "use it anyway"
+        )
     return array, published
 
 
@@ -401,29 +432,39 @@ def _download(url: str, target: Path, expected: str, size: int) -> None:
                 while chunk := response.read(1 << 20):
                     received += len(chunk)
                     if received > size + (1 << 20):  # gzip adds far less to a file of this size
-                        raise DatasetError(f"{url}: the server sends more than "
-                                           f"{size + (1 << 20):,} bytes for a file of {size:,}; "
-                                           "nothing was saved")
+                        raise DatasetError(
+                            f"{url}: the server sends more than "
+                            f"{size + (1 << 20):,} bytes for a file of {size:,}; "
+                            "nothing was saved"
+                        )
                     out.write(chunk)
         except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
-            raise DatasetError(f"cannot download {url} ({exc}); check the address and the "
-                               "network, or provide the files yourself") from exc
+            raise DatasetError(
+                f"cannot download {url} ({exc}); check the address and the "
+                "network, or provide the files yourself"
+            ) from exc
         try:
             digest = hashlib.sha256(_read_idx_bytes(Path(tmp), size, gz=True)).hexdigest()
         except DatasetError as exc:
             why = f"not a valid gzip file ({exc.__cause__})" if exc.__cause__ else str(exc)
             raise DatasetError(f"{url}: {why}; nothing was saved") from exc
         if digest != expected:
-            raise DatasetError(f"{url}: SHA-256 checksum mismatch of the decompressed content "
-                               f"(got {digest}, expected {expected}); nothing was saved")
+            raise DatasetError(
+                f"{url}: SHA-256 checksum mismatch of the decompressed content "
+                f"(got {digest}, expected {expected}); nothing was saved"
+            )
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def _idx_directory(name: str, data_dir: str | os.PathLike | None, download: bool,
-                   cache_dir: str | os.PathLike | None) -> Path:
+def _idx_directory(
+    name: str,
+    data_dir: str | os.PathLike | None,
+    download: bool,
+    cache_dir: str | os.PathLike | None,
+) -> Path:
     """The directory holding the four IDX files of ``name``, downloading them if asked."""
     prefix = _ENV[name]
     explicit = data_dir if data_dir is not None else os.environ.get(f"{prefix}_DIR") or None
@@ -433,9 +474,11 @@ def _idx_directory(name: str, data_dir: str | os.PathLike | None, download: bool
         candidates = [Path(explicit).expanduser()]
         if not candidates[0].is_dir():
             how = "data_dir (--data-dir)" if data_dir is not None else f"${prefix}_DIR"
-            raise DatasetError(f"{name}: {candidates[0]} (given by {how}) is not a directory"
-                               f"{'' if candidates[0].exists() else ' (it does not exist)'}; point it at the "
-                               "directory holding the four IDX files")
+            raise DatasetError(
+                f"{name}: {candidates[0]} (given by {how}) is not a directory"
+                f"{'' if candidates[0].exists() else ' (it does not exist)'}; point it at the "
+                "directory holding the four IDX files"
+            )
     else:
         system = Path(FASHION_MNIST_SYSTEM_DIR)
         use_system = name == "fashion-mnist" and system.is_dir()
@@ -447,21 +490,26 @@ def _idx_directory(name: str, data_dir: str | os.PathLike | None, download: bool
     listed = ", ".join(f"{stem}[.gz]" for stem in missing)
     if explicit is not None:
         how = "data_dir" if data_dir is not None else f"${prefix}_DIR"
-        raise DatasetError(f"{name}: {listed} missing in {directory} (given by {how}). Put the IDX "
-                           f"files there or point data_dir (--data-dir) / {prefix}_DIR at the "
-                           f"directory holding them; to download them into the cache ({cache}) "
-                           "instead, give neither and pass download=True (--download)")
+        raise DatasetError(
+            f"{name}: {listed} missing in {directory} (given by {how}). Put the IDX "
+            f"files there or point data_dir (--data-dir) / {prefix}_DIR at the "
+            f"directory holding them; to download them into the cache ({cache}) "
+            "instead, give neither and pass download=True (--download)"
+        )
     if not download:
-        raise DatasetError(f"{name}: {listed} missing in {' and in '.join(map(str, candidates))}. "
-                           f"Set {prefix}_DIR or pass data_dir (--data-dir) to a directory holding "
-                           f"them, or pass download=True (--download) to fetch them into "
-                           f"{directory}")
+        raise DatasetError(
+            f"{name}: {listed} missing in {' and in '.join(map(str, candidates))}. "
+            f"Set {prefix}_DIR or pass data_dir (--data-dir) to a directory holding "
+            f"them, or pass download=True (--download) to fetch them into "
+            f"{directory}"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     base = os.environ.get(f"{prefix}_URL") or (MNIST_URL if name == "mnist" else FASHION_MNIST_URL)
     table = MNIST_SHA256 if name == "mnist" else FASHION_MNIST_SHA256
     for stem in missing:
-        _download(f"{base.rstrip('/')}/{stem}.gz", directory / f"{stem}.gz", table[stem],
-                  _idx_size(stem))
+        _download(
+            f"{base.rstrip('/')}/{stem}.gz", directory / f"{stem}.gz", table[stem], _idx_size(stem)
+        )
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".SHA256SUMS.", suffix=".part")
     with os.fdopen(fd, "w") as out:
         out.writelines(f"{table[stem]}  {stem}\n" for stem in _IDX_FILES)
@@ -469,8 +517,13 @@ def _idx_directory(name: str, data_dir: str | os.PathLike | None, download: bool
     return directory
 
 
-def _load_idx(name: str, data_dir: str | os.PathLike | None, download: bool,
-              cache_dir: str | os.PathLike | None, verify: bool) -> tuple:
+def _load_idx(
+    name: str,
+    data_dir: str | os.PathLike | None,
+    download: bool,
+    cache_dir: str | os.PathLike | None,
+    verify: bool,
+) -> tuple:
     """Raw uint8 images ``(n, 784)`` and labels of both splits, checked against each other."""
     directory = _idx_directory(name, data_dir, download, cache_dir)
     sums = _sha256sums(directory)
@@ -479,9 +532,11 @@ def _load_idx(name: str, data_dir: str | os.PathLike | None, download: bool,
     arrays = {stem: array for stem, (array, _) in loaded.items()}
     unverified = [str(paths[stem]) for stem, (_, published) in loaded.items() if not published]
     if unverified:
-        warnings.warn(f"{name}: {', '.join(unverified)} differ from the published files (SHA-256); "
-                      "used anyway because verification is off (verify=False, --no-verify)",
-                      stacklevel=3)
+        warnings.warn(
+            f"{name}: {', '.join(unverified)} differ from the published files (SHA-256); "
+            "used anyway because verification is off (verify=False, --no-verify)",
+            stacklevel=3,
+        )
     splits = []
     for split in ("train", "t10k"):
         images_stem, labels_stem = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
@@ -489,18 +544,24 @@ def _load_idx(name: str, data_dir: str | os.PathLike | None, download: bool,
         images, labels = arrays[images_stem], arrays[labels_stem]
         for path, array in ((images_path, images), (labels_path, labels)):
             if array.size == 0:
-                raise DatasetError(f"{path}: holds no samples (IDX dimensions {array.shape}); "
-                                   "training and testing need at least one each: provide the full "
-                                   "file")
+                raise DatasetError(
+                    f"{path}: holds no samples (IDX dimensions {array.shape}); "
+                    "training and testing need at least one each: provide the full "
+                    "file"
+                )
         if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-            raise DatasetError(f"{images_path}: expected uint8 images of 28x28 pixels, got "
-                               f"{_describe(images)}")
+            raise DatasetError(
+                f"{images_path}: expected uint8 images of 28x28 pixels, got {_describe(images)}"
+            )
         if labels.dtype != np.uint8 or labels.ndim != 1:
-            raise DatasetError(f"{labels_path}: expected a 1-D uint8 label array, got "
-                               f"{_describe(labels)}")
+            raise DatasetError(
+                f"{labels_path}: expected a 1-D uint8 label array, got {_describe(labels)}"
+            )
         if labels.shape[0] != images.shape[0]:
-            raise DatasetError(f"{name}: {labels_path} has {labels.shape[0]} labels but "
-                               f"{images_path} has {images.shape[0]} images")
+            raise DatasetError(
+                f"{name}: {labels_path} has {labels.shape[0]} labels but "
+                f"{images_path} has {images.shape[0]} images"
+            )
         if labels.size and labels.max() >= 10:
             raise DatasetError(f"{labels_path}: label {labels.max()} found; labels must be 0..9")
         splits += [images.reshape(images.shape[0], -1), labels]
@@ -511,7 +572,8 @@ def _digits(seed: int) -> tuple:
     """scikit-learn's 8x8 digits (values 0..16), stratified split: 1,437 train / 360 test."""
     digits = load_digits()
     x_train, x_test, y_train, y_test = train_test_split(
-        digits.data, digits.target, test_size=360, stratify=digits.target, random_state=seed)
+        digits.data, digits.target, test_size=360, stratify=digits.target, random_state=seed
+    )
     return x_train, y_train, x_test, y_test, 10, 16.0
 
 
@@ -533,7 +595,8 @@ def _blobs(seed: int) -> tuple:
     x = np.array([[0.2, 0.2], [0.8, 0.2], [0.5, 0.8]])[y] + 0.1 * rng.standard_normal((240, 2))
     x = (x - x.min(axis=0)) / (x.max(axis=0) - x.min(axis=0))
     x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=60, stratify=y, random_state=seed)
+        x, y, test_size=60, stratify=y, random_state=seed
+    )
     return x_train, y_train, x_test, y_test, 3, 1.0
 
 
@@ -552,9 +615,17 @@ def _select(n: int | None, available: int, what: str, cycle: bool) -> np.ndarray
     return slice(int(n))
 
 
-def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, download: bool = False,
-                 cache_dir: str | os.PathLike | None = None, n_train: int | None = None,
-                 n_test: int | None = None, seed: int = 0, verify: bool = True) -> Dataset:
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+    verify: bool = True,
+) -> Dataset:
     """Load a data set by name (one of :data:`DATASETS`) with features scaled into [0, 1].
 
     Parameters
@@ -586,14 +657,18 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, downlo
     if name in _ENV:
         raw = _load_idx(name, data_dir, download, cache_dir, verify)
     elif data_dir is not None or download or cache_dir is not None or not verify:
-        raise DatasetError(f"data_dir, download, cache_dir and verify apply to mnist and "
-                           f"fashion-mnist only; {name!r} is built in")
+        raise DatasetError(
+            f"data_dir, download, cache_dir and verify apply to mnist and "
+            f"fashion-mnist only; {name!r} is built in"
+        )
     else:
         raw = _BUILTIN[name](int(seed))
     x_train, y_train, x_test, y_test, n_classes, x_max = raw
     arrays = []
-    for x, y, n, what in ((x_train, y_train, n_train, "n_train"),
-                          (x_test, y_test, n_test, "n_test")):
+    for x, y, n, what in (
+        (x_train, y_train, n_train, "n_train"),
+        (x_test, y_test, n_test, "n_test"),
+    ):
         index = _select(n, y.shape[0], f"{name}: {what}", cycle=name == "xor")
         features = x[index].astype(np.float64)
         features /= x_max

@@ -16,11 +16,19 @@ from circuitep.runs import train_run
 from circuitep.train import TrainConfig
 
 DEMO_SPEC = "ff:64-64-10"
-DEMO_CONFIG = TrainConfig(algorithm="aep", epochs=10, batch_size=32, lr=0.05, momentum=0.9, v_on=1.0, seed=0)
+DEMO_CONFIG = TrainConfig(
+    algorithm="aep", epochs=10, batch_size=32, lr=0.05, momentum=0.9, v_on=1.0, seed=0
+)
 
 
-def run_demo(out: str | Path = "demo-run", *, epochs: int | None = None, resume: bool = False,
-             progress: bool = True, command: str | None = None) -> dict:
+def run_demo(
+    out: str | Path = "demo-run",
+    *,
+    epochs: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict:
     """Train the demo circuit (:data:`DEMO_SPEC`, :data:`DEMO_CONFIG`) with ngspice in the loop.
 
     Parameters
@@ -41,8 +49,18 @@ def run_demo(out: str | Path = "demo-run", *, epochs: int | None = None, resume:
     dict
         The run summary (see :func:`circuitep.runs.train_run`).
     """
-    config = DEMO_CONFIG if epochs is None else TrainConfig(**{**DEMO_CONFIG.__dict__, "epochs": epochs})
+    config = (
+        DEMO_CONFIG if epochs is None else TrainConfig(**{**DEMO_CONFIG.__dict__, "epochs": epochs})
+    )
     net = from_shorthand(DEMO_SPEC, seed=config.seed)
-    return train_run(net, load_dataset("digits", seed=config.seed), NgspiceEngine(form="folded"), config, out,
-                     resume=resume, exact_engine=NumpyEngine(check_stability=False), progress=progress,
-                     command=command)
+    return train_run(
+        net,
+        load_dataset("digits", seed=config.seed),
+        NgspiceEngine(form="folded"),
+        config,
+        out,
+        resume=resume,
+        exact_engine=NumpyEngine(check_stability=False),
+        progress=progress,
+        command=command,
+    )

@@ -24,7 +24,9 @@ GMIN = 1e-12
 _MAX_EXPONENT = 80.0
 
 
-def diode_current(vd: np.ndarray, i_sat: float, n: float, gmin: float = GMIN) -> tuple[np.ndarray, np.ndarray]:
+def diode_current(
+    vd: np.ndarray, i_sat: float, n: float, gmin: float = GMIN
+) -> tuple[np.ndarray, np.ndarray]:
     """Shockley diode current and small-signal conductance, ngspice's DC model.
 
     Parameters

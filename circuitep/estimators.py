@@ -22,8 +22,8 @@ import numpy as np
 
 from circuitep import kcl
 from circuitep.costs import Cost, SquaredError
-from circuitep.engines.base import Engine, OperatingPoint, Phase, check_batch
 from circuitep.elements.registry import kind as kind_of
+from circuitep.engines.base import Engine, OperatingPoint, Phase, check_batch
 from circuitep.engines.layered import LayeredEngine, chain_structure
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.spec import Network
@@ -58,8 +58,9 @@ def reference_engine(net: Network) -> Engine:
     return LayeredEngine()
 
 
-def exact_adjoint(net: Network, inputs: np.ndarray, targets: np.ndarray, x0: np.ndarray,
-                  cost: Cost | None = None) -> np.ndarray:
+def exact_adjoint(
+    net: Network, inputs: np.ndarray, targets: np.ndarray, x0: np.ndarray, cost: Cost | None = None
+) -> np.ndarray:
     """``lambda = J^-T dC/dx`` at the free state ``x0`` (batch, n_free), by numpy linear algebra.
 
     Solved as the dyadic phase of :func:`reference_engine` started at ``x0`` (its Newton on the
@@ -67,7 +68,9 @@ def exact_adjoint(net: Network, inputs: np.ndarray, targets: np.ndarray, x0: np.
     """
     cost = cost or SquaredError()
     solver = reference_engine(net)
-    return solver.solve(net, Phase("dyadic", beta=1.0, cost=cost), inputs, targets, x_init=x0).adjoint
+    return solver.solve(
+        net, Phase("dyadic", beta=1.0, cost=cost), inputs, targets, x_init=x0
+    ).adjoint
 
 
 #: Largest KCL residual (A per S of the network's conductance scale, i.e. volts) a passed free
@@ -75,8 +78,18 @@ def exact_adjoint(net: Network, inputs: np.ndarray, targets: np.ndarray, x0: np.
 X0_RESIDUAL = 1e-6
 
 
-def estimate(name: str, net: Network, engine: Engine, inputs, targets, *, beta: float,
-             cost: Cost | None = None, centered: bool = True, x0: np.ndarray | None = None) -> Estimate:
+def estimate(
+    name: str,
+    net: Network,
+    engine: Engine,
+    inputs,
+    targets,
+    *,
+    beta: float,
+    cost: Cost | None = None,
+    centered: bool = True,
+    x0: np.ndarray | None = None,
+) -> Estimate:
     """Run estimator ``name`` (one of :data:`ESTIMATORS`) on a batch.
 
     ``beta`` is the nudge strength (S for squared error). ``x0`` may pass a free state already
@@ -96,20 +109,32 @@ def estimate(name: str, net: Network, engine: Engine, inputs, targets, *, beta: 
         f, _ = kcl.residual(net, u, x0, jacobian=False)
         tol = X0_RESIDUAL * net.conductance_scale()
         if np.abs(f).max() > tol:  # the estimators' formulas hold at an operating point only
-            raise ValueError(f"x0 is not the free operating point of these inputs: KCL is off by up to "
-                             f"{np.abs(f).max():.1e} A (at most {tol:.1e} A allowed)")
+            raise ValueError(
+                f"x0 is not the free operating point of these inputs: KCL is off by up to "
+                f"{np.abs(f).max():.1e} A (at most {tol:.1e} A allowed)"
+            )
     out = net.output_index()
     if name == "exact":
         s = exact_adjoint(net, inputs, targets, x0, cost)
     elif name == "dyadic":
-        op = engine.solve(net, Phase("dyadic", beta=beta, cost=cost), inputs, targets, x0=x0, x_init=x0)
+        op = engine.solve(
+            net, Phase("dyadic", beta=beta, cost=cost), inputs, targets, x0=x0, x_init=x0
+        )
         s = op.adjoint / beta
     else:
         aep = name == "aep"
-        plus = engine.solve(net, Phase("nudged", beta=beta, aep=aep, cost=cost), inputs, targets, x0=x0, x_init=x0).x
+        plus = engine.solve(
+            net, Phase("nudged", beta=beta, aep=aep, cost=cost), inputs, targets, x0=x0, x_init=x0
+        ).x
         if centered:
-            minus = engine.solve(net, Phase("nudged", beta=-beta, aep=aep, cost=cost), inputs, targets,
-                                 x0=x0, x_init=x0).x
+            minus = engine.solve(
+                net,
+                Phase("nudged", beta=-beta, aep=aep, cost=cost),
+                inputs,
+                targets,
+                x0=x0,
+                x_init=x0,
+            ).x
             s = (plus - minus) / (2 * beta)
         else:
             s = (plus - x0) / beta
@@ -120,14 +145,21 @@ def estimate(name: str, net: Network, engine: Engine, inputs, targets, *, beta: 
     return Estimate(name, x0, s, grads, value, float(beta), centered)
 
 
-def _ep_transconductor_rule(net: Network, u: np.ndarray, x: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
+def _ep_transconductor_rule(
+    net: Network, u: np.ndarray, x: np.ndarray, s: np.ndarray
+) -> dict[str, np.ndarray]:
     """EP's symmetric rule ``-(s_i v_j + s_j v_i)`` for linear transconductors (batch mean)."""
     flat = net.slices()
     v = np.concatenate([u, x], axis=1)
     sv = np.concatenate([np.zeros_like(u), s], axis=1)
     out = {}
     for c in net.couplings:
-        vd, sd, vs, ss = v[:, flat[c.dst]], sv[:, flat[c.dst]], v[:, flat[c.src]], sv[:, flat[c.src]]
+        vd, sd, vs, ss = (
+            v[:, flat[c.dst]],
+            sv[:, flat[c.dst]],
+            v[:, flat[c.src]],
+            sv[:, flat[c.src]],
+        )
         g = kind_of(c).symmetric_rule(c, vd, vs, sd, ss)
         if g is not None:
             out[c.name] = np.where(c.mask, g / x.shape[0], 0.0)

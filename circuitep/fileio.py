@@ -91,11 +91,18 @@ def open_regular(path: str | os.PathLike, what: str = "file") -> BinaryIO:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-                    else "not a regular file")
-            raise FileReadError(f"{what} {str(path)!r} is {kind}, not a regular file; give the "
-                                "path of a file")
+            kind = (
+                "a directory"
+                if stat.S_ISDIR(mode)
+                else "a FIFO"
+                if stat.S_ISFIFO(mode)
+                else "a device"
+                if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "not a regular file"
+            )
+            raise FileReadError(
+                f"{what} {str(path)!r} is {kind}, not a regular file; give the path of a file"
+            )
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -131,13 +138,16 @@ def read_bytes_limited(path: str | os.PathLike, limit: int, what: str = "file") 
     with open_regular(path, what) as f:
         data = f.read(limit + 1)  # the size in the inode can lag behind a file still being written
     if len(data) > limit:
-        raise FileReadError(f"{what} {str(path)!r} is larger than {limit:,} bytes, more than any "
-                            f"{what} circuitep reads; check the path")
+        raise FileReadError(
+            f"{what} {str(path)!r} is larger than {limit:,} bytes, more than any "
+            f"{what} circuitep reads; check the path"
+        )
     return data
 
 
-def read_text_limited(path: str | os.PathLike, limit: int, what: str = "file",
-                      encoding: str = "utf-8") -> str:
+def read_text_limited(
+    path: str | os.PathLike, limit: int, what: str = "file", encoding: str = "utf-8"
+) -> str:
     """:func:`read_bytes_limited`, decoded.
 
     Parameters

@@ -44,9 +44,17 @@ def golden_texts(netlists_dir: str | Path) -> dict[Path, str]:
         state = NumpyEngine().solve(net, Phase(), net.sample.inputs[None]).x[0]
         for phase in PHASES:
             for form in FORMS:
-                compiled = compile_network(net, phase, form, beta=None if phase == "free" else GOLDEN_BETA,
-                                           inputs=net.sample.inputs, targets=net.sample.targets, state=state,
-                                           command="circuitep golden --write", sample="the spec's [sample]")
+                compiled = compile_network(
+                    net,
+                    phase,
+                    form,
+                    beta=None if phase == "free" else GOLDEN_BETA,
+                    inputs=net.sample.inputs,
+                    targets=net.sample.targets,
+                    state=state,
+                    command="circuitep golden --write",
+                    sample="the spec's [sample]",
+                )
                 out[root / name / f"{phase}-{form}.cir"] = compiled.spice()
     return out
 
@@ -85,4 +93,8 @@ def check_golden(netlists_dir: str | Path) -> list[Path]:
     list of Path
         The stale or missing files; empty when everything is up to date.
     """
-    return [p for p, text in golden_texts(netlists_dir).items() if not p.exists() or p.read_text() != text]
+    return [
+        p
+        for p, text in golden_texts(netlists_dir).items()
+        if not p.exists() or p.read_text() != text
+    ]

@@ -14,7 +14,7 @@ from circuitep import kcl
 from circuitep.costs import Cost, SquaredError
 from circuitep.elements import registry
 from circuitep.elements.registry import kind as kind_of
-from circuitep.engines.base import Engine, Phase, is_stable
+from circuitep.engines.base import Engine, is_stable
 from circuitep.estimators import ESTIMATORS, compare, estimate
 from circuitep.spec import Network
 
@@ -48,8 +48,18 @@ def probe_batch(net: Network, n: int = 8, seed: int = 0) -> tuple[np.ndarray, np
     return u, y
 
 
-def gradcheck(net: Network, engine: Engine, inputs, targets, *, beta: float, dyadic_beta: float | None = None,
-              estimators=("ep", "vf", "aep", "dyadic"), cost: Cost | None = None, centered: bool = True) -> dict:
+def gradcheck(
+    net: Network,
+    engine: Engine,
+    inputs,
+    targets,
+    *,
+    beta: float,
+    dyadic_beta: float | None = None,
+    estimators=("ep", "vf", "aep", "dyadic"),
+    cost: Cost | None = None,
+    centered: bool = True,
+) -> dict:
     """Compare estimators with the exact (adjoint) gradient on one batch (DESIGN.md §1).
 
     Parameters
@@ -88,22 +98,38 @@ def gradcheck(net: Network, engine: Engine, inputs, targets, *, beta: float, dya
     """
     cost = cost or SquaredError()
     exact = estimate("exact", net, engine, inputs, targets, beta=beta, cost=cost)
-    result = {"network": net.name, "engine": engine.name, "beta": beta, "cost": exact.cost,
-              "tolerances": engine.tolerance_dict,
-              "estimators": {}, "exact": {k: np.ravel(v).tolist() for k, v in exact.grads.items()},
-              "estimated": {}}
+    result = {
+        "network": net.name,
+        "engine": engine.name,
+        "beta": beta,
+        "cost": exact.cost,
+        "tolerances": engine.tolerance_dict,
+        "estimators": {},
+        "exact": {k: np.ravel(v).tolist() for k, v in exact.grads.items()},
+        "estimated": {},
+    }
     for name in estimators:
         if name not in ESTIMATORS or name == "exact":
             raise ValueError(f"unknown estimator {name!r}: choose from {ESTIMATORS[1:]}")
         b = (dyadic_beta or 1e3 * beta) if name == "dyadic" else beta
-        est = estimate(name, net, engine, inputs, targets, beta=b, cost=cost, centered=centered, x0=exact.x0)
+        est = estimate(
+            name, net, engine, inputs, targets, beta=b, cost=cost, centered=centered, x0=exact.x0
+        )
         result["estimators"][name] = compare(est.grads, exact.grads) | {"beta": b}
         result["estimated"][name] = {k: np.ravel(v).tolist() for k, v in est.grads.items()}
     return result
 
 
-def beta_sweep(net: Network, engine: Engine, inputs, targets, betas, *, estimators=("vf", "aep"),
-               cost: Cost | None = None) -> dict:
+def beta_sweep(
+    net: Network,
+    engine: Engine,
+    inputs,
+    targets,
+    betas,
+    *,
+    estimators=("vf", "aep"),
+    cost: Cost | None = None,
+) -> dict:
     """Relative error against the exact gradient for each beta, one-sided and centred.
 
     For VF on a non-reciprocal circuit the error tends to VF's bias, not to 0; the fitted slope of
@@ -138,8 +164,23 @@ def beta_sweep(net: Network, engine: Engine, inputs, targets, betas, *, estimato
     for name in estimators:
         row = {}
         for mode, centered in (("one_sided", False), ("centered", True)):
-            row[mode] = [compare(estimate(name, net, engine, inputs, targets, beta=b, cost=cost, centered=centered,
-                                          x0=exact.x0).grads, exact.grads)["rel_error"] for b in betas]
+            row[mode] = [
+                compare(
+                    estimate(
+                        name,
+                        net,
+                        engine,
+                        inputs,
+                        targets,
+                        beta=b,
+                        cost=cost,
+                        centered=centered,
+                        x0=exact.x0,
+                    ).grads,
+                    exact.grads,
+                )["rel_error"]
+                for b in betas
+            ]
             row[f"slope_{mode}"] = fitted_slope(betas, row[mode])
         out[name] = row
     return out
@@ -177,8 +218,14 @@ def transconductor_pairs(net: Network) -> list[tuple[str, str]]:
     pairs = []
     for c in net.couplings:
         for d in net.couplings:
-            if (c.kind == d.kind and kind_of(c).LINEAR and registry.is_transconductor(c)
-                    and c.src == d.dst and c.dst == d.src and c.name < d.name):
+            if (
+                c.kind == d.kind
+                and kind_of(c).LINEAR
+                and registry.is_transconductor(c)
+                and c.src == d.dst
+                and c.dst == d.src
+                and c.name < d.name
+            ):
                 pairs.append((c.name, d.name))
     return pairs
 
@@ -209,7 +256,9 @@ def with_asymmetry(net: Network, alpha: float) -> Network:
     """
     pairs = transconductor_pairs(net)
     if not pairs:
-        raise ValueError(f"network {net.name!r} has no forward/backward transconductor pairs to make asymmetric")
+        raise ValueError(
+            f"network {net.name!r} has no forward/backward transconductor pairs to make asymmetric"
+        )
     params = {}
     for fwd, bwd in pairs:
         wf, wb = net.params()[fwd], net.params()[bwd]
@@ -263,7 +312,9 @@ def loop_gain(net: Network) -> float:
     for p, q in transconductor_pairs(net):
         wp, wq = net.params()[p], net.params()[q]  # p: from a to b, q: from b to a
         g_a, g_b = net.group(couplings[p].src).leak, net.group(couplings[p].dst).leak
-        if not (g_a > 0).all() or not (g_b > 0).all():  # the gain with only diodes to hold a node is unbounded
+        if (
+            not (g_a > 0).all() or not (g_b > 0).all()
+        ):  # the gain with only diodes to hold a node is unbounded
             return float("inf")
         first, second = wq / g_a[:, None], wp / g_b[:, None]
         # AB and BA have the same nonzero eigenvalues: take the smaller product
@@ -272,8 +323,17 @@ def loop_gain(net: Network) -> float:
     return max(gains)
 
 
-def asymmetry_sweep(net: Network, engine: Engine, inputs, targets, alphas, *, beta: float,
-                    estimators=("vf", "aep"), cost: Cost | None = None) -> dict:
+def asymmetry_sweep(
+    net: Network,
+    engine: Engine,
+    inputs,
+    targets,
+    alphas,
+    *,
+    beta: float,
+    estimators=("vf", "aep"),
+    cost: Cost | None = None,
+) -> dict:
     """Relative error of each estimator as the backward couplings move from symmetric to the spec's.
 
     Parameters
@@ -302,7 +362,12 @@ def asymmetry_sweep(net: Network, engine: Engine, inputs, targets, alphas, *, be
         :func:`asymmetry`, whether every sample's free state is stable (:func:`is_stable`), and each
         estimator's relative error.
     """
-    out = {"alphas": [float(a) for a in alphas], "asymmetry": [], "stable": [], **{name: [] for name in estimators}}
+    out = {
+        "alphas": [float(a) for a in alphas],
+        "asymmetry": [],
+        "stable": [],
+        **{name: [] for name in estimators},
+    }
     for a in alphas:
         n = with_asymmetry(net, a)
         out["asymmetry"].append(asymmetry(n))

@@ -42,8 +42,10 @@ def links(net: Network) -> tuple[Link, ...]:
     """One :class:`Link` per coupling, in declaration order."""
     flat, free = net.slices(), net.free_slices()
     pos = {g.name: k for k, g in enumerate(net.free_groups)}
-    return tuple(Link(c, kind_of(c), free[c.dst], flat[c.src], free.get(c.src), pos[c.dst],
-                      pos.get(c.src)) for c in net.couplings)
+    return tuple(
+        Link(c, kind_of(c), free[c.dst], flat[c.src], free.get(c.src), pos[c.dst], pos.get(c.src))
+        for c in net.couplings
+    )
 
 
 def _flat(u: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -61,8 +63,9 @@ def _node_arrays(net: Network) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return leak_, bias_, clamped, v_lo, v_hi
 
 
-def coupling_currents(link: Link, vd: np.ndarray,
-                      vs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def coupling_currents(
+    link: Link, vd: np.ndarray, vs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Total currents (A) a coupling drives into its dst nodes ``(batch, m)`` and its src nodes
     ``(batch, n)`` (``None`` for a kind that drives none), loads included."""
     c, k = link.coupling, link.kind
@@ -111,7 +114,7 @@ def residual(net: Network, u: np.ndarray, x: np.ndarray, *, jacobian: bool = Tru
     jac = np.zeros((batch, n, n)) if jacobian else None
     for link in links(net):
         dst, src = link.dst, link.src_free
-        vs, vd = v[:, link.src], v[:, dst.start + n_in:dst.stop + n_in]
+        vs, vd = v[:, link.src], v[:, dst.start + n_in : dst.stop + n_in]
         i_dst, i_src = coupling_currents(link, vd, vs)
         f[:, dst] += i_dst
         if src is not None and i_src is not None:
@@ -124,8 +127,9 @@ def residual(net: Network, u: np.ndarray, x: np.ndarray, *, jacobian: bool = Tru
     f += bias_ - leak_ * x
     diag = np.broadcast_to(-leak_, x.shape).copy()
     if clamped.any():
-        i_d, g_d = diode_clamp.current(x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat,
-                                       net.diode.n)
+        i_d, g_d = diode_clamp.current(
+            x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat, net.diode.n
+        )
         f[:, clamped] += i_d
         diag[:, clamped] += g_d
     if jacobian:
@@ -145,7 +149,7 @@ def current_scale(net: Network, u: np.ndarray, x: np.ndarray) -> np.ndarray:
     for link in links(net):
         c, k = link.coupling, link.kind
         c = replace(c, weight=np.abs(c.weight))
-        vs, vd = v[:, link.src], v[:, link.dst.start + n_in:link.dst.stop + n_in]
+        vs, vd = v[:, link.src], v[:, link.dst.start + n_in : link.dst.stop + n_in]
         g_dst, g_src = k.loads(c)
         s[:, link.dst] += np.abs(k.drive(c, vs)) + (0.0 if g_dst is None else vd * g_dst)
         back = k.back(c, vd) if link.src_free is not None else None
@@ -154,8 +158,9 @@ def current_scale(net: Network, u: np.ndarray, x: np.ndarray) -> np.ndarray:
     leak_, bias_, clamped, v_lo, v_hi = _node_arrays(net)
     s += np.abs(bias_) + leak_ * np.abs(x)
     if clamped.any():
-        i_d, _ = diode_clamp.current(x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat,
-                                     net.diode.n)
+        i_d, _ = diode_clamp.current(
+            x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat, net.diode.n
+        )
         s[:, clamped] += np.abs(i_d)
     return s
 
@@ -191,12 +196,14 @@ def correction_current(net: Network, u: np.ndarray, x0: np.ndarray, x: np.ndarra
 def is_reciprocal(net: Network) -> bool:
     """True when no transconductor couples two free nodes (then ``J = J^T`` everywhere)."""
     free = {g.name for g in net.free_groups}
-    return not any(not kind_of(c).RECIPROCAL and c.src in free and c.weight.any()
-                   for c in net.couplings)
+    return not any(
+        not kind_of(c).RECIPROCAL and c.src in free and c.weight.any() for c in net.couplings
+    )
 
 
-def param_gradients(net: Network, u: np.ndarray, x: np.ndarray,
-                    s: np.ndarray) -> dict[str, np.ndarray]:
+def param_gradients(
+    net: Network, u: np.ndarray, x: np.ndarray, s: np.ndarray
+) -> dict[str, np.ndarray]:
     """Local learning rules: ``dC/dtheta = -(dF/dtheta)^T s``, averaged over the batch.
 
     ``s`` (batch, n_free) is the adjoint ``lambda`` or an estimate of it (``s`` of inputs is 0).

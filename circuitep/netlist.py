@@ -24,7 +24,8 @@ IDENT = re.compile(r"[a-z0-9][a-z0-9_]*")
 #: keywords; the expression variables temper, hertz and time (a diode model named ``temper`` made
 #: ngspice 39 segfault, ``gnd`` failed to load); and the constants of the front end (pi, e, c, i,
 #: kelvin, echarge, boltz, planck, yes, no, true, false).
-RESERVED_NAMES = frozenset("""
+RESERVED_NAMES = frozenset(
+    """
     gnd ground
     shell control endc end include lib endl param options option model subckt ends alter source
     run op quit exit set global func dc ac tran temp
@@ -34,11 +35,13 @@ RESERVED_NAMES = frozenset("""
     and or not div mod if else while macro funct defined for to downto is var
     temper hertz time
     pi e c kelvin echarge boltz planck yes no true false
-""".split())
+""".split()
+)
 #: Behavioural expressions are built by the compiler only from node names, numbers, arithmetic,
 #: the ternary operator and these functions.
 _EXPR_TOKENS = re.compile(
-    r"[ \t]*(?:v\([a-z0-9_]+\)|exp|tanh|min|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+*/()?:<>=,])")
+    r"[ \t]*(?:v\([a-z0-9_]+\)|exp|tanh|min|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+*/()?:<>=,])"
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,13 @@ ELEMENT_KINDS: dict[str, ElementKind] = {
         ElementKind("C", 2, "capacitance", "F", "capacitor n+ n-"),
         ElementKind("V", 2, "dc", "V", "voltage source n+ n- (V(n+) - V(n-) = dc)"),
         ElementKind("I", 2, "dc", "A", "current source, dc amperes flow from n+ through it to n-"),
-        ElementKind("G", 4, "gain", "S", "VCCS n+ n- nc+ nc-: gain * V(nc+, nc-) flows from n+ through it to n-"),
+        ElementKind(
+            "G",
+            4,
+            "gain",
+            "S",
+            "VCCS n+ n- nc+ nc-: gain * V(nc+, nc-) flows from n+ through it to n-",
+        ),
         ElementKind("D", 2, "model", "", "diode anode cathode model"),
         ElementKind("B", 2, "expression", "A", "behavioural current source n+ n- I=expression"),
     )
@@ -88,11 +97,14 @@ def check_ident(path: str, name: str, *, reserved: bool = False) -> str:
     """``name`` as a plain ``str`` if it is a SPICE identifier (and, with ``reserved``, not one of
     :data:`RESERVED_NAMES`, for model and node names), else a ``ValueError`` naming ``path``."""
     if not isinstance(name, str) or not IDENT.fullmatch(name):
-        raise ValueError(f"{path} = {name!r} is not a valid SPICE identifier (pattern {IDENT.pattern})")
+        raise ValueError(
+            f"{path} = {name!r} is not a valid SPICE identifier (pattern {IDENT.pattern})"
+        )
     name = plain_str(path, name)
     if reserved and name.lower() in RESERVED_NAMES:
-        raise ValueError(f"{path} = {name!r} is a word ngspice reserves "
-                         "(see circuitep.netlist.RESERVED_NAMES)")
+        raise ValueError(
+            f"{path} = {name!r} is a word ngspice reserves (see circuitep.netlist.RESERVED_NAMES)"
+        )
     return name
 
 
@@ -105,7 +117,9 @@ def check_expression(path: str, expr: str) -> str:
     while pos < len(expr):
         m = _EXPR_TOKENS.match(expr, pos)
         if not m or m.end() == pos:
-            raise ValueError(f"{path}: unexpected text {expr[pos:pos + 20]!r} in a behavioural expression")
+            raise ValueError(
+                f"{path}: unexpected text {expr[pos : pos + 20]!r} in a behavioural expression"
+            )
         pos = m.end()
     return expr
 
@@ -130,9 +144,13 @@ class Element:
         if not self.name.startswith(self.kind.lower()):
             raise ValueError(f"element {self.name!r} must start with its letter {self.kind!r}")
         if len(self.nodes) != ek.terminals:
-            raise ValueError(f"element {self.name!r} has {len(self.nodes)} nodes, a {self.kind} has {ek.terminals}")
-        nodes = tuple(check_ident(f"{self.name}.nodes[{k}]", n, reserved=True)
-                      for k, n in enumerate(self.nodes))
+            raise ValueError(
+                f"element {self.name!r} has {len(self.nodes)} nodes, a {self.kind} has {ek.terminals}"
+            )
+        nodes = tuple(
+            check_ident(f"{self.name}.nodes[{k}]", n, reserved=True)
+            for k, n in enumerate(self.nodes)
+        )
         object.__setattr__(self, "nodes", nodes)
         if self.kind == "D":
             model = check_ident(f"{self.name}.model", self.value, reserved=True)
@@ -190,8 +208,12 @@ class ModelCard:
         params = []
         for key, val in self.params:
             spice_number(val)
-            params.append((check_ident(f"model {self.name} parameter", key),
-                           finite_float(f"model {self.name} {key}", val)))
+            params.append(
+                (
+                    check_ident(f"model {self.name} parameter", key),
+                    finite_float(f"model {self.name} {key}", val),
+                )
+            )
         object.__setattr__(self, "params", tuple(params))
 
     def line(self) -> str:
@@ -219,11 +241,16 @@ class Netlist:
         object.__setattr__(self, "header", tuple(plain_str("header", h) for h in self.header))
         object.__setattr__(self, "sections", tuple(self.sections))
         object.__setattr__(self, "models", tuple(self.models))
-        for part, kind in [(s, Section) for s in self.sections] + [(m, ModelCard) for m in self.models]:
+        for part, kind in [(s, Section) for s in self.sections] + [
+            (m, ModelCard) for m in self.models
+        ]:
             if type(part) is not kind:  # a subclass could write other lines
                 raise TypeError(f"netlist {self.title!r}: {part!r} is not a {kind.__name__}")
-        object.__setattr__(self, "probes", tuple(check_ident(f"probes[{k}]", n, reserved=True)
-                                                 for k, n in enumerate(self.probes)))
+        object.__setattr__(
+            self,
+            "probes",
+            tuple(check_ident(f"probes[{k}]", n, reserved=True) for k, n in enumerate(self.probes)),
+        )
         options = []
         for key, val in self.options:
             spice_number(val)
@@ -268,15 +295,23 @@ def analysis_block(probes: Sequence[str]) -> list[str]:
     round-trip a double), then ``quit`` (else batch mode adds a "no simulations run" note and exit
     status 1). ngspice's shared library runs a loaded ``.control`` block too, so engines load text
     without it (:func:`write` with ``standalone=False``)."""
-    lines = ["* --- analysis: operating point, node voltages printed (leave out: --no-analysis)",
-             ".control", "set numdgt=17", "op"]
+    lines = [
+        "* --- analysis: operating point, node voltages printed (leave out: --no-analysis)",
+        ".control",
+        "set numdgt=17",
+        "op",
+    ]
     for k in range(0, len(probes), _PRINT_CHUNK):
-        lines.append("print " + " ".join(f"v({n})" for n in probes[k:k + _PRINT_CHUNK]))
+        lines.append("print " + " ".join(f"v({n})" for n in probes[k : k + _PRINT_CHUNK]))
     return lines + ["quit", ".endc"]
 
 
-def write(netlist: Netlist, line: Callable[[Element], str] = Element.line, extra: Sequence[str] = (),
-          standalone: bool = False) -> str:
+def write(
+    netlist: Netlist,
+    line: Callable[[Element], str] = Element.line,
+    extra: Sequence[str] = (),
+    standalone: bool = False,
+) -> str:
     """SPICE text of a netlist: deterministic, no timestamps, ends with ``.end``. ``line`` writes
     one element and ``extra`` lines go before ``.end`` (for :func:`write_sweep`). ``standalone``
     adds :func:`analysis_block` for ``netlist.probes`` (when it has any), so that the file runs
@@ -298,6 +333,7 @@ def write(netlist: Netlist, line: Callable[[Element], str] = Element.line, extra
     lines += [".end", ""]
     return "\n".join(lines)
 
+
 #: Node and source of the index that :func:`write_sweep` steps through the samples.
 SWEEP_NODE = "sweep_index"
 SWEEP_SOURCE = "v" + SWEEP_NODE
@@ -311,7 +347,9 @@ def write_sweep(netlist: Netlist, tables: dict[str, Sequence[float]]) -> str:
     length, at least 2; names and numbers are validated as in :func:`write`."""
     lengths = {len(t) for t in tables.values()}
     if len(lengths) != 1 or min(lengths) < 2:
-        raise ValueError(f"sweep tables need one common length of at least 2, got lengths {sorted(lengths)}")
+        raise ValueError(
+            f"sweep tables need one common length of at least 2, got lengths {sorted(lengths)}"
+        )
     elements = {el.name: el for el in netlist.elements()}
     if SWEEP_NODE in netlist.nodes() or SWEEP_SOURCE in elements:
         raise ValueError(f"netlist already uses {SWEEP_NODE!r}, the sweep's own node")
@@ -344,7 +382,11 @@ DIALECTS = ("ngspice", "xyce")
 XYCE_TEMP = 27
 #: ngspice option -> (Xyce package, Xyce option). ``vntol`` has no Xyce counterpart (NONLIN's
 #: DELTAXTOL is a weighted update norm, not volts): it is left out and the header says so.
-XYCE_OPTIONS = {"gmin": ("DEVICE", "GMIN"), "reltol": ("NONLIN", "RELTOL"), "abstol": ("NONLIN", "ABSTOL")}
+XYCE_OPTIONS = {
+    "gmin": ("DEVICE", "GMIN"),
+    "reltol": ("NONLIN", "RELTOL"),
+    "abstol": ("NONLIN", "ABSTOL"),
+}
 #: Functions of behavioural expressions the Xyce writer passes on (all in Xyce's function table).
 XYCE_FUNCTIONS = ("exp", "tanh", "min")
 
@@ -358,8 +400,10 @@ def _xyce_expression(name: str, expr: str) -> str:
     know to be the same (ngspice's ``pwl`` of a voltage, for one)."""
     for word in re.findall(r"[a-z_][a-z0-9_]*(?=\()", expr):
         if word != "v" and word not in XYCE_FUNCTIONS:
-            raise DialectError(f"{name}: the function {word!r} of its expression is not written for Xyce "
-                               f"(supported: v(), {', '.join(XYCE_FUNCTIONS)}, arithmetic and ?:)")
+            raise DialectError(
+                f"{name}: the function {word!r} of its expression is not written for Xyce "
+                f"(supported: v(), {', '.join(XYCE_FUNCTIONS)}, arithmetic and ?:)"
+            )
     return "{" + expr + "}"
 
 
@@ -380,11 +424,15 @@ def write_xyce(netlist: Netlist, standalone: bool = True) -> str:
     cannot write."""
     lines = [netlist.title]
     lines += [f"* {h}" if h else "*" for h in netlist.header]
-    lines.append("* dialect: Xyce (written from the Xyce Reference Guide; not run here: Xyce is not installed)")
+    lines.append(
+        "* dialect: Xyce (written from the Xyce Reference Guide; not run here: Xyce is not installed)"
+    )
     packages: dict[str, list[str]] = {}
     for key, value in netlist.options:
         if key == "vntol":
-            lines.append(f"* vntol = {spice_number(value)} V (ngspice) has no Xyce option: left to Xyce's default")
+            lines.append(
+                f"* vntol = {spice_number(value)} V (ngspice) has no Xyce option: left to Xyce's default"
+            )
             continue
         if key not in XYCE_OPTIONS:
             raise DialectError(f"option {key!r} has no Xyce counterpart known to this writer")
@@ -404,10 +452,12 @@ def write_xyce(netlist: Netlist, standalone: bool = True) -> str:
             lines.append(xyce_line(el))
     lines.append("")
     if standalone and netlist.probes:
-        lines += ["* --- analysis: one operating point (a one-point DC sweep of the temperature), node voltages",
-                  f".DC TEMP LIST {XYCE_TEMP}"]
+        lines += [
+            "* --- analysis: one operating point (a one-point DC sweep of the temperature), node voltages",
+            f".DC TEMP LIST {XYCE_TEMP}",
+        ]
         for k in range(0, len(netlist.probes), _PRINT_CHUNK):
-            probes = " ".join(f"V({n})" for n in netlist.probes[k:k + _PRINT_CHUNK])
+            probes = " ".join(f"V({n})" for n in netlist.probes[k : k + _PRINT_CHUNK])
             lines.append(f".PRINT DC {probes}" if k == 0 else f"+ {probes}")
         lines.append("")
     lines += [".END", ""]

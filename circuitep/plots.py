@@ -13,7 +13,14 @@ import numpy as np  # noqa: E402
 from circuitep.fileio import atomic_path  # noqa: E402
 from circuitep.report import settling_time  # noqa: E402
 
-_COLORS = {"ep": "tab:orange", "vf": "tab:red", "aep": "tab:blue", "dyadic": "tab:green", "bp": "black", "output": "tab:gray"}
+_COLORS = {
+    "ep": "tab:orange",
+    "vf": "tab:red",
+    "aep": "tab:blue",
+    "dyadic": "tab:green",
+    "bp": "black",
+    "output": "tab:gray",
+}
 
 
 def _save(fig, path, rect=None) -> Path:
@@ -81,8 +88,20 @@ def beta_sweep_plot(sweep: dict, path) -> Path:
         if name == "betas":
             continue
         c = _COLORS.get(name)
-        ax.loglog(betas, row["one_sided"], "--o", color=c, label=f"{name} one-sided (slope {row['slope_one_sided']:.2f})")
-        ax.loglog(betas, row["centered"], "-o", color=c, label=f"{name} centred (slope {row['slope_centered']:.2f})")
+        ax.loglog(
+            betas,
+            row["one_sided"],
+            "--o",
+            color=c,
+            label=f"{name} one-sided (slope {row['slope_one_sided']:.2f})",
+        )
+        ax.loglog(
+            betas,
+            row["centered"],
+            "-o",
+            color=c,
+            label=f"{name} centred (slope {row['slope_centered']:.2f})",
+        )
     ax.set_xlabel("β (S)")
     ax.set_ylabel("relative error vs exact gradient")
     ax.legend(fontsize=7)
@@ -109,7 +128,13 @@ def asymmetry_plot(sweep: dict, path) -> Path:
     for name in sweep:
         if name in ("alphas", "asymmetry", "stable"):
             continue
-        ax.semilogy(sweep["asymmetry"], np.maximum(sweep[name], 1e-16), "-o", color=_COLORS.get(name), label=name)
+        ax.semilogy(
+            sweep["asymmetry"],
+            np.maximum(sweep[name], 1e-16),
+            "-o",
+            color=_COLORS.get(name),
+            label=name,
+        )
     ax.set_xlabel("asymmetry ‖W_bwd − W_fwdᵀ‖ / ‖W_fwd‖")
     ax.set_ylabel("relative error vs exact gradient")
     ax.legend()
@@ -143,7 +168,9 @@ def learning_curves(records: list[dict], path, title: str = "") -> Path:
     a.set_ylabel("accuracy (%)")
     a.legend()
     a.grid(alpha=0.3)
-    b.semilogy(epochs, [max(1.0 - r["grad_cosine"], 1e-16) for r in records], "-o", color="tab:blue")
+    b.semilogy(
+        epochs, [max(1.0 - r["grad_cosine"], 1e-16) for r in records], "-o", color="tab:blue"
+    )
     b.set_xlabel("epoch")
     b.set_ylabel("1 − cosine(estimated, exact gradient)")
     b.grid(alpha=0.3)
@@ -177,8 +204,13 @@ def experiment_curves(curves: dict, path, title: str = "") -> Path:
     styles = {"layered": "-", "feedforward": "--"}
     for (setting, algorithm), c in curves.items():
         epochs = np.arange(1, len(c["accuracy"]) + 1)
-        kw = dict(color=_COLORS.get(algorithm), ls=styles.get(setting, "-"), marker="o", ms=3,
-                  label=f"{setting} {algorithm}{c.get('note', '')}")
+        kw = dict(
+            color=_COLORS.get(algorithm),
+            ls=styles.get(setting, "-"),
+            marker="o",
+            ms=3,
+            label=f"{setting} {algorithm}{c.get('note', '')}",
+        )
         axes[0].plot(epochs, 100 * np.asarray(c["accuracy"]), **kw)
         axes[1].semilogy(epochs, np.maximum(1 - np.asarray(c["cosine"]), 1e-16), **kw)
         if drift and c.get("asymmetry") is not None:
@@ -191,8 +223,12 @@ def experiment_curves(curves: dict, path, title: str = "") -> Path:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3, which="both")
     fig.suptitle(title, fontsize=10)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8, frameon=False)
-    return _save(fig, path, rect=(0, 0.14, 1, 1))  # the legend below the panels, clear of the curves
+    fig.legend(
+        *axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8, frameon=False
+    )
+    return _save(
+        fig, path, rect=(0, 0.14, 1, 1)
+    )  # the legend below the panels, clear of the curves
 
 
 def settle_plot(transients: list, final: np.ndarray, tol: float, path, title: str = "") -> Path:
@@ -227,8 +263,13 @@ def settle_plot(transients: list, final: np.ndarray, tol: float, path, title: st
         a.plot(tr.t * 1e9, tr.x, ls=ls, lw=0.8)
         dev = np.abs(tr.x - final[None]).max(axis=1)
         ts = settling_time(tr, final, tol)
-        b.semilogy(tr.t * 1e9, np.maximum(dev, 1e-16), ls=ls, color="tab:blue" if tr.engine == "ngspice" else "tab:orange",
-                   label=f"{tr.engine}: settles in {ts * 1e9:.3g} ns")
+        b.semilogy(
+            tr.t * 1e9,
+            np.maximum(dev, 1e-16),
+            ls=ls,
+            color="tab:blue" if tr.engine == "ngspice" else "tab:orange",
+            label=f"{tr.engine}: settles in {ts * 1e9:.3g} ns",
+        )
         if np.isfinite(ts):
             b.axvline(ts * 1e9, ls=ls, color="gray", lw=0.8)
     b.axhline(tol, color="black", lw=0.8, label=f"tolerance {tol:g} V")

@@ -39,8 +39,17 @@ from circuitep.engines.base import Phase, capacitance, check_batch
 from circuitep.engines.numpy_engine import phase_residual
 from circuitep.spec import Network
 
-POWER_CLASSES = ("leaks", "resistors", "transconductors", "diodes", "rails", "bias", "inputs",
-                 "nudge", "correction")
+POWER_CLASSES = (
+    "leaks",
+    "resistors",
+    "transconductors",
+    "diodes",
+    "rails",
+    "bias",
+    "inputs",
+    "nudge",
+    "correction",
+)
 #: Classes that only dissipate (their power is >= 0 at any state).
 PASSIVE = ("leaks", "resistors", "diodes")
 #: Settling tolerance of the free phase (V): every node within 1 mV of its operating point.
@@ -51,8 +60,14 @@ SETTLE_TOL_V = 1e-3
 SETTLE_TOL_REL = 1e-2
 
 
-def element_powers(net: Network, inputs, x: np.ndarray, phase: Phase | None = None, targets=None,
-                   x0: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def element_powers(
+    net: Network,
+    inputs,
+    x: np.ndarray,
+    phase: Phase | None = None,
+    targets=None,
+    x0: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """Power absorbed by each class of :data:`POWER_CLASSES` at the states ``x`` of a phase.
 
     See the module docstring for the formula of each class.
@@ -96,8 +111,9 @@ def element_powers(net: Network, inputs, x: np.ndarray, phase: Phase | None = No
     p["leaks"] += (leak * x * x).sum(1)
     p["bias"] -= (bias * x).sum(1)
     if clamped.any():
-        diodes, rails = diode_clamp.power(x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat,
-                                          net.diode.n)
+        diodes, rails = diode_clamp.power(
+            x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat, net.diode.n
+        )
         p["diodes"] += diodes
         p["rails"] += rails
     if phase.kind == "nudged":
@@ -153,9 +169,13 @@ def ranges(net: Network, inputs, x: np.ndarray) -> dict:
     v = np.concatenate([u, x], axis=1)
     flat = net.slices()
     leak, bias, clamped, v_lo, v_hi = kcl._node_arrays(net)
-    currents = {"leaks": float(np.abs(leak * x).max(initial=0)),
-                "bias": float(np.abs(bias).max(initial=0)),
-                "resistors": 0.0, "transconductors": 0.0, "diodes": 0.0}
+    currents = {
+        "leaks": float(np.abs(leak * x).max(initial=0)),
+        "bias": float(np.abs(bias).max(initial=0)),
+        "resistors": 0.0,
+        "transconductors": 0.0,
+        "diodes": 0.0,
+    }
     for c in net.couplings:
         vd, vs = v[:, flat[c.dst]], v[:, flat[c.src]]
         kind = kind_of(c)
@@ -167,9 +187,14 @@ def ranges(net: Network, inputs, x: np.ndarray) -> dict:
         i_dn, _ = diode_current(v_lo[clamped] - xc, net.diode.i_sat, net.diode.n)
         currents["diodes"] = float(max(np.abs(i_up).max(), np.abs(i_dn).max()))
         headroom = float(np.minimum(v_hi[clamped] - xc, xc - v_lo[clamped]).min())
-    return {"node_min_v": float(x.min()), "node_max_v": float(x.max()),
-            "input_min_v": float(u.min()), "input_max_v": float(u.max()),
-            "max_current_a": currents, "rail_headroom_v": headroom}
+    return {
+        "node_min_v": float(x.min()),
+        "node_max_v": float(x.max()),
+        "input_min_v": float(u.min()),
+        "input_max_v": float(u.max()),
+        "max_current_a": currents,
+        "rail_headroom_v": headroom,
+    }
 
 
 def default_t_stop(net: Network) -> float:
@@ -204,9 +229,18 @@ class Transient:
     engine: str
 
 
-def transient(net: Network, inputs, x_start: np.ndarray, phase: Phase | None = None, targets=None,
-              x0: np.ndarray | None = None, t_stop: float | None = None, points: int = 4000,
-              rtol: float = 1e-7, atol: float = 1e-12) -> Transient:
+def transient(
+    net: Network,
+    inputs,
+    x_start: np.ndarray,
+    phase: Phase | None = None,
+    targets=None,
+    x0: np.ndarray | None = None,
+    t_stop: float | None = None,
+    points: int = 4000,
+    rtol: float = 1e-7,
+    atol: float = 1e-12,
+) -> Transient:
     """Integrate ``C dx/dt = F(x)`` for one sample with scipy's Radau method.
 
     Radau is implicit, for the stiff diode clamps, and is given the phase's exact Jacobian. The
@@ -247,9 +281,13 @@ def transient(net: Network, inputs, x_start: np.ndarray, phase: Phase | None = N
     """
     phase = phase or Phase()
     inputs = np.asarray(inputs, dtype=float)[None]
-    u, y, x0b = check_batch(net, phase, inputs,
-                            None if targets is None else np.asarray(targets)[None],
-                            None if x0 is None else np.asarray(x0)[None])
+    u, y, x0b = check_batch(
+        net,
+        phase,
+        inputs,
+        None if targets is None else np.asarray(targets)[None],
+        None if x0 is None else np.asarray(x0)[None],
+    )
     k = kcl.correction_matrix(net, u, x0b) if phase.aep else None
     cap = capacitance(net)
     t_stop = t_stop or default_t_stop(net)
@@ -260,18 +298,34 @@ def transient(net: Network, inputs, x_start: np.ndarray, phase: Phase | None = N
     def jac(_, xx):
         return phase_residual(net, phase, u, xx[None], y, x0b, k)[1][0] / cap[:, None]
 
-    sol = solve_ivp(fun, (0.0, t_stop), np.asarray(x_start, dtype=float), method="Radau", jac=jac,
-                    rtol=rtol, atol=atol, dense_output=True)
+    sol = solve_ivp(
+        fun,
+        (0.0, t_stop),
+        np.asarray(x_start, dtype=float),
+        method="Radau",
+        jac=jac,
+        rtol=rtol,
+        atol=atol,
+        dense_output=True,
+    )
     if not sol.success:
-        raise ValueError(f"network {net.name!r}, phase {phase.label}: the numpy transient failed "
-                         f"({sol.message})")
+        raise ValueError(
+            f"network {net.name!r}, phase {phase.label}: the numpy transient failed ({sol.message})"
+        )
     t = np.concatenate([[0.0], np.geomspace(t_stop * 1e-6, t_stop, points)])
     return Transient(t, sol.sol(t).T, "numpy")
 
 
-def linear_transient(net: Network, inputs, x_start: np.ndarray, phase: Phase | None = None,
-                     targets=None, x0: np.ndarray | None = None, t_stop: float | None = None,
-                     points: int = 1000) -> Transient:
+def linear_transient(
+    net: Network,
+    inputs,
+    x_start: np.ndarray,
+    phase: Phase | None = None,
+    targets=None,
+    x0: np.ndarray | None = None,
+    t_stop: float | None = None,
+    points: int = 1000,
+) -> Transient:
     """:func:`transient` of the phase linearised at its end, in closed form.
 
     The end ``x_f`` is found by Newton's method from ``x_start``; then
@@ -307,9 +361,13 @@ def linear_transient(net: Network, inputs, x_start: np.ndarray, phase: Phase | N
     """
     phase = phase or Phase()
     inputs = np.asarray(inputs, dtype=float)[None]
-    u, y, x0b = check_batch(net, phase, inputs,
-                            None if targets is None else np.asarray(targets)[None],
-                            None if x0 is None else np.asarray(x0)[None])
+    u, y, x0b = check_batch(
+        net,
+        phase,
+        inputs,
+        None if targets is None else np.asarray(targets)[None],
+        None if x0 is None else np.asarray(x0)[None],
+    )
     k = kcl.correction_matrix(net, u, x0b) if phase.aep else None
     start = np.asarray(x_start, dtype=float)
     end = start.copy()
@@ -346,9 +404,15 @@ def ngspice_transients(engine):
     """
 
     def run(net, inputs, x_start, phase, targets, x0, t_stop):
-        t, x = engine.transient(net, phase or Phase(), np.asarray(inputs)[None],
-                                None if targets is None else np.asarray(targets)[None],
-                                None if x0 is None else np.asarray(x0)[None], x_start, t_stop)
+        t, x = engine.transient(
+            net,
+            phase or Phase(),
+            np.asarray(inputs)[None],
+            None if targets is None else np.asarray(targets)[None],
+            None if x0 is None else np.asarray(x0)[None],
+            x_start,
+            t_stop,
+        )
         return Transient(t, x, "ngspice")
 
     return run
@@ -385,8 +449,14 @@ def settling_time(tr: Transient, final: np.ndarray, tol: float) -> float:
     return float(tr.t[k] + frac * (tr.t[k + 1] - tr.t[k]))
 
 
-def phase_report(net: Network, inputs, x: np.ndarray, phase: Phase | None = None, targets=None,
-                 x0: np.ndarray | None = None) -> dict:
+def phase_report(
+    net: Network,
+    inputs,
+    x: np.ndarray,
+    phase: Phase | None = None,
+    targets=None,
+    x0: np.ndarray | None = None,
+) -> dict:
     """Powers by class, their summary and the ranges at the states of one phase, as JSON-ready data.
 
     Parameters
@@ -413,12 +483,15 @@ def phase_report(net: Network, inputs, x: np.ndarray, phase: Phase | None = None
     """
     powers = element_powers(net, inputs, x, phase, targets, x0)
     summary = power_summary(powers)
-    return {"phase": (phase or Phase()).label, "samples": int(len(x)),
-            "power_w": {k: float(v.mean()) for k, v in powers.items()},
-            "dissipated_w": float(summary["dissipated"].mean()),
-            "supplied_w": float(summary["supplied"].mean()),
-            "tellegen_w": float(np.abs(summary["tellegen"]).max()),
-            "ranges": ranges(net, inputs, x)}
+    return {
+        "phase": (phase or Phase()).label,
+        "samples": int(len(x)),
+        "power_w": {k: float(v.mean()) for k, v in powers.items()},
+        "dissipated_w": float(summary["dissipated"].mean()),
+        "supplied_w": float(summary["supplied"].mean()),
+        "tellegen_w": float(np.abs(summary["tellegen"]).max()),
+        "ranges": ranges(net, inputs, x),
+    }
 
 
 def training_phases(algorithm: str, beta: float, cost) -> list[Phase]:
@@ -444,10 +517,20 @@ def training_phases(algorithm: str, beta: float, cost) -> list[Phase]:
     return []
 
 
-def sample_report(net: Network, engine, inputs, targets, *, beta: float, cost,
-                  algorithm: str = "aep", tol_v: float = SETTLE_TOL_V,
-                  tol_rel: float = SETTLE_TOL_REL, transients=None,
-                  nudged_transients=None) -> dict:
+def sample_report(
+    net: Network,
+    engine,
+    inputs,
+    targets,
+    *,
+    beta: float,
+    cost,
+    algorithm: str = "aep",
+    tol_v: float = SETTLE_TOL_V,
+    tol_rel: float = SETTLE_TOL_REL,
+    transients=None,
+    nudged_transients=None,
+) -> dict:
     """Physical report of one training sample: power, settling time and energy per phase.
 
     Per phase the power by class, the settling time (free phase from rest to ``tol_v``, nudged
@@ -496,22 +579,40 @@ def sample_report(net: Network, engine, inputs, targets, *, beta: float, cost,
     free = engine.solve(net, Phase(), u).x
     t_stop = default_t_stop(net)
     tr = run(net, u[0], np.zeros(net.n_free), Phase(), None, None, t_stop)
-    phases = [dict(phase_report(net, u, free), settle_tol_v=tol_v, start="rest",
-                   engine_transient=tr.engine, settling_time_s=settling_time(tr, free[0], tol_v))]
+    phases = [
+        dict(
+            phase_report(net, u, free),
+            settle_tol_v=tol_v,
+            start="rest",
+            engine_transient=tr.engine,
+            settling_time_s=settling_time(tr, free[0], tol_v),
+        )
+    ]
     for ph in training_phases(algorithm, beta, cost) if y is not None else []:
         x = engine.solve(net, ph, u, y, x0=free if ph.aep else None, x_init=free).x
         tol = tol_rel * float(np.abs(x[0] - free[0]).max())
         tr = run_nudged(net, u[0], free[0], ph, y[0], free[0] if ph.aep else None, t_stop)
-        phases.append(dict(phase_report(net, u, x, ph, y, free if ph.aep else None),
-                           settle_tol_v=tol, start="free state", engine_transient=tr.engine,
-                           settling_time_s=settling_time(tr, x[0], tol)))
+        phases.append(
+            dict(
+                phase_report(net, u, x, ph, y, free if ph.aep else None),
+                settle_tol_v=tol,
+                start="free state",
+                engine_transient=tr.engine,
+                settling_time_s=settling_time(tr, x[0], tol),
+            )
+        )
     for p in phases:
         p["energy_j"] = p["dissipated_w"] * p["settling_time_s"]
-    return {"engine": engine.name, "algorithm": algorithm, "beta": float(beta), "phases": phases,
-            "energy_per_inference_j": phases[0]["energy_j"],
-            "latency_inference_s": phases[0]["settling_time_s"],
-            "energy_per_training_sample_j": sum(p["energy_j"] for p in phases),
-            "latency_training_sample_s": sum(p["settling_time_s"] for p in phases)}
+    return {
+        "engine": engine.name,
+        "algorithm": algorithm,
+        "beta": float(beta),
+        "phases": phases,
+        "energy_per_inference_j": phases[0]["energy_j"],
+        "latency_inference_s": phases[0]["settling_time_s"],
+        "energy_per_training_sample_j": sum(p["energy_j"] for p in phases),
+        "latency_training_sample_s": sum(p["settling_time_s"] for p in phases),
+    }
 
 
 def si(value: float | None, unit: str) -> str:
@@ -554,19 +655,24 @@ def summary_lines(rep: dict) -> list[str]:
     r = free["ranges"]
     room = "none (no clamps)" if r["rail_headroom_v"] is None else f"{r['rail_headroom_v']:.3f} V"
     currents = ", ".join(f"{k} {si(v, 'A')}" for k, v in r["max_current_a"].items() if v)
-    lines = [f"power, free phase: dissipated {si(free['dissipated_w'], 'W')} = supplied "
-             f"{si(free['supplied_w'], 'W')} (Tellegen residual {free['tellegen_w']:.1e} W); "
-             f"absorbed by class: {classes}",
-             f"settling, free phase from rest to {si(free['settle_tol_v'], 'V')} "
-             f"({free['engine_transient']} transient): {si(free['settling_time_s'], 's')}; "
-             f"energy per inference {si(rep['energy_per_inference_j'], 'J')}",
-             f"ranges: nodes {r['node_min_v']:.3f} .. {r['node_max_v']:.3f} V, headroom to the "
-             f"clamp rails {room}; largest currents: {currents}"]
+    lines = [
+        f"power, free phase: dissipated {si(free['dissipated_w'], 'W')} = supplied "
+        f"{si(free['supplied_w'], 'W')} (Tellegen residual {free['tellegen_w']:.1e} W); "
+        f"absorbed by class: {classes}",
+        f"settling, free phase from rest to {si(free['settle_tol_v'], 'V')} "
+        f"({free['engine_transient']} transient): {si(free['settling_time_s'], 's')}; "
+        f"energy per inference {si(rep['energy_per_inference_j'], 'J')}",
+        f"ranges: nodes {r['node_min_v']:.3f} .. {r['node_max_v']:.3f} V, headroom to the "
+        f"clamp rails {room}; largest currents: {currents}",
+    ]
     if len(rep["phases"]) > 1:
-        nudged = ", ".join(f"{p['phase']} {si(p['settling_time_s'], 's')}"
-                           for p in rep["phases"][1:])
-        lines.append(f"training sample ({rep['algorithm']}, beta {rep['beta']:g}): nudged phases "
-                     f"from the free state to {SETTLE_TOL_REL:g} of their displacement: {nudged}; "
-                     f"energy per training sample {si(rep['energy_per_training_sample_j'], 'J')}, "
-                     f"latency {si(rep['latency_training_sample_s'], 's')}")
+        nudged = ", ".join(
+            f"{p['phase']} {si(p['settling_time_s'], 's')}" for p in rep["phases"][1:]
+        )
+        lines.append(
+            f"training sample ({rep['algorithm']}, beta {rep['beta']:g}): nudged phases "
+            f"from the free state to {SETTLE_TOL_REL:g} of their displacement: {nudged}; "
+            f"energy per training sample {si(rep['energy_per_training_sample_j'], 'J')}, "
+            f"latency {si(rep['latency_training_sample_s'], 's')}"
+        )
     return lines

@@ -41,10 +41,20 @@ from circuitep.datasets import Dataset
 from circuitep.engines.base import ConvergenceError, Engine, Phase
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.fileio import read_text_limited, write_error, write_text_atomic
-from circuitep.specio import load_spec, save_spec, spec_to_toml
 from circuitep.spec import Network, Sample
-from circuitep.train import (TrainConfig, Trainer, TrainingDiverged, check_compatible, check_lr_groups,
-                             config_from_json, config_to_json, init_state, load_checkpoint, save_checkpoint)
+from circuitep.specio import load_spec, save_spec, spec_to_toml
+from circuitep.train import (
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    check_compatible,
+    check_lr_groups,
+    config_from_json,
+    config_to_json,
+    init_state,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 class RunError(ValueError):
@@ -55,9 +65,22 @@ class RunError(ValueError):
 LOCK_NAME = "run.lock"
 #: Every file a run directory may hold (besides temporaries ``.NAME.tmp.*``): a new run is
 #: refused in a directory holding anything else, so that ``--out .`` cannot litter a project.
-RUN_FILES = frozenset({"config.json", "spec.toml", "data.json", "checkpoint.npz", "metrics.json",
-                       "metrics.csv", "trained.toml", "trained.cir", "learning_curves.png",
-                       "diverged.json", "ngspice_check.json", LOCK_NAME})
+RUN_FILES = frozenset(
+    {
+        "config.json",
+        "spec.toml",
+        "data.json",
+        "checkpoint.npz",
+        "metrics.json",
+        "metrics.csv",
+        "trained.toml",
+        "trained.cir",
+        "learning_curves.png",
+        "diverged.json",
+        "ngspice_check.json",
+        LOCK_NAME,
+    }
+)
 #: Largest JSON run file read (bytes).
 MAX_JSON_BYTES = 16 << 20
 
@@ -70,8 +93,7 @@ def _is_temporary(name: str) -> bool:
 def _holder(path: Path) -> str:
     try:
         info = json.loads(read_text_limited(path, MAX_JSON_BYTES, "lock file"))
-        return (f"pid {info['pid']} on {info['host']}, started {info['started']}: "
-                f"{info['command']}")
+        return f"pid {info['pid']} on {info['host']}, started {info['started']}: {info['command']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "a process that has not written its name yet"
 
@@ -111,8 +133,10 @@ def lock_run(out: str | Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunError(f"{out} is in use by another run ({_holder(path)}); wait for it to end "
-                           "or choose another --out") from None
+            raise RunError(
+                f"{out} is in use by another run ({_holder(path)}); wait for it to end "
+                "or choose another --out"
+            ) from None
         try:  # the holder before us may have removed the file we opened: lock the one in place
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -121,9 +145,13 @@ def lock_run(out: str | Path):
             break
         os.close(fd)
     try:
-        now = datetime.datetime.now(datetime.timezone.utc)
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": now.isoformat(timespec="seconds"), "command": " ".join(sys.argv)}
+        now = datetime.datetime.now(datetime.UTC)
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": now.isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+        }
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(info) + "\n").encode())
         yield path
@@ -194,13 +222,19 @@ def data_identity(data: Dataset) -> dict:
     digest = hashlib.sha256()
     for a in (data.x_train, data.y_train, data.x_test, data.y_test):
         digest.update(np.ascontiguousarray(a).data)
-    return {"name": data.name, "n_train": len(data.x_train), "n_test": len(data.x_test),
-            "sha256": digest.hexdigest()}
+    return {
+        "name": data.name,
+        "n_train": len(data.x_train),
+        "n_test": len(data.x_test),
+        "sha256": digest.hexdigest(),
+    }
 
 
 def _describe_data(identity: dict) -> str:
-    return (f"{identity.get('name')}, {identity.get('n_train')} train / {identity.get('n_test')} test samples, "
-            f"sha256 {str(identity.get('sha256'))[:12]}")
+    return (
+        f"{identity.get('name')}, {identity.get('n_train')} train / {identity.get('n_test')} test samples, "
+        f"sha256 {str(identity.get('sha256'))[:12]}"
+    )
 
 
 def _read_json_object(path: Path) -> dict:
@@ -215,8 +249,10 @@ def _read_run_file(path: Path, read):
     try:
         return read(path)
     except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise RunError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the run directory is "
-                       "damaged: delete the file or start a new run") from exc
+        raise RunError(
+            f"{path} cannot be read ({type(exc).__name__}: {exc}); the run directory is "
+            "damaged: delete the file or start a new run"
+        ) from exc
 
 
 def write_trained_netlist(path: Path, net: Network, trainer: Trainer, command: str | None) -> None:
@@ -243,14 +279,31 @@ def write_trained_netlist(path: Path, net: Network, trainer: Trainer, command: s
     except ConvergenceError:
         state = None  # the header then gives no measured node ranges
     sample = f"test sample 0 of {trainer.data.name}, label {label}, targets (V) {targets}"
-    compiled = compile_network(net, "free", "literal", inputs=trainer.u_test[0], state=state,
-                               command=command or "circuitep.runs.train_run (a Python call)", sample=sample)
+    compiled = compile_network(
+        net,
+        "free",
+        "literal",
+        inputs=trainer.u_test[0],
+        state=state,
+        command=command or "circuitep.runs.train_run (a Python call)",
+        sample=sample,
+    )
     write_text_atomic(path, compiled.spice())
 
 
-def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, out: str | Path, *,
-              resume: bool = False, exact_engine: Engine | None = None, progress: bool = True,
-              stop_after: int | None = None, command: str | None = None) -> dict:
+def train_run(
+    net: Network,
+    data: Dataset,
+    engine: Engine,
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    exact_engine: Engine | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    command: str | None = None,
+) -> dict:
     """Train and write everything to the run directory ``out``.
 
     With ``resume`` the run continues from ``out/checkpoint.npz`` with the saved configuration and
@@ -316,71 +369,121 @@ def train_run(net: Network, data: Dataset, engine: Engine, config: TrainConfig, 
         except OSError as exc:
             raise write_error(out, exc, "create the run directory") from exc
     with lock_run(out):
-        return _train_locked(net, data, engine, config, out, resume, exact_engine, progress,
-                             stop_after, command)
+        return _train_locked(
+            net, data, engine, config, out, resume, exact_engine, progress, stop_after, command
+        )
 
 
-def _train_locked(net: Network, data: Dataset, engine: Engine, config: TrainConfig, out: Path,
-                  resume: bool, exact_engine: Engine | None, progress: bool,
-                  stop_after: int | None, command: str | None) -> dict:
+def _train_locked(
+    net: Network,
+    data: Dataset,
+    engine: Engine,
+    config: TrainConfig,
+    out: Path,
+    resume: bool,
+    exact_engine: Engine | None,
+    progress: bool,
+    stop_after: int | None,
+    command: str | None,
+) -> dict:
     ckpt = out / "checkpoint.npz"
     identity = data_identity(data)
     if resume:
         if not ckpt.exists() or not (out / "config.json").exists():
             raise RunError(f"nothing to resume in {out}: no checkpoint.npz and config.json there")
-        saved = _read_run_file(out / "config.json", lambda p: config_from_json(
-            read_text_limited(p, MAX_JSON_BYTES, "run file")))
+        saved = _read_run_file(
+            out / "config.json",
+            lambda p: config_from_json(read_text_limited(p, MAX_JSON_BYTES, "run file")),
+        )
         if replace(saved, epochs=config.epochs) != config:
-            raise RunError(f"{out}/config.json differs from the configuration given; resume with the same options "
-                           f"(only --epochs may change; saved: {saved})")
+            raise RunError(
+                f"{out}/config.json differs from the configuration given; resume with the same options "
+                f"(only --epochs may change; saved: {saved})"
+            )
         if saved.epochs != config.epochs and saved.lr_schedule != "constant":
-            raise RunError(f"{out} was trained with the {saved.lr_schedule} learning-rate schedule over "
-                           f"{saved.epochs} epochs, which --epochs would change for the epochs already trained; "
-                           f"start a new run to train longer")
+            raise RunError(
+                f"{out} was trained with the {saved.lr_schedule} learning-rate schedule over "
+                f"{saved.epochs} epochs, which --epochs would change for the epochs already trained; "
+                f"start a new run to train longer"
+            )
         saved_net = load_spec(out / "spec.toml")
         if spec_to_toml(saved_net) != spec_to_toml(net):
-            raise RunError(f"{out}/spec.toml differs from the spec given; resume with the same spec")
+            raise RunError(
+                f"{out}/spec.toml differs from the spec given; resume with the same spec"
+            )
         state = _read_run_file(ckpt, load_checkpoint)
         if config.epochs < state.epoch:
-            raise RunError(f"{out} is already at epoch {state.epoch}; pass --epochs {state.epoch} or more")
+            raise RunError(
+                f"{out} is already at epoch {state.epoch}; pass --epochs {state.epoch} or more"
+            )
         trained_on = out / "data.json"
         if trained_on.exists():  # runs from before data.json was written cannot be checked
             saved_data = _read_run_file(trained_on, _read_json_object)
             if saved_data != identity:
-                raise RunError(f"{out} was trained on other data ({_describe_data(saved_data)}) than given "
-                               f"({_describe_data(identity)}); resume with the same data set and sizes")
+                raise RunError(
+                    f"{out} was trained on other data ({_describe_data(saved_data)}) than given "
+                    f"({_describe_data(identity)}); resume with the same data set and sizes"
+                )
         if saved.epochs != config.epochs:
             write_text_atomic(out / "config.json", config_to_json(config) + "\n")
         if state.records:  # the checkpoint is the record: a kill after it left the metrics behind
             write_metrics(out, list(state.records))
     else:
         if ckpt.exists():
-            raise RunError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        foreign = sorted(p.name for p in out.iterdir()
-                         if p.name not in RUN_FILES and not _is_temporary(p.name))
+            raise RunError(
+                f"{out} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        foreign = sorted(
+            p.name for p in out.iterdir() if p.name not in RUN_FILES and not _is_temporary(p.name)
+        )
         if foreign:
             more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-            raise RunError(f"{out} holds files that are not part of a run ({', '.join(foreign[:5])}"
-                           f"{more}); choose a new or empty directory for --out")
-        (out / "diverged.json").unlink(missing_ok=True)  # from a run that diverged before its first epoch
+            raise RunError(
+                f"{out} holds files that are not part of a run ({', '.join(foreign[:5])}"
+                f"{more}); choose a new or empty directory for --out"
+            )
+        (out / "diverged.json").unlink(
+            missing_ok=True
+        )  # from a run that diverged before its first epoch
         write_text_atomic(out / "config.json", config_to_json(config) + "\n")
         save_spec(net, out / "spec.toml")
         write_text_atomic(out / "data.json", json.dumps(identity, indent=2) + "\n")
         state = init_state(net, config)
     trainer = Trainer(net, data, engine, config, exact_engine=exact_engine)
     done_now = 0
-    diverged = read_diverged(out)  # a diverged run replays the same epoch to the same end: not again
-    epochs = tqdm(total=config.epochs, initial=state.epoch, desc="epochs", unit="epoch", disable=not progress,
-                  leave=False)
-    while not diverged and state.epoch < config.epochs and (stop_after is None or done_now < stop_after):
+    diverged = read_diverged(
+        out
+    )  # a diverged run replays the same epoch to the same end: not again
+    epochs = tqdm(
+        total=config.epochs,
+        initial=state.epoch,
+        desc="epochs",
+        unit="epoch",
+        disable=not progress,
+        leave=False,
+    )
+    while (
+        not diverged
+        and state.epoch < config.epochs
+        and (stop_after is None or done_now < stop_after)
+    ):
         start = time.perf_counter()
-        with tqdm(total=len(trainer.u_train), desc=f"epoch {state.epoch + 1}", unit="sample",
-                  disable=not progress, leave=False) as bar:
+        with tqdm(
+            total=len(trainer.u_train),
+            desc=f"epoch {state.epoch + 1}",
+            unit="sample",
+            disable=not progress,
+            leave=False,
+        ) as bar:
             try:
                 state = trainer.run_epoch(state, bar)
             except TrainingDiverged as exc:
-                diverged = {"epoch": exc.epoch, "batch": exc.batch, "failures": exc.failures,
-                            "message": str(exc)}
+                diverged = {
+                    "epoch": exc.epoch,
+                    "batch": exc.batch,
+                    "failures": exc.failures,
+                    "message": str(exc),
+                }
                 write_text_atomic(out / "diverged.json", json.dumps(diverged, indent=2) + "\n")
                 break
         state = trainer.evaluate(state, time.perf_counter() - start)
@@ -388,7 +491,9 @@ def _train_locked(net: Network, data: Dataset, engine: Engine, config: TrainConf
         save_checkpoint(ckpt, state)
         write_metrics(out, list(state.records))
         epochs.update(1)
-        epochs.set_postfix(test=f"{record['test_accuracy']:.3f}", cos=f"{record['grad_cosine']:.5f}")
+        epochs.set_postfix(
+            test=f"{record['test_accuracy']:.3f}", cos=f"{record['grad_cosine']:.5f}"
+        )
         done_now += 1
     epochs.close()
     records = list(state.records)
@@ -399,12 +504,24 @@ def _train_locked(net: Network, data: Dataset, engine: Engine, config: TrainConf
     save_spec(trained, out / "trained.toml")
     write_trained_netlist(out / "trained.cir", trained, trainer, command)
     if records:
-        plots.learning_curves(records, out / "learning_curves.png",
-                              f"{net.name} on {data.name}: {config.algorithm} with {engine.name}")
+        plots.learning_curves(
+            records,
+            out / "learning_curves.png",
+            f"{net.name} on {data.name}: {config.algorithm} with {engine.name}",
+        )
     final = records[-1] if records else {}
     # a diverged epoch's failures are in diverged.json only (its state was not kept)
     failures = diverged.get("failures", state.failures) if diverged else state.failures
-    return {"out": str(out), "epochs": state.epoch, "complete": state.epoch >= config.epochs, "diverged": diverged,
-            "test_accuracy": final.get("test_accuracy"), "train_accuracy": final.get("train_accuracy"),
-            "grad_cosine": final.get("grad_cosine"), "failures": failures, "engine": engine.name,
-            "algorithm": config.algorithm, "params": state.params}
+    return {
+        "out": str(out),
+        "epochs": state.epoch,
+        "complete": state.epoch >= config.epochs,
+        "diverged": diverged,
+        "test_accuracy": final.get("test_accuracy"),
+        "train_accuracy": final.get("train_accuracy"),
+        "grad_cosine": final.get("grad_cosine"),
+        "failures": failures,
+        "engine": engine.name,
+        "algorithm": config.algorithm,
+        "params": state.params,
+    }

@@ -18,15 +18,18 @@ from circuitep.engines.ngspice_engine import NgspiceEngine
 from circuitep.spec import Network
 
 
-def sens_gradients(net: Network, engine: NgspiceEngine, inputs, targets, cost: Cost | None = None
-                   ) -> dict[str, np.ndarray]:
+def sens_gradients(
+    net: Network, engine: NgspiceEngine, inputs, targets, cost: Cost | None = None
+) -> dict[str, np.ndarray]:
     """Batch-mean ``dC/dtheta`` from ngspice's ``.sens`` for every group it covers.
 
     ``engine`` must use the literal form (folded netlists have no per-weight elements for the
     input couplings). Returns arrays shaped like the entries of :meth:`Network.params`.
     """
     if engine.form != "literal":
-        raise ValueError("ngspice sensitivities need the literal form: NgspiceEngine(form='literal')")
+        raise ValueError(
+            "ngspice sensitivities need the literal form: NgspiceEngine(form='literal')"
+        )
     cost = cost or SquaredError()
     inputs = np.asarray(inputs, dtype=float)
     x = engine.solve(net, Phase(), inputs).x
@@ -35,10 +38,12 @@ def sens_gradients(net: Network, engine: NgspiceEngine, inputs, targets, cost: C
     sens = engine.sensitivities(net, inputs)
     # batch mean of dC/d(element value)
     d_cost = {name: float((slope * s).sum(axis=1).mean()) for name, s in sens.items()}
-    values = {el.name: el.value for el in compile_network(net, "free", "literal").netlist.elements()}
+    values = {
+        el.name: el.value for el in compile_network(net, "free", "literal").netlist.elements()
+    }
 
     def param(name: str) -> float:  # resistors are written by resistance R = 1/g
-        return -values[name] ** 2 * d_cost[name] if name.startswith("r") else d_cost[name]
+        return -(values[name] ** 2) * d_cost[name] if name.startswith("r") else d_cost[name]
 
     grads = {}
     for c in net.couplings:
@@ -53,6 +58,7 @@ def sens_gradients(net: Network, engine: NgspiceEngine, inputs, targets, cost: C
         grads[c.name] = g
     for grp in net.free_groups:
         grads[f"{grp.name}.bias"] = np.array([d_cost[f"ibias_{n}"] for n in grp.nodes()])
-        grads[f"{grp.name}.leak"] = np.array([param(f"rleak_{n}") if f"rleak_{n}" in d_cost else 0.0
-                                              for n in grp.nodes()])
+        grads[f"{grp.name}.leak"] = np.array(
+            [param(f"rleak_{n}") if f"rleak_{n}" in d_cost else 0.0 for n in grp.nodes()]
+        )
     return grads

@@ -23,12 +23,19 @@ from scipy.sparse.csgraph import connected_components
 
 from circuitep.checks import is_integer, is_number, plain_float, plain_int, plain_str
 from circuitep.elements.params import (  # noqa: F401 - the bounds, for importers
-    FARAD_RANGE, I_SAT_RANGE, MAX_AMPS, MAX_SIEMENS, MAX_VOLTS, MIN_SIEMENS, N_RANGE, V_SAT_RANGE)
-from circuitep.elements.registry import COUPLINGS, DIODE_PARAMS, KINDS
+    FARAD_RANGE,
+    I_SAT_RANGE,
+    MAX_AMPS,
+    MAX_SIEMENS,
+    MAX_VOLTS,
+    MIN_SIEMENS,
+    N_RANGE,
+    V_SAT_RANGE,
+)
+from circuitep.elements.registry import COUPLINGS, DIODE_PARAMS, KINDS, settings_of
 from circuitep.elements.registry import NODE_PARAMS as _NODE_TABLE
 from circuitep.elements.registry import kind as kind_of
 from circuitep.elements.tanh import V_SAT
-from circuitep.elements.registry import settings_of
 from circuitep.netlist import RESERVED_NAMES
 
 #: Group names become SPICE node names ``<group>_<k>``: lower-case letters and digits only, so that
@@ -42,8 +49,29 @@ NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 #: ``<letter><coupling>_<i>_<j>``), so ngspice's other words are fine there; the diode model's
 #: name does stand alone and must avoid all of :data:`circuitep.netlist.RESERVED_NAMES` (a model
 #: named ``temper`` made ngspice 39 segfault).
-_RESERVED = {"gnd", "ground", "shell", "control", "endc", "end", "include", "lib", "param", "options",
-             "option", "model", "subckt", "ends", "alter", "source", "run", "op", "quit", "exit", "set"}
+_RESERVED = {
+    "gnd",
+    "ground",
+    "shell",
+    "control",
+    "endc",
+    "end",
+    "include",
+    "lib",
+    "param",
+    "options",
+    "option",
+    "model",
+    "subckt",
+    "ends",
+    "alter",
+    "source",
+    "run",
+    "op",
+    "quit",
+    "exit",
+    "set",
+}
 
 #: Most nodes in one group: far beyond any circuit a netlist or the dense couplings can hold.
 MAX_GROUP_SIZE = 10**7
@@ -53,15 +81,22 @@ Role = Literal["input", "hidden", "output"]
 Kind = str  # one of KINDS, the element kinds of circuitep.elements.registry
 
 
-def check_name(path: str, value: object, pattern: re.Pattern = NAME,
-               reserved: frozenset[str] | set[str] = _RESERVED) -> str:
+def check_name(
+    path: str,
+    value: object,
+    pattern: re.Pattern = NAME,
+    reserved: frozenset[str] | set[str] = _RESERVED,
+) -> str:
     """``value`` as a plain ``str`` if it is an identifier matching ``pattern`` and not one of the
     ``reserved`` words (in any case), else raise naming ``path``. Callers keep the returned
     string, never ``value`` itself (a ``str`` subclass may format as other text)."""
     value = plain_str(path, value)
     if value.lower() in reserved:
-        kind = ("a SPICE ground name or ngspice command word" if value.lower() in _RESERVED else
-                "a function, constant or variable of ngspice's expressions")
+        kind = (
+            "a SPICE ground name or ngspice command word"
+            if value.lower() in _RESERVED
+            else "a function, constant or variable of ngspice's expressions"
+        )
         raise ValueError(f"{path} = {value!r} is reserved ({kind})")
     if not pattern.fullmatch(value):
         raise ValueError(
@@ -79,7 +114,9 @@ def _as_array(path: str, value: object, booleans: bool, what: str) -> np.ndarray
         arr = np.asarray(value)
     except ValueError as exc:  # ragged nesting
         raise ValueError(f"{path} must be {what} (rows of equal length)") from exc
-    if isinstance(value, np.ndarray) and (arr.dtype.kind == "b" if booleans else arr.dtype.kind in "iuf"):
+    if isinstance(value, np.ndarray) and (
+        arr.dtype.kind == "b" if booleans else arr.dtype.kind in "iuf"
+    ):
         return arr
     objects = np.asarray(value, dtype=object)  # lists: numpy would turn True into 1.0
     elements = list(objects.flat)
@@ -96,14 +133,23 @@ def _as_array(path: str, value: object, booleans: bool, what: str) -> np.ndarray
         raise ValueError(f"{path} holds an integer too large for a float") from exc
 
 
-def check_array(path: str, value: object, shape: tuple[int, ...], *, nonnegative: bool = False,
-                positive: bool = False, dtype: type = float,
-                span: tuple[float, float] | None = None, unit: str = "") -> np.ndarray:
+def check_array(
+    path: str,
+    value: object,
+    shape: tuple[int, ...],
+    *,
+    nonnegative: bool = False,
+    positive: bool = False,
+    dtype: type = float,
+    span: tuple[float, float] | None = None,
+    unit: str = "",
+) -> np.ndarray:
     """Broadcast ``value`` to a read-only array of ``shape``; refuse non-numbers, NaN, inf and
     wrong signs, and with ``span = (lo, hi)`` non-zero magnitudes outside ``[lo, hi]`` (in
     ``unit``; zero passes unless ``positive``)."""
-    arr = _as_array(path, value, dtype is bool,
-                    "booleans" if dtype is bool else "a number or a list of numbers")
+    arr = _as_array(
+        path, value, dtype is bool, "booleans" if dtype is bool else "a number or a list of numbers"
+    )
     if arr.ndim > len(shape) or (arr.shape != shape and arr.ndim != 0):
         raise ValueError(f"{path} has shape {arr.shape}, expected {shape} (or a scalar)")
     arr = np.array(np.broadcast_to(arr, shape), dtype=dtype)  # our own copy: it is made read-only
@@ -128,8 +174,10 @@ def check_array(path: str, value: object, shape: tuple[int, ...], *, nonnegative
             mag = np.abs(arr) if lo > 0 else None  # (no magnitude is below a bound of 0)
             if mag is not None and ((mag < lo) & (mag > 0)).any():
                 what = "value" if positive else "non-zero value (0: none)"
-                raise ValueError(f"{first((mag < lo) & (mag > 0))}{u} is below {lo:g}{u}, the "
-                                 f"smallest {what} accepted here")
+                raise ValueError(
+                    f"{first((mag < lo) & (mag > 0))}{u} is below {lo:g}{u}, the "
+                    f"smallest {what} accepted here"
+                )
     arr.setflags(write=False)
     return arr
 
@@ -139,7 +187,9 @@ def check_volts(path: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
     arr = check_array(path, value, shape)
     if (np.abs(arr) > MAX_VOLTS).any():
         idx = tuple(int(i) for i in np.argwhere(np.abs(arr) > MAX_VOLTS)[0])
-        raise ValueError(f"{path}{list(idx) if idx else ''} = {arr[idx]:g} V is beyond +-{MAX_VOLTS:g} V")
+        raise ValueError(
+            f"{path}{list(idx) if idx else ''} = {arr[idx]:g} V is beyond +-{MAX_VOLTS:g} V"
+        )
     return arr
 
 
@@ -148,11 +198,15 @@ def voltage_rows(what: str, value, width: int, batch: int | None = None) -> np.n
     within +-:data:`MAX_VOLTS`; errors say which ``what``."""
     a = np.asarray(value, dtype=float)
     if a.ndim != 2 or a.shape[1] != width or batch is not None and a.shape[0] != batch:
-        raise ValueError(f"{what} have shape {a.shape}, expected ({'batch' if batch is None else batch}, {width})")
+        raise ValueError(
+            f"{what} have shape {a.shape}, expected ({'batch' if batch is None else batch}, {width})"
+        )
     if not np.isfinite(a).all():
         raise ValueError(f"{what} contain NaN or infinite values")
     if (np.abs(a) > MAX_VOLTS).any():
-        raise ValueError(f"{what} contain {a.flat[np.argmax(np.abs(a))]:g} V, beyond +-{MAX_VOLTS:g} V")
+        raise ValueError(
+            f"{what} contain {a.flat[np.argmax(np.abs(a))]:g} V, beyond +-{MAX_VOLTS:g} V"
+        )
     return a
 
 
@@ -163,8 +217,9 @@ def _choice(path: str, value: object, choices: tuple[str, ...]) -> str:
     return str.__str__(value)
 
 
-def _positive_float(path: str, value: object, span: tuple[float, float] | None = None,
-                    unit: str = "") -> float:
+def _positive_float(
+    path: str, value: object, span: tuple[float, float] | None = None, unit: str = ""
+) -> float:
     return float(check_array(path, value, (), positive=True, span=span, unit=unit))
 
 
@@ -180,11 +235,15 @@ class DiodeModel:
     name: str = "dclamp"
 
     def __post_init__(self):
-        object.__setattr__(self, "i_sat",
-                           _positive_float("diode.i_sat", self.i_sat, DIODE_PARAMS["i_sat"].span, "A"))
+        object.__setattr__(
+            self,
+            "i_sat",
+            _positive_float("diode.i_sat", self.i_sat, DIODE_PARAMS["i_sat"].span, "A"),
+        )
         object.__setattr__(self, "n", _positive_float("diode.n", self.n, DIODE_PARAMS["n"].span))
-        object.__setattr__(self, "name", check_name("diode.name", self.name,
-                                                    reserved=_RESERVED | RESERVED_NAMES))
+        object.__setattr__(
+            self, "name", check_name("diode.name", self.name, reserved=_RESERVED | RESERVED_NAMES)
+        )
 
 
 #: Bounds of the free nodes' parameters (STYLE.md item 8), read by :class:`NodeGroup` and
@@ -216,8 +275,7 @@ class NodeGroup:
     invert: str | None = None
 
     def __post_init__(self):
-        path = (f"groups[{str.__str__(self.name)!r}]" if isinstance(self.name, str)
-                else "groups[?]")
+        path = f"groups[{str.__str__(self.name)!r}]" if isinstance(self.name, str) else "groups[?]"
         object.__setattr__(self, "name", check_name(f"{path}.name", self.name, GROUP_NAME))
         object.__setattr__(self, "role", _choice(f"{path}.role", self.role, ROLES))
         if not is_integer(self.size) or plain_int(self.size) < 1:
@@ -230,8 +288,10 @@ class NodeGroup:
             value = check_array(f"{path}.{key}", getattr(self, key), shape, **bounds)
             object.__setattr__(self, key, value)
         if self.role == "input" and (self.clamp is not None or self.bias.any()):
-            raise ValueError(f"{path} is an input group, held by voltage sources: a clamp or bias current would "
-                             "do nothing there")
+            raise ValueError(
+                f"{path} is an input group, held by voltage sources: a clamp or bias current would "
+                "do nothing there"
+            )
         if self.clamp is not None:
             lo, hi = check_volts(f"{path}.clamp", self.clamp, (2,))
             if not lo < hi:
@@ -240,8 +300,9 @@ class NodeGroup:
         if self.invert is not None:
             if self.role != "input":
                 raise ValueError(f"{path}.invert is only meaningful for input groups")
-            object.__setattr__(self, "invert",
-                               check_name(f"{path}.invert", self.invert, GROUP_NAME))
+            object.__setattr__(
+                self, "invert", check_name(f"{path}.invert", self.invert, GROUP_NAME)
+            )
 
     @property
     def free(self) -> bool:
@@ -278,21 +339,31 @@ class Coupling:
     settings: dict | None = None
 
     def __post_init__(self):
-        path = (f"couplings[{str.__str__(self.name)!r}]" if isinstance(self.name, str)
-                else "couplings[?]")
+        path = (
+            f"couplings[{str.__str__(self.name)!r}]"
+            if isinstance(self.name, str)
+            else "couplings[?]"
+        )
         object.__setattr__(self, "name", check_name(f"{path}.name", self.name))
         if self.name.startswith("adj_"):
-            raise ValueError(f"{path}.name = {self.name!r}: the prefix 'adj_' is reserved for the elements of "
-                             "the adjoint network (coupling 'x' has adjoint elements named like 'adj_x')")
+            raise ValueError(
+                f"{path}.name = {self.name!r}: the prefix 'adj_' is reserved for the elements of "
+                "the adjoint network (coupling 'x' has adjoint elements named like 'adj_x')"
+            )
         object.__setattr__(self, "kind", _choice(f"{path}.kind", self.kind, KINDS))
         object.__setattr__(self, "src", check_name(f"{path}.src", self.src, GROUP_NAME))
         object.__setattr__(self, "dst", check_name(f"{path}.dst", self.dst, GROUP_NAME))
         w = _as_array(f"{path}.weight", self.weight, False, "a matrix of numbers")
         if w.ndim != 2:
-            raise ValueError(f"{path}.weight must be a 2-D matrix (dst, src), got shape {np.shape(w)}")
+            raise ValueError(
+                f"{path}.weight must be a 2-D matrix (dst, src), got shape {np.shape(w)}"
+            )
         weight = check_array(f"{path}.weight", w, w.shape, **WEIGHT_BOUNDS[self.kind])
-        mask = (np.ones(weight.shape, bool) if self.mask is None
-                else _as_array(f"{path}.mask", self.mask, True, "a matrix of booleans"))
+        mask = (
+            np.ones(weight.shape, bool)
+            if self.mask is None
+            else _as_array(f"{path}.mask", self.mask, True, "a matrix of booleans")
+        )
         if mask.shape != weight.shape:
             raise ValueError(f"{path}.mask must be a boolean matrix of shape {weight.shape}")
         mask = mask.copy()
@@ -301,16 +372,19 @@ class Coupling:
         weight.setflags(write=False)
         object.__setattr__(self, "weight", weight)
         object.__setattr__(self, "mask", mask)
-        object.__setattr__(self, "v_sat",
-                           _positive_float(f"{path}.v_sat", self.v_sat, V_SAT.span, "V"))
+        object.__setattr__(
+            self, "v_sat", _positive_float(f"{path}.v_sat", self.v_sat, V_SAT.span, "V")
+        )
         given = {} if self.settings is None else self.settings
         if not isinstance(given, dict):
             raise TypeError(f"{path}.settings must be a dict, got {type(given).__name__}")
         table = {k: p for k, p in settings_of(self.kind).items() if not p.field}
         unknown = sorted(set(given) - set(table), key=str)
         if unknown:
-            raise ValueError(f"{path}.settings: {unknown} unknown for a {self.kind} coupling "
-                             f"(its settings: {sorted(table)})")
+            raise ValueError(
+                f"{path}.settings: {unknown} unknown for a {self.kind} coupling "
+                f"(its settings: {sorted(table)})"
+            )
         settings = {}
         for key, p in table.items():
             value = given.get(key, p.default)
@@ -359,7 +433,9 @@ class Network:
 
     def __post_init__(self):
         object.__setattr__(self, "name", check_name("name", self.name))
-        if not isinstance(self.description, str) or not re.fullmatch(r"[\x20-\x7e]*", self.description):
+        if not isinstance(self.description, str) or not re.fullmatch(
+            r"[\x20-\x7e]*", self.description
+        ):
             raise ValueError("description must be a single line of printable ASCII text")
         object.__setattr__(self, "description", plain_str("description", self.description))
         object.__setattr__(self, "groups", tuple(self.groups))
@@ -387,10 +463,14 @@ class Network:
             if g.invert is not None:
                 src = by_name.get(g.invert)
                 if src is None or src.role != "input" or src.invert is not None:
-                    raise ValueError(f"groups[{g.name!r}].invert = {g.invert!r} is not a primary input group")
+                    raise ValueError(
+                        f"groups[{g.name!r}].invert = {g.invert!r} is not a primary input group"
+                    )
                 if src.size != g.size:
-                    raise ValueError(f"groups[{g.name!r}].size = {g.size} differs from the size of "
-                                     f"{g.invert!r} ({src.size}) that it inverts")
+                    raise ValueError(
+                        f"groups[{g.name!r}].size = {g.size} differs from the size of "
+                        f"{g.invert!r} ({src.size}) that it inverts"
+                    )
         cnames = [c.name for c in self.couplings]
         dupes = {n for n in cnames if cnames.count(n) > 1}
         if dupes:
@@ -399,13 +479,19 @@ class Network:
             path = f"couplings[{c.name!r}]"
             for end in ("src", "dst"):
                 if getattr(c, end) not in by_name:
-                    raise ValueError(f"{path}.{end} = {getattr(c, end)!r} is not a group (known: {names})")
+                    raise ValueError(
+                        f"{path}.{end} = {getattr(c, end)!r} is not a group (known: {names})"
+                    )
             dst, src = by_name[c.dst], by_name[c.src]
             if not dst.free:
-                raise ValueError(f"{path}.dst = {c.dst!r} is an input group: couplings drive free nodes")
+                raise ValueError(
+                    f"{path}.dst = {c.dst!r} is an input group: couplings drive free nodes"
+                )
             if c.weight.shape != (dst.size, src.size):
-                raise ValueError(f"{path}.weight has shape {c.weight.shape}, expected "
-                                 f"({dst.size}, {src.size}) = ({c.dst}.size, {c.src}.size)")
+                raise ValueError(
+                    f"{path}.weight has shape {c.weight.shape}, expected "
+                    f"({dst.size}, {src.size}) = ({c.dst}.size, {c.src}.size)"
+                )
         self._check_values()
         if self.sample is not None:
             inputs = check_volts("sample.inputs", self.sample.inputs, (self.n_inputs,))
@@ -419,14 +505,18 @@ class Network:
         from a node to itself, and a DC path to ground from every free node."""
         for c in self.couplings:
             if c.kind == "resistor" and c.src == c.dst and np.any(np.diag(c.weight)):
-                raise ValueError(f"couplings[{c.name!r}]: a resistor from a node to itself does "
-                                 "nothing; mask the diagonal")
+                raise ValueError(
+                    f"couplings[{c.name!r}]: a resistor from a node to itself does "
+                    "nothing; mask the diagonal"
+                )
         floating = self.floating_nodes()
         if floating:
             more = f" and {len(floating) - 5} more" if len(floating) > 5 else ""
-            raise ValueError(f"free node(s) {', '.join(floating[:5])}{more} have no DC path to "
-                             "ground (no leak, clamp, or resistors to a node that has one): their "
-                             "voltage is undetermined; give them a leak (S)")
+            raise ValueError(
+                f"free node(s) {', '.join(floating[:5])}{more} have no DC path to "
+                "ground (no leak, clamp, or resistors to a node that has one): their "
+                "voltage is undetermined; give them a leak (S)"
+            )
 
     # --- structure -------------------------------------------------------------------------
 
@@ -512,13 +602,18 @@ class Network:
     def free_slices(self) -> dict[str, slice]:
         """Slice of each free group in the free-node vector ``x``."""
         n_in = sum(g.size for g in self.input_groups)
-        return {name: slice(s.start - n_in, s.stop - n_in)
-                for name, s in self.slices().items() if self.group(name).free}
+        return {
+            name: slice(s.start - n_in, s.stop - n_in)
+            for name, s in self.slices().items()
+            if self.group(name).free
+        }
 
     def output_index(self) -> np.ndarray:
         """Indices of the output nodes in the free-node vector, in declaration order."""
         fs = self.free_slices()
-        return np.concatenate([np.arange(fs[g.name].start, fs[g.name].stop) for g in self.output_groups])
+        return np.concatenate(
+            [np.arange(fs[g.name].start, fs[g.name].stop) for g in self.output_groups]
+        )
 
     def expand_inputs(self, inputs: np.ndarray) -> np.ndarray:
         """Primary input voltages ``(batch, n_inputs)`` to all input-node voltages ``(batch, n_in)``.
@@ -528,10 +623,15 @@ class Network:
         u = voltage_rows("inputs", inputs, self.n_inputs)
         primary, k = {}, 0
         for g in self.primary_input_groups:
-            primary[g.name] = u[:, k:k + g.size]
+            primary[g.name] = u[:, k : k + g.size]
             k += g.size
-        return np.concatenate([primary[g.name] if g.invert is None else -primary[g.invert]
-                               for g in self.input_groups], axis=1)
+        return np.concatenate(
+            [
+                primary[g.name] if g.invert is None else -primary[g.invert]
+                for g in self.input_groups
+            ],
+            axis=1,
+        )
 
     def conductance_scale(self) -> float:
         """The network's natural conductance ``sigma`` (S): the median of its positive leaks.
@@ -540,9 +640,11 @@ class Network:
         """
         leaks = np.concatenate([g.leak for g in self.free_groups])
         if not (leaks > 0).any():
-            raise ValueError(f"network {self.name!r} has no leak conductance to set its natural scale (beta and "
-                             f"learning rates are relative to it); give the free nodes a leak (S), or, where a "
-                             f"command has --beta, pass beta in siemens")
+            raise ValueError(
+                f"network {self.name!r} has no leak conductance to set its natural scale (beta and "
+                f"learning rates are relative to it); give the free nodes a leak (S), or, where a "
+                f"command has --beta, pass beta in siemens"
+            )
         return float(np.median(leaks[leaks > 0]))
 
     # --- parameters ------------------------------------------------------------------------
@@ -555,7 +657,7 @@ class Network:
             out[f"{g.name}.leak"] = g.leak
         return out
 
-    def with_params(self, params: dict[str, np.ndarray]) -> "Network":
+    def with_params(self, params: dict[str, np.ndarray]) -> Network:
         """A copy with some parameters replaced (names as in :meth:`params`; weights ``(dst.size,
         src.size)`` S, bias ``(size,)`` A, leak ``(size,)`` S, or scalars for the groups').
 
@@ -572,7 +674,9 @@ class Network:
             raise KeyError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(known)}")
         for c in self.couplings:
             if c.name in params and np.shape(params[c.name]) != c.weight.shape:
-                raise ValueError(f"parameter {c.name!r} has shape {np.shape(params[c.name])}, expected {c.weight.shape}")
+                raise ValueError(
+                    f"parameter {c.name!r} has shape {np.shape(params[c.name])}, expected {c.weight.shape}"
+                )
         couplings = []
         for c in self.couplings:
             if c.name in params:
@@ -585,8 +689,15 @@ class Network:
         groups = []
         for g in self.groups:
             keys = [key for key in ("bias", "leak") if g.free and f"{g.name}.{key}" in params]
-            new = {key: check_array(f"groups[{g.name!r}].{key}", params[f"{g.name}.{key}"],
-                                    (g.size,), **NODE_PARAMS[key]) for key in keys}
+            new = {
+                key: check_array(
+                    f"groups[{g.name!r}].{key}",
+                    params[f"{g.name}.{key}"],
+                    (g.size,),
+                    **NODE_PARAMS[key],
+                )
+                for key in keys
+            }
             groups.append(_validated_copy(g, **new) if new else g)
         net = _validated_copy(self, groups=tuple(groups), couplings=tuple(couplings))
         net._check_values()

@@ -29,9 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from circuitep.checks import is_bool
-from circuitep.fileio import (  # noqa: F401 - atomic_path, write_text_atomic: for importers
-    FileReadError, atomic_path, open_regular, read_text_limited, write_text_atomic)
 from circuitep.elements.registry import kinds_using, setting_keys, settings_of
+from circuitep.fileio import (  # noqa: F401 - atomic_path, write_text_atomic: for importers
+    FileReadError,
+    atomic_path,
+    open_regular,
+    read_text_limited,
+    write_text_atomic,
+)
 from circuitep.spec import KINDS, Coupling, DiodeModel, Network, NodeGroup, Sample
 
 _TOP = {"name", "description", "diode", "groups", "couplings", "sample"}
@@ -91,19 +96,37 @@ def network_from_dict(data: dict, source: str = "spec") -> Network:
             g = _keys(f"{source}: groups[{k}]", g, _GROUP, ("name", "role", "size"))
             ignored = sorted(set(g) & _FREE_ONLY) if g["role"] == "input" else []
             if ignored:
-                raise SpecError(f"{source}: groups[{k}] is an input group, held by voltage sources: {ignored} "
-                                "would do nothing there")
+                raise SpecError(
+                    f"{source}: groups[{k}] is an input group, held by voltage sources: {ignored} "
+                    "would do nothing there"
+                )
             groups.append(NodeGroup(**g))
         couplings = []
         for k, c in enumerate(data.get("couplings", [])):
-            c = dict(_keys(f"{source}: couplings[{k}]", c, _COUPLING, ("name", "kind", "src", "dst", "weight")))
-            table = settings_of(c["kind"]) if isinstance(c["kind"], str) and c["kind"] in KINDS else None
+            c = dict(
+                _keys(
+                    f"{source}: couplings[{k}]",
+                    c,
+                    _COUPLING,
+                    ("name", "kind", "src", "dst", "weight"),
+                )
+            )
+            table = (
+                settings_of(c["kind"])
+                if isinstance(c["kind"], str) and c["kind"] in KINDS
+                else None
+            )
             foreign = sorted(set(c) & setting_keys() - set(table or ()))
             if table is not None and foreign:
-                raise SpecError(f"{source}: couplings[{k}] has {foreign[0]}, which only "
-                                f"{kinds_using(foreign[0])} couplings use")
-            settings = {key: c.pop(key) for key in list(c) if key in setting_keys()
-                        and not (table is not None and table[key].field)}
+                raise SpecError(
+                    f"{source}: couplings[{k}] has {foreign[0]}, which only "
+                    f"{kinds_using(foreign[0])} couplings use"
+                )
+            settings = {
+                key: c.pop(key)
+                for key in list(c)
+                if key in setting_keys() and not (table is not None and table[key].field)
+            }
             if settings and table is not None:
                 c["settings"] = settings  # else Coupling names the unknown kind
             couplings.append(Coupling(**c))
@@ -116,7 +139,14 @@ def network_from_dict(data: dict, source: str = "spec") -> Network:
             sample = Sample(s["inputs"], s.get("targets"))
         if "name" not in data:
             raise SpecError(f"{source}: missing top-level name")
-        return Network(data["name"], tuple(groups), tuple(couplings), diode, sample, data.get("description", ""))
+        return Network(
+            data["name"],
+            tuple(groups),
+            tuple(couplings),
+            diode,
+            sample,
+            data.get("description", ""),
+        )
     except SpecError:
         raise
     except (TypeError, ValueError, KeyError) as exc:
@@ -191,11 +221,21 @@ def spec_to_toml(net: Network) -> str:
     lines = [f"name = {_toml_value(net.name)}"]
     if net.description:
         lines.append(f"description = {_toml_value(net.description)}")
-    lines += ["", "[diode]", f"i_sat = {_toml_value(net.diode.i_sat)}", f"n = {_toml_value(net.diode.n)}",
-              f"name = {_toml_value(net.diode.name)}"]
+    lines += [
+        "",
+        "[diode]",
+        f"i_sat = {_toml_value(net.diode.i_sat)}",
+        f"n = {_toml_value(net.diode.n)}",
+        f"name = {_toml_value(net.diode.name)}",
+    ]
     for g in net.groups:
-        lines += ["", "[[groups]]", f"name = {_toml_value(g.name)}", f"role = {_toml_value(g.role)}",
-                  f"size = {g.size}"]
+        lines += [
+            "",
+            "[[groups]]",
+            f"name = {_toml_value(g.name)}",
+            f"role = {_toml_value(g.role)}",
+            f"size = {g.size}",
+        ]
         if g.invert:
             lines.append(f"invert = {_toml_value(g.invert)}")
         if g.free:
@@ -204,14 +244,22 @@ def spec_to_toml(net: Network) -> str:
             if g.clamp:
                 lines.append(f"clamp = {_toml_value(list(g.clamp))}")
     for c in net.couplings:
-        lines += ["", "[[couplings]]", f"name = {_toml_value(c.name)}", f"kind = {_toml_value(c.kind)}",
-                  f"src = {_toml_value(c.src)}", f"dst = {_toml_value(c.dst)}",
-                  "weight = [\n" + "".join(f"  {_toml_value(row)},\n" for row in c.weight) + "]"]
+        lines += [
+            "",
+            "[[couplings]]",
+            f"name = {_toml_value(c.name)}",
+            f"kind = {_toml_value(c.kind)}",
+            f"src = {_toml_value(c.src)}",
+            f"dst = {_toml_value(c.dst)}",
+            "weight = [\n" + "".join(f"  {_toml_value(row)},\n" for row in c.weight) + "]",
+        ]
         if not c.mask.all():
             lines.append("mask = [\n" + "".join(f"  {_toml_value(row)},\n" for row in c.mask) + "]")
         for key in settings_of(c.kind):
             value = c.setting(key)
-            lines.append(f"{key} = {_toml_value(_scalar_or_array(value) if isinstance(value, np.ndarray) else value)}")
+            lines.append(
+                f"{key} = {_toml_value(_scalar_or_array(value) if isinstance(value, np.ndarray) else value)}"
+            )
     if net.sample is not None:
         lines += ["", "[sample]", f"inputs = {_toml_value(net.sample.inputs)}"]
         if net.sample.targets is not None:
@@ -285,7 +333,9 @@ def load_params(net: Network, path: str | os.PathLike) -> Network:
     known = net.params()
     for k, v in params.items():
         if k in known and v.shape != known[k].shape:
-            raise SpecError(f"{path}: parameter {k!r} has shape {v.shape}, the network needs {known[k].shape}")
+            raise SpecError(
+                f"{path}: parameter {k!r} has shape {v.shape}, the network needs {known[k].shape}"
+            )
     try:
         return net.with_params(params)
     except (KeyError, ValueError) as exc:

@@ -26,8 +26,8 @@ from circuitep.datasets import Dataset, inputs_to_voltages, labels_to_targets
 from circuitep.elements.registry import kind as kind_of
 from circuitep.engines.base import ConvergenceError, Engine, Phase
 from circuitep.estimators import compare, estimate
-from circuitep.gradcheck import asymmetry, transconductor_pairs
 from circuitep.fileio import atomic_path, open_regular
+from circuitep.gradcheck import asymmetry, transconductor_pairs
 from circuitep.report import linear_transient, phase_report, sample_report, transient
 from circuitep.spec import MAX_AMPS, MAX_SIEMENS, MAX_VOLTS, MIN_SIEMENS, Network
 
@@ -125,60 +125,105 @@ class TrainConfig:
         if not isinstance(self.g_bounds, (tuple, list)) or len(self.g_bounds) != 2:
             raise ValueError(f"g_bounds = {self.g_bounds!r} must be a pair (g_min, g_max)")
         if not all(is_number(b) for b in self.g_bounds):
-            raise ValueError(f"g_bounds = {self.g_bounds!r} must be a pair of numbers (g_min, g_max)")
+            raise ValueError(
+                f"g_bounds = {self.g_bounds!r} must be a pair of numbers (g_min, g_max)"
+            )
         # a tuple: a list would not compare equal on resume
         put("g_bounds", tuple(plain_float("g_bounds", b) for b in self.g_bounds))
         if isinstance(self.algorithm, str) and str.__str__(self.algorithm) in ALGORITHM_ALIASES:
             put("algorithm", ALGORITHM_ALIASES[str.__str__(self.algorithm)])
-        choice("algorithm", self.algorithm, ALGORITHMS, f"algorithm {self.algorithm!r} is not one "
-               f"of {ALGORITHMS} (or the alias 'bp' of 'exact')")
+        choice(
+            "algorithm",
+            self.algorithm,
+            ALGORITHMS,
+            f"algorithm {self.algorithm!r} is not one "
+            f"of {ALGORITHMS} (or the alias 'bp' of 'exact')",
+        )
         for key in ("lr", "beta_rel", "tau"):
-            put(key, number(key, getattr(self, key), lambda v: 0 < v < np.inf,
-                            "must be a positive finite number"))
+            put(
+                key,
+                number(
+                    key,
+                    getattr(self, key),
+                    lambda v: 0 < v < np.inf,
+                    "must be a positive finite number",
+                ),
+            )
         if not isinstance(self.lr_groups, dict):
-            raise ValueError(f"lr_groups = {self.lr_groups!r} must be a dict of parameter group names "
-                             "to rates")
+            raise ValueError(
+                f"lr_groups = {self.lr_groups!r} must be a dict of parameter group names to rates"
+            )
         groups = {}
         for key, v in self.lr_groups.items():
             if not isinstance(key, str):
-                raise ValueError(f"lr_groups keys must be parameter group names (strings), "
-                                 f"got {key!r}")
-            groups[str.__str__(key)] = number(f"lr_groups[{key!r}]", v, lambda x: 0 <= x < np.inf,
-                                              "must be a non-negative finite number")
+                raise ValueError(
+                    f"lr_groups keys must be parameter group names (strings), got {key!r}"
+                )
+            groups[str.__str__(key)] = number(
+                f"lr_groups[{key!r}]",
+                v,
+                lambda x: 0 <= x < np.inf,
+                "must be a non-negative finite number",
+            )
         put("lr_groups", groups)
         for key in ("epochs", "batch_size", "probe_size"):
             v = getattr(self, key)
             if not is_integer(v) or plain_int(v) < 1:
                 raise ValueError(f"{key} = {v!r} must be a positive integer")
             put(key, plain_int(v))
-        choice("lr_schedule", self.lr_schedule, LR_SCHEDULES,
-               f"lr_schedule = {self.lr_schedule!r} is not one of {LR_SCHEDULES}")
-        put("momentum", number("momentum", self.momentum, lambda v: 0 <= v < 1, "must be in [0, 1)"))
-        choice("on_failure", self.on_failure, ("skip", "stop"),
-               f"on_failure = {self.on_failure!r} must be 'skip' or 'stop'")
+        choice(
+            "lr_schedule",
+            self.lr_schedule,
+            LR_SCHEDULES,
+            f"lr_schedule = {self.lr_schedule!r} is not one of {LR_SCHEDULES}",
+        )
+        put(
+            "momentum", number("momentum", self.momentum, lambda v: 0 <= v < 1, "must be in [0, 1)")
+        )
+        choice(
+            "on_failure",
+            self.on_failure,
+            ("skip", "stop"),
+            f"on_failure = {self.on_failure!r} must be 'skip' or 'stop'",
+        )
         if self.eval_train_samples is not None:
             if not is_integer(self.eval_train_samples) or plain_int(self.eval_train_samples) < 1:
-                raise ValueError(f"eval_train_samples = {self.eval_train_samples!r} must be a positive "
-                                 "integer or None")
+                raise ValueError(
+                    f"eval_train_samples = {self.eval_train_samples!r} must be a positive "
+                    "integer or None"
+                )
             put("eval_train_samples", plain_int(self.eval_train_samples))
         if self.levels is not None:
             if not is_integer(self.levels) or plain_int(self.levels) < 2:
                 raise ValueError(f"levels = {self.levels!r} must be an integer >= 2 or None")
             put("levels", plain_int(self.levels))
         for key in ("v_on", "v_off"):
-            put(key, number(key, getattr(self, key), lambda v: abs(v) <= MAX_VOLTS,
-                            f"must be a target voltage within +-{MAX_VOLTS:g} V"))
+            put(
+                key,
+                number(
+                    key,
+                    getattr(self, key),
+                    lambda v: abs(v) <= MAX_VOLTS,
+                    f"must be a target voltage within +-{MAX_VOLTS:g} V",
+                ),
+            )
         if not self.v_off < self.v_on:
-            raise ValueError(f"v_on = {self.v_on} must be above v_off = {self.v_off}: the predicted class is "
-                             "the output with the highest voltage")
+            raise ValueError(
+                f"v_on = {self.v_on} must be above v_off = {self.v_off}: the predicted class is "
+                "the output with the highest voltage"
+            )
         if self.cost == "xent" and self.v_off < 0:  # (v_off < v_on is checked above)
-            raise ValueError(f"cross-entropy targets are probabilities: need 0 <= v_off < v_on, got "
-                             f"v_off = {self.v_off}, v_on = {self.v_on}")
+            raise ValueError(
+                f"cross-entropy targets are probabilities: need 0 <= v_off < v_on, got "
+                f"v_off = {self.v_off}, v_on = {self.v_on}"
+            )
         lo, hi = self.g_bounds
         if not 0 <= lo < hi < np.inf:
             raise ValueError(f"g_bounds = {self.g_bounds!r} needs 0 <= g_min < g_max < inf")
-        put("w_max", number("w_max", self.w_max, lambda v: 0 < v < np.inf,
-                            "must be positive and finite"))
+        put(
+            "w_max",
+            number("w_max", self.w_max, lambda v: 0 < v < np.inf, "must be positive and finite"),
+        )
         if isinstance(self.cost, str):
             put("cost", str.__str__(self.cost))
         make_cost(self.cost, self.tau)
@@ -255,8 +300,9 @@ def init_state(net: Network, config: TrainConfig) -> TrainState:
     return TrainState(params, {k: np.zeros_like(params[k]) for k in trainable(net, config)}, 0)
 
 
-def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig,
-              sigma: float | None = None) -> dict[str, np.ndarray]:
+def constrain(
+    net: Network, params: dict[str, np.ndarray], config: TrainConfig, sigma: float | None = None
+) -> dict[str, np.ndarray]:
     """Keep every parameter physical.
 
     Resistor conductances within ``g_bounds``, transconductances within ``+-w_max``, leaks (when
@@ -289,13 +335,18 @@ def constrain(net: Network, params: dict[str, np.ndarray], config: TrainConfig,
         if c.name not in out:
             continue
         conductance = kind_of(c).WEIGHT.nonnegative  # a conductance (resistor), else signed
-        lo, hi = ((config.g_bounds[0] * sigma, config.g_bounds[1] * sigma) if conductance
-                  else (-config.w_max * sigma, config.w_max * sigma))
+        lo, hi = (
+            (config.g_bounds[0] * sigma, config.g_bounds[1] * sigma)
+            if conductance
+            else (-config.w_max * sigma, config.w_max * sigma)
+        )
         lo, hi = max(lo, -MAX_SIEMENS), min(hi, MAX_SIEMENS)  # the spec's own bounds
         w = np.clip(out[c.name], lo, hi)
         if config.levels:
             step = (hi - lo) / (config.levels - 1)
-            w = np.clip(lo + np.round((w - lo) / step) * step, lo, hi)  # rounding may overshoot by an ulp
+            w = np.clip(
+                lo + np.round((w - lo) / step) * step, lo, hi
+            )  # rounding may overshoot by an ulp
         if conductance:  # below MIN_SIEMENS (1 petaohm) a resistor is none
             w = np.where(w < MIN_SIEMENS, 0.0, w)
         out[c.name] = np.where(c.mask, w, 0.0)
@@ -332,8 +383,14 @@ def lr_scale(config: TrainConfig, done: float) -> float:
     return 0.5 * (1.0 + np.cos(np.pi * min(max(done, 0.0), 1.0)))
 
 
-def sgd_step(net: Network, state: TrainState, grads: dict[str, np.ndarray], config: TrainConfig,
-             scale: float = 1.0, sigma: float | None = None) -> TrainState:
+def sgd_step(
+    net: Network,
+    state: TrainState,
+    grads: dict[str, np.ndarray],
+    config: TrainConfig,
+    scale: float = 1.0,
+    sigma: float | None = None,
+) -> TrainState:
     """One momentum-SGD step in natural units, then :func:`constrain`.
 
     ``v <- momentum v - lr scale sigma^2 dC/dtheta``, ``theta <- theta + v`` for every trainable
@@ -393,7 +450,9 @@ def encode(data_x: np.ndarray, data_y: np.ndarray, n_classes: int, config: Train
     y : ndarray, shape (n, n_classes)
         Target voltages in V.
     """
-    return inputs_to_voltages(data_x), labels_to_targets(data_y, n_classes, config.v_off, config.v_on)
+    return inputs_to_voltages(data_x), labels_to_targets(
+        data_y, n_classes, config.v_off, config.v_on
+    )
 
 
 def check_compatible(net: Network, data: Dataset) -> None:
@@ -412,11 +471,15 @@ def check_compatible(net: Network, data: Dataset) -> None:
         Naming both and the numbers that differ.
     """
     if net.n_inputs != data.x_train.shape[1]:
-        raise ValueError(f"network {net.name!r} has {net.n_inputs} inputs but data set {data.name!r} has "
-                         f"{data.x_train.shape[1]} features")
+        raise ValueError(
+            f"network {net.name!r} has {net.n_inputs} inputs but data set {data.name!r} has "
+            f"{data.x_train.shape[1]} features"
+        )
     if net.n_outputs != data.n_classes:
-        raise ValueError(f"network {net.name!r} has {net.n_outputs} outputs but data set {data.name!r} has "
-                         f"{data.n_classes} classes")
+        raise ValueError(
+            f"network {net.name!r} has {net.n_outputs} outputs but data set {data.name!r} has "
+            f"{data.n_classes} classes"
+        )
 
 
 def check_lr_groups(net: Network, config: TrainConfig) -> None:
@@ -436,8 +499,10 @@ def check_lr_groups(net: Network, config: TrainConfig) -> None:
     """
     unknown = set(config.lr_groups) - set(trainable(net, config))
     if unknown:
-        raise ValueError(f"lr_groups names unknown or untrained parameter group(s) {sorted(unknown)}; "
-                         f"trainable groups: {trainable(net, config)}")
+        raise ValueError(
+            f"lr_groups names unknown or untrained parameter group(s) {sorted(unknown)}; "
+            f"trainable groups: {trainable(net, config)}"
+        )
 
 
 def free_outputs(engine: Engine, net: Network, u: np.ndarray) -> np.ndarray:
@@ -473,7 +538,9 @@ def free_outputs(engine: Engine, net: Network, u: np.ndarray) -> np.ndarray:
                 x[keep] = free_outputs(engine, net, u[keep])
             return x
     half = len(u) // 2
-    return np.concatenate([free_outputs(engine, net, u[:half]), free_outputs(engine, net, u[half:])])
+    return np.concatenate(
+        [free_outputs(engine, net, u[:half]), free_outputs(engine, net, u[half:])]
+    )
 
 
 class Trainer:
@@ -484,8 +551,16 @@ class Trainer:
     return the failures they counted.
     """
 
-    def __init__(self, net: Network, data: Dataset, engine: Engine, config: TrainConfig, *,
-                 exact_engine: Engine | None = None, progress: bool = False):
+    def __init__(
+        self,
+        net: Network,
+        data: Dataset,
+        engine: Engine,
+        config: TrainConfig,
+        *,
+        exact_engine: Engine | None = None,
+        progress: bool = False,
+    ):
         check_compatible(net, data)
         check_lr_groups(net, config)
         self.net, self.data, self.engine, self.config = net, data, engine, config
@@ -496,8 +571,9 @@ class Trainer:
         self.progress = progress
         self.u_train, self.y_train = encode(data.x_train, data.y_train, data.n_classes, config)
         self.u_test, self.y_test = encode(data.x_test, data.y_test, data.n_classes, config)
-        probe = np.random.default_rng(config.seed + 7).choice(len(self.u_train),
-                                                               min(config.probe_size, len(self.u_train)), replace=False)
+        probe = np.random.default_rng(config.seed + 7).choice(
+            len(self.u_train), min(config.probe_size, len(self.u_train)), replace=False
+        )
         self.probe = np.sort(probe)
 
     def network(self, state: TrainState) -> Network:
@@ -544,7 +620,9 @@ class Trainer:
         algorithm = algorithm or self.config.algorithm
         name = ALGORITHM_ALIASES.get(algorithm, algorithm)
         beta = self.beta * (1e3 if name == "dyadic" else 1.0)
-        return estimate(name, net, self.engine, u, y, beta=beta, cost=self.cost, centered=self.config.centered)
+        return estimate(
+            name, net, self.engine, u, y, beta=beta, cost=self.cost, centered=self.config.centered
+        )
 
     def _batch_gradient(self, net, idx):
         """Batch-mean gradient over the samples of ``idx`` that converge.
@@ -558,14 +636,18 @@ class Trainer:
             return self.gradient(net, self.u_train[idx], self.y_train[idx]).grads, len(idx), 0
         except ConvergenceError as exc:
             if self.config.on_failure == "stop":
-                raise ConvergenceError(f"training stopped in the batch of samples {idx.tolist()[:8]}...: {exc}") from exc
+                raise ConvergenceError(
+                    f"training stopped in the batch of samples {idx.tolist()[:8]}...: {exc}"
+                ) from exc
             if len(idx) == 1:
                 return None, 0, 1
             if exc.samples:
                 keep = np.delete(idx, exc.samples)
                 grads, n, failed = self._batch_gradient(net, keep) if keep.size else (None, 0, 0)
                 return grads, n, failed + len(exc.samples)
-        parts = [self._batch_gradient(net, half) for half in (idx[:len(idx) // 2], idx[len(idx) // 2:])]
+        parts = [
+            self._batch_gradient(net, half) for half in (idx[: len(idx) // 2], idx[len(idx) // 2 :])
+        ]
         failed = sum(f for _, _, f in parts)
         parts = [(g, n) for g, n, _ in parts if n]
         if not parts:
@@ -573,8 +655,9 @@ class Trainer:
         n = sum(k for _, k in parts)
         return {key: sum(g[key] * k for g, k in parts) / n for key in parts[0][0]}, n, failed
 
-    def accuracy(self, net: Network, u: np.ndarray, labels: np.ndarray,
-                 chunk: int = 500) -> tuple[float, float, int]:
+    def accuracy(
+        self, net: Network, u: np.ndarray, labels: np.ndarray, chunk: int = 500
+    ) -> tuple[float, float, int]:
         """Accuracy and mean cost of the free phase on a set of samples.
 
         Parameters
@@ -601,11 +684,11 @@ class Trainer:
         correct, cost, failed = 0, 0.0, 0
         y = labels_to_targets(labels, self.data.n_classes, self.config.v_off, self.config.v_on)
         for k in range(0, len(u), chunk):
-            x = self._outputs(net, u[k:k + chunk])
+            x = self._outputs(net, u[k : k + chunk])
             ok = np.isfinite(x).all(axis=1)
             failed += int((~ok).sum())
-            correct += int((x[ok].argmax(1) == labels[k:k + chunk][ok]).sum())
-            cost += float(self.cost.value(x[ok], y[k:k + chunk][ok]).sum())
+            correct += int((x[ok].argmax(1) == labels[k : k + chunk][ok]).sum())
+            cost += float(self.cost.value(x[ok], y[k : k + chunk][ok]).sum())
         return correct / len(u), cost / len(u), failed
 
     def _outputs(self, net: Network, u: np.ndarray) -> np.ndarray:
@@ -637,7 +720,9 @@ class Trainer:
             try:
                 u, y = self.u_train[idx], self.y_train[idx]
                 est = self.gradient(net, u, y)
-                exact = estimate("exact", net, self.exact_engine, u, y, beta=self.beta, cost=self.cost)
+                exact = estimate(
+                    "exact", net, self.exact_engine, u, y, beta=self.beta, cost=self.cost
+                )
                 return compare(est.grads, exact.grads)["cosine"], failed
             except ConvergenceError:
                 if self.config.on_failure == "stop":
@@ -652,8 +737,15 @@ class Trainer:
     def _converges(self, net: Network, i: int) -> bool:
         try:
             self.gradient(net, self.u_train[[i]], self.y_train[[i]])
-            estimate("exact", net, self.exact_engine, self.u_train[[i]], self.y_train[[i]], beta=self.beta,
-                     cost=self.cost)
+            estimate(
+                "exact",
+                net,
+                self.exact_engine,
+                self.u_train[[i]],
+                self.y_train[[i]],
+                beta=self.beta,
+                cost=self.cost,
+            )
         except ConvergenceError:
             return False
         return True
@@ -677,14 +769,22 @@ class Trainer:
         """
         net = self.network(state)
         n = self.config.eval_train_samples or len(self.u_train)
-        train_acc, train_cost, failed_train = self.accuracy(net, self.u_train[:n],
-                                                            self.data.y_train[:n])
+        train_acc, train_cost, failed_train = self.accuracy(
+            net, self.u_train[:n], self.data.y_train[:n]
+        )
         test_acc, test_cost, failed_test = self.accuracy(net, self.u_test, self.data.y_test)
         cosine, failed_probe = self.gradient_cosine(net)
         failures = state.failures + failed_train + failed_test + failed_probe
-        record = {"epoch": state.epoch, "train_accuracy": train_acc, "test_accuracy": test_acc,
-                  "cost": train_cost, "test_cost": test_cost, "grad_cosine": cosine,
-                  "failures": failures, "seconds": seconds}
+        record = {
+            "epoch": state.epoch,
+            "train_accuracy": train_acc,
+            "test_accuracy": test_acc,
+            "cost": train_cost,
+            "test_cost": test_cost,
+            "grad_cosine": cosine,
+            "failures": failures,
+            "seconds": seconds,
+        }
         if transconductor_pairs(net):  # how far forward and backward couplings have drifted apart
             record["asymmetry"] = asymmetry(net)
         record.update(self.physics(net))
@@ -710,15 +810,35 @@ class Trainer:
             converge.
         """
         u, y = self.u_train[self.probe], self.y_train[self.probe]
-        keys = ("power_w", "node_min_v", "node_max_v", "settling_time_s", "energy_inference_j",
-                "energy_training_sample_j")
+        keys = (
+            "power_w",
+            "node_min_v",
+            "node_max_v",
+            "settling_time_s",
+            "energy_inference_j",
+            "energy_training_sample_j",
+        )
         try:
             free = phase_report(net, u, self.exact_engine.solve(net, Phase(), u).x)
-            rep = sample_report(net, self.exact_engine, u[0], y[0], beta=self.beta, cost=self.cost,
-                                algorithm=self.config.algorithm, transients=_quick_transient,
-                                nudged_transients=linear_transient)
-            values = (free["dissipated_w"], free["ranges"]["node_min_v"], free["ranges"]["node_max_v"],
-                      rep["latency_inference_s"], rep["energy_per_inference_j"], rep["energy_per_training_sample_j"])
+            rep = sample_report(
+                net,
+                self.exact_engine,
+                u[0],
+                y[0],
+                beta=self.beta,
+                cost=self.cost,
+                algorithm=self.config.algorithm,
+                transients=_quick_transient,
+                nudged_transients=linear_transient,
+            )
+            values = (
+                free["dissipated_w"],
+                free["ranges"]["node_min_v"],
+                free["ranges"]["node_max_v"],
+                rep["latency_inference_s"],
+                rep["energy_per_inference_j"],
+                rep["energy_per_training_sample_j"],
+            )
         except (ConvergenceError, ValueError):
             values = (float("nan"),) * len(keys)
         return dict(zip(keys, values))
@@ -746,25 +866,34 @@ class Trainer:
         ConvergenceError
             Under ``on_failure = "stop"``, for the first sample without an operating point.
         """
-        order = np.random.default_rng([self.config.seed, state.epoch]).permutation(len(self.u_train))
+        order = np.random.default_rng([self.config.seed, state.epoch]).permutation(
+            len(self.u_train)
+        )
         lost = 0  # samples in a row, in whole batches, without an operating point
-        limit = min(max(DIVERGED_AFTER, self.config.batch_size), len(order))  # small sets: a whole epoch
+        limit = min(
+            max(DIVERGED_AFTER, self.config.batch_size), len(order)
+        )  # small sets: a whole epoch
         for k in range(0, len(order), self.config.batch_size):
-            idx = order[k:k + self.config.batch_size]
+            idx = order[k : k + self.config.batch_size]
             net = self.network(state)
             grads, n, failed = self._batch_gradient(net, idx)
             state = replace(state, failures=state.failures + failed) if failed else state
             if grads is not None:
                 done = (state.epoch + k / len(order)) / self.config.epochs
-                state = sgd_step(net, state, grads, self.config, lr_scale(self.config, done), self.sigma)
+                state = sgd_step(
+                    net, state, grads, self.config, lr_scale(self.config, done), self.sigma
+                )
             lost = 0 if n else lost + len(idx)
             if lost >= limit:
                 batch = k // self.config.batch_size
                 raise TrainingDiverged(
                     f"training diverged in epoch {state.epoch + 1}: no sample of the last {lost} (batches up to "
                     f"{batch + 1} of the epoch) has an operating point, so no update can be computed "
-                    f"({state.failures} non-converged samples in the run so far)", state.epoch + 1,
-                    batch, state.failures)
+                    f"({state.failures} non-converged samples in the run so far)",
+                    state.epoch + 1,
+                    batch,
+                    state.failures,
+                )
             if bar is not None:
                 bar.update(len(idx))
         return replace(state, epoch=state.epoch + 1)
@@ -874,12 +1003,19 @@ def load_checkpoint(path: str | Path) -> TrainState:
         unpacked = sum(i.file_size for i in data.zip.infolist())
         size = os.fstat(f.fileno()).st_size
         if unpacked > size:
-            raise ValueError(f"its members unpack to {unpacked:,} bytes, more than the file's "
-                             f"{size:,}: not a checkpoint circuitep wrote")
+            raise ValueError(
+                f"its members unpack to {unpacked:,} bytes, more than the file's "
+                f"{size:,}: not a checkpoint circuitep wrote"
+            )
         params = {k[6:]: data[k] for k in data.files if k.startswith("param/")}
         velocity = {k[9:]: data[k] for k in data.files if k.startswith("velocity/")}
         records = tuple(json.loads(str(data["records"])))
         # checkpoints from before the count was saved: the last epoch's record holds it
-        failures = (int(data["failures"]) if "failures" in data.files
-                    else int(records[-1].get("failures", 0)) if records else 0)
+        failures = (
+            int(data["failures"])
+            if "failures" in data.files
+            else int(records[-1].get("failures", 0))
+            if records
+            else 0
+        )
         return TrainState(params, velocity, int(data["epoch"]), records, failures)

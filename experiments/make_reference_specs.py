@@ -31,17 +31,40 @@ def with_sample_rounded(net: Network) -> Network:
 
 
 SPECS = (
-    layered((4, 5, 3), name="feedforward", forward="vccs", gain=1.5, bias_scale=0.2, seed=3,
-            description="Feedforward transconductor network 4-5-3 with diode clamps: no feedback, "
-                        "VF cannot train its hidden layer"),
-    layered((4, 5, 3), name="reciprocal", forward=None, resistors=True, inverted_inputs=True, gain=4.0,
-            bias_scale=0.5, seed=4,
-            description="Kendall-style resistive network 4(+4 inverted)-5-3 with diode clamps: reciprocal, "
-                        "EP is exact"),
-    layered((4, 6, 5, 3), name="layered", forward="vccs", backward="vccs", resistors=True, gain=2.0,
-            bias_scale=0.2, seed=5,
-            description="Layered 4-6-5-3: resistors plus independent forward and backward transconductors "
-                        "(asymmetric)"),
+    layered(
+        (4, 5, 3),
+        name="feedforward",
+        forward="vccs",
+        gain=1.5,
+        bias_scale=0.2,
+        seed=3,
+        description="Feedforward transconductor network 4-5-3 with diode clamps: no feedback, "
+        "VF cannot train its hidden layer",
+    ),
+    layered(
+        (4, 5, 3),
+        name="reciprocal",
+        forward=None,
+        resistors=True,
+        inverted_inputs=True,
+        gain=4.0,
+        bias_scale=0.5,
+        seed=4,
+        description="Kendall-style resistive network 4(+4 inverted)-5-3 with diode clamps: reciprocal, "
+        "EP is exact",
+    ),
+    layered(
+        (4, 6, 5, 3),
+        name="layered",
+        forward="vccs",
+        backward="vccs",
+        resistors=True,
+        gain=2.0,
+        bias_scale=0.2,
+        seed=5,
+        description="Layered 4-6-5-3: resistors plus independent forward and backward transconductors "
+        "(asymmetric)",
+    ),
 )
 
 if __name__ == "__main__":

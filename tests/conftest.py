@@ -24,15 +24,21 @@ NGSPICE_MODES = ("required", "if-available", "disabled")
 
 def pytest_addoption(parser):
     parser.addoption(
-        "--ngspice", action="store", default="if-available", choices=NGSPICE_MODES,
+        "--ngspice",
+        action="store",
+        default="if-available",
+        choices=NGSPICE_MODES,
         help="tests marked 'ngspice': required (fail if libngspice is missing), if-available "
-             "(skip with the reason if missing; default) or disabled (skip them all)")
+        "(skip with the reason if missing; default) or disabled (skip them all)",
+    )
 
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "ngspice: the test runs ngspice through its shared library; gated by --ngspice="
-                   "required|if-available|disabled")
+        "markers",
+        "ngspice: the test runs ngspice through its shared library; gated by --ngspice="
+        "required|if-available|disabled",
+    )
 
 
 @functools.cache
@@ -130,8 +136,10 @@ def mnist_dir() -> Path:
     """The directory named by ``CIRCUITEP_MNIST_DIR``; skips (with the reason) when it is unset."""
     value = os.environ.get("CIRCUITEP_MNIST_DIR")
     if not value:
-        pytest.skip("CIRCUITEP_MNIST_DIR is unset: set it to a directory with the MNIST IDX files "
-                    "(e.g. ../shared/data/mnist)")
+        pytest.skip(
+            "CIRCUITEP_MNIST_DIR is unset: set it to a directory with the MNIST IDX files "
+            "(e.g. ../shared/data/mnist)"
+        )
     path = Path(value)
     if not path.is_dir():
         pytest.fail(f"CIRCUITEP_MNIST_DIR = {value!r} is not a directory", pytrace=False)

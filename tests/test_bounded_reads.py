@@ -12,11 +12,9 @@ import json
 import os
 import shutil
 import subprocess
-import zipfile
 import sys
+import zipfile
 from pathlib import Path
-
-import pytest
 
 from circuitep.cli import main
 from circuitep.specio import MAX_SPEC_BYTES
@@ -42,8 +40,13 @@ for argv in json.loads(sys.argv[1]):
             code = exc.code
     print(json.dumps([code, err.getvalue()]), flush=True)
 """
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(calls)], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(calls)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return [tuple(json.loads(line)) for line in done.stdout.splitlines()]
 
@@ -53,11 +56,13 @@ def test_a_spec_that_is_not_a_regular_file_or_too_large_is_refused_unread(tmp_pa
     os.mkfifo(fifo)
     with open(huge, "wb") as f:  # sparse: no disk space, no time
         f.truncate(MAX_SPEC_BYTES + 1)
-    cases = {"/dev/zero": "is a device, not a regular file; give the path of a file",
-             str(fifo): "is a FIFO, not a regular file; give the path of a file",
-             str(tmp_path): "is a directory, not a regular file; give the path of a file",
-             str(huge): f"is larger than {MAX_SPEC_BYTES:,} bytes, more than any spec file "
-                        "circuitep reads; check the path"}
+    cases = {
+        "/dev/zero": "is a device, not a regular file; give the path of a file",
+        str(fifo): "is a FIFO, not a regular file; give the path of a file",
+        str(tmp_path): "is a directory, not a regular file; give the path of a file",
+        str(huge): f"is larger than {MAX_SPEC_BYTES:,} bytes, more than any spec file "
+        "circuitep reads; check the path",
+    }
     results = in_child([["compile", path] for path in cases], timeout=30)
     for (path, message), (code, err) in zip(cases.items(), results, strict=True):
         assert code == 2, (path, err)
@@ -75,20 +80,25 @@ def test_run_files_that_are_fifos_or_zip_bombs_are_refused_on_resume(tmp_path):
         target = out / ("checkpoint.npz" if name == "bomb" else name)
         target.unlink()
         if name == "bomb":
-            with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z, \
-                    z.open("epoch.npy", "w", force_zip64=True) as member:
+            with (
+                zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z,
+                z.open("epoch.npy", "w", force_zip64=True) as member,
+            ):
                 for _ in range(16):  # 256 MiB of zeros in 256 kB, written in a stream
                     member.write(bytes(16 << 20))
         else:
             os.mkfifo(target)
         runs[name] = target
-    results = in_child([argv + ["--out", str(path.parent), "--resume"] for path in runs.values()],
-                       timeout=60)
+    results = in_child(
+        [argv + ["--out", str(path.parent), "--resume"] for path in runs.values()], timeout=60
+    )
     for (name, path), (code, err) in zip(runs.items(), results, strict=True):
         assert code == 2, (name, err)
         what = "checkpoint" if name == "checkpoint.npz" else "run file"
-        reason = ("ValueError: its members unpack to 268,435,456 bytes, more than the file's"
-                  if name == "bomb" else
-                  f"FileReadError: {what} {str(path)!r} is a FIFO, not a regular file")
+        reason = (
+            "ValueError: its members unpack to 268,435,456 bytes, more than the file's"
+            if name == "bomb"
+            else f"FileReadError: {what} {str(path)!r} is a FIFO, not a regular file"
+        )
         assert err.startswith(f"circuitep: error: {path} cannot be read ({reason}"), err
         assert "delete the file or start a new run" in err, err

@@ -32,10 +32,19 @@ from circuitep.datasets import (
     read_idx,
 )
 
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-ENV_VARS = ("CIRCUITEP_MNIST_DIR", "CIRCUITEP_FASHION_MNIST_DIR", "CIRCUITEP_CACHE",
-            "CIRCUITEP_MNIST_URL", "CIRCUITEP_FASHION_MNIST_URL")
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+ENV_VARS = (
+    "CIRCUITEP_MNIST_DIR",
+    "CIRCUITEP_FASHION_MNIST_DIR",
+    "CIRCUITEP_CACHE",
+    "CIRCUITEP_MNIST_URL",
+    "CIRCUITEP_FASHION_MNIST_URL",
+)
 
 
 # ---------------------------------------------------------------------------- fixtures, helpers
@@ -98,8 +107,10 @@ def isolated_env(monkeypatch, tmp_path):
 def real_mnist_dir() -> Path:
     value = os.environ.get("CIRCUITEP_MNIST_DIR")
     if not value:
-        pytest.skip("CIRCUITEP_MNIST_DIR is unset: set it to a directory with the MNIST IDX files "
-                    "(CI uses shared/data/mnist)")
+        pytest.skip(
+            "CIRCUITEP_MNIST_DIR is unset: set it to a directory with the MNIST IDX files "
+            "(CI uses shared/data/mnist)"
+        )
     return Path(value)
 
 
@@ -115,8 +126,9 @@ def http_root(tmp_path):
     root.mkdir()
     handler = functools.partial(QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield root, f"http://127.0.0.1:{server.server_address[1]}/"
@@ -196,10 +208,16 @@ def test_unknown_name_lists_valid_names():
         assert name in str(info.value)
 
 
-@pytest.mark.parametrize("n_train, message", [
-    (0, "positive int"), (-3, "positive int"), (2.5, "positive int"), (True, "positive int"),
-    (1438, "n_train = 1438 but only 1437"),
-])
+@pytest.mark.parametrize(
+    "n_train, message",
+    [
+        (0, "positive int"),
+        (-3, "positive int"),
+        (2.5, "positive int"),
+        (True, "positive int"),
+        (1438, "n_train = 1438 but only 1437"),
+    ],
+)
 def test_bad_n_train(n_train, message):
     with pytest.raises(DatasetError, match=message):
         load_dataset("digits", n_train=n_train)
@@ -331,8 +349,11 @@ def test_fashion_mnist_from_env_var_and_system_dir(isolated_env, monkeypatch):
 def test_label_image_count_mismatch(isolated_env, monkeypatch):
     make_idx_dir(isolated_env, train_labels_idx1_ubyte=np.zeros(11, dtype=np.uint8))
     trust(monkeypatch, isolated_env)
-    with pytest.raises(DatasetError, match=r"mnist: .*train-labels-idx1-ubyte.gz has 11 labels but "
-                                           r".*train-images-idx3-ubyte.gz has 12 images"):
+    with pytest.raises(
+        DatasetError,
+        match=r"mnist: .*train-labels-idx1-ubyte.gz has 11 labels but "
+        r".*train-images-idx3-ubyte.gz has 12 images",
+    ):
         load_dataset("mnist", data_dir=isolated_env)
 
 
@@ -351,10 +372,15 @@ def test_label_out_of_range_and_wrong_image_size(isolated_env, monkeypatch):
 def test_a_data_dir_that_is_not_a_directory_says_so(isolated_env, monkeypatch):
     afile = isolated_env / "train-images-idx3-ubyte"
     afile.write_bytes(b"")
-    with pytest.raises(DatasetError, match=r"given by data_dir \(--data-dir\)\) is not a directory;"):
+    with pytest.raises(
+        DatasetError, match=r"given by data_dir \(--data-dir\)\) is not a directory;"
+    ):
         load_dataset("mnist", data_dir=afile)
     monkeypatch.setenv("CIRCUITEP_MNIST_DIR", str(isolated_env / "nowhere"))
-    with pytest.raises(DatasetError, match=r"given by \$CIRCUITEP_MNIST_DIR\) is not a directory \(it does not exist\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"given by \$CIRCUITEP_MNIST_DIR\) is not a directory \(it does not exist\)",
+    ):
         load_dataset("mnist")
 
 
@@ -370,8 +396,12 @@ def test_missing_files_explain_how_to_provide_them(isolated_env):
         load_dataset("mnist")
     message = str(info.value)
     assert str(isolated_env / "home" / ".cache" / "circuitep" / "mnist") in message
-    for expected in ("train-images-idx3-ubyte[.gz]", "CIRCUITEP_MNIST_DIR", "--data-dir",
-                     "--download"):
+    for expected in (
+        "train-images-idx3-ubyte[.gz]",
+        "CIRCUITEP_MNIST_DIR",
+        "--data-dir",
+        "--download",
+    ):
         assert expected in message
 
 
@@ -381,8 +411,10 @@ def test_checksum_mismatch_from_sha256sums(isolated_env, listed, monkeypatch):
     trust(monkeypatch, isolated_env)
     sums = {stem: hashlib.sha256(idx_bytes(a)).hexdigest() for stem, a in content.items()}
     if listed == "gz":
-        sums = {f"{stem}.gz": hashlib.sha256((isolated_env / f"{stem}.gz").read_bytes()).hexdigest()
-                for stem in content}
+        sums = {
+            f"{stem}.gz": hashlib.sha256((isolated_env / f"{stem}.gz").read_bytes()).hexdigest()
+            for stem in content
+        }
     lines = "".join(f"{digest}  {name}\n" for name, digest in sums.items())
     (isolated_env / "SHA256SUMS").write_text(lines)
     assert_matches(load_dataset("mnist", data_dir=isolated_env), content)  # all match
@@ -433,8 +465,11 @@ def test_download_rejects_corrupt_file_and_leaves_nothing(isolated_env, http_roo
     write_idx(root / "train-labels-idx1-ubyte.gz", np.full(12, 3, dtype=np.uint8))  # not the listed
     monkeypatch.setenv("CIRCUITEP_MNIST_URL", url)
     cache = isolated_env / "cache"
-    with pytest.raises(DatasetError, match=r"train-labels-idx1-ubyte.gz: SHA-256 checksum mismatch "
-                                           r"of the decompressed content .* nothing was saved"):
+    with pytest.raises(
+        DatasetError,
+        match=r"train-labels-idx1-ubyte.gz: SHA-256 checksum mismatch "
+        r"of the decompressed content .* nothing was saved",
+    ):
         load_dataset("mnist", cache_dir=cache, download=True)
     left = sorted(p.name for p in (cache / "mnist").iterdir())
     assert left == ["train-images-idx3-ubyte.gz"]  # fetched and verified before the corrupt one
@@ -467,24 +502,29 @@ def test_real_mnist_loads_with_checksums(real_mnist_dir, isolated_env):
     ds = load_dataset("mnist", data_dir=real_mnist_dir)
     assert ds.x_train.shape == (60000, 784) and ds.x_test.shape == (10000, 784)
     assert ds.x_train.min() == 0.0 and ds.x_train.max() == 1.0
-    np.testing.assert_array_equal(np.bincount(ds.y_test), [980, 1135, 1032, 1010, 982, 892, 958,
-                                                           1028, 974, 1009])
+    np.testing.assert_array_equal(
+        np.bincount(ds.y_test), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    )
 
 
-def test_real_mnist_download_with_the_built_in_checksums(real_mnist_dir, isolated_env, http_root,
-                                                         monkeypatch):
+def test_real_mnist_download_with_the_built_in_checksums(
+    real_mnist_dir, isolated_env, http_root, monkeypatch
+):
     root, url = http_root
     for stem in IDX_FILES:
         shutil.copy(real_mnist_dir / f"{stem}.gz", root)
     monkeypatch.setenv("CIRCUITEP_MNIST_URL", url)
-    ds = load_dataset("mnist", cache_dir=isolated_env / "cache", download=True, n_train=100,
-                      n_test=10)
+    ds = load_dataset(
+        "mnist", cache_dir=isolated_env / "cache", download=True, n_train=100, n_test=10
+    )
     assert ds.x_train.shape == (100, 784) and ds.y_test.shape == (10,)
 
 
 def test_real_mnist_files_are_not_taken_for_fashion_mnist(real_mnist_dir, isolated_env):
     # Both have the same file names and shapes; only the checksums tell them apart.
-    with pytest.raises(DatasetError, match=r"is the mnist file 'train-images-idx3-ubyte' .*not fashion-mnist's"):
+    with pytest.raises(
+        DatasetError, match=r"is the mnist file 'train-images-idx3-ubyte' .*not fashion-mnist's"
+    ):
         load_dataset("fashion-mnist", data_dir=real_mnist_dir)
 
 
@@ -505,14 +545,20 @@ def modified_mnist(real_mnist_dir: Path, target: Path, stem: str, change) -> Pat
     return target / stem
 
 
-@pytest.mark.parametrize("stem, change", [
-    ("t10k-labels-idx1-ubyte", lambda y: (y + 1) % 10),
-    ("train-images-idx3-ubyte", lambda x: 255 - x),
-], ids=["labels-shifted", "pixels-inverted"])
+@pytest.mark.parametrize(
+    "stem, change",
+    [
+        ("t10k-labels-idx1-ubyte", lambda y: (y + 1) % 10),
+        ("train-images-idx3-ubyte", lambda x: 255 - x),
+    ],
+    ids=["labels-shifted", "pixels-inverted"],
+)
 def test_modified_mnist_is_refused_unless_not_verified(real_mnist_dir, isolated_env, stem, change):
     path = modified_mnist(real_mnist_dir, isolated_env / "mnist", stem, change)
-    message = (rf"{path}: SHA-256 checksum mismatch with the published mnist file '{stem}' "
-               r".*labels shifted, pixels inverted.*--no-verify")
+    message = (
+        rf"{path}: SHA-256 checksum mismatch with the published mnist file '{stem}' "
+        r".*labels shifted, pixels inverted.*--no-verify"
+    )
     with pytest.raises(DatasetError, match=message):
         load_dataset("mnist", data_dir=path.parent)
     with pytest.warns(UserWarning, match=rf"mnist: {path} differ from the published files"):
@@ -523,10 +569,24 @@ def test_modified_mnist_is_refused_unless_not_verified(real_mnist_dir, isolated_
 def test_no_verify_from_the_command_line_warns(real_mnist_dir, isolated_env, capsys):
     from circuitep.cli import main
 
-    path = modified_mnist(real_mnist_dir, isolated_env / "mnist", "t10k-labels-idx1-ubyte",
-                          lambda y: (y + 1) % 10)
-    argv = ["train", "ff:784-2-10", "--data", "mnist", "--data-dir", str(path.parent),
-            "--n-train", "20", "--n-test", "10", "--epochs", "1", "--no-progress"]
+    path = modified_mnist(
+        real_mnist_dir, isolated_env / "mnist", "t10k-labels-idx1-ubyte", lambda y: (y + 1) % 10
+    )
+    argv = [
+        "train",
+        "ff:784-2-10",
+        "--data",
+        "mnist",
+        "--data-dir",
+        str(path.parent),
+        "--n-train",
+        "20",
+        "--n-test",
+        "10",
+        "--epochs",
+        "1",
+        "--no-progress",
+    ]
     assert main(argv + ["--out", str(isolated_env / "refused")]) == 2
     assert "SHA-256 checksum mismatch with the published mnist file" in capsys.readouterr().err
     assert not (isolated_env / "refused").exists()
@@ -560,22 +620,32 @@ except DatasetError as exc:
 print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
 """
     root = Path(datasets.__file__).parent.parent
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(root)})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     message, numbers = done.stdout.splitlines()
-    assert message == (f"{path}: has trailing bytes: dimensions (60000, 28, 28) need 47040000 "
-                       "bytes of data, the file holds more"), done.stderr
+    assert message == (
+        f"{path}: has trailing bytes: dimensions (60000, 28, 28) need 47040000 "
+        "bytes of data, the file holds more"
+    ), done.stderr
     seconds, grown_kb = map(float, numbers.split())
     assert seconds < 2 and grown_kb < 100_000, (seconds, grown_kb)
 
 
-def test_a_header_declaring_more_than_the_published_file_is_refused_unread(isolated_env,
-                                                                           monkeypatch):
+def test_a_header_declaring_more_than_the_published_file_is_refused_unread(
+    isolated_env, monkeypatch
+):
     make_idx_dir(isolated_env)
     trust(monkeypatch, isolated_env)
     path = gz_bomb(isolated_env / "t10k-labels-idx1-ubyte.gz", (4_000_000_000,), 0)
-    message = (rf"{path}: IDX header declares dimensions \(4000000000,\), 4,000,000,008 bytes, "
-               r"more than the 10,008 of the largest file")
+    message = (
+        rf"{path}: IDX header declares dimensions \(4000000000,\), 4,000,000,008 bytes, "
+        r"more than the 10,008 of the largest file"
+    )
     with pytest.raises(DatasetError, match=message):
         load_dataset("mnist", data_dir=isolated_env)
     with pytest.raises(DatasetError, match=r"more than the 1,073,741,824 of the largest file"):
@@ -583,11 +653,16 @@ def test_a_header_declaring_more_than_the_published_file_is_refused_unread(isola
 
 
 def test_an_idx_file_without_samples_is_named(isolated_env, monkeypatch):
-    make_idx_dir(isolated_env, t10k_images_idx3_ubyte=np.zeros((0, 28, 28), np.uint8),
-                 t10k_labels_idx1_ubyte=np.zeros(0, np.uint8))
+    make_idx_dir(
+        isolated_env,
+        t10k_images_idx3_ubyte=np.zeros((0, 28, 28), np.uint8),
+        t10k_labels_idx1_ubyte=np.zeros(0, np.uint8),
+    )
     trust(monkeypatch, isolated_env)
-    message = (r"t10k-images-idx3-ubyte.gz: holds no samples \(IDX dimensions \(0, 28, 28\)\); "
-               r".*provide the full file")
+    message = (
+        r"t10k-images-idx3-ubyte.gz: holds no samples \(IDX dimensions \(0, 28, 28\)\); "
+        r".*provide the full file"
+    )
     with pytest.raises(DatasetError, match=message):
         load_dataset("mnist", data_dir=isolated_env)
 

@@ -72,13 +72,19 @@ def phase_list(x_free: np.ndarray) -> list[tuple[Phase, np.ndarray | None]]:
     ]
 
 
-def solve_phases(engine, net: Network, u: np.ndarray, y: np.ndarray, x_free: np.ndarray) -> dict[str, OperatingPoint]:
+def solve_phases(
+    engine, net: Network, u: np.ndarray, y: np.ndarray, x_free: np.ndarray
+) -> dict[str, OperatingPoint]:
     """All phases with one engine, in order (so an ngspice engine reuses and alters its circuit)."""
-    return {phase.label: engine.solve(net, phase, u, None if phase.kind == "free" else y, x0=x0)
-            for phase, x0 in phase_list(x_free)}
+    return {
+        phase.label: engine.solve(net, phase, u, None if phase.kind == "free" else y, x0=x0)
+        for phase, x0 in phase_list(x_free)
+    }
 
 
-def mismatch(what: str, nodes, a: np.ndarray, b: np.ndarray, names: tuple[str, str], tol: float) -> str | None:
+def mismatch(
+    what: str, nodes, a: np.ndarray, b: np.ndarray, names: tuple[str, str], tol: float
+) -> str | None:
     """``None`` if ``|a - b| <= tol`` everywhere, else a table of both sides (worst entries first)."""
     diff = np.abs(a - b)
     if diff.max() <= tol:
@@ -89,12 +95,19 @@ def mismatch(what: str, nodes, a: np.ndarray, b: np.ndarray, names: tuple[str, s
         b_, k = np.unravel_index(flat, diff.shape)
         if diff[b_, k] <= tol:
             break
-        lines.append(f"  {b_:>6} {nodes[k]:>12} {a[b_, k]:>22.15g} {b[b_, k]:>22.15g} {diff[b_, k]:>10.2e}")
+        lines.append(
+            f"  {b_:>6} {nodes[k]:>12} {a[b_, k]:>22.15g} {b[b_, k]:>22.15g} {diff[b_, k]:>10.2e}"
+        )
     return "\n".join(lines)
 
 
-def compare_phases(label: str, got: dict[str, OperatingPoint], ref: dict[str, OperatingPoint],
-                   names: tuple[str, str], tol: float) -> list[str]:
+def compare_phases(
+    label: str,
+    got: dict[str, OperatingPoint],
+    ref: dict[str, OperatingPoint],
+    names: tuple[str, str],
+    tol: float,
+) -> list[str]:
     problems = []
     for phase, op in got.items():
         r = ref[phase]
@@ -105,7 +118,9 @@ def compare_phases(label: str, got: dict[str, OperatingPoint], ref: dict[str, Op
             if op.adjoint is None:
                 problems.append(f"{label} {phase}: {names[0]} returned no adjoint")
             else:
-                msg = mismatch(f"{label} {phase}: adjoint", r.nodes, op.adjoint, r.adjoint, names, tol)
+                msg = mismatch(
+                    f"{label} {phase}: adjoint", r.nodes, op.adjoint, r.adjoint, names, tol
+                )
                 if msg:
                     problems.append(msg)
     return problems
@@ -122,8 +137,17 @@ def numpy_reference(net: Network, u: np.ndarray, y: np.ndarray) -> dict[str, Ope
 def tanh_network() -> Network:
     """Saturating transconductors both ways plus resistors; v_sat = 0.3 V so that inputs in [0, 1] V
     drive the input-side tanh deep into saturation."""
-    return builders.layered((3, 4, 4, 2), name="tanhnet", forward="tanh", backward="tanh", resistors=True,
-                            gain=3.0, v_sat=0.3, bias_scale=0.2, seed=3)
+    return builders.layered(
+        (3, 4, 4, 2),
+        name="tanhnet",
+        forward="tanh",
+        backward="tanh",
+        resistors=True,
+        gain=3.0,
+        v_sat=0.3,
+        bias_scale=0.2,
+        seed=3,
+    )
 
 
 def graph_network() -> Network:
@@ -161,7 +185,9 @@ def test_ngspice_matches_numpy_in_every_phase(ngspice_engine_factory, kind, diod
     u, y = make_batch(net, seed)
     ref = numpy_reference(net, u, y)
     got = solve_phases(ngspice_engine_factory(form), net, u, y, ref["free"].x)
-    problems = compare_phases(f"{net.name} {form}", got, ref, (f"ngspice-{form}", "numpy"), ENGINE_TOL)
+    problems = compare_phases(
+        f"{net.name} {form}", got, ref, (f"ngspice-{form}", "numpy"), ENGINE_TOL
+    )
     assert not problems, "\n".join(problems)
 
 
@@ -188,7 +214,9 @@ def test_special_networks_match_numpy(ngspice_engine_factory, which, form):
     ref = numpy_reference(net, u, y)
     assert ref["free"].stable.all(), f"{which}: the test network should be stable"
     got = solve_phases(ngspice_engine_factory(form), net, u, y, ref["free"].x)
-    problems = compare_phases(f"{net.name} {form}", got, ref, (f"ngspice-{form}", "numpy"), ENGINE_TOL)
+    problems = compare_phases(
+        f"{net.name} {form}", got, ref, (f"ngspice-{form}", "numpy"), ENGINE_TOL
+    )
     assert not problems, "\n".join(problems)
 
 
@@ -207,7 +235,9 @@ def test_special_networks_literal_matches_folded(ngspice_engine_factory, which):
 def test_special_networks_are_what_they_claim():
     tanh = tanh_network()
     assert {c.kind for c in tanh.couplings} == {"tanh", "resistor"}
-    assert any(c.kind == "tanh" and c.src != "in" for c in tanh.couplings), "no tanh between free nodes"
+    assert any(c.kind == "tanh" and c.src != "in" for c in tanh.couplings), (
+        "no tanh between free nodes"
+    )
     u, _ = make_batch(tanh, 7)
     assert (u / 0.3).max() > 2.0, "inputs should saturate the input-side tanh transconductors"
     graph = graph_network()
@@ -217,7 +247,9 @@ def test_special_networks_are_what_they_claim():
 
 @pytest.mark.ngspice
 @pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize("phase", [Phase(), Phase("nudged", 1e-6), Phase("dyadic", 1e-4)], ids=lambda p: p.label)
+@pytest.mark.parametrize(
+    "phase", [Phase(), Phase("nudged", 1e-6), Phase("dyadic", 1e-4)], ids=lambda p: p.label
+)
 def test_ngspice_follows_parameter_updates(ngspice_engine_factory, form, phase):
     """One engine, one phase, new parameter values each call: the engine alters element values in the
     loaded circuit instead of reloading it, and must still agree with numpy."""
@@ -227,14 +259,18 @@ def test_ngspice_follows_parameter_updates(ngspice_engine_factory, form, phase):
     engine = ngspice_engine_factory(form)
     problems = []
     for step in range(3):
-        params = {name: w * rng.uniform(0.5, 1.5, w.shape) + (1e-6 * rng.standard_normal(w.shape)
-                                                              if name.endswith(".bias") else 0.0)
-                  for name, w in base.params().items()}
+        params = {
+            name: w * rng.uniform(0.5, 1.5, w.shape)
+            + (1e-6 * rng.standard_normal(w.shape) if name.endswith(".bias") else 0.0)
+            for name, w in base.params().items()
+        }
         net = base.with_params(params)
         targets = None if phase.kind == "free" else y
         got = {phase.label: engine.solve(net, phase, u, targets)}
         ref = {phase.label: NUMPY.solve(net, phase, u, targets)}
-        problems += compare_phases(f"update {step}", got, ref, (f"ngspice-{form}", "numpy"), ENGINE_TOL)
+        problems += compare_phases(
+            f"update {step}", got, ref, (f"ngspice-{form}", "numpy"), ENGINE_TOL
+        )
     assert not problems, "\n".join(problems)
 
 
@@ -248,8 +284,14 @@ def test_two_engines_share_one_ngspice(ngspice_engine_factory):
     b.solve(net2, Phase(), u)
     again = a.solve(net1, Phase(), u).x
     ref = NUMPY.solve(net1, Phase(), u).x
-    msg = mismatch("engine a after engine b loaded its circuit", net1.free_nodes, again, ref,
-                   ("ngspice-a", "numpy"), ENGINE_TOL)
+    msg = mismatch(
+        "engine a after engine b loaded its circuit",
+        net1.free_nodes,
+        again,
+        ref,
+        ("ngspice-a", "numpy"),
+        ENGINE_TOL,
+    )
     assert msg is None, msg
 
 
@@ -262,10 +304,16 @@ def test_cross_entropy_phases_match_numpy(ngspice_engine_factory, form):
     cost = CrossEntropy(0.1)
     engine = ngspice_engine_factory(form)
     got, ref = {}, {}
-    for phase in (Phase("nudged", 1e-6, cost=cost), Phase("nudged", -1e-6, cost=cost), Phase("dyadic", 1e-4, cost=cost)):
+    for phase in (
+        Phase("nudged", 1e-6, cost=cost),
+        Phase("nudged", -1e-6, cost=cost),
+        Phase("dyadic", 1e-4, cost=cost),
+    ):
         ref[phase.label] = NUMPY.solve(net, phase, u, y)
         got[phase.label] = engine.solve(net, phase, u, y)
-    problems = compare_phases(f"{net.name} {form} xent", got, ref, (f"ngspice-{form}", "numpy"), ENGINE_TOL)
+    problems = compare_phases(
+        f"{net.name} {form} xent", got, ref, (f"ngspice-{form}", "numpy"), ENGINE_TOL
+    )
     assert not problems, "\n".join(problems)
 
 
@@ -311,11 +359,23 @@ def test_a_phase_without_per_sample_sources_is_solved(ngspice_engine_factory):
     """No input reaches a free node (every input coupling masked out): the folded free phase has no
     source to tabulate, and every sample is the same circuit."""
     base = builders.layered((3, 2, 2), seed=0)
-    net = Network(base.name, base.groups, tuple(replace(c, mask=np.zeros_like(c.mask)) if c.src == "in" else c
-                                                for c in base.couplings), base.diode)
+    net = Network(
+        base.name,
+        base.groups,
+        tuple(
+            replace(c, mask=np.zeros_like(c.mask)) if c.src == "in" else c for c in base.couplings
+        ),
+        base.diode,
+    )
     u = np.random.default_rng(0).uniform(0, 1, (5, 3))
-    msg = mismatch("no per-sample source", net.free_nodes, ngspice_engine_factory("folded").solve(net, Phase(), u).x,
-                   NUMPY.solve(net, Phase(), u).x, ("ngspice", "numpy"), ENGINE_TOL)
+    msg = mismatch(
+        "no per-sample source",
+        net.free_nodes,
+        ngspice_engine_factory("folded").solve(net, Phase(), u).x,
+        NUMPY.solve(net, Phase(), u).x,
+        ("ngspice", "numpy"),
+        ENGINE_TOL,
+    )
     assert msg is None, msg
 
 
@@ -337,8 +397,14 @@ def test_samples_a_sweep_leaves_unsolved_are_solved_one_by_one(ngspice_engine_fa
     monkeypatch.setattr(engine._session, "run", failing_dc)
     got = engine.solve(net, Phase(), u)
     assert engine.sweeps == 1
-    msg = mismatch("after a failed sweep", net.free_nodes, got.x, NUMPY.solve(net, Phase(), u).x,
-                   ("ngspice", "numpy"), ENGINE_TOL)
+    msg = mismatch(
+        "after a failed sweep",
+        net.free_nodes,
+        got.x,
+        NUMPY.solve(net, Phase(), u).x,
+        ("ngspice", "numpy"),
+        ENGINE_TOL,
+    )
     assert msg is None, msg
 
 
@@ -361,6 +427,7 @@ def test_ngspice_reports_its_own_iteration_counts(ngspice_engine_factory):
 
 def test_sweep_size_is_checked():
     from circuitep.engines.ngspice_engine import NgspiceEngine
+
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="sweep = .* must be a positive integer"):
             NgspiceEngine(sweep=bad)
@@ -384,11 +451,13 @@ def test_ngspice_operating_point_metadata(ngspice_folded):
 
 def engine_params():
     """Every engine, for contract tests: numpy, layered, ngspice in both forms, the ngspice pool."""
-    return [pytest.param("numpy", id="numpy"),
-            pytest.param("layered", id="layered"),
-            pytest.param("literal", id="ngspice-literal", marks=pytest.mark.ngspice),
-            pytest.param("folded", id="ngspice-folded", marks=pytest.mark.ngspice),
-            pytest.param("pool", id="ngspice-pool", marks=pytest.mark.ngspice)]
+    return [
+        pytest.param("numpy", id="numpy"),
+        pytest.param("layered", id="layered"),
+        pytest.param("literal", id="ngspice-literal", marks=pytest.mark.ngspice),
+        pytest.param("folded", id="ngspice-folded", marks=pytest.mark.ngspice),
+        pytest.param("pool", id="ngspice-pool", marks=pytest.mark.ngspice),
+    ]
 
 
 @pytest.fixture
@@ -435,8 +504,11 @@ def test_engine_contract_in_every_phase(engine, kind):
 
 def divider(g1: float, g2: float) -> Network:
     """One input, one free output node: conductance g1 to the input, leak g2 to ground, no clamp."""
-    return Network("divider", (NodeGroup("in", "input", 1), NodeGroup("out", "output", 1, leak=g2)),
-                   (Coupling("r", "resistor", "in", "out", [[g1]]),))
+    return Network(
+        "divider",
+        (NodeGroup("in", "input", 1), NodeGroup("out", "output", 1, leak=g2)),
+        (Coupling("r", "resistor", "in", "out", [[g1]]),),
+    )
 
 
 @pytest.mark.parametrize("engine", engine_params(), indirect=True)
@@ -446,8 +518,9 @@ def test_resistive_divider_closed_form(engine):
     op = engine.solve(divider(g1, g2), Phase(), u)
     expected = g1 * u / (g1 + g2)
     # linear circuit: Newton is exact after one step, ngspice to reltol 1e-10
-    np.testing.assert_allclose(op.x, expected, rtol=1e-9, atol=1e-12,
-                               err_msg=f"{engine.name}: v = g1 u / (g1 + g2)")
+    np.testing.assert_allclose(
+        op.x, expected, rtol=1e-9, atol=1e-12, err_msg=f"{engine.name}: v = g1 u / (g1 + g2)"
+    )
     if engine is NUMPY:
         assert op.stable.all() and op.converged.all()
 
@@ -458,9 +531,15 @@ CLAMP_LEAK = 1e-6  # S
 
 def clamp_network(drive: float, diode: DiodeModel) -> Network:
     """One clamped output node with only a bias current ``drive`` (A) and a small leak."""
-    return Network("clamp", (NodeGroup("in", "input", 1),
-                             NodeGroup("out", "output", 1, leak=CLAMP_LEAK, bias=drive, clamp=(V_LO, V_HI))),
-                   (), diode)
+    return Network(
+        "clamp",
+        (
+            NodeGroup("in", "input", 1),
+            NodeGroup("out", "output", 1, leak=CLAMP_LEAK, bias=drive, clamp=(V_LO, V_HI)),
+        ),
+        (),
+        diode,
+    )
 
 
 def shockley_clamp_voltage(drive: float, i_sat: float, n: float) -> float:
@@ -485,14 +564,18 @@ def shockley_clamp_voltage(drive: float, i_sat: float, n: float) -> float:
 
 
 @pytest.mark.parametrize("engine", engine_params(), indirect=True)
-@pytest.mark.parametrize("drive, i_sat, n", [(1e-3, 1e-12, 1.0), (2e-4, 1e-14, 1.0), (5e-3, 1e-12, 1.7)])
+@pytest.mark.parametrize(
+    "drive, i_sat, n", [(1e-3, 1e-12, 1.0), (2e-4, 1e-14, 1.0), (5e-3, 1e-12, 1.7)]
+)
 def test_diode_clamp_closed_form(engine, drive, i_sat, n):
     assert abs(1.38064852e-23 * 300.15 / 1.6021766208e-19 - THERMAL_VOLTAGE) < 1e-15
     net = clamp_network(drive, DiodeModel(i_sat=i_sat, n=n))
     op = engine.solve(net, Phase(), np.zeros((1, 1)))
     v = op.x[0, 0]
     exact = shockley_clamp_voltage(drive, i_sat, n)
-    assert abs(v - exact) <= CLOSED_FORM_TOL, f"{engine.name}: v = {v!r}, Shockley solution {exact!r}"
+    assert abs(v - exact) <= CLOSED_FORM_TOL, (
+        f"{engine.name}: v = {v!r}, Shockley solution {exact!r}"
+    )
     # the textbook estimate ignores the leak (1e-6 S * 1 V, a 1e-3 relative current) and gmin
     estimate = V_HI + n * THERMAL_VOLTAGE * math.log(drive / i_sat)
     assert abs(v - estimate) < 2e-4 * n, f"v = {v!r} far from v_hi + n Vt ln(I/Is) = {estimate!r}"
@@ -520,11 +603,19 @@ def test_positive_feedback_loop_is_unstable():
     """Two free nodes driving each other with w12 = w21 = 3 g_leak: J = g_leak [[-1, 3], [3, -1]] has
     the eigenvalue +2 g_leak, so the (unique, x = 0 for zero input) operating point is unstable."""
     leak = 1e-4
-    net = Network("loop", (NodeGroup("in", "input", 1), NodeGroup("hid", "hidden", 1, leak=leak),
-                           NodeGroup("out", "output", 1, leak=leak)),
-                  (Coupling("w21", "vccs", "hid", "out", [[3 * leak]]),
-                   Coupling("w12", "vccs", "out", "hid", [[3 * leak]]),
-                   Coupling("r", "resistor", "in", "hid", [[1e-6]])))
+    net = Network(
+        "loop",
+        (
+            NodeGroup("in", "input", 1),
+            NodeGroup("hid", "hidden", 1, leak=leak),
+            NodeGroup("out", "output", 1, leak=leak),
+        ),
+        (
+            Coupling("w21", "vccs", "hid", "out", [[3 * leak]]),
+            Coupling("w12", "vccs", "out", "hid", [[3 * leak]]),
+            Coupling("r", "resistor", "in", "hid", [[1e-6]]),
+        ),
+    )
     u = np.array([[0.0], [0.3]])
     op = NUMPY.solve(net, Phase(), u)
     assert op.converged.all()

@@ -70,7 +70,9 @@ def biased_reciprocal(seed: int = 0) -> Network:
     random reciprocal networks sit at |v| < 0.16 V, where the diodes carry < 1e-12 A."""
     net = builders.random_network("reciprocal", seed=seed)
     rng = np.random.default_rng(500 + seed)
-    return net.with_params({f"{g.name}.bias": 3e-4 * rng.standard_normal(g.size) for g in net.free_groups})
+    return net.with_params(
+        {f"{g.name}.bias": 3e-4 * rng.standard_normal(g.size) for g in net.free_groups}
+    )
 
 
 def network(key: str) -> Network:
@@ -117,23 +119,34 @@ def masked_graph_network() -> Network:
     g.add_edge("h2", "o1", kind="vccs", weight=1.1e-4)
     g.add_edge("o1", "h1", kind="tanh", weight=8e-5)
     g.add_edge("h1", "o1", kind="resistor", weight=4e-5)
-    g.add_edge("o1", "h2", kind="resistor", weight=3e-5)  # so that the nudge reaches every hidden node
+    g.add_edge(
+        "o1", "h2", kind="resistor", weight=3e-5
+    )  # so that the nudge reaches every hidden node
     return builders.from_graph(g, name="maskednet")
 
 
 # ---------------------------------------------------------------------------------------- reports
 
 
-def compare_table(label: str, est: dict[str, np.ndarray], exact: dict[str, np.ndarray], names=("estimate", "exact"),
-                  entries: int = 3) -> str:
+def compare_table(
+    label: str,
+    est: dict[str, np.ndarray],
+    exact: dict[str, np.ndarray],
+    names=("estimate", "exact"),
+    entries: int = 3,
+) -> str:
     """Per group: cosine, relative error and the first few entries of both sides."""
     c = compare(est, exact)
-    lines = [f"{label}: overall cosine {c['cosine']:.10f}, rel error {c['rel_error']:.3e}",
-             f"  {'group':<10} {'cosine':>14} {'rel_error':>10}   first entries ({names[0]} | {names[1]})"]
+    lines = [
+        f"{label}: overall cosine {c['cosine']:.10f}, rel error {c['rel_error']:.3e}",
+        f"  {'group':<10} {'cosine':>14} {'rel_error':>10}   first entries ({names[0]} | {names[1]})",
+    ]
     for g, m in c["groups"].items():
         a, b = np.ravel(est[g])[:entries], np.ravel(exact[g])[:entries]
-        lines.append(f"  {g:<10} {m['cosine']:>14.10f} {m['rel_error']:>10.3e}   "
-                     f"{' '.join(f'{v:+.8e}' for v in a)} | {' '.join(f'{v:+.8e}' for v in b)}")
+        lines.append(
+            f"  {g:<10} {m['cosine']:>14.10f} {m['rel_error']:>10.3e}   "
+            f"{' '.join(f'{v:+.8e}' for v in a)} | {' '.join(f'{v:+.8e}' for v in b)}"
+        )
     return "\n".join(lines)
 
 
@@ -163,8 +176,12 @@ def batch_cost(net: Network, u, y, cost, x_init) -> float:
 def checked_entries(net: Network, group: str) -> np.ndarray:
     """Up to ``FD_ENTRIES`` flat indices of existing (unmasked) elements, spread over the group."""
     mask = next((c.mask for c in net.couplings if c.name == group), None)
-    exists = np.flatnonzero(np.ravel(mask)) if mask is not None else np.arange(net.params()[group].size)
-    return exists[np.unique(np.linspace(0, exists.size - 1, min(FD_ENTRIES, exists.size)).astype(int))]
+    exists = (
+        np.flatnonzero(np.ravel(mask)) if mask is not None else np.arange(net.params()[group].size)
+    )
+    return exists[
+        np.unique(np.linspace(0, exists.size - 1, min(FD_ENTRIES, exists.size)).astype(int))
+    ]
 
 
 @pytest.mark.parametrize("cost", [SquaredError(), CrossEntropy(0.1)], ids=["mse", "xent0.1"])
@@ -186,15 +203,21 @@ def test_exact_gradient_matches_finite_differences(key, cost):
             for sign in (+1, -1):
                 q = flat.copy()
                 q[i] += sign * h
-                values.append(batch_cost(net.with_params({group: q.reshape(p.shape)}), u, y, cost, exact.x0))
+                values.append(
+                    batch_cost(net.with_params({group: q.reshape(p.shape)}), u, y, cost, exact.x0)
+                )
             fd[n] = (values[0] - values[1]) / (2 * h)
         adj = np.ravel(exact.grads[group])[idx]
         rel = np.linalg.norm(fd - adj) / np.linalg.norm(adj)
         if not rel <= FD_TOL:
-            rows = "\n".join(f"      [{i}] adjoint {a:+.12e}  finite difference {f:+.12e}"
-                             for i, a, f in zip(idx, adj, fd))
+            rows = "\n".join(
+                f"      [{i}] adjoint {a:+.12e}  finite difference {f:+.12e}"
+                for i, a, f in zip(idx, adj, fd)
+            )
             problems.append(f"  {group}: rel error {rel:.3e} > {FD_TOL:.0e} (h = {h:.2e})\n{rows}")
-    assert not problems, f"{net.name} ({cost.name}): exact gradient vs central differences\n" + "\n".join(problems)
+    assert not problems, (
+        f"{net.name} ({cost.name}): exact gradient vs central differences\n" + "\n".join(problems)
+    )
 
 
 # ------------------------------------------------------------------- 2. estimators on the numpy engine
@@ -209,15 +232,24 @@ AEP_COSINE = 0.99999
 DYADIC_REL_TOL = 1e-8
 
 
-def check_groups(label: str, est: dict, exact: dict, *, rel_tol: float, cosine: float | None = None,
-                 groups=None) -> None:
+def check_groups(
+    label: str, est: dict, exact: dict, *, rel_tol: float, cosine: float | None = None, groups=None
+) -> None:
     c = compare(est, exact)
-    bad = [g for g, m in c["groups"].items() if (groups is None or g in groups)
-           and not (m["rel_error"] <= rel_tol and (cosine is None or m["cosine"] >= cosine))]
-    overall_ok = groups is not None or (c["rel_error"] <= rel_tol and (cosine is None or c["cosine"] >= cosine))
+    bad = [
+        g
+        for g, m in c["groups"].items()
+        if (groups is None or g in groups)
+        and not (m["rel_error"] <= rel_tol and (cosine is None or m["cosine"] >= cosine))
+    ]
+    overall_ok = groups is not None or (
+        c["rel_error"] <= rel_tol and (cosine is None or c["cosine"] >= cosine)
+    )
     assert overall_ok and not bad, (
         f"{label}: groups {bad} exceed rel error {rel_tol:g}"
-        f"{'' if cosine is None else f' or fall below cosine {cosine}'}\n" + compare_table(label, est, exact))
+        f"{'' if cosine is None else f' or fall below cosine {cosine}'}\n"
+        + compare_table(label, est, exact)
+    )
 
 
 @pytest.mark.parametrize("key", SPECS + RANDOM)
@@ -227,8 +259,13 @@ def test_aep_centred_matches_exact_numpy(key):
     exact = exact_of(net, u, y)
     aep = estimate("aep", net, NUMPY, u, y, beta=BETA, x0=exact.x0)
     assert aep.centered
-    check_groups(f"{net.name}: AEP centred (beta {BETA:g} S) vs exact", aep.grads, exact.grads,
-                 rel_tol=AEP_REL_TOL, cosine=AEP_COSINE)
+    check_groups(
+        f"{net.name}: AEP centred (beta {BETA:g} S) vs exact",
+        aep.grads,
+        exact.grads,
+        rel_tol=AEP_REL_TOL,
+        cosine=AEP_COSINE,
+    )
 
 
 @pytest.mark.parametrize("key", SPECS + RANDOM)
@@ -237,8 +274,12 @@ def test_dyadic_matches_exact_numpy(key):
     u, y = probe_batch(net, BATCH)
     exact = exact_of(net, u, y)
     dyadic = estimate("dyadic", net, NUMPY, u, y, beta=DYADIC_BETA, x0=exact.x0)
-    check_groups(f"{net.name}: Dyadic EP (beta {DYADIC_BETA:g} S) vs exact", dyadic.grads, exact.grads,
-                 rel_tol=DYADIC_REL_TOL)
+    check_groups(
+        f"{net.name}: Dyadic EP (beta {DYADIC_BETA:g} S) vs exact",
+        dyadic.grads,
+        exact.grads,
+        rel_tol=DYADIC_REL_TOL,
+    )
 
 
 #: On a reciprocal circuit J = J^T: EP is exact up to its O(beta^2) centred bias (measured 6e-8 ..
@@ -248,25 +289,41 @@ def test_dyadic_matches_exact_numpy(key):
 MUTUAL_TOL = 1e-10
 
 
-@pytest.mark.parametrize("key", ["spec:reciprocal", "random:reciprocal:0", "random:reciprocal:1", "biased:0"])
+@pytest.mark.parametrize(
+    "key", ["spec:reciprocal", "random:reciprocal:0", "random:reciprocal:1", "biased:0"]
+)
 def test_ep_vf_aep_agree_on_reciprocal_circuits(key):
     net = network(key)
     assert kcl.is_reciprocal(net)
     u, y = probe_batch(net, BATCH)
     exact = exact_of(net, u, y)
-    ests = {name: estimate(name, net, NUMPY, u, y, beta=BETA, x0=exact.x0) for name in ("ep", "vf", "aep")}
+    ests = {
+        name: estimate(name, net, NUMPY, u, y, beta=BETA, x0=exact.x0)
+        for name in ("ep", "vf", "aep")
+    }
     for name, est in ests.items():
-        check_groups(f"{net.name}: {name.upper()} vs exact", est.grads, exact.grads, rel_tol=AEP_REL_TOL,
-                     cosine=AEP_COSINE)
+        check_groups(
+            f"{net.name}: {name.upper()} vs exact",
+            est.grads,
+            exact.grads,
+            rel_tol=AEP_REL_TOL,
+            cosine=AEP_COSINE,
+        )
     for a, b in (("ep", "vf"), ("vf", "aep"), ("ep", "aep")):
-        check_groups(f"{net.name}: {a.upper()} vs {b.upper()}", ests[a].grads, ests[b].grads, rel_tol=MUTUAL_TOL)
+        check_groups(
+            f"{net.name}: {a.upper()} vs {b.upper()}",
+            ests[a].grads,
+            ests[b].grads,
+            rel_tol=MUTUAL_TOL,
+        )
 
 
 def hidden_parameters(net: Network) -> list[str]:
     """Parameters that act on hidden nodes: couplings into them, their biases and leaks."""
     hidden = {g.name for g in net.groups if g.role == "hidden"}
-    return ([c.name for c in net.couplings if c.dst in hidden]
-            + [f"{h}.{p}" for h in sorted(hidden) for p in ("bias", "leak")])
+    return [c.name for c in net.couplings if c.dst in hidden] + [
+        f"{h}.{p}" for h in sorted(hidden) for p in ("bias", "leak")
+    ]
 
 
 @pytest.mark.parametrize("key", ["spec:feedforward", "random:feedforward:0"])
@@ -280,16 +337,30 @@ def test_vf_cannot_train_feedforward_hidden_layer(key):
     u, y = probe_batch(net, BATCH)
     exact = exact_of(net, u, y)
     for g in hidden:
-        assert np.abs(exact.grads[g]).max() > 0, f"exact gradient of {g} is zero: the test would prove nothing"
+        assert np.abs(exact.grads[g]).max() > 0, (
+            f"exact gradient of {g} is zero: the test would prove nothing"
+        )
     for name in ("vf", "ep"):
         est = estimate(name, net, NUMPY, u, y, beta=BETA, x0=exact.x0)
-        nonzero = {g: float(np.abs(est.grads[g]).max()) for g in hidden if not np.all(est.grads[g] == 0)}
-        assert not nonzero, f"{net.name}: {name.upper()} hidden gradients not exactly zero: {nonzero}"
+        nonzero = {
+            g: float(np.abs(est.grads[g]).max()) for g in hidden if not np.all(est.grads[g] == 0)
+        }
+        assert not nonzero, (
+            f"{net.name}: {name.upper()} hidden gradients not exactly zero: {nonzero}"
+        )
         outside = [g for g in est.grads if g not in hidden]
-        assert all(np.abs(est.grads[g]).max() > 0 for g in outside), f"{name.upper()} output-layer gradient is zero"
+        assert all(np.abs(est.grads[g]).max() > 0 for g in outside), (
+            f"{name.upper()} output-layer gradient is zero"
+        )
     aep = estimate("aep", net, NUMPY, u, y, beta=BETA, x0=exact.x0)
-    check_groups(f"{net.name}: AEP hidden layer vs exact", aep.grads, exact.grads, rel_tol=AEP_REL_TOL,
-                 cosine=AEP_COSINE, groups=hidden)
+    check_groups(
+        f"{net.name}: AEP hidden layer vs exact",
+        aep.grads,
+        exact.grads,
+        rel_tol=AEP_REL_TOL,
+        cosine=AEP_COSINE,
+        groups=hidden,
+    )
 
 
 # ------------------------------------------------------------------------------ 3. on ngspice
@@ -305,9 +376,16 @@ NGSPICE_REL_TOL = 1e-3
 
 @pytest.mark.ngspice
 @pytest.mark.parametrize("form", ["folded", "literal"])
-@pytest.mark.parametrize("spec, cost", [("feedforward", SquaredError()), ("reciprocal", SquaredError()),
-                                        ("layered", SquaredError()), ("layered", CrossEntropy(0.1))],
-                         ids=["feedforward", "reciprocal", "layered", "layered-xent"])
+@pytest.mark.parametrize(
+    "spec, cost",
+    [
+        ("feedforward", SquaredError()),
+        ("reciprocal", SquaredError()),
+        ("layered", SquaredError()),
+        ("layered", CrossEntropy(0.1)),
+    ],
+    ids=["feedforward", "reciprocal", "layered", "layered-xent"],
+)
 def test_aep_and_dyadic_match_exact_on_ngspice(ngspice_engine_factory, form, spec, cost):
     net = reference(spec)
     engine = ngspice_engine_factory(form)
@@ -315,9 +393,16 @@ def test_aep_and_dyadic_match_exact_on_ngspice(ngspice_engine_factory, form, spe
     exact = exact_of(net, u, y, cost)  # the numpy engine's adjoint: an independent reference
     for name, beta in (("aep", BETA), ("dyadic", DYADIC_BETA)):
         est = estimate(name, net, engine, u, y, beta=beta, cost=cost)
-        assert np.abs(est.x0 - exact.x0).max() <= 1e-6, "ngspice free state differs from numpy's by > 1e-6 V"
-        check_groups(f"{net.name} ({form}, {cost.name}): {name.upper()} on ngspice (beta {beta:g}) vs numpy exact",
-                     est.grads, exact.grads, rel_tol=NGSPICE_REL_TOL, cosine=NGSPICE_COSINE)
+        assert np.abs(est.x0 - exact.x0).max() <= 1e-6, (
+            "ngspice free state differs from numpy's by > 1e-6 V"
+        )
+        check_groups(
+            f"{net.name} ({form}, {cost.name}): {name.upper()} on ngspice (beta {beta:g}) vs numpy exact",
+            est.grads,
+            exact.grads,
+            rel_tol=NGSPICE_REL_TOL,
+            cosine=NGSPICE_COSINE,
+        )
 
 
 # ------------------------------------------------------------------------------ 4. bias laws
@@ -339,20 +424,30 @@ def check_bias_law(net: Network, name: str) -> None:
     x = NUMPY.solve(net, Phase(), u).x
     x_lin = NUMPY.solve(without_diodes(net), Phase(), u).x
     effect = float(np.abs(x - x_lin).max())
-    assert effect > DIODE_EFFECT, f"{net.name}: diodes move the free state by only {effect:.2e} V: not nonlinear"
+    assert effect > DIODE_EFFECT, (
+        f"{net.name}: diodes move the free state by only {effect:.2e} V: not nonlinear"
+    )
     sweep = beta_sweep(net, NUMPY, u, y, BIAS_BETAS, estimators=(name,))[name]
-    table = "\n".join(f"  beta {b:.3e} S: one-sided {o:.4e}, centred {c:.4e}"
-                      for b, o, c in zip(BIAS_BETAS, sweep["one_sided"], sweep["centered"]))
-    msg = (f"{net.name}: {name.upper()} bias law: slopes one-sided {sweep['slope_one_sided']:.3f} "
-           f"(want {SLOPE_ONE_SIDED}), centred {sweep['slope_centered']:.3f} (want {SLOPE_CENTRED})\n{table}")
+    table = "\n".join(
+        f"  beta {b:.3e} S: one-sided {o:.4e}, centred {c:.4e}"
+        for b, o, c in zip(BIAS_BETAS, sweep["one_sided"], sweep["centered"])
+    )
+    msg = (
+        f"{net.name}: {name.upper()} bias law: slopes one-sided {sweep['slope_one_sided']:.3f} "
+        f"(want {SLOPE_ONE_SIDED}), centred {sweep['slope_centered']:.3f} (want {SLOPE_CENTRED})\n{table}"
+    )
     for mode in ("one_sided", "centered"):
-        assert np.all(np.diff(sweep[mode]) > 0), f"{mode} error not increasing with beta (roundoff?)\n{msg}"
+        assert np.all(np.diff(sweep[mode]) > 0), (
+            f"{mode} error not increasing with beta (roundoff?)\n{msg}"
+        )
     assert SLOPE_ONE_SIDED[0] <= sweep["slope_one_sided"] <= SLOPE_ONE_SIDED[1], msg
     assert SLOPE_CENTRED[0] <= sweep["slope_centered"] <= SLOPE_CENTRED[1], msg
     assert sweep["centered"][0] < sweep["one_sided"][0], msg
 
 
-@pytest.mark.parametrize("key", ["random:nonreciprocal:2", "random:feedforward:0", "random:feedforward:1"])
+@pytest.mark.parametrize(
+    "key", ["random:nonreciprocal:2", "random:feedforward:0", "random:feedforward:1"]
+)
 def test_aep_bias_law_on_nonlinear_networks(key):
     net = network(key)
     assert not kcl.is_reciprocal(net)
@@ -369,9 +464,14 @@ def test_ep_bias_law_on_nonlinear_reciprocal_network(key):
 # ------------------------------------------------------------------ 5. contract over every estimator
 
 
-@pytest.fixture(params=["numpy", "layered",
-                        pytest.param("ngspice-folded", marks=pytest.mark.ngspice),
-                        pytest.param("ngspice-pool", marks=pytest.mark.ngspice)])
+@pytest.fixture(
+    params=[
+        "numpy",
+        "layered",
+        pytest.param("ngspice-folded", marks=pytest.mark.ngspice),
+        pytest.param("ngspice-pool", marks=pytest.mark.ngspice),
+    ]
+)
 def engine(request):
     """Every engine: numpy, layered, ngspice (folded) and the 2-worker ngspice pool."""
     if request.param == "numpy":
@@ -399,15 +499,21 @@ def test_estimator_contract(engine, name):
         assert est.grads[g].shape == p.shape, f"{g}: shape {est.grads[g].shape} != {p.shape}"
         assert np.isfinite(est.grads[g]).all(), f"{g}: non-finite gradient {est.grads[g]}"
         if g in masks:
-            assert np.all(est.grads[g][~masks[g]] == 0), f"{g}: masked entries not zero:\n{est.grads[g]}\n{masks[g]}"
-            assert np.abs(est.grads[g][masks[g]]).max() > 0, f"{g}: every existing element has zero gradient"
+            assert np.all(est.grads[g][~masks[g]] == 0), (
+                f"{g}: masked entries not zero:\n{est.grads[g]}\n{masks[g]}"
+            )
+            assert np.abs(est.grads[g][masks[g]]).max() > 0, (
+                f"{g}: every existing element has zero gradient"
+            )
     assert est.s.shape == est.x0.shape == (4, net.n_free)
     assert np.isfinite(est.s).all() and np.isfinite(est.cost)
     free = engine.solve(net, Phase(), u).x
     # the numpy engines are deterministic (same Newton iterations, bit for bit); ngspice re-solves
     # from its previous solution to reltol 1e-10 / vntol 1e-12 V, so 1e-9 V.
     tol = 0.0 if engine in (NUMPY, LAYERED) else 1e-9
-    assert np.abs(est.x0 - free).max() <= tol, f"estimate's free state:\n{est.x0}\nengine.solve:\n{free}"
+    assert np.abs(est.x0 - free).max() <= tol, (
+        f"estimate's free state:\n{est.x0}\nengine.solve:\n{free}"
+    )
 
 
 # ------------------------------------------------------------------------------ 6. bad input
@@ -435,13 +541,20 @@ def test_bad_beta_refused(beta):
 def test_bad_targets_refused(name):
     net = reference("layered")
     u, y = probe_batch(net, 4)
-    bad = {"one row": y[:1], "1-D": y[0], "one output short": y[:, :-1], "3-D": y[:, :, None],
-           "NaN": np.where(np.arange(y.size).reshape(y.shape) == 1, np.nan, y)}
+    bad = {
+        "one row": y[:1],
+        "1-D": y[0],
+        "one output short": y[:, :-1],
+        "3-D": y[:, :, None],
+        "NaN": np.where(np.arange(y.size).reshape(y.shape) == 1, np.nan, y),
+    }
     for what, targets in bad.items():
         try:
             estimate(name, net, NUMPY, u, targets, beta=BETA)
         except ValueError as exc:
-            assert re.search("target", str(exc)), f"{what}: message does not name the targets: {exc}"
+            assert re.search("target", str(exc)), (
+                f"{what}: message does not name the targets: {exc}"
+            )
         else:
             pytest.fail(f"{name}: targets {what} of shape {np.shape(targets)} accepted")
 
@@ -465,6 +578,8 @@ def test_loop_gain_is_where_the_rest_state_loses_stability(target):
     assert loop_gain(net) == pytest.approx(wf * wf / g**2, rel=1e-12)
     scaled = net.with_params({"bwd2": np.array([[target * g * g / wf]])})
     assert loop_gain(scaled) == pytest.approx(target, rel=1e-12)
-    mid = np.array([[np.mean(grp.clamp) if grp.clamp else 0.0 for grp in scaled.free_groups]])  # diodes off
+    mid = np.array(
+        [[np.mean(grp.clamp) if grp.clamp else 0.0 for grp in scaled.free_groups]]
+    )  # diodes off
     _, jac = kcl.residual(scaled, np.zeros((1, scaled.n_inputs)), mid)
     assert bool(is_stable(scaled, jac)[0]) == (target < 1)

@@ -16,7 +16,9 @@ NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
 
 def test_golden_netlists_match_the_compiler():
     stale = check_golden(NETLISTS)
-    assert not stale, f"golden netlists drifted: {stale}; if intended, run: circuitep golden --write"
+    assert not stale, (
+        f"golden netlists drifted: {stale}; if intended, run: circuitep golden --write"
+    )
 
 
 def test_there_is_one_golden_netlist_per_spec_phase_and_form():

@@ -44,31 +44,51 @@ def check_png(path: Path) -> None:
     data = path.read_bytes()
     assert data[:8] == PNG_MAGIC, f"{path}: not a PNG (starts with {data[:8]!r})"
     length, kind, width, height = struct.unpack(">I4sII", data[8:24])
-    assert kind == b"IHDR" and length == 13 and width > 0 and height > 0, f"{path}: bad IHDR {kind!r} {width}x{height}"
+    assert kind == b"IHDR" and length == 13 and width > 0 and height > 0, (
+        f"{path}: bad IHDR {kind!r} {width}x{height}"
+    )
     assert data[-8:-4] == b"IEND", f"{path}: truncated (no IEND chunk)"
 
 
 def check_report_shape(report: dict) -> None:
     groups = set(load_spec(ROOT / SPEC).params())
-    assert set(report["estimators"]) == ESTIMATOR_NAMES, f"estimators: {sorted(report['estimators'])}"
+    assert set(report["estimators"]) == ESTIMATOR_NAMES, (
+        f"estimators: {sorted(report['estimators'])}"
+    )
     for name, r in report["estimators"].items():
         for key in ("cosine", "rel_error", "groups"):
             assert key in r, f"{name}: no {key!r} in {sorted(r)}"
-        assert set(r["groups"]) == groups, f"{name}: groups {sorted(r['groups'])} != params {sorted(groups)}"
+        assert set(r["groups"]) == groups, (
+            f"{name}: groups {sorted(r['groups'])} != params {sorted(groups)}"
+        )
         for g, m in r["groups"].items():
             assert {"cosine", "rel_error"} <= set(m), f"{name}.{g}: {sorted(m)}"
     assert set(report["exact"]) == groups
 
 
 def table(report: dict) -> str:
-    return "\n".join(f"  {name}: cosine {r['cosine']:.12f}, rel error {r['rel_error']:.3e}"
-                     for name, r in report["estimators"].items())
+    return "\n".join(
+        f"  {name}: cosine {r['cosine']:.12f}, rel error {r['rel_error']:.3e}"
+        for name, r in report["estimators"].items()
+    )
 
 
 def test_gradcheck_numpy_with_sweeps(in_repo, tmp_path, capsys):
     out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
-    rc = main(["gradcheck", SPEC, "--engine", "numpy", "--json", str(out_json), "--plot", str(out_png),
-               "--sweep-beta", "--sweep-asymmetry"])
+    rc = main(
+        [
+            "gradcheck",
+            SPEC,
+            "--engine",
+            "numpy",
+            "--json",
+            str(out_json),
+            "--plot",
+            str(out_png),
+            "--sweep-beta",
+            "--sweep-asymmetry",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, f"exit code {rc}\nstdout:\n{captured.out}\nstderr:\n{captured.err}"
     report = json.loads(out_json.read_text())
@@ -79,22 +99,36 @@ def test_gradcheck_numpy_with_sweeps(in_repo, tmp_path, capsys):
     assert est["aep"]["cosine"] >= 0.99999 and est["aep"]["rel_error"] <= 1e-4, table(report)
     assert all(m["rel_error"] <= 1e-4 for m in est["aep"]["groups"].values()), est["aep"]["groups"]
     assert est["dyadic"]["rel_error"] <= 1e-8, table(report)
-    assert est["vf"]["rel_error"] > 0.1, f"VF should be biased on this non-reciprocal circuit\n{table(report)}"
+    assert est["vf"]["rel_error"] > 0.1, (
+        f"VF should be biased on this non-reciprocal circuit\n{table(report)}"
+    )
 
     sweep = report["beta_sweep"]
-    rows = "\n".join(f"  {name} {mode}: {sweep[name][mode]}"
-                     for name in ("vf", "aep") for mode in ("one_sided", "centered"))
-    slopes = {name: (sweep[name]["slope_one_sided"], sweep[name]["slope_centered"]) for name in ("vf", "aep")}
+    rows = "\n".join(
+        f"  {name} {mode}: {sweep[name][mode]}"
+        for name in ("vf", "aep")
+        for mode in ("one_sided", "centered")
+    )
+    slopes = {
+        name: (sweep[name]["slope_one_sided"], sweep[name]["slope_centered"])
+        for name in ("vf", "aep")
+    }
     msg = f"slopes (one-sided, centred): {slopes}\nbetas {sweep['betas']}\n{rows}"
     assert 0.9 <= slopes["aep"][0] <= 1.1 and 1.8 <= slopes["aep"][1] <= 2.2, msg
     assert abs(slopes["vf"][0]) < 0.1 and abs(slopes["vf"][1]) < 0.1, msg
 
     asym = report["asymmetry_sweep"]
-    msg = "\n".join(f"  asymmetry {a:.3f}: VF {v:.3e}, AEP {p:.3e}, stable {s}"
-                    for a, v, p, s in zip(asym["asymmetry"], asym["vf"], asym["aep"], asym["stable"]))
-    assert asym["asymmetry"][0] == 0 and all(b > a for a, b in zip(asym["asymmetry"], asym["asymmetry"][1:])), msg
+    msg = "\n".join(
+        f"  asymmetry {a:.3f}: VF {v:.3e}, AEP {p:.3e}, stable {s}"
+        for a, v, p, s in zip(asym["asymmetry"], asym["vf"], asym["aep"], asym["stable"])
+    )
+    assert asym["asymmetry"][0] == 0 and all(
+        b > a for a, b in zip(asym["asymmetry"], asym["asymmetry"][1:])
+    ), msg
     assert all(asym["stable"]), msg
-    assert all(b > a for a, b in zip(asym["vf"], asym["vf"][1:])), f"VF error does not grow with asymmetry\n{msg}"
+    assert all(b > a for a, b in zip(asym["vf"], asym["vf"][1:])), (
+        f"VF error does not grow with asymmetry\n{msg}"
+    )
     assert asym["vf"][0] < 1e-4 and asym["vf"][-1] > 0.1, msg
     assert max(asym["aep"]) < 1e-4, f"AEP error is not flat and small\n{msg}"
 
@@ -107,13 +141,17 @@ def test_gradcheck_numpy_with_sweeps(in_repo, tmp_path, capsys):
 @pytest.mark.ngspice
 def test_gradcheck_ngspice(in_repo, tmp_path, capsys):
     out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
-    rc = main(["gradcheck", SPEC, "--engine", "ngspice", "--json", str(out_json), "--plot", str(out_png)])
+    rc = main(
+        ["gradcheck", SPEC, "--engine", "ngspice", "--json", str(out_json), "--plot", str(out_png)]
+    )
     captured = capsys.readouterr()
     assert rc == 0, f"exit code {rc}\nstdout:\n{captured.out}\nstderr:\n{captured.err}"
     report = json.loads(out_json.read_text())
     check_report_shape(report)
     assert report["engine"] == "ngspice"
-    assert report["tolerances"]["reltol"] == 1e-10 and report["tolerances"]["form"] == "folded", report["tolerances"]
+    assert report["tolerances"]["reltol"] == 1e-10 and report["tolerances"]["form"] == "folded", (
+        report["tolerances"]
+    )
     assert report["estimators"]["aep"]["cosine"] >= 0.9999, table(report)
     assert report["estimators"]["dyadic"]["cosine"] >= 0.9999, table(report)
     assert "beta_sweep" not in report and "asymmetry_sweep" not in report
@@ -121,11 +159,15 @@ def test_gradcheck_ngspice(in_repo, tmp_path, capsys):
     assert not (tmp_path / "r-beta.png").exists() and not (tmp_path / "r-asymmetry.png").exists()
 
 
-@pytest.mark.parametrize("content, expect", [
-    (None, "does not exist"),
-    ("name = [unclosed", "not valid TOML"),
-    ('name = "x"\ncolour = "red"\n', "unknown key"),
-], ids=["missing", "bad-toml", "unknown-key"])
+@pytest.mark.parametrize(
+    "content, expect",
+    [
+        (None, "does not exist"),
+        ("name = [unclosed", "not valid TOML"),
+        ('name = "x"\ncolour = "red"\n', "unknown key"),
+    ],
+    ids=["missing", "bad-toml", "unknown-key"],
+)
 def test_bad_spec_exits_2_with_message(tmp_path, capsys, content, expect):
     spec = tmp_path / "broken.toml"
     if content is not None:

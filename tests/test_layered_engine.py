@@ -40,8 +40,8 @@ from circuitep import builders
 from circuitep.builders import from_shorthand
 from circuitep.costs import CrossEntropy
 from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase
-from circuitep.engines.newton import MAX_HALVINGS, backtrack, pseudo_transient
 from circuitep.engines.layered import LayeredEngine
+from circuitep.engines.newton import MAX_HALVINGS, backtrack, pseudo_transient
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.spec import Coupling, Network
 
@@ -87,9 +87,13 @@ def compare(what: str, a: np.ndarray, b: np.ndarray, tol: float) -> None:
     if diff.max() <= tol:
         return
     worst = np.argsort(diff, axis=None)[::-1][:8]
-    rows = [f"  sample {i}, node {j}: numpy {a[i, j]:+.15f}  layered {b[i, j]:+.15f}  |diff| {diff[i, j]:.3e}"
-            for i, j in (np.unravel_index(k, diff.shape) for k in worst)]
-    pytest.fail(f"{what}: max |numpy - layered| = {diff.max():.3e} V > {tol:.0e} V\n" + "\n".join(rows))
+    rows = [
+        f"  sample {i}, node {j}: numpy {a[i, j]:+.15f}  layered {b[i, j]:+.15f}  |diff| {diff[i, j]:.3e}"
+        for i, j in (np.unravel_index(k, diff.shape) for k in worst)
+    ]
+    pytest.fail(
+        f"{what}: max |numpy - layered| = {diff.max():.3e} V > {tol:.0e} V\n" + "\n".join(rows)
+    )
 
 
 def check_agreement(net: Network, seed: int) -> None:
@@ -100,14 +104,18 @@ def check_agreement(net: Network, seed: int) -> None:
         ref = NUMPY.solve(net, phase, u, targets, x0=x0, x_init=x_init)
         got = LAYERED.solve(net, phase, u, targets, x0=x0, x_init=x_init)
         what = f"{net.name}, {phase.label}{', ' + phase.cost.name if phase.kind != 'free' else ''}"
-        assert isinstance(got, OperatingPoint) and got.engine == "layered" and got.nodes == ref.nodes
+        assert (
+            isinstance(got, OperatingPoint) and got.engine == "layered" and got.nodes == ref.nodes
+        )
         assert got.converged.all()
         compare(what, ref.x, got.x, TOL)
         if phase.kind == "dyadic":
             compare(f"{what}, adjoint", ref.adjoint, got.adjoint, TOL)
         else:
             assert got.adjoint is None
-        np.testing.assert_array_equal(got.stable, ref.stable, err_msg=f"{what}: stability flags differ")
+        np.testing.assert_array_equal(
+            got.stable, ref.stable, err_msg=f"{what}: stability flags differ"
+        )
 
 
 def lateral(net: Network, group: str, seed: int) -> Network:
@@ -115,8 +123,12 @@ def lateral(net: Network, group: str, seed: int) -> Network:
     n = net.group(group).size
     rng = np.random.default_rng(seed)
     off = ~np.eye(n, dtype=bool)
-    extra = (Coupling(f"lat{group}", "vccs", group, group, rng.normal(0, 3e-5, (n, n)), off),
-             Coupling(f"latr{group}", "resistor", group, group, rng.uniform(0, 3e-5, (n, n)), np.triu(off)))
+    extra = (
+        Coupling(f"lat{group}", "vccs", group, group, rng.normal(0, 3e-5, (n, n)), off),
+        Coupling(
+            f"latr{group}", "resistor", group, group, rng.uniform(0, 3e-5, (n, n)), np.triu(off)
+        ),
+    )
     return replace(net, couplings=net.couplings + extra)
 
 
@@ -130,12 +142,16 @@ def test_agrees_with_numpy_on_random_networks(kind, diodes, seed):
     check_agreement(builders.random_network(kind, diodes=diodes, seed=seed), seed)
 
 
-@pytest.mark.parametrize("options", [
-    dict(forward="tanh", backward="tanh", resistors=True, v_sat=0.3),
-    dict(forward="vccs", backward="vccs", resistors=True, inverted_inputs=True),
-    dict(forward="tanh", backward=None, v_sat=0.3),
-    dict(forward=None, backward="tanh", resistors=True, v_sat=0.3),
-], ids=("tanh-both-res", "vccs-both-res-inverted", "tanh-forward", "tanh-backward-res"))
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(forward="tanh", backward="tanh", resistors=True, v_sat=0.3),
+        dict(forward="vccs", backward="vccs", resistors=True, inverted_inputs=True),
+        dict(forward="tanh", backward=None, v_sat=0.3),
+        dict(forward=None, backward="tanh", resistors=True, v_sat=0.3),
+    ],
+    ids=("tanh-both-res", "vccs-both-res-inverted", "tanh-forward", "tanh-backward-res"),
+)
 def test_agrees_with_numpy_on_deep_layered_networks(options):
     # Two hidden layers; gain 2 and a small v_sat drive the clamps and the tanh into their
     # nonlinear range, so Newton needs several iterations.
@@ -146,8 +162,19 @@ def test_agrees_with_numpy_on_deep_layered_networks(options):
 @pytest.mark.parametrize("group", ("h1", "out"))
 def test_agrees_with_numpy_with_couplings_inside_a_group(group):
     # A coupling from a group to itself makes that group's diagonal block dense.
-    net = lateral(builders.layered((4, 5, 4, 3), forward="tanh", backward="vccs", resistors=True,
-                                   gain=2.0, bias_scale=0.3, seed=5), group, 5)
+    net = lateral(
+        builders.layered(
+            (4, 5, 4, 3),
+            forward="tanh",
+            backward="vccs",
+            resistors=True,
+            gain=2.0,
+            bias_scale=0.3,
+            seed=5,
+        ),
+        group,
+        5,
+    )
     check_agreement(net, 5)
 
 
@@ -175,17 +202,28 @@ def test_convergence_error_names_network_phase_and_samples():
     net = builders.random_network("feedforward", seed=0)
     out = net.free_groups[-1]
     g = 1e-4
-    groups = tuple(replace(grp, leak=g, bias=np.full(grp.size, 1e-6), clamp=None) if grp is out else grp
-                   for grp in net.groups)
+    groups = tuple(
+        replace(grp, leak=g, bias=np.full(grp.size, 1e-6), clamp=None) if grp is out else grp
+        for grp in net.groups
+    )
     cancel = Coupling("cancel", "vccs", out.name, out.name, g * np.eye(out.size))
-    floating = replace(net, groups=groups, couplings=tuple(
-        replace(c, weight=np.zeros_like(c.weight)) if c.dst == out.name else c for c in net.couplings) + (cancel,))
+    floating = replace(
+        net,
+        groups=groups,
+        couplings=tuple(
+            replace(c, weight=np.zeros_like(c.weight)) if c.dst == out.name else c
+            for c in net.couplings
+        )
+        + (cancel,),
+    )
     u, _ = make_batch(net, 0)
     with pytest.raises(ConvergenceError) as ours:
         LAYERED.solve(floating, Phase(), u)
     message = str(ours.value)
-    assert message.startswith("layered engine: network 'random_feedforward', phase free: neither Newton (200 "
-                              "iterations) nor pseudo-transient continuation converged for sample(s) ["), message
+    assert message.startswith(
+        "layered engine: network 'random_feedforward', phase free: neither Newton (200 "
+        "iterations) nor pseudo-transient continuation converged for sample(s) ["
+    ), message
     assert "the Jacobian was singular" in message and "no DC path to ground" in message
     assert ours.value.samples == tuple(range(BATCH))  # the rows, for callers that leave them out
 
@@ -253,7 +291,8 @@ def test_mnist_scale_free_phase_is_fast_and_agrees():
     np.testing.assert_array_equal(got.iterations[:n_ref], ref.iterations)
     assert t_numpy >= SPEEDUP * t_layered, (
         f"784-500-10 free phase: layered {t_layered * 1e3:.2f} ms per sample (batch {len(u)}), numpy "
-        f"{t_numpy * 1e3:.2f} ms per sample (batch {n_ref}): less than {SPEEDUP}x faster")
+        f"{t_numpy * 1e3:.2f} ms per sample (batch {n_ref}): less than {SPEEDUP}x faster"
+    )
 
 
 def test_mnist_inputs_aep_phase_with_feedback_agrees():
@@ -275,6 +314,7 @@ def test_backtrack_accepts_the_first_halving_that_decreases_the_residual():
     -100 (an overshoot: t = 1, 1/2, ... 1/16 increase |F|^2, t = 1/32 is the first accepted), a row
     whose full step is accepted, and a row whose residual is NaN everywhere beyond x (gives up);
     then with fewer halvings allowed than the overshoot needs."""
+
     def residual(rows, points):
         f = points**2 - 4.0
         f[rows == 2] = np.nan
@@ -282,10 +322,10 @@ def test_backtrack_accepts_the_first_halving_that_decreases_the_residual():
 
     x = np.array([[3.0], [3.0], [3.0]])
     step = np.array([[-100.0], [-1.0], [-1.0]])
-    merit = (x[:, 0]**2 - 4.0)**2
+    merit = (x[:, 0] ** 2 - 4.0) ** 2
     t, gave_up = backtrack(residual, x, step, merit, residual(np.arange(3), x + step))
     expected = 1.0
-    while ((3 - 100 * expected)**2 - 4)**2 > merit[0] * (1 - 1e-4 * expected):
+    while ((3 - 100 * expected) ** 2 - 4) ** 2 > merit[0] * (1 - 1e-4 * expected):
         expected /= 2
     assert t[0] == expected == 1 / 32
     assert t[1] == 1.0
@@ -305,10 +345,17 @@ def test_pseudo_transient_holds_each_step_to_max_step():
         return f, lambda shift, sel: f[sel] / (shift + g), np.full(1, -g)
 
     visited = []
-    free_x, free_it, free_ok = pseudo_transient(np.zeros((1, 1)), evaluate, cap, vtol=1e-12, itol=1e-15)
+    free_x, free_it, free_ok = pseudo_transient(
+        np.zeros((1, 1)), evaluate, cap, vtol=1e-12, itol=1e-15
+    )
     held_x, held_it, held_ok = pseudo_transient(
-        np.zeros((1, 1)), lambda r, x: (visited.append(x.copy()), evaluate(r, x))[1], cap, vtol=1e-12, itol=1e-15,
-        max_step=0.1)
+        np.zeros((1, 1)),
+        lambda r, x: (visited.append(x.copy()), evaluate(r, x))[1],
+        cap,
+        vtol=1e-12,
+        itol=1e-15,
+        max_step=0.1,
+    )
     assert free_ok.all() and held_ok.all()
     assert abs(free_x[0, 0] - 5) <= 1e-9 and abs(held_x[0, 0] - 5) <= 1e-9
     assert free_it[0] < 20 <= 50 <= held_it[0]
@@ -324,7 +371,9 @@ def test_slow_nodes_do_not_pass_for_settled(engine):
     from circuitep import kcl
 
     net = from_shorthand("layered:10-8-4", seed=1, gain=1.0)
-    slow = replace(net, groups=tuple(replace(g, capacitance=0.05) if g.name == "h1" else g for g in net.groups))
+    slow = replace(
+        net, groups=tuple(replace(g, capacitance=0.05) if g.name == "h1" else g for g in net.groups)
+    )
     u = np.random.default_rng(0).uniform(0, 1, (50, 10))
     op = engine.solve(slow, Phase(), u)
     f, _ = kcl.residual(slow, slow.expand_inputs(u), op.x, jacobian=False)
@@ -341,8 +390,14 @@ def test_the_memo_of_chain_and_drive_never_changes_an_answer():
     y = rng.uniform(0, 0.5, (3, net.n_outputs))
     other = net.with_params({c.name: 1.5 * c.weight for c in net.couplings})
     engine = LayeredEngine()
-    cases = [(net, u1, Phase()), (net, u1, Phase("nudged", 1e-6)), (net, u2, Phase()),
-             (other, u2, Phase()), (other, u2, Phase("nudged", -1e-6)), (net, u1, Phase())]
+    cases = [
+        (net, u1, Phase()),
+        (net, u1, Phase("nudged", 1e-6)),
+        (net, u2, Phase()),
+        (other, u2, Phase()),
+        (other, u2, Phase("nudged", -1e-6)),
+        (net, u1, Phase()),
+    ]
     for n, u, phase in cases:
         targets = None if phase.kind == "free" else y
         got = engine.solve(n, phase, u, targets).x

@@ -16,7 +16,14 @@ LAYERS = [
     {"spec"},
     {"kcl", "builders", "specio"},
     {"compiler"},
-    {"engines.base", "engines.newton", "engines.numpy_engine", "engines.layered", "engines.ngspice_engine", "engines.pool"},
+    {
+        "engines.base",
+        "engines.newton",
+        "engines.numpy_engine",
+        "engines.layered",
+        "engines.ngspice_engine",
+        "engines.pool",
+    },
     {"estimators", "sens", "report", "plots", "golden"},
     {"gradcheck", "train"},
     {"runs", "demo"},
@@ -28,7 +35,9 @@ def layer_of(module: str) -> int:
     for k, layer in enumerate(LAYERS):
         if module in layer or module.startswith("elements.") and "elements.*" in layer:
             return k
-    raise AssertionError(f"module circuitep.{module} is not placed in a layer of tests/test_layering.py")
+    raise AssertionError(
+        f"module circuitep.{module} is not placed in a layer of tests/test_layering.py"
+    )
 
 
 def test_no_import_points_upward():
@@ -38,10 +47,20 @@ def test_no_import_points_upward():
             continue
         module = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("circuitep"):
-                names = [node.module[len("circuitep."):]] if node.module != "circuitep" else [a.name for a in node.names]
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("circuitep")
+            ):
+                names = (
+                    [node.module[len("circuitep.") :]]
+                    if node.module != "circuitep"
+                    else [a.name for a in node.names]
+                )
                 if (PACKAGE / names[0].replace(".", "/")).is_dir() and node.module != "circuitep":
-                    names = [f"{names[0]}.{a.name}" for a in node.names]  # from circuitep.elements import x
+                    names = [
+                        f"{names[0]}.{a.name}" for a in node.names
+                    ]  # from circuitep.elements import x
                 for target in names:
                     if layer_of(target) > layer_of(module):
                         problems.append(f"circuitep.{module} imports circuitep.{target}")

@@ -17,12 +17,16 @@ from circuitep.builders import from_shorthand
 from circuitep.datasets import load_dataset
 from circuitep.engines.base import ConvergenceError, Phase, unsolved
 from circuitep.engines.layered import LayeredEngine
-from circuitep.engines.ngspice_engine import (NgspiceEngine, NgspiceError, NgspiceTimeout,
-                                              shared_session)
+from circuitep.engines.ngspice_engine import (
+    NgspiceEngine,
+    NgspiceError,
+    NgspiceTimeout,
+    shared_session,
+)
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.engines.pool import PoolEngine
 from circuitep.spec import Network
-from circuitep.train import Trainer, TrainConfig
+from circuitep.train import TrainConfig, Trainer
 
 pytestmark = pytest.mark.ngspice
 
@@ -45,8 +49,9 @@ def hostile_folders(tmp_path: Path) -> tuple[Path, Path, list[Path]]:
 
 def run(code: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess:
     env = os.environ | {"HOME": str(home), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, *code], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, *code], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_the_hostile_init_file_is_live(tmp_path):
@@ -71,12 +76,14 @@ def test_the_cli_reads_no_init_file(tmp_path):
 def test_the_in_process_engine_restores_cwd_and_home(tmp_path):
     """Started in the hostile folder, the engine solves, and leaves cwd and HOME as they were."""
     work, home, markers = hostile_folders(tmp_path)
-    code = ("import os, numpy as np; from circuitep.builders import from_shorthand; "
-            "from circuitep.engines.base import Phase; "
-            "from circuitep.engines.ngspice_engine import NgspiceEngine; "
-            "net = from_shorthand('ff:3-2-2'); "
-            "x = NgspiceEngine().solve(net, Phase(), np.full((1, 3), 0.2)).x; "
-            "print(os.getcwd(), os.environ['HOME'], np.isfinite(x).all())")
+    code = (
+        "import os, numpy as np; from circuitep.builders import from_shorthand; "
+        "from circuitep.engines.base import Phase; "
+        "from circuitep.engines.ngspice_engine import NgspiceEngine; "
+        "net = from_shorthand('ff:3-2-2'); "
+        "x = NgspiceEngine().solve(net, Phase(), np.full((1, 3), 0.2)).x; "
+        "print(os.getcwd(), os.environ['HOME'], np.isfinite(x).all())"
+    )
     done = run(["-c", code], work, home)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(work), str(home), "True"]
@@ -109,8 +116,10 @@ def test_a_timed_out_solve_leaves_the_engine_usable():
     u = np.random.default_rng(0).uniform(0, 1, (3, 64))
     ref = LayeredEngine().solve(net, Phase(), u).x
     engine = NgspiceEngine(form="literal", timeout=SHORT_LIMIT)
-    expected = (r"layered_64_256_10', phase free, operating point ran past the time limit of "
-                r"1e-05 s \(sample\(s\) \[0\]\)")
+    expected = (
+        r"layered_64_256_10', phase free, operating point ran past the time limit of "
+        r"1e-05 s \(sample\(s\) \[0\]\)"
+    )
     with pytest.raises(NgspiceTimeout, match=expected) as caught:
         engine.solve(net, Phase(), u)
     assert caught.value.samples == (0,)
@@ -141,8 +150,9 @@ def test_training_counts_timed_out_samples_as_failures():
     assert (accuracy, failed) == (0.0, 4)
 
 
-@pytest.mark.parametrize("kwargs", [dict(timeout=0), dict(timeout=float("inf")),
-                                    dict(timeout=True)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(timeout=0), dict(timeout=float("inf")), dict(timeout=True)]
+)
 def test_the_time_limit_is_checked(kwargs):
     with pytest.raises(ValueError, match="must be a positive number of seconds"):
         NgspiceEngine(**kwargs)

@@ -33,8 +33,12 @@ def test_pool_matches_numpy_in_every_phase(pool):
     u, y = rng.uniform(0, 1, (9, 12)), rng.uniform(0, 1, (9, 4))
     ref_engine = LayeredEngine()
     x0 = ref_engine.solve(net, Phase(), u).x
-    for phase in (Phase(), Phase("nudged", beta=1e-6), Phase("nudged", beta=-1e-6, aep=True),
-                  Phase("dyadic", beta=1e-4)):
+    for phase in (
+        Phase(),
+        Phase("nudged", beta=1e-6),
+        Phase("nudged", beta=-1e-6, aep=True),
+        Phase("dyadic", beta=1e-4),
+    ):
         got = pool.solve(net, phase, u, y, x0=x0)
         ref = ref_engine.solve(net, phase, u, y, x0=x0)
         assert got.x.shape == ref.x.shape
@@ -80,7 +84,9 @@ def test_memory_stays_flat_over_10000_operating_points(ngspice_engine_factory):
     engine = ngspice_engine_factory("folded")
     net = from_shorthand("ff:16-8-4", seed=0)
     rng = np.random.default_rng(0)
-    engine.solve(net, Phase(), rng.uniform(0, 1, (500, 16)))  # warm-up: circuit loaded, arenas grown
+    engine.solve(
+        net, Phase(), rng.uniform(0, 1, (500, 16))
+    )  # warm-up: circuit loaded, arenas grown
     before = _rss_mb()
     for _ in range(20):
         engine.solve(net, Phase(), rng.uniform(0, 1, (500, 16)))
@@ -88,11 +94,14 @@ def test_memory_stays_flat_over_10000_operating_points(ngspice_engine_factory):
     assert growth < 50, f"resident memory grew by {growth:.1f} MB over 10,000 operating points"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(form="Folded"), r"form = 'Folded' is not one of"),
-    (dict(timeout=0), r"timeout = 0 must be a positive number of seconds"),
-    (dict(tolerances=None), r"tolerances must be a Tolerances, got NoneType"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(form="Folded"), r"form = 'Folded' is not one of"),
+        (dict(timeout=0), r"timeout = 0 must be a positive number of seconds"),
+        (dict(tolerances=None), r"tolerances must be a Tolerances, got NoneType"),
+    ],
+)
 def test_pool_options_are_checked_before_workers_start(kwargs, message):
     """A bad form used to kill every worker at spawn, then read 'its worker crashed or hung'."""
     with pytest.raises(ValueError, match=message):

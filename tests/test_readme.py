@@ -15,7 +15,9 @@ def test_python_example_runs():
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
     assert blocks, "the README has no Python example"
     for block in blocks:
-        result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-c", block], capture_output=True, text=True, cwd=ROOT, timeout=120
+        )
         assert result.returncode == 0, result.stderr
         assert float(result.stdout.split()[0]) > 0.99999  # the printed AEP/exact cosine
 
@@ -30,7 +32,13 @@ def test_quick_start_has_exactly_two_commands_and_ci_runs_the_second():
 
 
 #: The README's MNIST table names algorithms for people; the results file by their keys.
-MNIST_ALGORITHMS = {"AEP": "aep", "EP": "ep", "VF": "vf", "bp (exact)": "bp", "output layer only": "output"}
+MNIST_ALGORITHMS = {
+    "AEP": "aep",
+    "EP": "ep",
+    "VF": "vf",
+    "bp (exact)": "bp",
+    "output layer only": "output",
+}
 
 
 def _shown(stat) -> str:
@@ -42,25 +50,39 @@ def _shown(stat) -> str:
 
 
 #: The settings the README's MNIST tables show, and where their results are committed.
-MNIST_RESULTS = {"feedforward": ("mnist.json", "feedforward"), "layered": ("mnist.json", "layered"),
-                 "layered, cosine lr": ("mnist-cosine.json", "layered")}
+MNIST_RESULTS = {
+    "feedforward": ("mnist.json", "feedforward"),
+    "layered": ("mnist.json", "layered"),
+    "layered, cosine lr": ("mnist-cosine.json", "layered"),
+}
 
 
 def test_mnist_tables_match_the_committed_results():
     section = README.split("## MNIST", 1)[1].split("\n## ", 1)[0]
-    rows = [[cell.strip().replace("*", "") for cell in line.split("|")[1:-1]]
-            for line in section.splitlines() if line.startswith("| ") and not line.startswith("| setting")]
-    results = {name: json.loads((ROOT / "experiments" / "results" / name).read_text())
-               for name in {file for file, _ in MNIST_RESULTS.values()}}
-    expected = {(file, setting, algorithm) for file, setting in MNIST_RESULTS.values()
-                for algorithm in results[file].get(setting, {})}
+    rows = [
+        [cell.strip().replace("*", "") for cell in line.split("|")[1:-1]]
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| setting")
+    ]
+    results = {
+        name: json.loads((ROOT / "experiments" / "results" / name).read_text())
+        for name in {file for file, _ in MNIST_RESULTS.values()}
+    }
+    expected = {
+        (file, setting, algorithm)
+        for file, setting in MNIST_RESULTS.values()
+        for algorithm in results[file].get(setting, {})
+    }
     shown = {(*MNIST_RESULTS[row[0]], MNIST_ALGORITHMS[row[1]]) for row in rows}
     assert shown == expected and len(rows) == len(expected), "one row per committed run"
     for setting, algorithm, seeds, epoch1, epoch20, last in rows:
         file, key = MNIST_RESULTS[setting]
         summary = results[file][key][MNIST_ALGORITHMS[algorithm]]
         if summary is None:  # not run
-            assert (seeds.split()[0], epoch1, epoch20, last) == ("0", "", "", ""), (setting, algorithm)
+            assert (seeds.split()[0], epoch1, epoch20, last) == ("0", "", "", ""), (
+                setting,
+                algorithm,
+            )
             continue
         assert seeds.split()[0] == str(summary["seeds"]), (setting, algorithm)
         assert epoch1 == _shown(summary["test_accuracy_epoch1"]), (setting, algorithm)

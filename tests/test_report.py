@@ -23,9 +23,14 @@ from circuitep.specio import load_spec
 NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
 
 
-def one_node(kind: str, w: float = 3e-5, leak: float = 1e-4, bias: float = 2e-5, cap: float = 1e-12) -> Network:
+def one_node(
+    kind: str, w: float = 3e-5, leak: float = 1e-4, bias: float = 2e-5, cap: float = 1e-12
+) -> Network:
     """An input u driving one output node (leak, bias, capacitance) through a VCCS or a resistor."""
-    groups = (NodeGroup("in", "input", 1), NodeGroup("out", "output", 1, leak=leak, bias=bias, capacitance=cap))
+    groups = (
+        NodeGroup("in", "input", 1),
+        NodeGroup("out", "output", 1, leak=leak, bias=bias, capacitance=cap),
+    )
     return Network("one", groups, (Coupling("c", kind, "in", "out", np.array([[w]])),))
 
 
@@ -40,7 +45,12 @@ def test_one_node_powers_match_the_closed_form(kind):
         want = {"leaks": g * v * v, "bias": -b * v, "transconductors": -w * u * v}
     else:  # (g + w) v = b + w u
         v = (b + w * u) / (g + w)
-        want = {"leaks": g * v * v, "bias": -b * v, "resistors": w * (u - v) ** 2, "inputs": -u * w * (u - v)}
+        want = {
+            "leaks": g * v * v,
+            "bias": -b * v,
+            "resistors": w * (u - v) ** 2,
+            "inputs": -u * w * (u - v),
+        }
     assert x[0, 0] == pytest.approx(v, rel=1e-12)
     for k in report.POWER_CLASSES:
         assert p[k][0] == pytest.approx(want.get(k, 0.0), rel=1e-12, abs=1e-22), k
@@ -54,7 +64,9 @@ def test_one_node_settles_as_its_rc_closed_form():
     tr = report.transient(net, u, np.zeros(1))
     tau = 1e-12 / 1e-4
     assert np.abs(tr.x[:, 0] - v_f * (1 - np.exp(-tr.t / tau))).max() <= 1e-7
-    assert report.settling_time(tr, np.array([v_f]), 1e-3) == pytest.approx(tau * np.log(v_f / 1e-3), rel=1e-4)
+    assert report.settling_time(tr, np.array([v_f]), 1e-3) == pytest.approx(
+        tau * np.log(v_f / 1e-3), rel=1e-4
+    )
 
 
 def phases_of(net):
@@ -91,8 +103,11 @@ def test_source_powers_match_ngspice_source_currents(name, ngspice_engine_factor
     try:
         session.checked("op")
         x = np.array([[session.vector(n)[0] for n in net.free_nodes]])
-        absorbed = {el.name: el.value * session.vector(f"{el.name}#branch")[0]
-                    for el in compiled.netlist.elements() if el.kind == "V"}
+        absorbed = {
+            el.name: el.value * session.vector(f"{el.name}#branch")[0]
+            for el in compiled.netlist.elements()
+            if el.kind == "V"
+        }
     finally:
         session.remove(token)
     p = report.element_powers(net, net.sample.inputs[None], x)
@@ -120,8 +135,10 @@ def test_numpy_and_ngspice_transients_agree(name, ngspice_engine_factory):
     x_aep = NumpyEngine().solve(net, aep, u[None], y[None], x0=free[None], x_init=free[None]).x[0]
     t_stop = report.default_t_stop(net)
     ngspice = report.ngspice_transients(engine)
-    for phase, start, final, tol in [(Phase(), np.zeros(net.n_free), free, 1e-3),
-                                     (aep, free, x_aep, 1e-2 * np.abs(x_aep - free).max())]:
+    for phase, start, final, tol in [
+        (Phase(), np.zeros(net.n_free), free, 1e-3),
+        (aep, free, x_aep, 1e-2 * np.abs(x_aep - free).max()),
+    ]:
         args = (net, u, start, phase, y, free if phase.aep else None, t_stop)
         a, b = report.transient(*args), ngspice(*args)
         on_b = np.stack([np.interp(b.t, a.t, a.x[:, k]) for k in range(net.n_free)], axis=1)
@@ -134,16 +151,38 @@ def test_numpy_and_ngspice_transients_agree(name, ngspice_engine_factory):
 def test_simulate_json_holds_power_energy_and_settling_time(tmp_path, ngspice_engine_factory):
     ngspice_engine_factory("literal")
     out, png = tmp_path / "op.json", tmp_path / "settle.png"
-    assert main(["simulate", str(NETLISTS / "feedforward.toml"), "--json", str(out), "--plot-settle", str(png)]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                str(NETLISTS / "feedforward.toml"),
+                "--json",
+                str(out),
+                "--plot-settle",
+                str(png),
+            ]
+        )
+        == 0
+    )
     rep = json.loads(out.read_text())["report"]
     free = rep["phases"][0]
     assert set(free["power_w"]) == set(report.POWER_CLASSES)
-    assert free["dissipated_w"] == pytest.approx(free["supplied_w"], rel=1e-9) and free["dissipated_w"] > 0
-    assert rep["latency_inference_s"] == free["settling_time_s"] > 0 and free["engine_transient"] == "ngspice"
-    assert rep["energy_per_inference_j"] == pytest.approx(free["dissipated_w"] * free["settling_time_s"])
+    assert (
+        free["dissipated_w"] == pytest.approx(free["supplied_w"], rel=1e-9)
+        and free["dissipated_w"] > 0
+    )
+    assert (
+        rep["latency_inference_s"] == free["settling_time_s"] > 0
+        and free["engine_transient"] == "ngspice"
+    )
+    assert rep["energy_per_inference_j"] == pytest.approx(
+        free["dissipated_w"] * free["settling_time_s"]
+    )
     assert rep["settling_time_numpy_s"] == pytest.approx(free["settling_time_s"], rel=1e-3)
     assert [p["phase"] for p in rep["phases"]] == ["free", "aep(beta=1e-07)", "aep(beta=-1e-07)"]
-    assert rep["energy_per_training_sample_j"] == pytest.approx(sum(p["energy_j"] for p in rep["phases"]))
+    assert rep["energy_per_training_sample_j"] == pytest.approx(
+        sum(p["energy_j"] for p in rep["phases"])
+    )
     assert free["ranges"]["node_min_v"] < free["ranges"]["node_max_v"]
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24])[0] > 0
@@ -151,8 +190,21 @@ def test_simulate_json_holds_power_energy_and_settling_time(tmp_path, ngspice_en
 
 def test_gradcheck_reports_the_physics_of_probe_sample_0(tmp_path, capsys):
     out = tmp_path / "g.json"
-    assert main(["gradcheck", str(NETLISTS / "feedforward.toml"), "--engine", "numpy", "--samples", "2",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "gradcheck",
+                str(NETLISTS / "feedforward.toml"),
+                "--engine",
+                "numpy",
+                "--samples",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     physics = json.loads(out.read_text())["physics"]
     assert physics["energy_per_training_sample_j"] > physics["energy_per_inference_j"] > 0
     assert "energy per inference" in capsys.readouterr().out
@@ -173,10 +225,22 @@ def test_linearised_nudged_transient_settles_as_the_full_one(name):
     u, y = net.sample.inputs, net.sample.targets
     free = NumpyEngine().solve(net, Phase(), u[None]).x[0]
     for phase in phases_of(net)[1:]:
-        x = NumpyEngine().solve(net, phase, u[None], y[None], x0=free[None] if phase.aep else None,
-                                x_init=free[None]).x[0]
+        x = (
+            NumpyEngine()
+            .solve(
+                net,
+                phase,
+                u[None],
+                y[None],
+                x0=free[None] if phase.aep else None,
+                x_init=free[None],
+            )
+            .x[0]
+        )
         args = (net, u, free, phase, y, free if phase.aep else None)
         tol = 1e-2 * np.abs(x - free).max()
         full, linear = report.transient(*args), report.linear_transient(*args)
         assert np.abs(linear.x[-1] - x).max() <= 1e-3 * tol
-        assert report.settling_time(linear, x, tol) == pytest.approx(report.settling_time(full, x, tol), rel=2e-3)
+        assert report.settling_time(linear, x, tol) == pytest.approx(
+            report.settling_time(full, x, tol), rel=2e-3
+        )

@@ -6,8 +6,8 @@ import pytest
 from circuitep.builders import layered
 from circuitep.costs import CrossEntropy
 from circuitep.engines.base import ConvergenceError, Phase
-from circuitep.engines.ngspice_engine import NgspiceError, shared_session
 from circuitep.engines.layered import LayeredEngine
+from circuitep.engines.ngspice_engine import NgspiceError, shared_session
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.spec import Coupling, DiodeModel, Network, NodeGroup
 
@@ -44,10 +44,14 @@ def test_a_new_diode_model_reloads_the_circuit(ngspice_engine_factory):
     u = np.full((1, 3), 0.9)
     for i_sat in (1e-12, 1e-6):
         net = small(diode=DiodeModel(i_sat=i_sat))
-        assert np.abs(engine.solve(net, Phase(), u).x - NUMPY.solve(net, Phase(), u).x).max() <= 1e-6
+        assert (
+            np.abs(engine.solve(net, Phase(), u).x - NUMPY.solve(net, Phase(), u).x).max() <= 1e-6
+        )
 
 
-@pytest.mark.parametrize("text", ["line\x1cR99 out_0 0 1", "page\x0cbreak", "R\u00e9sum\u00e9", "a\u2028b"])
+@pytest.mark.parametrize(
+    "text", ["line\x1cR99 out_0 0 1", "page\x0cbreak", "R\u00e9sum\u00e9", "a\u2028b"]
+)
 def test_descriptions_are_printable_ascii(text):
     net = small()
     with pytest.raises(ValueError, match="printable ASCII"):
@@ -55,11 +59,21 @@ def test_descriptions_are_printable_ascii(text):
 
 
 def test_conductance_scale_ignores_zero_leaks_and_refuses_none():
-    groups = (NodeGroup("in", "input", 1), NodeGroup("h", "hidden", 3, leak=0.0),
-              NodeGroup("out", "output", 1, leak=2e-4))
-    couplings = (Coupling("a", "vccs", "in", "h", [[1e-4]] * 3), Coupling("b", "resistor", "h", "out", [[1e-4] * 3]))
+    groups = (
+        NodeGroup("in", "input", 1),
+        NodeGroup("h", "hidden", 3, leak=0.0),
+        NodeGroup("out", "output", 1, leak=2e-4),
+    )
+    couplings = (
+        Coupling("a", "vccs", "in", "h", [[1e-4]] * 3),
+        Coupling("b", "resistor", "h", "out", [[1e-4] * 3]),
+    )
     assert Network("n", groups, couplings).conductance_scale() == 2e-4
-    no_leak = (groups[0], groups[1], NodeGroup("out", "output", 1, leak=0.0, clamp=(-1.0, 1.0)))  # DC path: diodes
+    no_leak = (
+        groups[0],
+        groups[1],
+        NodeGroup("out", "output", 1, leak=0.0, clamp=(-1.0, 1.0)),
+    )  # DC path: diodes
     with pytest.raises(ValueError, match="no leak conductance"):
         Network("n", no_leak, couplings).conductance_scale()
 
@@ -71,30 +85,56 @@ def test_singular_circuit_is_a_convergence_error_not_a_linalg_error(engine):
     elimination once raised numpy's LinAlgError for the whole batch). At zero input the free state
     is 0 V, where ``F`` already vanishes, but the adjoint circuit has no operating point: the dyadic
     phase says so instead of returning NaN. (A node with no DC path at all is refused by the spec.)"""
-    one = Network("sing", (NodeGroup("in", "input", 1), NodeGroup("h", "hidden", 1, leak=1e-4),
-                           NodeGroup("out", "output", 1)),
-                  (Coupling("a", "vccs", "in", "h", [[1e-4]]), Coupling("c", "vccs", "h", "h", [[1e-4]]),
-                   Coupling("b", "vccs", "h", "out", [[1e-4]])))
-    two = Network("sing2", (NodeGroup("in", "input", 1), NodeGroup("h", "hidden", 2, leak=0.0),
-                            NodeGroup("out", "output", 2)),
-                  (Coupling("a", "vccs", "in", "h", [[1e-4], [1e-4]]),
-                   Coupling("r", "resistor", "h", "out", [[1e-4, 0], [0, 1e-4]]),
-                   Coupling("b", "vccs", "out", "h", [[1e-4, 0], [0, 1e-4]])))
+    one = Network(
+        "sing",
+        (
+            NodeGroup("in", "input", 1),
+            NodeGroup("h", "hidden", 1, leak=1e-4),
+            NodeGroup("out", "output", 1),
+        ),
+        (
+            Coupling("a", "vccs", "in", "h", [[1e-4]]),
+            Coupling("c", "vccs", "h", "h", [[1e-4]]),
+            Coupling("b", "vccs", "h", "out", [[1e-4]]),
+        ),
+    )
+    two = Network(
+        "sing2",
+        (
+            NodeGroup("in", "input", 1),
+            NodeGroup("h", "hidden", 2, leak=0.0),
+            NodeGroup("out", "output", 2),
+        ),
+        (
+            Coupling("a", "vccs", "in", "h", [[1e-4], [1e-4]]),
+            Coupling("r", "resistor", "h", "out", [[1e-4, 0], [0, 1e-4]]),
+            Coupling("b", "vccs", "out", "h", [[1e-4, 0], [0, 1e-4]]),
+        ),
+    )
     for net in (one, two):
-        with pytest.raises(ConvergenceError, match=f"network '{net.name}'.*sample\\(s\\) \\[0, 1\\]; the Jacobian was "
-                                                   "singular"):
+        with pytest.raises(
+            ConvergenceError,
+            match=f"network '{net.name}'.*sample\\(s\\) \\[0, 1\\]; the Jacobian was singular",
+        ):
             engine.solve(net, Phase(), np.array([[0.5], [0.2]]))
     zero = np.zeros((2, 1))
     x0 = engine.solve(one, Phase(), zero).x
-    with pytest.raises(ConvergenceError, match="the Jacobian at the free state is singular for sample\\(s\\) \\[0, 1\\]"):
+    with pytest.raises(
+        ConvergenceError,
+        match="the Jacobian at the free state is singular for sample\\(s\\) \\[0, 1\\]",
+    ):
         engine.solve(one, Phase("dyadic", beta=0.5), zero, np.ones((2, 1)), x0=x0, x_init=x0)
 
 
 def test_cross_entropy_targets_must_be_probabilities():
     net = small()
     with pytest.raises(ValueError, match="cross-entropy targets are probabilities"):
-        NUMPY.solve(net, Phase("nudged", beta=1e-6, cost=CrossEntropy(0.1)), np.full((1, 3), 0.5),
-                    np.array([[1.0, -0.5]]))
+        NUMPY.solve(
+            net,
+            Phase("nudged", beta=1e-6, cost=CrossEntropy(0.1)),
+            np.full((1, 3), 0.5),
+            np.array([[1.0, -0.5]]),
+        )
 
 
 def test_bad_warm_start_is_refused():

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from circuitep.cli import main
 from circuitep.builders import from_shorthand
+from circuitep.cli import main
 from circuitep.datasets import load_dataset
 from circuitep.engines.layered import LayeredEngine
 from circuitep.runs import LOCK_NAME, RunError, train_run
@@ -60,8 +60,13 @@ raise SystemExit(main(sys.argv[1:]))
 
 def child(argv: list[str], action: str, at: int = 0, ready: Path = Path("unused")):
     """The child of CHILD running ``circuitep ARGV`` (a ``subprocess.Popen``)."""
-    return subprocess.Popen([sys.executable, "-c", CHILD, action, str(at), str(ready), *argv],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, action, str(at), str(ready), *argv],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def files(out: Path) -> dict[str, bytes]:
@@ -151,7 +156,9 @@ def test_an_empty_out_is_refused(out, tmp_path, monkeypatch, capsys):
     assert exit_code(XOR + ["--epochs", "1", "--out", out]) == 2
     assert "--out: expected a directory for the run, got an empty path" in capsys.readouterr().err
     with pytest.raises(RunError, match="the run directory .* is an empty path"):
-        train_run(from_shorthand("ff:2-2-2"), load_dataset("xor"), LayeredEngine(), TrainConfig(), out)
+        train_run(
+            from_shorthand("ff:2-2-2"), load_dataset("xor"), LayeredEngine(), TrainConfig(), out
+        )
     assert list(tmp_path.iterdir()) == [], "a refused run wrote into the current directory"
 
 
@@ -162,8 +169,9 @@ def test_a_new_run_in_a_directory_holding_other_files_is_refused(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     assert exit_code(XOR + ["--epochs", "1", "--out", "."]) == 2
     err = capsys.readouterr().err
-    assert ("holds files that are not part of a run (notes.txt, src); choose a new or empty "
-            "directory") in err, err
+    assert (
+        "holds files that are not part of a run (notes.txt, src); choose a new or empty directory"
+    ) in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "src"]
     monkeypatch.chdir(tmp_path / "src")
     assert exit_code(XOR + ["--epochs", "1", "--out", "."]) == 0
@@ -172,18 +180,26 @@ def test_a_new_run_in_a_directory_holding_other_files_is_refused(tmp_path, monke
 
 def test_a_file_size_limit_names_the_file_and_what_to_do(tmp_path):
     """``ulimit -f``: the write fails with EFBIG (SIGXFSZ ignored, as by a shell trapping it)."""
+
     def limit_file_size():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
 
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "circuitep.cli", *XOR, "--epochs", "1", "--out",
-                           str(out)], capture_output=True, text=True, timeout=120,
-                          preexec_fn=limit_file_size, env=ENV)
+    done = subprocess.run(
+        [sys.executable, "-m", "circuitep.cli", *XOR, "--epochs", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_file_size,
+        env=ENV,
+    )
     assert done.returncode == 2, done.stderr
-    assert done.stderr == (f"circuitep: error: cannot write {out / 'checkpoint.npz'} (File too "
-                           "large): the file exceeds the file-size limit (ulimit -f): raise the "
-                           "limit\n"), done.stderr
+    assert done.stderr == (
+        f"circuitep: error: cannot write {out / 'checkpoint.npz'} (File too "
+        "large): the file exceeds the file-size limit (ulimit -f): raise the "
+        "limit\n"
+    ), done.stderr
     assert not [p.name for p in out.iterdir() if "tmp" in p.name], "a partial temporary was left"
 
 
@@ -192,9 +208,11 @@ def test_an_out_where_nobody_may_write_names_it(capsys):
     out = "/sys/circuitep-run"
     assert exit_code(XOR + ["--epochs", "1", "--out", out]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"circuitep: error: cannot create the run directory {out} (Operation "
-                          "not permitted): no permission to write there: choose a directory you "
-                          "may write to"), err
+    assert err.startswith(
+        f"circuitep: error: cannot create the run directory {out} (Operation "
+        "not permitted): no permission to write there: choose a directory you "
+        "may write to"
+    ), err
 
 
 def test_the_mnist_experiment_refuses_a_run_directory_in_use(tmp_path, mnist_dir):
@@ -209,15 +227,34 @@ def test_the_mnist_experiment_refuses_a_run_directory_in_use(tmp_path, mnist_dir
     busy.mkdir(parents=True)
     script = ROOT / "experiments" / "mnist" / "run.py"
     with lock_run(busy):
-        done = subprocess.run([sys.executable, str(script), "--quick", "--config",
-                               str(tmp_path / "config.json"), "--data-dir", str(mnist_dir),
-                               "--runs-dir", str(tmp_path / "runs"), "--results-dir",
-                               str(tmp_path / "results"), "--no-progress", "--setting", "layered",
-                               "--algorithm", "aep"],
-                              capture_output=True, text=True, timeout=300, env=ENV)
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(script),
+                "--quick",
+                "--config",
+                str(tmp_path / "config.json"),
+                "--data-dir",
+                str(mnist_dir),
+                "--runs-dir",
+                str(tmp_path / "runs"),
+                "--results-dir",
+                str(tmp_path / "results"),
+                "--no-progress",
+                "--setting",
+                "layered",
+                "--algorithm",
+                "aep",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=ENV,
+        )
     assert done.returncode == 2, done.stderr[-3000:]
     holder = f"pid {os.getpid()} on {socket.gethostname()}, started "
-    assert done.stderr.startswith(f"run.py: error: {busy} is in use by another run ({holder}"), \
+    assert done.stderr.startswith(f"run.py: error: {busy} is in use by another run ({holder}"), (
         done.stderr
+    )
     assert done.stderr.count("\n") == 1, done.stderr
     assert "Traceback" not in done.stderr and sorted(p.name for p in busy.iterdir()) == []

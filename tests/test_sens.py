@@ -23,8 +23,12 @@ NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
 # current sources, except on strongly conducting diode clamps where the curvature of the diode
 # law over the perturbation gives up to 7.9e-4 (feedforward spec). Bars: cosine >= 0.9999 and
 # relative error <= 2e-3.
-@pytest.mark.parametrize("net", [load_spec(NETLISTS / f"{n}.toml") for n in REFERENCE_SPECS]
-                         + [random_network("nonreciprocal", seed=1)], ids=lambda n: n.name)
+@pytest.mark.parametrize(
+    "net",
+    [load_spec(NETLISTS / f"{n}.toml") for n in REFERENCE_SPECS]
+    + [random_network("nonreciprocal", seed=1)],
+    ids=lambda n: n.name,
+)
 def test_sens_matches_exact_gradient(net, ngspice_engine_factory):
     engine = ngspice_engine_factory("literal")
     u, y = probe_batch(net, 4)
@@ -42,8 +46,22 @@ def test_sens_needs_literal_form(ngspice_engine_factory):
 
 def test_gradcheck_sens_option(tmp_path):
     out = tmp_path / "r.json"
-    assert main(["gradcheck", str(NETLISTS / "layered.toml"), "--form", "literal", "--sens", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "gradcheck",
+                str(NETLISTS / "layered.toml"),
+                "--form",
+                "literal",
+                "--sens",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     import json
+
     report = json.loads(out.read_text())
     assert report["sens"]["cosine"] >= 0.9999
     assert np.isfinite(report["sens"]["rel_error"])

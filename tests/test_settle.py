@@ -131,5 +131,5 @@ def test_a_sample_settles_alone_as_in_its_batch():
     u = np.random.default_rng(0).uniform(0, 1, (50, 12))
     for engine, n in ((LayeredEngine(), 50), (NumpyEngine(), 10)):
         batch = engine.solve(net, Phase(), u[:n]).x
-        alone = np.concatenate([engine.solve(net, Phase(), u[i:i + 1]).x for i in range(n)])
+        alone = np.concatenate([engine.solve(net, Phase(), u[i : i + 1]).x for i in range(n)])
         assert np.abs(batch - alone).max() <= 1e-9, engine.name

@@ -1,13 +1,14 @@
 """Spec files and parameter files: round trips and clear errors."""
 
+from pathlib import Path
+
+import networkx as nx
 import numpy as np
 import pytest
 
 from circuitep.builders import from_graph, random_network
-from circuitep.specio import SpecError, load_params, load_spec, save_params, save_spec, spec_to_toml
 from circuitep.golden import REFERENCE_SPECS
-import networkx as nx
-from pathlib import Path
+from circuitep.specio import SpecError, load_params, load_spec, save_params, save_spec, spec_to_toml
 
 NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
 
@@ -18,8 +19,11 @@ def same(a, b):
         assert np.array_equal(v, b.params()[k]), k
 
 
-@pytest.mark.parametrize("net", [load_spec(NETLISTS / f"{n}.toml") for n in REFERENCE_SPECS]
-                         + [random_network(k, seed=3) for k in ("reciprocal", "nonreciprocal", "feedforward")])
+@pytest.mark.parametrize(
+    "net",
+    [load_spec(NETLISTS / f"{n}.toml") for n in REFERENCE_SPECS]
+    + [random_network(k, seed=3) for k in ("reciprocal", "nonreciprocal", "feedforward")],
+)
 def test_spec_round_trips_exactly(tmp_path, net):
     save_spec(net, tmp_path / "s.toml")
     same(net, load_spec(tmp_path / "s.toml"))
@@ -47,50 +51,91 @@ def test_params_round_trip_and_shape_mismatch(tmp_path):
     save_params(trained, tmp_path / "p.npz")
     same(trained, load_params(net, tmp_path / "p.npz"))
     other = random_network("nonreciprocal", sizes=(4, 6, 3), seed=1)
-    with pytest.raises(SpecError, match=r"parameter 'fwd1' has shape \(5, 4\), the network needs \(6, 4\)"):
+    with pytest.raises(
+        SpecError, match=r"parameter 'fwd1' has shape \(5, 4\), the network needs \(6, 4\)"
+    ):
         load_params(other, tmp_path / "p.npz")
     with pytest.raises(SpecError, match="cannot read parameters"):
         load_params(net, tmp_path / "missing.npz")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 2\nsizee = 3\n", r"unknown key\(s\) \['sizee'\]"),
-    ("name = 'x'\nbogus = 1\n", r"unknown key\(s\) \['bogus'\]"),
-    ("name = 'x'\n[[groups]\n", "not valid TOML"),
-    ("[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\nsize = 1\n",
-     "missing top-level name"),
-    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-     "size = 1\n[[couplings]]\nname = 'c'\nkind = 'resistor'\nsrc = 'in'\ndst = 'o'\n", r"couplings\[0\]: missing key\(s\) \['weight'\]"),
-    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-     "size = 1\n[[couplings]]\nname = 'c'\nkind = 'resistor'\nsrc = 'in'\ndst = 'o'\nweight = [[-1e-4]]\n",
-     r"couplings\['c'\].weight\[0, 0\] = -0.0001 is negative"),
-    # TOML booleans and strings are not numbers, and numbers are not mask booleans: no silent casts
-    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-     "size = 1\nleak = '1e-4'\n", r"groups\['o'\].leak must be a number or a list of numbers, got '1e-4'"),
-    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-     "size = 1\nclamp = [false, true]\n", r"groups\['o'\].clamp must be a number or a list of numbers, got False"),
-    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-     "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [true]]\n",
-     r"couplings\['c'\].weight must be a matrix of numbers, got True"),
-    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-     "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [1e-4, 2e-4]]\n",
-     r"couplings\['c'\].weight must be a matrix of numbers \(rows of equal length\)"),
-    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-     "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [1e-4]]\n"
-     "mask = [['false'], ['true']]\n", r"couplings\['c'\].mask must be a matrix of booleans, got 'false'"),
-    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-     "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [1e-4]]\n"
-     "mask = [[0.5], [1]]\n", r"couplings\['c'\].mask must be a matrix of booleans, got 0.5"),
-    ("name = 'x'\n[[groups]]\nname = 'in'\nsize = 1\n", r"groups\[0\]: missing key\(s\) \['role'\]"),
-    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 2\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-     "size = 1\n[sample]\ninputs = ['1', 0]\n", r"sample.inputs must be a number or a list of numbers, got '1'"),
-    # keys that would do nothing: input groups are held by sources; only tanh couplings saturate
-    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\nclamp = [0, 1]\n",
-     r"groups\[0\] is an input group, held by voltage sources: \['clamp'\] would do nothing there"),
-    ("name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-     "size = 1\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4]]\nv_sat = 0.5\n",
-     r"couplings\[0\] has v_sat, which only saturating \(tanh\) couplings use"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 2\nsizee = 3\n",
+            r"unknown key\(s\) \['sizee'\]",
+        ),
+        ("name = 'x'\nbogus = 1\n", r"unknown key\(s\) \['bogus'\]"),
+        ("name = 'x'\n[[groups]\n", "not valid TOML"),
+        (
+            "[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\nsize = 1\n",
+            "missing top-level name",
+        ),
+        (
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+            "size = 1\n[[couplings]]\nname = 'c'\nkind = 'resistor'\nsrc = 'in'\ndst = 'o'\n",
+            r"couplings\[0\]: missing key\(s\) \['weight'\]",
+        ),
+        (
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+            "size = 1\n[[couplings]]\nname = 'c'\nkind = 'resistor'\nsrc = 'in'\ndst = 'o'\nweight = [[-1e-4]]\n",
+            r"couplings\['c'\].weight\[0, 0\] = -0.0001 is negative",
+        ),
+        # TOML booleans and strings are not numbers, and numbers are not mask booleans: no silent casts
+        (
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+            "size = 1\nleak = '1e-4'\n",
+            r"groups\['o'\].leak must be a number or a list of numbers, got '1e-4'",
+        ),
+        (
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+            "size = 1\nclamp = [false, true]\n",
+            r"groups\['o'\].clamp must be a number or a list of numbers, got False",
+        ),
+        (
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+            "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [true]]\n",
+            r"couplings\['c'\].weight must be a matrix of numbers, got True",
+        ),
+        (
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+            "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [1e-4, 2e-4]]\n",
+            r"couplings\['c'\].weight must be a matrix of numbers \(rows of equal length\)",
+        ),
+        (
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+            "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [1e-4]]\n"
+            "mask = [['false'], ['true']]\n",
+            r"couplings\['c'\].mask must be a matrix of booleans, got 'false'",
+        ),
+        (
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+            "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [1e-4]]\n"
+            "mask = [[0.5], [1]]\n",
+            r"couplings\['c'\].mask must be a matrix of booleans, got 0.5",
+        ),
+        (
+            "name = 'x'\n[[groups]]\nname = 'in'\nsize = 1\n",
+            r"groups\[0\]: missing key\(s\) \['role'\]",
+        ),
+        (
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 2\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+            "size = 1\n[sample]\ninputs = ['1', 0]\n",
+            r"sample.inputs must be a number or a list of numbers, got '1'",
+        ),
+        # keys that would do nothing: input groups are held by sources; only tanh couplings saturate
+        (
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\nclamp = [0, 1]\n",
+            r"groups\[0\] is an input group, held by voltage sources: \['clamp'\] would do nothing there",
+        ),
+        (
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+            "size = 1\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4]]\nv_sat = 0.5\n",
+            r"couplings\[0\] has v_sat, which only saturating \(tanh\) couplings use",
+        ),
+    ],
+)
 def test_bad_spec_files_are_refused_naming_the_field(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)

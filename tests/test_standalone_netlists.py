@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import gate_ngspice
 
 from circuitep.cli import main
 from circuitep.engines.base import Phase
@@ -18,7 +19,6 @@ from circuitep.estimators import exact_adjoint
 from circuitep.golden import GOLDEN_BETA, REFERENCE_SPECS
 from circuitep.spec import Coupling, Network, NodeGroup, Sample
 from circuitep.specio import load_spec, save_spec
-from conftest import gate_ngspice
 
 NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
 FILES = sorted(NETLISTS.glob("*/*.cir"))
@@ -38,7 +38,9 @@ def ngspice_binary(request):
 
 def run_alone(binary: str, path: Path, cwd: Path) -> dict[str, float]:
     """Node voltages a netlist prints when run by itself: ``ngspice -b -n FILE``."""
-    done = subprocess.run([binary, "-b", "-n", str(path)], cwd=cwd, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [binary, "-b", "-n", str(path)], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return {name: float(v) for name, v in _PRINTED.findall(done.stdout)}
 
@@ -52,8 +54,12 @@ def numpy_states(name: str) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     nudged = engine.solve(net, Phase("nudged", GOLDEN_BETA), u, y, x_init=free).x
     aep = engine.solve(net, Phase("nudged", GOLDEN_BETA, aep=True), u, y, x0=free, x_init=free).x
     dyadic = engine.solve(net, Phase("dyadic", GOLDEN_BETA), u, y, x_init=free)
-    return {"free": (free[0], None), "nudged": (nudged[0], None), "aep": (aep[0], None),
-            "dyadic": (dyadic.x[0], dyadic.adjoint[0])}
+    return {
+        "free": (free[0], None),
+        "nudged": (nudged[0], None),
+        "aep": (aep[0], None),
+        "dyadic": (dyadic.x[0], dyadic.adjoint[0]),
+    }
 
 
 def test_every_reference_spec_has_its_netlists_here():
@@ -132,7 +138,10 @@ def test_a_nudged_compile_without_targets_is_refused(tmp_path, capsys, phase):
     """ff:16-8-4 has no sample, so no targets: the nudge would pull toward made-up 0.25 V targets."""
     code, out, _ = compile_cli(tmp_path, "ff:16-8-4", "--phase", phase)
     assert code == 2 and not out.exists()
-    assert f"--phase {phase} nudges the outputs toward targets: pass --targets" in capsys.readouterr().err
+    assert (
+        f"--phase {phase} nudges the outputs toward targets: pass --targets"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_shorthand_compiles_with_the_default_sample(tmp_path):
@@ -155,10 +164,15 @@ def test_compile_of_a_circuit_without_an_operating_point(tmp_path, capsys):
     """The free state only adds comments to a free netlist; an AEP netlist needs it for K x0. A
     transconductor from a node to itself of gain equal to its leak leaves KCL singular."""
     groups = (NodeGroup("in", "input", 1), NodeGroup("out", "output", 1, leak=1e-4, bias=1e-5))
-    couplings = (Coupling("fwd", "vccs", "in", "out", np.array([[1e-4]])),
-                 Coupling("loop", "vccs", "out", "out", np.array([[1e-4]])))
+    couplings = (
+        Coupling("fwd", "vccs", "in", "out", np.array([[1e-4]])),
+        Coupling("loop", "vccs", "out", "out", np.array([[1e-4]])),
+    )
     spec = tmp_path / "singular.toml"
-    save_spec(Network("singular", groups, couplings, sample=Sample(np.array([0.5]), np.array([1.0]))), spec)
+    save_spec(
+        Network("singular", groups, couplings, sample=Sample(np.array([0.5]), np.array([1.0]))),
+        spec,
+    )
     code, out, _ = compile_cli(tmp_path, str(spec))
     assert code == 0 and "gloop_0_0" in out.read_text() and "nodes span" not in out.read_text()
     code, _, _ = compile_cli(tmp_path, str(spec), "--phase", "aep")

@@ -4,14 +4,13 @@ and numbers reach netlists only through ``spice_number`` (STYLE.md item 7)."""
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from circuitep import builders
-from circuitep.compiler import compile_network
 from circuitep.engines.base import Phase
 from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.numpy_engine import NumpyEngine
@@ -30,7 +29,9 @@ def vccs(name="c", src="in", dst="out", weight=((1e-4, 1e-4),), kind="vccs"):
 
 
 def test_negative_conductance_refused():
-    with pytest.raises(ValueError, match=re.escape("couplings['c'].weight[0, 1] = -0.0001 is negative")):
+    with pytest.raises(
+        ValueError, match=re.escape("couplings['c'].weight[0, 1] = -0.0001 is negative")
+    ):
         vccs(kind="resistor", weight=((1e-4, -1e-4),))
 
 
@@ -41,7 +42,9 @@ def test_negative_transconductance_allowed():
 @pytest.mark.parametrize("bad, text", [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")])
 @pytest.mark.parametrize("kind", ["resistor", "vccs", "tanh"])
 def test_non_finite_weights_refused(kind, bad, text):
-    with pytest.raises(ValueError, match=re.escape(f"couplings['c'].weight[0, 1] = {text} is not finite")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"couplings['c'].weight[0, 1] = {text} is not finite")
+    ):
         vccs(kind=kind, weight=((1e-4, bad),))
 
 
@@ -60,15 +63,21 @@ def test_weight_not_a_matrix_refused():
 
 
 def test_weight_shape_mismatch_refused():
-    with pytest.raises(ValueError, match=re.escape(
-            "couplings['c'].weight has shape (2, 1), expected (1, 2) = (out.size, in.size)")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "couplings['c'].weight has shape (2, 1), expected (1, 2) = (out.size, in.size)"
+        ),
+    ):
         Network("n", (IN, OUT), (vccs(weight=((1e-4,), (1e-4,))),))
 
 
 @pytest.mark.parametrize("end", ["src", "dst"])
 def test_unknown_group_in_coupling_refused(end):
     kwargs = {"src": "in", "dst": "out", end: "nope"}
-    with pytest.raises(ValueError, match=re.escape(f"couplings['c'].{end} = 'nope' is not a group")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"couplings['c'].{end} = 'nope' is not a group")
+    ):
         Network("n", (IN, OUT), (vccs(**kwargs),))
 
 
@@ -130,7 +139,9 @@ def test_non_string_names_are_type_errors():
 @pytest.mark.parametrize("word", ["shell", "control", "endc", "gnd", "include"])
 def test_spice_command_words_refused_as_names(word):
     """ngspice command words and ground's names are refused even though they are identifiers."""
-    with pytest.raises(ValueError, match=re.escape(f"groups['{word}'].name = '{word}' is reserved")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"groups['{word}'].name = '{word}' is reserved")
+    ):
         NodeGroup(word, "input", 1)
     with pytest.raises(ValueError, match="is reserved"):
         Coupling(word, "resistor", "a", "b", [[1e-4]])
@@ -138,7 +149,9 @@ def test_spice_command_words_refused_as_names(word):
 
 def test_adjoint_prefix_refused_as_coupling_name():
     """Coupling ``x``'s adjoint elements are named ``radj_x_i_j``: a coupling ``adj_x`` would collide."""
-    with pytest.raises(ValueError, match=r"couplings\['adj_x'\]\.name = 'adj_x': the prefix 'adj_' is reserved"):
+    with pytest.raises(
+        ValueError, match=r"couplings\['adj_x'\]\.name = 'adj_x': the prefix 'adj_' is reserved"
+    ):
         Coupling("adj_x", "resistor", "a", "b", [[1e-4]])
     Coupling("x_adj", "resistor", "a", "b", [[1e-4]])  # elsewhere in the name it is fine
 
@@ -162,28 +175,38 @@ def test_duplicate_coupling_names_refused():
 
 
 def test_inverted_group_size_mismatch_refused():
-    with pytest.raises(ValueError, match=re.escape("groups['inn'].size = 3 differs from the size of 'in' (2)")):
+    with pytest.raises(
+        ValueError, match=re.escape("groups['inn'].size = 3 differs from the size of 'in' (2)")
+    ):
         Network("n", (IN, NodeGroup("inn", "input", 3, invert="in"), OUT))
 
 
 def test_inverting_a_missing_group_refused():
-    with pytest.raises(ValueError, match=re.escape("groups['inn'].invert = 'nope' is not a primary input group")):
+    with pytest.raises(
+        ValueError, match=re.escape("groups['inn'].invert = 'nope' is not a primary input group")
+    ):
         Network("n", (IN, NodeGroup("inn", "input", 2, invert="nope"), OUT))
 
 
 def test_invert_on_a_free_group_refused():
-    with pytest.raises(ValueError, match=re.escape("groups['h'].invert is only meaningful for input groups")):
+    with pytest.raises(
+        ValueError, match=re.escape("groups['h'].invert is only meaningful for input groups")
+    ):
         NodeGroup("h", "hidden", 2, invert="in")
 
 
 def test_clamp_order_checked():
-    with pytest.raises(ValueError, match=re.escape("groups['h'].clamp = (0.5, -0.5) needs v_lo < v_hi")):
+    with pytest.raises(
+        ValueError, match=re.escape("groups['h'].clamp = (0.5, -0.5) needs v_lo < v_hi")
+    ):
         NodeGroup("h", "hidden", 1, clamp=(0.5, -0.5))
 
 
 @pytest.mark.parametrize("size", [0, -1, 1.5, True])
 def test_group_size_checked(size):
-    with pytest.raises(ValueError, match=re.escape(f"groups['h'].size = {size!r} must be a positive integer")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"groups['h'].size = {size!r} must be a positive integer")
+    ):
         NodeGroup("h", "hidden", size)
 
 
@@ -220,9 +243,11 @@ def test_phase_checks():
 
 
 def engine_params():
-    return [pytest.param("numpy", id="numpy"),
-            pytest.param("literal", id="ngspice-literal", marks=pytest.mark.ngspice),
-            pytest.param("folded", id="ngspice-folded", marks=pytest.mark.ngspice)]
+    return [
+        pytest.param("numpy", id="numpy"),
+        pytest.param("literal", id="ngspice-literal", marks=pytest.mark.ngspice),
+        pytest.param("folded", id="ngspice-folded", marks=pytest.mark.ngspice),
+    ]
 
 
 @pytest.fixture
@@ -240,7 +265,9 @@ def net():
 @pytest.mark.parametrize("engine", engine_params(), indirect=True)
 @pytest.mark.parametrize("shape", [(4,), (2, 3), (2, 5), (1, 2, 4)])
 def test_engine_refuses_inputs_of_wrong_shape(engine, net, shape):
-    with pytest.raises(ValueError, match=re.escape(f"inputs have shape {shape}, expected (batch, 4)")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"inputs have shape {shape}, expected (batch, 4)")
+    ):
         engine.solve(net, Phase(), np.zeros(shape))
 
 
@@ -249,7 +276,9 @@ def test_engine_refuses_bad_batches(engine, net):
     u = np.zeros((2, 4))
     with pytest.raises(ValueError, match="inputs contain NaN or infinite values"):
         engine.solve(net, Phase(), np.array([[0.0, np.nan, 0.0, 0.0]]))
-    with pytest.raises(ValueError, match=re.escape("the nudged phase needs targets of shape (2, 3)")):
+    with pytest.raises(
+        ValueError, match=re.escape("the nudged phase needs targets of shape (2, 3)")
+    ):
         engine.solve(net, Phase("nudged", 1e-6), u)
     with pytest.raises(ValueError, match=re.escape("targets have shape (2, 2), expected (2, 3)")):
         engine.solve(net, Phase("nudged", 1e-6), u, np.zeros((2, 2)))
@@ -262,15 +291,21 @@ def test_engine_refuses_bad_batches(engine, net):
 # ------------------------------------------------------------------------------------ netlists
 
 
-@pytest.mark.parametrize("node", ["a b", "a\n", "a\nb", "a\r", "A", "", "a;b", "a.b", "v(a)", "a=1"], ids=repr)
+@pytest.mark.parametrize(
+    "node", ["a b", "a\n", "a\nb", "a\r", "A", "", "a;b", "a.b", "v(a)", "a=1"], ids=repr
+)
 def test_element_node_names_checked(node):
-    with pytest.raises(ValueError, match=re.escape(f"r1.nodes[1] = {node!r} is not a valid SPICE identifier")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"r1.nodes[1] = {node!r} is not a valid SPICE identifier")
+    ):
         Element("R", "r1", ("n1", node), 1e3)
 
 
 @pytest.mark.parametrize("name", ["r 1", "r1\n", "r1\n.control", "R1", ".r1", "r1;x"], ids=repr)
 def test_element_names_checked(name):
-    with pytest.raises(ValueError, match=re.escape(f"element name = {name!r} is not a valid SPICE identifier")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"element name = {name!r} is not a valid SPICE identifier")
+    ):
         Element("R", name, ("n1", "0"), 1e3)
 
 
@@ -296,8 +331,15 @@ def test_element_values_must_be_finite(value):
 NUMBER = re.compile(r"-?(?:\d+\.\d*|\d+|\.\d+)(?:e[+-]?\d+)?")
 
 
-@pytest.mark.parametrize("value, text", [(float("nan"), "nan"), (float("inf"), "inf"),
-                                         (-float("inf"), "-inf"), (np.float64("nan"), "nan")])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        (-float("inf"), "-inf"),
+        (np.float64("nan"), "nan"),
+    ],
+)
 def test_spice_number_refuses_non_finite(value, text):
     with pytest.raises(ValueError, match=f"cannot write {text} into a netlist"):
         spice_number(value)
@@ -316,11 +358,46 @@ def _check_number(x: float) -> None:
     assert math.copysign(1, float(s)) == math.copysign(1, float(x)) or float(x) == 0
 
 
-@pytest.mark.parametrize("value", [
-    0.0, -0.0, 1.0, -1.0, 0.1, 1e-3, 1e-6, 1e-9, 1e-12, 1e-15, 1e3, 1e6, 1e9, 1e12, 1e15, 1e16, 1e18,
-    1e-300, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, -1.7976931348623157e308,
-    0.025864186384551112, 1 / 3, 123456789.123456789, 4.7e3, 2.2e-6, 3, -7, 10**15, np.float64(0.3),
-    np.float32(0.1), np.int64(42), np.float64(1e-5)], ids=repr)
+@pytest.mark.parametrize(
+    "value",
+    [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.1,
+        1e-3,
+        1e-6,
+        1e-9,
+        1e-12,
+        1e-15,
+        1e3,
+        1e6,
+        1e9,
+        1e12,
+        1e15,
+        1e16,
+        1e18,
+        1e-300,
+        5e-324,
+        2.2250738585072014e-308,
+        1.7976931348623157e308,
+        -1.7976931348623157e308,
+        0.025864186384551112,
+        1 / 3,
+        123456789.123456789,
+        4.7e3,
+        2.2e-6,
+        3,
+        -7,
+        10**15,
+        np.float64(0.3),
+        np.float32(0.1),
+        np.int64(42),
+        np.float64(1e-5),
+    ],
+    ids=repr,
+)
 def test_spice_number_examples(value):
     _check_number(value)
 
@@ -337,8 +414,14 @@ def test_spice_number_random_floats_round_trip():
     """No hypothesis in this environment: 20,000 random doubles over the whole exponent range, plus
     random bit patterns (subnormals included)."""
     rng = np.random.default_rng(2024)
-    mags = 10.0 ** rng.uniform(-323, 307, 10_000) * rng.uniform(1, 10, 10_000) * rng.choice([-1, 1], 10_000)
-    bits = rng.integers(0, 2**64, 10_000, dtype=np.uint64, endpoint=False).view(np.float64)  # any sign
+    mags = (
+        10.0 ** rng.uniform(-323, 307, 10_000)
+        * rng.uniform(1, 10, 10_000)
+        * rng.choice([-1, 1], 10_000)
+    )
+    bits = rng.integers(0, 2**64, 10_000, dtype=np.uint64, endpoint=False).view(
+        np.float64
+    )  # any sign
     values = np.concatenate([mags, bits])
     values = values[np.isfinite(values)]
     assert values.size > 19_000
@@ -356,21 +439,57 @@ def test_free_nodes_without_a_dc_path_to_ground_are_refused():
     with pytest.raises(ValueError, match=r"free node\(s\) h_1, out_0 have no DC path to ground"):
         Network("n", (IN, hid, out), (drive, to_out))
     # a resistor chain to a leaky node, a resistor to an input, or a clamp each give one
-    assert Network("n", (IN, hid, out), (drive, to_out, Coupling("r", "resistor", "h", "h", [[0, 1e-4], [1e-4, 0]]),
-                                         Coupling("ro", "resistor", "h", "out", [[0.0, 1e-4]]))).floating_nodes() == []
-    assert Network("n", (IN, NodeGroup("h", "hidden", 2, leak=0.0), out),
-                   (Coupling("r", "resistor", "in", "h", [[1e-4, 0], [0, 1e-4]]),
-                    Coupling("ro", "resistor", "h", "out", [[1e-4, 0.0]]))).floating_nodes() == []
-    assert Network("n", (IN, NodeGroup("h", "hidden", 2, leak=0.0, clamp=(-1, 1)), NodeGroup(
-        "out", "output", 1, clamp=(-1, 1), leak=0.0)), (drive, to_out)).floating_nodes() == []
+    assert (
+        Network(
+            "n",
+            (IN, hid, out),
+            (
+                drive,
+                to_out,
+                Coupling("r", "resistor", "h", "h", [[0, 1e-4], [1e-4, 0]]),
+                Coupling("ro", "resistor", "h", "out", [[0.0, 1e-4]]),
+            ),
+        ).floating_nodes()
+        == []
+    )
+    assert (
+        Network(
+            "n",
+            (IN, NodeGroup("h", "hidden", 2, leak=0.0), out),
+            (
+                Coupling("r", "resistor", "in", "h", [[1e-4, 0], [0, 1e-4]]),
+                Coupling("ro", "resistor", "h", "out", [[1e-4, 0.0]]),
+            ),
+        ).floating_nodes()
+        == []
+    )
+    assert (
+        Network(
+            "n",
+            (
+                IN,
+                NodeGroup("h", "hidden", 2, leak=0.0, clamp=(-1, 1)),
+                NodeGroup("out", "output", 1, clamp=(-1, 1), leak=0.0),
+            ),
+            (drive, to_out),
+        ).floating_nodes()
+        == []
+    )
 
 
 def test_voltages_beyond_max_volts_are_refused():
     """Clamp rails at 1e30 V left ngspice at 0 V where the numpy engines found 0.1 V."""
-    with pytest.raises(ValueError, match=r"groups\['out'\]\.clamp\[1\] = 1e\+30 V is beyond \+-1000 V"):
+    with pytest.raises(
+        ValueError, match=r"groups\['out'\]\.clamp\[1\] = 1e\+30 V is beyond \+-1000 V"
+    ):
         NodeGroup("out", "output", 1, clamp=(-1.0, 1e30))
     with pytest.raises(ValueError, match=r"sample\.inputs\[0\] = -2000 V is beyond"):
-        Network("n", (IN, OUT), (Coupling("r", "resistor", "in", "out", [[1e-4, 1e-4]]),), sample=Sample([-2e3, 0]))
+        Network(
+            "n",
+            (IN, OUT),
+            (Coupling("r", "resistor", "in", "out", [[1e-4, 1e-4]]),),
+            sample=Sample([-2e3, 0]),
+        )
     net = Network("n", (IN, OUT), (Coupling("r", "resistor", "in", "out", [[1e-4, 1e-4]]),))
     with pytest.raises(ValueError, match=r"inputs contain 5000 V, beyond \+-1000 V"):
         NumpyEngine().solve(net, Phase(), np.array([[0.0, 5e3]]))
@@ -381,8 +500,11 @@ def test_voltages_beyond_max_volts_are_refused():
 def test_huge_conductances_do_not_break_the_stability_check():
     """A 1e308 S leak shorts its node to ground: the operating point is 0 V and stable (the check
     used to overflow into numpy's 'Array must not contain infs or NaNs')."""
-    net = Network("n", (IN, NodeGroup("out", "output", 1, leak=1e308)),
-                  (Coupling("r", "resistor", "in", "out", [[1e-4, 1e-4]]),))
+    net = Network(
+        "n",
+        (IN, NodeGroup("out", "output", 1, leak=1e308)),
+        (Coupling("r", "resistor", "in", "out", [[1e-4, 1e-4]]),),
+    )
     op = NumpyEngine().solve(net, Phase(), np.array([[1.0, 0.5]]))
     assert abs(op.x[0, 0]) < 1e-300 and op.stable.tolist() == [True]
     with pytest.raises(ValueError, match=r"diode\.i_sat = 1e\+300 A is beyond 1 A"):
@@ -396,16 +518,21 @@ def test_layer_sizes_must_be_whole_numbers():
 
 @pytest.mark.parametrize("extra", [dict(clamp=(0.0, 1.0)), dict(bias=1e-6)])
 def test_input_groups_refuse_a_clamp_or_bias(extra):
-    with pytest.raises(ValueError, match=r"groups\['in'\] is an input group, held by voltage sources"):
+    with pytest.raises(
+        ValueError, match=r"groups\['in'\] is an input group, held by voltage sources"
+    ):
         NodeGroup("in", "input", 2, **extra)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(kind="nudged", beta="1e-6"), r"beta = '1e-6' must be a finite real number"),
-    (dict(kind="nudged", beta=1j), r"beta = 1j must be a finite real number"),
-    (dict(kind="nudged", beta=1e-6, aep="no"), r"aep = 'no' must be True or False"),
-    (dict(kind="nudged", beta=1e-6, cost="xent"), r"cost = 'xent' must be a cost object"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(kind="nudged", beta="1e-6"), r"beta = '1e-6' must be a finite real number"),
+        (dict(kind="nudged", beta=1j), r"beta = 1j must be a finite real number"),
+        (dict(kind="nudged", beta=1e-6, aep="no"), r"aep = 'no' must be True or False"),
+        (dict(kind="nudged", beta=1e-6, cost="xent"), r"cost = 'xent' must be a cost object"),
+    ],
+)
 def test_phase_refuses_values_of_the_wrong_type(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Phase(**kwargs)
@@ -444,8 +571,10 @@ def test_with_params_checks_the_new_values_and_shares_the_validated_structure():
         ({"fwd1": np.full((3, 4), 2e6)}, r"couplings\['fwd1'\].weight\[0, 0\] = 2000000.0 S is "),
         ({"res1": np.full((3, 4), -1e-4)}, r"couplings\['res1'\].weight\[0, 0\] = -0.0001 is neg"),
         ({"h1.bias": np.full(3, 2e3)}, r"groups\['h1'\].bias\[0\] = 2000.0 A is beyond 1000 A"),
-        ({"h1.leak": np.zeros(3), "res1": np.zeros((3, 4)), "res2": np.zeros((2, 3))},
-         r"free node\(s\) h1_0, h1_1, h1_2 have no DC path to ground"),
+        (
+            {"h1.leak": np.zeros(3), "res1": np.zeros((3, 4)), "res2": np.zeros((2, 3))},
+            r"free node\(s\) h1_0, h1_1, h1_2 have no DC path to ground",
+        ),
     ]:
         with pytest.raises(ValueError, match=message):
             net.with_params(params)
@@ -461,15 +590,26 @@ def test_from_graph_refuses_transconductors_on_an_undirected_graph():
     g.add_node("o", role="output")
     g.add_edge("a", "h", kind="vccs", weight=1e-4)
     g.add_edge("h", "o", kind="vccs", weight=1e-4)
-    with pytest.raises(ValueError, match=r"a vccs transconductor has a direction; build the network from an nx.DiGraph"):
+    with pytest.raises(
+        ValueError,
+        match=r"a vccs transconductor has a direction; build the network from an nx.DiGraph",
+    ):
         builders.from_graph(g)
 
 
 def test_loop_gain_without_leaks_is_infinite_not_a_linalg_error():
     from circuitep.gradcheck import loop_gain
 
-    net = builders.layered([4, 3, 2], forward="vccs", backward="vccs", symmetric_backward=True, leak=0.0,
-                           clamp=(0.4, 0.6), output_clamp=True, seed=0)
+    net = builders.layered(
+        [4, 3, 2],
+        forward="vccs",
+        backward="vccs",
+        symmetric_backward=True,
+        leak=0.0,
+        clamp=(0.4, 0.6),
+        output_clamp=True,
+        seed=0,
+    )
     assert loop_gain(net) == float("inf")
 
 
@@ -487,12 +627,15 @@ def test_estimate_refuses_an_x0_that_is_not_the_free_state():
         estimate("aep", net, NumpyEngine(), u, y, beta=1e-6, x0=np.zeros((2, 4)))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(vtol=1.0), r"vtol = 1.0 must be in \(0, 1e-06\]"),
-    (dict(vtol=-1.0), r"vtol = -1.0 must be in"),
-    (dict(itol=1e-4), r"itol = 0.0001 must be in \(0, 1e-09\]"),
-    (dict(max_iter=2.5), r"max_iter = 2.5 must be a positive whole number"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(vtol=1.0), r"vtol = 1.0 must be in \(0, 1e-06\]"),
+        (dict(vtol=-1.0), r"vtol = -1.0 must be in"),
+        (dict(itol=1e-4), r"itol = 0.0001 must be in \(0, 1e-09\]"),
+        (dict(max_iter=2.5), r"max_iter = 2.5 must be a positive whole number"),
+    ],
+)
 @pytest.mark.parametrize("engine", [NumpyEngine, LayeredEngine], ids=["numpy", "layered"])
 def test_engine_options_are_checked(engine, kwargs, message):
     """vtol 1 V let Newton stop 0.94 V from the operating point."""
@@ -506,15 +649,25 @@ def test_network_parts_must_have_their_types():
     with pytest.raises(TypeError, match=r"couplings\[0\] must be a Coupling, got str"):
         Network("n", (IN, OUT), ("x",))
     with pytest.raises(TypeError, match="sample must be a Sample or None, got list"):
-        Network("n", (IN, OUT), (Coupling("r", "resistor", "in", "out", [[1e-4, 1e-4]]),), sample=[1, 2])
+        Network(
+            "n", (IN, OUT), (Coupling("r", "resistor", "in", "out", [[1e-4, 1e-4]]),), sample=[1, 2]
+        )
 
 
-@pytest.mark.parametrize("node_attrs, edge_attrs, message", [
-    (dict(lek=1e-3), {}, r"graph node 'h': attribute\(s\) \['lek'\] unknown or meaningless for a hidden node"),
-    ({}, dict(weight=True), r"graph edge 'a' -> 'h': weight = True must be a number"),
-    ({}, dict(weight="1e-4"), r"graph edge 'a' -> 'h': weight = '1e-4' must be a number"),
-    ({}, dict(v_sat=0.2), r"attribute\(s\) \['v_sat'\] unknown for a vccs edge"),
-], ids=["misspelt-leak", "bool-weight", "string-weight", "v_sat-on-vccs"])
+@pytest.mark.parametrize(
+    "node_attrs, edge_attrs, message",
+    [
+        (
+            dict(lek=1e-3),
+            {},
+            r"graph node 'h': attribute\(s\) \['lek'\] unknown or meaningless for a hidden node",
+        ),
+        ({}, dict(weight=True), r"graph edge 'a' -> 'h': weight = True must be a number"),
+        ({}, dict(weight="1e-4"), r"graph edge 'a' -> 'h': weight = '1e-4' must be a number"),
+        ({}, dict(v_sat=0.2), r"attribute\(s\) \['v_sat'\] unknown for a vccs edge"),
+    ],
+    ids=["misspelt-leak", "bool-weight", "string-weight", "v_sat-on-vccs"],
+)
 def test_from_graph_refuses_attributes_it_would_ignore_or_convert(node_attrs, edge_attrs, message):
     import networkx as nx
 

@@ -17,16 +17,43 @@ import pytest
 
 from circuitep.builders import layered
 from circuitep.cli import main
-from circuitep.costs import CrossEntropy
 from circuitep.compiler import FORMS, PHASES, compile_network
+from circuitep.costs import CrossEntropy
 from circuitep.golden import GOLDEN_BETA, REFERENCE_SPECS
 from circuitep.netlist import DialectError, Element, Netlist, Section, write_xyce
 from circuitep.specio import load_spec
 
 NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
-OPTIONS = {"DEVICE": {"GMIN", "TEMP", "TNOM"}, "NONLIN": {"RELTOL", "ABSTOL", "MAXSTEP", "DELTAXTOL", "RHSTOL"}}
-DIODE_PARAMS = {"AF", "BV", "CJ", "CJ0", "CJO", "EG", "FC", "IBV", "IKF", "IRF", "IS", "ISR", "JS", "KF", "M", "N",
-                "NBV", "NR", "RS", "TT", "VB", "VJ", "XTI", "LEVEL"}
+OPTIONS = {
+    "DEVICE": {"GMIN", "TEMP", "TNOM"},
+    "NONLIN": {"RELTOL", "ABSTOL", "MAXSTEP", "DELTAXTOL", "RHSTOL"},
+}
+DIODE_PARAMS = {
+    "AF",
+    "BV",
+    "CJ",
+    "CJ0",
+    "CJO",
+    "EG",
+    "FC",
+    "IBV",
+    "IKF",
+    "IRF",
+    "IS",
+    "ISR",
+    "JS",
+    "KF",
+    "M",
+    "N",
+    "NBV",
+    "NR",
+    "RS",
+    "TT",
+    "VB",
+    "VJ",
+    "XTI",
+    "LEVEL",
+}
 FUNCTIONS = {"ABS", "EXP", "LN", "LOG", "MIN", "MAX", "TANH", "SQRT", "IF", "LIMIT", "V"}
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 EXPR_TOKEN = re.compile(rf"\s*(?:[A-Za-z_][A-Za-z0-9_]*|{NUMBER[5:]}|>=|<=|==|!=|[-+*/()?:<>,])")
@@ -40,18 +67,23 @@ def check_expression(expr: str, nodes: set[str]) -> None:
     pos = 0
     while pos < len(rest):
         m = EXPR_TOKEN.match(rest, pos)
-        assert m and m.end() > pos, f"unexpected text {rest[pos:pos + 20]!r}"
+        assert m and m.end() > pos, f"unexpected text {rest[pos : pos + 20]!r}"
         token = m.group().strip()
         if re.fullmatch(r"[A-Za-z_]\w*", token):
-            assert token.upper() in FUNCTIONS and rest[m.end():m.end() + 1] == "(", f"function {token!r}"
+            assert token.upper() in FUNCTIONS and rest[m.end() : m.end() + 1] == "(", (
+                f"function {token!r}"
+            )
         pos = m.end()
 
 
 def check_xyce(text: str, ngspice: str) -> None:
     lines = text.split("\n")
     assert lines[0].startswith("*") and lines[-2:] == [".END", ""]
-    ng_elements = {line.split()[0]: line.split(" ; ")[0] for line in ngspice.split("\n")[1:]
-                   if line and line[0].isalpha()}
+    ng_elements = {
+        line.split()[0]: line.split(" ; ")[0]
+        for line in ngspice.split("\n")[1:]
+        if line and line[0].isalpha()
+    }
     nodes = {n for line in ng_elements.values() for n in line.split()[1:3]}
     models, printing = set(), False
     for line in lines[1:-2]:
@@ -108,19 +140,28 @@ def test_xyce_netlists_follow_the_documented_grammar(name, phase, form):
 def test_tanh_couplings_and_the_cross_entropy_nudge_follow_it_too():
     net = layered((3, 4, 2), name="tanhnet", forward="tanh", backward="tanh", v_sat=0.3, seed=3)
     for phase in ("free", "nudged", "aep", "dyadic"):
-        compiled = compile_network(net, phase, "literal", beta=None if phase == "free" else 1e-6, cost=CrossEntropy())
+        compiled = compile_network(
+            net, phase, "literal", beta=None if phase == "free" else 1e-6, cost=CrossEntropy()
+        )
         check_xyce(compiled.spice(dialect="xyce"), compiled.spice(standalone=False))
 
 
 def test_an_option_xyce_has_no_counterpart_for_is_refused():
-    net = Netlist("* t", (Section("s", (Element("R", "r1", ("a", "0"), 1.0),)),), options=(("itl1", 100.0),))
+    net = Netlist(
+        "* t", (Section("s", (Element("R", "r1", ("a", "0"), 1.0),)),), options=(("itl1", 100.0),)
+    )
     with pytest.raises(DialectError, match="option 'itl1' has no Xyce counterpart"):
         write_xyce(net)
 
 
 def test_compile_dialect_xyce_writes_the_file(tmp_path):
     out = tmp_path / "x.cir"
-    assert main(["compile", str(NETLISTS / "feedforward.toml"), "--dialect", "xyce", "-o", str(out)]) == 0
+    assert (
+        main(["compile", str(NETLISTS / "feedforward.toml"), "--dialect", "xyce", "-o", str(out)])
+        == 0
+    )
     text = out.read_text()
-    assert ".MODEL dclamp D(IS=1e-12 N=1.0 LEVEL=1)" in text and ".OPTIONS DEVICE GMIN=1e-12" in text
+    assert (
+        ".MODEL dclamp D(IS=1e-12 N=1.0 LEVEL=1)" in text and ".OPTIONS DEVICE GMIN=1e-12" in text
+    )
     assert "--dialect xyce" in text.split("\n")[4]

@@ -69,8 +69,9 @@ def add_jacobian(add: Callable[[int, int, np.ndarray], None], ts: list[Term]) ->
         add(t.src_pos, t.dst_pos, a0.T if a0.ndim == 2 else np.swapaxes(a0, 1, 2))
 
 
-def apply_dense(f: np.ndarray, jac: np.ndarray | None, k: np.ndarray, x: np.ndarray,
-                x0: np.ndarray) -> None:
+def apply_dense(
+    f: np.ndarray, jac: np.ndarray | None, k: np.ndarray, x: np.ndarray, x0: np.ndarray
+) -> None:
     """``f -= K (x - x0)`` and ``jac -= K`` in place, with ``K`` dense (S, (batch, n, n), from
     :func:`matrix`); ``jac`` may be ``None``."""
     f -= np.einsum("bij,bj->bi", k, x - x0)

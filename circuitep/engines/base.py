@@ -47,7 +47,9 @@ class Phase:
         object.__setattr__(self, "beta", plain_float("beta", self.beta))
         object.__setattr__(self, "aep", bool(self.aep))
         if not isinstance(self.cost, (SquaredError, CrossEntropy)):
-            raise ValueError(f"cost = {self.cost!r} must be a cost object (circuitep.costs.make_cost('mse'|'xent'))")
+            raise ValueError(
+                f"cost = {self.cost!r} must be a cost object (circuitep.costs.make_cost('mse'|'xent'))"
+            )
         if self.kind == "free" and (self.beta != 0 or self.aep):
             raise ValueError("a free phase has no nudge (beta = 0, aep = False)")
         if self.kind != "free" and self.beta == 0:
@@ -142,8 +144,15 @@ class Engine(Protocol):
         """
         ...
 
-    def solve(self, net: Network, phase: Phase, inputs: np.ndarray, targets: np.ndarray | None = None,
-              x0: np.ndarray | None = None, x_init: np.ndarray | None = None) -> OperatingPoint:
+    def solve(
+        self,
+        net: Network,
+        phase: Phase,
+        inputs: np.ndarray,
+        targets: np.ndarray | None = None,
+        x0: np.ndarray | None = None,
+        x_init: np.ndarray | None = None,
+    ) -> OperatingPoint:
         """Solve one phase of ``net`` for a batch (DESIGN.md §3).
 
         Parameters
@@ -177,7 +186,9 @@ class Engine(Protocol):
         ...
 
 
-def check_batch(net: Network, phase: Phase, inputs, targets, x0) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+def check_batch(
+    net: Network, phase: Phase, inputs, targets, x0
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Validate a batch for a phase, naming what is wrong.
 
     Parameters
@@ -213,7 +224,9 @@ def check_batch(net: Network, phase: Phase, inputs, targets, x0) -> tuple[np.nda
     y = None
     if phase.kind != "free":
         if targets is None:
-            raise ValueError(f"the {phase.kind} phase needs targets of shape ({batch}, {net.n_outputs})")
+            raise ValueError(
+                f"the {phase.kind} phase needs targets of shape ({batch}, {net.n_outputs})"
+            )
         y = voltage_rows("targets", targets, net.n_outputs, batch)
         phase.cost.check_targets(y)
     if x0 is not None:
@@ -281,8 +294,16 @@ KCL_RTOL = 1e-6
 KCL_ATOL = 1e-12
 
 
-def unsolved(net: Network, phase: Phase, u: np.ndarray, y: np.ndarray | None, x0: np.ndarray | None,
-             x: np.ndarray, d: np.ndarray | None = None, rtol: float = KCL_RTOL) -> np.ndarray:
+def unsolved(
+    net: Network,
+    phase: Phase,
+    u: np.ndarray,
+    y: np.ndarray | None,
+    x0: np.ndarray | None,
+    x: np.ndarray,
+    d: np.ndarray | None = None,
+    rtol: float = KCL_RTOL,
+) -> np.ndarray:
     """Rows of a batch whose free-node voltages are no operating point of ``phase``.
 
     A row is unsolved when ``x`` is not finite, beyond :data:`~circuitep.spec.MAX_VOLTS`, or has a
@@ -315,6 +336,7 @@ def unsolved(net: Network, phase: Phase, u: np.ndarray, y: np.ndarray | None, x0
     ndarray of int
         Indices of the unsolved rows, ascending.
     """
+
     def out_of_range(v):
         return ~(np.abs(v) <= MAX_VOLTS).all(axis=1)  # NaN compares False: out of range too
 

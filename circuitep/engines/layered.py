@@ -49,7 +49,6 @@ from circuitep.engines.base import OperatingPoint, Phase, check_batch, is_stable
 from circuitep.engines.newton import adjoint, check_options, newton, not_converged, solve_rows
 from circuitep.spec import Network
 
-
 # --------------------------------------------------------------------------------------- structure
 
 
@@ -83,7 +82,8 @@ def _not_a_chain(net: Network, what: str) -> ValueError:
         f"layered engine: network {net.name!r}: {what}, which are not consecutive in the free-group "
         f"order ({order}). The layered engine needs the free groups, in declaration order, to form a "
         f"chain (couplings only within a group or between consecutive groups); declare the groups in "
-        f"chain order or use NumpyEngine (engine 'numpy') for general graphs")
+        f"chain order or use NumpyEngine (engine 'numpy') for general graphs"
+    )
 
 
 def chain_structure(net: Network, phase: Phase | None = None) -> _Chain:
@@ -105,7 +105,9 @@ def chain_structure(net: Network, phase: Phase | None = None) -> _Chain:
             continue  # input-driven: a constant drive, folded into kcl.input_drive
         c, a, b = link.coupling, link.dst_pos, link.src_pos
         if abs(a - b) > 1:
-            raise _not_a_chain(net, f"coupling {c.name!r} ({c.kind}) joins groups {c.src!r} and {c.dst!r}")
+            raise _not_a_chain(
+                net, f"coupling {c.name!r} ({c.kind}) joins groups {c.src!r} and {c.dst!r}"
+            )
         g_dst, g_src = link.kind.loads(c)
         if g_dst is not None:
             conductance[slices[a]] += g_dst
@@ -120,14 +122,27 @@ def chain_structure(net: Network, phase: Phase | None = None) -> _Chain:
         for p, _ in out_pos:
             for q, _ in out_pos:
                 if abs(p - q) > 1:
-                    raise _not_a_chain(net, f"the {phase.cost.name} cost's Hessian couples output groups "
-                                            f"{groups[p].name!r} and {groups[q].name!r}")
+                    raise _not_a_chain(
+                        net,
+                        f"the {phase.cost.name} cost's Hessian couples output groups "
+                        f"{groups[p].name!r} and {groups[q].name!r}",
+                    )
     clamped = np.concatenate([np.full(g.size, g.clamp is not None) for g in groups])
     v_lo = np.concatenate([np.full(g.size, g.clamp[0] if g.clamp else 0.0) for g in groups])
     v_hi = np.concatenate([np.full(g.size, g.clamp[1] if g.clamp else 0.0) for g in groups])
     bias = np.concatenate([g.bias for g in groups])
-    return _Chain(slices, conductance, bias, clamped, v_lo, v_hi, net.diode.i_sat, net.diode.n,
-                  tuple(links), tuple(out_pos))
+    return _Chain(
+        slices,
+        conductance,
+        bias,
+        clamped,
+        v_lo,
+        v_hi,
+        net.diode.i_sat,
+        net.diode.n,
+        tuple(links),
+        tuple(out_pos),
+    )
 
 
 def _matvec(m: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -192,12 +207,15 @@ class _Blocks:
 
     # --- views ---
 
-    def take(self, sel: np.ndarray) -> "_Blocks":
+    def take(self, sel: np.ndarray) -> _Blocks:
         """The same Jacobian for a subset of the samples (index or mask over the batch)."""
-        return _Blocks(self.slices, [d[sel] for d in self.diag],
-                       {k: (m if m.ndim == 2 else m[sel]) for k, m in self.off.items()})
+        return _Blocks(
+            self.slices,
+            [d[sel] for d in self.diag],
+            {k: (m if m.ndim == 2 else m[sel]) for k, m in self.off.items()},
+        )
 
-    def update(self, sel: np.ndarray, other: "_Blocks") -> "_Blocks":
+    def update(self, sel: np.ndarray, other: _Blocks) -> _Blocks:
         """A copy whose samples ``sel`` (indices into the batch) are taken from ``other``.
 
         Both come from the same system function, so their constant blocks are the same matrices.
@@ -218,14 +236,19 @@ class _Blocks:
                 off[key] = full
         return _Blocks(self.slices, diag, off)
 
-    def transpose(self) -> "_Blocks":
+    def transpose(self) -> _Blocks:
         """``J^T``: dense diagonal blocks and off-diagonal blocks transposed and swapped."""
-        return _Blocks(self.slices, [d if d.ndim == 2 else np.swapaxes(d, 1, 2) for d in self.diag],
-                       {(b, a): _swap(m) for (a, b), m in self.off.items()})
+        return _Blocks(
+            self.slices,
+            [d if d.ndim == 2 else np.swapaxes(d, 1, 2) for d in self.diag],
+            {(b, a): _swap(m) for (a, b), m in self.off.items()},
+        )
 
     def diagonal(self) -> np.ndarray:
         """The diagonal of ``J``, ``(batch, n_free)``."""
-        return np.concatenate([d if d.ndim == 2 else np.diagonal(d, axis1=1, axis2=2) for d in self.diag], axis=1)
+        return np.concatenate(
+            [d if d.ndim == 2 else np.diagonal(d, axis1=1, axis2=2) for d in self.diag], axis=1
+        )
 
     def dense(self) -> np.ndarray:
         """The full ``(batch, n_free, n_free)`` Jacobian (for stability checks and tests)."""
@@ -276,8 +299,9 @@ class _Blocks:
             elif upper is None:
                 z[k] = solve_rows(s, r)
             else:
-                both = np.concatenate([r[..., None], np.broadcast_to(upper, s.shape[:1] + upper.shape[-2:])],
-                                      axis=2)
+                both = np.concatenate(
+                    [r[..., None], np.broadcast_to(upper, s.shape[:1] + upper.shape[-2:])], axis=2
+                )
                 sol = solve_rows(s, both)
                 z[k], x_blocks[k + 1] = sol[:, :, 0], sol[:, :, 1:]
         x = np.empty_like(rhs)
@@ -291,6 +315,7 @@ class _Blocks:
 
 
 # ----------------------------------------------------------------------------------------- engine
+
 
 @dataclass(frozen=True)
 class LayeredEngine:
@@ -329,7 +354,9 @@ class LayeredEngine:
         ``max_iter``."""
         return {"vtol": self.vtol, "itol": self.itol, "max_iter": self.max_iter}
 
-    def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
+    def solve(
+        self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None
+    ) -> OperatingPoint:
         """Solve one phase; arrays as in :class:`circuitep.engines.base.Engine`.
 
         ``inputs`` (batch, n_inputs) V; ``targets`` (batch, n_outputs) V; ``x0`` and ``x_init``
@@ -344,7 +371,9 @@ class LayeredEngine:
         else:
             start = np.array(x_init, dtype=float)
             if start.shape != (batch, net.n_free) or not np.isfinite(start).all():
-                raise ValueError(f"x_init has shape {start.shape}, expected finite ({batch}, {net.n_free})")
+                raise ValueError(
+                    f"x_init has shape {start.shape}, expected finite ({batch}, {net.n_free})"
+                )
         out = net.output_index()
 
         if phase.kind == "dyadic":
@@ -352,7 +381,9 @@ class LayeredEngine:
             blocks = _kcl(chain, drive, x)[1]()
             g = np.zeros_like(x)
             g[:, out] = phase.cost.grad(x[:, out], y)
-            return self._result(net, phase, x, ok, it, blocks, adjoint=adjoint(self.name, net, phase, blocks, g))
+            return self._result(
+                net, phase, x, ok, it, blocks, adjoint=adjoint(self.name, net, phase, blocks, g)
+            )
 
         terms = aep.terms(chain.links, x0) if phase.aep else []  # K = A - A^T at x0
         diagonal_hessian = isinstance(phase.cost, SquaredError)
@@ -378,8 +409,9 @@ class LayeredEngine:
         blocks = system(np.arange(batch), x)[1]() if self.check_stability else None
         return self._result(net, phase, x, ok, it, blocks)
 
-    def _chain_and_drive(self, net: Network, phase: Phase,
-                         u: np.ndarray) -> tuple[_Chain, np.ndarray]:
+    def _chain_and_drive(
+        self, net: Network, phase: Phase, u: np.ndarray
+    ) -> tuple[_Chain, np.ndarray]:
         """The chain of ``net`` and the constant current into each free node (A, ``(batch,
         n_free)``: the input drive of ``u`` plus the bias currents), from the memo where ``net``
         is the same object and ``u`` the same voltages as last time."""
@@ -390,27 +422,49 @@ class LayeredEngine:
         if phase.kind == "nudged" and not isinstance(phase.cost, SquaredError):
             chain_structure(net, phase)  # raises where the cost's Hessian couples distant groups
         drive = memo.get("drive")
-        if (drive is None or drive[0] is not net or drive[1].shape != u.shape
-                or not np.array_equal(drive[1], u)):
+        if (
+            drive is None
+            or drive[0] is not net
+            or drive[1].shape != u.shape
+            or not np.array_equal(drive[1], u)
+        ):
             current = kcl.input_drive(net, u)[0] + chain[1].bias
             current.setflags(write=False)
             drive = memo["drive"] = (net, u, current)
         return chain[1], drive[2]
 
     def _solve(self, net, phase, start, system):
-        x, it, ok, singular = newton(net, start, system, vtol=self.vtol, itol=self.itol, max_iter=self.max_iter,
-                                     check_stability=self.check_stability)
+        x, it, ok, singular = newton(
+            net,
+            start,
+            system,
+            vtol=self.vtol,
+            itol=self.itol,
+            max_iter=self.max_iter,
+            check_stability=self.check_stability,
+        )
         if not ok.all():
             raise not_converged(self.name, net, phase, ok, singular, self.max_iter)
         return x, it, ok
 
     def _result(self, net, phase, x, ok, it, blocks, adjoint=None):
         stable = is_stable(net, blocks.dense()) if self.check_stability else None
-        return OperatingPoint(tuple(net.free_nodes), x, ok, it, self.name, phase, self.tolerance_dict,
-                              adjoint=adjoint, stable=stable)
+        return OperatingPoint(
+            tuple(net.free_nodes),
+            x,
+            ok,
+            it,
+            self.name,
+            phase,
+            self.tolerance_dict,
+            adjoint=adjoint,
+            stable=stable,
+        )
 
 
-def _kcl(chain: _Chain, drive: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, Callable[[], _Blocks]]:
+def _kcl(
+    chain: _Chain, drive: np.ndarray, x: np.ndarray
+) -> tuple[np.ndarray, Callable[[], _Blocks]]:
     """KCL residual ``F(x)`` (A, ``(batch, n_free)``) and a function building its block Jacobian (S).
 
     ``drive`` (A, ``(batch, n_free)``) is the constant current into each node from the inputs
@@ -420,7 +474,9 @@ def _kcl(chain: _Chain, drive: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, C
     g_d = None
     cl = chain.clamped
     if cl.any():
-        i_d, g_d = diode_clamp.current(x[:, cl], chain.v_lo[cl], chain.v_hi[cl], chain.i_sat, chain.n)
+        i_d, g_d = diode_clamp.current(
+            x[:, cl], chain.v_lo[cl], chain.v_hi[cl], chain.i_sat, chain.n
+        )
         f[:, cl] += i_d
     for link in chain.links:
         c, sa, sb = link.coupling, chain.slices[link.dst_pos], chain.slices[link.src_pos]
@@ -436,15 +492,18 @@ def _kcl(chain: _Chain, drive: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, C
         blocks = _Blocks(chain.slices, [diag[:, s] for s in chain.slices])
         for link in chain.links:  # the loads are in chain.conductance
             pos = {"dst": link.dst_pos, "src": link.src_pos}
-            for a, b, block in kcl.jacobian_blocks(link, x[:, chain.slices[link.src_pos]], loads=False):
+            for a, b, block in kcl.jacobian_blocks(
+                link, x[:, chain.slices[link.src_pos]], loads=False
+            ):
                 blocks.add(pos[a], pos[b], block)
         return blocks
 
     return f, jacobian
 
 
-def _add_hessian(chain: _Chain, blocks: _Blocks, phase: Phase, x_out: np.ndarray, y: np.ndarray,
-                 diagonal: bool) -> None:
+def _add_hessian(
+    chain: _Chain, blocks: _Blocks, phase: Phase, x_out: np.ndarray, y: np.ndarray, diagonal: bool
+) -> None:
     """Add the nudge's ``-beta d^2C/dx_out^2`` to the output blocks (``diagonal``: only its diagonal)."""
     h = phase.cost.hessian(x_out, y)
     if diagonal:

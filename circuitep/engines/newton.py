@@ -22,16 +22,16 @@ from circuitep.spec import Network
 class Jacobian(Protocol):
     """A batch of Jacobians ``dF/dx`` (S), one per sample, in an engine's own representation."""
 
-    def take(self, sel: np.ndarray) -> "Jacobian":
+    def take(self, sel: np.ndarray) -> Jacobian:
         """The Jacobians of a subset of the samples (index or mask over the batch)."""
 
-    def update(self, sel: np.ndarray, other: "Jacobian") -> "Jacobian":
+    def update(self, sel: np.ndarray, other: Jacobian) -> Jacobian:
         """A copy whose samples ``sel`` (indices) are replaced by those of ``other``."""
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """``J^-1 rhs`` per sample; a singular sample's row is not finite."""
 
-    def transpose(self) -> "Jacobian":
+    def transpose(self) -> Jacobian:
         """``J^T`` per sample."""
 
     def solve_shifted(self, shift: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -54,12 +54,26 @@ def check_options(engine) -> None:
         v = getattr(engine, key)
         if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0 < v <= top:
             raise ValueError(f"{engine.name} engine: {key} = {v!r} must be in (0, {top:g}]")
-    if isinstance(engine.max_iter, bool) or not isinstance(engine.max_iter, (int, np.integer)) or engine.max_iter < 1:
-        raise ValueError(f"{engine.name} engine: max_iter = {engine.max_iter!r} must be a positive whole number")
+    if (
+        isinstance(engine.max_iter, bool)
+        or not isinstance(engine.max_iter, (int, np.integer))
+        or engine.max_iter < 1
+    ):
+        raise ValueError(
+            f"{engine.name} engine: max_iter = {engine.max_iter!r} must be a positive whole number"
+        )
 
 
-def newton(net: Network, start: np.ndarray, system: System, *, vtol: float, itol: float, max_iter: int,
-           check_stability: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def newton(
+    net: Network,
+    start: np.ndarray,
+    system: System,
+    *,
+    vtol: float,
+    itol: float,
+    max_iter: int,
+    check_stability: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Solve ``F(x) = 0`` for every sample from ``start`` (batch, n_free) V.
 
     Damped Newton first (:func:`damped_newton`); samples where it does not converge (a singular
@@ -87,8 +101,9 @@ def newton(net: Network, start: np.ndarray, system: System, *, vtol: float, itol
     return x, it, ok, singular
 
 
-def damped_newton(x: np.ndarray, system: System, *, vtol: float, itol: float, max_iter: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def damped_newton(
+    x: np.ndarray, system: System, *, vtol: float, itol: float, max_iter: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Damped Newton ``x <- x - t J^-1 F`` over the samples not yet converged, ``t`` by
     :func:`backtrack`; a sample has converged when its step is below ``vtol`` (V) or ``|F|`` below
     ``itol`` (A).
@@ -123,8 +138,13 @@ def damped_newton(x: np.ndarray, system: System, *, vtol: float, itol: float, ma
             singular[rows[bad]] = True
             step[bad] = 0.0
         ft, jacobian = system(rows, x[rows] + step)
-        t, gave_up = backtrack(lambda r, points: system(rows[r], points)[0], x[rows], step, (fa**2).sum(1),
-                               np.where(bad[:, None], 0.0, ft))
+        t, gave_up = backtrack(
+            lambda r, points: system(rows[r], points)[0],
+            x[rows],
+            step,
+            (fa**2).sum(1),
+            np.where(bad[:, None], 0.0, ft),
+        )
         stalled[rows[gave_up]] = True
         back = np.flatnonzero(t < 1)
         x[rows] += t[:, None] * step
@@ -150,7 +170,9 @@ def adjoint(engine: str, net: Network, phase: Phase, jac: Jacobian, grad: np.nda
         raise ConvergenceError(
             f"{engine} engine: network {net.name!r}, phase {phase.label}: the Jacobian at the free state is "
             f"singular for sample(s) {bad[:10].tolist()}, so the adjoint circuit has no operating point there; "
-            f"check that every node has a DC path to ground", samples=bad)
+            f"check that every node has a DC path to ground",
+            samples=bad,
+        )
     return d
 
 
@@ -172,16 +194,22 @@ def solve_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out[..., 0] if vector else out
 
 
-def not_converged(engine: str, net: Network, phase: Phase, ok: np.ndarray, singular: np.ndarray,
-                  max_iter: int) -> ConvergenceError:
+def not_converged(
+    engine: str, net: Network, phase: Phase, ok: np.ndarray, singular: np.ndarray, max_iter: int
+) -> ConvergenceError:
     """The error for samples that neither Newton nor the transient solved, naming them."""
     bad = np.flatnonzero(~ok)
-    why = (f"; the Jacobian was singular for sample(s) {np.flatnonzero(singular)[:10].tolist()}"
-           if singular.any() else "")
+    why = (
+        f"; the Jacobian was singular for sample(s) {np.flatnonzero(singular)[:10].tolist()}"
+        if singular.any()
+        else ""
+    )
     return ConvergenceError(
         f"{engine} engine: network {net.name!r}, phase {phase.label}: neither Newton ({max_iter} iterations) "
         f"nor pseudo-transient continuation converged for sample(s) {bad[:10].tolist()}{why}; check for "
-        f"negative conductances or a circuit with no DC path to ground", samples=bad)
+        f"negative conductances or a circuit with no DC path to ground",
+        samples=bad,
+    )
 
 
 #: Halvings after which a Newton line search gives up and the sample goes on by pseudo-transient
@@ -194,8 +222,14 @@ def not_converged(engine: str, net: Network, phase: Phase, ok: np.ndarray, singu
 MAX_HALVINGS = 20
 
 
-def backtrack(residual: Callable, x: np.ndarray, step: np.ndarray, merit: np.ndarray,
-              f_full: np.ndarray, halvings: int = MAX_HALVINGS) -> tuple[np.ndarray, np.ndarray]:
+def backtrack(
+    residual: Callable,
+    x: np.ndarray,
+    step: np.ndarray,
+    merit: np.ndarray,
+    f_full: np.ndarray,
+    halvings: int = MAX_HALVINGS,
+) -> tuple[np.ndarray, np.ndarray]:
     """Armijo backtracking of damped Newton, for a batch of samples.
 
     Accepts for each row the first of ``t = 1, 1/2, 1/4, ...`` with
@@ -229,8 +263,9 @@ TRANSIENT_STEPS = 1000
 TRANSIENT_MAX_STEP = 0.1
 
 
-def settle(x: np.ndarray, evaluate: Callable, cap: np.ndarray, *, vtol: float, itol: float
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def settle(
+    x: np.ndarray, evaluate: Callable, cap: np.ndarray, *, vtol: float, itol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where Newton fails, let the circuit settle: :func:`pseudo_transient` from ``x`` with each
     step held to :data:`TRANSIENT_MAX_STEP`, then, for the samples still unsettled, again from
     ``x`` with free steps.
@@ -246,11 +281,14 @@ def settle(x: np.ndarray, evaluate: Callable, cap: np.ndarray, *, vtol: float, i
     Arguments and returns as :func:`pseudo_transient`; ``x`` is not modified.
     """
     start = x
-    x, it, ok = pseudo_transient(start.copy(), evaluate, cap, vtol=vtol, itol=itol, max_step=TRANSIENT_MAX_STEP)
+    x, it, ok = pseudo_transient(
+        start.copy(), evaluate, cap, vtol=vtol, itol=itol, max_step=TRANSIENT_MAX_STEP
+    )
     again = np.flatnonzero(~ok)
     if again.size:
-        xr, itr, okr = pseudo_transient(start[again].copy(), lambda r, xx: evaluate(again[r], xx), cap, vtol=vtol,
-                                        itol=itol)
+        xr, itr, okr = pseudo_transient(
+            start[again].copy(), lambda r, xx: evaluate(again[r], xx), cap, vtol=vtol, itol=itol
+        )
         x[again[okr]], it[again], ok[again] = xr[okr], it[again] + itr, okr
     return x, it, ok
 
@@ -262,9 +300,16 @@ def settle(x: np.ndarray, evaluate: Callable, cap: np.ndarray, *, vtol: float, i
 NEWTON_REGIME = 1e6
 
 
-def pseudo_transient(x: np.ndarray, evaluate: Callable, cap: np.ndarray, *, vtol: float, itol: float,
-                     max_steps: int = TRANSIENT_STEPS, max_step: float = np.inf
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pseudo_transient(
+    x: np.ndarray,
+    evaluate: Callable,
+    cap: np.ndarray,
+    *,
+    vtol: float,
+    itol: float,
+    max_steps: int = TRANSIENT_STEPS,
+    max_step: float = np.inf,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backward-Euler steps of ``C dx/dt = F(x)`` with a step that grows as ``|F|`` falls
     (switched evolution relaxation), batched over samples; :func:`settle` uses it where Newton
     fails. It follows the circuit's own dynamics, so it ends in a state the circuit can settle
@@ -321,7 +366,9 @@ def pseudo_transient(x: np.ndarray, evaluate: Callable, cap: np.ndarray, *, vtol
         # a short step is convergence only once it is a Newton step (C/dt negligible beside J):
         # earlier, slow nodes (large C) move little per step wherever they are
         newton_like = dt[rows] >= NEWTON_REGIME * slowest
-        with np.errstate(over="ignore"):  # dt may grow to inf near the solution: C/dt = 0 is a Newton step
+        with np.errstate(
+            over="ignore"
+        ):  # dt may grow to inf near the solution: C/dt = 0 is a Newton step
             dt[rows] = np.where(held, np.minimum(dt[rows] / 2, slowest), dt[rows] * growth)
         it[rows] += 1
         done[rows[((np.abs(step).max(1) <= vtol) & newton_like) | (new <= itol)]] = True

@@ -45,20 +45,27 @@ from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, chec
 from circuitep.netlist import SWEEP_SOURCE, spice_number, write, write_sweep
 from circuitep.spec import MAX_VOLTS, Network
 
-INSTALL_HINT = ("install ngspice's shared library: apt-get install ngspice libngspice0-dev "
-                "(or set NGSPICE_LIBRARY_PATH to libngspice.so.0)")
+INSTALL_HINT = (
+    "install ngspice's shared library: apt-get install ngspice libngspice0-dev "
+    "(or set NGSPICE_LIBRARY_PATH to libngspice.so.0)"
+)
 #: stderr lines that are information, not errors (ngspice 39-44).
-_INFO = re.compile(r"^(Using SPARSE|Note:|Warning:|Supplies reduced|Trying gmin|Gmin step|Source step|"
-                   r"gmin stepping|source stepping|Unsupported Ngspice|\s*$)", re.IGNORECASE)
+_INFO = re.compile(
+    r"^(Using SPARSE|Note:|Warning:|Supplies reduced|Trying gmin|Gmin step|Source step|"
+    r"gmin stepping|source stepping|Unsupported Ngspice|\s*$)",
+    re.IGNORECASE,
+)
 #: stderr lines saying an analysis failed to converge.
 #: ``rusage totiter``'s answer (ngspice 39): the current circuit's Newton iterations, all analyses.
 _TOTITER = re.compile(r"^\s*Total iterations\s*=\s*(\d+)\s*$")
 #: ``OperatingPoint.iterations`` of a sample ngspice cannot give a count for: one solved within a
 #: DC sweep (ngspice counts the whole sweep's iterations, not each point's).
 UNKNOWN_ITERATIONS = -1
-_NONCONVERGENCE = re.compile(r"(Timestep too small|singular matrix|iteration limit|gmin stepping failed|"
-                             r"source stepping failed|simulation\(s\) aborted|doAnalyses|no convergence)",
-                             re.IGNORECASE)
+_NONCONVERGENCE = re.compile(
+    r"(Timestep too small|singular matrix|iteration limit|gmin stepping failed|"
+    r"source stepping failed|simulation\(s\) aborted|doAnalyses|no convergence)",
+    re.IGNORECASE,
+)
 _ALTER_VALUE = {"R": "", "C": "", "V": "dc", "I": "dc", "G": "gain"}
 _MAX_COMMAND = 1023
 
@@ -91,7 +98,7 @@ class _VersionFilter(logging.Filter):
 
 
 @functools.cache
-def shared_session() -> "_Session":
+def shared_session() -> _Session:
     """The process's one ngspice session (ngspice keeps global state)."""
     return _Session()
 
@@ -148,6 +155,7 @@ def _no_user_init(lib) -> bool:
 
 
 if NgSpiceShared is not None:
+
     class _NgSpice(NgSpiceShared):
         """PySpice's binding with what circuitep needs before ngspice starts.
 
@@ -225,7 +233,9 @@ class _Session:
 
     def __init__(self):
         self.ng = shared_ngspice()
-        self.lib = self.ng._ngspice_shared  # the cffi library: PySpice's own wrappers raise on info lines
+        self.lib = (
+            self.ng._ngspice_shared
+        )  # the cffi library: PySpice's own wrappers raise on info lines
         self.calls = 0
         self.order: list[object] = []
         self.current: object | None = None
@@ -399,6 +409,8 @@ def _without_control(lines: list[str]) -> list[str]:
         elif not inside:
             out.append(line)
     return out
+
+
 def _library_file() -> str:
     """The file of the libngspice this process loaded first (from ``/proc/self/maps``)."""
     with open("/proc/self/maps") as fh:
@@ -457,7 +469,9 @@ class NgspiceEngine:
         if self.form not in ("literal", "folded"):
             raise ValueError(f"form {self.form!r} is not literal or folded")
         if not is_integer(self.sweep) or self.sweep < 1:
-            raise ValueError(f"sweep = {self.sweep!r} must be a positive integer (1: one op per sample)")
+            raise ValueError(
+                f"sweep = {self.sweep!r} must be a positive integer (1: one op per sample)"
+            )
         check_timeout(self.timeout)
         self._session = shared_session()
         self._circuits: dict[tuple, _Circuit] = {}
@@ -512,14 +526,23 @@ class NgspiceEngine:
         if circuit is not None and _same_structure(circuit.compiled, compiled):
             self._session.select(circuit)
             sources = {s.name for s in compiled.sources}
-            self._alter([(el.name, el.kind, el.value) for el in compiled.netlist.elements()
-                         if el.kind in _ALTER_VALUE and el.name not in sources
-                         and circuit.values.get(el.name) != el.value], circuit.values)
+            self._alter(
+                [
+                    (el.name, el.kind, el.value)
+                    for el in compiled.netlist.elements()
+                    if el.kind in _ALTER_VALUE
+                    and el.name not in sources
+                    and circuit.values.get(el.name) != el.value
+                ],
+                circuit.values,
+            )
             circuit.compiled, circuit.net, circuit.beta = compiled, net, phase.beta
             return compiled
         if circuit is not None:
             self._session.remove(circuit)
-        circuit = _Circuit(compiled, {el.name: el.value for el in compiled.netlist.elements()}, net, phase.beta)
+        circuit = _Circuit(
+            compiled, {el.name: el.value for el in compiled.netlist.elements()}, net, phase.beta
+        )
         self._session.add_circuit(circuit, write(compiled.netlist, standalone=False))
         self._circuits[key] = circuit
         if not self._finalizer.alive:
@@ -529,8 +552,14 @@ class NgspiceEngine:
 
     def _compile(self, net: Network, phase: Phase) -> Compiled:
         kind = "aep" if phase.aep else phase.kind
-        return compile_network(net, kind, self.form, beta=phase.beta if kind != "free" else None, cost=phase.cost,
-                               tolerances=self.tolerances)
+        return compile_network(
+            net,
+            kind,
+            self.form,
+            beta=phase.beta if kind != "free" else None,
+            cost=phase.cost,
+            tolerances=self.tolerances,
+        )
 
     def _alter(self, changes: list[tuple[str, str, float]], values: dict[str, float]) -> None:
         """``alter`` element values of the current circuit, several per command joined with ';'."""
@@ -551,8 +580,14 @@ class NgspiceEngine:
 
     def _drive(self, circuit: _Circuit, values: np.ndarray) -> None:
         """Set the per-sample sources of the current circuit to one sample's ``values``."""
-        self._alter([(src.name, src.kind, float(v)) for src, v in zip(circuit.compiled.sources, values)
-                     if circuit.values.get(src.name) != v], circuit.values)
+        self._alter(
+            [
+                (src.name, src.kind, float(v))
+                for src, v in zip(circuit.compiled.sources, values)
+                if circuit.values.get(src.name) != v
+            ],
+            circuit.values,
+        )
 
     def close(self) -> None:
         """Remove this engine's circuits from ngspice (the shared library itself stays loaded)."""
@@ -567,9 +602,12 @@ class NgspiceEngine:
 
     def _timeout(self, what: str, samples) -> NgspiceTimeout:
         rows = [int(k) for k in samples]
-        return NgspiceTimeout(f"ngspice: {what} ran past the time limit of {self.timeout:g} s "
-                              f"(sample(s) {rows[:10]}); raise timeout (--ngspice-timeout) if the "
-                              f"circuit is just large, else it does not converge", samples=rows)
+        return NgspiceTimeout(
+            f"ngspice: {what} ran past the time limit of {self.timeout:g} s "
+            f"(sample(s) {rows[:10]}); raise timeout (--ngspice-timeout) if the "
+            f"circuit is just large, else it does not converge",
+            samples=rows,
+        )
 
     # --- solving -------------------------------------------------------------------------
 
@@ -580,7 +618,9 @@ class NgspiceEngine:
             raise self._timeout(what, samples)
         return errors
 
-    def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
+    def solve(
+        self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None
+    ) -> OperatingPoint:
         """Solve one phase for each sample (DESIGN.md §3).
 
         Where the circuit has one operating point (:func:`one_operating_point`), up to ``sweep``
@@ -630,15 +670,21 @@ class NgspiceEngine:
         iterations = np.full(batch, UNKNOWN_ITERATIONS)
         alone = np.arange(batch)
         key = _phase_key("aep" if phase.aep else phase.kind, phase.cost)
-        sweepable = (self.sweep > 1 and batch > 1 and key not in self._unswept
-                     and one_operating_point(net, phase))
+        sweepable = (
+            self.sweep > 1
+            and batch > 1
+            and key not in self._unswept
+            and one_operating_point(net, phase)
+        )
         if sweepable:
             compiled = self._compile(net, phase)
             if compiled.sources:  # else every sample is the same circuit: one op each is as fast
                 values = source_values(compiled, u, y, x0)
-                groups = [alone[k:k + self.sweep] for k in range(0, batch, self.sweep)]
-                alone = np.concatenate([rows for rows in groups if not self._sweep(compiled, values[rows], x, d, rows)]
-                                       + [np.zeros(0, int)])
+                groups = [alone[k : k + self.sweep] for k in range(0, batch, self.sweep)]
+                alone = np.concatenate(
+                    [rows for rows in groups if not self._sweep(compiled, values[rows], x, d, rows)]
+                    + [np.zeros(0, int)]
+                )
         if alone.size:
             compiled = self.load(net, phase)
             circuit = self._session.current
@@ -663,12 +709,28 @@ class NgspiceEngine:
                 f"ngspice engine: network {net.name!r}, phase {phase.label}: what ngspice returned "
                 f"for sample(s) {bad[:10].tolist()} is no operating point (voltages up to "
                 f"{np.nanmax(np.abs(x[bad])):.3g} V, beyond +-{MAX_VOLTS:g} V or off KCL): the "
-                f"circuit is singular or runs away there", samples=bad)
-        return OperatingPoint(tuple(net.free_nodes), x, np.ones(batch, bool), iterations, self.name,
-                              phase, self.tolerance_dict, adjoint=d)
+                f"circuit is singular or runs away there",
+                samples=bad,
+            )
+        return OperatingPoint(
+            tuple(net.free_nodes),
+            x,
+            np.ones(batch, bool),
+            iterations,
+            self.name,
+            phase,
+            self.tolerance_dict,
+            adjoint=d,
+        )
 
-    def _sweep(self, compiled: Compiled, values: np.ndarray, x: np.ndarray, d: np.ndarray | None,
-               rows: np.ndarray) -> bool:
+    def _sweep(
+        self,
+        compiled: Compiled,
+        values: np.ndarray,
+        x: np.ndarray,
+        d: np.ndarray | None,
+        rows: np.ndarray,
+    ) -> bool:
         """Solve ``len(rows)`` samples in one analysis.
 
         The per-sample sources read their values from tables indexed by a swept source
@@ -679,7 +741,9 @@ class NgspiceEngine:
         """
         if len(rows) < 2:
             return False
-        text = write_sweep(compiled.netlist, {s.name: values[:, k] for k, s in enumerate(compiled.sources)})
+        text = write_sweep(
+            compiled.netlist, {s.name: values[:, k] for k, s in enumerate(compiled.sources)}
+        )
         token = object()
         self._session.add_circuit(token, text)
         try:
@@ -690,14 +754,18 @@ class NgspiceEngine:
             if errors:
                 if any(_NONCONVERGENCE.search(e) for e in errors):
                     return False
-                raise NgspiceError(f"ngspice: network {compiled.network.name!r}, {compiled.phase} phase, "
-                                   f"sweep over {len(rows)} samples: {' | '.join(errors[:3])}")
+                raise NgspiceError(
+                    f"ngspice: network {compiled.network.name!r}, {compiled.phase} phase, "
+                    f"sweep over {len(rows)} samples: {' | '.join(errors[:3])}"
+                )
             got = np.stack([self._session.vector(n) for n in compiled.free_nodes], axis=1)
             if got.shape[0] != len(rows):  # a sweep cut short without an error line
                 return False
             x[rows] = got
             if d is not None:
-                d[rows] = np.stack([self._session.vector(n) for n in compiled.adjoint_nodes], axis=1)
+                d[rows] = np.stack(
+                    [self._session.vector(n) for n in compiled.adjoint_nodes], axis=1
+                )
             self.sweeps += 1
             return True
         finally:
@@ -741,17 +809,31 @@ class NgspiceEngine:
         x = np.empty((u.shape[0], net.n_free))
         for b in range(u.shape[0]):
             self._drive(circuit, values[b])
-            errors = self._run(f"tran {spice_number(t_stop / 1000)} {spice_number(t_stop)} uic",
-                               f"network {net.name!r}, transient from rest", [b])
+            errors = self._run(
+                f"tran {spice_number(t_stop / 1000)} {spice_number(t_stop)} uic",
+                f"network {net.name!r}, transient from rest",
+                [b],
+            )
             if errors:
-                raise NgspiceError(f"ngspice: network {net.name!r}, transient from rest, sample {b}: "
-                                   f"{' | '.join(errors[:3])}")
+                raise NgspiceError(
+                    f"ngspice: network {net.name!r}, transient from rest, sample {b}: "
+                    f"{' | '.join(errors[:3])}"
+                )
             x[b] = [self._session.vector(n)[-1] for n in compiled.free_nodes]
             self._session.command("destroy all")
         return x
 
-    def transient(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_start=None,
-                  t_stop: float = 1e-6, steps: int = 10000) -> tuple[np.ndarray, np.ndarray]:
+    def transient(
+        self,
+        net: Network,
+        phase: Phase,
+        inputs,
+        targets=None,
+        x0=None,
+        x_start=None,
+        t_stop: float = 1e-6,
+        steps: int = 10000,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Transient of one sample of ``phase`` by ngspice (``tran t_stop/steps t_stop uic``).
 
         The capacitors' initial conditions are set to 0 again afterwards (:meth:`settle` starts from
@@ -793,19 +875,31 @@ class NgspiceEngine:
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
         if u.shape[0] != 1:
             raise ValueError(f"a transient is of one sample, got a batch of {u.shape[0]}")
-        start = np.zeros(net.n_free) if x_start is None else np.asarray(x_start, dtype=float).reshape(-1)
+        start = (
+            np.zeros(net.n_free)
+            if x_start is None
+            else np.asarray(x_start, dtype=float).reshape(-1)
+        )
         if start.shape != (net.n_free,) or not np.isfinite(start).all():
             raise ValueError(f"x_start has shape {start.shape}, expected finite ({net.n_free},)")
         compiled = self.load(net, phase)
         circuit = self._session.current
-        self._drive(circuit, source_values(compiled, u, y, x0 if x0 is not None else np.zeros((1, net.n_free)))[0])
+        self._drive(
+            circuit,
+            source_values(compiled, u, y, x0 if x0 is not None else np.zeros((1, net.n_free)))[0],
+        )
         index = {n: k for k, n in enumerate(compiled.free_nodes)}
-        caps = [(el.name, index[el.nodes[0]]) for el in compiled.netlist.elements()
-                if el.kind == "C" and el.nodes[0] in index]
+        caps = [
+            (el.name, index[el.nodes[0]])
+            for el in compiled.netlist.elements()
+            if el.kind == "C" and el.nodes[0] in index
+        ]
         what = f"network {net.name!r}, phase {phase.label}, transient"
         self._initial_conditions([(name, start[k]) for name, k in caps])
         # past the time limit ngspice is halted and its circuits dropped: nothing left to reset
-        errors = self._run(f"tran {spice_number(t_stop / steps)} {spice_number(t_stop)} uic", what, [0])
+        errors = self._run(
+            f"tran {spice_number(t_stop / steps)} {spice_number(t_stop)} uic", what, [0]
+        )
         try:
             if errors:
                 raise NgspiceError(f"ngspice: {what}: {' | '.join(errors[:3])}")
@@ -868,10 +962,14 @@ class NgspiceEngine:
             for k, node in enumerate(outs):
                 errors = self._run(f"sens v({node})", what, [b])
                 if errors:
-                    raise NgspiceError(f"ngspice: network {net.name!r}, sens v({node}), sample {b}: "
-                                       f"{' | '.join(errors[:3])}")
+                    raise NgspiceError(
+                        f"ngspice: network {net.name!r}, sens v({node}), sample {b}: "
+                        f"{' | '.join(errors[:3])}"
+                    )
                 for el in elements:
-                    result[el.name][b, k] = self._session.vector(f"{el.name}_gain" if el.kind == "G" else el.name)[0]
+                    result[el.name][b, k] = self._session.vector(
+                        f"{el.name}_gain" if el.kind == "G" else el.name
+                    )[0]
                 self._session.command("destroy all")
         return result
 
@@ -890,9 +988,11 @@ class NgspiceEngine:
             if not errors:
                 return
         kind = ConvergenceError if any(_NONCONVERGENCE.search(e) for e in errors) else NgspiceError
-        raise kind(f"ngspice: network {net.name!r}, phase {phase.label}, sample {sample}: operating point "
-                   f"failed ({' | '.join(errors[:3])}); check the circuit has a DC path to ground at every node, "
-                   f"or loosen the tolerances")
+        raise kind(
+            f"ngspice: network {net.name!r}, phase {phase.label}, sample {sample}: operating point "
+            f"failed ({' | '.join(errors[:3])}); check the circuit has a DC path to ground at every node, "
+            f"or loosen the tolerances"
+        )
 
 
 def one_operating_point(net: Network, phase: Phase) -> bool:
@@ -922,8 +1022,11 @@ def one_operating_point(net: Network, phase: Phase) -> bool:
     reciprocal = [kind_of(c).RECIPROCAL for c in links]
     if all(reciprocal):
         return True
-    if (any(reciprocal) or (phase.aep and not all(kind_of(c).LINEAR for c in links))
-            or any(c.src == c.dst for c in links)):
+    if (
+        any(reciprocal)
+        or (phase.aep and not all(kind_of(c).LINEAR for c in links))
+        or any(c.src == c.dst for c in links)
+    ):
         return False
     graph: dict[str, set[str]] = {}
     for c in links:
@@ -972,10 +1075,18 @@ def available() -> bool:
     return True
 
 
-
 def _same_structure(a: Compiled, b: Compiled) -> bool:
     """Same elements, nodes, models and expressions: only alterable values may differ."""
     ea, eb = a.netlist.elements(), b.netlist.elements()
-    return len(ea) == len(eb) and a.netlist.options == b.netlist.options and a.netlist.models == b.netlist.models and all(
-        x.name == y.name and x.kind == y.kind and x.nodes == y.nodes and (x.kind not in "BD" or x.value == y.value)
-        for x, y in zip(ea, eb))
+    return (
+        len(ea) == len(eb)
+        and a.netlist.options == b.netlist.options
+        and a.netlist.models == b.netlist.models
+        and all(
+            x.name == y.name
+            and x.kind == y.kind
+            and x.nodes == y.nodes
+            and (x.kind not in "BD" or x.value == y.value)
+            for x, y in zip(ea, eb)
+        )
+    )

@@ -45,24 +45,53 @@ class NumpyEngine:
         ``max_iter``."""
         return {"vtol": self.vtol, "itol": self.itol, "max_iter": self.max_iter}
 
-    def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
+    def solve(
+        self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None
+    ) -> OperatingPoint:
         """Solve one phase; arrays as in :class:`circuitep.engines.base.Engine`."""
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
         out = net.output_index()
-        start = np.zeros((u.shape[0], net.n_free)) if x_init is None else np.array(x_init, dtype=float)
+        start = (
+            np.zeros((u.shape[0], net.n_free)) if x_init is None else np.array(x_init, dtype=float)
+        )
         if start.shape != (u.shape[0], net.n_free) or not np.isfinite(start).all():
-            raise ValueError(f"x_init has shape {start.shape}, expected finite ({u.shape[0]}, {net.n_free})")
+            raise ValueError(
+                f"x_init has shape {start.shape}, expected finite ({u.shape[0]}, {net.n_free})"
+            )
         k = kcl.correction_matrix(net, u, x0) if phase.aep else None
 
         def system(rows, x):
-            f, _ = phase_residual(net, phase, u[rows], x, None if y is None else y[rows],
-                                  None if x0 is None else x0[rows], None if k is None else k[rows], jacobian=False)
-            return f, lambda: DenseJacobian(phase_residual(
-                net, phase, u[rows], x, None if y is None else y[rows], None if x0 is None else x0[rows],
-                None if k is None else k[rows])[1])
+            f, _ = phase_residual(
+                net,
+                phase,
+                u[rows],
+                x,
+                None if y is None else y[rows],
+                None if x0 is None else x0[rows],
+                None if k is None else k[rows],
+                jacobian=False,
+            )
+            return f, lambda: DenseJacobian(
+                phase_residual(
+                    net,
+                    phase,
+                    u[rows],
+                    x,
+                    None if y is None else y[rows],
+                    None if x0 is None else x0[rows],
+                    None if k is None else k[rows],
+                )[1]
+            )
 
-        x, it, ok, singular = newton(net, start, system, vtol=self.vtol, itol=self.itol, max_iter=self.max_iter,
-                                     check_stability=self.check_stability)
+        x, it, ok, singular = newton(
+            net,
+            start,
+            system,
+            vtol=self.vtol,
+            itol=self.itol,
+            max_iter=self.max_iter,
+            check_stability=self.check_stability,
+        )
         if not ok.all():
             raise not_converged(self.name, net, phase, ok, singular, self.max_iter)
         dyadic = phase.kind == "dyadic"
@@ -72,12 +101,30 @@ class NumpyEngine:
             g = np.zeros_like(x)
             g[:, out] = phase.cost.grad(x[:, out], y)
             d = adjoint(self.name, net, phase, jac, g)
-        return OperatingPoint(tuple(net.free_nodes), x, ok, it, self.name, phase, self.tolerance_dict,
-                              adjoint=d, stable=is_stable(net, jac.matrices) if self.check_stability else None)
+        return OperatingPoint(
+            tuple(net.free_nodes),
+            x,
+            ok,
+            it,
+            self.name,
+            phase,
+            self.tolerance_dict,
+            adjoint=d,
+            stable=is_stable(net, jac.matrices) if self.check_stability else None,
+        )
 
 
-def phase_residual(net: Network, phase: Phase, u: np.ndarray, x: np.ndarray, y: np.ndarray | None = None,
-                   x0: np.ndarray | None = None, k: np.ndarray | None = None, *, jacobian: bool = True):
+def phase_residual(
+    net: Network,
+    phase: Phase,
+    u: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    x0: np.ndarray | None = None,
+    k: np.ndarray | None = None,
+    *,
+    jacobian: bool = True,
+):
     """KCL of one phase: the free circuit's residual (:func:`circuitep.kcl.residual`, A), plus the
     nudge ``-beta dC/dx`` into the outputs (nudged phase, targets ``y``) and the AEP correction
     ``-K (x - x0)`` (``k``: ``K`` per sample, S, from :func:`circuitep.kcl.correction_matrix`).
@@ -87,7 +134,9 @@ def phase_residual(net: Network, phase: Phase, u: np.ndarray, x: np.ndarray, y: 
     if phase.kind == "nudged":
         f[:, out] += nudge.current(phase.beta, phase.cost, x[:, out], y)
         if jacobian:
-            jac[:, out[:, None], out[None, :]] += nudge.jacobian(phase.beta, phase.cost, x[:, out], y)
+            jac[:, out[:, None], out[None, :]] += nudge.jacobian(
+                phase.beta, phase.cost, x[:, out], y
+            )
     if k is not None:
         aep.apply_dense(f, jac, k, x, x0)
     return f, jac
@@ -100,10 +149,10 @@ class DenseJacobian:
     def __init__(self, matrices: np.ndarray):
         self.matrices = matrices
 
-    def take(self, sel: np.ndarray) -> "DenseJacobian":
+    def take(self, sel: np.ndarray) -> DenseJacobian:
         return DenseJacobian(self.matrices[sel])
 
-    def update(self, sel: np.ndarray, other: "DenseJacobian") -> "DenseJacobian":
+    def update(self, sel: np.ndarray, other: DenseJacobian) -> DenseJacobian:
         matrices = self.matrices.copy()
         matrices[sel] = other.matrices
         return DenseJacobian(matrices)
@@ -111,7 +160,7 @@ class DenseJacobian:
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         return solve_rows(self.matrices, rhs)
 
-    def transpose(self) -> "DenseJacobian":
+    def transpose(self) -> DenseJacobian:
         return DenseJacobian(np.swapaxes(self.matrices, 1, 2))
 
     def solve_shifted(self, shift: np.ndarray, rhs: np.ndarray) -> np.ndarray:

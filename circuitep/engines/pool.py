@@ -97,7 +97,9 @@ class PoolEngine:
         if self.form not in FORMS:  # checked here: a worker would only die of it at spawn
             raise ValueError(f"form = {self.form!r} is not one of {FORMS}")
         if not isinstance(self.tolerances, Tolerances):
-            raise ValueError(f"tolerances must be a Tolerances, got {type(self.tolerances).__name__}")
+            raise ValueError(
+                f"tolerances must be a Tolerances, got {type(self.tolerances).__name__}"
+            )
         check_timeout(self.timeout)
         check_timeout(self.ngspice_timeout)
         self._ctx = mp.get_context("spawn")
@@ -110,13 +112,19 @@ class PoolEngine:
 
         The workers' (:class:`NgspiceEngine`) and ``workers``.
         """
-        return self.tolerances.as_dict() | {"form": self.form, "sweep": NgspiceEngine.sweep,
-                                            "workers": self.workers}
+        return self.tolerances.as_dict() | {
+            "form": self.form,
+            "sweep": NgspiceEngine.sweep,
+            "workers": self.workers,
+        }
 
     def _start(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_serve, daemon=True,
-                                 args=(child, self.form, self.tolerances, self.ngspice_timeout))
+        proc = self._ctx.Process(
+            target=_serve,
+            daemon=True,
+            args=(child, self.form, self.tolerances, self.ngspice_timeout),
+        )
         proc.start()
         child.close()
         return _Worker(proc, parent)
@@ -134,7 +142,9 @@ class PoolEngine:
         self._pool[k] = self._start()
         self.restarts += 1
 
-    def solve(self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None) -> OperatingPoint:
+    def solve(
+        self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None
+    ) -> OperatingPoint:
         """Solve a batch across the workers: contiguous chunks, one per worker.
 
         Same arrays and result as :meth:`NgspiceEngine.solve`; a chunk whose worker dies, hangs or
@@ -179,7 +189,13 @@ class PoolEngine:
             senders = {}
             for slot, k in enumerate(pending[: self.workers]):
                 idx = chunks[k]
-                job = (net, phase, u_primary[idx], None if y is None else y[idx], None if x0 is None else x0[idx])
+                job = (
+                    net,
+                    phase,
+                    u_primary[idx],
+                    None if y is None else y[idx],
+                    None if x0 is None else x0[idx],
+                )
                 senders[slot] = _Sender(self._pool[slot].conn, job)
                 senders[slot].start()
             deadline = time.monotonic() + self.timeout  # for sending and answering each chunk
@@ -208,7 +224,9 @@ class PoolEngine:
                     failure = failure or ConvergenceError(message)
                     failed.append(None if rows is None else chunks[k][list(rows)])
                 elif status == "error":
-                    failure = failure or PoolError(f"worker failed on samples {chunks[k].tolist()[:8]}: {payload}")
+                    failure = failure or PoolError(
+                        f"worker failed on samples {chunks[k].tolist()[:8]}: {payload}"
+                    )
                 else:
                     results[k] = payload
             if failure is not None:
@@ -218,14 +236,23 @@ class PoolEngine:
             pending = [k for k in pending if k not in results]
         ops = [results[k] for k in range(len(chunks))]
         adjoint = None if ops[0].adjoint is None else np.concatenate([o.adjoint for o in ops])
-        return OperatingPoint(ops[0].nodes, np.concatenate([o.x for o in ops]),
-                              np.concatenate([o.converged for o in ops]), np.concatenate([o.iterations for o in ops]),
-                              self.name, phase, self.tolerance_dict, adjoint=adjoint)
+        return OperatingPoint(
+            ops[0].nodes,
+            np.concatenate([o.x for o in ops]),
+            np.concatenate([o.converged for o in ops]),
+            np.concatenate([o.iterations for o in ops]),
+            self.name,
+            phase,
+            self.tolerance_dict,
+            adjoint=adjoint,
+        )
 
     def _retry(self, k: int, attempts: dict, chunks: list, why: str) -> None:
         attempts[k] += 1
         if attempts[k] > self.retries:
-            raise PoolError(f"samples {chunks[k].tolist()[:8]}... failed {attempts[k]} times: {why}")
+            raise PoolError(
+                f"samples {chunks[k].tolist()[:8]}... failed {attempts[k]} times: {why}"
+            )
 
     def close(self) -> None:
         """Stop every worker (asked to exit, killed after 2 s); the engine cannot solve again."""
@@ -244,4 +271,3 @@ class PoolEngine:
 
     def __exit__(self, *exc):
         self.close()
-

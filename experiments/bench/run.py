@@ -70,8 +70,13 @@ def bench_ngspice(spec: str, n_fast: int, n_naive: int, beta: float) -> dict:
     for path, sweep in (("fast", 100), ("op", 1)):
         with NgspiceEngine(form="folded", sweep=sweep) as engine:  # its circuits go when it is done
             engine.solve(net, Phase(), u[:2])  # load the circuits once, as training does
-            engine.solve(net, Phase("nudged", beta=beta, aep=True), u[:2], y[:2],
-                         x0=np.zeros((2, net.n_free)))
+            engine.solve(
+                net,
+                Phase("nudged", beta=beta, aep=True),
+                u[:2],
+                y[:2],
+                x0=np.zeros((2, net.n_free)),
+            )
             free, t_free = timed(engine.solve, net, Phase(), u)
             _, t_aep = timed(estimate, "aep", net, engine, u, y, beta=beta, x0=free.x)
         paths[path] = (free, t_free / n_fast, (t_free + t_aep) / n_fast)
@@ -81,10 +86,15 @@ def bench_ngspice(spec: str, n_fast: int, n_naive: int, beta: float) -> dict:
     layered = LayeredEngine()
     ref, t_layered = timed(layered.solve, net, Phase(), u)
     return {
-        "spec": spec, "samples_fast": n_fast, "samples_naive": n_naive,
-        "fast_free_s_per_sample": t_fast_free, "fast_aep_train_s_per_sample": t_fast_train,
-        "op_free_s_per_sample": t_op_free, "op_aep_train_s_per_sample": t_op_train,
-        "fast_vs_op_free_ratio": t_op_free / t_fast_free, "fast_vs_op_train_ratio": t_op_train / t_fast_train,
+        "spec": spec,
+        "samples_fast": n_fast,
+        "samples_naive": n_naive,
+        "fast_free_s_per_sample": t_fast_free,
+        "fast_aep_train_s_per_sample": t_fast_train,
+        "op_free_s_per_sample": t_op_free,
+        "op_aep_train_s_per_sample": t_op_train,
+        "fast_vs_op_free_ratio": t_op_free / t_fast_free,
+        "fast_vs_op_train_ratio": t_op_train / t_fast_train,
         "max_abs_diff_fast_vs_op_v": float(np.abs(fast.x - op.x).max()),
         "naive_free_s_per_sample": t_naive_free,
         # a naive AEP training sample rebuilds three netlists (free, +beta, -beta)
@@ -104,15 +114,24 @@ def mnist_or_random(n_train: int) -> tuple[Dataset, bool]:
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (n_train + 1000, 784)) * (rng.uniform(0, 1, (n_train + 1000, 784)) < 0.2)
     labels = rng.integers(0, 10, n_train + 1000)
-    return Dataset("random-784", x[:n_train], labels[:n_train], x[n_train:], labels[n_train:], 10), False
+    return Dataset(
+        "random-784", x[:n_train], labels[:n_train], x[n_train:], labels[n_train:], 10
+    ), False
 
 
 def bench_epochs(n_train: int) -> dict:
     data, real = mnist_or_random(n_train)
     net = from_shorthand("ff:784-500-10", seed=0)
-    out = {"data": data.name if real else "random images (set CIRCUITEP_MNIST_DIR for MNIST)",
-           "samples": n_train}
-    for algorithm in ("bp", "aep", "bp", "aep"):  # interleaved twice: load on the machine hits both alike
+    out = {
+        "data": data.name if real else "random images (set CIRCUITEP_MNIST_DIR for MNIST)",
+        "samples": n_train,
+    }
+    for algorithm in (
+        "bp",
+        "aep",
+        "bp",
+        "aep",
+    ):  # interleaved twice: load on the machine hits both alike
         config = TrainConfig(algorithm=algorithm, epochs=1, batch_size=100, lr=0.05)
         trainer = Trainer(net, data, LayeredEngine(), config)
         _, seconds = timed(trainer.run_epoch, init_state(net, config))
@@ -144,7 +163,9 @@ def bench_memory(n_ops: int) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer samples (a few minutes); extrapolates the epoch")
+    p.add_argument(
+        "--quick", action="store_true", help="fewer samples (a few minutes); extrapolates the epoch"
+    )
     p.add_argument("--json", required=True, help="write the figures here")
     args = p.parse_args(argv)
     if not Path(args.json).resolve().parent.is_dir():  # found out now, not after the benchmark
@@ -153,7 +174,9 @@ def main(argv=None) -> int:
     results = {"quick": args.quick, "python": sys.version.split()[0]}
     print("ngspice fast vs naive ...", flush=True)
     results["ngspice_small"] = bench_ngspice("ff:64-32-10", 200, 20, beta)
-    results["ngspice_large"] = bench_ngspice("ff:784-100-10", 50 if args.quick else 200, 1 if args.quick else 3, beta)
+    results["ngspice_large"] = bench_ngspice(
+        "ff:784-100-10", 50 if args.quick else 200, 1 if args.quick else 3, beta
+    )
     print("numpy AEP vs BP epoch ...", flush=True)
     results["epochs"] = bench_epochs(3000 if args.quick else 60000)
     print("ngspice memory ...", flush=True)
@@ -164,24 +187,36 @@ def main(argv=None) -> int:
         "aep_vs_bp_epoch": results["epochs"]["aep_vs_bp_epoch"],
         "mnist_aep_epoch_s": results["epochs"]["aep_epoch_60000_s"],
         "ngspice_fast_vs_op": large["fast_vs_op_train_ratio"],
-        "max_abs_diff_v": max(r[k] for r in (large, results["ngspice_small"]) for k in
-                              ("max_abs_diff_fast_vs_naive_v", "max_abs_diff_fast_vs_op_v",
-                               "max_abs_diff_ngspice_vs_layered_v")),
+        "max_abs_diff_v": max(
+            r[k]
+            for r in (large, results["ngspice_small"])
+            for k in (
+                "max_abs_diff_fast_vs_naive_v",
+                "max_abs_diff_fast_vs_op_v",
+                "max_abs_diff_ngspice_vs_layered_v",
+            )
+        ),
     }
     for key in ("ngspice_small", "ngspice_large"):
         r = results[key]
-        print(f"{r['spec']}: ngspice fast {1e3 * r['fast_free_s_per_sample']:.2f} ms/sample free, "
-              f"{1e3 * r['fast_aep_train_s_per_sample']:.2f} ms per AEP training sample (op path: x"
-              f"{r['fast_vs_op_free_ratio']:.1f} free, x{r['fast_vs_op_train_ratio']:.1f} training); naive "
-              f"{1e3 * r['naive_free_s_per_sample']:.1f} ms/sample free -> x{r['free_ratio']:.0f} (free), "
-              f"x{r['train_ratio']:.0f} (training); layered numpy is x{r['ngspice_vs_layered_ratio']:.1f} faster "
-              f"than ngspice; max |dV| {max(r[k] for k in r if k.startswith('max_abs_diff')):.1e} V")
+        print(
+            f"{r['spec']}: ngspice fast {1e3 * r['fast_free_s_per_sample']:.2f} ms/sample free, "
+            f"{1e3 * r['fast_aep_train_s_per_sample']:.2f} ms per AEP training sample (op path: x"
+            f"{r['fast_vs_op_free_ratio']:.1f} free, x{r['fast_vs_op_train_ratio']:.1f} training); naive "
+            f"{1e3 * r['naive_free_s_per_sample']:.1f} ms/sample free -> x{r['free_ratio']:.0f} (free), "
+            f"x{r['train_ratio']:.0f} (training); layered numpy is x{r['ngspice_vs_layered_ratio']:.1f} faster "
+            f"than ngspice; max |dV| {max(r[k] for k in r if k.startswith('max_abs_diff')):.1e} V"
+        )
     e = results["epochs"]
-    print(f"784-500-10 on {e['data']} ({e['samples']} samples): AEP epoch / BP epoch = {e['aep_vs_bp_epoch']:.2f}; "
-          f"AEP epoch of 60,000 samples {'(extrapolated) ' if e['extrapolated'] else ''}{e['aep_epoch_60000_s']:.0f} s")
+    print(
+        f"784-500-10 on {e['data']} ({e['samples']} samples): AEP epoch / BP epoch = {e['aep_vs_bp_epoch']:.2f}; "
+        f"AEP epoch of 60,000 samples {'(extrapolated) ' if e['extrapolated'] else ''}{e['aep_epoch_60000_s']:.0f} s"
+    )
     m = results["memory"]
-    print(f"memory over {m['operating_points']} ngspice operating points: {m['fast_rss_growth_mb']:.1f} MB growth "
-          f"(fast path), {m['op_rss_growth_mb']:.1f} MB (op path)")
+    print(
+        f"memory over {m['operating_points']} ngspice operating points: {m['fast_rss_growth_mb']:.1f} MB growth "
+        f"(fast path), {m['op_rss_growth_mb']:.1f} MB (op path)"
+    )
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.json}")
     return 0
