@@ -35,9 +35,9 @@ from circuitep.netlist import (
     write,
     write_xyce,
 )
+from circuitep.phases import PHASES
 from circuitep.spec import Coupling, Network, voltage_rows
 
-PHASES = ("free", "nudged", "aep", "dyadic")
 FORMS = ("literal", "folded")
 
 

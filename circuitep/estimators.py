@@ -122,14 +122,14 @@ def estimate(
         )
         s = op.adjoint / beta
     else:
-        aep = name == "aep"
+        kind = "aep" if name == "aep" else "nudged"  # EP and VF: the plain nudge
         plus = engine.solve(
-            net, Phase("nudged", beta=beta, aep=aep, cost=cost), inputs, targets, x0=x0, x_init=x0
+            net, Phase(kind, beta=beta, cost=cost), inputs, targets, x0=x0, x_init=x0
         ).x
         if centered:
             minus = engine.solve(
                 net,
-                Phase("nudged", beta=-beta, aep=aep, cost=cost),
+                Phase(kind, beta=-beta, cost=cost),
                 inputs,
                 targets,
                 x0=x0,

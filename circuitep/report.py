@@ -116,7 +116,7 @@ def element_powers(
         )
         p["diodes"] += diodes
         p["rails"] += rails
-    if phase.kind == "nudged":
+    if phase.nudged:
         out = net.output_index()
         p["nudge"] += (phase.beta * phase.cost.grad(x[:, out], y) * x[:, out]).sum(1)
     if phase.aep:
@@ -513,7 +513,8 @@ def training_phases(algorithm: str, beta: float, cost) -> list[Phase]:
     list of Phase
     """
     if algorithm in ("aep", "vf", "ep"):
-        return [Phase("nudged", b, aep=algorithm == "aep", cost=cost) for b in (beta, -beta)]
+        kind = "aep" if algorithm == "aep" else "nudged"
+        return [Phase(kind, b, cost=cost) for b in (beta, -beta)]
     return []
 
 

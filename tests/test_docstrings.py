@@ -42,6 +42,7 @@ CHECKED = {
     "fileio.py",
     "golden.py",
     "gradcheck.py",
+    "phases.py",
     "plots.py",
     "report.py",
     "runs.py",

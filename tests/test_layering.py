@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "circuitep"
 
 # a module may import only from its own layer or the layers below
 LAYERS = [
-    {"checks", "devices", "netlist", "datasets", "fileio", "costs"},
+    {"checks", "devices", "netlist", "datasets", "fileio", "costs", "phases"},
     # circuitep/elements/: one module per element kind (their equations, parameter tables and
     # SPICE), the registry that lists them and the AEP correction: below the spec, which reads
     # their tables. Every module of the package sits here (a new kind needs no entry).

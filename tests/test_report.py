@@ -85,7 +85,7 @@ def test_tellegen_the_classes_sum_to_zero_at_every_phase(name):
         s = report.power_summary(p)
         assert all(p[k][0] >= 0 for k in report.PASSIVE), p
         assert abs(s["tellegen"][0]) <= 1e-12 * s["dissipated"][0], (phase.label, p)
-        assert (p["nudge"][0] != 0) == (phase.kind == "nudged")
+        assert (p["nudge"][0] != 0) == phase.nudged
         assert (p["correction"][0] != 0) == (phase.aep and not kcl.is_reciprocal(net))
 
 

@@ -7,55 +7,81 @@ An engine has one job: solve a phase of a network for a batch of samples and ret
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from circuitep import kcl
 from circuitep.checks import is_bool, is_number, plain_float
 from circuitep.costs import Cost, CrossEntropy, SquaredError
+from circuitep.phases import NUDGED, PHASES, PhaseName
 from circuitep.spec import MAX_VOLTS, Network, voltage_rows
-
-PhaseKind = Literal["free", "nudged", "dyadic"]
 
 
 @dataclass(frozen=True)
 class Phase:
-    """A learning phase (DESIGN.md §1).
+    """A learning phase (DESIGN.md §1); ``kind`` is one of :data:`circuitep.phases.PHASES`.
 
     - ``free``: no nudge.
-    - ``nudged``: the current ``-beta dC/dx`` into the outputs (``beta`` may be negative); with
-      ``aep=True`` also the correction ``-(J - J^T)(x - x0)``, J frozen at the free state ``x0``.
+    - ``nudged``: the current ``-beta dC/dx`` into the outputs (``beta`` may be negative).
+    - ``aep``: nudged, plus the correction ``-(J - J^T)(x - x0)``, J frozen at the free state
+      ``x0``. ``Phase("nudged", beta, aep=True)`` is another spelling of ``Phase("aep", beta)``:
+      both give the same phase (``kind == "aep"``, ``aep`` True).
     - ``dyadic``: the doubled (adjoint) circuit; its second half settles at ``d = beta lambda``.
+
+    Parameters
+    ----------
+    kind : {"free", "nudged", "aep", "dyadic"}
+        The phase.
+    beta : float
+        Nudge strength (S for squared error); 0 for ``free`` and only there.
+    aep : bool
+        True for the AEP phase; derived from ``kind`` (and accepted with ``kind="nudged"``).
+    cost : Cost
+        The cost whose gradient the nudge injects.
     """
 
-    kind: PhaseKind = "free"
+    kind: PhaseName = "free"
     beta: float = 0.0
     aep: bool = False
     cost: Cost = field(default_factory=SquaredError)
 
     def __post_init__(self):
-        kinds = ("free", "nudged", "dyadic")
-        if not isinstance(self.kind, str) or str.__str__(self.kind) not in kinds:
-            raise ValueError(f"phase kind {self.kind!r} is not one of free, nudged, dyadic")
+        if not isinstance(self.kind, str) or str.__str__(self.kind) not in PHASES:
+            raise ValueError(f"phase kind {self.kind!r} is not one of {', '.join(PHASES)}")
         if not is_number(self.beta) or not np.isfinite(plain_float("beta", self.beta)):
             raise ValueError(f"beta = {self.beta!r} must be a finite real number")
         if not is_bool(self.aep):
             raise ValueError(f"aep = {self.aep!r} must be True or False")
         # plain values: the phase is compared, hashed and written into netlists and labels
-        object.__setattr__(self, "kind", str.__str__(self.kind))
+        kind = str.__str__(self.kind)
+        if self.aep and kind not in NUDGED:
+            raise ValueError("the AEP correction belongs to a nudged phase")
+        kind = "aep" if self.aep else kind  # one vocabulary: the flag is the kind's shorthand
+        object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "beta", plain_float("beta", self.beta))
-        object.__setattr__(self, "aep", bool(self.aep))
+        object.__setattr__(self, "aep", kind == "aep")
         if not isinstance(self.cost, (SquaredError, CrossEntropy)):
             raise ValueError(
                 f"cost = {self.cost!r} must be a cost object (circuitep.costs.make_cost('mse'|'xent'))"
             )
-        if self.kind == "free" and (self.beta != 0 or self.aep):
+        if self.kind == "free" and self.beta != 0:
             raise ValueError("a free phase has no nudge (beta = 0, aep = False)")
         if self.kind != "free" and self.beta == 0:
             raise ValueError(f"a {self.kind} phase needs a non-zero beta")
-        if self.aep and self.kind != "nudged":
-            raise ValueError("the AEP correction belongs to a nudged phase")
+
+    @property
+    def nudged(self) -> bool:
+        """Whether the nudge current flows into the outputs of the circuit itself.
+
+        True for ``nudged`` and ``aep``; the dyadic phase nudges its adjoint half instead.
+        """
+        return self.kind in NUDGED
+
+    @property
+    def dyadic(self) -> bool:
+        """Whether this is the doubled (adjoint) circuit of Dyadic EP."""
+        return self.kind == "dyadic"
 
     @property
     def label(self) -> str:
@@ -65,7 +91,7 @@ class Phase:
         """
         if self.kind == "free":
             return "free"
-        return f"{'aep' if self.aep else self.kind}(beta={self.beta:g})"
+        return f"{self.kind}(beta={self.beta:g})"
 
 
 @dataclass(frozen=True)
@@ -347,7 +373,7 @@ def unsolved(
         with np.errstate(over="ignore", invalid="ignore"):
             f, _ = kcl.residual(net, us, xs, jacobian=False)
             scale = kcl.current_scale(net, us, xs)
-            if phase.kind == "nudged":
+            if phase.nudged:
                 out = net.output_index()
                 nudge = phase.beta * phase.cost.grad(xs[:, out], y[ok])
                 f[:, out] -= nudge

@@ -118,7 +118,7 @@ def chain_structure(net: Network, phase: Phase | None = None) -> _Chain:
     for g in net.output_groups:
         out_pos.append((pos[g.name], slice(k, k + g.size)))
         k += g.size
-    if phase is not None and phase.kind == "nudged" and not isinstance(phase.cost, SquaredError):
+    if phase is not None and phase.nudged and not isinstance(phase.cost, SquaredError):
         for p, _ in out_pos:
             for q, _ in out_pos:
                 if abs(p - q) > 1:
@@ -376,7 +376,7 @@ class LayeredEngine:
                 )
         out = net.output_index()
 
-        if phase.kind == "dyadic":
+        if phase.dyadic:
             x, it, ok = self._solve(net, phase, start, lambda rows, x: _kcl(chain, drive[rows], x))
             blocks = _kcl(chain, drive, x)[1]()
             g = np.zeros_like(x)
@@ -390,7 +390,7 @@ class LayeredEngine:
 
         def system(rows, x):
             f, kcl_jacobian = _kcl(chain, drive[rows], x)
-            if phase.kind == "nudged":
+            if phase.nudged:
                 f[:, out] += nudge.current(phase.beta, phase.cost, x[:, out], y[rows])
             ts = aep.take_rows(terms, rows) if terms else terms
             if ts:
@@ -398,7 +398,7 @@ class LayeredEngine:
 
             def jacobian():
                 blocks = kcl_jacobian()
-                if phase.kind == "nudged":
+                if phase.nudged:
                     _add_hessian(chain, blocks, phase, x[:, out], y[rows], diagonal_hessian)
                 aep.add_jacobian(blocks.add, ts)
                 return blocks
@@ -419,7 +419,7 @@ class LayeredEngine:
         chain = memo.get("chain")
         if chain is None or chain[0] is not net:
             chain = memo["chain"] = (net, chain_structure(net))
-        if phase.kind == "nudged" and not isinstance(phase.cost, SquaredError):
+        if phase.nudged and not isinstance(phase.cost, SquaredError):
             chain_structure(net, phase)  # raises where the cost's Hessian couples distant groups
         drive = memo.get("drive")
         if (

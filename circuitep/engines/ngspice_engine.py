@@ -517,7 +517,7 @@ class NgspiceEngine:
         if self._generation != self._session.generation:  # ngspice was reset: nothing is loaded
             self._circuits.clear()
             self._generation = self._session.generation
-        key = _phase_key("aep" if phase.aep else phase.kind, phase.cost)
+        key = _phase_key(phase.kind, phase.cost)
         circuit = self._circuits.get(key)
         if circuit is not None and circuit.net is net and circuit.beta == phase.beta:
             self._session.select(circuit)
@@ -551,12 +551,11 @@ class NgspiceEngine:
         return compiled
 
     def _compile(self, net: Network, phase: Phase) -> Compiled:
-        kind = "aep" if phase.aep else phase.kind
         return compile_network(
             net,
-            kind,
+            phase.kind,
             self.form,
-            beta=phase.beta if kind != "free" else None,
+            beta=phase.beta if phase.kind != "free" else None,
             cost=phase.cost,
             tolerances=self.tolerances,
         )
@@ -665,11 +664,11 @@ class NgspiceEngine:
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
         batch = u.shape[0]
         x = np.empty((batch, net.n_free))
-        d = np.empty((batch, net.n_free)) if phase.kind == "dyadic" else None
+        d = np.empty((batch, net.n_free)) if phase.dyadic else None
         x0 = x0 if x0 is not None else np.zeros((batch, net.n_free))
         iterations = np.full(batch, UNKNOWN_ITERATIONS)
         alone = np.arange(batch)
-        key = _phase_key("aep" if phase.aep else phase.kind, phase.cost)
+        key = _phase_key(phase.kind, phase.cost)
         sweepable = (
             self.sweep > 1
             and batch > 1
@@ -870,7 +869,7 @@ class NgspiceEngine:
         NgspiceError
             When the transient fails.
         """
-        if phase.kind == "dyadic":
+        if phase.dyadic:
             raise ValueError("a transient of the dyadic (doubled) circuit is not supported")
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
         if u.shape[0] != 1:

@@ -94,7 +94,7 @@ class NumpyEngine:
         )
         if not ok.all():
             raise not_converged(self.name, net, phase, ok, singular, self.max_iter)
-        dyadic = phase.kind == "dyadic"
+        dyadic = phase.dyadic
         jac = system(np.arange(len(x)), x)[1]() if dyadic or self.check_stability else None
         d = None
         if dyadic:  # system is the free circuit; its adjoint network settles at d = beta J^-T dC/dx
@@ -131,7 +131,7 @@ def phase_residual(
     Shapes as in :mod:`circuitep.kcl`; returns ``(F, J or None)``."""
     f, jac = kcl.residual(net, u, x, jacobian=jacobian)
     out = net.output_index()
-    if phase.kind == "nudged":
+    if phase.nudged:
         f[:, out] += nudge.current(phase.beta, phase.cost, x[:, out], y)
         if jacobian:
             jac[:, out[:, None], out[None, :]] += nudge.jacobian(
