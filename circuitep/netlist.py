@@ -126,36 +126,36 @@ def check_expression(path: str, expr: str) -> str:
 
 @dataclass(frozen=True)
 class Element:
-    """One element: ``kind`` is its letter, ``name`` its full SPICE name (starting with the letter)."""
+    """One element: ``letter`` is its SPICE letter (a key of :data:`ELEMENT_KINDS`), ``name`` its full SPICE name (starting with the letter)."""
 
-    kind: str
+    letter: str
     name: str
     nodes: tuple[str, ...]
     value: float | str
     comment: str = ""
 
     def __post_init__(self):
-        ek = ELEMENT_KINDS.get(self.kind) if isinstance(self.kind, str) else None
+        ek = ELEMENT_KINDS.get(self.letter) if isinstance(self.letter, str) else None
         if ek is None:
-            raise ValueError(f"element kind {self.kind!r} is not one of {sorted(ELEMENT_KINDS)}")
-        object.__setattr__(self, "kind", ek.letter)
+            raise ValueError(f"element kind {self.letter!r} is not one of {sorted(ELEMENT_KINDS)}")
+        object.__setattr__(self, "letter", ek.letter)
         # plain values only: line() writes exactly what is checked here
         object.__setattr__(self, "name", check_ident("element name", self.name))
-        if not self.name.startswith(self.kind.lower()):
-            raise ValueError(f"element {self.name!r} must start with its letter {self.kind!r}")
+        if not self.name.startswith(self.letter.lower()):
+            raise ValueError(f"element {self.name!r} must start with its letter {self.letter!r}")
         if len(self.nodes) != ek.terminals:
             raise ValueError(
-                f"element {self.name!r} has {len(self.nodes)} nodes, a {self.kind} has {ek.terminals}"
+                f"element {self.name!r} has {len(self.nodes)} nodes, a {self.letter} has {ek.terminals}"
             )
         nodes = tuple(
             check_ident(f"{self.name}.nodes[{k}]", n, reserved=True)
             for k, n in enumerate(self.nodes)
         )
         object.__setattr__(self, "nodes", nodes)
-        if self.kind == "D":
+        if self.letter == "D":
             model = check_ident(f"{self.name}.model", self.value, reserved=True)
             object.__setattr__(self, "value", model)
-        elif self.kind == "B":
+        elif self.letter == "B":
             object.__setattr__(self, "value", check_expression(self.name, self.value))
         else:
             spice_number(self.value)
@@ -163,12 +163,18 @@ class Element:
         _check_comment(self.comment)
         object.__setattr__(self, "comment", plain_str(f"{self.name} comment", self.comment))
 
+    @property
+    def kind(self) -> str:
+        """The element's SPICE letter: the older name of :attr:`letter` (an element *kind* is
+        now a coupling or node kind of :mod:`circuitep.elements`)."""
+        return self.letter
+
     def line(self) -> str:
-        if self.kind == "D":
+        if self.letter == "D":
             value = self.value
-        elif self.kind == "B":
+        elif self.letter == "B":
             value = f"I={self.value}"
-        elif self.kind in "VI":
+        elif self.letter in "VI":
             value = f"dc {spice_number(self.value)}"
         else:
             value = spice_number(self.value)
@@ -355,7 +361,7 @@ def write_sweep(netlist: Netlist, tables: dict[str, Sequence[float]]) -> str:
         raise ValueError(f"netlist already uses {SWEEP_NODE!r}, the sweep's own node")
     for name in tables:
         el = elements.get(name)
-        if el is None or el.kind not in "VI":
+        if el is None or el.letter not in "VI":
             raise ValueError(f"sweep table for {name!r}: not a V or I source of the netlist")
         if "b" + name in elements:
             raise ValueError(f"the swept source's name {'b' + name!r} is taken")
@@ -364,7 +370,7 @@ def write_sweep(netlist: Netlist, tables: dict[str, Sequence[float]]) -> str:
         if el.name not in tables:
             return el.line()
         points = ",".join(f"{k},{spice_number(v)}" for k, v in enumerate(tables[el.name]))
-        return f"b{el.name} {' '.join(el.nodes)} {el.kind}=pwl(v({SWEEP_NODE}),{points})"
+        return f"b{el.name} {' '.join(el.nodes)} {el.letter}=pwl(v({SWEEP_NODE}),{points})"
 
     return write(netlist, line, extra=[f"{SWEEP_SOURCE} {SWEEP_NODE} 0 dc 0"])
 
@@ -410,7 +416,7 @@ def _xyce_expression(name: str, expr: str) -> str:
 def xyce_line(el: Element) -> str:
     """One element in Xyce's syntax: R, C, V, I, G and D as in SPICE; a B source as
     ``B n+ n- I={expression}``."""
-    if el.kind == "B":
+    if el.letter == "B":
         return f"{el.name} {' '.join(el.nodes)} I={_xyce_expression(el.name, el.value)}"
     return el.line().split(" ; ")[0]
 

@@ -503,12 +503,8 @@ class Network:
     def _check_values(self) -> None:
         """The checks that depend on parameter values, not only on the structure: no resistor
         from a node to itself, and a DC path to ground from every free node."""
-        for c in self.couplings:
-            if c.kind == "resistor" and c.src == c.dst and np.any(np.diag(c.weight)):
-                raise ValueError(
-                    f"couplings[{c.name!r}]: a resistor from a node to itself does "
-                    "nothing; mask the diagonal"
-                )
+        for c in self.couplings:  # each kind's own value checks (a resistor to itself)
+            kind_of(c).check(c, f"couplings[{c.name!r}]")
         floating = self.floating_nodes()
         if floating:
             more = f" and {len(floating) - 5} more" if len(floating) > 5 else ""

@@ -528,9 +528,9 @@ class NgspiceEngine:
             sources = {s.name for s in compiled.sources}
             self._alter(
                 [
-                    (el.name, el.kind, el.value)
+                    (el.name, el.letter, el.value)
                     for el in compiled.netlist.elements()
-                    if el.kind in _ALTER_VALUE
+                    if el.letter in _ALTER_VALUE
                     and el.name not in sources
                     and circuit.values.get(el.name) != el.value
                 ],
@@ -891,7 +891,7 @@ class NgspiceEngine:
         caps = [
             (el.name, index[el.nodes[0]])
             for el in compiled.netlist.elements()
-            if el.kind == "C" and el.nodes[0] in index
+            if el.letter == "C" and el.nodes[0] in index
         ]
         what = f"network {net.name!r}, phase {phase.label}, transient"
         self._initial_conditions([(name, start[k]) for name, k in caps])
@@ -949,7 +949,7 @@ class NgspiceEngine:
         circuit = self._session.current
         values = source_values(compiled, u, None, np.zeros((u.shape[0], net.n_free)))
         outs = [net.free_nodes[k] for k in net.output_index()]
-        elements = [el for el in compiled.netlist.elements() if el.kind in "RGI"]
+        elements = [el for el in compiled.netlist.elements() if el.letter in "RGI"]
         result = {el.name: np.empty((u.shape[0], len(outs))) for el in elements}
         for b in range(u.shape[0]):
             self._drive(circuit, values[b])
@@ -967,7 +967,7 @@ class NgspiceEngine:
                     )
                 for el in elements:
                     result[el.name][b, k] = self._session.vector(
-                        f"{el.name}_gain" if el.kind == "G" else el.name
+                        f"{el.name}_gain" if el.letter == "G" else el.name
                     )[0]
                 self._session.command("destroy all")
         return result
@@ -1083,9 +1083,9 @@ def _same_structure(a: Compiled, b: Compiled) -> bool:
         and a.netlist.models == b.netlist.models
         and all(
             x.name == y.name
-            and x.kind == y.kind
+            and x.letter == y.letter
             and x.nodes == y.nodes
-            and (x.kind not in "BD" or x.value == y.value)
+            and (x.letter not in "BD" or x.value == y.value)
             for x, y in zip(ea, eb)
         )
     )
