@@ -82,7 +82,7 @@ def layered(
     groups = [NodeGroup("in", "input", sizes[0])]
     if inverted_inputs:
         groups.append(NodeGroup("inn", "input", sizes[0], invert="in"))
-    for k, (g, n) in enumerate(zip(names[1:], sizes[1:]), start=1):
+    for k, (g, n) in enumerate(zip(names[1:], sizes[1:], strict=True), start=1):
         role = "output" if k == len(sizes) - 1 else "hidden"
         c = clamp if (role == "hidden" or output_clamp) else None
         groups.append(

@@ -317,7 +317,9 @@ def simulate(net: Network, engine, inputs: np.ndarray) -> dict:
         "engine": op.engine,
         "phase": "free",
         "tolerances": op.tolerances,
-        "inputs": dict(zip(net.input_nodes, net.expand_inputs(inputs[None])[0].tolist())),
+        "inputs": dict(
+            zip(net.input_nodes, net.expand_inputs(inputs[None])[0].tolist(), strict=True)
+        ),
         "nodes": op.voltages(0),
         "stable": bool(is_stable(net, jac)[0]),
     }
@@ -408,7 +410,7 @@ def cmd_simulate(args) -> int:
         diff = float(np.max(np.abs(final - np.array(list(result["nodes"].values())))))
         result["settles"] = diff <= 1e-6
         result["settle_max_diff_v"] = diff
-        result["settled_nodes"] = dict(zip(net.free_nodes, final.tolist()))
+        result["settled_nodes"] = dict(zip(net.free_nodes, final.tolist(), strict=True))
     _print_op(result)
     if args.settle:
         reached = np.abs(np.array(list(result["settled_nodes"].values())))
@@ -520,7 +522,7 @@ def cmd_gradcheck(args) -> int:
             net, engine, u, y, np.linspace(0, 1, 6), beta=beta, cost=cost
         )
         sw = report["asymmetry_sweep"]
-        for a, vf, aep, ok in zip(sw["asymmetry"], sw["vf"], sw["aep"], sw["stable"]):
+        for a, vf, aep, ok in zip(sw["asymmetry"], sw["vf"], sw["aep"], sw["stable"], strict=True):
             print(
                 f"  asymmetry {a:.3f}: VF rel error {vf:.2e}, AEP rel error {aep:.2e}"
                 f"{'' if ok else '  (free state UNSTABLE for some samples)'}"

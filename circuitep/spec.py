@@ -21,7 +21,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from circuitep.checks import is_integer, is_number, plain_float, plain_int, plain_str
+from circuitep.checks import is_bool, is_integer, is_number, plain_float, plain_int, plain_str
 from circuitep.elements.params import (  # noqa: F401 - the bounds, for importers
     FARAD_RANGE,
     I_SAT_RANGE,
@@ -120,7 +120,7 @@ def _as_array(path: str, value: object, booleans: bool, what: str) -> np.ndarray
         return arr
     objects = np.asarray(value, dtype=object)  # lists: numpy would turn True into 1.0
     elements = list(objects.flat)
-    ok = (lambda v: isinstance(v, (bool, np.bool_))) if booleans else is_number
+    ok = is_bool if booleans else is_number
     bad = [v for v in elements if not ok(v)][:1] or ([] if elements else [value])
     if bad:
         raise TypeError(f"{path} must be {what}, got {bad[0]!r}")

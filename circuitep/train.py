@@ -841,7 +841,7 @@ class Trainer:
             )
         except (ConvergenceError, ValueError):
             values = (float("nan"),) * len(keys)
-        return dict(zip(keys, values))
+        return dict(zip(keys, values, strict=True))
 
     def run_epoch(self, state: TrainState, bar=None) -> TrainState:
         """One pass over the training set in the order fixed by (seed, epoch).

@@ -95,7 +95,7 @@ def test_train_writes_the_run_layout(run_dir):
     with open(run_dir / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(records)
-    for row, r in zip(rows, records):
+    for row, r in zip(rows, records, strict=True):
         assert list(row) == list(r), f"CSV columns {list(row)} != JSON keys {list(r)}"
         assert {k: type(r[k])(v) for k, v in row.items()} == r, f"CSV row {row} != JSON record {r}"
 

@@ -490,7 +490,7 @@ def test_engine_contract_in_every_phase(engine, kind):
     tol = 0.0 if engine is NUMPY else LAYERED_TOL if engine is LAYERED else ENGINE_TOL
     problems = compare_phases(kind, got, ref, (engine.name, "numpy"), tol)
     assert not problems, "\n".join(problems)
-    for (phase, _), op in zip(phase_list(x_free), got.values()):
+    for (phase, _), op in zip(phase_list(x_free), got.values(), strict=True):
         assert op.engine == engine.name and op.phase == phase, (op.engine, op.phase)
         assert op.nodes == tuple(net.free_nodes) and op.x.shape == (BATCH, net.n_free)
         assert op.converged.shape == (BATCH,) and op.converged.dtype == bool and op.converged.all()

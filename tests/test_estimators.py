@@ -212,7 +212,7 @@ def test_exact_gradient_matches_finite_differences(key, cost):
         if not rel <= FD_TOL:
             rows = "\n".join(
                 f"      [{i}] adjoint {a:+.12e}  finite difference {f:+.12e}"
-                for i, a, f in zip(idx, adj, fd)
+                for i, a, f in zip(idx, adj, fd, strict=True)
             )
             problems.append(f"  {group}: rel error {rel:.3e} > {FD_TOL:.0e} (h = {h:.2e})\n{rows}")
     assert not problems, (
@@ -430,7 +430,7 @@ def check_bias_law(net: Network, name: str) -> None:
     sweep = beta_sweep(net, NUMPY, u, y, BIAS_BETAS, estimators=(name,))[name]
     table = "\n".join(
         f"  beta {b:.3e} S: one-sided {o:.4e}, centred {c:.4e}"
-        for b, o, c in zip(BIAS_BETAS, sweep["one_sided"], sweep["centered"])
+        for b, o, c in zip(BIAS_BETAS, sweep["one_sided"], sweep["centered"], strict=True)
     )
     msg = (
         f"{net.name}: {name.upper()} bias law: slopes one-sided {sweep['slope_one_sided']:.3f} "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import struct
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -120,13 +121,13 @@ def test_gradcheck_numpy_with_sweeps(in_repo, tmp_path, capsys):
     asym = report["asymmetry_sweep"]
     msg = "\n".join(
         f"  asymmetry {a:.3f}: VF {v:.3e}, AEP {p:.3e}, stable {s}"
-        for a, v, p, s in zip(asym["asymmetry"], asym["vf"], asym["aep"], asym["stable"])
+        for a, v, p, s in zip(
+            asym["asymmetry"], asym["vf"], asym["aep"], asym["stable"], strict=True
+        )
     )
-    assert asym["asymmetry"][0] == 0 and all(
-        b > a for a, b in zip(asym["asymmetry"], asym["asymmetry"][1:])
-    ), msg
+    assert asym["asymmetry"][0] == 0 and all(b > a for a, b in pairwise(asym["asymmetry"])), msg
     assert all(asym["stable"]), msg
-    assert all(b > a for a, b in zip(asym["vf"], asym["vf"][1:])), (
+    assert all(b > a for a, b in pairwise(asym["vf"])), (
         f"VF error does not grow with asymmetry\n{msg}"
     )
     assert asym["vf"][0] < 1e-4 and asym["vf"][-1] > 0.1, msg

@@ -80,7 +80,9 @@ def test_mnist_script_reports_what_the_issue_asks(tmp_path, mnist_dir):
         )  # the engines' agreement bound (tests/test_engines.py)
     vf = accuracies(tmp_path, "feedforward-vf-s0")
     for other in ("feedforward-ep-s0", "feedforward-output-s0"):
-        assert all(abs(a - b) <= 1 / N_TEST for a, b in zip(accuracies(tmp_path, other), vf)), other
+        assert all(
+            abs(a - b) <= 1 / N_TEST for a, b in zip(accuracies(tmp_path, other), vf, strict=True)
+        ), other
     assert (tmp_path / "results" / "mnist-quick.png").stat().st_size > 0
 
     # asked for more epochs than the runs hold, the report counts them as unfinished

@@ -34,10 +34,10 @@ def spice(
         tau = spice_number(cost.tau)
         total = "+".join(f"v({t})" for t in targets)
         norm = "+".join(f"exp(v({o})/{tau})" for o in outs)
-        for node, tgt, dst in zip(outs, targets, into):
+        for node, tgt, dst in zip(outs, targets, into, strict=True):
             expr = f"v({beta_node})/{tau}*(v({tgt})/({total})-exp(v({node})/{tau})/({norm}))"
             els.append(Element("B", f"bnudge_{dst}", ("0", dst), expr))
         return els
-    for node, tgt, dst in zip(outs, targets, into):
+    for node, tgt, dst in zip(outs, targets, into, strict=True):
         els.append(Element("G", f"gnudge_{dst}", ("0", dst, tgt, node), beta))
     return els

@@ -105,7 +105,7 @@ class OperatingPoint:
         dict of str to float
             Free-node voltages in V, in state order.
         """
-        return {n: float(v) for n, v in zip(self.nodes, self.x[sample])}
+        return {n: float(v) for n, v in zip(self.nodes, self.x[sample], strict=True)}
 
 
 class ConvergenceError(RuntimeError):

@@ -221,7 +221,7 @@ class _Blocks:
         Both come from the same system function, so their constant blocks are the same matrices.
         """
         diag = []
-        for d, o in zip(self.diag, other.diag):
+        for d, o in zip(self.diag, other.diag, strict=True):
             d = d.copy()
             d[sel] = o
             diag.append(d)

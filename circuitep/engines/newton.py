@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from circuitep.checks import is_integer, is_number
 from circuitep.engines.base import ConvergenceError, Phase, capacitance, is_stable
 from circuitep.spec import Network
 
@@ -52,13 +53,9 @@ def check_options(engine) -> None:
     point (vtol 1 V stopped 0.94 V off), ``max_iter`` a positive whole number."""
     for key, top in (("vtol", 1e-6), ("itol", 1e-9)):
         v = getattr(engine, key)
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0 < v <= top:
+        if not is_number(v) or not 0 < v <= top:
             raise ValueError(f"{engine.name} engine: {key} = {v!r} must be in (0, {top:g}]")
-    if (
-        isinstance(engine.max_iter, bool)
-        or not isinstance(engine.max_iter, (int, np.integer))
-        or engine.max_iter < 1
-    ):
+    if not is_integer(engine.max_iter) or engine.max_iter < 1:
         raise ValueError(
             f"{engine.name} engine: max_iter = {engine.max_iter!r} must be a positive whole number"
         )
@@ -139,7 +136,7 @@ def damped_newton(
             step[bad] = 0.0
         ft, jacobian = system(rows, x[rows] + step)
         t, gave_up = backtrack(
-            lambda r, points: system(rows[r], points)[0],
+            _residual_of(system, rows),
             x[rows],
             step,
             (fa**2).sum(1),
@@ -220,6 +217,12 @@ def not_converged(
 #: 784-500-10 circuit (bp seed 0, epoch 20): the free phase 2.1x faster than with 59 halvings, the
 #: same operating points to 2e-13 V; at 2^-10 one sample settled on another operating point.
 MAX_HALVINGS = 20
+
+
+def _residual_of(system: System, rows: np.ndarray) -> Callable:
+    """``F`` of the samples ``rows`` for :func:`backtrack`: ``(r, points) -> F``, ``r`` indexing
+    ``rows``; ``rows`` is bound now, not read when it is called."""
+    return lambda r, points: system(rows[r], points)[0]
 
 
 def backtrack(

@@ -583,7 +583,7 @@ class NgspiceEngine:
         self._alter(
             [
                 (src.name, src.kind, float(v))
-                for src, v in zip(circuit.compiled.sources, values)
+                for src, v in zip(circuit.compiled.sources, values, strict=True)
                 if circuit.values.get(src.name) != v
             ],
             circuit.values,
@@ -1087,6 +1087,6 @@ def _same_structure(a: Compiled, b: Compiled) -> bool:
             and x.kind == y.kind
             and x.nodes == y.nodes
             and (x.kind not in "BD" or x.value == y.value)
-            for x, y in zip(ea, eb)
+            for x, y in zip(ea, eb, strict=True)
         )
     )

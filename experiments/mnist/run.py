@@ -191,7 +191,7 @@ def summarise(runs: list[dict], epochs: int) -> dict:
     acc = [[r["test_accuracy"] for r in run["records"]] for run in runs]
     last = min(LAST_EPOCHS, epochs)
     cos = [np.mean([r["grad_cosine"] for r in run["records"]]) for run in runs]
-    complete = [run for run, a in zip(runs, acc) if len(a) >= epochs]
+    complete = [run for run, a in zip(runs, acc, strict=True) if len(a) >= epochs]
     drifts = [run["asymmetry_per_epoch"] for run in complete]
     return {
         "epochs_done": [len(a) for a in acc],
@@ -437,7 +437,7 @@ def table(results: dict, cfg: dict, seeds, quick: bool, command: str, config_nam
                 continue
             partial = [
                 f"diverged in epoch {d}" if d else f"at epoch {n}"
-                for n, d in zip(r["epochs_done"], r["diverged_in_epoch"])
+                for n, d in zip(r["epochs_done"], r["diverged_in_epoch"], strict=True)
                 if n < e
             ]
             done = f"{r['seeds']}" + (
@@ -454,7 +454,7 @@ def table(results: dict, cfg: dict, seeds, quick: bool, command: str, config_nam
             gains = (
                 ", ".join(
                     f"{g:.2f}" + (f" (epoch {n})" if n < e else "")
-                    for g, n in zip(r["loop_gain_last_epoch"], r["epochs_done"])
+                    for g, n in zip(r["loop_gain_last_epoch"], r["epochs_done"], strict=True)
                 )
                 if setting == "layered"
                 else "-"
