@@ -173,14 +173,13 @@ def from_graph(
     Node attributes: ``role`` (``input``, ``hidden``, ``output``; required), ``group`` (default:
     ``in``, ``hid``, ``out`` by role), and for free nodes ``leak`` (S, default 1e-4), ``bias``
     (A, default 0), ``capacitance`` (F), ``clamp`` (``(v_lo, v_hi)`` or absent). Edge attributes:
-    ``kind`` (one of :data:`circuitep.elements.registry.KINDS`: ``resistor``, ``vccs``, ``tanh``...),
-    ``weight`` (S) and the kind's settings (for tanh ``v_sat``, V, default 1, one per pair of
-    groups; a per-element setting such as an ota's ``g_out`` may differ per edge). Any other
-    attribute is refused. A ``vccs`` edge ``a -> b``
-    injects ``w v(a)`` into ``b``; a resistor edge joins ``a`` and ``b`` whatever its direction.
-    Graph nodes become ``<group>_<k>`` in insertion order; the free nodes of a group share the clamp
-    of its first node (another node may repeat it, not differ). One coupling per (kind, source
-    group, target group), masked.
+    ``kind`` (one of :data:`circuitep.elements.registry.KINDS`: ``resistor``, ``vccs``,
+    ``tanh``...), ``weight`` (S) and the kind's settings (for tanh ``v_sat``, V, default 1, one per
+    pair of groups; a per-element setting such as an ota's ``g_out`` may differ per edge). Any other
+    attribute is refused. A ``vccs`` edge ``a -> b`` injects ``w v(a)`` into ``b``; a resistor edge
+    joins ``a`` and ``b`` whatever its direction. Graph nodes become ``<group>_<k>`` in insertion
+    order; the free nodes of a group share the clamp of its first node (another node may repeat it,
+    not differ). One coupling per (kind, source group, target group), masked.
     """
     default_group = {"input": "in", "hidden": "hid", "output": "out"}
     members: dict[str, list] = {}

@@ -4,9 +4,10 @@ Phases: ``free``; ``nudged`` (the nudge ``-beta dC/dx`` into the outputs, toward
 ``aep`` (the nudge plus the correction ``-(J - J^T)(x - x0)``: for linear transconductors the
 correction cancels each element's own drive and adds its transpose, so the AEP netlist carries every
 free-to-free transconductor reversed plus one constant current ``(K x0)_i`` per node; saturating
-ones keep explicit correction sources against reference nodes holding ``x0``); ``dyadic`` (the circuit and its adjoint network side by side). Forms:
-``literal`` (one element per weight) and ``folded`` (each free node's input-driven elements
-replaced by one Norton current source and one conductance).
+ones keep explicit correction sources against reference nodes holding ``x0``); ``dyadic`` (the
+circuit and its adjoint network side by side). Forms: ``literal`` (one element per weight) and
+``folded`` (each free node's input-driven elements replaced by one Norton current source and one
+conductance).
 
 Every value that changes per sample is a source: input voltages (literal), Norton currents
 (folded), target voltages and reference voltages. :func:`source_values` gives their values for a
@@ -318,7 +319,8 @@ _diode_conductance = diode_clamp.conductance_expression  # its old name
 
 
 #: Diode current (A) at which a clamped node's range is quoted: the largest current the clamps
-#: carry at the operating points of the trained digits circuits measured (376 uA, issue 18), rounded up.
+#: carry at the operating points of the trained digits circuits measured (376 uA, issue 18), rounded
+#: up.
 CLAMP_RANGE_CURRENT = 1e-3
 
 

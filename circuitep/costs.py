@@ -4,7 +4,8 @@ A cost ``C(x_out, y)`` is averaged over
 the batch. The nudged phase injects the current ``-beta dC/dx`` into each output node
 (DESIGN.md §1), so ``beta`` turns the cost's slope into a current: for squared error (``C`` in
 V^2, slope in V) ``beta`` is a conductance in S, the transconductance of the nudge toward the
-target; for cross-entropy (slope in 1/V) it is in A V. All functions take ``x_out`` and ``y`` of shape ``(batch, n_out)``.
+target; for cross-entropy (slope in 1/V) it is in A V. All functions take ``x_out`` and ``y`` of
+shape ``(batch, n_out)``.
 """
 
 from __future__ import annotations

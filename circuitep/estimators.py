@@ -6,11 +6,13 @@ estimate ``s`` (batch, n_free) and the gradient of the batch-mean cost for every
 :meth:`Network.params`, obtained through the local rules of :func:`circuitep.kcl.param_gradients`.
 
 - ``exact``: ``lambda = J^-T dC/dx`` at the free state (numpy linear algebra on the engine's state).
-- ``vf``: the nudged phases only, ``s = (x^+b - x^-b) / 2b`` (or one-sided), used as if it were lambda.
+- ``vf``: the nudged phases only, ``s = (x^+b - x^-b) / 2b`` (or one-sided), used as if it were
+  lambda.
 - ``ep``: the same phases with EP's symmetric rule for transconductors, ``-(s_i v_j + s_j v_i)``
   (the derivative of ``v_i v_j`` along the nudge, as for a symmetric coupling); resistors, biases
   and leaks use the same rules as every estimator. On a reciprocal circuit EP = VF = AEP = exact.
-- ``aep``: nudged phases plus the correction ``-(J - J^T)(x - x0)``; centred by default (O(b^2) bias).
+- ``aep``: nudged phases plus the correction ``-(J - J^T)(x - x0)``; centred by default (O(b^2)
+  bias).
 - ``dyadic``: the doubled (adjoint) circuit in one operating point, ``s = d / b`` (no b bias).
 """
 

@@ -499,7 +499,8 @@ def _train_locked(
     records = list(state.records)
     if records:  # again from the checkpoint's records, whatever happened to the files before
         write_metrics(out, records)
-    # test sample 0 as the trained spec's [sample]: `circuitep simulate trained.toml` reports on a real input
+    # test sample 0 as the trained spec's [sample]: `circuitep simulate trained.toml` reports on a
+    # real input
     trained = replace(trainer.network(state), sample=Sample(trainer.u_test[0], trainer.y_test[0]))
     save_spec(trained, out / "trained.toml")
     write_trained_netlist(out / "trained.cir", trained, trainer, command)

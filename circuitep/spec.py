@@ -109,7 +109,8 @@ def check_name(
 
 def _as_array(path: str, value: object, booleans: bool, what: str) -> np.ndarray:
     """``value`` as an array of booleans or of numbers; refuse ragged lists and other element
-    types instead of converting them (a TOML ``true`` or ``"1e-4"`` is a mistake, not 1 S or 1e-4 S)."""
+    types instead of converting them (a TOML ``true`` or ``"1e-4"`` is a mistake, not 1 S or 1e-4
+    S)."""
     try:
         arr = np.asarray(value)
     except ValueError as exc:  # ragged nesting
@@ -314,11 +315,14 @@ class NodeGroup:
 
 @dataclass(frozen=True, eq=False)
 class Coupling:
-    """Couplings from group ``src`` into group ``dst``; ``weight`` has shape ``(dst.size, src.size)``.
+    """Couplings from group ``src`` into group ``dst``; ``weight`` has shape ``(dst.size,
+    src.size)``.
 
     - ``resistor``: conductance ``weight[i, j]`` (S, >= 0) between ``dst_i`` and ``src_j``.
-    - ``vccs``: transconductance ``weight[i, j]`` (S, signed): current ``w v(src_j)`` into ``dst_i``.
-    - ``tanh``: saturating transconductor, current ``w v_sat tanh(v(src_j) / v_sat)`` into ``dst_i``.
+    - ``vccs``: transconductance ``weight[i, j]`` (S, signed): current ``w v(src_j)`` into
+      ``dst_i``.
+    - ``tanh``: saturating transconductor, current ``w v_sat tanh(v(src_j) / v_sat)`` into
+      ``dst_i``.
 
     Every kind is a module of :mod:`circuitep.elements` (listed in
     :data:`circuitep.elements.registry.COUPLINGS`), which gives its equations, bounds and SPICE.
@@ -616,7 +620,8 @@ class Network:
         )
 
     def expand_inputs(self, inputs: np.ndarray) -> np.ndarray:
-        """Primary input voltages ``(batch, n_inputs)`` to all input-node voltages ``(batch, n_in)``.
+        """Primary input voltages ``(batch, n_inputs)`` to all input-node voltages ``(batch,
+        n_in)``.
 
         Inverted groups carry the negated voltages of the group they invert.
         """

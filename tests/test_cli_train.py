@@ -1,4 +1,5 @@
-"""``circuitep train`` and ``circuitep demo``: the command line over :func:`circuitep.runs.train_run`.
+"""``circuitep train`` and ``circuitep demo``: the command line over
+:func:`circuitep.runs.train_run`.
 
 A short run of ff:64-8-10 on 100 digits writes every file of the run layout (runs.py docstring),
 each checked for content, not only existence: metrics as JSON and CSV with the same rows, the

@@ -154,13 +154,13 @@ def exact_of(net: Network, u, y, cost=None) -> Estimate:
     return estimate("exact", net, NUMPY, u, y, beta=1.0, cost=cost)
 
 
-# ------------------------------------------------------------ 1. exact gradient vs finite differences
+# ---------------------------------------------------------- 1. exact gradient vs finite differences
 
-#: Relative finite-difference step: h = FD_STEP x (the group's largest |parameter|), i.e. ~1e-9 S for
-#: weights and leaks of ~1e-4 S. The central difference has truncation error ~ (dv / V_T)^2 where dv
-#: is the voltage change the step causes (<~1e-5 x 1 V) and V_T = 26 mV the diode's thermal voltage:
-#: <~1e-7 relative where diodes conduct hard; roundoff is ~ eps C / (h |dC/dtheta|) ~ 1e-16 / 1e-5
-#: = 1e-11 relative (Newton solves each free phase to machine precision).
+#: Relative finite-difference step: h = FD_STEP x (the group's largest |parameter|), i.e. ~1e-9 S
+#: for weights and leaks of ~1e-4 S. The central difference has truncation error ~ (dv / V_T)^2
+#: where dv is the voltage change the step causes (<~1e-5 x 1 V) and V_T = 26 mV the diode's thermal
+#: voltage: <~1e-7 relative where diodes conduct hard; roundoff is ~ eps C / (h |dC/dtheta|) ~ 1e-16
+#: / 1e-5 = 1e-11 relative (Newton solves each free phase to machine precision).
 FD_STEP = 1e-5
 #: Measured worst group on these networks: 1.6e-8 (random feedforward, diodes deep in conduction);
 #: typically 1e-10 .. 1e-8. A wrong sign, a missing J^T or a wrong local rule gives O(1).
@@ -220,7 +220,7 @@ def test_exact_gradient_matches_finite_differences(key, cost):
     )
 
 
-# ------------------------------------------------------------------- 2. estimators on the numpy engine
+# ---------------------------------------------------------------- 2. estimators on the numpy engine
 
 #: AEP centred has an O(beta^2) bias: ~(beta / g)^2 x curvature with beta / leak = 1e-3, i.e. ~1e-6.
 #: Measured worst group: 4.3e-5 (random feedforward seed 0, outputs clamped by conducting diodes);
@@ -366,10 +366,11 @@ def test_vf_cannot_train_feedforward_hidden_layer(key):
 # ------------------------------------------------------------------------------ 3. on ngspice
 
 #: ngspice solves to reltol 1e-10, vntol 1e-12 V, abstol 1e-15 A (compiler.Tolerances) and agrees
-#: with numpy to ~1e-12 V; the nudged differences x^+b - x^-b are ~ beta lambda ~ 1e-4 V, so ngspice's
-#: own error is ~1e-8 relative and the AEP error is numpy's beta^2 bias (measured: cosine 1 - 1e-12,
-#: rel error 1e-5 feedforward, 6e-8 reciprocal, 5e-7 layered, 8e-5 layered cross-entropy; Dyadic
-#: 2e-11). The bar 0.9999 is the project's ngspice bar; the relative-error bar 1e-3 leaves a decade.
+#: with numpy to ~1e-12 V; the nudged differences x^+b - x^-b are ~ beta lambda ~ 1e-4 V, so
+#: ngspice's own error is ~1e-8 relative and the AEP error is numpy's beta^2 bias (measured: cosine
+#: 1 - 1e-12, rel error 1e-5 feedforward, 6e-8 reciprocal, 5e-7 layered, 8e-5 layered cross-entropy;
+#: Dyadic 2e-11). The bar 0.9999 is the project's ngspice bar; the relative-error bar 1e-3 leaves a
+#: decade.
 NGSPICE_COSINE = 0.9999
 NGSPICE_REL_TOL = 1e-3
 
@@ -461,7 +462,7 @@ def test_ep_bias_law_on_nonlinear_reciprocal_network(key):
     check_bias_law(net, "ep")
 
 
-# ------------------------------------------------------------------ 5. contract over every estimator
+# ----------------------------------------------------------------- 5. contract over every estimator
 
 
 @pytest.fixture(

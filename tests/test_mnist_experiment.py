@@ -88,7 +88,8 @@ def test_mnist_script_reports_what_the_issue_asks(tmp_path, mnist_dir):
     # asked for more epochs than the runs hold, the report counts them as unfinished
     done = run_script(tmp_path, mnist_dir, "--report-only", "--epochs", "3")
     assert "| feedforward | aep | 0 (+1: at epoch 2) |" in done.stdout
-    # a run that diverged (diverged.json, as train_run writes it) is reported as such, not trained again
+    # a run that diverged (diverged.json, as train_run writes it) is reported as such, not trained
+    # again
     run = tmp_path / "runs" / "quick" / "feedforward-bp-s0"
     (run / "diverged.json").write_text(
         json.dumps({"epoch": 3, "batch": 0, "failures": 100, "message": "test"})
@@ -100,7 +101,8 @@ def test_mnist_script_reports_what_the_issue_asks(tmp_path, mnist_dir):
     assert len(json.loads((run / "metrics.json").read_text())) == 2
     done = run_script(tmp_path, mnist_dir, "--report-only", "--epochs", "3")
     assert "| feedforward | bp | 0 (+1: diverged in epoch 3) |" in done.stdout
-    # another configuration, config-X.json, reports as mnist-X (its runs go to runs/mnist-X by default)
+    # another configuration, config-X.json, reports as mnist-X (its runs go to runs/mnist-X by
+    # default)
     done = run_script(tmp_path, mnist_dir, "--report-only", config_name="config-x.json")
     assert (tmp_path / "results" / "mnist-x-quick.md").read_text() in done.stdout
     assert (

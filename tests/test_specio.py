@@ -82,7 +82,8 @@ def test_params_round_trip_and_shape_mismatch(tmp_path):
             "size = 1\n[[couplings]]\nname = 'c'\nkind = 'resistor'\nsrc = 'in'\ndst = 'o'\nweight = [[-1e-4]]\n",
             r"couplings\['c'\].weight\[0, 0\] = -0.0001 is negative",
         ),
-        # TOML booleans and strings are not numbers, and numbers are not mask booleans: no silent casts
+        # TOML booleans and strings are not numbers, and numbers are not mask booleans: no silent
+        # casts
         (
             "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
             "size = 1\nleak = '1e-4'\n",

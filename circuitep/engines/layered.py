@@ -165,8 +165,8 @@ class _Blocks:
     ``diag[k]`` is either the diagonal ``(batch, n_k)`` of a diagonal block or a dense
     ``(batch, n_k, n_k)`` block; ``off[(a, b)]`` with ``|a - b| = 1`` is block ``J[a, b]``, constant
     ``(n_a, n_b)`` or batched ``(batch, n_a, n_b)``. Built by one call of the system function and
-    never kept beyond a solve; the :class:`~circuitep.engines.newton.Jacobian` the shared solver asks
-    of an engine.
+    never kept beyond a solve; the :class:`~circuitep.engines.newton.Jacobian` the shared solver
+    asks of an engine.
     """
 
     def __init__(self, slices: tuple[slice, ...], diag: list[np.ndarray], off: dict | None = None):
@@ -465,7 +465,8 @@ class LayeredEngine:
 def _kcl(
     chain: _Chain, drive: np.ndarray, x: np.ndarray
 ) -> tuple[np.ndarray, Callable[[], _Blocks]]:
-    """KCL residual ``F(x)`` (A, ``(batch, n_free)``) and a function building its block Jacobian (S).
+    """KCL residual ``F(x)`` (A, ``(batch, n_free)``) and a function building its block Jacobian
+    (S).
 
     ``drive`` (A, ``(batch, n_free)``) is the constant current into each node from the inputs
     (``kcl.input_drive``) plus the bias currents. Same equations as :func:`circuitep.kcl.residual`.

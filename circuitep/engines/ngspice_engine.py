@@ -441,13 +441,13 @@ class NgspiceEngine:
     much faster, same node voltages). ``tolerances`` go into every netlist's ``.options``.
     ``retry`` re-runs a failed operating point with more iterations and gmin and source stepping.
     ``sweep``: samples per DC sweep where the circuit has one operating point (1: one ``op`` per
-    sample always). Nudged phases of either sign share one circuit (the nudge gains, or the source holding beta
-    for the cross-entropy nudge, are altered), and new
-    parameters of the same structure are altered into every loaded circuit, never rebuilt.
-    ``timeout`` (s) limits every ngspice analysis (op, DC sweep, transient, sensitivity): past it
-    the samples fail with :class:`NgspiceTimeout` and ngspice is made clean for the next call
-    (:meth:`_Session.run`); a sweep's samples are solved again one ``op`` each, and that phase is
-    never swept again by this engine (the sweep that spun for good solved in 8 ms by ``op``).
+    sample always). Nudged phases of either sign share one circuit (the nudge gains, or the source
+    holding beta for the cross-entropy nudge, are altered), and new parameters of the same structure
+    are altered into every loaded circuit, never rebuilt. ``timeout`` (s) limits every ngspice
+    analysis (op, DC sweep, transient, sensitivity): past it the samples fail with
+    :class:`NgspiceTimeout` and ngspice is made clean for the next call (:meth:`_Session.run`); a
+    sweep's samples are solved again one ``op`` each, and that phase is never swept again by this
+    engine (the sweep that spun for good solved in 8 ms by ``op``).
 
     An operating point ngspice returns counts only if its voltages are finite and within
     :data:`~circuitep.spec.MAX_VOLTS` and it satisfies the phase's KCL

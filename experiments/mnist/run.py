@@ -1,7 +1,9 @@
 """MNIST: AEP against EP, VF and backpropagation on circuits with one hidden layer.
 
-    python experiments/mnist/run.py [--quick] [--config experiments/mnist/config.json] [--runs-dir runs/mnist]
-    python experiments/mnist/run.py --config experiments/mnist/config-cosine.json   # layered, cosine lr
+    python experiments/mnist/run.py [--quick] [--config experiments/mnist/config.json] \
+        [--runs-dir runs/mnist]
+    # layered, cosine lr:
+    python experiments/mnist/run.py --config experiments/mnist/config-cosine.json
 
 Two settings (the AEP paper's comparison, on circuits): ``layered`` — forward and backward
 transconductors between hidden and output layers, backward ones initialised symmetric to the
@@ -201,8 +203,9 @@ def summarise(runs: list[dict], epochs: int) -> dict:
         "test_accuracy_epoch1": stats([a[0] for a in acc]),
         f"test_accuracy_epoch{epochs}": stats([a[epochs - 1] for a in acc if len(a) >= epochs]),
         "test_accuracy_best": stats([max(a[:epochs]) for a in acc if len(a) >= epochs]),
-        # SGD at a constant learning rate moves test accuracy by tenths of a percent from one epoch to
-        # the next: the mean over each seed's last epochs says where a run ended with less of that noise
+        # SGD at a constant learning rate moves test accuracy by tenths of a percent from one epoch
+        # to the next: the mean over each seed's last epochs says where a run ended with less of
+        # that noise
         "test_accuracy_last_epochs": stats(
             [float(np.mean(a[epochs - last : epochs])) for a in acc if len(a) >= epochs]
         ),
