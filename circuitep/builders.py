@@ -212,7 +212,8 @@ def from_graph(
             clamp = tuple(check_volts(f"graph node {node!r}: clamp", clamp, (2,)).tolist())
         if grp in attrs and attrs[grp]["role"] != role:
             raise ValueError(
-                f"graph node {node!r}: group {grp!r} mixes roles {attrs[grp]['role']!r} and {role!r}"
+                f"graph node {node!r}: group {grp!r} mixes roles {attrs[grp]['role']!r} and "
+                f"{role!r}"
             )
         attrs.setdefault(grp, {"role": role, "clamp": clamp})
         if "clamp" in data and clamp != attrs[grp]["clamp"]:  # absent: the group's
@@ -248,7 +249,8 @@ def from_graph(
         element, table = COUPLINGS[kind], settings_of(kind)
         if not element.RECIPROCAL and not graph.is_directed():
             raise ValueError(
-                f"graph edge {a!r} - {b!r}: a {kind} transconductor has a direction; build the network "
+                f"graph edge {a!r} - {b!r}: a {kind} transconductor has a direction; build the "
+                "network "
                 "from an nx.DiGraph (an undirected graph may hold resistors only)"
             )
         if "weight" not in data:

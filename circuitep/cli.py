@@ -425,13 +425,15 @@ def cmd_simulate(args) -> int:
         else:
             verdict = "ends ELSEWHERE (at another operating point)"
         print(
-            f"transient from rest {verdict} (largest difference {result['settle_max_diff_v']:.1e} V)"
+            f"transient from rest {verdict} "
+            f"(largest difference {result['settle_max_diff_v']:.1e} V)"
         )
     for line in circuit_report.summary_lines(rep):
         print(line)
     if "settling_time_numpy_s" in rep:
         print(
-            f"numpy's own transient settles in {circuit_report.si(rep['settling_time_numpy_s'], 's')}"
+            "numpy's own transient settles in "
+            f"{circuit_report.si(rep['settling_time_numpy_s'], 's')}"
         )
     if args.plot_settle:
         plots.settle_plot(
@@ -489,11 +491,13 @@ def cmd_gradcheck(args) -> int:
     print(f"  {'estimator':<9} {'group':<12} {'cosine':>12} {'rel_error':>10} {'sign':>6}")
     for name, r in report["estimators"].items():
         print(
-            f"  {name:<9} {'(all)':<12} {r['cosine']:>12.8f} {r['rel_error']:>10.2e} {r['sign_agreement']:>6.2f}"
+            f"  {name:<9} {'(all)':<12} {r['cosine']:>12.8f} {r['rel_error']:>10.2e} "
+            f"{r['sign_agreement']:>6.2f}"
         )
         for group, g in r["groups"].items():
             print(
-                f"  {'':<9} {group:<12} {g['cosine']:>12.8f} {g['rel_error']:>10.2e} {g['sign_agreement']:>6.2f}"
+                f"  {'':<9} {group:<12} {g['cosine']:>12.8f} {g['rel_error']:>10.2e} "
+                f"{g['sign_agreement']:>6.2f}"
             )
     physics, _ = physical_report(net, engine, u[0], y[0], args.settle_tol, beta, cost)
     report["physics"] = physics
@@ -598,13 +602,15 @@ def _report_run(summary: dict, out: Path) -> None:
         print(f"no epoch completed; run state in {out}")
         return
     print(
-        f"test accuracy {100 * summary['test_accuracy']:.2f} % (train {100 * summary['train_accuracy']:.2f} %), "
+        f"test accuracy {100 * summary['test_accuracy']:.2f} % (train "
+        f"{100 * summary['train_accuracy']:.2f} %), "
         f"gradient cosine with the exact gradient {summary['grad_cosine']:.6f}, "
         f"{summary['failures']} non-converged samples skipped"
     )
     print(
         f"trained circuit: {out / 'trained.cir'} (netlist), {out / 'trained.toml'} (spec); "
-        f"metrics: {out / 'metrics.json'}, {out / 'metrics.csv'}; figure: {out / 'learning_curves.png'}"
+        f"metrics: {out / 'metrics.json'}, {out / 'metrics.csv'}; figure: "
+        f"{out / 'learning_curves.png'}"
     )
 
 
@@ -645,7 +651,8 @@ def cmd_train(args) -> int:
     engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout)
     print(
         f"training {net.name} ({net.n_inputs} inputs, {net.n_free} free nodes) on {data.name} "
-        f"({len(data.x_train)} train / {len(data.x_test)} test) with {args.algorithm} on {engine.name}"
+        f"({len(data.x_train)} train / {len(data.x_test)} test) with {args.algorithm} on "
+        f"{engine.name}"
     )
     summary = train_run(
         net,
@@ -704,7 +711,8 @@ def build_parser() -> argparse.ArgumentParser:
     """
     p = argparse.ArgumentParser(
         prog="circuitep",
-        description="Compile neural networks into analog circuits (SPICE netlists), simulate them with "
+        description="Compile neural networks into analog circuits (SPICE netlists), simulate them "
+        "with "
         "ngspice or the numpy reference engine, and train them with Equilibrium Propagation.",
         epilog="Specs are TOML files (see netlists/*.toml). Units are SI: V, A, S, F.",
     )
@@ -748,27 +756,32 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--inputs",
         type=_floats,
-        help=f"input voltages v1,v2,... (default: the spec's sample, else every input {DEFAULT_INPUT_V:g} V)",
+        help="input voltages v1,v2,... (default: the spec's sample, else every input "
+        f"{DEFAULT_INPUT_V:g} V)",
     )
     c.add_argument(
         "--targets",
         type=_floats,
-        help="target voltages (default: the spec's sample; a nudged, aep or dyadic phase needs them)",
+        help="target voltages (default: the spec's sample; a nudged, aep or dyadic phase needs "
+        "them)",
     )
     c.add_argument("-o", "--output", help="output file (default: standard output)")
     c.add_argument(
         "--dialect",
         choices=DIALECTS,
         default="ngspice",
-        help="simulator syntax: ngspice (default) or xyce (B-source expressions in braces, .OPTIONS DEVICE "
-        "GMIN and NONLIN RELTOL/ABSTOL, diode LEVEL=1, .DC TEMP LIST 27 and .PRINT DC as the analysis); "
+        help="simulator syntax: ngspice (default) or xyce (B-source expressions in braces, "
+        ".OPTIONS DEVICE "
+        "GMIN and NONLIN RELTOL/ABSTOL, diode LEVEL=1, .DC TEMP LIST 27 and .PRINT DC as the "
+        "analysis); "
         "the Xyce form is written from the Xyce Reference Guide and checked against its grammar, "
         "not run: Xyce is not installed here",
     )
     c.add_argument(
         "--no-analysis",
         action="store_true",
-        help="leave out the analysis block (.control: op and print of the node voltages) that makes "
+        help="leave out the analysis block (.control: op and print of the node voltages) that "
+        "makes "
         "the file run alone in ngspice -b, to include it in a larger deck",
     )
     c.set_defaults(func=cmd_compile)
@@ -777,7 +790,8 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate",
         help="find the free operating point of a spec's sample, and its power, "
         "settling time and energy",
-        description="Simulate SPEC's free phase for one sample and print node voltages and a physical "
+        description="Simulate SPEC's free phase for one sample and print node voltages and a "
+        "physical "
         "report: power absorbed by each element class (leaks, resistors, transconductors, "
         "diodes, clamp rails, bias and input sources, nudge, AEP correction; by Tellegen "
         "they sum to zero), the settling time of a transient from rest with the spec's "
@@ -811,7 +825,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--inputs",
         type=_floats,
-        help=f"input voltages v1,v2,... (default: the spec's sample, else every input {DEFAULT_INPUT_V:g} V)",
+        help="input voltages v1,v2,... (default: the spec's sample, else every input "
+        f"{DEFAULT_INPUT_V:g} V)",
     )
     s.add_argument(
         "--settle",
@@ -823,13 +838,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--settle-tol",
         type=_positive,
         default=circuit_report.SETTLE_TOL_V,
-        help=f"settling tolerance of the free phase in V (default {circuit_report.SETTLE_TOL_V:g}); "
+        help="settling tolerance of the free phase in V (default "
+        f"{circuit_report.SETTLE_TOL_V:g}); "
         f"nudged phases settle to {circuit_report.SETTLE_TOL_REL:g} of their displacement",
     )
     s.add_argument(
         "--plot-settle",
         metavar="FILE.png",
-        help="PNG of the free phase's transient from rest (ngspice's and numpy's with --engine ngspice)",
+        help="PNG of the free phase's transient from rest (ngspice's and numpy's with --engine "
+        "ngspice)",
     )
     s.add_argument(
         "--json",
@@ -856,7 +873,8 @@ def build_parser() -> argparse.ArgumentParser:
     gc = sub.add_parser(
         "gradcheck",
         help="compare the gradients EP, VF, AEP and Dyadic EP compute with the exact one",
-        description="Run every estimator on a probe batch (the spec's sample plus random samples) and "
+        description="Run every estimator on a probe batch (the spec's sample plus random samples) "
+        "and "
         "compare it, per parameter group, with the exact adjoint gradient: cosine similarity, "
         "relative error, sign agreement.",
     )
@@ -906,7 +924,8 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument(
         "--sweep-asymmetry",
         action="store_true",
-        help="also interpolate backward couplings from symmetric to the spec's (needs fwd/bwd pairs)",
+        help="also interpolate backward couplings from symmetric to the spec's (needs fwd/bwd "
+        "pairs)",
     )
     gc.add_argument(
         "--settle-tol",
@@ -926,7 +945,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser(
         "train",
         help="train a circuit on a data set",
-        description="Train SPEC on a data set. Each epoch writes a checkpoint, metrics (JSON and CSV) and "
+        description="Train SPEC on a data set. Each epoch writes a checkpoint, metrics (JSON and "
+        "CSV) and "
         "figures to --out; --resume continues an interrupted run to the same result.",
         epilog="SPEC is a TOML file or a shorthand KIND:SIZES, KIND one of: "
         + "; ".join(f"{k} = {v}" for k, v in SHORTHANDS.items())
@@ -985,14 +1005,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr",
         type=_positive,
         default=0.05,
-        help="learning rate, dimensionless: parameters are stepped in units of the median leak (default 0.05)",
+        help="learning rate, dimensionless: parameters are stepped in units of the median leak "
+        "(default 0.05)",
     )
     t.add_argument(
         "--lr-schedule",
         choices=LR_SCHEDULES,
         default="constant",
-        help="constant (default), or cosine: the rate falls from --lr to 0 over the epochs, so that the "
-        "last ones settle instead of jumping by tenths of a percent of accuracy from epoch to epoch",
+        help="constant (default), or cosine: the rate falls from --lr to 0 over the epochs, so "
+        "that the "
+        "last ones settle instead of jumping by tenths of a percent of accuracy from epoch to "
+        "epoch",
     )
     t.add_argument(
         "--momentum", type=float, default=0.9, help="SGD momentum in [0, 1) (default 0.9)"
@@ -1020,7 +1043,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-failure",
         choices=("skip", "stop"),
         default="skip",
-        help="a sample whose operating point does not converge is skipped and counted, or stops the run "
+        help="a sample whose operating point does not converge is skipped and counted, or stops "
+        "the run "
         "(with skip, >= 100 samples in a row without one stop it as diverged: diverged.json)",
     )
     t.add_argument(
@@ -1085,7 +1109,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except MemoryError as exc:
         print(
-            f"circuitep: error: out of memory ({exc or 'allocation failed'}): the network or data set "
+            f"circuitep: error: out of memory ({exc or 'allocation failed'}): the network or data "
+            "set "
             "is too large for this machine",
             file=sys.stderr,
         )

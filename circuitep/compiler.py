@@ -225,7 +225,8 @@ def compile_network(
         b.nudge(beta, cost, targets, into=adjoint_node)
     if sample is None:
         held = (
-            "sample: none; the per-sample sources hold placeholders (inputs as given or the spec's, targets "
+            "sample: none; the per-sample sources hold placeholders (inputs as given or the "
+            "spec's, targets "
             "1/n_outputs V, AEP currents for x0 = 0) that engines set per sample"
         )
     else:
@@ -253,7 +254,10 @@ def compile_network(
             [
                 f"AEP correction: currents K x0 (A) for {aep_state}"
                 if aep_state
-                else "AEP correction: currents K x0 (A) for x0 = 0, placeholders: wrong when this file runs alone"
+                else (
+                    "AEP correction: currents K x0 (A) for x0 = 0, placeholders: wrong when this "
+                    "file runs alone"
+                )
             ]
             if phase == "aep"
             else []
@@ -419,7 +423,8 @@ class _Builder:
             )
             els = kind.spice_reversed(c, src, dst) if reverse else kind.spice(c, src, dst)
             direction = (
-                f"{c.dst} -> {c.src}, reversed for the AEP phase (the correction cancels the forward drive "
+                f"{c.dst} -> {c.src}, reversed for the AEP phase (the correction cancels the "
+                "forward drive "
                 f"and adds its transpose)"
                 if reverse
                 else f"{c.src} -> {c.dst}"
@@ -455,7 +460,8 @@ class _Builder:
         )
         self.sources += [Source(*row) for row in sources]
         self.add(
-            "AEP correction: constant currents K x0 (A), and -(J - J^T)(v - x0) of saturating couplings",
+            "AEP correction: constant currents K x0 (A), and -(J - J^T)(v - x0) of saturating "
+            "couplings",
             els,
         )
 

@@ -119,7 +119,8 @@ class CrossEntropy:
         y = np.atleast_2d(y)
         if (y < 0).any() or (y.sum(axis=1) <= 0).any():
             raise ValueError(
-                "cross-entropy targets are probabilities: every row must be >= 0 with a positive sum"
+                "cross-entropy targets are probabilities: every row must be >= 0 with a positive "
+                "sum"
             )
 
     def _p(self, x_out):

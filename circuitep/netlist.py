@@ -40,7 +40,9 @@ RESERVED_NAMES = frozenset(
 #: Behavioural expressions are built by the compiler only from node names, numbers, arithmetic,
 #: the ternary operator and these functions.
 _EXPR_TOKENS = re.compile(
-    r"[ \t]*(?:v\([a-z0-9_]+\)|exp|tanh|min|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+*/()?:<>=,])"
+    r"[ \t]*(?:v\([a-z0-9_]+\)|exp|tanh|min"
+    r"|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+*/()?:<>=,])"
 )
 
 
@@ -126,7 +128,7 @@ def check_expression(path: str, expr: str) -> str:
 
 @dataclass(frozen=True)
 class Element:
-    """One element: ``kind`` is its letter, ``name`` its full SPICE name (starting with the letter)."""
+    """One element: ``kind`` is its letter, ``name`` its full SPICE name (starting with it)."""
 
     kind: str
     name: str
@@ -145,7 +147,8 @@ class Element:
             raise ValueError(f"element {self.name!r} must start with its letter {self.kind!r}")
         if len(self.nodes) != ek.terminals:
             raise ValueError(
-                f"element {self.name!r} has {len(self.nodes)} nodes, a {self.kind} has {ek.terminals}"
+                f"element {self.name!r} has {len(self.nodes)} nodes, a {self.kind} has "
+                f"{ek.terminals}"
             )
         nodes = tuple(
             check_ident(f"{self.name}.nodes[{k}]", n, reserved=True)
@@ -425,13 +428,15 @@ def write_xyce(netlist: Netlist, standalone: bool = True) -> str:
     lines = [netlist.title]
     lines += [f"* {h}" if h else "*" for h in netlist.header]
     lines.append(
-        "* dialect: Xyce (written from the Xyce Reference Guide; not run here: Xyce is not installed)"
+        "* dialect: Xyce (written from the Xyce Reference Guide; not run here: Xyce is not "
+        "installed)"
     )
     packages: dict[str, list[str]] = {}
     for key, value in netlist.options:
         if key == "vntol":
             lines.append(
-                f"* vntol = {spice_number(value)} V (ngspice) has no Xyce option: left to Xyce's default"
+                f"* vntol = {spice_number(value)} V (ngspice) has no Xyce option: left to Xyce's "
+                "default"
             )
             continue
         if key not in XYCE_OPTIONS:
@@ -453,7 +458,8 @@ def write_xyce(netlist: Netlist, standalone: bool = True) -> str:
     lines.append("")
     if standalone and netlist.probes:
         lines += [
-            "* --- analysis: one operating point (a one-point DC sweep of the temperature), node voltages",
+            "* --- analysis: one operating point (a one-point DC sweep of the temperature), node "
+            "voltages",
             f".DC TEMP LIST {XYCE_TEMP}",
         ]
         for k in range(0, len(netlist.probes), _PRINT_CHUNK):

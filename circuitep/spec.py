@@ -200,7 +200,8 @@ def voltage_rows(what: str, value, width: int, batch: int | None = None) -> np.n
     a = np.asarray(value, dtype=float)
     if a.ndim != 2 or a.shape[1] != width or batch is not None and a.shape[0] != batch:
         raise ValueError(
-            f"{what} have shape {a.shape}, expected ({'batch' if batch is None else batch}, {width})"
+            f"{what} have shape {a.shape}, expected ({'batch' if batch is None else batch}, "
+            f"{width})"
         )
     if not np.isfinite(a).all():
         raise ValueError(f"{what} contain NaN or infinite values")
@@ -212,7 +213,7 @@ def voltage_rows(what: str, value, width: int, batch: int | None = None) -> np.n
 
 
 def _choice(path: str, value: object, choices: tuple[str, ...]) -> str:
-    """``value`` as a plain ``str`` if it is one of ``choices`` (asking no subclass's ``__eq__``)."""
+    """``value`` as a plain ``str`` if it is one of ``choices`` (asking no subclass ``__eq__``)."""
     if not isinstance(value, str) or str.__str__(value) not in choices:
         raise ValueError(f"{path} = {value!r} is not one of {choices}")
     return str.__str__(value)
@@ -655,7 +656,7 @@ class Network:
     # --- parameters ------------------------------------------------------------------------
 
     def params(self) -> dict[str, np.ndarray]:
-        """Trainable parameters by group name: ``<coupling>`` weights, ``<group>.bias``, ``<group>.leak``."""
+        """Trainable parameters: ``<coupling>`` weights, ``<group>.bias``, ``<group>.leak``."""
         out = {c.name: c.weight for c in self.couplings}
         for g in self.free_groups:
             out[f"{g.name}.bias"] = g.bias
@@ -680,7 +681,8 @@ class Network:
         for c in self.couplings:
             if c.name in params and np.shape(params[c.name]) != c.weight.shape:
                 raise ValueError(
-                    f"parameter {c.name!r} has shape {np.shape(params[c.name])}, expected {c.weight.shape}"
+                    f"parameter {c.name!r} has shape {np.shape(params[c.name])}, expected "
+                    f"{c.weight.shape}"
                 )
         couplings = []
         for c in self.couplings:

@@ -887,8 +887,10 @@ class Trainer:
             if lost >= limit:
                 batch = k // self.config.batch_size
                 raise TrainingDiverged(
-                    f"training diverged in epoch {state.epoch + 1}: no sample of the last {lost} (batches up to "
-                    f"{batch + 1} of the epoch) has an operating point, so no update can be computed "
+                    f"training diverged in epoch {state.epoch + 1}: no sample of the last {lost} "
+                    "(batches up to "
+                    f"{batch + 1} of the epoch) has an operating point, so no update can be "
+                    "computed "
                     f"({state.failures} non-converged samples in the run so far)",
                     state.epoch + 1,
                     batch,

@@ -85,7 +85,7 @@ def solve_phases(
 def mismatch(
     what: str, nodes, a: np.ndarray, b: np.ndarray, names: tuple[str, str], tol: float
 ) -> str | None:
-    """``None`` if ``|a - b| <= tol`` everywhere, else a table of both sides (worst entries first)."""
+    """``None`` if ``|a - b| <= tol`` everywhere, else a table of both sides (worst ones first)."""
     diff = np.abs(a - b)
     if diff.max() <= tol:
         return None

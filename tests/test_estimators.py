@@ -139,7 +139,8 @@ def compare_table(
     c = compare(est, exact)
     lines = [
         f"{label}: overall cosine {c['cosine']:.10f}, rel error {c['rel_error']:.3e}",
-        f"  {'group':<10} {'cosine':>14} {'rel_error':>10}   first entries ({names[0]} | {names[1]})",
+        f"  {'group':<10} {'cosine':>14} {'rel_error':>10}   first entries ({names[0]} | "
+        f"{names[1]})",
     ]
     for g, m in c["groups"].items():
         a, b = np.ravel(est[g])[:entries], np.ravel(exact[g])[:entries]
@@ -398,7 +399,8 @@ def test_aep_and_dyadic_match_exact_on_ngspice(ngspice_engine_factory, form, spe
             "ngspice free state differs from numpy's by > 1e-6 V"
         )
         check_groups(
-            f"{net.name} ({form}, {cost.name}): {name.upper()} on ngspice (beta {beta:g}) vs numpy exact",
+            f"{net.name} ({form}, {cost.name}): {name.upper()} on ngspice (beta {beta:g}) vs numpy "
+            "exact",
             est.grads,
             exact.grads,
             rel_tol=NGSPICE_REL_TOL,
@@ -435,7 +437,8 @@ def check_bias_law(net: Network, name: str) -> None:
     )
     msg = (
         f"{net.name}: {name.upper()} bias law: slopes one-sided {sweep['slope_one_sided']:.3f} "
-        f"(want {SLOPE_ONE_SIDED}), centred {sweep['slope_centered']:.3f} (want {SLOPE_CENTRED})\n{table}"
+        f"(want {SLOPE_ONE_SIDED}), centred {sweep['slope_centered']:.3f} (want "
+        f"{SLOPE_CENTRED})\n{table}"
     )
     for mode in ("one_sided", "centered"):
         assert np.all(np.diff(sweep[mode]) > 0), (

@@ -11,8 +11,8 @@ Tolerances (beta = 1e-7 S, the default: 1e-3 x the median leak of the layered sp
 - Beta sweep (beta x 10^[-1 .. 1]): AEP slopes one-sided in [0.9, 1.1], centred in [1.8, 2.2]
   (measured 1.00 and 2.00); VF's error tends to its bias, not to 0: |slope| < 0.1 (measured 1e-4).
 - Asymmetry sweep (alpha = 0 .. 1): VF's error grows strictly with the asymmetry, from AEP's level
-  at alpha = 0 (a reciprocal circuit: measured 1.5e-6) to > 0.1 at the spec's own asymmetry (measured
-  0.77), while AEP's stays < 1e-4 throughout (measured <= 1.4e-6).
+  at alpha = 0 (a reciprocal circuit: measured 1.5e-6) to > 0.1 at the spec's own asymmetry
+  (measured 0.77), while AEP's stays < 1e-4 throughout (measured <= 1.4e-6).
 """
 
 from __future__ import annotations

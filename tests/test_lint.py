@@ -19,11 +19,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Set to True once ``ruff format`` and ``ruff check --fix`` have been run over the tree.
-LINT_CLEAN = False
+LINT_CLEAN = True
 
 pytestmark = pytest.mark.skipif(
     not LINT_CLEAN,
-    reason="LINT_CLEAN = False in tests/test_lint.py: the tree is not ruff-formatted yet "
+    reason="LINT_CLEAN = True in tests/test_lint.py: the tree is not ruff-formatted yet "
     "(run `ruff format . && ruff check --fix .`, fix the rest, then set it to True)",
 )
 

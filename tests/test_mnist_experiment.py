@@ -106,8 +106,8 @@ def test_mnist_script_reports_what_the_issue_asks(tmp_path, mnist_dir):
     done = run_script(tmp_path, mnist_dir, "--report-only", config_name="config-x.json")
     assert (tmp_path / "results" / "mnist-x-quick.md").read_text() in done.stdout
     assert (
-        "Command: `python experiments/mnist/run.py --quick --config experiments/mnist/config-x.json`"
-        in done.stdout
+        "Command: `python experiments/mnist/run.py --quick --config "
+        "experiments/mnist/config-x.json`" in done.stdout
     )
 
 

@@ -611,7 +611,7 @@ def test_vf_trains_only_the_output_layer_and_aep_matches_bp():
 
 
 def masked_network():
-    """3-5-4 with resistors and transconductors, leaks 1e-4 .. 3e-4 S, a random mask per coupling."""
+    """3-5-4 with resistors and transconductors, leaks 1e-4 .. 3e-4 S, random masks per coupling."""
     base = layered([3, 5, 4], forward="vccs", resistors=True, leak=1e-4, seed=3)
     rng = np.random.default_rng(5)
     groups = tuple(

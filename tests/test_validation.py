@@ -148,7 +148,7 @@ def test_spice_command_words_refused_as_names(word):
 
 
 def test_adjoint_prefix_refused_as_coupling_name():
-    """Coupling ``x``'s adjoint elements are named ``radj_x_i_j``: a coupling ``adj_x`` would collide."""
+    """Coupling ``x``'s adjoint elements are named ``radj_x_i_j``: a coupling ``adj_x`` collides."""
     with pytest.raises(
         ValueError, match=r"couplings\['adj_x'\]\.name = 'adj_x': the prefix 'adj_' is reserved"
     ):
@@ -581,7 +581,7 @@ def test_with_params_checks_the_new_values_and_shares_the_validated_structure():
 
 
 def test_from_graph_refuses_transconductors_on_an_undirected_graph():
-    """An undirected edge has no direction, so its transconductor's was whatever networkx reports."""
+    """An undirected edge has no direction: its transconductor's was whatever networkx reported."""
     import networkx as nx
 
     g = nx.Graph()

@@ -48,7 +48,8 @@ class Phase:
         object.__setattr__(self, "aep", bool(self.aep))
         if not isinstance(self.cost, (SquaredError, CrossEntropy)):
             raise ValueError(
-                f"cost = {self.cost!r} must be a cost object (circuitep.costs.make_cost('mse'|'xent'))"
+                f"cost = {self.cost!r} must be a cost object "
+                "(circuitep.costs.make_cost('mse'|'xent'))"
             )
         if self.kind == "free" and (self.beta != 0 or self.aep):
             raise ValueError("a free phase has no nudge (beta = 0, aep = False)")

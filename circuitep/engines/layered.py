@@ -79,9 +79,12 @@ class _Chain:
 def _not_a_chain(net: Network, what: str) -> ValueError:
     order = ", ".join(g.name for g in net.free_groups)
     return ValueError(
-        f"layered engine: network {net.name!r}: {what}, which are not consecutive in the free-group "
-        f"order ({order}). The layered engine needs the free groups, in declaration order, to form a "
-        f"chain (couplings only within a group or between consecutive groups); declare the groups in "
+        f"layered engine: network {net.name!r}: {what}, which are not consecutive in the "
+        "free-group "
+        f"order ({order}). The layered engine needs the free groups, in declaration order, to form "
+        "a "
+        "chain (couplings only within a group or between consecutive groups); declare the groups "
+        "in "
         f"chain order or use NumpyEngine (engine 'numpy') for general graphs"
     )
 
@@ -146,7 +149,10 @@ def chain_structure(net: Network, phase: Phase | None = None) -> _Chain:
 
 
 def _matvec(m: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``m v`` per sample, ``m`` a constant ``(p, q)`` or batched ``(batch, p, q)`` block, ``v`` ``(batch, q)``."""
+    """``m v`` per sample: ``m`` a constant ``(p, q)`` or batched ``(batch, p, q)`` block.
+
+    ``v`` is ``(batch, q)``; the result ``(batch, p)``.
+    """
     if m.ndim == 2:
         return v @ m.T
     return np.einsum("bij,bj->bi", m, v)
@@ -195,7 +201,7 @@ class _Blocks:
             self.off[a, b] = term
 
     def add_diagonal(self, a: int, values: np.ndarray) -> None:
-        """Add ``values`` (broadcasting to ``(batch, n_a)``) to the diagonal of block ``J[a, a]``."""
+        """Add ``values`` (broadcast to ``(batch, n_a)``) to the diagonal of block ``J[a, a]``."""
         d = self.diag[a]
         if d.ndim == 2:
             self.diag[a] = d + values
@@ -505,7 +511,7 @@ def _kcl(
 def _add_hessian(
     chain: _Chain, blocks: _Blocks, phase: Phase, x_out: np.ndarray, y: np.ndarray, diagonal: bool
 ) -> None:
-    """Add the nudge's ``-beta d^2C/dx_out^2`` to the output blocks (``diagonal``: only its diagonal)."""
+    """Add the nudge's ``-beta d^2C/dx_out^2`` to the output blocks (``diagonal``: its diagonal)."""
     h = phase.cost.hessian(x_out, y)
     if diagonal:
         hd = np.diagonal(h, axis1=1, axis2=2)

@@ -165,8 +165,10 @@ def adjoint(engine: str, net: Network, phase: Phase, jac: Jacobian, grad: np.nda
     bad = np.flatnonzero(~np.isfinite(d).all(axis=1))
     if bad.size:
         raise ConvergenceError(
-            f"{engine} engine: network {net.name!r}, phase {phase.label}: the Jacobian at the free state is "
-            f"singular for sample(s) {bad[:10].tolist()}, so the adjoint circuit has no operating point there; "
+            f"{engine} engine: network {net.name!r}, phase {phase.label}: the Jacobian at the free "
+            "state is "
+            f"singular for sample(s) {bad[:10].tolist()}, so the adjoint circuit has no operating "
+            "point there; "
             f"check that every node has a DC path to ground",
             samples=bad,
         )
@@ -202,8 +204,10 @@ def not_converged(
         else ""
     )
     return ConvergenceError(
-        f"{engine} engine: network {net.name!r}, phase {phase.label}: neither Newton ({max_iter} iterations) "
-        f"nor pseudo-transient continuation converged for sample(s) {bad[:10].tolist()}{why}; check for "
+        f"{engine} engine: network {net.name!r}, phase {phase.label}: neither Newton ({max_iter} "
+        "iterations) "
+        f"nor pseudo-transient continuation converged for sample(s) {bad[:10].tolist()}{why}; "
+        "check for "
         f"negative conductances or a circuit with no DC path to ground",
         samples=bad,
     )

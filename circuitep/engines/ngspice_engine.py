@@ -990,7 +990,8 @@ class NgspiceEngine:
         kind = ConvergenceError if any(_NONCONVERGENCE.search(e) for e in errors) else NgspiceError
         raise kind(
             f"ngspice: network {net.name!r}, phase {phase.label}, sample {sample}: operating point "
-            f"failed ({' | '.join(errors[:3])}); check the circuit has a DC path to ground at every node, "
+            f"failed ({' | '.join(errors[:3])}); check the circuit has a DC path to ground at "
+            "every node, "
             f"or loosen the tolerances"
         )
 

@@ -244,7 +244,8 @@ def curve(runs: list[dict], summary: dict, epochs: int, drift: bool) -> dict:
             else f" (seed {_seed(complete[0])})",
         }
     run = max(runs, key=lambda r: len(r["records"]))
-    note = f" (seed {_seed(run)}, {len(run['records'])} epochs{', diverged' if run['diverged'] else ''})"
+    diverged = ", diverged" if run["diverged"] else ""
+    note = f" (seed {_seed(run)}, {len(run['records'])} epochs{diverged})"
     return {
         "accuracy": [r["test_accuracy"] for r in run["records"]],
         "cosine": [r["grad_cosine"] for r in run["records"]],
@@ -308,7 +309,8 @@ def experiment(argv=None) -> int:
         cfg = {**full, **full["quick"]} if args.quick else dict(full)
     except (OSError, ValueError, KeyError, TypeError, FileReadError) as exc:
         p.error(
-            f"--config {args.config}: {type(exc).__name__}: {exc} (a JSON object; --quick needs its 'quick' table)"
+            f"--config {args.config}: {type(exc).__name__}: {exc} (a JSON object; --quick needs "
+            "its 'quick' table)"
         )
     cfg["progress"] = not args.no_progress
     if args.epochs:
@@ -393,7 +395,7 @@ def positive_int(text: str) -> int:
 
 
 def experiment_name(config: str) -> str:
-    """``mnist`` for config.json, ``mnist-cosine`` for config-cosine.json: names results and runs."""
+    """``mnist`` for config.json, ``mnist-cosine`` for config-cosine.json: names results, runs."""
     return "mnist" + Path(config).stem.removeprefix("config")
 
 
@@ -410,24 +412,36 @@ def table(results: dict, cfg: dict, seeds, quick: bool, command: str, config_nam
         return f"{100 * st['mean']:.2f} ± {100 * st['std']:.2f}" if st else "-"
 
     lines = [
-        f"# MNIST, circuits 784-{cfg['hidden']}-10 ({'quick: ' if quick else ''}{cfg.get('n_train') or 60000} "
+        f"# MNIST, circuits 784-{cfg['hidden']}-10 "
+        f"({'quick: ' if quick else ''}{cfg.get('n_train') or 60000} "
         f"train / {cfg.get('n_test') or 10000} test, seeds {seeds}, layered engine)",
         "",
         f"Command: `{command}` (configuration "
-        f"`experiments/mnist/{config_name}`: lr {cfg['lr']}{schedule}, batch {cfg['batch_size']}, momentum {cfg['momentum']}, "
-        f"beta {cfg['beta_rel']} x leak, {e} epochs). Mean ± std over the seeds that completed {e} epochs "
-        f"(epoch 1: over every seed run; a run that diverged stopped at its last completed epoch). At a constant "
-        f"learning rate test accuracy moves by tenths of a percent from one epoch to the next: 'mean of epochs "
-        f"{first}–{e}' averages each seed's last epochs first, 'best' is the mean of each seed's best epoch. "
+        f"`experiments/mnist/{config_name}`: lr {cfg['lr']}{schedule}, batch {cfg['batch_size']}, "
+        f"momentum {cfg['momentum']}, "
+        f"beta {cfg['beta_rel']} x leak, {e} epochs). Mean ± std over the seeds that completed {e} "
+        "epochs "
+        "(epoch 1: over every seed run; a run that diverged stopped at its last completed epoch). "
+        "At a constant "
+        "learning rate test accuracy moves by tenths of a percent from one epoch to the next: "
+        "'mean of epochs "
+        f"{first}–{e}' averages each seed's last epochs first, 'best' is the mean of each seed's "
+        "best epoch. "
         f"`output` is "
-        f"the output-layer-only baseline (its cosine is that of the exact gradient, of which only the "
-        f"output-layer part is applied). Loop gain: spectral radius of G_h^-1 W_bwd G_out^-1 W_fwd of the "
-        f"circuit after its last epoch, every clamp off (`circuitep.gradcheck.loop_gain`); above 1 the loop "
-        f"amplifies where the clamps let it, and some inputs may have several operating points or none "
+        "the output-layer-only baseline (its cosine is that of the exact gradient, of which only "
+        "the "
+        "output-layer part is applied). Loop gain: spectral radius of G_h^-1 W_bwd G_out^-1 W_fwd "
+        "of the "
+        "circuit after its last epoch, every clamp off (`circuitep.gradcheck.loop_gain`); above 1 "
+        "the loop "
+        "amplifies where the clamps let it, and some inputs may have several operating points or "
+        "none "
         f"that is stable.",
         "",
-        f"| setting | algorithm | seeds done ({e} epochs) | test acc. epoch 1 (%) | test acc. epoch {e} (%) | "
-        f"mean of epochs {first}–{e} (%) | best (%) | mean cosine with exact gradient | non-converged samples | "
+        f"| setting | algorithm | seeds done ({e} epochs) | test acc. epoch 1 (%) | test acc. "
+        f"epoch {e} (%) | "
+        f"mean of epochs {first}–{e} (%) | best (%) | mean cosine with exact gradient | "
+        "non-converged samples | "
         "final asymmetry of fwd/bwd pairs | "
         "loop gain at the last epoch, per seed |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -464,8 +478,10 @@ def table(results: dict, cfg: dict, seeds, quick: bool, command: str, config_nam
             )
             lines.append(
                 f"| {setting} | {algorithm} | {done} | {pct(r['test_accuracy_epoch1'])} | "
-                f"{pct(r[f'test_accuracy_epoch{e}'])} | {pct(r['test_accuracy_last_epochs'])} | {best} | "
-                f"{r['grad_cosine_mean_over_training']['mean']:.6f} | {r['failures']} | {asym} | {gains} |"
+                f"{pct(r[f'test_accuracy_epoch{e}'])} | {pct(r['test_accuracy_last_epochs'])} | "
+                f"{best} | "
+                f"{r['grad_cosine_mean_over_training']['mean']:.6f} | {r['failures']} | {asym} | "
+                f"{gains} |"
             )
     for key in ("ngspice_check", "ngspice_check_layered"):
         c = results.get(key)
@@ -478,9 +494,12 @@ def table(results: dict, cfg: dict, seeds, quick: bool, command: str, config_nam
             )
             lines += [
                 "",
-                f"ngspice check ({c['run']} after epoch {c['epoch']}, {c['samples']} test images through "
-                f"the trained netlist, folded form{unsolved}): accuracy {100 * c['accuracy']:.2f} % (numpy "
-                f"{100 * c['numpy_accuracy']:.2f} %), predictions agree on {100 * c['agreement']:.2f} %, largest "
+                f"ngspice check ({c['run']} after epoch {c['epoch']}, {c['samples']} test images "
+                "through "
+                f"the trained netlist, folded form{unsolved}): accuracy {100 * c['accuracy']:.2f} "
+                "% (numpy "
+                f"{100 * c['numpy_accuracy']:.2f} %), predictions agree on "
+                f"{100 * c['agreement']:.2f} %, largest "
                 f"voltage difference {c['max_abs_diff_v']:.1e} V.",
             ]
     return "\n".join(lines) + "\n"
