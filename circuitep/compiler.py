@@ -74,9 +74,23 @@ class Tolerances:
             )
 
     def as_dict(self) -> dict:
+        """The tolerances by ngspice option name.
+
+        Returns
+        -------
+        dict
+            ``{name: value}``.
+        """
         return {"reltol": self.reltol, "vntol": self.vntol, "abstol": self.abstol, "gmin": GMIN}
 
     def options(self) -> tuple[tuple[str, float], ...]:
+        """The ``.options`` entries, sorted by name.
+
+        Returns
+        -------
+        tuple of (str, float)
+            ``(name, value)`` pairs.
+        """
         return tuple(self.as_dict().items())
 
 
@@ -112,9 +126,24 @@ class Compiled:
         return self.spice(standalone=False)
 
     def spice(self, standalone: bool = True, dialect: str = "ngspice") -> str:
-        """SPICE text; ``standalone`` adds the analysis and print block
-        (:func:`circuitep.netlist.analysis_block`) so that the file runs alone in ``ngspice -b``.
-        ``dialect="xyce"`` writes Xyce's syntax instead (:func:`circuitep.netlist.write_xyce`)."""
+        """SPICE text.
+
+        ``standalone`` adds the analysis and print block (:func:`circuitep.netlist.analysis_block`)
+        so that the file runs alone in ``ngspice -b``. ``dialect="xyce"`` writes Xyce's syntax
+        instead (:func:`circuitep.netlist.write_xyce`).
+
+        Parameters
+        ----------
+        standalone : bool
+            Add the analysis block so that the file runs alone.
+        dialect : str
+            ``ngspice`` or ``xyce``.
+
+        Returns
+        -------
+        str
+            The netlist text.
+        """
         if dialect not in DIALECTS:
             raise ValueError(f"dialect {dialect!r} is not one of {DIALECTS}")
         if dialect == "xyce":
@@ -127,14 +156,50 @@ BETA_NODE = "nudge_beta"
 
 
 def adjoint_node(node: str) -> str:
+    """The adjoint node of free node ``node`` (dyadic phase).
+
+    Parameters
+    ----------
+    node : str
+        A free node's name.
+
+    Returns
+    -------
+    str
+        Its name.
+    """
     return f"adj_{node}"
 
 
 def target_node(node: str) -> str:
+    """The node holding the target voltage of output ``node``.
+
+    Parameters
+    ----------
+    node : str
+        An output node's name.
+
+    Returns
+    -------
+    str
+        Its name.
+    """
     return f"tgt_{node}"
 
 
 def ref_node(node: str) -> str:
+    """The node holding ``x0`` of free node ``node`` (AEP phase).
+
+    Parameters
+    ----------
+    node : str
+        A free node's name.
+
+    Returns
+    -------
+    str
+        Its name.
+    """
     return f"ref_{node}"
 
 
@@ -159,12 +224,44 @@ def compile_network(
     values (default: the spec's sample, else zeros); engines alter them per sample. ``beta`` (S for
     squared error, see :mod:`circuitep.costs`) is required for nudged, aep and dyadic phases.
 
-    What the header says: ``command`` is the command that wrote the file (shell-quoted);
-    ``sample`` says which sample the sources hold (e.g. ``"test image 0 of digits, label 3"``;
-    without it the header says the values are placeholders that engines set per sample);
-    ``state`` (n_free,) V, the free state of that sample, adds each group's node range on it and
-    the clamp currents there. The AEP phase's correction currents ``K x0`` are those of ``x0``
-    (default ``state``, else zeros: placeholders, and the header says so).
+    What the header says: ``command`` is the command that wrote the file (shell-quoted); ``sample``
+    says which sample the sources hold (e.g. ``"test image 0 of digits, label 3"``; without it the
+    header says the values are placeholders that engines set per sample); ``state`` (n_free,) V, the
+    free state of that sample, adds each group's node range on it and the clamp currents there. The
+    AEP phase's correction currents ``K x0`` are those of ``x0`` (default ``state``, else zeros:
+    placeholders, and the header says so).
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    phase : str
+        One of :data:`PHASES`.
+    form : str
+        One of :data:`FORMS`.
+    beta : float
+        Nudge strength (S for squared error).
+    cost : Cost
+        The cost (:mod:`circuitep.costs`); ``None``: squared error.
+    inputs : numpy.ndarray
+        Primary input voltages, V, ``(n_inputs,)``.
+    targets : numpy.ndarray
+        Targets, ``(n_outputs,)``.
+    x0 : numpy.ndarray
+        The free state for the AEP correction, V, ``(n_free,)``.
+    tolerances : Tolerances
+        ngspice's tolerances; ``None``: the defaults.
+    command : str
+        The command that wrote the file, for the header.
+    sample : str
+        What sample the sources hold, for the header.
+    state : numpy.ndarray
+        That sample's free state, V, ``(n_free,)``, for the header.
+
+    Returns
+    -------
+    Compiled
+        The netlist with its per-sample sources.
     """
     if not isinstance(phase, str) or str.__str__(phase) not in PHASES:
         raise ValueError(f"phase {phase!r} is not one of {PHASES}")
@@ -288,8 +385,20 @@ def compile_network(
 
 
 def linear_correction(net: Network) -> np.ndarray:
-    """``K = A - A^T`` of the linear transconductors between free nodes (S, ``(n_free, n_free)``);
-    it does not depend on the state."""
+    """``K = A - A^T`` of the linear transconductors between free nodes (S, ``(n_free, n_free)``).
+
+    it does not depend on the state.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``K``, S, ``(n_free, n_free)``.
+    """
     linear = [link for link in kcl.links(net) if link.kind.LINEAR]
     return aep.matrix(aep.terms(linear, np.zeros((1, net.n_free))), 1, net.n_free)[0]
 
@@ -300,6 +409,22 @@ def source_values(
     """Values of ``compiled.sources`` for a batch, ``(batch, n_sources)``.
 
     ``u`` are all input-node voltages ``(batch, n_in)`` (see :meth:`Network.expand_inputs`).
+
+    Parameters
+    ----------
+    compiled : Compiled
+        A compiled phase.
+    u : numpy.ndarray
+        All input-node voltages, V, ``(batch, n_in)`` (:meth:`Network.expand_inputs`).
+    targets : numpy.ndarray
+        Targets, ``(batch, n_outputs)``, or ``None``.
+    x0 : numpy.ndarray
+        Free state, V, ``(batch, n_free)``, or ``None``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Source values (V or A), ``(batch, n_sources)``.
     """
     net = compiled.network
     columns = []
@@ -331,8 +456,25 @@ CLAMP_RANGE_CURRENT = 1e-3
 def clamp_range(
     rails: tuple[float, float], i_sat: float, n: float, current: float = CLAMP_RANGE_CURRENT
 ) -> tuple[float, float, float]:
-    """The voltage range of a diode-clamped node: the rails ``(v_lo, v_hi)`` (V) widened by the
-    diode drop ``n Vt ln(1 + I / IS)`` (V) at ``current`` I (A). Returns ``(lo, hi, I)``."""
+    """The voltage range of a diode-clamped node: the rails ``(v_lo, v_hi)`` (V) widened by the diode
+    drop ``n Vt ln(1 + I / IS)`` (V) at ``current`` I (A). Returns ``(lo, hi, I)``.
+
+    Parameters
+    ----------
+    rails : tuple of float
+        ``(v_lo, v_hi)``, V.
+    i_sat : float
+        Diode saturation current, A.
+    n : float
+        Emission coefficient.
+    current : float
+        Diode current the range is quoted at, A.
+
+    Returns
+    -------
+    tuple of float
+        ``(lo, hi)`` in V and the current in A.
+    """
     drop = n * THERMAL_VOLTAGE * np.log1p(current / i_sat)
     return rails[0] - drop, rails[1] + drop, current
 

@@ -47,12 +47,39 @@ class Estimate:
 
 
 def free_state(net: Network, engine: Engine, inputs: np.ndarray) -> OperatingPoint:
+    """The free phase's operating point of ``inputs`` on ``engine``.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    engine : Engine
+        The engine that solves the phases (:mod:`circuitep.engines`).
+    inputs : numpy.ndarray
+        Primary input voltages, V, ``(batch, n_inputs)``.
+
+    Returns
+    -------
+    OperatingPoint
+        Its operating point.
+    """
     return engine.solve(net, Phase(), inputs)
 
 
 def reference_engine(net: Network) -> Engine:
-    """The numpy solver for ``net``: the layered (block-elimination) engine when the free groups
-    form a chain, else the dense one. Both solve the dyadic phase exactly (no beta bias)."""
+    """The numpy solver for ``net``: the layered (block-elimination) engine when the free groups form a
+    chain, else the dense one. Both solve the dyadic phase exactly (no beta bias).
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+
+    Returns
+    -------
+    Engine
+        A numpy engine.
+    """
     try:
         chain_structure(net)
     except ValueError:
@@ -65,8 +92,26 @@ def exact_adjoint(
 ) -> np.ndarray:
     """``lambda = J^-T dC/dx`` at the free state ``x0`` (batch, n_free), by numpy linear algebra.
 
-    Solved as the dyadic phase of :func:`reference_engine` started at ``x0`` (its Newton on the
-    free half stops at once when ``x0`` is a solution), whatever engine produced ``x0``.
+    Solved as the dyadic phase of :func:`reference_engine` started at ``x0`` (its Newton on the free
+    half stops at once when ``x0`` is a solution), whatever engine produced ``x0``.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    inputs : numpy.ndarray
+        Primary input voltages, V, ``(batch, n_inputs)``.
+    targets : numpy.ndarray
+        Targets, ``(batch, n_outputs)`` (V for squared error); ``None`` for the free phase.
+    x0 : numpy.ndarray
+        The free state, V, ``(batch, n_free)``.
+    cost : Cost
+        The cost (:mod:`circuitep.costs`); ``None``: squared error.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``lambda``, ``(batch, n_free)``.
     """
     cost = cost or SquaredError()
     solver = reference_engine(net)
@@ -96,6 +141,32 @@ def estimate(
 
     ``beta`` is the nudge strength (S for squared error). ``x0`` may pass a free state already
     computed by the same engine (it is an explicit warm start, never remembered between calls).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`ESTIMATORS`.
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    engine : Engine
+        The engine that solves the phases (:mod:`circuitep.engines`).
+    inputs : numpy.ndarray
+        Primary input voltages, V, ``(batch, n_inputs)``.
+    targets : numpy.ndarray
+        Targets, ``(batch, n_outputs)`` (V for squared error); ``None`` for the free phase.
+    beta : float
+        Nudge strength (S for squared error).
+    cost : Cost
+        The cost (:mod:`circuitep.costs`); ``None``: squared error.
+    centered : bool
+        Centred (two nudged phases) or one-sided.
+    x0 : numpy.ndarray
+        The free state, V, ``(batch, n_free)``; ``None``: solved here.
+
+    Returns
+    -------
+    Estimate
+        ``s`` and the gradients.
     """
     if name not in ESTIMATORS:
         raise ValueError(f"unknown estimator {name!r}: choose one of {ESTIMATORS}")
@@ -169,12 +240,37 @@ def _ep_transconductor_rule(
 
 
 def flatten(grads: dict[str, np.ndarray]) -> np.ndarray:
+    """Every gradient array, flattened and concatenated in key order.
+
+    Parameters
+    ----------
+    grads : dict of str to numpy.ndarray
+        Gradients by parameter name.
+
+    Returns
+    -------
+    numpy.ndarray
+        One vector.
+    """
     return np.concatenate([np.ravel(g) for g in grads.values()])
 
 
 def compare(estimated: dict[str, np.ndarray], exact: dict[str, np.ndarray]) -> dict:
-    """Cosine similarity, relative error and sign agreement against the exact gradient, overall and
-    per parameter group: ``{"cosine", "rel_error", "sign_agreement", "groups": {name: {...}}}``."""
+    """Cosine similarity, relative error and sign agreement against the exact gradient, overall and per
+    parameter group: ``{"cosine", "rel_error", "sign_agreement", "groups": {name: {...}}}``.
+
+    Parameters
+    ----------
+    estimated : dict of str to numpy.ndarray
+        Estimated gradients.
+    exact : dict of str to numpy.ndarray
+        Exact gradients, same keys.
+
+    Returns
+    -------
+    dict
+        The metrics.
+    """
 
     def metrics(a, b):
         na, nb = np.linalg.norm(a), np.linalg.norm(b)

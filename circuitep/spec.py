@@ -88,8 +88,25 @@ def check_name(
     reserved: frozenset[str] | set[str] = _RESERVED,
 ) -> str:
     """``value`` as a plain ``str`` if it is an identifier matching ``pattern`` and not one of the
-    ``reserved`` words (in any case), else raise naming ``path``. Callers keep the returned
-    string, never ``value`` itself (a ``str`` subclass may format as other text)."""
+    ``reserved`` words (in any case), else raise naming ``path``. Callers keep the returned string,
+    never ``value`` itself (a ``str`` subclass may format as other text).
+
+    Parameters
+    ----------
+    path : str
+        Name of the field, used in the error message.
+    value : object
+        The value given.
+    pattern : re.Pattern
+        The identifier pattern.
+    reserved : set of str
+        Refused words.
+
+    Returns
+    -------
+    str
+        The name.
+    """
     value = plain_str(path, value)
     if value.lower() in reserved:
         kind = (
@@ -145,9 +162,35 @@ def check_array(
     span: tuple[float, float] | None = None,
     unit: str = "",
 ) -> np.ndarray:
-    """Broadcast ``value`` to a read-only array of ``shape``; refuse non-numbers, NaN, inf and
-    wrong signs, and with ``span = (lo, hi)`` non-zero magnitudes outside ``[lo, hi]`` (in
-    ``unit``; zero passes unless ``positive``)."""
+    """Broadcast ``value`` to a read-only array of ``shape``.
+
+    refuse non-numbers, NaN, inf and wrong signs, and with ``span = (lo, hi)`` non-zero magnitudes
+    outside ``[lo, hi]`` (in ``unit``; zero passes unless ``positive``).
+
+    Parameters
+    ----------
+    path : str
+        Name of the field, used in the error message.
+    value : object
+        The value given.
+    shape : tuple of int
+        The shape the value must broadcast to.
+    nonnegative : bool
+        Refuse negatives.
+    positive : bool
+        Refuse values <= 0.
+    dtype : type
+        ``float`` or ``bool``.
+    span : tuple of float
+        Allowed magnitudes ``(lo, hi)``, or ``None``.
+    unit : str
+        The unit, for messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        A read-only array of ``shape``.
+    """
     arr = _as_array(
         path, value, dtype is bool, "booleans" if dtype is bool else "a number or a list of numbers"
     )
@@ -184,7 +227,22 @@ def check_array(
 
 
 def check_volts(path: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
-    """:func:`check_array` for voltages: also refuse magnitudes beyond :data:`MAX_VOLTS`."""
+    """:func:`check_array` for voltages: also refuse magnitudes beyond :data:`MAX_VOLTS`.
+
+    Parameters
+    ----------
+    path : str
+        Name of the field, used in the error message.
+    value : object
+        The value given.
+    shape : tuple of int
+        The shape the value must broadcast to.
+
+    Returns
+    -------
+    numpy.ndarray
+        Read-only voltages, V, of ``shape``.
+    """
     arr = check_array(path, value, shape)
     if (np.abs(arr) > MAX_VOLTS).any():
         idx = tuple(int(i) for i in np.argwhere(np.abs(arr) > MAX_VOLTS)[0])
@@ -196,7 +254,24 @@ def check_volts(path: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
 
 def voltage_rows(what: str, value, width: int, batch: int | None = None) -> np.ndarray:
     """``value`` as float rows ``(batch, width)`` of voltages (inputs, targets of a batch): finite,
-    within +-:data:`MAX_VOLTS`; errors say which ``what``."""
+    within +-:data:`MAX_VOLTS`; errors say which ``what``.
+
+    Parameters
+    ----------
+    what : str
+        What the rows are, for messages.
+    value : array_like
+        One row ``(width,)`` or rows ``(batch, width)``, V.
+    width : int
+        Values per row.
+    batch : int
+        Rows required, or ``None``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Rows, V, ``(batch, width)``.
+    """
     a = np.asarray(value, dtype=float)
     if a.ndim != 2 or a.shape[1] != width or batch is not None and a.shape[0] != batch:
         raise ValueError(
@@ -308,9 +383,17 @@ class NodeGroup:
 
     @property
     def free(self) -> bool:
+        """Whether the group's nodes are free (hidden or output)."""
         return self.role != "input"
 
     def nodes(self) -> list[str]:
+        """The group's node names, ``<group>_<k>``.
+
+        Returns
+        -------
+        list of str
+            ``size`` names.
+        """
         return [f"{self.name}_{k}" for k in range(self.size)]
 
 
@@ -404,7 +487,18 @@ class Coupling:
         kind_of(self).check(self, path)
 
     def setting(self, key: str):
-        """The value of setting ``key`` (a field such as ``v_sat`` or an entry of ``settings``)."""
+        """The value of setting ``key`` (a field such as ``v_sat`` or an entry of ``settings``).
+
+        Parameters
+        ----------
+        key : str
+            A setting of this kind (``v_sat``...).
+
+        Returns
+        -------
+        numpy.ndarray
+            Its value per element, ``weight.shape``.
+        """
         return getattr(self, key) if settings_of(self.kind)[key].field else self.settings[key]
 
 
@@ -526,6 +620,18 @@ class Network:
     # --- structure -------------------------------------------------------------------------
 
     def group(self, name: str) -> NodeGroup:
+        """The group named ``name``.
+
+        Parameters
+        ----------
+        name : str
+            A group name.
+
+        Returns
+        -------
+        NodeGroup
+            The group.
+        """
         for g in self.groups:
             if g.name == name:
                 return g
@@ -561,18 +667,22 @@ class Network:
 
     @property
     def input_groups(self) -> tuple[NodeGroup, ...]:
+        """The input groups, inverted ones included."""
         return tuple(g for g in self.groups if not g.free)
 
     @property
     def primary_input_groups(self) -> tuple[NodeGroup, ...]:
+        """The input groups that are not inverted copies."""
         return tuple(g for g in self.input_groups if g.invert is None)
 
     @property
     def free_groups(self) -> tuple[NodeGroup, ...]:
+        """The hidden and output groups, in declaration order."""
         return tuple(g for g in self.groups if g.free)
 
     @property
     def output_groups(self) -> tuple[NodeGroup, ...]:
+        """The output groups."""
         return tuple(g for g in self.groups if g.role == "output")
 
     @property
@@ -582,18 +692,22 @@ class Network:
 
     @property
     def n_outputs(self) -> int:
+        """The number of output nodes."""
         return sum(g.size for g in self.output_groups)
 
     @property
     def n_free(self) -> int:
+        """The number of free (hidden and output) nodes."""
         return sum(g.size for g in self.free_groups)
 
     @property
     def input_nodes(self) -> list[str]:
+        """Every input node's name, inverted ones included."""
         return [n for g in self.input_groups for n in g.nodes()]
 
     @property
     def free_nodes(self) -> list[str]:
+        """Every free node's name, in state order."""
         return [n for g in self.free_groups for n in g.nodes()]
 
     def slices(self) -> dict[str, slice]:
@@ -621,10 +735,19 @@ class Network:
         )
 
     def expand_inputs(self, inputs: np.ndarray) -> np.ndarray:
-        """Primary input voltages ``(batch, n_inputs)`` to all input-node voltages ``(batch,
-        n_in)``.
+        """Primary input voltages ``(batch, n_inputs)`` to all input-node voltages ``(batch, n_in)``.
 
         Inverted groups carry the negated voltages of the group they invert.
+
+        Parameters
+        ----------
+        inputs : numpy.ndarray
+            Primary input voltages, V, ``(batch, n_inputs)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Input-node voltages, V, ``(batch, n_in)``.
         """
         u = voltage_rows("inputs", inputs, self.n_inputs)
         primary, k = {}, 0
@@ -664,16 +787,28 @@ class Network:
         return out
 
     def with_params(self, params: dict[str, np.ndarray]) -> Network:
-        """A copy with some parameters replaced (names as in :meth:`params`; weights ``(dst.size,
-        src.size)`` S, bias ``(size,)`` A, leak ``(size,)`` S, or scalars for the groups').
+        """A copy with some parameters replaced (names as in :meth:`params`.
 
-        Only what a parameter can change is checked: each new array's shape, finiteness and
-        bounds (:data:`WEIGHT_BOUNDS`, :data:`NODE_PARAMS`), masked weights stored as 0, and the
-        checks that depend on values (every free node keeps a DC path to ground; no resistor from
-        a node to itself). The structure (names, groups, couplings, masks, diode, sample) is this
-        network's, validated when it was built, and is shared rather than validated again: a
-        training step at 784-500-10 spent as long re-validating it as in the layered engine's
-        input drive."""
+        weights ``(dst.size, src.size)`` S, bias ``(size,)`` A, leak ``(size,)`` S, or scalars for
+        the groups').
+
+        Only what a parameter can change is checked: each new array's shape, finiteness and bounds
+        (:data:`WEIGHT_BOUNDS`, :data:`NODE_PARAMS`), masked weights stored as 0, and the checks
+        that depend on values (every free node keeps a DC path to ground; no resistor from a node to
+        itself). The structure (names, groups, couplings, masks, diode, sample) is this network's,
+        validated when it was built, and is shared rather than validated again: a training step at
+        784-500-10 spent as long re-validating it as in the layered engine's input drive.
+
+        Parameters
+        ----------
+        params : dict of str to numpy.ndarray
+            New values by parameter name (:meth:`params`).
+
+        Returns
+        -------
+        Network
+            A copy with those values, validated.
+        """
         known = self.params()
         unknown = set(params) - set(known)
         if unknown:

@@ -18,8 +18,38 @@ PARAM = Param(
 
 
 def spice(node: str, c: float) -> list[Element]:
+    """The capacitor ``c`` (F) from ``node`` to ground (transients only).
+
+    Parameters
+    ----------
+    node : str
+        SPICE name of the free node.
+    c : float
+        Capacitance to ground, F.
+
+    Returns
+    -------
+    list of Element
+        One ``C``.
+    """
     return [Element("C", f"c{node}", (node, "0"), float(c))]
 
 
 def spice_adjoint(node: str, adj: str, c: float) -> list[Element]:
+    """The same capacitor on the adjoint node.
+
+    Parameters
+    ----------
+    node : str
+        SPICE name of the free node.
+    adj : str
+        SPICE name of its adjoint node.
+    c : float
+        Capacitance to ground, F.
+
+    Returns
+    -------
+    list of Element
+        One ``C``.
+    """
     return [Element("C", f"cadj_{node}", (adj, "0"), float(c))]

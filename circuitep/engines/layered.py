@@ -94,6 +94,18 @@ def chain_structure(net: Network, phase: Phase | None = None) -> _Chain:
 
     With a nudged ``phase`` whose cost Hessian is not diagonal (cross-entropy), several output
     groups are coupled to each other by the Hessian and must be consecutive too.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    phase : Phase
+        The phase (its nudge adds to the output block); ``None``: the free phase.
+
+    Returns
+    -------
+    _Chain
+        The constant part of the block system.
     """
     groups = net.free_groups
     fs = net.free_slices()
@@ -366,8 +378,28 @@ class LayeredEngine:
         """Solve one phase; arrays as in :class:`circuitep.engines.base.Engine`.
 
         ``inputs`` (batch, n_inputs) V; ``targets`` (batch, n_outputs) V; ``x0`` and ``x_init``
-        (batch, n_free) V. Returns free-node voltages ``x`` (batch, n_free) and, for a dyadic
-        phase, ``adjoint = beta J(x)^-T dC/dx`` (batch, n_free).
+        (batch, n_free) V. Returns free-node voltages ``x`` (batch, n_free) and, for a dyadic phase,
+        ``adjoint = beta J(x)^-T dC/dx`` (batch, n_free).
+
+        Parameters
+        ----------
+        net : Network
+            The validated network (:class:`circuitep.spec.Network`).
+        phase : Phase
+            The phase to solve (:class:`circuitep.engines.base.Phase`).
+        inputs : numpy.ndarray
+            Primary input voltages, V, ``(batch, n_inputs)``.
+        targets : numpy.ndarray
+            Targets, ``(batch, n_outputs)`` (V for squared error); ``None`` for the free phase.
+        x0 : numpy.ndarray
+            The free state for the AEP correction, V, ``(batch, n_free)``.
+        x_init : numpy.ndarray
+            Starting point, V, ``(batch, n_free)``; ``None``: the engine's own.
+
+        Returns
+        -------
+        OperatingPoint
+            The operating point.
         """
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
         chain, drive = self._chain_and_drive(net, phase, u)
