@@ -1,5 +1,8 @@
-"""Ways to build a :class:`~circuitep.spec.Network` from Python: layered networks, random test
-networks, and arbitrary graphs described with networkx."""
+"""Build a :class:`~circuitep.spec.Network` from Python.
+
+Ways to build a :class:`~circuitep.spec.Network` from Python: layered networks, random test
+networks, and arbitrary graphs described with networkx.
+"""
 
 from __future__ import annotations
 

@@ -96,8 +96,11 @@ class Tolerances:
 
 @dataclass(frozen=True)
 class Source:
-    """A source whose value is set per sample: ``role`` is input, norton, target, aep or ref;
-    ``index`` indexes the input nodes, or the free nodes, outputs, free nodes, free nodes."""
+    """A source whose value is set per sample.
+
+    A source whose value is set per sample: ``role`` is input, norton, target, aep or ref; ``index``
+    indexes the input nodes, or the free nodes, outputs, free nodes, free nodes.
+    """
 
     name: str
     role: str
@@ -121,8 +124,11 @@ class Compiled:
 
     @property
     def text(self) -> str:
-        """The netlist alone, without an analysis: what engines load and larger decks include.
-        Files are written with :meth:`spice`."""
+        """The netlist alone, without an analysis.
+
+        The netlist alone, without an analysis: what engines load and larger decks include. Files
+        are written with :meth:`spice`.
+        """
         return self.spice(standalone=False)
 
     def spice(self, standalone: bool = True, dialect: str = "ngspice") -> str:
@@ -456,7 +462,9 @@ CLAMP_RANGE_CURRENT = 1e-3
 def clamp_range(
     rails: tuple[float, float], i_sat: float, n: float, current: float = CLAMP_RANGE_CURRENT
 ) -> tuple[float, float, float]:
-    """The voltage range of a diode-clamped node: the rails ``(v_lo, v_hi)`` (V) widened by the diode
+    """The voltage range of a diode-clamped node.
+
+    The voltage range of a diode-clamped node: the rails ``(v_lo, v_hi)`` (V) widened by the diode
     drop ``n Vt ln(1 + I / IS)`` (V) at ``current`` I (A). Returns ``(lo, hi, I)``.
 
     Parameters
@@ -520,9 +528,12 @@ class _Builder:
         self.add("inputs folded: Norton current (A) and conductance per free node", els)
 
     def free_groups(self, state: np.ndarray | None = None) -> None:
-        """Leak, bias, capacitance and clamp of every free node; the section titles state the
-        clamped nodes' range (:func:`clamp_range`) and, given the sample's free ``state`` (V), the
-        range the nodes take on it."""
+        """The elements of every free node.
+
+        Leak, bias, capacitance and clamp of every free node; the section titles state the clamped
+        nodes' range (:func:`clamp_range`) and, given the sample's free ``state`` (V), the range the
+        nodes take on it.
+        """
         d = self.net.diode
         fs = self.net.free_slices()
         for g in self.net.free_groups:
@@ -552,8 +563,11 @@ class _Builder:
             )
 
     def couplings(self, transpose_linear: bool = False) -> None:
-        """One element per weight; with ``transpose_linear`` (AEP phase) every linear transconductor
-        between free nodes drives the other way: current ``w v(dst_i)`` into ``src_j``."""
+        """The couplings' elements, one per weight.
+
+        One element per weight; with ``transpose_linear`` (AEP phase) every linear transconductor
+        between free nodes drives the other way: current ``w v(dst_i)`` into ``src_j``.
+        """
         net = self.net
         for c in net.couplings:
             if self.folded(c):
@@ -593,9 +607,12 @@ class _Builder:
         self.add(f"nudge: current -beta dC/dx ({cost.name}) into the outputs, targets (V)", els)
 
     def aep_correction(self, u: np.ndarray, x0: np.ndarray) -> None:
-        """The rest of ``-K (v - x0)``, ``K = J - J^T`` at x0: per node the constant current
-        ``(K x0)_i`` left over by the reversed linear transconductors, and for saturating ones
-        explicit sources against reference nodes holding x0."""
+        """The AEP correction's sources beside the reversed couplings.
+
+        The rest of ``-K (v - x0)``, ``K = J - J^T`` at x0: per node the constant current ``(K
+        x0)_i`` left over by the reversed linear transconductors, and for saturating ones explicit
+        sources against reference nodes holding x0.
+        """
         net = self.net
         els, sources = aep.spice(
             kcl.links(net), net.free_nodes, x0, linear_correction(net), ref_node

@@ -67,7 +67,9 @@ def free_state(net: Network, engine: Engine, inputs: np.ndarray) -> OperatingPoi
 
 
 def reference_engine(net: Network) -> Engine:
-    """The numpy solver for ``net``: the layered (block-elimination) engine when the free groups form a
+    """The numpy solver for ``net``.
+
+    The numpy solver for ``net``: the layered (block-elimination) engine when the free groups form a
     chain, else the dense one. Both solve the dyadic phase exactly (no beta bias).
 
     Parameters
@@ -256,7 +258,9 @@ def flatten(grads: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def compare(estimated: dict[str, np.ndarray], exact: dict[str, np.ndarray]) -> dict:
-    """Cosine similarity, relative error and sign agreement against the exact gradient, overall and per
+    """Cosine, relative error and sign agreement with the exact gradient.
+
+    Cosine similarity, relative error and sign agreement against the exact gradient, overall and per
     parameter group: ``{"cosine", "rel_error", "sign_agreement", "groups": {name: {...}}}``.
 
     Parameters

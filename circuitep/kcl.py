@@ -1,5 +1,7 @@
-"""Kirchhoff's current law of a network, its Jacobian and its parameter derivatives: the assembler
-of the element stamps (:mod:`circuitep.elements`).
+"""Kirchhoff's current law of a network: the assembler of the stamps.
+
+Kirchhoff's current law of a network, its Jacobian and its parameter derivatives: the assembler of
+the element stamps (:mod:`circuitep.elements`).
 
 Pure functions of a :class:`~circuitep.spec.Network` and node voltages. With ``x`` the free-node
 voltages (V) and ``u`` the input-node voltages (V), ``F_i(x)`` is the sum of currents flowing into
@@ -25,9 +27,12 @@ from circuitep.spec import Coupling, Network
 
 @dataclass(frozen=True)
 class Link:
-    """A coupling with its kind's module and where its ends sit: ``dst`` in ``x``, ``src`` in the
-    flat node vector ``[u, x]`` and, if free, ``src_free`` in ``x``; ``dst_pos`` and ``src_pos``
-    are the positions of its groups among the free groups (``src_pos`` None for inputs)."""
+    """A coupling with its kind's module and where its ends sit.
+
+    A coupling with its kind's module and where its ends sit: ``dst`` in ``x``, ``src`` in the flat
+    node vector ``[u, x]`` and, if free, ``src_free`` in ``x``; ``dst_pos`` and ``src_pos`` are the
+    positions of its groups among the free groups (``src_pos`` None for inputs).
+    """
 
     coupling: Coupling
     kind: ModuleType
@@ -77,7 +82,9 @@ def _node_arrays(net: Network) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 def coupling_currents(
     link: Link, vd: np.ndarray, vs: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Total currents (A) a coupling drives into its dst nodes ``(batch, m)`` and its src nodes
+    """Total currents (A) a coupling drives into its nodes.
+
+    Total currents (A) a coupling drives into its dst nodes ``(batch, m)`` and its src nodes
     ``(batch, n)`` (``None`` for a kind that drives none), loads included.
 
     Parameters
@@ -106,7 +113,9 @@ def coupling_currents(
 
 
 def jacobian_blocks(link: Link, vs: np.ndarray, loads: bool = True):
-    """A coupling's contributions to ``dF/dx`` (S), the one place a stamp becomes Jacobian blocks for
+    """A coupling's contributions to ``dF/dx`` (S).
+
+    A coupling's contributions to ``dF/dx`` (S), the one place a stamp becomes Jacobian blocks for
     both assemblers (dense here, block-tridiagonal in :mod:`circuitep.engines.layered`).
 
     Yields ``(a, b, block)`` with ``a``, ``b`` in ``{"dst", "src"}`` and ``block`` a constant ``(p,
@@ -195,7 +204,9 @@ def residual(net: Network, u: np.ndarray, x: np.ndarray, *, jacobian: bool = Tru
 
 
 def current_scale(net: Network, u: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The size of the currents :func:`residual` sums at each free node (A), ``(batch, n_free)``: the
+    """The size of the currents :func:`residual` sums at each node.
+
+    The size of the currents :func:`residual` sums at each free node (A), ``(batch, n_free)``: the
     sum of their magnitudes, against which a residual is judged (terms of size ``s`` cancel to
     ``~1e-16 s`` in double precision, and a solver's relative tolerance applies to them). Each
     coupling's terms come from its kind's stamp with ``|w|`` and ``|v|``.
@@ -237,7 +248,9 @@ def current_scale(net: Network, u: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def correction_terms(net: Network, u: np.ndarray, x0: np.ndarray) -> list[aep.Term]:
-    """The AEP correction's blocks at the free state ``x0`` (V, (batch, n_free)), from
+    """The AEP correction's blocks at the free state ``x0``.
+
+    The AEP correction's blocks at the free state ``x0`` (V, (batch, n_free)), from
     :func:`circuitep.elements.aep.terms`.
 
     Parameters
@@ -301,7 +314,9 @@ def correction_matrix(net: Network, u: np.ndarray, x0: np.ndarray) -> np.ndarray
 
 
 def correction_current(net: Network, u: np.ndarray, x0: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``K (x - x0)`` (A), ``(batch, n_free)``, ``K`` the :func:`correction_matrix` at ``x0``, without
+    """``K (x - x0)`` (A), without forming ``K``.
+
+    ``K (x - x0)`` (A), ``(batch, n_free)``, ``K`` the :func:`correction_matrix` at ``x0``, without
     forming ``K`` (``(batch, n_free, n_free)``: 208 MB for 100 samples of 784-500-10).
 
     Parameters
@@ -422,7 +437,9 @@ def input_drive(net: Network, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def input_driven(net: Network) -> tuple[np.ndarray, np.ndarray]:
-    """Which free nodes receive an input-driven current, and which a conductance from it (a resistor to
+    """Which free nodes the inputs drive, and which they load.
+
+    Which free nodes receive an input-driven current, and which a conductance from it (a resistor to
     an input, or a coupling's load).
 
     Parameters

@@ -106,7 +106,9 @@ def spice_number(x: float) -> str:
 
 
 def check_ident(path: str, name: str, *, reserved: bool = False) -> str:
-    """``name`` as a plain ``str`` if it is a SPICE identifier (and, with ``reserved``, not one of
+    """``name`` as a plain ``str`` if it is a SPICE identifier.
+
+    ``name`` as a plain ``str`` if it is a SPICE identifier (and, with ``reserved``, not one of
     :data:`RESERVED_NAMES`, for model and node names), else a ``ValueError`` naming ``path``.
 
     Parameters
@@ -364,7 +366,9 @@ _PRINT_CHUNK = 8
 
 
 def analysis_block(probes: Sequence[str]) -> list[str]:
-    """The ``.control`` block that makes a netlist run on its own in ``ngspice -b``: an operating
+    """The ``.control`` block that makes a netlist run alone.
+
+    The ``.control`` block that makes a netlist run on its own in ``ngspice -b``: an operating
     point, then ``print`` of every probed node voltage with 17 significant digits (enough to
     round-trip a double), then ``quit`` (else batch mode adds a "no simulations run" note and exit
     status 1). ngspice's shared library runs a loaded ``.control`` block too, so engines load text
@@ -443,7 +447,9 @@ SWEEP_SOURCE = "v" + SWEEP_NODE
 
 
 def write_sweep(netlist: Netlist, tables: dict[str, Sequence[float]]) -> str:
-    """SPICE text of ``netlist`` for many samples in one analysis: each V or I source named in
+    """SPICE text of ``netlist`` for many samples in one analysis.
+
+    SPICE text of ``netlist`` for many samples in one analysis: each V or I source named in
     ``tables`` becomes a behavioural source whose value is ``pwl(V(sweep_index), 0, t_0, 1, t_1,
     ...)``, so that ``dc vsweep_index 0 N-1 1`` solves sample ``k`` at index ``k``. ngspice then
     sets up and orders its matrix once for all of them (DESIGN.md §3). Every table needs the same
@@ -512,8 +518,11 @@ class DialectError(ValueError):
 
 
 def _xyce_expression(name: str, expr: str) -> str:
-    """A behavioural expression in Xyce's syntax, braced; refuses functions Xyce's writer does not
-    know to be the same (ngspice's ``pwl`` of a voltage, for one)."""
+    """A behavioural expression in Xyce's syntax, braced.
+
+    A behavioural expression in Xyce's syntax, braced; refuses functions Xyce's writer does not know
+    to be the same (ngspice's ``pwl`` of a voltage, for one).
+    """
     for word in re.findall(r"[a-z_][a-z0-9_]*(?=\()", expr):
         if word != "v" and word not in XYCE_FUNCTIONS:
             raise DialectError(

@@ -87,7 +87,9 @@ def check_name(
     pattern: re.Pattern = NAME,
     reserved: frozenset[str] | set[str] = _RESERVED,
 ) -> str:
-    """``value`` as a plain ``str`` if it is an identifier matching ``pattern`` and not one of the
+    """``value`` as a plain ``str`` if it is an allowed identifier.
+
+    ``value`` as a plain ``str`` if it is an identifier matching ``pattern`` and not one of the
     ``reserved`` words (in any case), else raise naming ``path``. Callers keep the returned string,
     never ``value`` itself (a ``str`` subclass may format as other text).
 
@@ -125,9 +127,11 @@ def check_name(
 
 
 def _as_array(path: str, value: object, booleans: bool, what: str) -> np.ndarray:
-    """``value`` as an array of booleans or of numbers; refuse ragged lists and other element
-    types instead of converting them (a TOML ``true`` or ``"1e-4"`` is a mistake, not 1 S or 1e-4
-    S)."""
+    """``value`` as an array of booleans or of numbers, not converted.
+
+    ``value`` as an array of booleans or of numbers; refuse ragged lists and other element types
+    instead of converting them (a TOML ``true`` or ``"1e-4"`` is a mistake, not 1 S or 1e-4 S).
+    """
     try:
         arr = np.asarray(value)
     except ValueError as exc:  # ragged nesting
@@ -253,7 +257,9 @@ def check_volts(path: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def voltage_rows(what: str, value, width: int, batch: int | None = None) -> np.ndarray:
-    """``value`` as float rows ``(batch, width)`` of voltages (inputs, targets of a batch): finite,
+    """``value`` as float rows ``(batch, width)`` of voltages.
+
+    ``value`` as float rows ``(batch, width)`` of voltages (inputs, targets of a batch): finite,
     within +-:data:`MAX_VOLTS`; errors say which ``what``.
 
     Parameters
@@ -399,8 +405,9 @@ class NodeGroup:
 
 @dataclass(frozen=True, eq=False)
 class Coupling:
-    """Couplings from group ``src`` into group ``dst``; ``weight`` has shape ``(dst.size,
-    src.size)``.
+    """Couplings from group ``src`` into group ``dst``.
+
+    Couplings from group ``src`` into group ``dst``; ``weight`` has shape ``(dst.size, src.size)``.
 
     - ``resistor``: conductance ``weight[i, j]`` (S, >= 0) between ``dst_i`` and ``src_j``.
     - ``vccs``: transconductance ``weight[i, j]`` (S, signed): current ``w v(src_j)`` into
@@ -410,11 +417,11 @@ class Coupling:
 
     Every kind is a module of :mod:`circuitep.elements` (listed in
     :data:`circuitep.elements.registry.COUPLINGS`), which gives its equations, bounds and SPICE.
-    ``mask[i, j]`` says whether the element exists; masked-out weights are stored as 0.
-    ``settings`` holds the kind's other parameters (its ``SETTINGS`` table, e.g. ``g_out`` and
-    ``v_offset`` of an ``ota``), each a scalar or, where the table says so, one value per element
-    ``(dst, src)``; after validation a dict of floats and read-only arrays with every setting of
-    the kind (defaults filled in). ``v_sat`` is a field of its own (tanh only).
+    ``mask[i, j]`` says whether the element exists; masked-out weights are stored as 0. ``settings``
+    holds the kind's other parameters (its ``SETTINGS`` table, e.g. ``g_out`` and ``v_offset`` of an
+    ``ota``), each a scalar or, where the table says so, one value per element ``(dst, src)``; after
+    validation a dict of floats and read-only arrays with every setting of the kind (defaults filled
+    in). ``v_sat`` is a field of its own (tanh only).
     """
 
     name: str
@@ -503,8 +510,11 @@ class Coupling:
 
 
 def _validated_copy(obj, **values):
-    """A copy of a validated frozen spec object with some fields set to values already checked
-    (by :meth:`Network.with_params`), without running its ``__post_init__`` again."""
+    """A copy of a validated frozen spec object, not checked again.
+
+    A copy of a validated frozen spec object with some fields set to values already checked (by
+    :meth:`Network.with_params`), without running its ``__post_init__`` again.
+    """
     new = copy.copy(obj)
     for key, value in values.items():
         object.__setattr__(new, key, value)
@@ -600,8 +610,11 @@ class Network:
             object.__setattr__(self, "sample", Sample(inputs, targets))
 
     def _check_values(self) -> None:
-        """The checks that depend on parameter values, not only on the structure: no resistor
-        from a node to itself, and a DC path to ground from every free node."""
+        """The checks that depend on parameter values.
+
+        The checks that depend on parameter values, not only on the structure: no resistor from a
+        node to itself, and a DC path to ground from every free node.
+        """
         for c in self.couplings:
             if c.kind == "resistor" and c.src == c.dst and np.any(np.diag(c.weight)):
                 raise ValueError(
@@ -638,9 +651,12 @@ class Network:
         raise KeyError(f"no group named {name!r} (known: {[g.name for g in self.groups]})")
 
     def floating_nodes(self) -> list[str]:
-        """Free nodes without a DC path to ground: no leak, no clamp, and no chain of resistors to
-        a node with one or to an input (held by a source). Transconductors drive a node but do not
-        load it, so such a node's KCL row has no conductance of its own and its voltage is free."""
+        """Free nodes without a DC path to ground.
+
+        Free nodes without a DC path to ground: no leak, no clamp, and no chain of resistors to a
+        node with one or to an input (held by a source). Transconductors drive a node but do not
+        load it, so such a node's KCL row has no conductance of its own and its voltage is free.
+        """
         grounded = np.concatenate([(g.leak > 0) | (g.clamp is not None) for g in self.free_groups])
         if grounded.all():
             return []
@@ -735,7 +751,7 @@ class Network:
         )
 
     def expand_inputs(self, inputs: np.ndarray) -> np.ndarray:
-        """Primary input voltages ``(batch, n_inputs)`` to all input-node voltages ``(batch, n_in)``.
+        """All input-node voltages ``(batch, n_in)`` from the primary ones ``(batch, n_inputs)``.
 
         Inverted groups carry the negated voltages of the group they invert.
 

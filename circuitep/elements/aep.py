@@ -25,8 +25,11 @@ from circuitep.netlist import Element
 
 @dataclass(frozen=True)
 class Term:
-    """One coupling's block ``A0`` (S, :mod:`circuitep.elements.blocks`) of the correction, with
-    the slices of its dst and src nodes in the free-node vector and their chain positions."""
+    """One coupling's block of the AEP correction.
+
+    One coupling's block ``A0`` (S, :mod:`circuitep.elements.blocks`) of the correction, with the
+    slices of its dst and src nodes in the free-node vector and their chain positions.
+    """
 
     dst: slice
     src: slice
@@ -119,7 +122,9 @@ def add_jacobian(add: Callable[[int, int, np.ndarray], None], ts: list[Term]) ->
 def apply_dense(
     f: np.ndarray, jac: np.ndarray | None, k: np.ndarray, x: np.ndarray, x0: np.ndarray
 ) -> None:
-    """``f -= K (x - x0)`` and ``jac -= K`` in place, with ``K`` dense (S, (batch, n, n), from
+    """``f -= K (x - x0)`` and ``jac -= K`` in place, ``K`` dense.
+
+    ``f -= K (x - x0)`` and ``jac -= K`` in place, with ``K`` dense (S, (batch, n, n), from
     :func:`matrix`); ``jac`` may be ``None``.
 
     Parameters

@@ -1,6 +1,8 @@
-"""Diode clamp of a free group: one diode from each node up to the rail ``v_hi``, one from the rail
-``v_lo`` up to the node (a soft hard-sigmoid between the rails, DESIGN.md §2), both of the
-network's Shockley model ``D(is=i_sat n=n)``.
+"""Diode clamp of a free group (DESIGN.md §2).
+
+Diode clamp of a free group: one diode from each node up to the rail ``v_hi``, one from the rail
+``v_lo`` up to the node (a soft hard-sigmoid between the rails, DESIGN.md §2), both of the network's
+Shockley model ``D(is=i_sat n=n)``.
 
 Current into the node and its derivative: :func:`current` (ngspice's DC diode model with its
 exponent cap, :mod:`circuitep.devices`). No trainable parameter. SPICE: rail sources and two ``D``
@@ -115,7 +117,9 @@ def spice(node: str, group: str, model: str) -> list[Element]:
 
 
 def conductance_expression(vd: str, i_sat: float, n: float, gmin: float = GMIN) -> str:
-    """Behavioural expression of ngspice's diode small-signal conductance (S) at the junction voltage
+    """Behavioural expression of ngspice's diode conductance (S).
+
+    Behavioural expression of ngspice's diode small-signal conductance (S) at the junction voltage
     expression ``vd``.
 
     Parameters
@@ -145,7 +149,9 @@ def conductance_expression(vd: str, i_sat: float, n: float, gmin: float = GMIN) 
 
 
 def spice_adjoint(node: str, adj: str, group: str, i_sat: float, n: float) -> list[Element]:
-    """Adjoint of the clamp: a ``B`` source ``(g_up + g_dn) v(adj)``, the diodes' small-signal
+    """Adjoint of the clamp: its small-signal conductance.
+
+    Adjoint of the clamp: a ``B`` source ``(g_up + g_dn) v(adj)``, the diodes' small-signal
     conductance at the free state.
 
     Parameters

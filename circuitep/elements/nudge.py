@@ -61,7 +61,9 @@ def jacobian(beta: float, cost: Cost, x_out: np.ndarray, y: np.ndarray) -> np.nd
 def spice(
     outs: list[str], targets: list[str], into: list[str], beta: float, cost: Cost, beta_node: str
 ) -> list[Element]:
-    """Nudge elements into the nodes ``into`` (the outputs or their adjoint nodes), from the output
+    """Nudge elements into the nodes ``into``.
+
+    Nudge elements into the nodes ``into`` (the outputs or their adjoint nodes), from the output
     nodes ``outs`` and the target nodes ``targets``; cross-entropy reads beta from ``beta_node``.
 
     Parameters

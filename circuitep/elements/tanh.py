@@ -1,11 +1,12 @@
-"""Saturating transconductor coupling: current ``w[i, j] V_s tanh(v(src_j) / V_s)`` (A) into
-``dst_i``.
+"""Saturating transconductor coupling (tanh).
+
+Saturating transconductor coupling: current ``w[i, j] V_s tanh(v(src_j) / V_s)`` (A) into ``dst_i``.
 
 ``w`` in S, signed; ``v_sat`` (``V_s``, V) one per coupling. Non-reciprocal and non-linear: its
 Jacobian block ``w f'(v_src)``, ``f'(v) = 1 - tanh(v / V_s)^2``, depends on the state, so the AEP
 netlist keeps explicit correction sources against reference nodes holding ``x0``
-(:func:`spice_slope`). Learning rule ``dC/dw_ij = -s_i f(v_j)``. SPICE: a ``B`` source; its
-adjoint is ``w f'(v(src_j)) v(adj dst_i)`` into ``adj src_j``.
+(:func:`spice_slope`). Learning rule ``dC/dw_ij = -s_i f(v_j)``. SPICE: a ``B`` source; its adjoint
+is ``w f'(v(src_j)) v(adj dst_i)`` into ``adj src_j``.
 """
 
 from __future__ import annotations

@@ -299,7 +299,9 @@ def spice(c, src: list[str], dst: list[str]) -> list[Element]:
 
 
 def spice_reversed(c, src: list[str], dst: list[str]) -> list[Element]:
-    """The AEP phase's element: current ``w v(dst_i)`` into ``src_j`` (the correction cancels the
+    """The AEP phase's element: current ``w v(dst_i)`` into ``src_j``.
+
+    The AEP phase's element: current ``w v(dst_i)`` into ``src_j`` (the correction cancels the
     forward drive and adds its transpose; the constants ``K x0`` come separately).
 
     Parameters

@@ -368,8 +368,10 @@ class LayeredEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        """What :attr:`OperatingPoint.tolerances` reports: ``vtol`` (V), ``itol`` (A),
-        ``max_iter``."""
+        """What :attr:`OperatingPoint.tolerances` reports.
+
+        What :attr:`OperatingPoint.tolerances` reports: ``vtol`` (V), ``itol`` (A), ``max_iter``.
+        """
         return {"vtol": self.vtol, "itol": self.itol, "max_iter": self.max_iter}
 
     def solve(
@@ -450,9 +452,12 @@ class LayeredEngine:
     def _chain_and_drive(
         self, net: Network, phase: Phase, u: np.ndarray
     ) -> tuple[_Chain, np.ndarray]:
-        """The chain of ``net`` and the constant current into each free node (A, ``(batch,
-        n_free)``: the input drive of ``u`` plus the bias currents), from the memo where ``net``
-        is the same object and ``u`` the same voltages as last time."""
+        """The chain of ``net`` and its constant drive, memoised.
+
+        The chain of ``net`` and the constant current into each free node (A, ``(batch, n_free)``:
+        the input drive of ``u`` plus the bias currents), from the memo where ``net`` is the same
+        object and ``u`` the same voltages as last time.
+        """
         memo = self._memo
         chain = memo.get("chain")
         if chain is None or chain[0] is not net:
@@ -503,8 +508,9 @@ class LayeredEngine:
 def _kcl(
     chain: _Chain, drive: np.ndarray, x: np.ndarray
 ) -> tuple[np.ndarray, Callable[[], _Blocks]]:
-    """KCL residual ``F(x)`` (A, ``(batch, n_free)``) and a function building its block Jacobian
-    (S).
+    """KCL residual ``F(x)`` and a builder of its block Jacobian.
+
+    KCL residual ``F(x)`` (A, ``(batch, n_free)``) and a function building its block Jacobian (S).
 
     ``drive`` (A, ``(batch, n_free)``) is the constant current into each node from the inputs
     (``kcl.input_drive``) plus the bias currents. Same equations as :func:`circuitep.kcl.residual`.

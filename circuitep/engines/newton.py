@@ -179,7 +179,9 @@ def newton(
 def damped_newton(
     x: np.ndarray, system: System, *, vtol: float, itol: float, max_iter: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Damped Newton ``x <- x - t J^-1 F`` over the samples not yet converged, ``t`` by
+    """Damped Newton over the samples not yet converged.
+
+    Damped Newton ``x <- x - t J^-1 F`` over the samples not yet converged, ``t`` by
     :func:`backtrack`; a sample has converged when its step is below ``vtol`` (V) or ``|F|`` below
     ``itol`` (A).
 
@@ -253,7 +255,9 @@ def damped_newton(
 
 
 def adjoint(engine: str, net: Network, phase: Phase, jac: Jacobian, grad: np.ndarray) -> np.ndarray:
-    """The dyadic phase's second half ``d = beta J^-T dC/dx`` (V) at the free state, ``jac`` being
+    """The dyadic phase's second half ``d = beta J^-T dC/dx``.
+
+    The dyadic phase's second half ``d = beta J^-T dC/dx`` (V) at the free state, ``jac`` being
     ``J`` there and ``grad`` ``dC/dx`` (batch, n_free). Where ``J`` is singular the adjoint circuit
     has no operating point: raises, naming those samples.
 
@@ -291,7 +295,9 @@ def adjoint(engine: str, net: Network, phase: Phase, jac: Jacobian, grad: np.nda
 
 
 def solve_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a[k]^-1 b[k]`` for a batch of matrices ``a`` (batch, n, n) and right-hand sides ``b`` (batch,
+    """``a[k]^-1 b[k]`` for a batch; a singular sample comes back as NaN.
+
+    ``a[k]^-1 b[k]`` for a batch of matrices ``a`` (batch, n, n) and right-hand sides ``b`` (batch,
     n) or (batch, n, m); a sample whose matrix is singular comes back as NaN, so that the solver
     hands it on instead of the whole batch failing.
 
@@ -373,8 +379,11 @@ MAX_HALVINGS = 20
 
 
 def _residual_of(system: System, rows: np.ndarray) -> Callable:
-    """``F`` of the samples ``rows`` for :func:`backtrack`: ``(r, points) -> F``, ``r`` indexing
-    ``rows``; ``rows`` is bound now, not read when it is called."""
+    """``F`` of the samples ``rows``, for :func:`backtrack`.
+
+    ``F`` of the samples ``rows`` for :func:`backtrack`: ``(r, points) -> F``, ``r`` indexing
+    ``rows``; ``rows`` is bound now, not read when it is called.
+    """
     return lambda r, points: system(rows[r], points)[0]
 
 
@@ -505,7 +514,9 @@ def pseudo_transient(
     max_steps: int = TRANSIENT_STEPS,
     max_step: float = np.inf,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Backward-Euler steps of ``C dx/dt = F(x)`` with a step that grows as ``|F|`` falls (switched
+    """Backward-Euler steps of ``C dx/dt = F(x)``, batched over samples.
+
+    Backward-Euler steps of ``C dx/dt = F(x)`` with a step that grows as ``|F|`` falls (switched
     evolution relaxation), batched over samples; :func:`settle` uses it where Newton fails. It
     follows the circuit's own dynamics, so it ends in a state the circuit can settle into, and turns
     into Newton's method near it.

@@ -22,7 +22,9 @@ from circuitep.spec import Network
 
 @dataclass(frozen=True)
 class NumpyEngine:
-    """Batched damped Newton (:func:`circuitep.engines.newton.newton`): ``x <- x - t J^-1 F`` with
+    """Dense batched damped Newton: the reference numpy engine.
+
+    Batched damped Newton (:func:`circuitep.engines.newton.newton`): ``x <- x - t J^-1 F`` with
     backtracking on ``|F|^2``, and pseudo-transient continuation where Newton stalls.
 
     A sample has converged when its Newton step is below ``vtol`` (V) or ``|F|`` below ``itol`` (A).
@@ -41,8 +43,10 @@ class NumpyEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        """What :attr:`OperatingPoint.tolerances` reports: ``vtol`` (V), ``itol`` (A),
-        ``max_iter``."""
+        """What :attr:`OperatingPoint.tolerances` reports.
+
+        What :attr:`OperatingPoint.tolerances` reports: ``vtol`` (V), ``itol`` (A), ``max_iter``.
+        """
         return {"vtol": self.vtol, "itol": self.itol, "max_iter": self.max_iter}
 
     def solve(
@@ -146,7 +150,9 @@ def phase_residual(
     *,
     jacobian: bool = True,
 ):
-    """KCL of one phase: the free circuit's residual (:func:`circuitep.kcl.residual`, A), plus the
+    """KCL of one phase: residual ``F`` (A) and Jacobian (S).
+
+    KCL of one phase: the free circuit's residual (:func:`circuitep.kcl.residual`, A), plus the
     nudge ``-beta dC/dx`` into the outputs (nudged phase, targets ``y``) and the AEP correction ``-K
     (x - x0)`` (``k``: ``K`` per sample, S, from :func:`circuitep.kcl.correction_matrix`). Shapes as
     in :mod:`circuitep.kcl`; returns ``(F, J or None)``.
@@ -189,8 +195,11 @@ def phase_residual(
 
 
 class DenseJacobian:
-    """A batch of dense Jacobians ``(batch, n_free, n_free)`` (S), in the form
-    :func:`circuitep.engines.newton.newton` asks of an engine."""
+    """A batch of dense Jacobians ``(batch, n_free, n_free)`` (S).
+
+    A batch of dense Jacobians ``(batch, n_free, n_free)`` (S), in the form
+    :func:`circuitep.engines.newton.newton` asks of an engine.
+    """
 
     def __init__(self, matrices: np.ndarray):
         self.matrices = matrices
