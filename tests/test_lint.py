@@ -24,7 +24,7 @@ LINT_CLEAN = True
 
 pytestmark = pytest.mark.skipif(
     not LINT_CLEAN,
-    reason="LINT_CLEAN = True in tests/test_lint.py: the tree is not ruff-formatted yet "
+    reason="LINT_CLEAN = False in tests/test_lint.py: the tree is not ruff-formatted yet "
     "(run `ruff format . && ruff check --fix .`, fix the rest, then set it to True)",
 )
 
