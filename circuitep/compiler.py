@@ -98,8 +98,8 @@ class Tolerances:
 class Source:
     """A source whose value is set per sample.
 
-    A source whose value is set per sample: ``role`` is input, norton, target, aep or ref; ``index``
-    indexes the input nodes, or the free nodes, outputs, free nodes, free nodes.
+    ``role`` is input, norton, target, aep or ref; ``index`` indexes the input nodes, or the free
+    nodes, outputs, free nodes, free nodes.
     """
 
     name: str
@@ -126,8 +126,7 @@ class Compiled:
     def text(self) -> str:
         """The netlist alone, without an analysis.
 
-        The netlist alone, without an analysis: what engines load and larger decks include. Files
-        are written with :meth:`spice`.
+        What engines load and larger decks include. Files are written with :meth:`spice`.
         """
         return self.spice(standalone=False)
 
@@ -464,8 +463,8 @@ def clamp_range(
 ) -> tuple[float, float, float]:
     """The voltage range of a diode-clamped node.
 
-    The voltage range of a diode-clamped node: the rails ``(v_lo, v_hi)`` (V) widened by the diode
-    drop ``n Vt ln(1 + I / IS)`` (V) at ``current`` I (A). Returns ``(lo, hi, I)``.
+    The rails ``(v_lo, v_hi)`` (V) widened by the diode drop ``n Vt ln(1 + I / IS)`` (V) at
+    ``current`` I (A). Returns ``(lo, hi, I)``.
 
     Parameters
     ----------

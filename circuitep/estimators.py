@@ -69,8 +69,8 @@ def free_state(net: Network, engine: Engine, inputs: np.ndarray) -> OperatingPoi
 def reference_engine(net: Network) -> Engine:
     """The numpy solver for ``net``.
 
-    The numpy solver for ``net``: the layered (block-elimination) engine when the free groups form a
-    chain, else the dense one. Both solve the dyadic phase exactly (no beta bias).
+    The layered (block-elimination) engine when the free groups form a chain, else the dense one.
+    Both solve the dyadic phase exactly (no beta bias).
 
     Parameters
     ----------

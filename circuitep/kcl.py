@@ -29,9 +29,9 @@ from circuitep.spec import Coupling, Network
 class Link:
     """A coupling with its kind's module and where its ends sit.
 
-    A coupling with its kind's module and where its ends sit: ``dst`` in ``x``, ``src`` in the flat
-    node vector ``[u, x]`` and, if free, ``src_free`` in ``x``; ``dst_pos`` and ``src_pos`` are the
-    positions of its groups among the free groups (``src_pos`` None for inputs).
+    ``dst`` in ``x``, ``src`` in the flat node vector ``[u, x]`` and, if free, ``src_free`` in
+    ``x``; ``dst_pos`` and ``src_pos`` are the positions of its groups among the free groups
+    (``src_pos`` None for inputs).
     """
 
     coupling: Coupling
@@ -115,8 +115,8 @@ def coupling_currents(
 def jacobian_blocks(link: Link, vs: np.ndarray, loads: bool = True):
     """A coupling's contributions to ``dF/dx`` (S).
 
-    A coupling's contributions to ``dF/dx`` (S), the one place a stamp becomes Jacobian blocks for
-    both assemblers (dense here, block-tridiagonal in :mod:`circuitep.engines.layered`).
+    The one place a stamp becomes Jacobian blocks for both assemblers (dense here, block-tridiagonal
+    in :mod:`circuitep.engines.layered`).
 
     Yields ``(a, b, block)`` with ``a``, ``b`` in ``{"dst", "src"}`` and ``block`` a constant ``(p,
     q)`` or batched ``(batch, p, q)`` array to add to rows ``a``, columns ``b``; blocks on src rows

@@ -449,11 +449,11 @@ SWEEP_SOURCE = "v" + SWEEP_NODE
 def write_sweep(netlist: Netlist, tables: dict[str, Sequence[float]]) -> str:
     """SPICE text of ``netlist`` for many samples in one analysis.
 
-    SPICE text of ``netlist`` for many samples in one analysis: each V or I source named in
-    ``tables`` becomes a behavioural source whose value is ``pwl(V(sweep_index), 0, t_0, 1, t_1,
-    ...)``, so that ``dc vsweep_index 0 N-1 1`` solves sample ``k`` at index ``k``. ngspice then
-    sets up and orders its matrix once for all of them (DESIGN.md §3). Every table needs the same
-    length, at least 2; names and numbers are validated as in :func:`write`.
+    Each V or I source named in ``tables`` becomes a behavioural source whose value is
+    ``pwl(V(sweep_index), 0, t_0, 1, t_1, ...)``, so that ``dc vsweep_index 0 N-1 1`` solves sample
+    ``k`` at index ``k``. ngspice then sets up and orders its matrix once for all of them (DESIGN.md
+    §3). Every table needs the same length, at least 2; names and numbers are validated as in
+    :func:`write`.
 
     Parameters
     ----------
@@ -520,8 +520,8 @@ class DialectError(ValueError):
 def _xyce_expression(name: str, expr: str) -> str:
     """A behavioural expression in Xyce's syntax, braced.
 
-    A behavioural expression in Xyce's syntax, braced; refuses functions Xyce's writer does not know
-    to be the same (ngspice's ``pwl`` of a voltage, for one).
+    Refuses functions Xyce's writer does not know to be the same (ngspice's ``pwl`` of a voltage,
+    for one).
     """
     for word in re.findall(r"[a-z_][a-z0-9_]*(?=\()", expr):
         if word != "v" and word not in XYCE_FUNCTIONS:

@@ -407,7 +407,7 @@ class NodeGroup:
 class Coupling:
     """Couplings from group ``src`` into group ``dst``.
 
-    Couplings from group ``src`` into group ``dst``; ``weight`` has shape ``(dst.size, src.size)``.
+    ``weight`` has shape ``(dst.size, src.size)``.
 
     - ``resistor``: conductance ``weight[i, j]`` (S, >= 0) between ``dst_i`` and ``src_j``.
     - ``vccs``: transconductance ``weight[i, j]`` (S, signed): current ``w v(src_j)`` into
@@ -612,8 +612,8 @@ class Network:
     def _check_values(self) -> None:
         """The checks that depend on parameter values.
 
-        The checks that depend on parameter values, not only on the structure: no resistor from a
-        node to itself, and a DC path to ground from every free node.
+        Not only on the structure: no resistor from a node to itself, and a DC path to ground from
+        every free node.
         """
         for c in self.couplings:
             if c.kind == "resistor" and c.src == c.dst and np.any(np.diag(c.weight)):
@@ -653,9 +653,9 @@ class Network:
     def floating_nodes(self) -> list[str]:
         """Free nodes without a DC path to ground.
 
-        Free nodes without a DC path to ground: no leak, no clamp, and no chain of resistors to a
-        node with one or to an input (held by a source). Transconductors drive a node but do not
-        load it, so such a node's KCL row has no conductance of its own and its voltage is free.
+        No leak, no clamp, and no chain of resistors to a node with one or to an input (held by a
+        source). Transconductors drive a node but do not load it, so such a node's KCL row has no
+        conductance of its own and its voltage is free.
         """
         grounded = np.concatenate([(g.leak > 0) | (g.clamp is not None) for g in self.free_groups])
         if grounded.all():

@@ -1,8 +1,7 @@
 """Capacitance ``C`` (F) from each free node to ground.
 
-Capacitance ``C`` (F) from each free node to ground: no DC current; transients, stability (``C^-1
-J``) and the pseudo-transient continuation of the solvers read it. SPICE: ``C``, also in the adjoint
-network.
+No DC current; transients, stability (``C^-1 J``) and the pseudo-transient continuation of the
+solvers read it. SPICE: ``C``, also in the adjoint network.
 """
 
 from __future__ import annotations

@@ -370,7 +370,7 @@ class LayeredEngine:
     def tolerance_dict(self) -> dict:
         """What :attr:`OperatingPoint.tolerances` reports.
 
-        What :attr:`OperatingPoint.tolerances` reports: ``vtol`` (V), ``itol`` (A), ``max_iter``.
+        ``vtol`` (V), ``itol`` (A), ``max_iter``.
         """
         return {"vtol": self.vtol, "itol": self.itol, "max_iter": self.max_iter}
 

@@ -45,7 +45,7 @@ class NumpyEngine:
     def tolerance_dict(self) -> dict:
         """What :attr:`OperatingPoint.tolerances` reports.
 
-        What :attr:`OperatingPoint.tolerances` reports: ``vtol`` (V), ``itol`` (A), ``max_iter``.
+        ``vtol`` (V), ``itol`` (A), ``max_iter``.
         """
         return {"vtol": self.vtol, "itol": self.itol, "max_iter": self.max_iter}
 
@@ -197,8 +197,7 @@ def phase_residual(
 class DenseJacobian:
     """A batch of dense Jacobians ``(batch, n_free, n_free)`` (S).
 
-    A batch of dense Jacobians ``(batch, n_free, n_free)`` (S), in the form
-    :func:`circuitep.engines.newton.newton` asks of an engine.
+    In the form :func:`circuitep.engines.newton.newton` asks of an engine.
     """
 
     def __init__(self, matrices: np.ndarray):
