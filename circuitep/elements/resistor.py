@@ -295,7 +295,7 @@ def spice(c, src: list[str], dst: list[str]) -> list[Element]:
     Returns
     -------
     list of Element
-        The free and nudged phases' elements, one per unmasked weight.
+        The free and nudged phases' elements.
     """
     return [
         Element("R", f"r{c.name}_{i}_{j}", (dst[i], src[j]), 1.0 / float(c.weight[i, j]))

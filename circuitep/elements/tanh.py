@@ -60,7 +60,7 @@ def title(c) -> str:
 
 
 def check(c, path: str) -> None:
-    """Refuse settings of coupling ``c`` that this kind cannot simulate (ValueError).
+    """Nothing to refuse: the checks common to every kind cover this one.
 
     Parameters
     ----------
@@ -305,7 +305,7 @@ def spice(c, src: list[str], dst: list[str]) -> list[Element]:
     Returns
     -------
     list of Element
-        The free and nudged phases' elements, one per unmasked weight.
+        The free and nudged phases' elements.
     """
     return [
         Element(

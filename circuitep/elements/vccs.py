@@ -49,7 +49,7 @@ def title(c) -> str:
 
 
 def check(c, path: str) -> None:
-    """Refuse settings of coupling ``c`` that this kind cannot simulate (ValueError).
+    """Nothing to refuse: the checks common to every kind cover this one.
 
     Parameters
     ----------
@@ -290,7 +290,7 @@ def spice(c, src: list[str], dst: list[str]) -> list[Element]:
     Returns
     -------
     list of Element
-        The free and nudged phases' elements, one per unmasked weight.
+        The free and nudged phases' elements.
     """
     return [
         Element("G", f"g{c.name}_{i}_{j}", ("0", dst[i], src[j], "0"), float(c.weight[i, j]))
