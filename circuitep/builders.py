@@ -88,7 +88,7 @@ def layered(
     output_clamp : bool
         Clamp the outputs too.
     bias_scale : float
-        Standard deviation of the initial biases, A.
+        Initial biases ``bias_scale leak N(0, 1)`` (A): dimensionless, in units of ``leak`` x 1 V.
     v_sat : float
         Saturation voltage of ``tanh`` transconductors, V.
     diode : DiodeModel

@@ -242,7 +242,7 @@ def _ep_transconductor_rule(
 
 
 def flatten(grads: dict[str, np.ndarray]) -> np.ndarray:
-    """Every gradient array, flattened and concatenated in key order.
+    """Every gradient array, flattened and concatenated in the dict's order.
 
     Parameters
     ----------

@@ -504,7 +504,7 @@ class Coupling:
         Returns
         -------
         numpy.ndarray
-            Its value per element, ``weight.shape``.
+            The coupling's field (``v_sat``, V) or an array per element of ``weight``'s shape.
         """
         return getattr(self, key) if settings_of(self.kind)[key].field else self.settings[key]
 

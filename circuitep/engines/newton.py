@@ -156,7 +156,7 @@ def newton(
     Returns
     -------
     tuple of numpy.ndarray
-        ``x`` (V), iterations, converged and stable, per sample.
+        ``x`` (V), iterations, converged and singular (Newton's step), per sample.
     """
     x, it, ok, singular = damped_newton(start, system, vtol=vtol, itol=itol, max_iter=max_iter)
     retry = ~ok
