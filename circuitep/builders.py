@@ -323,8 +323,7 @@ def from_graph(
         if not element.RECIPROCAL and not graph.is_directed():
             raise ValueError(
                 f"graph edge {a!r} - {b!r}: a {kind} transconductor has a direction; build the "
-                "network "
-                "from an nx.DiGraph (an undirected graph may hold resistors only)"
+                "network from an nx.DiGraph (an undirected graph may hold resistors only)"
             )
         if "weight" not in data:
             raise ValueError(f"graph edge {a!r} -> {b!r}: missing weight")
@@ -369,8 +368,8 @@ def from_graph(
             values.setdefault(k, value)
             if value != values[k]:
                 raise ValueError(
-                    f"graph edge {a!r} -> {b!r}: {k} = {value!r} differs from "
-                    f"{values[k]!r} of the other {kind} edges between groups {ga!r} and {gb!r}"
+                    f"graph edge {a!r} -> {b!r}: {k} = {value!r} differs from {values[k]!r} of the "
+                    f"other {kind} edges between groups {ga!r} and {gb!r}"
                 )
         w[ib, ia], m[ib, ia] = weight, True
     couplings = []
@@ -430,7 +429,7 @@ def from_shorthand(text: str, *, seed: int = 0, gain: float | None = None) -> Ne
     if kind not in SHORTHANDS or not sizes_text:
         raise ValueError(
             f"spec shorthand {text!r} is not KIND:SIZES with KIND one of {sorted(SHORTHANDS)} "
-            f"(e.g. ff:64-64-10)"
+            "(e.g. ff:64-64-10)"
         )
     if not re.fullmatch(
         r"[0-9]+(-[0-9]+)*", sizes_text

@@ -45,8 +45,8 @@ ENGINES = ("ngspice", "numpy", "layered")
 EXIT_DIVERGED = 3
 EXIT_STATUS = (
     "Exit status: 0 when the run is trained to --epochs, 2 for bad input or a refused "
-    f"run directory, {EXIT_DIVERGED} when training diverged (where and why: "
-    "diverged.json in the run directory)."
+    f"run directory, {EXIT_DIVERGED} when training diverged (where and why: diverged.json in the "
+    "run directory)."
 )
 RUN_DIR_HELP = (
     "run directory (checkpoint, metrics, netlist, figures): new, empty, or one this "
@@ -106,8 +106,8 @@ def _count(text: str) -> int:
 def _run_dir(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(
-            "expected a directory for the run, got an empty path (it "
-            "would mean the current directory)"
+            "expected a directory for the run, got an empty path (it would mean the current "
+            "directory)"
         )
     return text
 
@@ -259,7 +259,7 @@ def cmd_compile(args) -> int:
     except ConvergenceError as exc:
         if args.phase == "aep":
             raise UsageError(
-                f"--phase aep needs the sample's free state for its correction currents K x0, "
+                "--phase aep needs the sample's free state for its correction currents K x0, "
                 f"and it has none: {exc}"
             ) from exc
         state = None  # the header then states no measured node ranges
@@ -603,9 +603,8 @@ def _report_run(summary: dict, out: Path) -> None:
         return
     print(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (train "
-        f"{100 * summary['train_accuracy']:.2f} %), "
-        f"gradient cosine with the exact gradient {summary['grad_cosine']:.6f}, "
-        f"{summary['failures']} non-converged samples skipped"
+        f"{100 * summary['train_accuracy']:.2f} %), gradient cosine with the exact gradient "
+        f"{summary['grad_cosine']:.6f}, {summary['failures']} non-converged samples skipped"
     )
     print(
         f"trained circuit: {out / 'trained.cir'} (netlist), {out / 'trained.toml'} (spec); "
@@ -712,8 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="circuitep",
         description="Compile neural networks into analog circuits (SPICE netlists), simulate them "
-        "with "
-        "ngspice or the numpy reference engine, and train them with Equilibrium Propagation.",
+        "with ngspice or the numpy reference engine, and train them with Equilibrium Propagation.",
         epilog="Specs are TOML files (see netlists/*.toml). Units are SI: V, A, S, F.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -771,18 +769,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=DIALECTS,
         default="ngspice",
         help="simulator syntax: ngspice (default) or xyce (B-source expressions in braces, "
-        ".OPTIONS DEVICE "
-        "GMIN and NONLIN RELTOL/ABSTOL, diode LEVEL=1, .DC TEMP LIST 27 and .PRINT DC as the "
-        "analysis); "
-        "the Xyce form is written from the Xyce Reference Guide and checked against its grammar, "
-        "not run: Xyce is not installed here",
+        ".OPTIONS DEVICE GMIN and NONLIN RELTOL/ABSTOL, diode LEVEL=1, .DC TEMP LIST 27 and .PRINT "
+        "DC as the analysis); the Xyce form is written from the Xyce Reference Guide and checked "
+        "against its grammar, not run: Xyce is not installed here",
     )
     c.add_argument(
         "--no-analysis",
         action="store_true",
         help="leave out the analysis block (.control: op and print of the node voltages) that "
-        "makes "
-        "the file run alone in ngspice -b, to include it in a larger deck",
+        "makes the file run alone in ngspice -b, to include it in a larger deck",
     )
     c.set_defaults(func=cmd_compile)
 
@@ -791,8 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="find the free operating point of a spec's sample, and its power, "
         "settling time and energy",
         description="Simulate SPEC's free phase for one sample and print node voltages and a "
-        "physical "
-        "report: power absorbed by each element class (leaks, resistors, transconductors, "
+        "physical report: power absorbed by each element class (leaks, resistors, transconductors, "
         "diodes, clamp rails, bias and input sources, nudge, AEP correction; by Tellegen "
         "they sum to zero), the settling time of a transient from rest with the spec's "
         "capacitances, energy per inference (dissipated power x settling time), node and "
@@ -839,8 +833,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=circuit_report.SETTLE_TOL_V,
         help="settling tolerance of the free phase in V (default "
-        f"{circuit_report.SETTLE_TOL_V:g}); "
-        f"nudged phases settle to {circuit_report.SETTLE_TOL_REL:g} of their displacement",
+        f"{circuit_report.SETTLE_TOL_V:g}); nudged phases settle to "
+        f"{circuit_report.SETTLE_TOL_REL:g} of their displacement",
     )
     s.add_argument(
         "--plot-settle",
@@ -874,8 +868,7 @@ def build_parser() -> argparse.ArgumentParser:
         "gradcheck",
         help="compare the gradients EP, VF, AEP and Dyadic EP compute with the exact one",
         description="Run every estimator on a probe batch (the spec's sample plus random samples) "
-        "and "
-        "compare it, per parameter group, with the exact adjoint gradient: cosine similarity, "
+        "and compare it, per parameter group, with the exact adjoint gradient: cosine similarity, "
         "relative error, sign agreement.",
     )
     gc.add_argument(
@@ -946,8 +939,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a circuit on a data set",
         description="Train SPEC on a data set. Each epoch writes a checkpoint, metrics (JSON and "
-        "CSV) and "
-        "figures to --out; --resume continues an interrupted run to the same result.",
+        "CSV) and figures to --out; --resume continues an interrupted run to the same result.",
         epilog="SPEC is a TOML file or a shorthand KIND:SIZES, KIND one of: "
         + "; ".join(f"{k} = {v}" for k, v in SHORTHANDS.items())
         + ". Example: ff:784-100-10. "
@@ -959,8 +951,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--data-dir",
-        help="folder with the IDX files for mnist / fashion-mnist "
-        "(or set CIRCUITEP_MNIST_DIR / CIRCUITEP_FASHION_MNIST_DIR)",
+        help="folder with the IDX files for mnist / fashion-mnist (or set CIRCUITEP_MNIST_DIR / "
+        "CIRCUITEP_FASHION_MNIST_DIR)",
     )
     t.add_argument(
         "--download", action="store_true", help="download missing IDX files into the cache"
@@ -969,8 +961,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-verify",
         action="store_true",
         help="use mnist / fashion-mnist IDX files that are not the published ones "
-        "(their SHA-256 differs from the one built into circuitep), with a "
-        "warning; by default they are refused",
+        "(their SHA-256 differs from the one built into circuitep), with a warning; by default "
+        "they are refused",
     )
     t.add_argument("--n-train", type=_count, help="use only the first N training samples")
     t.add_argument("--n-test", type=_count, help="use only the first N test samples")
@@ -1013,9 +1005,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LR_SCHEDULES,
         default="constant",
         help="constant (default), or cosine: the rate falls from --lr to 0 over the epochs, so "
-        "that the "
-        "last ones settle instead of jumping by tenths of a percent of accuracy from epoch to "
-        "epoch",
+        "that the last ones settle instead of jumping by tenths of a percent of accuracy from "
+        "epoch to epoch",
     )
     t.add_argument(
         "--momentum", type=float, default=0.9, help="SGD momentum in [0, 1) (default 0.9)"
@@ -1044,8 +1035,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("skip", "stop"),
         default="skip",
         help="a sample whose operating point does not converge is skipped and counted, or stops "
-        "the run "
-        "(with skip, >= 100 samples in a row without one stop it as diverged: diverged.json)",
+        "the run (with skip, >= 100 samples in a row without one stop it as diverged: "
+        "diverged.json)",
     )
     t.add_argument(
         "--seed",
@@ -1063,8 +1054,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the main job: train a transconductor circuit on digits with ngspice",
         description=f"Train the embedded default circuit ({DEMO_SPEC}, feedforward transconductors "
         "with diode-clamped hidden nodes) on the 8x8 digits with ngspice in the loop by "
-        "AEP, then report test accuracy, gradient agreement and where "
-        "the outputs are.",
+        "AEP, then report test accuracy, gradient agreement and where the outputs are.",
         epilog=EXIT_STATUS,
     )
     d.add_argument(
@@ -1110,8 +1100,7 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError as exc:
         print(
             f"circuitep: error: out of memory ({exc or 'allocation failed'}): the network or data "
-            "set "
-            "is too large for this machine",
+            "set is too large for this machine",
             file=sys.stderr,
         )
         return 2

@@ -328,8 +328,7 @@ def compile_network(
     if sample is None:
         held = (
             "sample: none; the per-sample sources hold placeholders (inputs as given or the "
-            "spec's, targets "
-            "1/n_outputs V, AEP currents for x0 = 0) that engines set per sample"
+            "spec's, targets 1/n_outputs V, AEP currents for x0 = 0) that engines set per sample"
         )
     else:
         held = f"sample: {sample}"
@@ -579,8 +578,7 @@ class _Builder:
             els = kind.spice_reversed(c, src, dst) if reverse else kind.spice(c, src, dst)
             direction = (
                 f"{c.dst} -> {c.src}, reversed for the AEP phase (the correction cancels the "
-                "forward drive "
-                f"and adds its transpose)"
+                "forward drive and adds its transpose)"
                 if reverse
                 else f"{c.src} -> {c.dst}"
             )

@@ -500,7 +500,7 @@ def _idx_directory(
         raise DatasetError(
             f"{name}: {listed} missing in {' and in '.join(map(str, candidates))}. "
             f"Set {prefix}_DIR or pass data_dir (--data-dir) to a directory holding "
-            f"them, or pass download=True (--download) to fetch them into "
+            "them, or pass download=True (--download) to fetch them into "
             f"{directory}"
         )
     directory.mkdir(parents=True, exist_ok=True)
@@ -658,7 +658,7 @@ def load_dataset(
         raw = _load_idx(name, data_dir, download, cache_dir, verify)
     elif data_dir is not None or download or cache_dir is not None or not verify:
         raise DatasetError(
-            f"data_dir, download, cache_dir and verify apply to mnist and "
+            "data_dir, download, cache_dir and verify apply to mnist and "
             f"fashion-mnist only; {name!r} is built in"
         )
     else:

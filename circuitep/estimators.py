@@ -185,7 +185,7 @@ def estimate(
         tol = X0_RESIDUAL * net.conductance_scale()
         if np.abs(f).max() > tol:  # the estimators' formulas hold at an operating point only
             raise ValueError(
-                f"x0 is not the free operating point of these inputs: KCL is off by up to "
+                "x0 is not the free operating point of these inputs: KCL is off by up to "
                 f"{np.abs(f).max():.1e} A (at most {tol:.1e} A allowed)"
             )
     out = net.output_index()

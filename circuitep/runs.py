@@ -233,8 +233,7 @@ def data_identity(data: Dataset) -> dict:
 def _describe_data(identity: dict) -> str:
     return (
         f"{identity.get('name')}, {identity.get('n_train')} train / {identity.get('n_test')} test "
-        "samples, "
-        f"sha256 {str(identity.get('sha256'))[:12]}"
+        f"samples, sha256 {str(identity.get('sha256'))[:12]}"
     )
 
 
@@ -399,15 +398,13 @@ def _train_locked(
         if replace(saved, epochs=config.epochs) != config:
             raise RunError(
                 f"{out}/config.json differs from the configuration given; resume with the same "
-                "options "
-                f"(only --epochs may change; saved: {saved})"
+                f"options (only --epochs may change; saved: {saved})"
             )
         if saved.epochs != config.epochs and saved.lr_schedule != "constant":
             raise RunError(
                 f"{out} was trained with the {saved.lr_schedule} learning-rate schedule over "
                 f"{saved.epochs} epochs, which --epochs would change for the epochs already "
-                "trained; "
-                f"start a new run to train longer"
+                "trained; start a new run to train longer"
             )
         saved_net = load_spec(out / "spec.toml")
         if spec_to_toml(saved_net) != spec_to_toml(net):

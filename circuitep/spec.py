@@ -787,8 +787,8 @@ class Network:
         if not (leaks > 0).any():
             raise ValueError(
                 f"network {self.name!r} has no leak conductance to set its natural scale (beta and "
-                f"learning rates are relative to it); give the free nodes a leak (S), or, where a "
-                f"command has --beta, pass beta in siemens"
+                "learning rates are relative to it); give the free nodes a leak (S), or, where a "
+                "command has --beta, pass beta in siemens"
             )
         return float(np.median(leaks[leaks > 0]))
 

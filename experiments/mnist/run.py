@@ -427,7 +427,7 @@ def table(results: dict, cfg: dict, seeds, quick: bool, command: str, config_nam
         "'mean of epochs "
         f"{first}–{e}' averages each seed's last epochs first, 'best' is the mean of each seed's "
         "best epoch. "
-        f"`output` is "
+        "`output` is "
         "the output-layer-only baseline (its cosine is that of the exact gradient, of which only "
         "the "
         "output-layer part is applied). Loop gain: spectral radius of G_h^-1 W_bwd G_out^-1 W_fwd "
@@ -436,7 +436,7 @@ def table(results: dict, cfg: dict, seeds, quick: bool, command: str, config_nam
         "the loop "
         "amplifies where the clamps let it, and some inputs may have several operating points or "
         "none "
-        f"that is stable.",
+        "that is stable.",
         "",
         f"| setting | algorithm | seeds done ({e} epochs) | test acc. epoch 1 (%) | test acc. "
         f"epoch {e} (%) | "
