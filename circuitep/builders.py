@@ -1,5 +1,8 @@
-"""Ways to build a :class:`~circuitep.spec.Network` from Python: layered networks, random test
-networks, and arbitrary graphs described with networkx."""
+"""Build a :class:`~circuitep.spec.Network` from Python.
+
+Ways to build a :class:`~circuitep.spec.Network` from Python: layered networks, random test
+networks, and arbitrary graphs described with networkx.
+"""
 
 from __future__ import annotations
 
@@ -52,13 +55,53 @@ def layered(
 ) -> Network:
     """A layered network ``sizes = (n_in, n_h1, ..., n_out)``.
 
-    Groups ``in`` (and ``inn``, the inverted inputs, if ``inverted_inputs``), ``h1``... and
-    ``out``. Between layers ``l-1`` and ``l`` (``l`` from 1) it adds any combination of a forward
+    Groups ``in`` (and ``inn``, the inverted inputs, if ``inverted_inputs``), ``h1``... and ``out``.
+    Between layers ``l-1`` and ``l`` (``l`` from 1) it adds any combination of a forward
     transconductor ``fwd<l>`` (layer l-1 drives layer l), a backward one ``bwd<l>`` (layer l drives
     layer l-1; not into inputs) and resistors ``res<l>`` (and ``resn1`` from the inverted inputs).
     Weights are drawn with seed ``seed``: transconductances ``N(0, (gain leak)^2 / fan_in)``,
     conductances uniform in ``[0, 2 gain leak / fan_in]``, so node voltages stay of order 1 V.
     ``symmetric_backward`` sets ``bwd<l> = fwd<l>^T`` (a symmetric initialisation).
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Nodes per layer, inputs first.
+    name : str
+        The network's name.
+    forward : str or None
+        Kind of the forward transconductors (``vccs``, ``tanh``...), or ``None``.
+    backward : str or None
+        Kind of the backward transconductors, or ``None``.
+    resistors : bool
+        Add resistors between consecutive layers.
+    inverted_inputs : bool
+        Add the inverted input group ``inn``.
+    symmetric_backward : bool
+        Initialise ``bwd<l> = fwd<l>^T``.
+    leak : float
+        Leak conductance of every free node, S.
+    gain : float
+        Scale of the initial weights (dimensionless).
+    clamp : tuple of float or None
+        Diode clamp rails ``(v_lo, v_hi)`` of the hidden nodes, V; ``None``: no clamps.
+    output_clamp : bool
+        Clamp the outputs too.
+    bias_scale : float
+        Initial biases ``bias_scale leak N(0, 1)`` (A): dimensionless, in units of ``leak`` x 1 V.
+    v_sat : float
+        Saturation voltage of ``tanh`` transconductors, V.
+    diode : DiodeModel
+        The clamps' diode model; ``None``: the default.
+    seed : int
+        Seed of the random weights.
+    description : str
+        The network's description.
+
+    Returns
+    -------
+    Network
+        The network.
     """
     if any(not is_integer(s) for s in sizes):
         raise ValueError(f"sizes = {list(sizes)} must be whole numbers of nodes")
@@ -82,7 +125,7 @@ def layered(
     groups = [NodeGroup("in", "input", sizes[0])]
     if inverted_inputs:
         groups.append(NodeGroup("inn", "input", sizes[0], invert="in"))
-    for k, (g, n) in enumerate(zip(names[1:], sizes[1:]), start=1):
+    for k, (g, n) in enumerate(zip(names[1:], sizes[1:], strict=True), start=1):
         role = "output" if k == len(sizes) - 1 else "hidden"
         c = clamp if (role == "hidden" or output_clamp) else None
         groups.append(
@@ -141,6 +184,22 @@ def random_network(
     ``reciprocal``: resistors only, with inverted inputs (EP's home ground); ``nonreciprocal``:
     resistors plus independent forward and backward transconductors; ``feedforward``: forward
     transconductors only.
+
+    Parameters
+    ----------
+    kind : str
+        ``reciprocal``, ``nonreciprocal`` or ``feedforward``.
+    diodes : bool
+        Clamp the free nodes with diodes.
+    sizes : sequence of int
+        Nodes per layer.
+    seed : int
+        Seed of the weights and the sample.
+
+    Returns
+    -------
+    Network
+        The network, with a sample.
     """
     rng = np.random.default_rng(seed + 1000)
     clamp = (-0.45, 0.55) if diodes else None
@@ -171,16 +230,29 @@ def from_graph(
     """A network from a networkx directed graph.
 
     Node attributes: ``role`` (``input``, ``hidden``, ``output``; required), ``group`` (default:
-    ``in``, ``hid``, ``out`` by role), and for free nodes ``leak`` (S, default 1e-4), ``bias``
-    (A, default 0), ``capacitance`` (F), ``clamp`` (``(v_lo, v_hi)`` or absent). Edge attributes:
-    ``kind`` (one of :data:`circuitep.elements.registry.KINDS`: ``resistor``, ``vccs``, ``tanh``...),
-    ``weight`` (S) and the kind's settings (for tanh ``v_sat``, V, default 1, one per pair of
-    groups; a per-element setting such as an ota's ``g_out`` may differ per edge). Any other
-    attribute is refused. A ``vccs`` edge ``a -> b``
-    injects ``w v(a)`` into ``b``; a resistor edge joins ``a`` and ``b`` whatever its direction.
-    Graph nodes become ``<group>_<k>`` in insertion order; the free nodes of a group share the clamp
-    of its first node (another node may repeat it, not differ). One coupling per (kind, source
-    group, target group), masked.
+    ``in``, ``hid``, ``out`` by role), and for free nodes ``leak`` (S, default 1e-4), ``bias`` (A,
+    default 0), ``capacitance`` (F), ``clamp`` (``(v_lo, v_hi)`` or absent). Edge attributes:
+    ``kind`` (one of :data:`circuitep.elements.registry.KINDS`: ``resistor``, ``vccs``,
+    ``tanh``...), ``weight`` (S) and the kind's settings (for tanh ``v_sat``, V, default 1, one per
+    pair of groups; a per-element setting such as an ota's ``g_out`` may differ per edge). Any other
+    attribute is refused. A ``vccs`` edge ``a -> b`` injects ``w v(a)`` into ``b``; a resistor edge
+    joins ``a`` and ``b`` whatever its direction. Graph nodes become ``<group>_<k>`` in insertion
+    order; the free nodes of a group share the clamp of its first node (another node may repeat it,
+    not differ). One coupling per (kind, source group, target group), masked.
+
+    Parameters
+    ----------
+    graph : networkx.DiGraph
+        Nodes and edges with the attributes above.
+    name : str
+        The network's name.
+    diode : DiodeModel
+        The clamps' diode model; ``None``: the default.
+
+    Returns
+    -------
+    Network
+        The network.
     """
     default_group = {"input": "in", "hidden": "hid", "output": "out"}
     members: dict[str, list] = {}
@@ -213,7 +285,8 @@ def from_graph(
             clamp = tuple(check_volts(f"graph node {node!r}: clamp", clamp, (2,)).tolist())
         if grp in attrs and attrs[grp]["role"] != role:
             raise ValueError(
-                f"graph node {node!r}: group {grp!r} mixes roles {attrs[grp]['role']!r} and {role!r}"
+                f"graph node {node!r}: group {grp!r} mixes roles {attrs[grp]['role']!r} and "
+                f"{role!r}"
             )
         attrs.setdefault(grp, {"role": role, "clamp": clamp})
         if "clamp" in data and clamp != attrs[grp]["clamp"]:  # absent: the group's
@@ -249,8 +322,8 @@ def from_graph(
         element, table = COUPLINGS[kind], settings_of(kind)
         if not element.RECIPROCAL and not graph.is_directed():
             raise ValueError(
-                f"graph edge {a!r} - {b!r}: a {kind} transconductor has a direction; build the network "
-                "from an nx.DiGraph (an undirected graph may hold resistors only)"
+                f"graph edge {a!r} - {b!r}: a {kind} transconductor has a direction; build the "
+                "network from an nx.DiGraph (an undirected graph may hold resistors only)"
             )
         if "weight" not in data:
             raise ValueError(f"graph edge {a!r} -> {b!r}: missing weight")
@@ -295,8 +368,8 @@ def from_graph(
             values.setdefault(k, value)
             if value != values[k]:
                 raise ValueError(
-                    f"graph edge {a!r} -> {b!r}: {k} = {value!r} differs from "
-                    f"{values[k]!r} of the other {kind} edges between groups {ga!r} and {gb!r}"
+                    f"graph edge {a!r} -> {b!r}: {k} = {value!r} differs from {values[k]!r} of the "
+                    f"other {kind} edges between groups {ga!r} and {gb!r}"
                 )
         w[ib, ia], m[ib, ia] = weight, True
     couplings = []
@@ -335,14 +408,28 @@ def from_shorthand(text: str, *, seed: int = 0, gain: float | None = None) -> Ne
     loop at gain 1 makes circuits with several stable states, measured on 12-8-4: the engines then
     settle in different ones).
 
-    Hidden nodes are diode-clamped to about [0, 1] V (rails 0.4 and 0.6 V: each diode turns on
-    about 0.4 V past its rail at these currents), outputs are linear (leak only).
+    Hidden nodes are diode-clamped to about [0, 1] V (rails 0.4 and 0.6 V: each diode turns on about
+    0.4 V past its rail at these currents), outputs are linear (leak only).
+
+    Parameters
+    ----------
+    text : str
+        The shorthand (``ff:64-8-10``...).
+    seed : int
+        Seed of the random weights.
+    gain : float
+        Scale of the initial weights; ``None``: the shorthand's default.
+
+    Returns
+    -------
+    Network
+        The network.
     """
     kind, _, sizes_text = text.partition(":")
     if kind not in SHORTHANDS or not sizes_text:
         raise ValueError(
             f"spec shorthand {text!r} is not KIND:SIZES with KIND one of {sorted(SHORTHANDS)} "
-            f"(e.g. ff:64-64-10)"
+            "(e.g. ff:64-64-10)"
         )
     if not re.fullmatch(
         r"[0-9]+(-[0-9]+)*", sizes_text

@@ -45,8 +45,8 @@ ENGINES = ("ngspice", "numpy", "layered")
 EXIT_DIVERGED = 3
 EXIT_STATUS = (
     "Exit status: 0 when the run is trained to --epochs, 2 for bad input or a refused "
-    f"run directory, {EXIT_DIVERGED} when training diverged (where and why: "
-    "diverged.json in the run directory)."
+    f"run directory, {EXIT_DIVERGED} when training diverged (where and why: diverged.json in the "
+    "run directory)."
 )
 RUN_DIR_HELP = (
     "run directory (checkpoint, metrics, netlist, figures): new, empty, or one this "
@@ -106,8 +106,8 @@ def _count(text: str) -> int:
 def _run_dir(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(
-            "expected a directory for the run, got an empty path (it "
-            "would mean the current directory)"
+            "expected a directory for the run, got an empty path (it would mean the current "
+            "directory)"
         )
     return text
 
@@ -259,7 +259,7 @@ def cmd_compile(args) -> int:
     except ConvergenceError as exc:
         if args.phase == "aep":
             raise UsageError(
-                f"--phase aep needs the sample's free state for its correction currents K x0, "
+                "--phase aep needs the sample's free state for its correction currents K x0, "
                 f"and it has none: {exc}"
             ) from exc
         state = None  # the header then states no measured node ranges
@@ -317,7 +317,9 @@ def simulate(net: Network, engine, inputs: np.ndarray) -> dict:
         "engine": op.engine,
         "phase": "free",
         "tolerances": op.tolerances,
-        "inputs": dict(zip(net.input_nodes, net.expand_inputs(inputs[None])[0].tolist())),
+        "inputs": dict(
+            zip(net.input_nodes, net.expand_inputs(inputs[None])[0].tolist(), strict=True)
+        ),
         "nodes": op.voltages(0),
         "stable": bool(is_stable(net, jac)[0]),
     }
@@ -408,7 +410,7 @@ def cmd_simulate(args) -> int:
         diff = float(np.max(np.abs(final - np.array(list(result["nodes"].values())))))
         result["settles"] = diff <= 1e-6
         result["settle_max_diff_v"] = diff
-        result["settled_nodes"] = dict(zip(net.free_nodes, final.tolist()))
+        result["settled_nodes"] = dict(zip(net.free_nodes, final.tolist(), strict=True))
     _print_op(result)
     if args.settle:
         reached = np.abs(np.array(list(result["settled_nodes"].values())))
@@ -423,13 +425,15 @@ def cmd_simulate(args) -> int:
         else:
             verdict = "ends ELSEWHERE (at another operating point)"
         print(
-            f"transient from rest {verdict} (largest difference {result['settle_max_diff_v']:.1e} V)"
+            f"transient from rest {verdict} "
+            f"(largest difference {result['settle_max_diff_v']:.1e} V)"
         )
     for line in circuit_report.summary_lines(rep):
         print(line)
     if "settling_time_numpy_s" in rep:
         print(
-            f"numpy's own transient settles in {circuit_report.si(rep['settling_time_numpy_s'], 's')}"
+            "numpy's own transient settles in "
+            f"{circuit_report.si(rep['settling_time_numpy_s'], 's')}"
         )
     if args.plot_settle:
         plots.settle_plot(
@@ -487,11 +491,13 @@ def cmd_gradcheck(args) -> int:
     print(f"  {'estimator':<9} {'group':<12} {'cosine':>12} {'rel_error':>10} {'sign':>6}")
     for name, r in report["estimators"].items():
         print(
-            f"  {name:<9} {'(all)':<12} {r['cosine']:>12.8f} {r['rel_error']:>10.2e} {r['sign_agreement']:>6.2f}"
+            f"  {name:<9} {'(all)':<12} {r['cosine']:>12.8f} {r['rel_error']:>10.2e} "
+            f"{r['sign_agreement']:>6.2f}"
         )
         for group, g in r["groups"].items():
             print(
-                f"  {'':<9} {group:<12} {g['cosine']:>12.8f} {g['rel_error']:>10.2e} {g['sign_agreement']:>6.2f}"
+                f"  {'':<9} {group:<12} {g['cosine']:>12.8f} {g['rel_error']:>10.2e} "
+                f"{g['sign_agreement']:>6.2f}"
             )
     physics, _ = physical_report(net, engine, u[0], y[0], args.settle_tol, beta, cost)
     report["physics"] = physics
@@ -520,7 +526,7 @@ def cmd_gradcheck(args) -> int:
             net, engine, u, y, np.linspace(0, 1, 6), beta=beta, cost=cost
         )
         sw = report["asymmetry_sweep"]
-        for a, vf, aep, ok in zip(sw["asymmetry"], sw["vf"], sw["aep"], sw["stable"]):
+        for a, vf, aep, ok in zip(sw["asymmetry"], sw["vf"], sw["aep"], sw["stable"], strict=True):
             print(
                 f"  asymmetry {a:.3f}: VF rel error {vf:.2e}, AEP rel error {aep:.2e}"
                 f"{'' if ok else '  (free state UNSTABLE for some samples)'}"
@@ -596,13 +602,14 @@ def _report_run(summary: dict, out: Path) -> None:
         print(f"no epoch completed; run state in {out}")
         return
     print(
-        f"test accuracy {100 * summary['test_accuracy']:.2f} % (train {100 * summary['train_accuracy']:.2f} %), "
-        f"gradient cosine with the exact gradient {summary['grad_cosine']:.6f}, "
-        f"{summary['failures']} non-converged samples skipped"
+        f"test accuracy {100 * summary['test_accuracy']:.2f} % (train "
+        f"{100 * summary['train_accuracy']:.2f} %), gradient cosine with the exact gradient "
+        f"{summary['grad_cosine']:.6f}, {summary['failures']} non-converged samples skipped"
     )
     print(
         f"trained circuit: {out / 'trained.cir'} (netlist), {out / 'trained.toml'} (spec); "
-        f"metrics: {out / 'metrics.json'}, {out / 'metrics.csv'}; figure: {out / 'learning_curves.png'}"
+        f"metrics: {out / 'metrics.json'}, {out / 'metrics.csv'}; figure: "
+        f"{out / 'learning_curves.png'}"
     )
 
 
@@ -643,7 +650,8 @@ def cmd_train(args) -> int:
     engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout)
     print(
         f"training {net.name} ({net.n_inputs} inputs, {net.n_free} free nodes) on {data.name} "
-        f"({len(data.x_train)} train / {len(data.x_test)} test) with {args.algorithm} on {engine.name}"
+        f"({len(data.x_train)} train / {len(data.x_test)} test) with {args.algorithm} on "
+        f"{engine.name}"
     )
     summary = train_run(
         net,
@@ -702,8 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
     """
     p = argparse.ArgumentParser(
         prog="circuitep",
-        description="Compile neural networks into analog circuits (SPICE netlists), simulate them with "
-        "ngspice or the numpy reference engine, and train them with Equilibrium Propagation.",
+        description="Compile neural networks into analog circuits (SPICE netlists), simulate them "
+        "with ngspice or the numpy reference engine, and train them with Equilibrium Propagation.",
         epilog="Specs are TOML files (see netlists/*.toml). Units are SI: V, A, S, F.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -746,28 +754,30 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--inputs",
         type=_floats,
-        help=f"input voltages v1,v2,... (default: the spec's sample, else every input {DEFAULT_INPUT_V:g} V)",
+        help="input voltages v1,v2,... (default: the spec's sample, else every input "
+        f"{DEFAULT_INPUT_V:g} V)",
     )
     c.add_argument(
         "--targets",
         type=_floats,
-        help="target voltages (default: the spec's sample; a nudged, aep or dyadic phase needs them)",
+        help="target voltages (default: the spec's sample; a nudged, aep or dyadic phase needs "
+        "them)",
     )
     c.add_argument("-o", "--output", help="output file (default: standard output)")
     c.add_argument(
         "--dialect",
         choices=DIALECTS,
         default="ngspice",
-        help="simulator syntax: ngspice (default) or xyce (B-source expressions in braces, .OPTIONS DEVICE "
-        "GMIN and NONLIN RELTOL/ABSTOL, diode LEVEL=1, .DC TEMP LIST 27 and .PRINT DC as the analysis); "
-        "the Xyce form is written from the Xyce Reference Guide and checked against its grammar, "
-        "not run: Xyce is not installed here",
+        help="simulator syntax: ngspice (default) or xyce (B-source expressions in braces, "
+        ".OPTIONS DEVICE GMIN and NONLIN RELTOL/ABSTOL, diode LEVEL=1, .DC TEMP LIST 27 and .PRINT "
+        "DC as the analysis); the Xyce form is written from the Xyce Reference Guide and checked "
+        "against its grammar, not run: Xyce is not installed here",
     )
     c.add_argument(
         "--no-analysis",
         action="store_true",
-        help="leave out the analysis block (.control: op and print of the node voltages) that makes "
-        "the file run alone in ngspice -b, to include it in a larger deck",
+        help="leave out the analysis block (.control: op and print of the node voltages) that "
+        "makes the file run alone in ngspice -b, to include it in a larger deck",
     )
     c.set_defaults(func=cmd_compile)
 
@@ -775,8 +785,8 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate",
         help="find the free operating point of a spec's sample, and its power, "
         "settling time and energy",
-        description="Simulate SPEC's free phase for one sample and print node voltages and a physical "
-        "report: power absorbed by each element class (leaks, resistors, transconductors, "
+        description="Simulate SPEC's free phase for one sample and print node voltages and a "
+        "physical report: power absorbed by each element class (leaks, resistors, transconductors, "
         "diodes, clamp rails, bias and input sources, nudge, AEP correction; by Tellegen "
         "they sum to zero), the settling time of a transient from rest with the spec's "
         "capacitances, energy per inference (dissipated power x settling time), node and "
@@ -809,7 +819,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--inputs",
         type=_floats,
-        help=f"input voltages v1,v2,... (default: the spec's sample, else every input {DEFAULT_INPUT_V:g} V)",
+        help="input voltages v1,v2,... (default: the spec's sample, else every input "
+        f"{DEFAULT_INPUT_V:g} V)",
     )
     s.add_argument(
         "--settle",
@@ -821,13 +832,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--settle-tol",
         type=_positive,
         default=circuit_report.SETTLE_TOL_V,
-        help=f"settling tolerance of the free phase in V (default {circuit_report.SETTLE_TOL_V:g}); "
-        f"nudged phases settle to {circuit_report.SETTLE_TOL_REL:g} of their displacement",
+        help="settling tolerance of the free phase in V (default "
+        f"{circuit_report.SETTLE_TOL_V:g}); nudged phases settle to "
+        f"{circuit_report.SETTLE_TOL_REL:g} of their displacement",
     )
     s.add_argument(
         "--plot-settle",
         metavar="FILE.png",
-        help="PNG of the free phase's transient from rest (ngspice's and numpy's with --engine ngspice)",
+        help="PNG of the free phase's transient from rest (ngspice's and numpy's with --engine "
+        "ngspice)",
     )
     s.add_argument(
         "--json",
@@ -854,8 +867,8 @@ def build_parser() -> argparse.ArgumentParser:
     gc = sub.add_parser(
         "gradcheck",
         help="compare the gradients EP, VF, AEP and Dyadic EP compute with the exact one",
-        description="Run every estimator on a probe batch (the spec's sample plus random samples) and "
-        "compare it, per parameter group, with the exact adjoint gradient: cosine similarity, "
+        description="Run every estimator on a probe batch (the spec's sample plus random samples) "
+        "and compare it, per parameter group, with the exact adjoint gradient: cosine similarity, "
         "relative error, sign agreement.",
     )
     gc.add_argument(
@@ -904,7 +917,8 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument(
         "--sweep-asymmetry",
         action="store_true",
-        help="also interpolate backward couplings from symmetric to the spec's (needs fwd/bwd pairs)",
+        help="also interpolate backward couplings from symmetric to the spec's (needs fwd/bwd "
+        "pairs)",
     )
     gc.add_argument(
         "--settle-tol",
@@ -924,8 +938,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser(
         "train",
         help="train a circuit on a data set",
-        description="Train SPEC on a data set. Each epoch writes a checkpoint, metrics (JSON and CSV) and "
-        "figures to --out; --resume continues an interrupted run to the same result.",
+        description="Train SPEC on a data set. Each epoch writes a checkpoint, metrics (JSON and "
+        "CSV) and figures to --out; --resume continues an interrupted run to the same result.",
         epilog="SPEC is a TOML file or a shorthand KIND:SIZES, KIND one of: "
         + "; ".join(f"{k} = {v}" for k, v in SHORTHANDS.items())
         + ". Example: ff:784-100-10. "
@@ -937,8 +951,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--data-dir",
-        help="folder with the IDX files for mnist / fashion-mnist "
-        "(or set CIRCUITEP_MNIST_DIR / CIRCUITEP_FASHION_MNIST_DIR)",
+        help="folder with the IDX files for mnist / fashion-mnist (or set CIRCUITEP_MNIST_DIR / "
+        "CIRCUITEP_FASHION_MNIST_DIR)",
     )
     t.add_argument(
         "--download", action="store_true", help="download missing IDX files into the cache"
@@ -947,8 +961,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-verify",
         action="store_true",
         help="use mnist / fashion-mnist IDX files that are not the published ones "
-        "(their SHA-256 differs from the one built into circuitep), with a "
-        "warning; by default they are refused",
+        "(their SHA-256 differs from the one built into circuitep), with a warning; by default "
+        "they are refused",
     )
     t.add_argument("--n-train", type=_count, help="use only the first N training samples")
     t.add_argument("--n-test", type=_count, help="use only the first N test samples")
@@ -983,14 +997,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr",
         type=_positive,
         default=0.05,
-        help="learning rate, dimensionless: parameters are stepped in units of the median leak (default 0.05)",
+        help="learning rate, dimensionless: parameters are stepped in units of the median leak "
+        "(default 0.05)",
     )
     t.add_argument(
         "--lr-schedule",
         choices=LR_SCHEDULES,
         default="constant",
-        help="constant (default), or cosine: the rate falls from --lr to 0 over the epochs, so that the "
-        "last ones settle instead of jumping by tenths of a percent of accuracy from epoch to epoch",
+        help="constant (default), or cosine: the rate falls from --lr to 0 over the epochs, so "
+        "that the last ones settle instead of jumping by tenths of a percent of accuracy from "
+        "epoch to epoch",
     )
     t.add_argument(
         "--momentum", type=float, default=0.9, help="SGD momentum in [0, 1) (default 0.9)"
@@ -1018,8 +1034,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-failure",
         choices=("skip", "stop"),
         default="skip",
-        help="a sample whose operating point does not converge is skipped and counted, or stops the run "
-        "(with skip, >= 100 samples in a row without one stop it as diverged: diverged.json)",
+        help="a sample whose operating point does not converge is skipped and counted, or stops "
+        "the run (with skip, >= 100 samples in a row without one stop it as diverged: "
+        "diverged.json)",
     )
     t.add_argument(
         "--seed",
@@ -1037,8 +1054,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the main job: train a transconductor circuit on digits with ngspice",
         description=f"Train the embedded default circuit ({DEMO_SPEC}, feedforward transconductors "
         "with diode-clamped hidden nodes) on the 8x8 digits with ngspice in the loop by "
-        "AEP, then report test accuracy, gradient agreement and where "
-        "the outputs are.",
+        "AEP, then report test accuracy, gradient agreement and where the outputs are.",
         epilog=EXIT_STATUS,
     )
     d.add_argument(
@@ -1083,8 +1099,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except MemoryError as exc:
         print(
-            f"circuitep: error: out of memory ({exc or 'allocation failed'}): the network or data set "
-            "is too large for this machine",
+            f"circuitep: error: out of memory ({exc or 'allocation failed'}): the network or data "
+            "set is too large for this machine",
             file=sys.stderr,
         )
         return 2

@@ -4,9 +4,10 @@ Phases: ``free``; ``nudged`` (the nudge ``-beta dC/dx`` into the outputs, toward
 ``aep`` (the nudge plus the correction ``-(J - J^T)(x - x0)``: for linear transconductors the
 correction cancels each element's own drive and adds its transpose, so the AEP netlist carries every
 free-to-free transconductor reversed plus one constant current ``(K x0)_i`` per node; saturating
-ones keep explicit correction sources against reference nodes holding ``x0``); ``dyadic`` (the circuit and its adjoint network side by side). Forms:
-``literal`` (one element per weight) and ``folded`` (each free node's input-driven elements
-replaced by one Norton current source and one conductance).
+ones keep explicit correction sources against reference nodes holding ``x0``); ``dyadic`` (the
+circuit and its adjoint network side by side). Forms: ``literal`` (one element per weight) and
+``folded`` (each free node's input-driven elements replaced by one Norton current source and one
+conductance).
 
 Every value that changes per sample is a source: input voltages (literal), Norton currents
 (folded), target voltages and reference voltages. :func:`source_values` gives their values for a
@@ -73,16 +74,33 @@ class Tolerances:
             )
 
     def as_dict(self) -> dict:
+        """The tolerances by ngspice option name.
+
+        Returns
+        -------
+        dict
+            ``{name: value}``.
+        """
         return {"reltol": self.reltol, "vntol": self.vntol, "abstol": self.abstol, "gmin": GMIN}
 
     def options(self) -> tuple[tuple[str, float], ...]:
+        """The ``.options`` entries, sorted by name.
+
+        Returns
+        -------
+        tuple of (str, float)
+            ``(name, value)`` pairs.
+        """
         return tuple(self.as_dict().items())
 
 
 @dataclass(frozen=True)
 class Source:
-    """A source whose value is set per sample: ``role`` is input, norton, target, aep or ref;
-    ``index`` indexes the input nodes, or the free nodes, outputs, free nodes, free nodes."""
+    """A source whose value is set per sample.
+
+    ``role`` is input, norton, target, aep or ref; ``index`` indexes the input nodes, or the free
+    nodes, outputs, free nodes, free nodes.
+    """
 
     name: str
     role: str
@@ -106,14 +124,31 @@ class Compiled:
 
     @property
     def text(self) -> str:
-        """The netlist alone, without an analysis: what engines load and larger decks include.
-        Files are written with :meth:`spice`."""
+        """The netlist alone, without an analysis.
+
+        What engines load and larger decks include. Files are written with :meth:`spice`.
+        """
         return self.spice(standalone=False)
 
     def spice(self, standalone: bool = True, dialect: str = "ngspice") -> str:
-        """SPICE text; ``standalone`` adds the analysis and print block
-        (:func:`circuitep.netlist.analysis_block`) so that the file runs alone in ``ngspice -b``.
-        ``dialect="xyce"`` writes Xyce's syntax instead (:func:`circuitep.netlist.write_xyce`)."""
+        """SPICE text.
+
+        ``standalone`` adds the analysis and print block (:func:`circuitep.netlist.analysis_block`)
+        so that the file runs alone in ``ngspice -b``. ``dialect="xyce"`` writes Xyce's syntax
+        instead (:func:`circuitep.netlist.write_xyce`).
+
+        Parameters
+        ----------
+        standalone : bool
+            Add the analysis block so that the file runs alone.
+        dialect : str
+            ``ngspice`` or ``xyce``.
+
+        Returns
+        -------
+        str
+            The netlist text.
+        """
         if dialect not in DIALECTS:
             raise ValueError(f"dialect {dialect!r} is not one of {DIALECTS}")
         if dialect == "xyce":
@@ -126,14 +161,50 @@ BETA_NODE = "nudge_beta"
 
 
 def adjoint_node(node: str) -> str:
+    """The adjoint node of free node ``node`` (dyadic phase).
+
+    Parameters
+    ----------
+    node : str
+        A free node's name.
+
+    Returns
+    -------
+    str
+        Its name.
+    """
     return f"adj_{node}"
 
 
 def target_node(node: str) -> str:
+    """The node holding the target voltage of output ``node``.
+
+    Parameters
+    ----------
+    node : str
+        An output node's name.
+
+    Returns
+    -------
+    str
+        Its name.
+    """
     return f"tgt_{node}"
 
 
 def ref_node(node: str) -> str:
+    """The node holding ``x0`` of free node ``node`` (AEP phase).
+
+    Parameters
+    ----------
+    node : str
+        A free node's name.
+
+    Returns
+    -------
+    str
+        Its name.
+    """
     return f"ref_{node}"
 
 
@@ -158,12 +229,44 @@ def compile_network(
     values (default: the spec's sample, else zeros); engines alter them per sample. ``beta`` (S for
     squared error, see :mod:`circuitep.costs`) is required for nudged, aep and dyadic phases.
 
-    What the header says: ``command`` is the command that wrote the file (shell-quoted);
-    ``sample`` says which sample the sources hold (e.g. ``"test image 0 of digits, label 3"``;
-    without it the header says the values are placeholders that engines set per sample);
-    ``state`` (n_free,) V, the free state of that sample, adds each group's node range on it and
-    the clamp currents there. The AEP phase's correction currents ``K x0`` are those of ``x0``
-    (default ``state``, else zeros: placeholders, and the header says so).
+    What the header says: ``command`` is the command that wrote the file (shell-quoted); ``sample``
+    says which sample the sources hold (e.g. ``"test image 0 of digits, label 3"``; without it the
+    header says the values are placeholders that engines set per sample); ``state`` (n_free,) V, the
+    free state of that sample, adds each group's node range on it and the clamp currents there. The
+    AEP phase's correction currents ``K x0`` are those of ``x0`` (default ``state``, else zeros:
+    placeholders, and the header says so).
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    phase : str
+        One of :data:`PHASES`.
+    form : str
+        One of :data:`FORMS`.
+    beta : float
+        Nudge strength (S for squared error).
+    cost : Cost
+        The cost (:mod:`circuitep.costs`); ``None``: squared error.
+    inputs : numpy.ndarray
+        Primary input voltages, V, ``(n_inputs,)``.
+    targets : numpy.ndarray
+        Targets, ``(n_outputs,)``.
+    x0 : numpy.ndarray
+        The free state for the AEP correction, V, ``(n_free,)``.
+    tolerances : Tolerances
+        ngspice's tolerances; ``None``: the defaults.
+    command : str
+        The command that wrote the file, for the header.
+    sample : str
+        What sample the sources hold, for the header.
+    state : numpy.ndarray
+        That sample's free state, V, ``(n_free,)``, for the header.
+
+    Returns
+    -------
+    Compiled
+        The netlist with its per-sample sources.
     """
     if not isinstance(phase, str) or str.__str__(phase) not in PHASES:
         raise ValueError(f"phase {phase!r} is not one of {PHASES}")
@@ -224,8 +327,8 @@ def compile_network(
         b.nudge(beta, cost, targets, into=adjoint_node)
     if sample is None:
         held = (
-            "sample: none; the per-sample sources hold placeholders (inputs as given or the spec's, targets "
-            "1/n_outputs V, AEP currents for x0 = 0) that engines set per sample"
+            "sample: none; the per-sample sources hold placeholders (inputs as given or the "
+            "spec's, targets 1/n_outputs V, AEP currents for x0 = 0) that engines set per sample"
         )
     else:
         held = f"sample: {sample}"
@@ -252,7 +355,10 @@ def compile_network(
             [
                 f"AEP correction: currents K x0 (A) for {aep_state}"
                 if aep_state
-                else "AEP correction: currents K x0 (A) for x0 = 0, placeholders: wrong when this file runs alone"
+                else (
+                    "AEP correction: currents K x0 (A) for x0 = 0, placeholders: wrong when this "
+                    "file runs alone"
+                )
             ]
             if phase == "aep"
             else []
@@ -283,8 +389,20 @@ def compile_network(
 
 
 def linear_correction(net: Network) -> np.ndarray:
-    """``K = A - A^T`` of the linear transconductors between free nodes (S, ``(n_free, n_free)``);
-    it does not depend on the state."""
+    """``K = A - A^T`` of the linear transconductors between free nodes (S, ``(n_free, n_free)``).
+
+    it does not depend on the state.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``K``, S, ``(n_free, n_free)``.
+    """
     linear = [link for link in kcl.links(net) if link.kind.LINEAR]
     return aep.matrix(aep.terms(linear, np.zeros((1, net.n_free))), 1, net.n_free)[0]
 
@@ -295,6 +413,22 @@ def source_values(
     """Values of ``compiled.sources`` for a batch, ``(batch, n_sources)``.
 
     ``u`` are all input-node voltages ``(batch, n_in)`` (see :meth:`Network.expand_inputs`).
+
+    Parameters
+    ----------
+    compiled : Compiled
+        A compiled phase.
+    u : numpy.ndarray
+        All input-node voltages, V, ``(batch, n_in)`` (:meth:`Network.expand_inputs`).
+    targets : numpy.ndarray
+        Targets, ``(batch, n_outputs)``, or ``None``.
+    x0 : numpy.ndarray
+        Free state, V, ``(batch, n_free)``, or ``None``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Source values (V or A), ``(batch, n_sources)``.
     """
     net = compiled.network
     columns = []
@@ -318,15 +452,35 @@ _diode_conductance = diode_clamp.conductance_expression  # its old name
 
 
 #: Diode current (A) at which a clamped node's range is quoted: the largest current the clamps
-#: carry at the operating points of the trained digits circuits measured (376 uA, issue 18), rounded up.
+#: carry at the operating points of the trained digits circuits measured (376 uA, issue 18), rounded
+#: up.
 CLAMP_RANGE_CURRENT = 1e-3
 
 
 def clamp_range(
     rails: tuple[float, float], i_sat: float, n: float, current: float = CLAMP_RANGE_CURRENT
 ) -> tuple[float, float, float]:
-    """The voltage range of a diode-clamped node: the rails ``(v_lo, v_hi)`` (V) widened by the
-    diode drop ``n Vt ln(1 + I / IS)`` (V) at ``current`` I (A). Returns ``(lo, hi, I)``."""
+    """The voltage range of a diode-clamped node.
+
+    The rails ``(v_lo, v_hi)`` (V) widened by the diode drop ``n Vt ln(1 + I / IS)`` (V) at
+    ``current`` I (A). Returns ``(lo, hi, I)``.
+
+    Parameters
+    ----------
+    rails : tuple of float
+        ``(v_lo, v_hi)``, V.
+    i_sat : float
+        Diode saturation current, A.
+    n : float
+        Emission coefficient.
+    current : float
+        Diode current the range is quoted at, A.
+
+    Returns
+    -------
+    tuple of float
+        ``(lo, hi)`` in V and the current in A.
+    """
     drop = n * THERMAL_VOLTAGE * np.log1p(current / i_sat)
     return rails[0] - drop, rails[1] + drop, current
 
@@ -372,9 +526,12 @@ class _Builder:
         self.add("inputs folded: Norton current (A) and conductance per free node", els)
 
     def free_groups(self, state: np.ndarray | None = None) -> None:
-        """Leak, bias, capacitance and clamp of every free node; the section titles state the
-        clamped nodes' range (:func:`clamp_range`) and, given the sample's free ``state`` (V), the
-        range the nodes take on it."""
+        """The elements of every free node.
+
+        Leak, bias, capacitance and clamp of every free node; the section titles state the clamped
+        nodes' range (:func:`clamp_range`) and, given the sample's free ``state`` (V), the range the
+        nodes take on it.
+        """
         d = self.net.diode
         fs = self.net.free_slices()
         for g in self.net.free_groups:
@@ -404,8 +561,11 @@ class _Builder:
             )
 
     def couplings(self, transpose_linear: bool = False) -> None:
-        """One element per weight; with ``transpose_linear`` (AEP phase) every linear transconductor
-        between free nodes drives the other way: current ``w v(dst_i)`` into ``src_j``."""
+        """The couplings' elements, one per weight.
+
+        One element per weight; with ``transpose_linear`` (AEP phase) every linear transconductor
+        between free nodes drives the other way: current ``w v(dst_i)`` into ``src_j``.
+        """
         net = self.net
         for c in net.couplings:
             if self.folded(c):
@@ -417,8 +577,8 @@ class _Builder:
             )
             els = kind.spice_reversed(c, src, dst) if reverse else kind.spice(c, src, dst)
             direction = (
-                f"{c.dst} -> {c.src}, reversed for the AEP phase (the correction cancels the forward drive "
-                f"and adds its transpose)"
+                f"{c.dst} -> {c.src}, reversed for the AEP phase (the correction cancels the "
+                "forward drive and adds its transpose)"
                 if reverse
                 else f"{c.src} -> {c.dst}"
             )
@@ -444,16 +604,20 @@ class _Builder:
         self.add(f"nudge: current -beta dC/dx ({cost.name}) into the outputs, targets (V)", els)
 
     def aep_correction(self, u: np.ndarray, x0: np.ndarray) -> None:
-        """The rest of ``-K (v - x0)``, ``K = J - J^T`` at x0: per node the constant current
-        ``(K x0)_i`` left over by the reversed linear transconductors, and for saturating ones
-        explicit sources against reference nodes holding x0."""
+        """The AEP correction's sources beside the reversed couplings.
+
+        The rest of ``-K (v - x0)``, ``K = J - J^T`` at x0: per node the constant current ``(K
+        x0)_i`` left over by the reversed linear transconductors, and for saturating ones explicit
+        sources against reference nodes holding x0.
+        """
         net = self.net
         els, sources = aep.spice(
             kcl.links(net), net.free_nodes, x0, linear_correction(net), ref_node
         )
         self.sources += [Source(*row) for row in sources]
         self.add(
-            "AEP correction: constant currents K x0 (A), and -(J - J^T)(v - x0) of saturating couplings",
+            "AEP correction: constant currents K x0 (A), and -(J - J^T)(v - x0) of saturating "
+            "couplings",
             els,
         )
 

@@ -4,7 +4,8 @@ A cost ``C(x_out, y)`` is averaged over
 the batch. The nudged phase injects the current ``-beta dC/dx`` into each output node
 (DESIGN.md §1), so ``beta`` turns the cost's slope into a current: for squared error (``C`` in
 V^2, slope in V) ``beta`` is a conductance in S, the transconductance of the nudge toward the
-target; for cross-entropy (slope in 1/V) it is in A V. All functions take ``x_out`` and ``y`` of shape ``(batch, n_out)``.
+target; for cross-entropy (slope in 1/V) it is in A V. All functions take ``x_out`` and ``y`` of
+shape ``(batch, n_out)``.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ class CrossEntropy:
         y = np.atleast_2d(y)
         if (y < 0).any() or (y.sum(axis=1) <= 0).any():
             raise ValueError(
-                "cross-entropy targets are probabilities: every row must be >= 0 with a positive sum"
+                "cross-entropy targets are probabilities: every row must be >= 0 with a positive "
+                "sum"
             )
 
     def _p(self, x_out):

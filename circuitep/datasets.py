@@ -58,10 +58,10 @@ FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist/"
 #: SHA-256 of the decompressed MNIST files (from shared/data/mnist/SHA256SUMS).
 MNIST_SHA256 = MappingProxyType(
     {
-        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",  # noqa: E501 - a whole digest
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",  # noqa: E501 - a whole digest
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",  # noqa: E501 - a whole digest
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",  # noqa: E501 - a whole digest
     }
 )
 #: SHA-256 of the decompressed Fashion-MNIST files. Zalando publishes only MD5s of the .gz files;
@@ -69,10 +69,10 @@ MNIST_SHA256 = MappingProxyType(
 #: matching those MD5s. No copy of the data was available to check them here.
 FASHION_MNIST_SHA256 = MappingProxyType(
     {
-        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",  # noqa: E501 - a whole digest
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",  # noqa: E501 - a whole digest
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",  # noqa: E501 - a whole digest
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",  # noqa: E501 - a whole digest
     }
 )
 #: Dimensions of the published files, MNIST and Fashion-MNIST alike: a file may hold fewer samples
@@ -500,7 +500,7 @@ def _idx_directory(
         raise DatasetError(
             f"{name}: {listed} missing in {' and in '.join(map(str, candidates))}. "
             f"Set {prefix}_DIR or pass data_dir (--data-dir) to a directory holding "
-            f"them, or pass download=True (--download) to fetch them into "
+            "them, or pass download=True (--download) to fetch them into "
             f"{directory}"
         )
     directory.mkdir(parents=True, exist_ok=True)
@@ -658,7 +658,7 @@ def load_dataset(
         raw = _load_idx(name, data_dir, download, cache_dir, verify)
     elif data_dir is not None or download or cache_dir is not None or not verify:
         raise DatasetError(
-            f"data_dir, download, cache_dir and verify apply to mnist and "
+            "data_dir, download, cache_dir and verify apply to mnist and "
             f"fashion-mnist only; {name!r} is built in"
         )
     else:

@@ -79,10 +79,30 @@ def diode_clamp_current(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Current into a node from its diode clamp, and its derivative.
 
-    One diode conducts from the node up to the rail ``v_hi``, one from the rail ``v_lo`` up to
-    the node, so the node behaves as a soft hard-sigmoid between the rails (DESIGN.md §2).
+    One diode conducts from the node up to the rail ``v_hi``, one from the rail ``v_lo`` up to the
+    node, so the node behaves as a soft hard-sigmoid between the rails (DESIGN.md §2).
 
     Returns ``(current into the node in A, d current / dv in S)``; shapes broadcast with ``v``.
+
+    Parameters
+    ----------
+    v : numpy.ndarray
+        Node voltages, V.
+    v_lo : numpy.ndarray
+        Lower rail, V.
+    v_hi : numpy.ndarray
+        Upper rail, V.
+    i_sat : float
+        Saturation current, A.
+    n : float
+        Emission coefficient.
+    gmin : float
+        Conductance across each junction, S.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Current in A and its slope in S.
     """
     i_up, g_up = diode_current(v - v_hi, i_sat, n, gmin)
     i_dn, g_dn = diode_current(v_lo - v, i_sat, n, gmin)
@@ -93,6 +113,18 @@ def tanh_transfer(v: np.ndarray, v_sat: float) -> tuple[np.ndarray, np.ndarray]:
     """Saturating transconductor transfer ``V_s tanh(v / V_s)`` (V) and its slope (1).
 
     A transconductor of gain ``w`` (S) then injects ``w V_s tanh(v_j / V_s)`` (A).
+
+    Parameters
+    ----------
+    v : numpy.ndarray
+        Voltages, V.
+    v_sat : float
+        ``V_s``, V.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Transfer in V and slope.
     """
     t = np.tanh(v / v_sat)
     return v_sat * t, 1.0 - t * t

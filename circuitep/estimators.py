@@ -6,11 +6,13 @@ estimate ``s`` (batch, n_free) and the gradient of the batch-mean cost for every
 :meth:`Network.params`, obtained through the local rules of :func:`circuitep.kcl.param_gradients`.
 
 - ``exact``: ``lambda = J^-T dC/dx`` at the free state (numpy linear algebra on the engine's state).
-- ``vf``: the nudged phases only, ``s = (x^+b - x^-b) / 2b`` (or one-sided), used as if it were lambda.
+- ``vf``: the nudged phases only, ``s = (x^+b - x^-b) / 2b`` (or one-sided), used as if it were
+  lambda.
 - ``ep``: the same phases with EP's symmetric rule for transconductors, ``-(s_i v_j + s_j v_i)``
   (the derivative of ``v_i v_j`` along the nudge, as for a symmetric coupling); resistors, biases
   and leaks use the same rules as every estimator. On a reciprocal circuit EP = VF = AEP = exact.
-- ``aep``: nudged phases plus the correction ``-(J - J^T)(x - x0)``; centred by default (O(b^2) bias).
+- ``aep``: nudged phases plus the correction ``-(J - J^T)(x - x0)``; centred by default (O(b^2)
+  bias).
 - ``dyadic``: the doubled (adjoint) circuit in one operating point, ``s = d / b`` (no b bias).
 """
 
@@ -45,12 +47,41 @@ class Estimate:
 
 
 def free_state(net: Network, engine: Engine, inputs: np.ndarray) -> OperatingPoint:
+    """The free phase's operating point of ``inputs`` on ``engine``.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    engine : Engine
+        The engine that solves the phases (:mod:`circuitep.engines`).
+    inputs : numpy.ndarray
+        Primary input voltages, V, ``(batch, n_inputs)``.
+
+    Returns
+    -------
+    OperatingPoint
+        Its operating point.
+    """
     return engine.solve(net, Phase(), inputs)
 
 
 def reference_engine(net: Network) -> Engine:
-    """The numpy solver for ``net``: the layered (block-elimination) engine when the free groups
-    form a chain, else the dense one. Both solve the dyadic phase exactly (no beta bias)."""
+    """The numpy solver for ``net``.
+
+    The layered (block-elimination) engine when the free groups form a chain, else the dense one.
+    Both solve the dyadic phase exactly (no beta bias).
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+
+    Returns
+    -------
+    Engine
+        A numpy engine.
+    """
     try:
         chain_structure(net)
     except ValueError:
@@ -63,8 +94,26 @@ def exact_adjoint(
 ) -> np.ndarray:
     """``lambda = J^-T dC/dx`` at the free state ``x0`` (batch, n_free), by numpy linear algebra.
 
-    Solved as the dyadic phase of :func:`reference_engine` started at ``x0`` (its Newton on the
-    free half stops at once when ``x0`` is a solution), whatever engine produced ``x0``.
+    Solved as the dyadic phase of :func:`reference_engine` started at ``x0`` (its Newton on the free
+    half stops at once when ``x0`` is a solution), whatever engine produced ``x0``.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    inputs : numpy.ndarray
+        Primary input voltages, V, ``(batch, n_inputs)``.
+    targets : numpy.ndarray
+        Targets, ``(batch, n_outputs)`` (V for squared error); ``None`` for the free phase.
+    x0 : numpy.ndarray
+        The free state, V, ``(batch, n_free)``.
+    cost : Cost
+        The cost (:mod:`circuitep.costs`); ``None``: squared error.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``lambda``, ``(batch, n_free)``.
     """
     cost = cost or SquaredError()
     solver = reference_engine(net)
@@ -94,6 +143,32 @@ def estimate(
 
     ``beta`` is the nudge strength (S for squared error). ``x0`` may pass a free state already
     computed by the same engine (it is an explicit warm start, never remembered between calls).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`ESTIMATORS`.
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    engine : Engine
+        The engine that solves the phases (:mod:`circuitep.engines`).
+    inputs : numpy.ndarray
+        Primary input voltages, V, ``(batch, n_inputs)``.
+    targets : numpy.ndarray
+        Targets, ``(batch, n_outputs)`` (V for squared error); ``None`` for the free phase.
+    beta : float
+        Nudge strength (S for squared error).
+    cost : Cost
+        The cost (:mod:`circuitep.costs`); ``None``: squared error.
+    centered : bool
+        Centred (two nudged phases) or one-sided.
+    x0 : numpy.ndarray
+        The free state, V, ``(batch, n_free)``; ``None``: solved here.
+
+    Returns
+    -------
+    Estimate
+        ``s`` and the gradients.
     """
     if name not in ESTIMATORS:
         raise ValueError(f"unknown estimator {name!r}: choose one of {ESTIMATORS}")
@@ -110,7 +185,7 @@ def estimate(
         tol = X0_RESIDUAL * net.conductance_scale()
         if np.abs(f).max() > tol:  # the estimators' formulas hold at an operating point only
             raise ValueError(
-                f"x0 is not the free operating point of these inputs: KCL is off by up to "
+                "x0 is not the free operating point of these inputs: KCL is off by up to "
                 f"{np.abs(f).max():.1e} A (at most {tol:.1e} A allowed)"
             )
     out = net.output_index()
@@ -167,12 +242,39 @@ def _ep_transconductor_rule(
 
 
 def flatten(grads: dict[str, np.ndarray]) -> np.ndarray:
+    """Every gradient array, flattened and concatenated in the dict's order.
+
+    Parameters
+    ----------
+    grads : dict of str to numpy.ndarray
+        Gradients by parameter name.
+
+    Returns
+    -------
+    numpy.ndarray
+        One vector.
+    """
     return np.concatenate([np.ravel(g) for g in grads.values()])
 
 
 def compare(estimated: dict[str, np.ndarray], exact: dict[str, np.ndarray]) -> dict:
-    """Cosine similarity, relative error and sign agreement against the exact gradient, overall and
-    per parameter group: ``{"cosine", "rel_error", "sign_agreement", "groups": {name: {...}}}``."""
+    """Cosine, relative error and sign agreement with the exact gradient.
+
+    Cosine similarity, relative error and sign agreement against the exact gradient, overall and per
+    parameter group: ``{"cosine", "rel_error", "sign_agreement", "groups": {name: {...}}}``.
+
+    Parameters
+    ----------
+    estimated : dict of str to numpy.ndarray
+        Estimated gradients.
+    exact : dict of str to numpy.ndarray
+        Exact gradients, same keys.
+
+    Returns
+    -------
+    dict
+        The metrics.
+    """
 
     def metrics(a, b):
         na, nb = np.linalg.norm(a), np.linalg.norm(b)

@@ -1,8 +1,8 @@
 """How close is the gradient a circuit computes to the ideal one (DESIGN.md §1).
 
 :func:`gradcheck` runs every estimator on one batch and compares it with the exact adjoint gradient;
-:func:`beta_sweep` measures the bias against beta (one-sided O(beta), centred O(beta^2)) and fits the
-slopes; :func:`asymmetry_sweep` interpolates the backward transconductors from symmetric to the
+:func:`beta_sweep` measures the bias against beta (one-sided O(beta), centred O(beta^2)) and fits
+the slopes; :func:`asymmetry_sweep` interpolates the backward transconductors from symmetric to the
 spec's and shows VF's error growing with asymmetry while AEP's does not.
 """
 

@@ -1,5 +1,7 @@
-"""Kirchhoff's current law of a network, its Jacobian and its parameter derivatives: the assembler
-of the element stamps (:mod:`circuitep.elements`).
+"""Kirchhoff's current law of a network: the assembler of the stamps.
+
+Kirchhoff's current law of a network, its Jacobian and its parameter derivatives: the assembler of
+the element stamps (:mod:`circuitep.elements`).
 
 Pure functions of a :class:`~circuitep.spec.Network` and node voltages. With ``x`` the free-node
 voltages (V) and ``u`` the input-node voltages (V), ``F_i(x)`` is the sum of currents flowing into
@@ -25,9 +27,12 @@ from circuitep.spec import Coupling, Network
 
 @dataclass(frozen=True)
 class Link:
-    """A coupling with its kind's module and where its ends sit: ``dst`` in ``x``, ``src`` in the
-    flat node vector ``[u, x]`` and, if free, ``src_free`` in ``x``; ``dst_pos`` and ``src_pos``
-    are the positions of its groups among the free groups (``src_pos`` None for inputs)."""
+    """A coupling with its kind's module and where its ends sit.
+
+    ``dst`` in ``x``, ``src`` in the flat node vector ``[u, x]`` and, if free, ``src_free`` in
+    ``x``; ``dst_pos`` and ``src_pos`` are the positions of its groups among the free groups
+    (``src_pos`` None for inputs).
+    """
 
     coupling: Coupling
     kind: ModuleType
@@ -39,7 +44,18 @@ class Link:
 
 
 def links(net: Network) -> tuple[Link, ...]:
-    """One :class:`Link` per coupling, in declaration order."""
+    """One :class:`Link` per coupling, in declaration order.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+
+    Returns
+    -------
+    tuple of Link
+        One per coupling.
+    """
     flat, free = net.slices(), net.free_slices()
     pos = {g.name: k for k, g in enumerate(net.free_groups)}
     return tuple(
@@ -66,8 +82,25 @@ def _node_arrays(net: Network) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 def coupling_currents(
     link: Link, vd: np.ndarray, vs: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Total currents (A) a coupling drives into its dst nodes ``(batch, m)`` and its src nodes
-    ``(batch, n)`` (``None`` for a kind that drives none), loads included."""
+    """Total currents (A) a coupling drives into its nodes.
+
+    Total currents (A) a coupling drives into its dst nodes ``(batch, m)`` and its src nodes
+    ``(batch, n)`` (``None`` for a kind that drives none), loads included.
+
+    Parameters
+    ----------
+    link : Link
+        One coupling with its node slices (:func:`links`).
+    vd : numpy.ndarray
+        Destination-node voltages, V, ``(batch, m)``.
+    vs : numpy.ndarray
+        Source-node voltages, V, ``(batch, n)``.
+
+    Returns
+    -------
+    tuple
+        Currents into dst, A, ``(batch, m)``, and into src, A, ``(batch, n)`` or ``None``.
+    """
     c, k = link.coupling, link.kind
     g_dst, g_src = k.loads(c)
     i_dst = k.drive(c, vs)
@@ -80,13 +113,29 @@ def coupling_currents(
 
 
 def jacobian_blocks(link: Link, vs: np.ndarray, loads: bool = True):
-    """A coupling's contributions to ``dF/dx`` (S), the one place a stamp becomes Jacobian blocks
-    for both assemblers (dense here, block-tridiagonal in :mod:`circuitep.engines.layered`).
+    """A coupling's contributions to ``dF/dx`` (S).
 
-    Yields ``(a, b, block)`` with ``a``, ``b`` in ``{"dst", "src"}`` and ``block`` a constant
-    ``(p, q)`` or batched ``(batch, p, q)`` array to add to rows ``a``, columns ``b``; blocks on
-    src rows or columns only if src is free. ``loads=False`` leaves out the kind's constant loads
-    (the layered engine sums them into its static diagonal). ``vs`` are the src voltages (V).
+    The one place a stamp becomes Jacobian blocks for both assemblers (dense here, block-tridiagonal
+    in :mod:`circuitep.engines.layered`).
+
+    Yields ``(a, b, block)`` with ``a``, ``b`` in ``{"dst", "src"}`` and ``block`` a constant ``(p,
+    q)`` or batched ``(batch, p, q)`` array to add to rows ``a``, columns ``b``; blocks on src rows
+    or columns only if src is free. ``loads=False`` leaves out the kind's constant loads (the
+    layered engine sums them into its static diagonal). ``vs`` are the src voltages (V).
+
+    Parameters
+    ----------
+    link : Link
+        One coupling with its node slices (:func:`links`).
+    vs : numpy.ndarray
+        Source-node voltages, V, ``(batch, n)``.
+    loads : bool
+        Whether to include the kind's constant loads to ground.
+
+    Returns
+    -------
+    iterator of tuple
+        ``(a, b, block)`` as described.
     """
     c, k = link.coupling, link.kind
     g_dst, g_src = k.loads(c) if loads else (None, None)
@@ -106,6 +155,22 @@ def residual(net: Network, u: np.ndarray, x: np.ndarray, *, jacobian: bool = Tru
 
     Returns ``F`` of shape ``(batch, n_free)`` and ``J`` of shape ``(batch, n_free, n_free)`` or
     ``None``.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    u : numpy.ndarray
+        All input-node voltages, V, ``(batch, n_in)`` (:meth:`Network.expand_inputs`).
+    x : numpy.ndarray
+        Free-node voltages, V, ``(batch, n_free)``.
+    jacobian : bool
+        Whether to build the Jacobian ``dF/dx`` too.
+
+    Returns
+    -------
+    tuple
+        ``F``, A, ``(batch, n_free)``, and ``J``, S, ``(batch, n_free, n_free)`` or ``None``.
     """
     v = _flat(u, x)
     batch, n = x.shape
@@ -139,10 +204,27 @@ def residual(net: Network, u: np.ndarray, x: np.ndarray, *, jacobian: bool = Tru
 
 
 def current_scale(net: Network, u: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The size of the currents :func:`residual` sums at each free node (A), ``(batch, n_free)``:
-    the sum of their magnitudes, against which a residual is judged (terms of size ``s`` cancel
-    to ``~1e-16 s`` in double precision, and a solver's relative tolerance applies to them).
-    Each coupling's terms come from its kind's stamp with ``|w|`` and ``|v|``."""
+    """The size of the currents :func:`residual` sums at each node.
+
+    The size of the currents :func:`residual` sums at each free node (A), ``(batch, n_free)``: the
+    sum of their magnitudes, against which a residual is judged (terms of size ``s`` cancel to
+    ``~1e-16 s`` in double precision, and a solver's relative tolerance applies to them). Each
+    coupling's terms come from its kind's stamp with ``|w|`` and ``|v|``.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    u : numpy.ndarray
+        All input-node voltages, V, ``(batch, n_in)`` (:meth:`Network.expand_inputs`).
+    x : numpy.ndarray
+        Free-node voltages, V, ``(batch, n_free)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The scale, A, ``(batch, n_free)``.
+    """
     v = np.abs(_flat(u, x))
     n_in = u.shape[1]
     s = np.zeros(x.shape)
@@ -166,35 +248,111 @@ def current_scale(net: Network, u: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def correction_terms(net: Network, u: np.ndarray, x0: np.ndarray) -> list[aep.Term]:
-    """The AEP correction's blocks at the free state ``x0`` (V, (batch, n_free)), from
-    :func:`circuitep.elements.aep.terms`."""
+    """The AEP correction's blocks at the free state ``x0``.
+
+    The AEP correction's blocks at the free state ``x0`` (V, (batch, n_free)), from
+    :func:`circuitep.elements.aep.terms`.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    u : numpy.ndarray
+        All input-node voltages, V, ``(batch, n_in)`` (:meth:`Network.expand_inputs`).
+    x0 : numpy.ndarray
+        The free state, V, ``(batch, n_free)``.
+
+    Returns
+    -------
+    list of Term
+        One per non-reciprocal coupling from a free group.
+    """
     return aep.terms(links(net), x0)
 
 
 def nonreciprocal_jacobian(net: Network, u: np.ndarray, x: np.ndarray) -> np.ndarray:
     """The transconductor part ``A`` of ``dF/dx`` (S), ``(batch, n_free, n_free)``.
 
-    Resistors, leaks and diodes give a symmetric Jacobian; only transconductors between free
-    nodes make ``J != J^T``, and ``J - J^T = A - A^T`` (the AEP correction, DESIGN.md §1).
+    Resistors, leaks and diodes give a symmetric Jacobian; only transconductors between free nodes
+    make ``J != J^T``, and ``J - J^T = A - A^T`` (the AEP correction, DESIGN.md §1).
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    u : numpy.ndarray
+        All input-node voltages, V, ``(batch, n_in)`` (:meth:`Network.expand_inputs`).
+    x : numpy.ndarray
+        Free-node voltages, V, ``(batch, n_free)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``A``, S, ``(batch, n_free, n_free)``.
     """
     return aep.nonreciprocal(correction_terms(net, u, x), x.shape[0], x.shape[1])
 
 
 def correction_matrix(net: Network, u: np.ndarray, x0: np.ndarray) -> np.ndarray:
-    """``K = J - J^T`` at the free state ``x0`` (S): AEP injects ``-K (x - x0)`` while nudged."""
+    """``K = J - J^T`` at the free state ``x0`` (S): AEP injects ``-K (x - x0)`` while nudged.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    u : numpy.ndarray
+        All input-node voltages, V, ``(batch, n_in)`` (:meth:`Network.expand_inputs`).
+    x0 : numpy.ndarray
+        The free state, V, ``(batch, n_free)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``K``, S, ``(batch, n_free, n_free)``.
+    """
     return aep.matrix(correction_terms(net, u, x0), x0.shape[0], x0.shape[1])
 
 
 def correction_current(net: Network, u: np.ndarray, x0: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``K (x - x0)`` (A), ``(batch, n_free)``, ``K`` the :func:`correction_matrix` at ``x0``,
-    without forming ``K`` (``(batch, n_free, n_free)``: 208 MB for 100 samples of 784-500-10)."""
+    """``K (x - x0)`` (A), without forming ``K``.
+
+    ``K (x - x0)`` (A), ``(batch, n_free)``, ``K`` the :func:`correction_matrix` at ``x0``, without
+    forming ``K`` (``(batch, n_free, n_free)``: 208 MB for 100 samples of 784-500-10).
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    u : numpy.ndarray
+        All input-node voltages, V, ``(batch, n_in)`` (:meth:`Network.expand_inputs`).
+    x0 : numpy.ndarray
+        The free state, V, ``(batch, n_free)``.
+    x : numpy.ndarray
+        Free-node voltages, V, ``(batch, n_free)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``K (x - x0)``, A, ``(batch, n_free)``.
+    """
     f = np.zeros_like(x)
     aep.apply(f, correction_terms(net, u, x0), x, x0)  # f = -K (x - x0)
     return -f
 
 
 def is_reciprocal(net: Network) -> bool:
-    """True when no transconductor couples two free nodes (then ``J = J^T`` everywhere)."""
+    """True when no transconductor couples two free nodes (then ``J = J^T`` everywhere).
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+
+    Returns
+    -------
+    bool
+        Whether ``J = J^T`` for every state.
+    """
     free = {g.name for g in net.free_groups}
     return not any(
         not kind_of(c).RECIPROCAL and c.src in free and c.weight.any() for c in net.couplings
@@ -206,11 +364,26 @@ def param_gradients(
 ) -> dict[str, np.ndarray]:
     """Local learning rules: ``dC/dtheta = -(dF/dtheta)^T s``, averaged over the batch.
 
-    ``s`` (batch, n_free) is the adjoint ``lambda`` or an estimate of it (``s`` of inputs is 0).
-    Per element (DESIGN.md §1 table, each kind's ``weight_grad``): resistor
-    ``(s_i - s_j)(v_i - v_j)``; transconductor ``-s_i f(v_j)``; bias ``-s_i``; leak ``s_i v_i``.
-    Returns one array per entry of :meth:`Network.params`, with its shape; masked-out elements
-    get 0.
+    ``s`` (batch, n_free) is the adjoint ``lambda`` or an estimate of it (``s`` of inputs is 0). Per
+    element (DESIGN.md §1 table, each kind's ``weight_grad``): resistor ``(s_i - s_j)(v_i - v_j)``;
+    transconductor ``-s_i f(v_j)``; bias ``-s_i``; leak ``s_i v_i``. Returns one array per entry of
+    :meth:`Network.params`, with its shape; masked-out elements get 0.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    u : numpy.ndarray
+        All input-node voltages, V, ``(batch, n_in)`` (:meth:`Network.expand_inputs`).
+    x : numpy.ndarray
+        Free-node voltages, V, ``(batch, n_free)``.
+    s : numpy.ndarray
+        Adjoint ``lambda`` or an estimate of it (DESIGN.md §1), ``(batch, n_free)``.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Gradients by parameter name, shaped as :meth:`Network.params`.
     """
     v = _flat(u, x)
     sv = _flat(np.zeros_like(u), s)
@@ -234,9 +407,21 @@ def param_gradients(
 def input_drive(net: Network, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Norton equivalent of everything the inputs drive into the free nodes.
 
-    Returns the current ``sum_j (g_ij u_j + w_ij f(u_j))`` into each free node (A,
-    ``(batch, n_free)``) and the conductance ``sum_j g_ij`` to ground (S, ``(n_free,)``). The folded
-    netlist replaces input-driven elements by these; the free-node voltages are unchanged.
+    Returns the current ``sum_j (g_ij u_j + w_ij f(u_j))`` into each free node (A, ``(batch,
+    n_free)``) and the conductance ``sum_j g_ij`` to ground (S, ``(n_free,)``). The folded netlist
+    replaces input-driven elements by these; the free-node voltages are unchanged.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    u : numpy.ndarray
+        All input-node voltages, V, ``(batch, n_in)`` (:meth:`Network.expand_inputs`).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Current, A, ``(batch, n_free)``, and conductance, S, ``(n_free,)``.
     """
     current = np.zeros((u.shape[0], net.n_free))
     conductance = np.zeros(net.n_free)
@@ -252,8 +437,21 @@ def input_drive(net: Network, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def input_driven(net: Network) -> tuple[np.ndarray, np.ndarray]:
-    """Which free nodes receive an input-driven current, and which a conductance from it (a
-    resistor to an input, or a coupling's load)."""
+    """Which free nodes the inputs drive, and which they load.
+
+    Which free nodes receive an input-driven current, and which a conductance from it (a resistor to
+    an input, or a coupling's load).
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Two boolean masks ``(n_free,)``: current-driven nodes and conductance-loaded nodes.
+    """
     current = np.zeros(net.n_free, bool)
     resistive = np.zeros(net.n_free, bool)
     for link in links(net):

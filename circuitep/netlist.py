@@ -40,7 +40,9 @@ RESERVED_NAMES = frozenset(
 #: Behavioural expressions are built by the compiler only from node names, numbers, arithmetic,
 #: the ternary operator and these functions.
 _EXPR_TOKENS = re.compile(
-    r"[ \t]*(?:v\([a-z0-9_]+\)|exp|tanh|min|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+*/()?:<>=,])"
+    r"[ \t]*(?:v\([a-z0-9_]+\)|exp|tanh|min"
+    r"|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+*/()?:<>=,])"
 )
 
 
@@ -81,6 +83,16 @@ def spice_number(x: float) -> str:
     SPICE reads ``M`` as milli, so suffixes are never used. NaN and infinities are refused. The
     number written is the one ``x`` holds (:func:`circuitep.checks.plain_float`), whatever a
     subclass's ``__repr__`` or ``__float__`` says.
+
+    Parameters
+    ----------
+    x : float
+        A finite real number.
+
+    Returns
+    -------
+    str
+        Its SPICE text.
     """
     if not is_number(x):
         raise TypeError(f"a SPICE number must be numeric, got {x!r}")
@@ -94,8 +106,25 @@ def spice_number(x: float) -> str:
 
 
 def check_ident(path: str, name: str, *, reserved: bool = False) -> str:
-    """``name`` as a plain ``str`` if it is a SPICE identifier (and, with ``reserved``, not one of
-    :data:`RESERVED_NAMES`, for model and node names), else a ``ValueError`` naming ``path``."""
+    """``name`` as a plain ``str`` if it is a SPICE identifier.
+
+    ``name`` as a plain ``str`` if it is a SPICE identifier (and, with ``reserved``, not one of
+    :data:`RESERVED_NAMES`, for model and node names), else a ``ValueError`` naming ``path``.
+
+    Parameters
+    ----------
+    path : str
+        Name of the field, used in the error message.
+    name : str
+        The identifier.
+    reserved : bool
+        Also refuse :data:`RESERVED_NAMES`.
+
+    Returns
+    -------
+    str
+        ``name`` as a plain ``str``.
+    """
     if not isinstance(name, str) or not IDENT.fullmatch(name):
         raise ValueError(
             f"{path} = {name!r} is not a valid SPICE identifier (pattern {IDENT.pattern})"
@@ -109,7 +138,20 @@ def check_ident(path: str, name: str, *, reserved: bool = False) -> str:
 
 
 def check_expression(path: str, expr: str) -> str:
-    """Accept only the tokens the compiler builds expressions from (no dot-commands, no quotes)."""
+    """Accept only the tokens the compiler builds expressions from (no dot-commands, no quotes).
+
+    Parameters
+    ----------
+    path : str
+        Name of the field, used in the error message.
+    expr : str
+        A behavioural expression.
+
+    Returns
+    -------
+    str
+        ``expr`` as a plain ``str``.
+    """
     if not isinstance(expr, str):
         raise ValueError(f"{path}: a behavioural expression must be a string, got {expr!r}")
     expr = plain_str(path, expr)
@@ -126,7 +168,11 @@ def check_expression(path: str, expr: str) -> str:
 
 @dataclass(frozen=True)
 class Element:
-    """One element: ``letter`` is its SPICE letter (a key of :data:`ELEMENT_KINDS`), ``name`` its full SPICE name (starting with the letter)."""
+    """One netlist element.
+
+    ``letter`` is its SPICE letter (a key of :data:`ELEMENT_KINDS`), ``name`` its full SPICE name
+    (starting with the letter).
+    """
 
     letter: str
     name: str
@@ -145,7 +191,8 @@ class Element:
             raise ValueError(f"element {self.name!r} must start with its letter {self.letter!r}")
         if len(self.nodes) != ek.terminals:
             raise ValueError(
-                f"element {self.name!r} has {len(self.nodes)} nodes, a {self.letter} has {ek.terminals}"
+                f"element {self.name!r} has {len(self.nodes)} nodes, a {self.letter} has "
+                f"{ek.terminals}"
             )
         nodes = tuple(
             check_ident(f"{self.name}.nodes[{k}]", n, reserved=True)
@@ -165,11 +212,20 @@ class Element:
 
     @property
     def kind(self) -> str:
-        """The element's SPICE letter: the older name of :attr:`letter` (an element *kind* is
-        now a coupling or node kind of :mod:`circuitep.elements`)."""
+        """The element's SPICE letter: the older name of :attr:`letter`.
+
+        An element *kind* is now a coupling or node kind of :mod:`circuitep.elements`.
+        """
         return self.letter
 
     def line(self) -> str:
+        """The element's SPICE line.
+
+        Returns
+        -------
+        str
+            One line, no newline.
+        """
         if self.letter == "D":
             value = self.value
         elif self.letter == "B":
@@ -223,6 +279,13 @@ class ModelCard:
         object.__setattr__(self, "params", tuple(params))
 
     def line(self) -> str:
+        """The card's ``.model`` line.
+
+        Returns
+        -------
+        str
+            One line, no newline.
+        """
         params = " ".join(f"{k}={spice_number(v)}" for k, v in self.params)
         return f".model {self.name} {self.kind}({params})"
 
@@ -269,9 +332,28 @@ class Netlist:
             seen.add(el.name)
 
     def elements(self) -> list[Element]:
+        """Every element of every section, in order.
+
+        Returns
+        -------
+        list of Element
+            The elements.
+        """
         return [el for s in self.sections for el in s.elements]
 
     def element(self, name: str) -> Element:
+        """The element named ``name``.
+
+        Parameters
+        ----------
+        name : str
+            Its full SPICE name.
+
+        Returns
+        -------
+        Element
+            The element (KeyError if there is none).
+        """
         for el in self.elements():
             if el.name == name:
                 return el
@@ -296,11 +378,24 @@ _PRINT_CHUNK = 8
 
 
 def analysis_block(probes: Sequence[str]) -> list[str]:
-    """The ``.control`` block that makes a netlist run on its own in ``ngspice -b``: an operating
+    """The ``.control`` block that makes a netlist run alone.
+
+    The ``.control`` block that makes a netlist run on its own in ``ngspice -b``: an operating
     point, then ``print`` of every probed node voltage with 17 significant digits (enough to
     round-trip a double), then ``quit`` (else batch mode adds a "no simulations run" note and exit
     status 1). ngspice's shared library runs a loaded ``.control`` block too, so engines load text
-    without it (:func:`write` with ``standalone=False``)."""
+    without it (:func:`write` with ``standalone=False``).
+
+    Parameters
+    ----------
+    probes : sequence of str
+        Node names to print.
+
+    Returns
+    -------
+    list of str
+        The block's lines.
+    """
     lines = [
         "* --- analysis: operating point, node voltages printed (leave out: --no-analysis)",
         ".control",
@@ -318,11 +413,29 @@ def write(
     extra: Sequence[str] = (),
     standalone: bool = False,
 ) -> str:
-    """SPICE text of a netlist: deterministic, no timestamps, ends with ``.end``. ``line`` writes
-    one element and ``extra`` lines go before ``.end`` (for :func:`write_sweep`). ``standalone``
-    adds :func:`analysis_block` for ``netlist.probes`` (when it has any), so that the file runs
-    alone in ``ngspice -b``; leave it out to include the netlist in a larger deck or to load it
-    into an engine."""
+    """SPICE text of a netlist: deterministic, no timestamps, ends with ``.end``.
+
+    ``line`` writes one element and ``extra`` lines go before ``.end`` (for :func:`write_sweep`).
+    ``standalone`` adds :func:`analysis_block` for ``netlist.probes`` (when it has any), so that the
+    file runs alone in ``ngspice -b``; leave it out to include the netlist in a larger deck or to
+    load it into an engine.
+
+    Parameters
+    ----------
+    netlist : Netlist
+        The netlist.
+    line : callable
+        Writes one element's line.
+    extra : sequence of str
+        Lines before ``.end``.
+    standalone : bool
+        Add :func:`analysis_block`.
+
+    Returns
+    -------
+    str
+        The SPICE text.
+    """
     lines = [netlist.title]
     lines += [f"* {h}" if h else "*" for h in netlist.header]
     if netlist.options:
@@ -346,11 +459,26 @@ SWEEP_SOURCE = "v" + SWEEP_NODE
 
 
 def write_sweep(netlist: Netlist, tables: dict[str, Sequence[float]]) -> str:
-    """SPICE text of ``netlist`` for many samples in one analysis: each V or I source named in
-    ``tables`` becomes a behavioural source whose value is ``pwl(V(sweep_index), 0, t_0, 1, t_1,
-    ...)``, so that ``dc vsweep_index 0 N-1 1`` solves sample ``k`` at index ``k``. ngspice then
-    sets up and orders its matrix once for all of them (DESIGN.md §3). Every table needs the same
-    length, at least 2; names and numbers are validated as in :func:`write`."""
+    """SPICE text of ``netlist`` for many samples in one analysis.
+
+    Each V or I source named in ``tables`` becomes a behavioural source whose value is
+    ``pwl(V(sweep_index), 0, t_0, 1, t_1, ...)``, so that ``dc vsweep_index 0 N-1 1`` solves sample
+    ``k`` at index ``k``. ngspice then sets up and orders its matrix once for all of them (DESIGN.md
+    §3). Every table needs the same length, at least 2; names and numbers are validated as in
+    :func:`write`.
+
+    Parameters
+    ----------
+    netlist : Netlist
+        The netlist.
+    tables : dict of str to sequence of float
+        Per-sample values (V or A) of the swept sources, by name.
+
+    Returns
+    -------
+    str
+        The SPICE text.
+    """
     lengths = {len(t) for t in tables.values()}
     if len(lengths) != 1 or min(lengths) < 2:
         raise ValueError(
@@ -402,8 +530,11 @@ class DialectError(ValueError):
 
 
 def _xyce_expression(name: str, expr: str) -> str:
-    """A behavioural expression in Xyce's syntax, braced; refuses functions Xyce's writer does not
-    know to be the same (ngspice's ``pwl`` of a voltage, for one)."""
+    """A behavioural expression in Xyce's syntax, braced.
+
+    Refuses functions Xyce's writer does not know to be the same (ngspice's ``pwl`` of a voltage,
+    for one).
+    """
     for word in re.findall(r"[a-z_][a-z0-9_]*(?=\()", expr):
         if word != "v" and word not in XYCE_FUNCTIONS:
             raise DialectError(
@@ -414,30 +545,59 @@ def _xyce_expression(name: str, expr: str) -> str:
 
 
 def xyce_line(el: Element) -> str:
-    """One element in Xyce's syntax: R, C, V, I, G and D as in SPICE; a B source as
-    ``B n+ n- I={expression}``."""
+    """One element in Xyce's syntax: R, C, V, I, G and D as in SPICE.
+
+    a B source as ``B n+ n- I={expression}``.
+
+    Parameters
+    ----------
+    el : Element
+        The element.
+
+    Returns
+    -------
+    str
+        Its Xyce line.
+    """
     if el.letter == "B":
         return f"{el.name} {' '.join(el.nodes)} I={_xyce_expression(el.name, el.value)}"
     return el.line().split(" ; ")[0]
 
 
 def write_xyce(netlist: Netlist, standalone: bool = True) -> str:
-    """Xyce text of a netlist: ``.OPTIONS DEVICE GMIN`` and ``.OPTIONS NONLIN RELTOL ABSTOL`` for
-    the tolerances, the diode card with ``LEVEL=1`` (Xyce's SPICE3f5 diode, the equations of
-    :func:`circuitep.devices.diode_current`), B sources with braced expressions, element comments
-    on their own lines; ``standalone`` adds a one-point ``.DC TEMP LIST 27`` (one operating point)
-    and ``.PRINT DC`` of the probed node voltages. Raises :class:`DialectError` for what it
-    cannot write."""
+    """Xyce text of a netlist.
+
+    ``.OPTIONS DEVICE GMIN`` and ``.OPTIONS NONLIN RELTOL ABSTOL`` for the tolerances, the diode
+    card with ``LEVEL=1`` (Xyce's SPICE3f5 diode, the equations of
+    :func:`circuitep.devices.diode_current`), B sources with braced expressions, element comments on
+    their own lines; ``standalone`` adds a one-point ``.DC TEMP LIST 27`` (one operating point) and
+    ``.PRINT DC`` of the probed node voltages. Raises :class:`DialectError` for what it cannot
+    write.
+
+    Parameters
+    ----------
+    netlist : Netlist
+        The netlist.
+    standalone : bool
+        Add the analysis and ``.PRINT`` lines.
+
+    Returns
+    -------
+    str
+        The Xyce text.
+    """
     lines = [netlist.title]
     lines += [f"* {h}" if h else "*" for h in netlist.header]
     lines.append(
-        "* dialect: Xyce (written from the Xyce Reference Guide; not run here: Xyce is not installed)"
+        "* dialect: Xyce (written from the Xyce Reference Guide; not run here: Xyce is not "
+        "installed)"
     )
     packages: dict[str, list[str]] = {}
     for key, value in netlist.options:
         if key == "vntol":
             lines.append(
-                f"* vntol = {spice_number(value)} V (ngspice) has no Xyce option: left to Xyce's default"
+                f"* vntol = {spice_number(value)} V (ngspice) has no Xyce option: left to Xyce's "
+                "default"
             )
             continue
         if key not in XYCE_OPTIONS:
@@ -459,7 +619,8 @@ def write_xyce(netlist: Netlist, standalone: bool = True) -> str:
     lines.append("")
     if standalone and netlist.probes:
         lines += [
-            "* --- analysis: one operating point (a one-point DC sweep of the temperature), node voltages",
+            "* --- analysis: one operating point (a one-point DC sweep of the temperature), node "
+            "voltages",
             f".DC TEMP LIST {XYCE_TEMP}",
         ]
         for k in range(0, len(netlist.probes), _PRINT_CHUNK):

@@ -52,7 +52,7 @@ def gradient_scatter(report: dict, path) -> Path:
     """
     names = list(report["estimators"])
     fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=True):
         for group, exact in report["exact"].items():
             est = report["estimated"][name][group]
             ax.scatter(exact, est, s=9, label=group)

@@ -232,8 +232,8 @@ def data_identity(data: Dataset) -> dict:
 
 def _describe_data(identity: dict) -> str:
     return (
-        f"{identity.get('name')}, {identity.get('n_train')} train / {identity.get('n_test')} test samples, "
-        f"sha256 {str(identity.get('sha256'))[:12]}"
+        f"{identity.get('name')}, {identity.get('n_train')} train / {identity.get('n_test')} test "
+        f"samples, sha256 {str(identity.get('sha256'))[:12]}"
     )
 
 
@@ -397,14 +397,14 @@ def _train_locked(
         )
         if replace(saved, epochs=config.epochs) != config:
             raise RunError(
-                f"{out}/config.json differs from the configuration given; resume with the same options "
-                f"(only --epochs may change; saved: {saved})"
+                f"{out}/config.json differs from the configuration given; resume with the same "
+                f"options (only --epochs may change; saved: {saved})"
             )
         if saved.epochs != config.epochs and saved.lr_schedule != "constant":
             raise RunError(
                 f"{out} was trained with the {saved.lr_schedule} learning-rate schedule over "
-                f"{saved.epochs} epochs, which --epochs would change for the epochs already trained; "
-                f"start a new run to train longer"
+                f"{saved.epochs} epochs, which --epochs would change for the epochs already "
+                "trained; start a new run to train longer"
             )
         saved_net = load_spec(out / "spec.toml")
         if spec_to_toml(saved_net) != spec_to_toml(net):
@@ -499,7 +499,8 @@ def _train_locked(
     records = list(state.records)
     if records:  # again from the checkpoint's records, whatever happened to the files before
         write_metrics(out, records)
-    # test sample 0 as the trained spec's [sample]: `circuitep simulate trained.toml` reports on a real input
+    # test sample 0 as the trained spec's [sample]: `circuitep simulate trained.toml` reports on a
+    # real input
     trained = replace(trainer.network(state), sample=Sample(trainer.u_test[0], trainer.y_test[0]))
     save_spec(trained, out / "trained.toml")
     write_trained_netlist(out / "trained.cir", trained, trainer, command)

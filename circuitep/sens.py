@@ -23,8 +23,26 @@ def sens_gradients(
 ) -> dict[str, np.ndarray]:
     """Batch-mean ``dC/dtheta`` from ngspice's ``.sens`` for every group it covers.
 
-    ``engine`` must use the literal form (folded netlists have no per-weight elements for the
-    input couplings). Returns arrays shaped like the entries of :meth:`Network.params`.
+    ``engine`` must use the literal form (folded netlists have no per-weight elements for the input
+    couplings). Returns arrays shaped like the entries of :meth:`Network.params`.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    engine : NgspiceEngine
+        A literal-form ngspice engine.
+    inputs : numpy.ndarray
+        Primary input voltages, V, ``(batch, n_inputs)``.
+    targets : numpy.ndarray
+        Targets, ``(batch, n_outputs)`` (V for squared error); ``None`` for the free phase.
+    cost : Cost
+        The cost (:mod:`circuitep.costs`); ``None``: squared error.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The gradients by parameter name.
     """
     if engine.form != "literal":
         raise ValueError(

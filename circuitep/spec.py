@@ -21,7 +21,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from circuitep.checks import is_integer, is_number, plain_float, plain_int, plain_str
+from circuitep.checks import is_bool, is_integer, is_number, plain_float, plain_int, plain_str
 from circuitep.elements.params import (  # noqa: F401 - the bounds, for importers
     FARAD_RANGE,
     I_SAT_RANGE,
@@ -87,9 +87,28 @@ def check_name(
     pattern: re.Pattern = NAME,
     reserved: frozenset[str] | set[str] = _RESERVED,
 ) -> str:
-    """``value`` as a plain ``str`` if it is an identifier matching ``pattern`` and not one of the
-    ``reserved`` words (in any case), else raise naming ``path``. Callers keep the returned
-    string, never ``value`` itself (a ``str`` subclass may format as other text)."""
+    """``value`` as a plain ``str`` if it is an allowed identifier.
+
+    ``value`` as a plain ``str`` if it is an identifier matching ``pattern`` and not one of the
+    ``reserved`` words (in any case), else raise naming ``path``. Callers keep the returned string,
+    never ``value`` itself (a ``str`` subclass may format as other text).
+
+    Parameters
+    ----------
+    path : str
+        Name of the field, used in the error message.
+    value : object
+        The value given.
+    pattern : re.Pattern
+        The identifier pattern.
+    reserved : set of str
+        Refused words.
+
+    Returns
+    -------
+    str
+        The name.
+    """
     value = plain_str(path, value)
     if value.lower() in reserved:
         kind = (
@@ -108,8 +127,11 @@ def check_name(
 
 
 def _as_array(path: str, value: object, booleans: bool, what: str) -> np.ndarray:
-    """``value`` as an array of booleans or of numbers; refuse ragged lists and other element
-    types instead of converting them (a TOML ``true`` or ``"1e-4"`` is a mistake, not 1 S or 1e-4 S)."""
+    """``value`` as an array of booleans or of numbers, not converted.
+
+    ``value`` as an array of booleans or of numbers; refuse ragged lists and other element types
+    instead of converting them (a TOML ``true`` or ``"1e-4"`` is a mistake, not 1 S or 1e-4 S).
+    """
     try:
         arr = np.asarray(value)
     except ValueError as exc:  # ragged nesting
@@ -120,7 +142,7 @@ def _as_array(path: str, value: object, booleans: bool, what: str) -> np.ndarray
         return arr
     objects = np.asarray(value, dtype=object)  # lists: numpy would turn True into 1.0
     elements = list(objects.flat)
-    ok = (lambda v: isinstance(v, (bool, np.bool_))) if booleans else is_number
+    ok = is_bool if booleans else is_number
     bad = [v for v in elements if not ok(v)][:1] or ([] if elements else [value])
     if bad:
         raise TypeError(f"{path} must be {what}, got {bad[0]!r}")
@@ -144,9 +166,35 @@ def check_array(
     span: tuple[float, float] | None = None,
     unit: str = "",
 ) -> np.ndarray:
-    """Broadcast ``value`` to a read-only array of ``shape``; refuse non-numbers, NaN, inf and
-    wrong signs, and with ``span = (lo, hi)`` non-zero magnitudes outside ``[lo, hi]`` (in
-    ``unit``; zero passes unless ``positive``)."""
+    """Broadcast ``value`` to a read-only array of ``shape``.
+
+    refuse non-numbers, NaN, inf and wrong signs, and with ``span = (lo, hi)`` non-zero magnitudes
+    outside ``[lo, hi]`` (in ``unit``; zero passes unless ``positive``).
+
+    Parameters
+    ----------
+    path : str
+        Name of the field, used in the error message.
+    value : object
+        The value given.
+    shape : tuple of int
+        The shape the value must broadcast to.
+    nonnegative : bool
+        Refuse negatives.
+    positive : bool
+        Refuse values <= 0.
+    dtype : type
+        ``float`` or ``bool``.
+    span : tuple of float
+        Allowed magnitudes ``(lo, hi)``, or ``None``.
+    unit : str
+        The unit, for messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        A read-only array of ``shape``.
+    """
     arr = _as_array(
         path, value, dtype is bool, "booleans" if dtype is bool else "a number or a list of numbers"
     )
@@ -183,7 +231,22 @@ def check_array(
 
 
 def check_volts(path: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
-    """:func:`check_array` for voltages: also refuse magnitudes beyond :data:`MAX_VOLTS`."""
+    """:func:`check_array` for voltages: also refuse magnitudes beyond :data:`MAX_VOLTS`.
+
+    Parameters
+    ----------
+    path : str
+        Name of the field, used in the error message.
+    value : object
+        The value given.
+    shape : tuple of int
+        The shape the value must broadcast to.
+
+    Returns
+    -------
+    numpy.ndarray
+        Read-only voltages, V, of ``shape``.
+    """
     arr = check_array(path, value, shape)
     if (np.abs(arr) > MAX_VOLTS).any():
         idx = tuple(int(i) for i in np.argwhere(np.abs(arr) > MAX_VOLTS)[0])
@@ -194,12 +257,32 @@ def check_volts(path: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def voltage_rows(what: str, value, width: int, batch: int | None = None) -> np.ndarray:
-    """``value`` as float rows ``(batch, width)`` of voltages (inputs, targets of a batch): finite,
-    within +-:data:`MAX_VOLTS`; errors say which ``what``."""
+    """``value`` as float rows ``(batch, width)`` of voltages.
+
+    ``value`` as float rows ``(batch, width)`` of voltages (inputs, targets of a batch): finite,
+    within +-:data:`MAX_VOLTS`; errors say which ``what``.
+
+    Parameters
+    ----------
+    what : str
+        What the rows are, for messages.
+    value : array_like
+        One row ``(width,)`` or rows ``(batch, width)``, V.
+    width : int
+        Values per row.
+    batch : int
+        Rows required, or ``None``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Rows, V, ``(batch, width)``.
+    """
     a = np.asarray(value, dtype=float)
     if a.ndim != 2 or a.shape[1] != width or batch is not None and a.shape[0] != batch:
         raise ValueError(
-            f"{what} have shape {a.shape}, expected ({'batch' if batch is None else batch}, {width})"
+            f"{what} have shape {a.shape}, expected ({'batch' if batch is None else batch}, "
+            f"{width})"
         )
     if not np.isfinite(a).all():
         raise ValueError(f"{what} contain NaN or infinite values")
@@ -211,7 +294,7 @@ def voltage_rows(what: str, value, width: int, batch: int | None = None) -> np.n
 
 
 def _choice(path: str, value: object, choices: tuple[str, ...]) -> str:
-    """``value`` as a plain ``str`` if it is one of ``choices`` (asking no subclass's ``__eq__``)."""
+    """``value`` as a plain ``str`` if it is one of ``choices`` (asking no subclass ``__eq__``)."""
     if not isinstance(value, str) or str.__str__(value) not in choices:
         raise ValueError(f"{path} = {value!r} is not one of {choices}")
     return str.__str__(value)
@@ -306,27 +389,39 @@ class NodeGroup:
 
     @property
     def free(self) -> bool:
+        """Whether the group's nodes are free (hidden or output)."""
         return self.role != "input"
 
     def nodes(self) -> list[str]:
+        """The group's node names, ``<group>_<k>``.
+
+        Returns
+        -------
+        list of str
+            ``size`` names.
+        """
         return [f"{self.name}_{k}" for k in range(self.size)]
 
 
 @dataclass(frozen=True, eq=False)
 class Coupling:
-    """Couplings from group ``src`` into group ``dst``; ``weight`` has shape ``(dst.size, src.size)``.
+    """Couplings from group ``src`` into group ``dst``.
+
+    ``weight`` has shape ``(dst.size, src.size)``.
 
     - ``resistor``: conductance ``weight[i, j]`` (S, >= 0) between ``dst_i`` and ``src_j``.
-    - ``vccs``: transconductance ``weight[i, j]`` (S, signed): current ``w v(src_j)`` into ``dst_i``.
-    - ``tanh``: saturating transconductor, current ``w v_sat tanh(v(src_j) / v_sat)`` into ``dst_i``.
+    - ``vccs``: transconductance ``weight[i, j]`` (S, signed): current ``w v(src_j)`` into
+      ``dst_i``.
+    - ``tanh``: saturating transconductor, current ``w v_sat tanh(v(src_j) / v_sat)`` into
+      ``dst_i``.
 
     Every kind is a module of :mod:`circuitep.elements` (listed in
     :data:`circuitep.elements.registry.COUPLINGS`), which gives its equations, bounds and SPICE.
-    ``mask[i, j]`` says whether the element exists; masked-out weights are stored as 0.
-    ``settings`` holds the kind's other parameters (its ``SETTINGS`` table, e.g. ``g_out`` and
-    ``v_offset`` of an ``ota``), each a scalar or, where the table says so, one value per element
-    ``(dst, src)``; after validation a dict of floats and read-only arrays with every setting of
-    the kind (defaults filled in). ``v_sat`` is a field of its own (tanh only).
+    ``mask[i, j]`` says whether the element exists; masked-out weights are stored as 0. ``settings``
+    holds the kind's other parameters (its ``SETTINGS`` table, e.g. ``g_out`` and ``v_offset`` of an
+    ``ota``), each a scalar or, where the table says so, one value per element ``(dst, src)``; after
+    validation a dict of floats and read-only arrays with every setting of the kind (defaults filled
+    in). ``v_sat`` is a field of its own (tanh only).
     """
 
     name: str
@@ -399,13 +494,27 @@ class Coupling:
         kind_of(self).check(self, path)
 
     def setting(self, key: str):
-        """The value of setting ``key`` (a field such as ``v_sat`` or an entry of ``settings``)."""
+        """The value of setting ``key`` (a field such as ``v_sat`` or an entry of ``settings``).
+
+        Parameters
+        ----------
+        key : str
+            A setting of this kind (``v_sat``...).
+
+        Returns
+        -------
+        numpy.ndarray
+            The coupling's field (``v_sat``, V) or an array per element of ``weight``'s shape.
+        """
         return getattr(self, key) if settings_of(self.kind)[key].field else self.settings[key]
 
 
 def _validated_copy(obj, **values):
-    """A copy of a validated frozen spec object with some fields set to values already checked
-    (by :meth:`Network.with_params`), without running its ``__post_init__`` again."""
+    """A copy of a validated frozen spec object, not checked again.
+
+    A copy of a validated frozen spec object with some fields set to values already checked (by
+    :meth:`Network.with_params`), without running its ``__post_init__`` again.
+    """
     new = copy.copy(obj)
     for key, value in values.items():
         object.__setattr__(new, key, value)
@@ -501,9 +610,12 @@ class Network:
             object.__setattr__(self, "sample", Sample(inputs, targets))
 
     def _check_values(self) -> None:
-        """The checks that depend on parameter values, not only on the structure: no resistor
-        from a node to itself, and a DC path to ground from every free node."""
-        for c in self.couplings:  # each kind's own value checks (a resistor to itself)
+        """The checks that depend on parameter values.
+
+        Not only on the structure: each coupling kind's own value checks (no resistor from a node
+        to itself), and a DC path to ground from every free node.
+        """
+        for c in self.couplings:
             kind_of(c).check(c, f"couplings[{c.name!r}]")
         floating = self.floating_nodes()
         if floating:
@@ -517,15 +629,30 @@ class Network:
     # --- structure -------------------------------------------------------------------------
 
     def group(self, name: str) -> NodeGroup:
+        """The group named ``name``.
+
+        Parameters
+        ----------
+        name : str
+            A group name.
+
+        Returns
+        -------
+        NodeGroup
+            The group.
+        """
         for g in self.groups:
             if g.name == name:
                 return g
         raise KeyError(f"no group named {name!r} (known: {[g.name for g in self.groups]})")
 
     def floating_nodes(self) -> list[str]:
-        """Free nodes without a DC path to ground: no leak, no clamp, and no chain of resistors to
-        a node with one or to an input (held by a source). Transconductors drive a node but do not
-        load it, so such a node's KCL row has no conductance of its own and its voltage is free."""
+        """Free nodes without a DC path to ground.
+
+        No leak, no clamp, and no chain of resistors to a node with one or to an input (held by a
+        source). Transconductors drive a node but do not load it, so such a node's KCL row has no
+        conductance of its own and its voltage is free.
+        """
         grounded = np.concatenate([(g.leak > 0) | (g.clamp is not None) for g in self.free_groups])
         if grounded.all():
             return []
@@ -552,18 +679,22 @@ class Network:
 
     @property
     def input_groups(self) -> tuple[NodeGroup, ...]:
+        """The input groups, inverted ones included."""
         return tuple(g for g in self.groups if not g.free)
 
     @property
     def primary_input_groups(self) -> tuple[NodeGroup, ...]:
+        """The input groups that are not inverted copies."""
         return tuple(g for g in self.input_groups if g.invert is None)
 
     @property
     def free_groups(self) -> tuple[NodeGroup, ...]:
+        """The hidden and output groups, in declaration order."""
         return tuple(g for g in self.groups if g.free)
 
     @property
     def output_groups(self) -> tuple[NodeGroup, ...]:
+        """The output groups."""
         return tuple(g for g in self.groups if g.role == "output")
 
     @property
@@ -573,18 +704,22 @@ class Network:
 
     @property
     def n_outputs(self) -> int:
+        """The number of output nodes."""
         return sum(g.size for g in self.output_groups)
 
     @property
     def n_free(self) -> int:
+        """The number of free (hidden and output) nodes."""
         return sum(g.size for g in self.free_groups)
 
     @property
     def input_nodes(self) -> list[str]:
+        """Every input node's name, inverted ones included."""
         return [n for g in self.input_groups for n in g.nodes()]
 
     @property
     def free_nodes(self) -> list[str]:
+        """Every free node's name, in state order."""
         return [n for g in self.free_groups for n in g.nodes()]
 
     def slices(self) -> dict[str, slice]:
@@ -612,9 +747,19 @@ class Network:
         )
 
     def expand_inputs(self, inputs: np.ndarray) -> np.ndarray:
-        """Primary input voltages ``(batch, n_inputs)`` to all input-node voltages ``(batch, n_in)``.
+        """All input-node voltages ``(batch, n_in)`` from the primary ones ``(batch, n_inputs)``.
 
         Inverted groups carry the negated voltages of the group they invert.
+
+        Parameters
+        ----------
+        inputs : numpy.ndarray
+            Primary input voltages, V, ``(batch, n_inputs)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Input-node voltages, V, ``(batch, n_in)``.
         """
         u = voltage_rows("inputs", inputs, self.n_inputs)
         primary, k = {}, 0
@@ -638,15 +783,15 @@ class Network:
         if not (leaks > 0).any():
             raise ValueError(
                 f"network {self.name!r} has no leak conductance to set its natural scale (beta and "
-                f"learning rates are relative to it); give the free nodes a leak (S), or, where a "
-                f"command has --beta, pass beta in siemens"
+                "learning rates are relative to it); give the free nodes a leak (S), or, where a "
+                "command has --beta, pass beta in siemens"
             )
         return float(np.median(leaks[leaks > 0]))
 
     # --- parameters ------------------------------------------------------------------------
 
     def params(self) -> dict[str, np.ndarray]:
-        """Trainable parameters by group name: ``<coupling>`` weights, ``<group>.bias``, ``<group>.leak``."""
+        """Trainable parameters: ``<coupling>`` weights, ``<group>.bias``, ``<group>.leak``."""
         out = {c.name: c.weight for c in self.couplings}
         for g in self.free_groups:
             out[f"{g.name}.bias"] = g.bias
@@ -654,16 +799,28 @@ class Network:
         return out
 
     def with_params(self, params: dict[str, np.ndarray]) -> Network:
-        """A copy with some parameters replaced (names as in :meth:`params`; weights ``(dst.size,
-        src.size)`` S, bias ``(size,)`` A, leak ``(size,)`` S, or scalars for the groups').
+        """A copy with some parameters replaced (names as in :meth:`params`.
 
-        Only what a parameter can change is checked: each new array's shape, finiteness and
-        bounds (:data:`WEIGHT_BOUNDS`, :data:`NODE_PARAMS`), masked weights stored as 0, and the
-        checks that depend on values (every free node keeps a DC path to ground; no resistor from
-        a node to itself). The structure (names, groups, couplings, masks, diode, sample) is this
-        network's, validated when it was built, and is shared rather than validated again: a
-        training step at 784-500-10 spent as long re-validating it as in the layered engine's
-        input drive."""
+        weights ``(dst.size, src.size)`` S, bias ``(size,)`` A, leak ``(size,)`` S, or scalars for
+        the groups').
+
+        Only what a parameter can change is checked: each new array's shape, finiteness and bounds
+        (:data:`WEIGHT_BOUNDS`, :data:`NODE_PARAMS`), masked weights stored as 0, and the checks
+        that depend on values (every free node keeps a DC path to ground; no resistor from a node to
+        itself). The structure (names, groups, couplings, masks, diode, sample) is this network's,
+        validated when it was built, and is shared rather than validated again: a training step at
+        784-500-10 spent as long re-validating it as in the layered engine's input drive.
+
+        Parameters
+        ----------
+        params : dict of str to numpy.ndarray
+            New values by parameter name (:meth:`params`).
+
+        Returns
+        -------
+        Network
+            A copy with those values, validated.
+        """
         known = self.params()
         unknown = set(params) - set(known)
         if unknown:
@@ -671,7 +828,8 @@ class Network:
         for c in self.couplings:
             if c.name in params and np.shape(params[c.name]) != c.weight.shape:
                 raise ValueError(
-                    f"parameter {c.name!r} has shape {np.shape(params[c.name])}, expected {c.weight.shape}"
+                    f"parameter {c.name!r} has shape {np.shape(params[c.name])}, expected "
+                    f"{c.weight.shape}"
                 )
         couplings = []
         for c in self.couplings:

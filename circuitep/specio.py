@@ -257,9 +257,9 @@ def spec_to_toml(net: Network) -> str:
             lines.append("mask = [\n" + "".join(f"  {_toml_value(row)},\n" for row in c.mask) + "]")
         for key in settings_of(c.kind):
             value = c.setting(key)
-            lines.append(
-                f"{key} = {_toml_value(_scalar_or_array(value) if isinstance(value, np.ndarray) else value)}"
-            )
+            if isinstance(value, np.ndarray):
+                value = _scalar_or_array(value)
+            lines.append(f"{key} = {_toml_value(value)}")
     if net.sample is not None:
         lines += ["", "[sample]", f"inputs = {_toml_value(net.sample.inputs)}"]
         if net.sample.targets is not None:

@@ -136,8 +136,8 @@ class TrainConfig:
             "algorithm",
             self.algorithm,
             ALGORITHMS,
-            f"algorithm {self.algorithm!r} is not one "
-            f"of {ALGORITHMS} (or the alias 'bp' of 'exact')",
+            f"algorithm {self.algorithm!r} is not one of {ALGORITHMS} (or the alias 'bp' of "
+            "'exact')",
         )
         for key in ("lr", "beta_rel", "tau"):
             put(
@@ -214,7 +214,7 @@ class TrainConfig:
             )
         if self.cost == "xent" and self.v_off < 0:  # (v_off < v_on is checked above)
             raise ValueError(
-                f"cross-entropy targets are probabilities: need 0 <= v_off < v_on, got "
+                "cross-entropy targets are probabilities: need 0 <= v_off < v_on, got "
                 f"v_off = {self.v_off}, v_on = {self.v_on}"
             )
         lo, hi = self.g_bounds
@@ -841,7 +841,7 @@ class Trainer:
             )
         except (ConvergenceError, ValueError):
             values = (float("nan"),) * len(keys)
-        return dict(zip(keys, values))
+        return dict(zip(keys, values, strict=True))
 
     def run_epoch(self, state: TrainState, bar=None) -> TrainState:
         """One pass over the training set in the order fixed by (seed, epoch).
@@ -887,9 +887,10 @@ class Trainer:
             if lost >= limit:
                 batch = k // self.config.batch_size
                 raise TrainingDiverged(
-                    f"training diverged in epoch {state.epoch + 1}: no sample of the last {lost} (batches up to "
-                    f"{batch + 1} of the epoch) has an operating point, so no update can be computed "
-                    f"({state.failures} non-converged samples in the run so far)",
+                    f"training diverged in epoch {state.epoch + 1}: no sample of the last {lost} "
+                    f"(batches up to {batch + 1} of the epoch) has an operating point, so no "
+                    f"update can be computed ({state.failures} non-converged samples in the run so "
+                    "far)",
                     state.epoch + 1,
                     batch,
                     state.failures,

@@ -50,7 +50,8 @@ SPECS = (
         gain=4.0,
         bias_scale=0.5,
         seed=4,
-        description="Kendall-style resistive network 4(+4 inverted)-5-3 with diode clamps: reciprocal, "
+        description="Kendall-style resistive network 4(+4 inverted)-5-3 with diode clamps: "
+        "reciprocal, "
         "EP is exact",
     ),
     layered(
@@ -62,7 +63,8 @@ SPECS = (
         gain=2.0,
         bias_scale=0.2,
         seed=5,
-        description="Layered 4-6-5-3: resistors plus independent forward and backward transconductors "
+        description="Layered 4-6-5-3: resistors plus independent forward and backward "
+        "transconductors "
         "(asymmetric)",
     ),
 )

@@ -1,10 +1,11 @@
-"""Shared pytest configuration: the ``--ngspice`` gate, ngspice engine fixtures, the MNIST directory.
+"""Shared pytest configuration: the ``--ngspice`` gate, ngspice engine fixtures, the MNIST
+directory.
 
-Simulator tests are gated, not silently skipped (STYLE.md item 11). Mark a test ``@pytest.mark.ngspice``
-and choose the mode on the command line::
+Simulator tests are gated, not silently skipped (STYLE.md item 11). Mark a test
+``@pytest.mark.ngspice`` and choose the mode on the command line::
 
     pytest --ngspice=required       # CI: a missing libngspice is a test failure
-    pytest --ngspice=if-available   # default: a missing libngspice is a visible skip with the reason
+    pytest --ngspice=if-available   # default: a missing libngspice is a visible skip, with why
     pytest --ngspice=disabled       # never touch ngspice (skip every ngspice test)
 
 The fixtures below apply the same gate, so a test that asks for an ngspice engine but forgot the

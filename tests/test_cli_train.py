@@ -1,4 +1,5 @@
-"""``circuitep train`` and ``circuitep demo``: the command line over :func:`circuitep.runs.train_run`.
+"""``circuitep train`` and ``circuitep demo``: the command line over
+:func:`circuitep.runs.train_run`.
 
 A short run of ff:64-8-10 on 100 digits writes every file of the run layout (runs.py docstring),
 each checked for content, not only existence: metrics as JSON and CSV with the same rows, the
@@ -95,7 +96,7 @@ def test_train_writes_the_run_layout(run_dir):
     with open(run_dir / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(records)
-    for row, r in zip(rows, records):
+    for row, r in zip(rows, records, strict=True):
         assert list(row) == list(r), f"CSV columns {list(row)} != JSON keys {list(r)}"
         assert {k: type(r[k])(v) for k, v in row.items()} == r, f"CSV row {row} != JSON record {r}"
 

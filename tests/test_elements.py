@@ -75,7 +75,9 @@ def test_every_kind_declares_its_table():
 
 
 def _held(nodes: list[str], volts: np.ndarray) -> list[Element]:
-    return [Element("V", f"vhold_{n}", (n, "0"), float(v)) for n, v in zip(nodes, volts)]
+    return [
+        Element("V", f"vhold_{n}", (n, "0"), float(v)) for n, v in zip(nodes, volts, strict=True)
+    ]
 
 
 def _currents(els: list[Element], held: dict[str, float]) -> dict[str, float]:
@@ -119,7 +121,7 @@ def test_spice_matches_the_stamp_at_random_operating_points(kind, ngspice_engine
     rng = np.random.default_rng(7)
     for point in range(3):
         vs, vd = rng.uniform(-0.6, 1.2, (1, 3)), rng.uniform(-0.6, 1.2, (1, 2))
-        held = dict(zip(src + dst, np.concatenate([vs[0], vd[0]])))
+        held = dict(zip(src + dst, np.concatenate([vs[0], vd[0]]), strict=True))
         i_dst, i_src = kcl.coupling_currents(link, vd, vs)
         i_src = np.zeros((1, 3)) if i_src is None else i_src
         got = _currents(m.spice(c, src, dst), held)
@@ -161,7 +163,9 @@ def test_spice_matches_the_stamp_at_random_operating_points(kind, ngspice_engine
         if sd_ is not None:
             want_dst = want_dst + (sd_[0] if sd_.ndim == 3 else sd_).T @ lam_s
         adj = m.spice_adjoint(c, src, dst, adj_src, adj_dst) or []
-        got = _currents(adj, held | dict(zip(adj_src + adj_dst, np.concatenate([lam_s, lam_d]))))
+        got = _currents(
+            adj, held | dict(zip(adj_src + adj_dst, np.concatenate([lam_s, lam_d]), strict=True))
+        )
         _close(np.array([got[n] for n in adj_dst]), want_dst, f"{kind} adjoint, into adj dst")
         _close(np.array([got[n] for n in adj_src]), want_src, f"{kind} adjoint, into adj src")
 

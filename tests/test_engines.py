@@ -85,7 +85,7 @@ def solve_phases(
 def mismatch(
     what: str, nodes, a: np.ndarray, b: np.ndarray, names: tuple[str, str], tol: float
 ) -> str | None:
-    """``None`` if ``|a - b| <= tol`` everywhere, else a table of both sides (worst entries first)."""
+    """``None`` if ``|a - b| <= tol`` everywhere, else a table of both sides (worst ones first)."""
     diff = np.abs(a - b)
     if diff.max() <= tol:
         return None
@@ -151,8 +151,8 @@ def tanh_network() -> Network:
 
 
 def graph_network() -> Network:
-    """From a networkx graph: a recurrent hidden-to-hidden resistor h-k and transconductor k->h, mixed
-    kinds from the inputs, a tanh feedback from the output, per-node leak and bias."""
+    """From a networkx graph: a recurrent hidden-to-hidden resistor h-k and transconductor k->h,
+    mixed kinds from the inputs, a tanh feedback from the output, per-node leak and bias."""
     g = nx.DiGraph()
     g.add_node("a", role="input")
     g.add_node("b", role="input")
@@ -251,8 +251,8 @@ def test_special_networks_are_what_they_claim():
     "phase", [Phase(), Phase("nudged", 1e-6), Phase("dyadic", 1e-4)], ids=lambda p: p.label
 )
 def test_ngspice_follows_parameter_updates(ngspice_engine_factory, form, phase):
-    """One engine, one phase, new parameter values each call: the engine alters element values in the
-    loaded circuit instead of reloading it, and must still agree with numpy."""
+    """One engine, one phase, new parameter values each call: the engine alters element values in
+    the loaded circuit instead of reloading it, and must still agree with numpy."""
     base = builders.random_network("nonreciprocal", diodes=True, seed=0)
     u, y = make_batch(base, 3)
     rng = np.random.default_rng(4)
@@ -490,7 +490,7 @@ def test_engine_contract_in_every_phase(engine, kind):
     tol = 0.0 if engine is NUMPY else LAYERED_TOL if engine is LAYERED else ENGINE_TOL
     problems = compare_phases(kind, got, ref, (engine.name, "numpy"), tol)
     assert not problems, "\n".join(problems)
-    for (phase, _), op in zip(phase_list(x_free), got.values()):
+    for (phase, _), op in zip(phase_list(x_free), got.values(), strict=True):
         assert op.engine == engine.name and op.phase == phase, (op.engine, op.phase)
         assert op.nodes == tuple(net.free_nodes) and op.x.shape == (BATCH, net.n_free)
         assert op.converged.shape == (BATCH,) and op.converged.dtype == bool and op.converged.all()
@@ -547,8 +547,8 @@ def shockley_clamp_voltage(drive: float, i_sat: float, n: float) -> float:
 
     ``drive = leak v + Is (exp((v - v_hi)/(n Vt)) - 1) + gmin (v - v_hi) - i_dn``, where the lower
     diode (v_lo -> node) is reverse biased by about 1 V: SPICE3's reverse model gives
-    ``i_dn = -Is (1 + (3 n Vt / (e (v_lo - v)))^3) + gmin (v_lo - v)``. ``Vt`` is kT/q at 27 degC with
-    the CODATA 2014 constants ngspice uses.
+    ``i_dn = -Is (1 + (3 n Vt / (e (v_lo - v)))^3) + gmin (v_lo - v)``. ``Vt`` is kT/q at 27 degC
+    with the CODATA 2014 constants ngspice uses.
     """
     vt = 1.38064852e-23 * 300.15 / 1.6021766208e-19
     vte = n * vt
@@ -600,8 +600,9 @@ def test_stable_random_networks_report_stable():
 
 
 def test_positive_feedback_loop_is_unstable():
-    """Two free nodes driving each other with w12 = w21 = 3 g_leak: J = g_leak [[-1, 3], [3, -1]] has
-    the eigenvalue +2 g_leak, so the (unique, x = 0 for zero input) operating point is unstable."""
+    """Two free nodes driving each other with w12 = w21 = 3 g_leak: J = g_leak [[-1, 3], [3, -1]]
+    has the eigenvalue +2 g_leak, so the (unique, x = 0 for zero input) operating point is
+    unstable."""
     leak = 1e-4
     net = Network(
         "loop",

@@ -139,7 +139,8 @@ def compare_table(
     c = compare(est, exact)
     lines = [
         f"{label}: overall cosine {c['cosine']:.10f}, rel error {c['rel_error']:.3e}",
-        f"  {'group':<10} {'cosine':>14} {'rel_error':>10}   first entries ({names[0]} | {names[1]})",
+        f"  {'group':<10} {'cosine':>14} {'rel_error':>10}   first entries ({names[0]} | "
+        f"{names[1]})",
     ]
     for g, m in c["groups"].items():
         a, b = np.ravel(est[g])[:entries], np.ravel(exact[g])[:entries]
@@ -154,13 +155,13 @@ def exact_of(net: Network, u, y, cost=None) -> Estimate:
     return estimate("exact", net, NUMPY, u, y, beta=1.0, cost=cost)
 
 
-# ------------------------------------------------------------ 1. exact gradient vs finite differences
+# ---------------------------------------------------------- 1. exact gradient vs finite differences
 
-#: Relative finite-difference step: h = FD_STEP x (the group's largest |parameter|), i.e. ~1e-9 S for
-#: weights and leaks of ~1e-4 S. The central difference has truncation error ~ (dv / V_T)^2 where dv
-#: is the voltage change the step causes (<~1e-5 x 1 V) and V_T = 26 mV the diode's thermal voltage:
-#: <~1e-7 relative where diodes conduct hard; roundoff is ~ eps C / (h |dC/dtheta|) ~ 1e-16 / 1e-5
-#: = 1e-11 relative (Newton solves each free phase to machine precision).
+#: Relative finite-difference step: h = FD_STEP x (the group's largest |parameter|), i.e. ~1e-9 S
+#: for weights and leaks of ~1e-4 S. The central difference has truncation error ~ (dv / V_T)^2
+#: where dv is the voltage change the step causes (<~1e-5 x 1 V) and V_T = 26 mV the diode's thermal
+#: voltage: <~1e-7 relative where diodes conduct hard; roundoff is ~ eps C / (h |dC/dtheta|) ~ 1e-16
+#: / 1e-5 = 1e-11 relative (Newton solves each free phase to machine precision).
 FD_STEP = 1e-5
 #: Measured worst group on these networks: 1.6e-8 (random feedforward, diodes deep in conduction);
 #: typically 1e-10 .. 1e-8. A wrong sign, a missing J^T or a wrong local rule gives O(1).
@@ -212,7 +213,7 @@ def test_exact_gradient_matches_finite_differences(key, cost):
         if not rel <= FD_TOL:
             rows = "\n".join(
                 f"      [{i}] adjoint {a:+.12e}  finite difference {f:+.12e}"
-                for i, a, f in zip(idx, adj, fd)
+                for i, a, f in zip(idx, adj, fd, strict=True)
             )
             problems.append(f"  {group}: rel error {rel:.3e} > {FD_TOL:.0e} (h = {h:.2e})\n{rows}")
     assert not problems, (
@@ -220,7 +221,7 @@ def test_exact_gradient_matches_finite_differences(key, cost):
     )
 
 
-# ------------------------------------------------------------------- 2. estimators on the numpy engine
+# ---------------------------------------------------------------- 2. estimators on the numpy engine
 
 #: AEP centred has an O(beta^2) bias: ~(beta / g)^2 x curvature with beta / leak = 1e-3, i.e. ~1e-6.
 #: Measured worst group: 4.3e-5 (random feedforward seed 0, outputs clamped by conducting diodes);
@@ -366,10 +367,11 @@ def test_vf_cannot_train_feedforward_hidden_layer(key):
 # ------------------------------------------------------------------------------ 3. on ngspice
 
 #: ngspice solves to reltol 1e-10, vntol 1e-12 V, abstol 1e-15 A (compiler.Tolerances) and agrees
-#: with numpy to ~1e-12 V; the nudged differences x^+b - x^-b are ~ beta lambda ~ 1e-4 V, so ngspice's
-#: own error is ~1e-8 relative and the AEP error is numpy's beta^2 bias (measured: cosine 1 - 1e-12,
-#: rel error 1e-5 feedforward, 6e-8 reciprocal, 5e-7 layered, 8e-5 layered cross-entropy; Dyadic
-#: 2e-11). The bar 0.9999 is the project's ngspice bar; the relative-error bar 1e-3 leaves a decade.
+#: with numpy to ~1e-12 V; the nudged differences x^+b - x^-b are ~ beta lambda ~ 1e-4 V, so
+#: ngspice's own error is ~1e-8 relative and the AEP error is numpy's beta^2 bias (measured: cosine
+#: 1 - 1e-12, rel error 1e-5 feedforward, 6e-8 reciprocal, 5e-7 layered, 8e-5 layered cross-entropy;
+#: Dyadic 2e-11). The bar 0.9999 is the project's ngspice bar; the relative-error bar 1e-3 leaves a
+#: decade.
 NGSPICE_COSINE = 0.9999
 NGSPICE_REL_TOL = 1e-3
 
@@ -397,7 +399,8 @@ def test_aep_and_dyadic_match_exact_on_ngspice(ngspice_engine_factory, form, spe
             "ngspice free state differs from numpy's by > 1e-6 V"
         )
         check_groups(
-            f"{net.name} ({form}, {cost.name}): {name.upper()} on ngspice (beta {beta:g}) vs numpy exact",
+            f"{net.name} ({form}, {cost.name}): {name.upper()} on ngspice (beta {beta:g}) vs numpy "
+            "exact",
             est.grads,
             exact.grads,
             rel_tol=NGSPICE_REL_TOL,
@@ -430,11 +433,12 @@ def check_bias_law(net: Network, name: str) -> None:
     sweep = beta_sweep(net, NUMPY, u, y, BIAS_BETAS, estimators=(name,))[name]
     table = "\n".join(
         f"  beta {b:.3e} S: one-sided {o:.4e}, centred {c:.4e}"
-        for b, o, c in zip(BIAS_BETAS, sweep["one_sided"], sweep["centered"])
+        for b, o, c in zip(BIAS_BETAS, sweep["one_sided"], sweep["centered"], strict=True)
     )
     msg = (
         f"{net.name}: {name.upper()} bias law: slopes one-sided {sweep['slope_one_sided']:.3f} "
-        f"(want {SLOPE_ONE_SIDED}), centred {sweep['slope_centered']:.3f} (want {SLOPE_CENTRED})\n{table}"
+        f"(want {SLOPE_ONE_SIDED}), centred {sweep['slope_centered']:.3f} (want "
+        f"{SLOPE_CENTRED})\n{table}"
     )
     for mode in ("one_sided", "centered"):
         assert np.all(np.diff(sweep[mode]) > 0), (
@@ -461,7 +465,7 @@ def test_ep_bias_law_on_nonlinear_reciprocal_network(key):
     check_bias_law(net, "ep")
 
 
-# ------------------------------------------------------------------ 5. contract over every estimator
+# ----------------------------------------------------------------- 5. contract over every estimator
 
 
 @pytest.fixture(

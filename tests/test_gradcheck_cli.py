@@ -10,15 +10,16 @@ Tolerances (beta = 1e-7 S, the default: 1e-3 x the median leak of the layered sp
 - Dyadic rel error <= 1e-8 on numpy (no beta bias; measured 2e-14).
 - Beta sweep (beta x 10^[-1 .. 1]): AEP slopes one-sided in [0.9, 1.1], centred in [1.8, 2.2]
   (measured 1.00 and 2.00); VF's error tends to its bias, not to 0: |slope| < 0.1 (measured 1e-4).
-- Asymmetry sweep (alpha = 0 .. 1): VF's error grows strictly with the asymmetry, from AEP's level at
-  alpha = 0 (a reciprocal circuit: measured 1.5e-6) to > 0.1 at the spec's own asymmetry (measured
-  0.77), while AEP's stays < 1e-4 throughout (measured <= 1.4e-6).
+- Asymmetry sweep (alpha = 0 .. 1): VF's error grows strictly with the asymmetry, from AEP's level
+  at alpha = 0 (a reciprocal circuit: measured 1.5e-6) to > 0.1 at the spec's own asymmetry
+  (measured 0.77), while AEP's stays < 1e-4 throughout (measured <= 1.4e-6).
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -120,13 +121,13 @@ def test_gradcheck_numpy_with_sweeps(in_repo, tmp_path, capsys):
     asym = report["asymmetry_sweep"]
     msg = "\n".join(
         f"  asymmetry {a:.3f}: VF {v:.3e}, AEP {p:.3e}, stable {s}"
-        for a, v, p, s in zip(asym["asymmetry"], asym["vf"], asym["aep"], asym["stable"])
+        for a, v, p, s in zip(
+            asym["asymmetry"], asym["vf"], asym["aep"], asym["stable"], strict=True
+        )
     )
-    assert asym["asymmetry"][0] == 0 and all(
-        b > a for a, b in zip(asym["asymmetry"], asym["asymmetry"][1:])
-    ), msg
+    assert asym["asymmetry"][0] == 0 and all(b > a for a, b in pairwise(asym["asymmetry"])), msg
     assert all(asym["stable"]), msg
-    assert all(b > a for a, b in zip(asym["vf"], asym["vf"][1:])), (
+    assert all(b > a for a, b in pairwise(asym["vf"])), (
         f"VF error does not grow with asymmetry\n{msg}"
     )
     assert asym["vf"][0] < 1e-4 and asym["vf"][-1] > 0.1, msg

@@ -88,7 +88,8 @@ def compare(what: str, a: np.ndarray, b: np.ndarray, tol: float) -> None:
         return
     worst = np.argsort(diff, axis=None)[::-1][:8]
     rows = [
-        f"  sample {i}, node {j}: numpy {a[i, j]:+.15f}  layered {b[i, j]:+.15f}  |diff| {diff[i, j]:.3e}"
+        f"  sample {i}, node {j}: numpy {a[i, j]:+.15f}  layered {b[i, j]:+.15f}  |diff| "
+        f"{diff[i, j]:.3e}"
         for i, j in (np.unravel_index(k, diff.shape) for k in worst)
     ]
     pytest.fail(
@@ -290,7 +291,8 @@ def test_mnist_scale_free_phase_is_fast_and_agrees():
     compare("784-500-10 free", ref.x, got.x[:n_ref], BIG_TOL)
     np.testing.assert_array_equal(got.iterations[:n_ref], ref.iterations)
     assert t_numpy >= SPEEDUP * t_layered, (
-        f"784-500-10 free phase: layered {t_layered * 1e3:.2f} ms per sample (batch {len(u)}), numpy "
+        f"784-500-10 free phase: layered {t_layered * 1e3:.2f} ms per sample (batch {len(u)}), "
+        "numpy "
         f"{t_numpy * 1e3:.2f} ms per sample (batch {n_ref}): less than {SPEEDUP}x faster"
     )
 

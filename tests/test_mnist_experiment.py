@@ -80,13 +80,16 @@ def test_mnist_script_reports_what_the_issue_asks(tmp_path, mnist_dir):
         )  # the engines' agreement bound (tests/test_engines.py)
     vf = accuracies(tmp_path, "feedforward-vf-s0")
     for other in ("feedforward-ep-s0", "feedforward-output-s0"):
-        assert all(abs(a - b) <= 1 / N_TEST for a, b in zip(accuracies(tmp_path, other), vf)), other
+        assert all(
+            abs(a - b) <= 1 / N_TEST for a, b in zip(accuracies(tmp_path, other), vf, strict=True)
+        ), other
     assert (tmp_path / "results" / "mnist-quick.png").stat().st_size > 0
 
     # asked for more epochs than the runs hold, the report counts them as unfinished
     done = run_script(tmp_path, mnist_dir, "--report-only", "--epochs", "3")
     assert "| feedforward | aep | 0 (+1: at epoch 2) |" in done.stdout
-    # a run that diverged (diverged.json, as train_run writes it) is reported as such, not trained again
+    # a run that diverged (diverged.json, as train_run writes it) is reported as such, not trained
+    # again
     run = tmp_path / "runs" / "quick" / "feedforward-bp-s0"
     (run / "diverged.json").write_text(
         json.dumps({"epoch": 3, "batch": 0, "failures": 100, "message": "test"})
@@ -98,12 +101,13 @@ def test_mnist_script_reports_what_the_issue_asks(tmp_path, mnist_dir):
     assert len(json.loads((run / "metrics.json").read_text())) == 2
     done = run_script(tmp_path, mnist_dir, "--report-only", "--epochs", "3")
     assert "| feedforward | bp | 0 (+1: diverged in epoch 3) |" in done.stdout
-    # another configuration, config-X.json, reports as mnist-X (its runs go to runs/mnist-X by default)
+    # another configuration, config-X.json, reports as mnist-X (its runs go to runs/mnist-X by
+    # default)
     done = run_script(tmp_path, mnist_dir, "--report-only", config_name="config-x.json")
     assert (tmp_path / "results" / "mnist-x-quick.md").read_text() in done.stdout
     assert (
-        "Command: `python experiments/mnist/run.py --quick --config experiments/mnist/config-x.json`"
-        in done.stdout
+        "Command: `python experiments/mnist/run.py --quick --config "
+        "experiments/mnist/config-x.json`" in done.stdout
     )
 
 

@@ -1,5 +1,6 @@
-"""The netlist writer: deterministic text of a fixed shape, unique names, plain numbers, and no way for
-text other than identifiers, numbers and the compiler's expressions to reach ngspice (STYLE.md 7, 12)."""
+"""The netlist writer: deterministic text of a fixed shape, unique names, plain numbers, and no way
+for text other than identifiers, numbers and the compiler's expressions to reach ngspice
+(STYLE.md 7, 12)."""
 
 from __future__ import annotations
 

@@ -69,7 +69,7 @@ def test_zero_settings_are_vccs_to_the_last_bit(net):
     uu = net.expand_inputs(u)
     rng = np.random.default_rng(1)
     x, s = rng.uniform(-0.5, 0.7, (4, net.n_free)), rng.normal(0, 1, (4, net.n_free))
-    for a, b in zip(kcl.residual(net, uu, x), kcl.residual(ota, uu, x)):
+    for a, b in zip(kcl.residual(net, uu, x), kcl.residual(ota, uu, x), strict=True):
         assert np.array_equal(a, b)
     for k, g in kcl.param_gradients(net, uu, x, s).items():
         assert np.array_equal(g, kcl.param_gradients(ota, uu, x, s)[k]), k

@@ -402,7 +402,8 @@ def test_names_next_to_reserved_words_simulate(form, ngspice_engine_factory):
         (
             "hertz2",
             {"in": "pi1", "h1": "boltz1", "out": "gnd1"},
-            {c.name: n for c, n in zip(net.couplings, NEIGHBOURS[5:])},
+            # NEIGHBOURS[5:] has more names than there are couplings
+            {c.name: n for c, n in zip(net.couplings, NEIGHBOURS[5:], strict=False)},
         ),
     ]:
         g2 = tuple(replace(g, name=groups[g.name]) for g in net.groups)
@@ -613,6 +614,12 @@ def test_train_config_stores_plain_values():
             r"xor: n_train must be a positive int or None, got .*True",
         ),
         (lambda b: load_dataset("xor", seed=b), r"seed must be a non-negative int, got .*True"),
+        (lambda b: NumpyEngine(vtol=b), r"numpy engine: vtol = .*True.* must be in \(0, 1e-06\]"),
+        (lambda b: NumpyEngine(itol=b), r"numpy engine: itol = .*True.* must be in \(0, 1e-09\]"),
+        (
+            lambda b: NumpyEngine(max_iter=b),
+            r"numpy engine: max_iter = .*True.* must be a positive whole number",
+        ),
     ],
 )
 @pytest.mark.parametrize("flag", [True, np.bool_(True)])

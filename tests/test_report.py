@@ -57,7 +57,7 @@ def test_one_node_powers_match_the_closed_form(kind):
 
 
 def test_one_node_settles_as_its_rc_closed_form():
-    """From rest, v(t) = v_f (1 - exp(-t / tau)), tau = C / g: within tol after tau ln(v_f / tol)."""
+    """From rest, v(t) = v_f (1 - exp(-t / tau)), tau = C / g: within tol after tau ln(v_f/tol)."""
     net = one_node("vccs", bias=0.0)
     u = np.array([0.7])
     v_f = 3e-5 * 0.7 / 1e-4

@@ -84,7 +84,8 @@ def test_singular_circuit_is_a_convergence_error_not_a_linalg_error(engine):
     to itself cancels, and two whose 2 x 2 block the layered engine solves densely (where its block
     elimination once raised numpy's LinAlgError for the whole batch). At zero input the free state
     is 0 V, where ``F`` already vanishes, but the adjoint circuit has no operating point: the dyadic
-    phase says so instead of returning NaN. (A node with no DC path at all is refused by the spec.)"""
+    phase says so instead of returning NaN. (A node with no DC path at all is refused by the
+    spec.)"""
     one = Network(
         "sing",
         (

@@ -26,8 +26,8 @@ def test_feedforward_circuit_settles_at_its_operating_point(ngspice_engine_facto
 
 def test_multistable_circuit_settles_where_the_numpy_engine_says(ngspice_engine_factory):
     """layered:12-8-4 at gain 1 has several DC solutions for sample 0; ngspice's op finds one the
-    circuit does not settle into from rest (measured 0.2 V away), the numpy engine's pseudo-transient
-    fallback finds the one it does."""
+    circuit does not settle into from rest (measured 0.2 V away), the numpy engine's
+    pseudo-transient fallback finds the one it does."""
     engine = ngspice_engine_factory("folded")
     net = from_shorthand("layered:12-8-4", seed=1, gain=1.0)
     u = np.random.default_rng(0).uniform(0, 1, (1, 12))
@@ -126,7 +126,8 @@ def test_a_sample_settles_alone_as_in_its_batch():
     Newton fails and the transient takes over (11 of these 50 samples, measured; before the first
     transient step was set per sample, 5 of them failed in the batch). Batched linear algebra
     rounds differently from single solves (measured 6e-12 V), hence 1e-9 V. The dense engine runs
-    the same solver with other linear algebra: the first 10 samples suffice for it (50 take ~5 s)."""
+    the same solver with other linear algebra: the first 10 samples suffice for it (50 take ~5
+    s)."""
     net = from_shorthand("layered:12-8-4", seed=0, gain=1.5)
     u = np.random.default_rng(0).uniform(0, 1, (50, 12))
     for engine, n in ((LayeredEngine(), 50), (NumpyEngine(), 10)):

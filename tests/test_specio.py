@@ -69,49 +69,64 @@ def test_params_round_trip_and_shape_mismatch(tmp_path):
         ("name = 'x'\nbogus = 1\n", r"unknown key\(s\) \['bogus'\]"),
         ("name = 'x'\n[[groups]\n", "not valid TOML"),
         (
-            "[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\nsize = 1\n",
+            "[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = "
+            "'output'\nsize = 1\n",
             "missing top-level name",
         ),
         (
-            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = "
+            "'o'\nrole = 'output'\n"
             "size = 1\n[[couplings]]\nname = 'c'\nkind = 'resistor'\nsrc = 'in'\ndst = 'o'\n",
             r"couplings\[0\]: missing key\(s\) \['weight'\]",
         ),
         (
-            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-            "size = 1\n[[couplings]]\nname = 'c'\nkind = 'resistor'\nsrc = 'in'\ndst = 'o'\nweight = [[-1e-4]]\n",
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = "
+            "'o'\nrole = 'output'\n"
+            "size = 1\n[[couplings]]\nname = 'c'\nkind = 'resistor'\nsrc = 'in'\ndst = 'o'\nweight "
+            "= [[-1e-4]]\n",
             r"couplings\['c'\].weight\[0, 0\] = -0.0001 is negative",
         ),
-        # TOML booleans and strings are not numbers, and numbers are not mask booleans: no silent casts
+        # TOML booleans and strings are not numbers, and numbers are not mask booleans: no silent
+        # casts
         (
-            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = "
+            "'o'\nrole = 'output'\n"
             "size = 1\nleak = '1e-4'\n",
             r"groups\['o'\].leak must be a number or a list of numbers, got '1e-4'",
         ),
         (
-            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = "
+            "'o'\nrole = 'output'\n"
             "size = 1\nclamp = [false, true]\n",
             r"groups\['o'\].clamp must be a number or a list of numbers, got False",
         ),
         (
-            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-            "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [true]]\n",
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = "
+            "'o'\nrole = 'output'\n"
+            "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = "
+            "[[1e-4], [true]]\n",
             r"couplings\['c'\].weight must be a matrix of numbers, got True",
         ),
         (
-            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-            "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [1e-4, 2e-4]]\n",
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = "
+            "'o'\nrole = 'output'\n"
+            "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = "
+            "[[1e-4], [1e-4, 2e-4]]\n",
             r"couplings\['c'\].weight must be a matrix of numbers \(rows of equal length\)",
         ),
         (
-            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-            "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [1e-4]]\n"
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = "
+            "'o'\nrole = 'output'\n"
+            "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = "
+            "[[1e-4], [1e-4]]\n"
             "mask = [['false'], ['true']]\n",
             r"couplings\['c'\].mask must be a matrix of booleans, got 'false'",
         ),
         (
-            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-            "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4], [1e-4]]\n"
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = "
+            "'o'\nrole = 'output'\n"
+            "size = 2\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = "
+            "[[1e-4], [1e-4]]\n"
             "mask = [[0.5], [1]]\n",
             r"couplings\['c'\].mask must be a matrix of booleans, got 0.5",
         ),
@@ -120,18 +135,22 @@ def test_params_round_trip_and_shape_mismatch(tmp_path):
             r"groups\[0\]: missing key\(s\) \['role'\]",
         ),
         (
-            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 2\n[[groups]]\nname = 'o'\nrole = 'output'\n"
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 2\n[[groups]]\nname = "
+            "'o'\nrole = 'output'\n"
             "size = 1\n[sample]\ninputs = ['1', 0]\n",
             r"sample.inputs must be a number or a list of numbers, got '1'",
         ),
         # keys that would do nothing: input groups are held by sources; only tanh couplings saturate
         (
             "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\nclamp = [0, 1]\n",
-            r"groups\[0\] is an input group, held by voltage sources: \['clamp'\] would do nothing there",
+            r"groups\[0\] is an input group, held by voltage sources: \['clamp'\] would do nothing "
+            r"there",
         ),
         (
-            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = 'o'\nrole = 'output'\n"
-            "size = 1\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = [[1e-4]]\nv_sat = 0.5\n",
+            "name = 'x'\n[[groups]]\nname = 'in'\nrole = 'input'\nsize = 1\n[[groups]]\nname = "
+            "'o'\nrole = 'output'\n"
+            "size = 1\n[[couplings]]\nname = 'c'\nkind = 'vccs'\nsrc = 'in'\ndst = 'o'\nweight = "
+            "[[1e-4]]\nv_sat = 0.5\n",
             r"couplings\[0\] has v_sat, which only saturating \(tanh\) couplings use",
         ),
     ],

@@ -46,7 +46,7 @@ def run_alone(binary: str, path: Path, cwd: Path) -> dict[str, float]:
 
 
 def numpy_states(name: str) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """What numpy solves for each phase of a reference spec's sample: ``(x, adjoint half or None)``."""
+    """What numpy solves for each phase of a reference spec's sample: ``(x, adjoint or None)``."""
     net = load_spec(NETLISTS / f"{name}.toml")
     engine = NumpyEngine()
     u, y = net.sample.inputs[None], net.sample.targets[None]
@@ -135,7 +135,7 @@ def test_no_analysis_leaves_out_the_control_block(tmp_path):
 
 @pytest.mark.parametrize("phase", ["nudged", "aep", "dyadic"])
 def test_a_nudged_compile_without_targets_is_refused(tmp_path, capsys, phase):
-    """ff:16-8-4 has no sample, so no targets: the nudge would pull toward made-up 0.25 V targets."""
+    """ff:16-8-4 has no sample, so no targets: the nudge would pull toward made-up 0.25 V ones."""
     code, out, _ = compile_cli(tmp_path, "ff:16-8-4", "--phase", phase)
     assert code == 2 and not out.exists()
     assert (

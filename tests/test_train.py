@@ -452,7 +452,8 @@ def test_skip_covers_probe_batch(tmp_path):
 def test_training_that_loses_every_sample_stops_as_diverged(tmp_path):
     """Whole batches in a row (at least DIVERGED_AFTER = 100 samples) without an operating point
     leave nothing to update with, so the parameters would stay where no sample converges: the run
-    stops at its last completed epoch, says where in diverged.json, and a resume does not replay it."""
+    stops at its last completed epoch, says where in diverged.json, and a resume does not replay
+    it."""
     net, data, out = from_shorthand(RESUME_SPEC, seed=0), resume_data(), tmp_path / "run"
     train_run(net, data, LayeredEngine(), RESUME_CONFIG, out, progress=False, stop_after=1)
     after_epoch1 = load_checkpoint(out / "checkpoint.npz").params
@@ -610,7 +611,7 @@ def test_vf_trains_only_the_output_layer_and_aep_matches_bp():
 
 
 def masked_network():
-    """3-5-4 with resistors and transconductors, leaks 1e-4 .. 3e-4 S, a random mask per coupling."""
+    """3-5-4 with resistors and transconductors, leaks 1e-4 .. 3e-4 S, random masks per coupling."""
     base = layered([3, 5, 4], forward="vccs", resistors=True, leak=1e-4, seed=3)
     rng = np.random.default_rng(5)
     groups = tuple(
@@ -680,7 +681,8 @@ def test_constrain_bounds_and_masks():
 
 def test_trained_leaks_stay_within_the_initial_scale(tmp_path):
     """With --train-leak the step size and the bounds come from the initial network's scale sigma:
-    recomputed from the trained leaks they grew with them (lr 100 on xor reached 5e9 S in 5 epochs)."""
+    recomputed from the trained leaks they grew with them (lr 100 on xor reached 5e9 S in 5
+    epochs)."""
     net, data = from_shorthand("ff:2-2-2", seed=0), load_dataset("xor")
     sigma = natural_scale(net)
     config = TrainConfig(train_leak=True, lr=100.0, epochs=5, batch_size=4)
@@ -781,7 +783,8 @@ def test_quantised_values_stay_within_bounds():
         (dict(seed=-1), r"seed = -1 must be an integer in 0 .. 2\*\*32 - 1"),
         (dict(seed="0"), r"seed = '0' must be an integer"),
         (dict(w_max=math.inf), r"w_max = inf must be positive and finite"),
-        # targets: the class is the highest output, so v_on must be above v_off, and both are voltages
+        # targets: the class is the highest output, so v_on must be above v_off, and both are
+        # voltages
         (dict(v_on=0.0, v_off=1.0), r"v_on = 0.0 must be above v_off = 1.0"),
         (dict(v_on=0.5, v_off=0.5), r"v_on = 0.5 must be above v_off = 0.5"),
         (dict(v_on=math.nan), r"v_on = nan must be a target voltage within \+-1000 V"),

@@ -148,7 +148,7 @@ def test_spice_command_words_refused_as_names(word):
 
 
 def test_adjoint_prefix_refused_as_coupling_name():
-    """Coupling ``x``'s adjoint elements are named ``radj_x_i_j``: a coupling ``adj_x`` would collide."""
+    """Coupling ``x``'s adjoint elements are named ``radj_x_i_j``: a coupling ``adj_x`` collides."""
     with pytest.raises(
         ValueError, match=r"couplings\['adj_x'\]\.name = 'adj_x': the prefix 'adj_' is reserved"
     ):
@@ -558,9 +558,9 @@ def test_with_params_checks_the_new_values_and_shares_the_validated_structure():
     new = net.with_params({"fwd1": np.full((3, 4), 2e-4), "h1.bias": np.full(3, 1e-6)})
     assert new.sample is net.sample and new.diode is net.diode
     changed = {"fwd1", "h1"}
-    for old, c in zip(net.couplings, new.couplings):
+    for old, c in zip(net.couplings, new.couplings, strict=True):
         assert (c is old) == (c.name not in changed), c.name
-    for old, g in zip(net.groups, new.groups):
+    for old, g in zip(net.groups, new.groups, strict=True):
         assert (g is old) == (g.name not in changed), g.name
     fwd1 = new.couplings[[c.name for c in new.couplings].index("fwd1")]
     assert fwd1.weight[0, 0] == 0 and fwd1.weight[1, 1] == 2e-4 and not fwd1.weight.flags.writeable
@@ -581,7 +581,7 @@ def test_with_params_checks_the_new_values_and_shares_the_validated_structure():
 
 
 def test_from_graph_refuses_transconductors_on_an_undirected_graph():
-    """An undirected edge has no direction, so its transconductor's was whatever networkx reports."""
+    """An undirected edge has no direction: its transconductor's was whatever networkx reported."""
     import networkx as nx
 
     g = nx.Graph()

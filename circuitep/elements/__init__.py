@@ -1,0 +1,1 @@
+"""The element kinds: one module per kind, listed in :mod:`circuitep.elements.registry`."""

@@ -25,8 +25,11 @@ from circuitep.netlist import Element
 
 @dataclass(frozen=True)
 class Term:
-    """One coupling's block ``A0`` (S, :mod:`circuitep.elements.blocks`) of the correction, with
-    the slices of its dst and src nodes in the free-node vector and their chain positions."""
+    """One coupling's block of the AEP correction.
+
+    One coupling's block ``A0`` (S, :mod:`circuitep.elements.blocks`) of the correction, with the
+    slices of its dst and src nodes in the free-node vector and their chain positions.
+    """
 
     dst: slice
     src: slice
@@ -36,7 +39,20 @@ class Term:
 
 
 def terms(links, x0: np.ndarray) -> list[Term]:
-    """The correction's blocks at the free state ``x0`` (V, (batch, n_free))."""
+    """The correction's blocks at the free state ``x0`` (V, (batch, n_free)).
+
+    Parameters
+    ----------
+    links : list of Link
+        The network's couplings with their node slices (:func:`circuitep.kcl.links`).
+    x0 : numpy.ndarray
+        Free state, V: ``(batch, n_free)``, or ``(n_free,)`` for :func:`spice`.
+
+    Returns
+    -------
+    list of Term
+        One term per non-reciprocal coupling from a free group.
+    """
     out = []
     for link in links:
         if link.src_free is None or link.kind.RECIPROCAL:
@@ -48,12 +64,37 @@ def terms(links, x0: np.ndarray) -> list[Term]:
 
 
 def take_rows(ts: list[Term], rows: np.ndarray) -> list[Term]:
-    """The terms for a subset of the samples."""
+    """The terms for a subset of the samples.
+
+    Parameters
+    ----------
+    ts : list of Term
+        Correction terms from :func:`terms`.
+    rows : numpy.ndarray
+        Indices of the samples to keep.
+
+    Returns
+    -------
+    list of Term
+        The same terms restricted to ``rows``.
+    """
     return [Term(t.dst, t.src, t.dst_pos, t.src_pos, take(t.a0, rows)) for t in ts]
 
 
 def apply(f: np.ndarray, ts: list[Term], x: np.ndarray, x0: np.ndarray) -> None:
-    """``f -= K (x - x0)`` in place (A; x, x0 in V, (batch, n_free))."""
+    """``f -= K (x - x0)`` in place (A; x, x0 in V, (batch, n_free)).
+
+    Parameters
+    ----------
+    f : numpy.ndarray
+        KCL residual, A, ``(batch, n_free)``; modified in place.
+    ts : list of Term
+        Correction terms from :func:`terms`.
+    x : numpy.ndarray
+        Node voltages, V, ``(batch, n_free)``.
+    x0 : numpy.ndarray
+        Free state, V: ``(batch, n_free)``, or ``(n_free,)`` for :func:`spice`.
+    """
     for t in ts:
         z_dst, z_src = x[:, t.dst] - x0[:, t.dst], x[:, t.src] - x0[:, t.src]
         f[:, t.dst] -= matvec(t.a0, z_src)
@@ -61,8 +102,17 @@ def apply(f: np.ndarray, ts: list[Term], x: np.ndarray, x0: np.ndarray) -> None:
 
 
 def add_jacobian(add: Callable[[int, int, np.ndarray], None], ts: list[Term]) -> None:
-    """Add ``-K`` to a block Jacobian; ``add(a, b, term)`` adds to block ``(a, b)`` (chain
-    positions)."""
+    """Add ``-K`` to a block Jacobian.
+
+    ``add(a, b, term)`` adds to block ``(a, b)`` (chain positions).
+
+    Parameters
+    ----------
+    add : callable
+        ``add(a, b, block)`` adds ``block`` (S) to Jacobian block ``(a, b)`` (chain positions).
+    ts : list of Term
+        Correction terms from :func:`terms`.
+    """
     for t in ts:
         a0 = dense(t.a0)
         add(t.dst_pos, t.src_pos, -a0)
@@ -72,15 +122,46 @@ def add_jacobian(add: Callable[[int, int, np.ndarray], None], ts: list[Term]) ->
 def apply_dense(
     f: np.ndarray, jac: np.ndarray | None, k: np.ndarray, x: np.ndarray, x0: np.ndarray
 ) -> None:
-    """``f -= K (x - x0)`` and ``jac -= K`` in place, with ``K`` dense (S, (batch, n, n), from
-    :func:`matrix`); ``jac`` may be ``None``."""
+    """``f -= K (x - x0)`` and ``jac -= K`` in place, ``K`` dense.
+
+    ``f -= K (x - x0)`` and ``jac -= K`` in place, with ``K`` dense (S, (batch, n, n), from
+    :func:`matrix`); ``jac`` may be ``None``.
+
+    Parameters
+    ----------
+    f : numpy.ndarray
+        KCL residual, A, ``(batch, n_free)``; modified in place.
+    jac : numpy.ndarray or None
+        Dense Jacobian, S, ``(batch, n_free, n_free)``; modified in place; ``None`` for none.
+    k : numpy.ndarray
+        The correction matrix ``K``, S, ``(batch, n_free, n_free)``.
+    x : numpy.ndarray
+        Node voltages, V, ``(batch, n_free)``.
+    x0 : numpy.ndarray
+        Free state, V: ``(batch, n_free)``, or ``(n_free,)`` for :func:`spice`.
+    """
     f -= np.einsum("bij,bj->bi", k, x - x0)
     if jac is not None:
         jac -= k
 
 
 def nonreciprocal(ts: list[Term], batch: int, n: int) -> np.ndarray:
-    """``A`` as a dense ``(batch, n, n)`` array (S)."""
+    """``A`` as a dense ``(batch, n, n)`` array (S).
+
+    Parameters
+    ----------
+    ts : list of Term
+        Correction terms from :func:`terms`.
+    batch : int
+        Number of samples.
+    n : int
+        Number of free nodes.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``A``, S, ``(batch, n, n)``.
+    """
     a = np.zeros((batch, n, n))
     for t in ts:
         a[:, t.dst, t.src] += dense(t.a0)
@@ -88,7 +169,22 @@ def nonreciprocal(ts: list[Term], batch: int, n: int) -> np.ndarray:
 
 
 def matrix(ts: list[Term], batch: int, n: int) -> np.ndarray:
-    """``K = A - A^T`` as a dense ``(batch, n, n)`` array (S)."""
+    """``K = A - A^T`` as a dense ``(batch, n, n)`` array (S).
+
+    Parameters
+    ----------
+    ts : list of Term
+        Correction terms from :func:`terms`.
+    batch : int
+        Number of samples.
+    n : int
+        Number of free nodes.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``K``, S, ``(batch, n, n)``.
+    """
     a = nonreciprocal(ts, batch, n)
     return a - np.swapaxes(a, 1, 2)
 
@@ -101,6 +197,19 @@ def spice(
     ``nodes`` are the free nodes, ``x0`` (n_free,) V the free state, ``k_lin`` (n_free, n_free) S
     the correction of the linear couplings (constant). Returns the elements and the per-sample
     sources as ``(name, role, index, letter)``: ``aep`` currents ``(K x0)_i`` and ``ref`` voltages.
+
+    Parameters
+    ----------
+    links : list of Link
+        The network's couplings with their node slices (:func:`circuitep.kcl.links`).
+    nodes : list of str
+        The free nodes' SPICE names, ``n_free`` of them.
+    x0 : numpy.ndarray
+        Free state, V: ``(batch, n_free)``, or ``(n_free,)`` for :func:`spice`.
+    k_lin : numpy.ndarray
+        Constant correction of the linear couplings, S, ``(n_free, n_free)``.
+    ref_node : callable
+        Name of the reference node holding ``x0`` for a free node.
     """
     els, sources = [], []
     if k_lin.any():

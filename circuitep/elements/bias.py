@@ -15,9 +15,36 @@ PARAM = Param("bias", "A", "constant current into the node", default=0.0, span=(
 
 
 def grad(x: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """``-(dF/db)^T s`` averaged over the batch: ``-s``."""
+    """``-(dF/db)^T s`` averaged over the batch: ``-s``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Node voltages, V, ``(batch, n_free)``.
+    s : numpy.ndarray
+        Adjoint state ``s`` (DESIGN.md §1), ``(batch, n_free)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``-s`` averaged over the batch, ``(n_free,)``, in the cost's units per A.
+    """
     return -s.mean(0)
 
 
 def spice(node: str, b: float) -> list[Element]:
+    """The current source ``b`` (A) from ground into ``node``.
+
+    Parameters
+    ----------
+    node : str
+        SPICE name of the free node.
+    b : float
+        Bias current into the node, A.
+
+    Returns
+    -------
+    list of Element
+        One ``I`` element.
+    """
     return [Element("I", f"ibias_{node}", ("0", node), float(b))]

@@ -24,14 +24,38 @@ Block = np.ndarray | Scaled
 
 
 def dense(block: Block) -> np.ndarray:
-    """``block`` as a constant ``(m, n)`` or batched ``(batch, m, n)`` array."""
+    """``block`` as a constant ``(m, n)`` or batched ``(batch, m, n)`` array.
+
+    Parameters
+    ----------
+    block : Block
+        A constant ``(m, n)`` array, a batched ``(batch, m, n)`` one or a :class:`Scaled` block.
+
+    Returns
+    -------
+    numpy.ndarray
+        The block as an array.
+    """
     if isinstance(block, Scaled):
         return block.w[None, :, :] * block.col[:, None, :]
     return block
 
 
 def matvec(block: Block, v: np.ndarray) -> np.ndarray:
-    """``block v`` per sample: ``v`` (batch, n) to (batch, m)."""
+    """``block v`` per sample: ``v`` (batch, n) to (batch, m).
+
+    Parameters
+    ----------
+    block : Block
+        A constant ``(m, n)`` array, a batched ``(batch, m, n)`` one or a :class:`Scaled` block.
+    v : numpy.ndarray
+        Vectors, one per sample, ``(batch, n)`` (``(batch, m)`` for the transpose).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``block v``, ``(batch, m)``.
+    """
     if isinstance(block, Scaled):
         return (v * block.col) @ block.w.T
     if block.ndim == 2:
@@ -40,7 +64,20 @@ def matvec(block: Block, v: np.ndarray) -> np.ndarray:
 
 
 def rmatvec(block: Block, v: np.ndarray) -> np.ndarray:
-    """``block^T v`` per sample: ``v`` (batch, m) to (batch, n)."""
+    """``block^T v`` per sample: ``v`` (batch, m) to (batch, n).
+
+    Parameters
+    ----------
+    block : Block
+        A constant ``(m, n)`` array, a batched ``(batch, m, n)`` one or a :class:`Scaled` block.
+    v : numpy.ndarray
+        Vectors, one per sample, ``(batch, n)`` (``(batch, m)`` for the transpose).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``block^T v``, ``(batch, n)``.
+    """
     if isinstance(block, Scaled):
         return (v @ block.w) * block.col
     if block.ndim == 2:
@@ -49,13 +86,37 @@ def rmatvec(block: Block, v: np.ndarray) -> np.ndarray:
 
 
 def take(block: Block, rows: np.ndarray) -> Block:
-    """The block for a subset of the samples (constant blocks are shared)."""
+    """The block for a subset of the samples (constant blocks are shared).
+
+    Parameters
+    ----------
+    block : Block
+        A constant ``(m, n)`` array, a batched ``(batch, m, n)`` one or a :class:`Scaled` block.
+    rows : numpy.ndarray
+        Indices of the samples to keep.
+
+    Returns
+    -------
+    Block
+        The block of the samples ``rows``.
+    """
     if isinstance(block, Scaled):
         return Scaled(block.w, block.col[rows])
     return block if block.ndim == 2 else block[rows]
 
 
 def transpose(block: Block) -> np.ndarray:
-    """``block^T`` as a constant ``(n, m)`` or batched ``(batch, n, m)`` array."""
+    """``block^T`` as a constant ``(n, m)`` or batched ``(batch, n, m)`` array.
+
+    Parameters
+    ----------
+    block : Block
+        A constant ``(m, n)`` array, a batched ``(batch, m, n)`` one or a :class:`Scaled` block.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``block^T``.
+    """
     d = dense(block)
     return d.T if d.ndim == 2 else np.swapaxes(d, 1, 2)

@@ -1,6 +1,8 @@
-"""Capacitance ``C`` (F) from each free node to ground: no DC current; transients, stability
-(``C^-1 J``) and the pseudo-transient continuation of the solvers read it. SPICE: ``C``, also in
-the adjoint network."""
+"""Capacitance ``C`` (F) from each free node to ground.
+
+No DC current; transients, stability (``C^-1 J``) and the pseudo-transient continuation of the
+solvers read it. SPICE: ``C``, also in the adjoint network.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +20,38 @@ PARAM = Param(
 
 
 def spice(node: str, c: float) -> list[Element]:
+    """The capacitor ``c`` (F) from ``node`` to ground (transients only).
+
+    Parameters
+    ----------
+    node : str
+        SPICE name of the free node.
+    c : float
+        Capacitance to ground, F.
+
+    Returns
+    -------
+    list of Element
+        One ``C``.
+    """
     return [Element("C", f"c{node}", (node, "0"), float(c))]
 
 
 def spice_adjoint(node: str, adj: str, c: float) -> list[Element]:
+    """The same capacitor on the adjoint node.
+
+    Parameters
+    ----------
+    node : str
+        SPICE name of the free node.
+    adj : str
+        SPICE name of its adjoint node.
+    c : float
+        Capacitance to ground, F.
+
+    Returns
+    -------
+    list of Element
+        One ``C``.
+    """
     return [Element("C", f"cadj_{node}", (adj, "0"), float(c))]

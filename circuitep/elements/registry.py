@@ -81,12 +81,34 @@ _check_modules()
 
 
 def kind(c) -> ModuleType:
-    """The module of coupling ``c``'s kind (``c.kind`` is validated to be one of :data:`KINDS`)."""
+    """The module of coupling ``c``'s kind (``c.kind`` is validated to be one of :data:`KINDS`).
+
+    Parameters
+    ----------
+    c : Coupling
+        A validated coupling.
+
+    Returns
+    -------
+    module
+        Its kind's module.
+    """
     return COUPLINGS[c.kind]
 
 
 def settings_of(name: str) -> dict:
-    """The :class:`~circuitep.elements.params.Param` of each setting of kind ``name``."""
+    """The :class:`~circuitep.elements.params.Param` of each setting of kind ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A coupling kind (one of :data:`KINDS`).
+
+    Returns
+    -------
+    dict of str to Param
+        The settings by key.
+    """
     return {p.name: p for p in COUPLINGS[name].SETTINGS}
 
 
@@ -96,12 +118,34 @@ def setting_keys() -> set[str]:
 
 
 def kinds_using(key: str) -> str:
-    """The kinds that declare setting ``key``, for messages (``saturating (tanh)``)."""
+    """The kinds that declare setting ``key``, for messages (``saturating (tanh)``).
+
+    Parameters
+    ----------
+    key : str
+        A setting's key (``v_sat``, ``g_out``...).
+
+    Returns
+    -------
+    str
+        Their labels joined by ``or``.
+    """
     return " or ".join(m.LABEL for m in COUPLINGS.values() if key in settings_of(m.NAME))
 
 
 def is_transconductor(c) -> bool:
-    """Whether coupling ``c`` is non-reciprocal (its Jacobian has no transpose of its own)."""
+    """Whether coupling ``c`` is non-reciprocal (its Jacobian has no transpose of its own).
+
+    Parameters
+    ----------
+    c : Coupling
+        A validated coupling.
+
+    Returns
+    -------
+    bool
+        True unless its kind is reciprocal.
+    """
     return not COUPLINGS[c.kind].RECIPROCAL
 
 

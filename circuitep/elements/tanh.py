@@ -1,11 +1,12 @@
-"""Saturating transconductor coupling: current ``w[i, j] V_s tanh(v(src_j) / V_s)`` (A) into
-``dst_i``.
+"""Saturating transconductor coupling (tanh).
+
+Saturating transconductor coupling: current ``w[i, j] V_s tanh(v(src_j) / V_s)`` (A) into ``dst_i``.
 
 ``w`` in S, signed; ``v_sat`` (``V_s``, V) one per coupling. Non-reciprocal and non-linear: its
 Jacobian block ``w f'(v_src)``, ``f'(v) = 1 - tanh(v / V_s)^2``, depends on the state, so the AEP
 netlist keeps explicit correction sources against reference nodes holding ``x0``
-(:func:`spice_slope`). Learning rule ``dC/dw_ij = -s_i f(v_j)``. SPICE: a ``B`` source; its
-adjoint is ``w f'(v(src_j)) v(adj dst_i)`` into ``adj src_j``.
+(:func:`spice_slope`). Learning rule ``dC/dw_ij = -s_i f(v_j)``. SPICE: a ``B`` source; its adjoint
+is ``w f'(v(src_j)) v(adj dst_i)`` into ``adj src_j``.
 """
 
 from __future__ import annotations
@@ -42,50 +43,245 @@ ADJOINT = "transposed"
 
 
 def title(c) -> str:
+    """The heading of the saturating transconductors' netlist section, with ``v_sat``.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+
+    Returns
+    -------
+    str
+        The netlist comment heading this kind's section, with the unit.
+    """
     return f"saturating transconductors (v_sat = {c.v_sat:g} V)"
 
 
 def check(c, path: str) -> None:
+    """Nothing to refuse: the checks common to every kind cover this one.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+    path : str
+        Where the coupling sits in the spec, for error messages.
+    """
     pass
 
 
 def loads(c):
+    """Constant conductances to ground this kind adds to its nodes.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+
+    Returns
+    -------
+    tuple of (numpy.ndarray or None, numpy.ndarray or None)
+        Constant conductances to ground of the destination ``(m,)`` and source ``(n,)`` nodes,
+        S; ``None`` where there are none.
+    """
     return None, None
 
 
 def drive(c, vs: np.ndarray) -> np.ndarray:
+    """Current ``w v_sat tanh(v_src / v_sat)`` into the destination nodes.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+    vs : numpy.ndarray
+        Voltages of the source group's nodes, V, ``(batch, n)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Current into the destination nodes, A, ``(batch, m)``.
+    """
     return tanh_transfer(vs, c.v_sat)[0] @ c.weight.T
 
 
 def back(c, vd):
+    """Current this kind drives back into its source nodes.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+    vd : numpy.ndarray
+        Voltages of the destination group's nodes, V, ``(batch, m)``.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Current into the source nodes, A, ``(batch, n)``; ``None`` if the kind drives none.
+    """
     return None
 
 
 def jacobian(c, vs: np.ndarray):
+    """``d drive / d vs = w (1 - tanh^2(v_src / v_sat))``, a scaled block; no back current.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+    vs : numpy.ndarray
+        Voltages of the source group's nodes, V, ``(batch, n)``.
+
+    Returns
+    -------
+    tuple
+        ``d drive / d vs`` (S, a block ``(m, n)`` or ``(batch, m, n)``,
+        :mod:`circuitep.elements.blocks`) and ``d back / d vd`` (S, ``(n, m)`` or batched;
+        ``None`` if there is no back current).
+    """
     return Scaled(c.weight, tanh_transfer(vs, c.v_sat)[1]), None
 
 
 def weight_grad(c, vd, vs, sd, ss) -> np.ndarray:
+    """The learning rule ``-sum_b s_i v_sat tanh(v_j / v_sat)``, summed over the batch.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+    vd : numpy.ndarray
+        Voltages of the destination group's nodes, V, ``(batch, m)``.
+    vs : numpy.ndarray
+        Voltages of the source group's nodes, V, ``(batch, n)``.
+    sd : numpy.ndarray
+        Adjoint state ``s`` (DESIGN.md §1) at the destination nodes, ``(batch, m)``.
+    ss : numpy.ndarray
+        Adjoint state ``s`` at the source nodes, ``(batch, n)`` (zeros for input nodes).
+
+    Returns
+    -------
+    numpy.ndarray
+        The learning rule ``-(dF/dw)^T s`` summed over the batch, ``(m, n)``, in the cost's
+        units per S (DESIGN.md §1).
+    """
     return -(sd.T @ tanh_transfer(vs, c.v_sat)[0])
 
 
 def symmetric_rule(c, vd, vs, sd, ss):
+    """EP's symmetric rule, for the ``ep`` estimator.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+    vd : numpy.ndarray
+        Voltages of the destination group's nodes, V, ``(batch, m)``.
+    vs : numpy.ndarray
+        Voltages of the source group's nodes, V, ``(batch, n)``.
+    sd : numpy.ndarray
+        Adjoint state ``s`` (DESIGN.md §1) at the destination nodes, ``(batch, m)``.
+    ss : numpy.ndarray
+        Adjoint state ``s`` at the source nodes, ``(batch, n)`` (zeros for input nodes).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        EP's symmetric rule summed over the batch, ``(m, n)``; ``None`` where EP uses
+        :func:`weight_grad` for this kind.
+    """
     return None
 
 
 def dc_paths(c):
+    """The nodes that this coupling connects to ground at DC.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+
+    Returns
+    -------
+    tuple
+        A boolean ``(m, n)`` mask of the elements that join ``dst_i`` and ``src_j`` at DC, and a
+        boolean ``(m,)`` mask of the destination nodes the coupling grounds; ``None`` for either
+        where there are none.
+    """
     return None, None
 
 
 def power(c, vd, vs) -> np.ndarray:
+    """Power absorbed: minus the power ``v_dst i`` delivered into dst.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+    vd : numpy.ndarray
+        Voltages of the destination group's nodes, V, ``(batch, m)``.
+    vs : numpy.ndarray
+        Voltages of the source group's nodes, V, ``(batch, n)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Power absorbed by the coupling's elements, W, ``(batch,)``.
+    """
     return -np.einsum("bj,ij,bi->b", tanh_transfer(vs, c.v_sat)[0], c.weight, vd)
 
 
 def max_current(c, vd, vs) -> float:
+    """The largest current through any one of its elements.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+    vd : numpy.ndarray
+        Voltages of the destination group's nodes, V, ``(batch, m)``.
+    vs : numpy.ndarray
+        Voltages of the source group's nodes, V, ``(batch, n)``.
+
+    Returns
+    -------
+    float
+        The largest current through one element, A.
+    """
     return float(np.abs(c.weight[None] * tanh_transfer(vs, c.v_sat)[0][:, None, :]).max(initial=0))
 
 
 def sens_name(c, i: int, j: int) -> str | None:
+    """``None``: a behavioural source, which ngspice's ``.sens`` does not cover.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+    i : int
+        Destination node index, ``0 <= i < m``.
+    j : int
+        Source node index, ``0 <= j < n``.
+
+    Returns
+    -------
+    str or None
+        The SPICE name of the element whose value is weight ``(i, j)``, for ngspice's
+        sensitivity analysis; ``None`` if no single element value is that weight.
+    """
     return None  # a behavioural source: ngspice's .sens does not cover it
 
 
@@ -94,6 +290,23 @@ def _tanh(c, v: str) -> str:
 
 
 def spice(c, src: list[str], dst: list[str]) -> list[Element]:
+    """One ``B`` source per weight: ``w v_sat tanh(v(src_j)/v_sat)`` into ``dst_i``.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+    src : list of str
+        SPICE names of the source group's nodes, ``n`` of them.
+    dst : list of str
+        SPICE names of the destination group's nodes, ``m`` of them.
+
+    Returns
+    -------
+    list of Element
+        The free and nudged phases' elements.
+    """
     return [
         Element(
             "B",
@@ -106,12 +319,55 @@ def spice(c, src: list[str], dst: list[str]) -> list[Element]:
 
 
 def spice_slope(c, i: int, j: int, v: str) -> str:
-    """SPICE expression of ``d i_dst_i / d v_src_j`` (S) at the node voltage expression ``v``."""
+    """SPICE expression of ``d i_dst_i / d v_src_j`` (S) at the node voltage expression ``v``.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+    i : int
+        Destination node index, ``0 <= i < m``.
+    j : int
+        Source node index, ``0 <= j < n``.
+    v : str
+        SPICE expression of the source voltage ``v(src_j)`` (V).
+
+    Returns
+    -------
+    str
+        SPICE expression of ``d i_dst_i / d v_src_j`` (S) at ``v``.
+    """
     t = _tanh(c, v)
     return f"{spice_number(float(c.weight[i, j]))}*(1-{t}*{t})"
 
 
 def spice_adjoint(c, src, dst, adj_src, adj_dst):
+    """Adjoint.
+
+    ``B`` sources ``slope * v(adj dst_i)`` into ``adj src_j``, with the slope of :func:`spice_slope`
+    at the free state.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
+        ``mask`` and settings.
+    src : list of str
+        SPICE names of the source group's nodes, ``n`` of them.
+    dst : list of str
+        SPICE names of the destination group's nodes, ``m`` of them.
+    adj_src : list of str or None
+        The source nodes' adjoint nodes; ``None`` for an input group, which has none.
+    adj_dst : list of str
+        The destination nodes' adjoint nodes, ``m`` of them.
+
+    Returns
+    -------
+    list of Element or None
+        The adjoint network's elements; ``None`` when there are none (no adjoint nodes on an
+        input group).
+    """
     if adj_src is None:
         return None
     return [

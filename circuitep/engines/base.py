@@ -63,7 +63,8 @@ class Phase:
         object.__setattr__(self, "aep", kind == "aep")
         if not isinstance(self.cost, (SquaredError, CrossEntropy)):
             raise ValueError(
-                f"cost = {self.cost!r} must be a cost object (circuitep.costs.make_cost('mse'|'xent'))"
+                f"cost = {self.cost!r} must be a cost object "
+                "(circuitep.costs.make_cost('mse'|'xent'))"
             )
         if self.kind == "free" and self.beta != 0:
             raise ValueError("a free phase has no nudge (beta = 0, aep = False)")
@@ -131,7 +132,7 @@ class OperatingPoint:
         dict of str to float
             Free-node voltages in V, in state order.
         """
-        return {n: float(v) for n, v in zip(self.nodes, self.x[sample])}
+        return {n: float(v) for n, v in zip(self.nodes, self.x[sample], strict=True)}
 
 
 class ConvergenceError(RuntimeError):

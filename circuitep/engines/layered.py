@@ -79,9 +79,12 @@ class _Chain:
 def _not_a_chain(net: Network, what: str) -> ValueError:
     order = ", ".join(g.name for g in net.free_groups)
     return ValueError(
-        f"layered engine: network {net.name!r}: {what}, which are not consecutive in the free-group "
-        f"order ({order}). The layered engine needs the free groups, in declaration order, to form a "
-        f"chain (couplings only within a group or between consecutive groups); declare the groups in "
+        f"layered engine: network {net.name!r}: {what}, which are not consecutive in the "
+        "free-group "
+        f"order ({order}). The layered engine needs the free groups, in declaration order, to form "
+        "a "
+        "chain (couplings only within a group or between consecutive groups); declare the groups "
+        "in "
         f"chain order or use NumpyEngine (engine 'numpy') for general graphs"
     )
 
@@ -91,6 +94,18 @@ def chain_structure(net: Network, phase: Phase | None = None) -> _Chain:
 
     With a nudged ``phase`` whose cost Hessian is not diagonal (cross-entropy), several output
     groups are coupled to each other by the Hessian and must be consecutive too.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    phase : Phase
+        The phase (its nudge adds to the output block); ``None``: the free phase.
+
+    Returns
+    -------
+    _Chain
+        The constant part of the block system.
     """
     groups = net.free_groups
     fs = net.free_slices()
@@ -146,7 +161,10 @@ def chain_structure(net: Network, phase: Phase | None = None) -> _Chain:
 
 
 def _matvec(m: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``m v`` per sample, ``m`` a constant ``(p, q)`` or batched ``(batch, p, q)`` block, ``v`` ``(batch, q)``."""
+    """``m v`` per sample: ``m`` a constant ``(p, q)`` or batched ``(batch, p, q)`` block.
+
+    ``v`` is ``(batch, q)``; the result ``(batch, p)``.
+    """
     if m.ndim == 2:
         return v @ m.T
     return np.einsum("bij,bj->bi", m, v)
@@ -165,8 +183,8 @@ class _Blocks:
     ``diag[k]`` is either the diagonal ``(batch, n_k)`` of a diagonal block or a dense
     ``(batch, n_k, n_k)`` block; ``off[(a, b)]`` with ``|a - b| = 1`` is block ``J[a, b]``, constant
     ``(n_a, n_b)`` or batched ``(batch, n_a, n_b)``. Built by one call of the system function and
-    never kept beyond a solve; the :class:`~circuitep.engines.newton.Jacobian` the shared solver asks
-    of an engine.
+    never kept beyond a solve; the :class:`~circuitep.engines.newton.Jacobian` the shared solver
+    asks of an engine.
     """
 
     def __init__(self, slices: tuple[slice, ...], diag: list[np.ndarray], off: dict | None = None):
@@ -195,7 +213,7 @@ class _Blocks:
             self.off[a, b] = term
 
     def add_diagonal(self, a: int, values: np.ndarray) -> None:
-        """Add ``values`` (broadcasting to ``(batch, n_a)``) to the diagonal of block ``J[a, a]``."""
+        """Add ``values`` (broadcast to ``(batch, n_a)``) to the diagonal of block ``J[a, a]``."""
         d = self.diag[a]
         if d.ndim == 2:
             self.diag[a] = d + values
@@ -221,7 +239,7 @@ class _Blocks:
         Both come from the same system function, so their constant blocks are the same matrices.
         """
         diag = []
-        for d, o in zip(self.diag, other.diag):
+        for d, o in zip(self.diag, other.diag, strict=True):
             d = d.copy()
             d[sel] = o
             diag.append(d)
@@ -350,8 +368,10 @@ class LayeredEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        """What :attr:`OperatingPoint.tolerances` reports: ``vtol`` (V), ``itol`` (A),
-        ``max_iter``."""
+        """What :attr:`OperatingPoint.tolerances` reports.
+
+        ``vtol`` (V), ``itol`` (A), ``max_iter``.
+        """
         return {"vtol": self.vtol, "itol": self.itol, "max_iter": self.max_iter}
 
     def solve(
@@ -360,8 +380,28 @@ class LayeredEngine:
         """Solve one phase; arrays as in :class:`circuitep.engines.base.Engine`.
 
         ``inputs`` (batch, n_inputs) V; ``targets`` (batch, n_outputs) V; ``x0`` and ``x_init``
-        (batch, n_free) V. Returns free-node voltages ``x`` (batch, n_free) and, for a dyadic
-        phase, ``adjoint = beta J(x)^-T dC/dx`` (batch, n_free).
+        (batch, n_free) V. Returns free-node voltages ``x`` (batch, n_free) and, for a dyadic phase,
+        ``adjoint = beta J(x)^-T dC/dx`` (batch, n_free).
+
+        Parameters
+        ----------
+        net : Network
+            The validated network (:class:`circuitep.spec.Network`).
+        phase : Phase
+            The phase to solve (:class:`circuitep.engines.base.Phase`).
+        inputs : numpy.ndarray
+            Primary input voltages, V, ``(batch, n_inputs)``.
+        targets : numpy.ndarray
+            Targets, ``(batch, n_outputs)`` (V for squared error); ``None`` for the free phase.
+        x0 : numpy.ndarray
+            The free state for the AEP correction, V, ``(batch, n_free)``.
+        x_init : numpy.ndarray
+            Starting point, V, ``(batch, n_free)``; ``None``: the engine's own.
+
+        Returns
+        -------
+        OperatingPoint
+            The operating point.
         """
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
         chain, drive = self._chain_and_drive(net, phase, u)
@@ -412,9 +452,12 @@ class LayeredEngine:
     def _chain_and_drive(
         self, net: Network, phase: Phase, u: np.ndarray
     ) -> tuple[_Chain, np.ndarray]:
-        """The chain of ``net`` and the constant current into each free node (A, ``(batch,
-        n_free)``: the input drive of ``u`` plus the bias currents), from the memo where ``net``
-        is the same object and ``u`` the same voltages as last time."""
+        """The chain of ``net`` and its constant drive, memoised.
+
+        The chain of ``net`` and the constant current into each free node (A, ``(batch, n_free)``:
+        the input drive of ``u`` plus the bias currents), from the memo where ``net`` is the same
+        object and ``u`` the same voltages as last time.
+        """
         memo = self._memo
         chain = memo.get("chain")
         if chain is None or chain[0] is not net:
@@ -465,7 +508,9 @@ class LayeredEngine:
 def _kcl(
     chain: _Chain, drive: np.ndarray, x: np.ndarray
 ) -> tuple[np.ndarray, Callable[[], _Blocks]]:
-    """KCL residual ``F(x)`` (A, ``(batch, n_free)``) and a function building its block Jacobian (S).
+    """KCL residual ``F(x)`` and a builder of its block Jacobian.
+
+    KCL residual ``F(x)`` (A, ``(batch, n_free)``) and a function building its block Jacobian (S).
 
     ``drive`` (A, ``(batch, n_free)``) is the constant current into each node from the inputs
     (``kcl.input_drive``) plus the bias currents. Same equations as :func:`circuitep.kcl.residual`.
@@ -504,7 +549,7 @@ def _kcl(
 def _add_hessian(
     chain: _Chain, blocks: _Blocks, phase: Phase, x_out: np.ndarray, y: np.ndarray, diagonal: bool
 ) -> None:
-    """Add the nudge's ``-beta d^2C/dx_out^2`` to the output blocks (``diagonal``: only its diagonal)."""
+    """Add the nudge's ``-beta d^2C/dx_out^2`` to the output blocks (``diagonal``: its diagonal)."""
     h = phase.cost.hessian(x_out, y)
     if diagonal:
         hd = np.diagonal(h, axis1=1, axis2=2)

@@ -441,13 +441,13 @@ class NgspiceEngine:
     much faster, same node voltages). ``tolerances`` go into every netlist's ``.options``.
     ``retry`` re-runs a failed operating point with more iterations and gmin and source stepping.
     ``sweep``: samples per DC sweep where the circuit has one operating point (1: one ``op`` per
-    sample always). Nudged phases of either sign share one circuit (the nudge gains, or the source holding beta
-    for the cross-entropy nudge, are altered), and new
-    parameters of the same structure are altered into every loaded circuit, never rebuilt.
-    ``timeout`` (s) limits every ngspice analysis (op, DC sweep, transient, sensitivity): past it
-    the samples fail with :class:`NgspiceTimeout` and ngspice is made clean for the next call
-    (:meth:`_Session.run`); a sweep's samples are solved again one ``op`` each, and that phase is
-    never swept again by this engine (the sweep that spun for good solved in 8 ms by ``op``).
+    sample always). Nudged phases of either sign share one circuit (the nudge gains, or the source
+    holding beta for the cross-entropy nudge, are altered), and new parameters of the same structure
+    are altered into every loaded circuit, never rebuilt. ``timeout`` (s) limits every ngspice
+    analysis (op, DC sweep, transient, sensitivity): past it the samples fail with
+    :class:`NgspiceTimeout` and ngspice is made clean for the next call (:meth:`_Session.run`); a
+    sweep's samples are solved again one ``op`` each, and that phase is never swept again by this
+    engine (the sweep that spun for good solved in 8 ms by ``op``).
 
     An operating point ngspice returns counts only if its voltages are finite and within
     :data:`~circuitep.spec.MAX_VOLTS` and it satisfies the phase's KCL
@@ -582,7 +582,7 @@ class NgspiceEngine:
         self._alter(
             [
                 (src.name, src.kind, float(v))
-                for src, v in zip(circuit.compiled.sources, values)
+                for src, v in zip(circuit.compiled.sources, values, strict=True)
                 if circuit.values.get(src.name) != v
             ],
             circuit.values,
@@ -989,7 +989,8 @@ class NgspiceEngine:
         kind = ConvergenceError if any(_NONCONVERGENCE.search(e) for e in errors) else NgspiceError
         raise kind(
             f"ngspice: network {net.name!r}, phase {phase.label}, sample {sample}: operating point "
-            f"failed ({' | '.join(errors[:3])}); check the circuit has a DC path to ground at every node, "
+            f"failed ({' | '.join(errors[:3])}); check the circuit has a DC path to ground at "
+            "every node, "
             f"or loosen the tolerances"
         )
 
@@ -1086,6 +1087,6 @@ def _same_structure(a: Compiled, b: Compiled) -> bool:
             and x.letter == y.letter
             and x.nodes == y.nodes
             and (x.letter not in "BD" or x.value == y.value)
-            for x, y in zip(ea, eb)
+            for x, y in zip(ea, eb, strict=True)
         )
     )

@@ -22,7 +22,9 @@ from circuitep.spec import Network
 
 @dataclass(frozen=True)
 class NumpyEngine:
-    """Batched damped Newton (:func:`circuitep.engines.newton.newton`): ``x <- x - t J^-1 F`` with
+    """Dense batched damped Newton: the reference numpy engine.
+
+    Batched damped Newton (:func:`circuitep.engines.newton.newton`): ``x <- x - t J^-1 F`` with
     backtracking on ``|F|^2``, and pseudo-transient continuation where Newton stalls.
 
     A sample has converged when its Newton step is below ``vtol`` (V) or ``|F|`` below ``itol`` (A).
@@ -41,14 +43,37 @@ class NumpyEngine:
 
     @property
     def tolerance_dict(self) -> dict:
-        """What :attr:`OperatingPoint.tolerances` reports: ``vtol`` (V), ``itol`` (A),
-        ``max_iter``."""
+        """What :attr:`OperatingPoint.tolerances` reports.
+
+        ``vtol`` (V), ``itol`` (A), ``max_iter``.
+        """
         return {"vtol": self.vtol, "itol": self.itol, "max_iter": self.max_iter}
 
     def solve(
         self, net: Network, phase: Phase, inputs, targets=None, x0=None, x_init=None
     ) -> OperatingPoint:
-        """Solve one phase; arrays as in :class:`circuitep.engines.base.Engine`."""
+        """Solve one phase; arrays as in :class:`circuitep.engines.base.Engine`.
+
+        Parameters
+        ----------
+        net : Network
+            The validated network (:class:`circuitep.spec.Network`).
+        phase : Phase
+            The phase to solve (:class:`circuitep.engines.base.Phase`).
+        inputs : numpy.ndarray
+            Primary input voltages, V, ``(batch, n_inputs)``.
+        targets : numpy.ndarray
+            Targets, ``(batch, n_outputs)`` (V for squared error); ``None`` for the free phase.
+        x0 : numpy.ndarray
+            The free state for the AEP correction, V, ``(batch, n_free)``.
+        x_init : numpy.ndarray
+            Starting point, V, ``(batch, n_free)``; ``None``: the engine's own.
+
+        Returns
+        -------
+        OperatingPoint
+            The operating point.
+        """
         u, y, x0 = check_batch(net, phase, inputs, targets, x0)
         out = net.output_index()
         start = (
@@ -125,10 +150,37 @@ def phase_residual(
     *,
     jacobian: bool = True,
 ):
-    """KCL of one phase: the free circuit's residual (:func:`circuitep.kcl.residual`, A), plus the
-    nudge ``-beta dC/dx`` into the outputs (nudged phase, targets ``y``) and the AEP correction
-    ``-K (x - x0)`` (``k``: ``K`` per sample, S, from :func:`circuitep.kcl.correction_matrix`).
-    Shapes as in :mod:`circuitep.kcl`; returns ``(F, J or None)``."""
+    """KCL of one phase: residual ``F`` (A) and Jacobian (S).
+
+    KCL of one phase: the free circuit's residual (:func:`circuitep.kcl.residual`, A), plus the
+    nudge ``-beta dC/dx`` into the outputs (nudged phase, targets ``y``) and the AEP correction ``-K
+    (x - x0)`` (``k``: ``K`` per sample, S, from :func:`circuitep.kcl.correction_matrix`). Shapes as
+    in :mod:`circuitep.kcl`; returns ``(F, J or None)``.
+
+    Parameters
+    ----------
+    net : Network
+        The validated network (:class:`circuitep.spec.Network`).
+    phase : Phase
+        The phase to solve (:class:`circuitep.engines.base.Phase`).
+    u : numpy.ndarray
+        All input-node voltages, V, ``(batch, n_in)`` (:meth:`Network.expand_inputs`).
+    x : numpy.ndarray
+        Free-node voltages, V, ``(batch, n_free)``.
+    y : numpy.ndarray
+        Targets, ``(batch, n_outputs)``, or ``None``.
+    x0 : numpy.ndarray
+        The free state, V, ``(batch, n_free)``, or ``None``.
+    k : numpy.ndarray
+        ``K`` per sample, S, ``(batch, n_free, n_free)``, or ``None``.
+    jacobian : bool
+        Whether to build the Jacobian ``dF/dx`` too.
+
+    Returns
+    -------
+    tuple
+        ``F``, A, ``(batch, n_free)``, and ``J``, S, ``(batch, n_free, n_free)`` or ``None``.
+    """
     f, jac = kcl.residual(net, u, x, jacobian=jacobian)
     out = net.output_index()
     if phase.nudged:
@@ -143,34 +195,109 @@ def phase_residual(
 
 
 class DenseJacobian:
-    """A batch of dense Jacobians ``(batch, n_free, n_free)`` (S), in the form
-    :func:`circuitep.engines.newton.newton` asks of an engine."""
+    """A batch of dense Jacobians ``(batch, n_free, n_free)`` (S).
+
+    In the form :func:`circuitep.engines.newton.newton` asks of an engine.
+    """
 
     def __init__(self, matrices: np.ndarray):
         self.matrices = matrices
 
     def take(self, sel: np.ndarray) -> DenseJacobian:
+        """The Jacobians of the samples ``sel``.
+
+        Parameters
+        ----------
+        sel : numpy.ndarray
+            Indices or a boolean mask over the batch.
+
+        Returns
+        -------
+        DenseJacobian
+            A subset.
+        """
         return DenseJacobian(self.matrices[sel])
 
     def update(self, sel: np.ndarray, other: DenseJacobian) -> DenseJacobian:
+        """A copy whose samples ``sel`` are those of ``other``.
+
+        Parameters
+        ----------
+        sel : numpy.ndarray
+            Indices or a boolean mask over the batch.
+        other : Jacobian
+            Jacobians of the same representation for the samples ``sel``.
+
+        Returns
+        -------
+        DenseJacobian
+            The copy.
+        """
         matrices = self.matrices.copy()
         matrices[sel] = other.matrices
         return DenseJacobian(matrices)
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """``J^-1 rhs`` per sample; a singular sample gives NaN.
+
+        Parameters
+        ----------
+        rhs : numpy.ndarray
+            Right-hand sides, ``(batch, n_free)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(batch, n_free)``.
+        """
         return solve_rows(self.matrices, rhs)
 
     def transpose(self) -> DenseJacobian:
+        """``J^T`` per sample.
+
+        Returns
+        -------
+        DenseJacobian
+            The transposes.
+        """
         return DenseJacobian(np.swapaxes(self.matrices, 1, 2))
 
     def solve_shifted(self, shift: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        """``(diag(shift) - J)^-1 rhs`` per sample.
+
+        Parameters
+        ----------
+        shift : numpy.ndarray
+            ``C / dt`` per node, S, ``(batch, n_free)``.
+        rhs : numpy.ndarray
+            Right-hand sides, ``(batch, n_free)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(batch, n_free)``.
+        """
         m = -self.matrices
         idx = np.arange(m.shape[1])
         m[:, idx, idx] += shift
         return solve_rows(m, rhs)
 
     def diagonal(self) -> np.ndarray:
+        """The diagonal of ``J``.
+
+        Returns
+        -------
+        numpy.ndarray
+            S, ``(batch, n_free)``.
+        """
         return np.diagonal(self.matrices, axis1=1, axis2=2)
 
     def dense(self) -> np.ndarray:
+        """``J`` itself.
+
+        Returns
+        -------
+        numpy.ndarray
+            S, ``(batch, n_free, n_free)``.
+        """
         return self.matrices

@@ -202,19 +202,25 @@ def main(argv=None) -> int:
         print(
             f"{r['spec']}: ngspice fast {1e3 * r['fast_free_s_per_sample']:.2f} ms/sample free, "
             f"{1e3 * r['fast_aep_train_s_per_sample']:.2f} ms per AEP training sample (op path: x"
-            f"{r['fast_vs_op_free_ratio']:.1f} free, x{r['fast_vs_op_train_ratio']:.1f} training); naive "
-            f"{1e3 * r['naive_free_s_per_sample']:.1f} ms/sample free -> x{r['free_ratio']:.0f} (free), "
-            f"x{r['train_ratio']:.0f} (training); layered numpy is x{r['ngspice_vs_layered_ratio']:.1f} faster "
+            f"{r['fast_vs_op_free_ratio']:.1f} free, x{r['fast_vs_op_train_ratio']:.1f} training); "
+            "naive "
+            f"{1e3 * r['naive_free_s_per_sample']:.1f} ms/sample free -> x{r['free_ratio']:.0f} "
+            "(free), "
+            f"x{r['train_ratio']:.0f} (training); layered numpy is "
+            f"x{r['ngspice_vs_layered_ratio']:.1f} faster "
             f"than ngspice; max |dV| {max(r[k] for k in r if k.startswith('max_abs_diff')):.1e} V"
         )
     e = results["epochs"]
     print(
-        f"784-500-10 on {e['data']} ({e['samples']} samples): AEP epoch / BP epoch = {e['aep_vs_bp_epoch']:.2f}; "
-        f"AEP epoch of 60,000 samples {'(extrapolated) ' if e['extrapolated'] else ''}{e['aep_epoch_60000_s']:.0f} s"
+        f"784-500-10 on {e['data']} ({e['samples']} samples): AEP epoch / BP epoch = "
+        f"{e['aep_vs_bp_epoch']:.2f}; "
+        "AEP epoch of 60,000 samples "
+        f"{'(extrapolated) ' if e['extrapolated'] else ''}{e['aep_epoch_60000_s']:.0f} s"
     )
     m = results["memory"]
     print(
-        f"memory over {m['operating_points']} ngspice operating points: {m['fast_rss_growth_mb']:.1f} MB growth "
+        f"memory over {m['operating_points']} ngspice operating points: "
+        f"{m['fast_rss_growth_mb']:.1f} MB growth "
         f"(fast path), {m['op_rss_growth_mb']:.1f} MB (op path)"
     )
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -1,7 +1,9 @@
 """MNIST: AEP against EP, VF and backpropagation on circuits with one hidden layer.
 
-    python experiments/mnist/run.py [--quick] [--config experiments/mnist/config.json] [--runs-dir runs/mnist]
-    python experiments/mnist/run.py --config experiments/mnist/config-cosine.json   # layered, cosine lr
+    python experiments/mnist/run.py [--quick] [--config experiments/mnist/config.json] \
+        [--runs-dir runs/mnist]
+    # layered, cosine lr:
+    python experiments/mnist/run.py --config experiments/mnist/config-cosine.json
 
 Two settings (the AEP paper's comparison, on circuits): ``layered`` — forward and backward
 transconductors between hidden and output layers, backward ones initialised symmetric to the
@@ -191,7 +193,7 @@ def summarise(runs: list[dict], epochs: int) -> dict:
     acc = [[r["test_accuracy"] for r in run["records"]] for run in runs]
     last = min(LAST_EPOCHS, epochs)
     cos = [np.mean([r["grad_cosine"] for r in run["records"]]) for run in runs]
-    complete = [run for run, a in zip(runs, acc) if len(a) >= epochs]
+    complete = [run for run, a in zip(runs, acc, strict=True) if len(a) >= epochs]
     drifts = [run["asymmetry_per_epoch"] for run in complete]
     return {
         "epochs_done": [len(a) for a in acc],
@@ -201,8 +203,9 @@ def summarise(runs: list[dict], epochs: int) -> dict:
         "test_accuracy_epoch1": stats([a[0] for a in acc]),
         f"test_accuracy_epoch{epochs}": stats([a[epochs - 1] for a in acc if len(a) >= epochs]),
         "test_accuracy_best": stats([max(a[:epochs]) for a in acc if len(a) >= epochs]),
-        # SGD at a constant learning rate moves test accuracy by tenths of a percent from one epoch to
-        # the next: the mean over each seed's last epochs says where a run ended with less of that noise
+        # SGD at a constant learning rate moves test accuracy by tenths of a percent from one epoch
+        # to the next: the mean over each seed's last epochs says where a run ended with less of
+        # that noise
         "test_accuracy_last_epochs": stats(
             [float(np.mean(a[epochs - last : epochs])) for a in acc if len(a) >= epochs]
         ),
@@ -241,7 +244,8 @@ def curve(runs: list[dict], summary: dict, epochs: int, drift: bool) -> dict:
             else f" (seed {_seed(complete[0])})",
         }
     run = max(runs, key=lambda r: len(r["records"]))
-    note = f" (seed {_seed(run)}, {len(run['records'])} epochs{', diverged' if run['diverged'] else ''})"
+    diverged = ", diverged" if run["diverged"] else ""
+    note = f" (seed {_seed(run)}, {len(run['records'])} epochs{diverged})"
     return {
         "accuracy": [r["test_accuracy"] for r in run["records"]],
         "cosine": [r["grad_cosine"] for r in run["records"]],
@@ -305,7 +309,8 @@ def experiment(argv=None) -> int:
         cfg = {**full, **full["quick"]} if args.quick else dict(full)
     except (OSError, ValueError, KeyError, TypeError, FileReadError) as exc:
         p.error(
-            f"--config {args.config}: {type(exc).__name__}: {exc} (a JSON object; --quick needs its 'quick' table)"
+            f"--config {args.config}: {type(exc).__name__}: {exc} (a JSON object; --quick needs "
+            "its 'quick' table)"
         )
     cfg["progress"] = not args.no_progress
     if args.epochs:
@@ -390,7 +395,7 @@ def positive_int(text: str) -> int:
 
 
 def experiment_name(config: str) -> str:
-    """``mnist`` for config.json, ``mnist-cosine`` for config-cosine.json: names results and runs."""
+    """``mnist`` for config.json, ``mnist-cosine`` for config-cosine.json: names results, runs."""
     return "mnist" + Path(config).stem.removeprefix("config")
 
 
@@ -407,24 +412,36 @@ def table(results: dict, cfg: dict, seeds, quick: bool, command: str, config_nam
         return f"{100 * st['mean']:.2f} ± {100 * st['std']:.2f}" if st else "-"
 
     lines = [
-        f"# MNIST, circuits 784-{cfg['hidden']}-10 ({'quick: ' if quick else ''}{cfg.get('n_train') or 60000} "
+        f"# MNIST, circuits 784-{cfg['hidden']}-10 "
+        f"({'quick: ' if quick else ''}{cfg.get('n_train') or 60000} "
         f"train / {cfg.get('n_test') or 10000} test, seeds {seeds}, layered engine)",
         "",
         f"Command: `{command}` (configuration "
-        f"`experiments/mnist/{config_name}`: lr {cfg['lr']}{schedule}, batch {cfg['batch_size']}, momentum {cfg['momentum']}, "
-        f"beta {cfg['beta_rel']} x leak, {e} epochs). Mean ± std over the seeds that completed {e} epochs "
-        f"(epoch 1: over every seed run; a run that diverged stopped at its last completed epoch). At a constant "
-        f"learning rate test accuracy moves by tenths of a percent from one epoch to the next: 'mean of epochs "
-        f"{first}–{e}' averages each seed's last epochs first, 'best' is the mean of each seed's best epoch. "
-        f"`output` is "
-        f"the output-layer-only baseline (its cosine is that of the exact gradient, of which only the "
-        f"output-layer part is applied). Loop gain: spectral radius of G_h^-1 W_bwd G_out^-1 W_fwd of the "
-        f"circuit after its last epoch, every clamp off (`circuitep.gradcheck.loop_gain`); above 1 the loop "
-        f"amplifies where the clamps let it, and some inputs may have several operating points or none "
-        f"that is stable.",
+        f"`experiments/mnist/{config_name}`: lr {cfg['lr']}{schedule}, batch {cfg['batch_size']}, "
+        f"momentum {cfg['momentum']}, "
+        f"beta {cfg['beta_rel']} x leak, {e} epochs). Mean ± std over the seeds that completed {e} "
+        "epochs "
+        "(epoch 1: over every seed run; a run that diverged stopped at its last completed epoch). "
+        "At a constant "
+        "learning rate test accuracy moves by tenths of a percent from one epoch to the next: "
+        "'mean of epochs "
+        f"{first}–{e}' averages each seed's last epochs first, 'best' is the mean of each seed's "
+        "best epoch. "
+        "`output` is "
+        "the output-layer-only baseline (its cosine is that of the exact gradient, of which only "
+        "the "
+        "output-layer part is applied). Loop gain: spectral radius of G_h^-1 W_bwd G_out^-1 W_fwd "
+        "of the "
+        "circuit after its last epoch, every clamp off (`circuitep.gradcheck.loop_gain`); above 1 "
+        "the loop "
+        "amplifies where the clamps let it, and some inputs may have several operating points or "
+        "none "
+        "that is stable.",
         "",
-        f"| setting | algorithm | seeds done ({e} epochs) | test acc. epoch 1 (%) | test acc. epoch {e} (%) | "
-        f"mean of epochs {first}–{e} (%) | best (%) | mean cosine with exact gradient | non-converged samples | "
+        f"| setting | algorithm | seeds done ({e} epochs) | test acc. epoch 1 (%) | test acc. "
+        f"epoch {e} (%) | "
+        f"mean of epochs {first}–{e} (%) | best (%) | mean cosine with exact gradient | "
+        "non-converged samples | "
         "final asymmetry of fwd/bwd pairs | "
         "loop gain at the last epoch, per seed |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -437,7 +454,7 @@ def table(results: dict, cfg: dict, seeds, quick: bool, command: str, config_nam
                 continue
             partial = [
                 f"diverged in epoch {d}" if d else f"at epoch {n}"
-                for n, d in zip(r["epochs_done"], r["diverged_in_epoch"])
+                for n, d in zip(r["epochs_done"], r["diverged_in_epoch"], strict=True)
                 if n < e
             ]
             done = f"{r['seeds']}" + (
@@ -454,15 +471,17 @@ def table(results: dict, cfg: dict, seeds, quick: bool, command: str, config_nam
             gains = (
                 ", ".join(
                     f"{g:.2f}" + (f" (epoch {n})" if n < e else "")
-                    for g, n in zip(r["loop_gain_last_epoch"], r["epochs_done"])
+                    for g, n in zip(r["loop_gain_last_epoch"], r["epochs_done"], strict=True)
                 )
                 if setting == "layered"
                 else "-"
             )
             lines.append(
                 f"| {setting} | {algorithm} | {done} | {pct(r['test_accuracy_epoch1'])} | "
-                f"{pct(r[f'test_accuracy_epoch{e}'])} | {pct(r['test_accuracy_last_epochs'])} | {best} | "
-                f"{r['grad_cosine_mean_over_training']['mean']:.6f} | {r['failures']} | {asym} | {gains} |"
+                f"{pct(r[f'test_accuracy_epoch{e}'])} | {pct(r['test_accuracy_last_epochs'])} | "
+                f"{best} | "
+                f"{r['grad_cosine_mean_over_training']['mean']:.6f} | {r['failures']} | {asym} | "
+                f"{gains} |"
             )
     for key in ("ngspice_check", "ngspice_check_layered"):
         c = results.get(key)
@@ -475,9 +494,12 @@ def table(results: dict, cfg: dict, seeds, quick: bool, command: str, config_nam
             )
             lines += [
                 "",
-                f"ngspice check ({c['run']} after epoch {c['epoch']}, {c['samples']} test images through "
-                f"the trained netlist, folded form{unsolved}): accuracy {100 * c['accuracy']:.2f} % (numpy "
-                f"{100 * c['numpy_accuracy']:.2f} %), predictions agree on {100 * c['agreement']:.2f} %, largest "
+                f"ngspice check ({c['run']} after epoch {c['epoch']}, {c['samples']} test images "
+                "through "
+                f"the trained netlist, folded form{unsolved}): accuracy {100 * c['accuracy']:.2f} "
+                "% (numpy "
+                f"{100 * c['numpy_accuracy']:.2f} %), predictions agree on "
+                f"{100 * c['agreement']:.2f} %, largest "
                 f"voltage difference {c['max_abs_diff_v']:.1e} V.",
             ]
     return "\n".join(lines) + "\n"
