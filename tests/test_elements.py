@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from circuitep import kcl
-from circuitep.elements import registry
+from circuitep.elements import expr, registry
 from circuitep.elements.blocks import dense
 from circuitep.engines.base import Phase
 from circuitep.engines.layered import LayeredEngine
@@ -144,11 +144,8 @@ def test_spice_matches_the_stamp_at_random_operating_points(kind, ngspice_engine
             for i, j in np.argwhere(c.mask):
                 node = f"p_{i}_{j}"
                 probes[node] = 0.0
-                els.append(
-                    Element(
-                        "B", f"bslope_{i}_{j}", ("0", node), m.spice_slope(c, i, j, f"v({src[j]})")
-                    )
-                )
+                slope = expr.to_spice(m.slope_expression(c, i, j, expr.v(src[j])))
+                els.append(Element("B", f"bslope_{i}_{j}", ("0", node), slope))
             got = _currents(els, held | probes)
             want = [a[i, j] for i, j in np.argwhere(c.mask)]
             _close(np.array([got[n] for n in probes]), np.array(want), f"{kind} AEP slope")

@@ -4,7 +4,7 @@
 ``w`` in S, signed; ``v_sat`` (``V_s``, V) one per coupling. Non-reciprocal and non-linear: its
 Jacobian block ``w f'(v_src)``, ``f'(v) = 1 - tanh(v / V_s)^2``, depends on the state, so the AEP
 netlist keeps explicit correction sources against reference nodes holding ``x0``
-(:func:`spice_slope`). Learning rule ``dC/dw_ij = -s_i f(v_j)``. SPICE: a ``B`` source; its
+(:func:`slope_expression`). Learning rule ``dC/dw_ij = -s_i f(v_j)``. SPICE: a ``B`` source; its
 adjoint is ``w f'(v(src_j)) v(adj dst_i)`` into ``adj src_j``.
 """
 
@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from circuitep.devices import tanh_transfer
+from circuitep.elements import expr as ex
 from circuitep.elements.blocks import Scaled
 from circuitep.elements.params import MAX_SIEMENS, V_SAT_RANGE, Param
-from circuitep.netlist import Element, spice_number
+from circuitep.netlist import Element
 
 NAME = "tanh"
 LABEL = "saturating (tanh)"
@@ -89,8 +90,19 @@ def sens_name(c, i: int, j: int) -> str | None:
     return None  # a behavioural source: ngspice's .sens does not cover it
 
 
-def _tanh(c, v: str) -> str:
-    return f"tanh({v}/{spice_number(c.v_sat)})"
+def _tanh(c, v: ex.Expr) -> ex.Expr:
+    return ex.tanh(v / c.v_sat)
+
+
+def current_expression(c, i: int, j: int, v: ex.Expr) -> ex.Expr:
+    """Current ``w[i, j] V_s tanh(v / V_s)`` (A) into ``dst_i`` at the source voltage ``v`` (V)."""
+    return float(c.weight[i, j]) * c.v_sat * _tanh(c, v)
+
+
+def slope_expression(c, i: int, j: int, v: ex.Expr) -> ex.Expr:
+    """``d i_dst_i / d v_src_j = w[i, j] (1 - tanh(v / V_s)^2)`` (S) at the source voltage ``v``."""
+    t = _tanh(c, v)
+    return float(c.weight[i, j]) * (1 - t * t)
 
 
 def spice(c, src: list[str], dst: list[str]) -> list[Element]:
@@ -99,16 +111,10 @@ def spice(c, src: list[str], dst: list[str]) -> list[Element]:
             "B",
             f"b{c.name}_{i}_{j}",
             ("0", dst[i]),
-            f"{spice_number(float(c.weight[i, j]) * c.v_sat)}*{_tanh(c, f'v({src[j]})')}",
+            ex.to_spice(current_expression(c, i, j, ex.v(src[j]))),
         )
         for i, j in np.argwhere(c.mask)
     ]
-
-
-def spice_slope(c, i: int, j: int, v: str) -> str:
-    """SPICE expression of ``d i_dst_i / d v_src_j`` (S) at the node voltage expression ``v``."""
-    t = _tanh(c, v)
-    return f"{spice_number(float(c.weight[i, j]))}*(1-{t}*{t})"
 
 
 def spice_adjoint(c, src, dst, adj_src, adj_dst):
@@ -119,7 +125,7 @@ def spice_adjoint(c, src, dst, adj_src, adj_dst):
             "B",
             f"badj_{c.name}_{i}_{j}",
             ("0", adj_src[j]),
-            f"{spice_slope(c, i, j, f'v({src[j]})')}*v({adj_dst[i]})",
+            ex.to_spice(slope_expression(c, i, j, ex.v(src[j])) * ex.v(adj_dst[i])),
         )
         for i, j in np.argwhere(c.mask)
     ]
