@@ -37,9 +37,20 @@ _PREC = {"+": _ADD, "-": _ADD, "*": _MUL, "/": _MUL}
 
 class Expr:
     """Base of the expression nodes; ``+ - * /`` and unary ``-`` build new nodes (numbers are
-    wrapped in :class:`Const`)."""
+    wrapped in :class:`Const`). Each node writes itself (``_write``: its text and how tightly it
+    binds) and evaluates itself (``_eval``)."""
 
-    __slots__ = ()
+    def _text(self) -> tuple[str, int]:
+        """``_write()``, computed once per node: a shared subtree (a layer's ``tanh(v(a_j)/V_s)``
+        in each of its elements) is written once."""
+        try:
+            return self._written
+        except AttributeError:
+            written = self._write()
+            object.__setattr__(self, "_written", written)
+            return written
+
+    __slots__ = ("_written",)  # the text and binding of _write, kept once computed
     __array_ufunc__ = None  # numpy scalars and arrays leave arithmetic with an Expr to it
 
     def __add__(self, other):
@@ -85,10 +96,18 @@ class Const(Expr):
                 raise ValueError(f"expression constant {x} is beyond 2**53: write it as a float")
         elif is_number(x):
             x = finite_float("expression constant", x)
+            object.__setattr__(self, "_written", (spice_number(x), _NEG if x < 0 else _ATOM))
         else:
             kind = "a boolean" if is_bool(x) else type(x).__name__
             raise TypeError(f"an expression constant must be a number, got {x!r} ({kind})")
         object.__setattr__(self, "value", x)
+
+    def _write(self):
+        text = str(self.value) if isinstance(self.value, int) else spice_number(self.value)
+        return text, _NEG if text.startswith("-") else _ATOM
+
+    def _eval(self, voltages):
+        return np.float64(self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +119,32 @@ class Voltage(Expr):
     def __post_init__(self):
         object.__setattr__(self, "name", check_ident("expression node", self.name))
 
+    def _write(self):
+        return f"v({self.name})", _ATOM
+
+    def _eval(self, voltages):
+        if self.name not in voltages:
+            raise ValueError(
+                f"expression needs the voltage of node {self.name!r}; given {sorted(voltages)}"
+            )
+        return np.asarray(voltages[self.name], dtype=float)
+
 
 @dataclass(frozen=True, slots=True)
 class Neg(Expr):
     """``-arg``."""
 
     arg: Expr
+
+    def __post_init__(self):
+        _check_operands("-", (self.arg,))
+
+    def _write(self):
+        arg, p = self.arg._text()
+        return "-" + (f"({arg})" if p < _MUL else arg), _NEG
+
+    def _eval(self, voltages):
+        return -self.arg._eval(voltages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +159,19 @@ class Binary(Expr):
         if self.op not in _BINARY:
             raise ValueError(f"expression operator {self.op!r} is not one of {sorted(_BINARY)}")
         _check_operands(self.op, (self.left, self.right))
+
+    def _write(self):
+        p = _PREC[self.op]
+        left, lp = self.left._text()
+        right, rp = self.right._text()
+        if lp < p:
+            left = f"({left})"
+        if rp <= p or rp == _NEG:
+            right = f"({right})"
+        return f"{left}{self.op}{right}", p
+
+    def _eval(self, voltages):
+        return _BINARY[self.op](self.left._eval(voltages), self.right._eval(voltages))
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +190,12 @@ class Call(Expr):
             )
         _check_operands(self.fn, self.args)
 
+    def _write(self):
+        return f"{self.fn}({','.join(a._text()[0] for a in self.args)})", _ATOM
+
+    def _eval(self, voltages):
+        return _FUNCTIONS[self.fn][1](*(a._eval(voltages) for a in self.args))
+
 
 @dataclass(frozen=True, slots=True)
 class GreaterEqual(Expr):
@@ -148,6 +206,13 @@ class GreaterEqual(Expr):
 
     def __post_init__(self):
         _check_operands(">=", (self.left, self.right))
+
+    def _write(self):
+        right, rp = self.right._text()
+        return f"({self.left._text()[0]})>=" + (f"({right})" if rp <= _CMP else right), _CMP
+
+    def _eval(self, voltages):
+        return np.greater_equal(self.left._eval(voltages), self.right._eval(voltages))
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +227,18 @@ class Where(Expr):
         if not isinstance(self.cond, GreaterEqual):
             raise TypeError(f"a ternary's condition must be a comparison, got {self.cond!r}")
         _check_operands("ternary", (self.then, self.other))
+
+    def _write(self):
+        parts = (self.cond._text()[0], self.then._text()[0], self.other._text()[0])
+        return "(({})?({}):({}))".format(*parts), _ATOM
+
+    def _eval(self, voltages):
+        cond = self.cond._eval(voltages)
+        # Both branches are computed everywhere, as in circuitep.devices; overflow or a division
+        # by zero in the branch not selected is not an error (ngspice computes only the selected).
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            then, other = self.then._eval(voltages), self.other._eval(voltages)
+        return np.where(cond, then, other)
 
 
 def _check_operands(what: str, args) -> None:
@@ -216,45 +293,6 @@ def total(terms) -> Expr:
     return out
 
 
-# ------------------------------------------------------------------------------------ printing
-
-
-def _prec(e: Expr, text: str) -> int:
-    if isinstance(e, Binary):
-        return _PREC[e.op]
-    if isinstance(e, GreaterEqual):
-        return _CMP
-    if isinstance(e, Neg) or text.startswith("-"):
-        return _NEG
-    return _ATOM
-
-
-def _text(e: Expr) -> str:
-    if isinstance(e, Const):
-        return str(e.value) if isinstance(e.value, int) else spice_number(e.value)
-    if isinstance(e, Voltage):
-        return f"v({e.name})"
-    if isinstance(e, Neg):
-        arg = _text(e.arg)
-        return "-" + (f"({arg})" if _prec(e.arg, arg) < _MUL else arg)
-    if isinstance(e, Binary):
-        p, left, right = _PREC[e.op], _text(e.left), _text(e.right)
-        if _prec(e.left, left) < p:
-            left = f"({left})"
-        rp = _prec(e.right, right)
-        if rp <= p or rp == _NEG:
-            right = f"({right})"
-        return f"{left}{e.op}{right}"
-    if isinstance(e, Call):
-        return f"{e.fn}({','.join(_text(a) for a in e.args)})"
-    if isinstance(e, GreaterEqual):
-        right = _text(e.right)
-        return f"({_text(e.left)})>=" + (f"({right})" if _prec(e.right, right) <= _CMP else right)
-    if isinstance(e, Where):
-        return f"(({_text(e.cond)})?({_text(e.then)}):({_text(e.other)}))"
-    raise TypeError(f"not an expression: {e!r}")
-
-
 def to_spice(e: Expr) -> str:
     """The SPICE text of ``e`` (ngspice's ``B``-source syntax; the module docstring says where
     it puts parentheses).
@@ -270,37 +308,7 @@ def to_spice(e: Expr) -> str:
         Text that :func:`circuitep.netlist.check_expression` accepts.
     """
     _check_operands("a B source", (e,))
-    return _text(e)
-
-
-# ---------------------------------------------------------------------------------- evaluation
-
-
-def _eval(e: Expr, voltages) -> np.ndarray:
-    if isinstance(e, Const):
-        return np.float64(e.value)
-    if isinstance(e, Voltage):
-        if e.name not in voltages:
-            raise ValueError(
-                f"expression needs the voltage of node {e.name!r}; given {sorted(voltages)}"
-            )
-        return np.asarray(voltages[e.name], dtype=float)
-    if isinstance(e, Neg):
-        return -_eval(e.arg, voltages)
-    if isinstance(e, Binary):
-        return _BINARY[e.op](_eval(e.left, voltages), _eval(e.right, voltages))
-    if isinstance(e, Call):
-        return _FUNCTIONS[e.fn][1](*(_eval(a, voltages) for a in e.args))
-    if isinstance(e, GreaterEqual):
-        return np.greater_equal(_eval(e.left, voltages), _eval(e.right, voltages))
-    if isinstance(e, Where):
-        cond = _eval(e.cond, voltages)
-        # Both branches are computed everywhere, as in circuitep.devices; overflow or a division
-        # by zero in the branch not selected is not an error (ngspice computes only the selected).
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            then, other = _eval(e.then, voltages), _eval(e.other, voltages)
-        return np.where(cond, then, other)
-    raise TypeError(f"not an expression: {e!r}")
+    return e._text()[0]
 
 
 def evaluate(e: Expr, voltages: dict[str, np.ndarray]) -> np.ndarray:
@@ -324,4 +332,4 @@ def evaluate(e: Expr, voltages: dict[str, np.ndarray]) -> np.ndarray:
         When the expression reads a node that ``voltages`` lacks.
     """
     _check_operands("an evaluation", (e,))
-    return np.asarray(_eval(e, voltages), dtype=float)
+    return np.asarray(e._eval(voltages), dtype=float)

@@ -96,23 +96,31 @@ def _tanh(c, v: ex.Expr) -> ex.Expr:
 
 def current_expression(c, i: int, j: int, v: ex.Expr) -> ex.Expr:
     """Current ``w[i, j] V_s tanh(v / V_s)`` (A) into ``dst_i`` at the source voltage ``v`` (V)."""
-    return float(c.weight[i, j]) * c.v_sat * _tanh(c, v)
+    return _current(c, i, j, _tanh(c, v))
 
 
 def slope_expression(c, i: int, j: int, v: ex.Expr) -> ex.Expr:
     """``d i_dst_i / d v_src_j = w[i, j] (1 - tanh(v / V_s)^2)`` (S) at the source voltage ``v``."""
-    t = _tanh(c, v)
-    return float(c.weight[i, j]) * (1 - t * t)
+    return _slope(c, i, j, _dtanh(_tanh(c, v)))
+
+
+# The expressions from a column's shared t = tanh(v_j / V_s) and 1 - t^2 (each written once).
+def _dtanh(t: ex.Expr) -> ex.Expr:
+    return 1 - t * t
+
+
+def _current(c, i: int, j: int, t: ex.Expr) -> ex.Expr:
+    return float(c.weight[i, j]) * c.v_sat * t
+
+
+def _slope(c, i: int, j: int, dt: ex.Expr) -> ex.Expr:
+    return float(c.weight[i, j]) * dt
 
 
 def spice(c, src: list[str], dst: list[str]) -> list[Element]:
+    ts = [_tanh(c, ex.v(n)) for n in src]
     return [
-        Element(
-            "B",
-            f"b{c.name}_{i}_{j}",
-            ("0", dst[i]),
-            ex.to_spice(current_expression(c, i, j, ex.v(src[j]))),
-        )
+        Element("B", f"b{c.name}_{i}_{j}", ("0", dst[i]), ex.to_spice(_current(c, i, j, ts[j])))
         for i, j in np.argwhere(c.mask)
     ]
 
@@ -120,12 +128,13 @@ def spice(c, src: list[str], dst: list[str]) -> list[Element]:
 def spice_adjoint(c, src, dst, adj_src, adj_dst):
     if adj_src is None:
         return None
+    dts, adj = [_dtanh(_tanh(c, ex.v(n))) for n in src], [ex.v(n) for n in adj_dst]
     return [
         Element(
             "B",
             f"badj_{c.name}_{i}_{j}",
             ("0", adj_src[j]),
-            ex.to_spice(slope_expression(c, i, j, ex.v(src[j])) * ex.v(adj_dst[i])),
+            ex.to_spice(_slope(c, i, j, dts[j]) * adj[i]),
         )
         for i, j in np.argwhere(c.mask)
     ]
