@@ -117,7 +117,7 @@ class Voltage(Expr):
     name: str
 
     def __post_init__(self):
-        object.__setattr__(self, "name", check_ident("expression node", self.name))
+        object.__setattr__(self, "name", check_ident("expression node", self.name, reserved=True))
 
     def _write(self):
         return f"v({self.name})", _ATOM

@@ -35,7 +35,7 @@ def softmax_expressions(
     norm = ex.total(ex.exp(ex.v(o) / tau) for o in outs)
     return [
         ex.v(beta_node) / tau * (ex.v(tgt) / total - ex.exp(ex.v(node) / tau) / norm)
-        for node, tgt in zip(outs, targets)
+        for node, tgt in zip(outs, targets, strict=True)
     ]
 
 
@@ -47,9 +47,10 @@ def spice(
     if isinstance(cost, CrossEntropy):
         exprs = softmax_expressions(outs, targets, cost.tau, beta_node)
         return [
-            Element("B", f"bnudge_{dst}", ("0", dst), ex.to_spice(e)) for e, dst in zip(exprs, into)
+            Element("B", f"bnudge_{dst}", ("0", dst), ex.to_spice(e))
+            for e, dst in zip(exprs, into, strict=True)
         ]
     return [
         Element("G", f"gnudge_{dst}", ("0", dst, tgt, node), beta)
-        for node, tgt, dst in zip(outs, targets, into)
+        for node, tgt, dst in zip(outs, targets, into, strict=True)
     ]
