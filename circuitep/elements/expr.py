@@ -13,7 +13,7 @@ less tightly, its right operand also when it binds equally (``a-(b-c)``, ``a/(b*
 with a minus, so that ngspice evaluates the same operations in the same order as numpy does. A
 negation is written ``-x`` without parentheses around a product or quotient (``-(a*b)`` and
 ``(-a)*b`` are the same double). A comparison's left side and the ternary with both branches
-are always parenthesised, the form the netlists have always used: ``((a)>=b)?(x):(y))``.
+are always parenthesised, the form the netlists have always used: ``(((a)>=b)?(x):(y))``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from circuitep.netlist import check_ident, spice_number
 
 #: Integers are written as integers; beyond 2**53 ngspice's double would not hold them exactly.
 _MAX_INT = 2**53
-#: Functions and their numbers of arguments.
+#: Functions: their numbers of arguments and numpy's implementation.
 _FUNCTIONS = {"exp": (1, np.exp), "tanh": (1, np.tanh), "min": (2, np.minimum)}
 _BINARY = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
 # How tightly each form binds (higher: tighter).
@@ -40,6 +40,9 @@ class Expr:
     wrapped in :class:`Const`). Each node writes itself (``_write``: its text and how tightly it
     binds) and evaluates itself (``_eval``)."""
 
+    __slots__ = ("_written",)  # the text and binding of _write, kept once computed
+    __array_ufunc__ = None  # numpy scalars and arrays leave arithmetic with an Expr to it
+
     def _text(self) -> tuple[str, int]:
         """``_write()``, computed once per node: a shared subtree (a layer's ``tanh(v(a_j)/V_s)``
         in each of its elements) is written once."""
@@ -49,9 +52,6 @@ class Expr:
             written = self._write()
             object.__setattr__(self, "_written", written)
             return written
-
-    __slots__ = ("_written",)  # the text and binding of _write, kept once computed
-    __array_ufunc__ = None  # numpy scalars and arrays leave arithmetic with an Expr to it
 
     def __add__(self, other):
         return Binary("+", self, wrap(other))
