@@ -448,9 +448,6 @@ def source_values(
     return np.stack(columns, axis=1) if columns else np.zeros((u.shape[0], 0))
 
 
-_diode_conductance = diode_clamp.conductance_expression  # its old name
-
-
 #: Diode current (A) at which a clamped node's range is quoted: the largest current the clamps
 #: carry at the operating points of the trained digits circuits measured (376 uA, issue 18), rounded
 #: up.

@@ -30,6 +30,7 @@ CHECKED = {
     "elements/blocks.py",
     "elements/capacitance.py",
     "elements/diode_clamp.py",
+    "elements/expr.py",
     "elements/leak.py",
     "elements/nudge.py",
     "elements/ota.py",

@@ -7,7 +7,7 @@ non-reciprocal couplings between free nodes make ``J != J^T``: with ``A`` their 
 apply it (:func:`apply`, :func:`add_jacobian`, :func:`matrix`); the compiler writes it
 (:func:`spice`): a linear kind is reversed in the AEP netlist (its own ``spice_reversed``) and
 leaves one constant current ``(K x0)_i`` per node; a non-linear one keeps explicit sources
-``-A0 (v - x0)`` against reference nodes holding ``x0``, from its ``spice_slope``.
+``-A0 (v - x0)`` against reference nodes holding ``x0``, from its ``slope_expression``.
 
 ``links`` are :class:`circuitep.kcl.Link` rows (coupling, kind module, slices, chain positions).
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from circuitep.elements import expr as ex
 from circuitep.elements.blocks import Block, dense, matvec, rmatvec, take, transpose
 from circuitep.netlist import Element
 
@@ -231,15 +232,39 @@ def spice(
         c = link.coupling
         for i, j in np.argwhere(c.mask):
             a, b = nodes[link.dst.start + i], nodes[link.src_free.start + j]
-            slope = link.kind.spice_slope(c, i, j, f"v({ref_node(b)})")
-            els.append(
-                Element(
-                    "B", f"baep_{c.name}_{i}_{j}_a", ("0", a), f"-{slope}*(v({b})-v({ref_node(b)}))"
-                )
-            )
-            els.append(
-                Element(
-                    "B", f"baep_{c.name}_{i}_{j}_b", ("0", b), f"{slope}*(v({a})-v({ref_node(a)}))"
-                )
-            )
+            into_a, into_b = correction_expressions(link.kind, c, i, j, a, b, ref_node)
+            els.append(Element("B", f"baep_{c.name}_{i}_{j}_a", ("0", a), ex.to_spice(into_a)))
+            els.append(Element("B", f"baep_{c.name}_{i}_{j}_b", ("0", b), ex.to_spice(into_b)))
     return els, sources
+
+
+def correction_expressions(
+    kind, c, i: int, j: int, a: str, b: str, ref_node: Callable[[str], str]
+) -> tuple[ex.Expr, ex.Expr]:
+    """The AEP correction currents (A) of one entry of a non-linear coupling (DESIGN.md §1).
+
+    ``-A0 (v(b) - x0_b)`` into ``a`` and ``A0 (v(a) - x0_a)`` into ``b``, with ``A0`` the kind's
+    ``slope_expression`` at ``x0_b`` and ``x0`` held by the reference nodes ``ref_node(a)``,
+    ``ref_node(b)``.
+
+    Parameters
+    ----------
+    kind : module
+        The coupling's kind (:mod:`circuitep.elements.registry`), with ``slope_expression``.
+    c : Coupling
+        The coupling, weight ``(m, n)``.
+    i, j : int
+        The entry: destination node ``i`` (``0 <= i < m``), source node ``j`` (``0 <= j < n``).
+    a, b : str
+        SPICE names of the destination and the source node.
+    ref_node : callable
+        Maps a node's name to the name of the node that holds its free-state voltage ``x0`` (V).
+
+    Returns
+    -------
+    tuple of Expr
+        The currents into ``a`` and into ``b`` (A).
+    """
+    ra, rb = ex.v(ref_node(a)), ex.v(ref_node(b))
+    slope = kind.slope_expression(c, i, j, rb)
+    return -slope * (ex.v(b) - rb), slope * (ex.v(a) - ra)

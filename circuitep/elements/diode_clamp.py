@@ -7,7 +7,8 @@ Shockley model ``D(is=i_sat n=n)``.
 Current into the node and its derivative: :func:`current` (ngspice's DC diode model with its
 exponent cap, :mod:`circuitep.devices`). No trainable parameter. SPICE: rail sources and two ``D``
 per node; in the adjoint network the diodes' small-signal conductance as a behavioural source
-(:func:`conductance_expression`, the same cap).
+(:func:`adjoint_expression`, the same cap, written from one
+:mod:`circuitep.elements.expr` expression that numpy also evaluates).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from circuitep.devices import GMIN, THERMAL_VOLTAGE, diode_clamp_current, diode_current
+from circuitep.elements import expr as ex
 from circuitep.elements.params import I_SAT_RANGE, N_RANGE, Param
-from circuitep.netlist import Element, spice_number
+from circuitep.netlist import Element
 
 PARAMS = (
     Param(
@@ -116,43 +118,98 @@ def spice(node: str, group: str, model: str) -> list[Element]:
     ]
 
 
-def conductance_expression(vd: str, i_sat: float, n: float, gmin: float = GMIN) -> str:
-    """Behavioural expression of ngspice's diode conductance (S).
+def junction_expression(vd: ex.Expr, i_sat: float, n: float) -> ex.Expr:
+    """Small-signal conductance (S) of ngspice's diode without ``gmin``.
 
-    Behavioural expression of ngspice's diode small-signal conductance (S) at the junction voltage
-    expression ``vd``.
+    At the junction voltage ``vd`` (V), with the exponent cap of
+    :func:`circuitep.devices.diode_current`::
+
+        IS / (N Vt) exp(min(vd, 80 N Vt) / (N Vt))            for vd >= -3 N Vt
+        3 IS (3 N Vt / (e vd))^3 / vd                           below
 
     Parameters
     ----------
-    vd : str
-        SPICE expression of the junction voltage (V).
+    vd : Expr
+        The junction voltage (V).
     i_sat : float
-        Diode saturation current, A.
+        Saturation current IS (A).
     n : float
-        Diode emission coefficient (dimensionless).
-    gmin : float
-        Conductance in parallel with each junction, S (ngspice's gmin).
+        Emission coefficient N (dimensionless).
 
     Returns
     -------
-    str
-        The expression, S.
+    Expr
+        The conductance (S).
     """
-    vte = spice_number(n * THERMAL_VOLTAGE)
-    is_ = spice_number(i_sat)
-    q = f"(3*{vte}/({spice_number(np.e)}*min({vd},-3*{vte})))"
-    reverse = f"{is_}*3*{q}*{q}*{q}/min({vd},-3*{vte})"
-    forward = (
-        f"{is_}/{vte}*exp(min({vd},80*{vte})/{vte})"  # the exponent cap of devices.diode_current
-    )
-    return f"((({vd})>=-3*{vte})?({forward}):({reverse}))+{spice_number(gmin)}"
+    vte = n * THERMAL_VOLTAGE
+    low = ex.minimum(vd, -3 * ex.Const(vte))
+    q = 3 * ex.Const(vte) / (np.e * low)
+    reverse = i_sat * ex.Const(3) * q * q * q / low
+    forward = i_sat / ex.Const(vte) * ex.exp(ex.minimum(vd, 80 * ex.Const(vte)) / vte)
+    return ex.where(ex.ge(vd, -3 * ex.Const(vte)), forward, reverse)
+
+
+def conductance_expression(vd: ex.Expr, i_sat: float, n: float, gmin: float = GMIN) -> ex.Expr:
+    """Small-signal conductance (S) of ngspice's diode, ``gmin`` included.
+
+    :func:`junction_expression` plus ``gmin``: :func:`circuitep.devices.diode_current`'s
+    conductance.
+
+    Parameters
+    ----------
+    vd : Expr
+        The junction voltage (V).
+    i_sat : float
+        Saturation current IS (A).
+    n : float
+        Emission coefficient N (dimensionless).
+    gmin : float
+        Conductance across the junction (S), ngspice's gmin.
+
+    Returns
+    -------
+    Expr
+        The conductance (S).
+    """
+    return junction_expression(vd, i_sat, n) + gmin
+
+
+def adjoint_expression(
+    node: str, adj: str, group: str, i_sat: float, n: float, gmin: float = GMIN
+) -> ex.Expr:
+    """Current (A) of the adjoint clamp into ``adj`` from ground.
+
+    The conductance of both diodes at the voltage of ``node`` times ``v(adj)``:
+    ``(g_up + g_dn) v(adj)`` (DESIGN.md §1, Dyadic EP).
+
+    Parameters
+    ----------
+    node : str
+        SPICE name of the free node.
+    adj : str
+        SPICE name of its adjoint node.
+    group : str
+        Name of the node group the clamp belongs to (its rail nodes).
+    i_sat : float
+        Diode saturation current (A).
+    n : float
+        Diode emission coefficient (dimensionless).
+    gmin : float
+        Conductance across each junction (S).
+
+    Returns
+    -------
+    Expr
+        The current (A).
+    """
+    lo, hi = (ex.v(r) for r in rail_nodes(group))
+    g_up = conductance_expression(ex.v(node) - hi, i_sat, n, gmin)
+    g_dn = junction_expression(lo - ex.v(node), i_sat, n)
+    return (g_up + g_dn + gmin) * ex.v(adj)  # summed left to right, as always written
 
 
 def spice_adjoint(node: str, adj: str, group: str, i_sat: float, n: float) -> list[Element]:
-    """Adjoint of the clamp: its small-signal conductance.
-
-    Adjoint of the clamp: a ``B`` source ``(g_up + g_dn) v(adj)``, the diodes' small-signal
-    conductance at the free state.
+    """Adjoint of the clamp: a ``B`` source of :func:`adjoint_expression`.
 
     Parameters
     ----------
@@ -163,7 +220,7 @@ def spice_adjoint(node: str, adj: str, group: str, i_sat: float, n: float) -> li
     group : str
         Name of the node group the clamp belongs to.
     i_sat : float
-        Diode saturation current, A.
+        Diode saturation current (A).
     n : float
         Diode emission coefficient (dimensionless).
 
@@ -172,7 +229,5 @@ def spice_adjoint(node: str, adj: str, group: str, i_sat: float, n: float) -> li
     list of Element
         One ``B`` element.
     """
-    lo, hi = rail_nodes(group)
-    g_up = conductance_expression(f"v({node})-v({hi})", i_sat, n)
-    g_dn = conductance_expression(f"v({lo})-v({node})", i_sat, n)
-    return [Element("B", f"badj_clamp_{node}", (adj, "0"), f"({g_up}+{g_dn})*v({adj})")]
+    expression = ex.to_spice(adjoint_expression(node, adj, group, i_sat, n))
+    return [Element("B", f"badj_clamp_{node}", (adj, "0"), expression)]

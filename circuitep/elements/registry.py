@@ -17,7 +17,8 @@ A coupling kind is a module of :mod:`circuitep.elements` that declares (see
   (the learning rule ``-(dF/dw)^T s`` summed over the batch), ``symmetric_rule`` (EP's rule or
   ``None``), ``dc_paths``, ``power``, ``max_current``, ``sens_name`` and ``check``;
 - its SPICE for every phase: ``spice(c, src, dst)`` (free and nudged), ``spice_reversed`` (AEP,
-  linear kinds) or ``spice_slope`` (AEP, non-linear kinds: the expression of its Jacobian entry)
+  linear kinds) or ``slope_expression`` (AEP, non-linear kinds: its Jacobian entry as a
+  :mod:`circuitep.elements.expr` expression, also evaluated by numpy)
   and ``spice_adjoint``; ``title(c)`` names its netlist section.
 
 Node elements (leak, bias, capacitance, diode clamp) sit on every free node; the nudge on the
@@ -71,7 +72,7 @@ REQUIRED = (
 def _check_modules() -> None:
     for name, m in COUPLINGS.items():
         missing = [a for a in REQUIRED if not hasattr(m, a)]
-        missing += [] if m.LINEAR or hasattr(m, "spice_slope") else ["spice_slope"]
+        missing += [] if m.LINEAR or hasattr(m, "slope_expression") else ["slope_expression"]
         missing += [] if not m.LINEAR or hasattr(m, "spice_reversed") else ["spice_reversed"]
         if missing:
             raise ImportError(f"element kind {name!r} ({m.__name__}) lacks {missing}")

@@ -5,8 +5,8 @@ Saturating transconductor coupling: current ``w[i, j] V_s tanh(v(src_j) / V_s)``
 ``w`` in S, signed; ``v_sat`` (``V_s``, V) one per coupling. Non-reciprocal and non-linear: its
 Jacobian block ``w f'(v_src)``, ``f'(v) = 1 - tanh(v / V_s)^2``, depends on the state, so the AEP
 netlist keeps explicit correction sources against reference nodes holding ``x0``
-(:func:`spice_slope`). Learning rule ``dC/dw_ij = -s_i f(v_j)``. SPICE: a ``B`` source; its adjoint
-is ``w f'(v(src_j)) v(adj dst_i)`` into ``adj src_j``.
+(:func:`slope_expression`). Learning rule ``dC/dw_ij = -s_i f(v_j)``. SPICE: a ``B`` source; its
+adjoint is ``w f'(v(src_j)) v(adj dst_i)`` into ``adj src_j``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 from circuitep.devices import tanh_transfer
+from circuitep.elements import expr as ex
 from circuitep.elements.blocks import Scaled
 from circuitep.elements.params import MAX_SIEMENS, V_SAT_RANGE, Param
-from circuitep.netlist import Element, spice_number
+from circuitep.netlist import Element
 
 NAME = "tanh"
 LABEL = "saturating (tanh)"
@@ -285,8 +286,61 @@ def sens_name(c, i: int, j: int) -> str | None:
     return None  # a behavioural source: ngspice's .sens does not cover it
 
 
-def _tanh(c, v: str) -> str:
-    return f"tanh({v}/{spice_number(c.v_sat)})"
+def _tanh(c, v: ex.Expr) -> ex.Expr:
+    return ex.tanh(v / c.v_sat)
+
+
+def current_expression(c, i: int, j: int, v: ex.Expr) -> ex.Expr:
+    """Current ``w[i, j] V_s tanh(v / V_s)`` (A) into ``dst_i``.
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind, weight ``(m, n)`` (S) and ``v_sat`` (V).
+    i, j : int
+        Destination node ``i`` (``0 <= i < m``), source node ``j`` (``0 <= j < n``).
+    v : Expr
+        The source voltage ``v(src_j)`` (V).
+
+    Returns
+    -------
+    Expr
+        The current (A).
+    """
+    return _current(c, i, j, _tanh(c, v))
+
+
+def slope_expression(c, i: int, j: int, v: ex.Expr) -> ex.Expr:
+    """Slope ``d i_dst_i / d v_src_j = w[i, j] (1 - tanh(v / V_s)^2)`` (S).
+
+    Parameters
+    ----------
+    c : Coupling
+        A coupling of this kind, weight ``(m, n)`` (S) and ``v_sat`` (V).
+    i, j : int
+        Destination node ``i`` (``0 <= i < m``), source node ``j`` (``0 <= j < n``).
+    v : Expr
+        The source voltage ``v(src_j)`` (V) at which the slope is taken.
+
+    Returns
+    -------
+    Expr
+        The slope (S).
+    """
+    return _slope(c, i, j, _dtanh(_tanh(c, v)))
+
+
+# The expressions from a column's shared t = tanh(v_j / V_s) and 1 - t^2 (each written once).
+def _dtanh(t: ex.Expr) -> ex.Expr:
+    return 1 - t * t
+
+
+def _current(c, i: int, j: int, t: ex.Expr) -> ex.Expr:
+    return float(c.weight[i, j]) * c.v_sat * t
+
+
+def _slope(c, i: int, j: int, dt: ex.Expr) -> ex.Expr:
+    return float(c.weight[i, j]) * dt
 
 
 def spice(c, src: list[str], dst: list[str]) -> list[Element]:
@@ -307,39 +361,11 @@ def spice(c, src: list[str], dst: list[str]) -> list[Element]:
     list of Element
         The free and nudged phases' elements.
     """
+    ts = [_tanh(c, ex.v(n)) for n in src]
     return [
-        Element(
-            "B",
-            f"b{c.name}_{i}_{j}",
-            ("0", dst[i]),
-            f"{spice_number(float(c.weight[i, j]) * c.v_sat)}*{_tanh(c, f'v({src[j]})')}",
-        )
+        Element("B", f"b{c.name}_{i}_{j}", ("0", dst[i]), ex.to_spice(_current(c, i, j, ts[j])))
         for i, j in np.argwhere(c.mask)
     ]
-
-
-def spice_slope(c, i: int, j: int, v: str) -> str:
-    """SPICE expression of ``d i_dst_i / d v_src_j`` (S) at the node voltage expression ``v``.
-
-    Parameters
-    ----------
-    c : Coupling
-        A coupling of this kind (:class:`circuitep.spec.Coupling`): its ``weight`` ``(m, n)``,
-        ``mask`` and settings.
-    i : int
-        Destination node index, ``0 <= i < m``.
-    j : int
-        Source node index, ``0 <= j < n``.
-    v : str
-        SPICE expression of the source voltage ``v(src_j)`` (V).
-
-    Returns
-    -------
-    str
-        SPICE expression of ``d i_dst_i / d v_src_j`` (S) at ``v``.
-    """
-    t = _tanh(c, v)
-    return f"{spice_number(float(c.weight[i, j]))}*(1-{t}*{t})"
 
 
 def spice_adjoint(c, src, dst, adj_src, adj_dst):
@@ -370,12 +396,13 @@ def spice_adjoint(c, src, dst, adj_src, adj_dst):
     """
     if adj_src is None:
         return None
+    dts, adj = [_dtanh(_tanh(c, ex.v(n))) for n in src], [ex.v(n) for n in adj_dst]
     return [
         Element(
             "B",
             f"badj_{c.name}_{i}_{j}",
             ("0", adj_src[j]),
-            f"{spice_slope(c, i, j, f'v({src[j]})')}*v({adj_dst[i]})",
+            ex.to_spice(_slope(c, i, j, dts[j]) * adj[i]),
         )
         for i, j in np.argwhere(c.mask)
     ]
