@@ -136,30 +136,13 @@ def _private_startup_dir():
         os.close(back)
 
 
-def _no_user_init(lib) -> bool:
-    """Tell ngspice 44+ not to read ``.spiceinit``; True if the library can be told.
-
-    ``ngSpice_nospiceinit``, to be called before ``ngSpice_Init``. Older versions:
-    :func:`_private_startup_dir`.
-    """
-    try:
-        ffi.cdef("int ngSpice_nospiceinit(void);")
-    except Exception:  # noqa: BLE001 - declared already, by an earlier call or a newer PySpice
-        pass
-    try:
-        call = lib.ngSpice_nospiceinit
-    except AttributeError:  # ngspice < 44: no such symbol
-        return False
-    call()
-    return True
-
-
 if NgSpiceShared is not None:
 
     class _NgSpice(NgSpiceShared):
         """PySpice's binding with what circuitep needs before ngspice starts.
 
-        No user init file is read (:func:`_no_user_init`, :func:`_private_startup_dir`), and the
+        No user init file is read (:func:`_private_startup_dir`; ``ngSpice_nospiceinit`` is not
+        called: ngspice 46 as Debian bookworm-backports ships it segfaults in it), and the
         background-thread callback returns an int (PySpice's returns None, which cffi reports on
         every analysis) and sets ``finished`` when an analysis started with ``bg_`` ends.
         """
@@ -185,7 +168,6 @@ if NgSpiceShared is not None:
         def _init_ngspice(self, send_data):
             self.finished = threading.Event()
             self.finished.set()
-            self.nospiceinit = _no_user_init(self._ngspice_shared)
             with _private_startup_dir():
                 super()._init_ngspice(send_data)
 
