@@ -14,6 +14,7 @@ import numpy as np
 from circuitep import kcl
 from circuitep.checks import is_bool, is_number, plain_float
 from circuitep.costs import Cost, CrossEntropy, SquaredError
+from circuitep.elements import nudge
 from circuitep.phases import NUDGED, PHASES, PhaseName
 from circuitep.spec import MAX_VOLTS, Network, voltage_rows
 
@@ -376,9 +377,9 @@ def unsolved(
             scale = kcl.current_scale(net, us, xs)
             if phase.nudged:
                 out = net.output_index()
-                nudge = phase.beta * phase.cost.grad(xs[:, out], y[ok])
-                f[:, out] -= nudge
-                scale[:, out] += np.abs(nudge)
+                i_nudge = nudge.current(phase.beta, phase.cost, xs[:, out], y[ok])
+                f[:, out] += i_nudge
+                scale[:, out] += np.abs(i_nudge)
             if phase.aep:
                 term = kcl.correction_current(net, us, x0[ok], xs)
                 f -= term
