@@ -222,6 +222,7 @@ def compile_network(
     command: str | None = None,
     sample: str | None = None,
     state: np.ndarray | None = None,
+    correction: aep.Correction | None = None,
 ) -> Compiled:
     """Compile one phase of ``net``.
 
@@ -262,6 +263,9 @@ def compile_network(
         What sample the sources hold, for the header.
     state : numpy.ndarray
         That sample's free state, V, ``(n_free,)``, for the header.
+    correction : Correction
+        AEP phase: where the correction comes from, its elements' errors and its form
+        (:class:`circuitep.elements.aep.Correction`); ``None``: the circuit's own, reversed form.
 
     Returns
     -------
@@ -314,13 +318,19 @@ def compile_network(
     if x0.shape != (net.n_free,):
         raise ValueError(f"x0 has shape {x0.shape}, expected ({net.n_free},)")
 
+    if correction is not None and phase != "aep":
+        raise ValueError("a correction belongs to the AEP phase")
+    kcl.check_correction(net, correction)
+    explicit = correction is not None and correction.form == "explicit"
     b = _Builder(net, form)
     b.inputs(u[0])
     b.free_groups(state)
-    b.couplings(transpose_linear=phase == "aep")
+    b.couplings(transpose_linear=phase == "aep" and not explicit)
     if phase in ("nudged", "aep"):
         b.nudge(beta, cost, targets, into=lambda n: n)
-    if phase == "aep":
+    if phase == "aep" and explicit:
+        b.aep_explicit(x0, correction)
+    elif phase == "aep":
         b.aep_correction(u, x0)
     if phase == "dyadic":
         b.adjoint()
@@ -353,7 +363,18 @@ def compile_network(
         ),
         *(
             [
-                f"AEP correction: currents K x0 (A) for {aep_state}"
+                (
+                    "AEP correction: explicit elements "
+                    + (
+                        "from the model the controller holds"
+                        if correction.source is not None
+                        else "from this circuit's own Jacobian"
+                    )
+                    + ("" if correction.exact else ", with gain errors")
+                    + f"; reference nodes hold x0 for {aep_state or 'x0 = 0 (placeholders)'}"
+                )
+                if explicit
+                else f"AEP correction: currents K x0 (A) for {aep_state}"
                 if aep_state
                 else (
                     "AEP correction: currents K x0 (A) for x0 = 0, placeholders: wrong when this "
@@ -615,6 +636,27 @@ class _Builder:
         self.add(
             "AEP correction: constant currents K x0 (A), and -(J - J^T)(v - x0) of saturating "
             "couplings",
+            els,
+        )
+
+    def aep_explicit(self, x0: np.ndarray, correction: aep.Correction) -> None:
+        """The AEP correction as elements of its own, from ``correction``'s source, with its errors.
+
+        Beside the couplings in their forward direction: per entry of every non-reciprocal coupling
+        between free groups, correction transconductors driven by each node's deviation from the
+        free state ``x0`` (V) held on a reference node (:func:`circuitep.elements.aep.
+        spice_explicit`).
+        """
+        net = self.net
+        source = net if correction.source is None else correction.source
+        els, sources = aep.spice_explicit(
+            kcl.links(source), net.free_nodes, x0, ref_node, correction
+        )
+        self.sources += [Source(*row) for row in sources]
+        where = "the model" if correction.source is not None else "this circuit"
+        self.add(
+            f"AEP correction, explicit: -(J - J^T)(v - x0) with J of {where} at the free state, "
+            "driven by v - v(ref) (reference nodes hold x0)",
             els,
         )
 

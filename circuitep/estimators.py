@@ -24,6 +24,7 @@ import numpy as np
 
 from circuitep import kcl
 from circuitep.costs import Cost, SquaredError
+from circuitep.elements.aep import Correction
 from circuitep.elements.registry import kind as kind_of
 from circuitep.engines.base import Engine, OperatingPoint, Phase, check_batch
 from circuitep.engines.layered import LayeredEngine, chain_structure
@@ -138,11 +139,15 @@ def estimate(
     cost: Cost | None = None,
     centered: bool = True,
     x0: np.ndarray | None = None,
+    correction: Correction | None = None,
 ) -> Estimate:
     """Run estimator ``name`` (one of :data:`ESTIMATORS`) on a batch.
 
     ``beta`` is the nudge strength (S for squared error). ``x0`` may pass a free state already
     computed by the same engine (it is an explicit warm start, never remembered between calls).
+    ``net`` is the circuit that is simulated; ``correction`` says where AEP's correction comes from
+    when it is not that circuit's own (the model the controller holds, with its elements' errors:
+    DESIGN.md §7).
 
     Parameters
     ----------
@@ -164,6 +169,9 @@ def estimate(
         Centred (two nudged phases) or one-sided.
     x0 : numpy.ndarray
         The free state, V, ``(batch, n_free)``; ``None``: solved here.
+    correction : Correction
+        AEP only: the correction's source and errors (:class:`circuitep.elements.aep.Correction`);
+        ``None``: the circuit's own, exact.
 
     Returns
     -------
@@ -198,13 +206,19 @@ def estimate(
         s = op.adjoint / beta
     else:
         kind = "aep" if name == "aep" else "nudged"  # EP and VF: the plain nudge
+        fix = correction if name == "aep" else None
         plus = engine.solve(
-            net, Phase(kind, beta=beta, cost=cost), inputs, targets, x0=x0, x_init=x0
+            net,
+            Phase(kind, beta=beta, cost=cost, correction=fix),
+            inputs,
+            targets,
+            x0=x0,
+            x_init=x0,
         ).x
         if centered:
             minus = engine.solve(
                 net,
-                Phase(kind, beta=-beta, cost=cost),
+                Phase(kind, beta=-beta, cost=cost, correction=fix),
                 inputs,
                 targets,
                 x0=x0,

@@ -1,6 +1,8 @@
 """How close is the gradient a circuit computes to the ideal one (DESIGN.md §1).
 
-:func:`gradcheck` runs every estimator on one batch and compares it with the exact adjoint gradient;
+:func:`gradcheck` runs every estimator on one batch and compares it with the exact adjoint gradient
+of the circuit being simulated (and, when that circuit is not the model, the model's gradient
+beside them, DESIGN.md §7);
 :func:`beta_sweep` measures the bias against beta (one-sided O(beta), centred O(beta^2)) and fits
 the slopes; :func:`asymmetry_sweep` interpolates the backward transconductors from symmetric to the
 spec's and shows VF's error growing with asymmetry while AEP's does not.
@@ -13,9 +15,10 @@ import numpy as np
 from circuitep import kcl
 from circuitep.costs import Cost, SquaredError
 from circuitep.elements import registry
+from circuitep.elements.aep import Correction
 from circuitep.elements.registry import kind as kind_of
 from circuitep.engines.base import Engine, is_stable
-from circuitep.estimators import ESTIMATORS, compare, estimate
+from circuitep.estimators import ESTIMATORS, compare, estimate, reference_engine
 from circuitep.spec import Network
 
 
@@ -59,8 +62,17 @@ def gradcheck(
     estimators=("ep", "vf", "aep", "dyadic"),
     cost: Cost | None = None,
     centered: bool = True,
+    model: Network | None = None,
+    correction: Correction | None = None,
 ) -> dict:
     """Compare estimators with the exact (adjoint) gradient on one batch (DESIGN.md §1).
+
+    ``net`` is the circuit that is simulated, and the truth is its own exact gradient (the adjoint
+    of ``net`` at the free state ``engine`` finds). When the circuit is not the model (DESIGN.md
+    §7), ``model`` is the network the controller holds: its own gradient (what a digital twin
+    would compute, at its own free state) is compared with the circuit's truth as ``"model"``,
+    and ``correction`` is AEP's correction as the controller realises it (from the model, with its
+    elements' errors); then ``"aep_own"`` is AEP with the circuit's own exact correction beside it.
 
     Parameters
     ----------
@@ -83,13 +95,19 @@ def gradcheck(
         Default :class:`~circuitep.costs.SquaredError`.
     centered : bool
         Centred (two nudges, ``+beta`` and ``-beta``) rather than one-sided estimates.
+    model : Network, optional
+        The model the controller holds (same structure as ``net``); ``None``: the circuit is its
+        own model.
+    correction : Correction, optional
+        AEP's correction (:class:`circuitep.elements.aep.Correction`); ``None``: the circuit's own.
 
     Returns
     -------
     dict
         ``{"network", "engine", "beta", "cost", "tolerances", "estimators": {name: {"cosine",
         "rel_error", "sign_agreement", "groups": {...}, "beta"}}, "exact": {group: gradient
-        list}, "estimated": {name: {group: gradient list}}}``; JSON values throughout.
+        list}, "estimated": {name: {group: gradient list}}}``; JSON values throughout. With a
+        model or a correction, ``estimators`` also holds ``model`` and ``aep_own``.
 
     Raises
     ------
@@ -111,12 +129,32 @@ def gradcheck(
     for name in estimators:
         if name not in ESTIMATORS or name == "exact":
             raise ValueError(f"unknown estimator {name!r}: choose from {ESTIMATORS[1:]}")
+    runs = [(name, name, correction if name == "aep" else None) for name in estimators]
+    if correction is not None and "aep" in estimators:
+        runs.append(("aep_own", "aep", None))
+    for label, name, fix in runs:
         b = (dyadic_beta or 1e3 * beta) if name == "dyadic" else beta
         est = estimate(
-            name, net, engine, inputs, targets, beta=b, cost=cost, centered=centered, x0=exact.x0
+            name,
+            net,
+            engine,
+            inputs,
+            targets,
+            beta=b,
+            cost=cost,
+            centered=centered,
+            x0=exact.x0,
+            correction=fix,
         )
-        result["estimators"][name] = compare(est.grads, exact.grads) | {"beta": b}
-        result["estimated"][name] = {k: np.ravel(v).tolist() for k, v in est.grads.items()}
+        result["estimators"][label] = compare(est.grads, exact.grads) | {"beta": b}
+        result["estimated"][label] = {k: np.ravel(v).tolist() for k, v in est.grads.items()}
+    if model is not None:
+        twin = estimate(
+            "exact", model, reference_engine(model), inputs, targets, beta=beta, cost=cost
+        )
+        result["estimators"]["model"] = compare(twin.grads, exact.grads)
+        result["estimated"]["model"] = {k: np.ravel(v).tolist() for k, v in twin.grads.items()}
+        result["model"] = model.name
     return result
 
 

@@ -247,11 +247,69 @@ def current_scale(net: Network, u: np.ndarray, x: np.ndarray) -> np.ndarray:
     return s
 
 
-def correction_terms(net: Network, u: np.ndarray, x0: np.ndarray) -> list[aep.Term]:
+def check_correction(net: Network, correction: aep.Correction | None) -> None:
+    """Refuse a correction that does not fit the circuit ``net`` it corrects.
+
+    Its source must have ``net``'s structure (the same groups and couplings: names, kinds, shapes
+    and masks; the model and the circuit differ in values only) and its factors must name
+    non-reciprocal couplings between free groups with their weights' shapes.
+
+    Parameters
+    ----------
+    net : Network
+        The simulated circuit.
+    correction : Correction or None
+        The correction (:class:`circuitep.elements.aep.Correction`); ``None`` passes.
+    """
+    if correction is None:
+        return
+    if not isinstance(correction, aep.Correction):
+        raise TypeError(
+            f"correction must be a circuitep.elements.aep.Correction, got "
+            f"{type(correction).__name__}"
+        )
+    src = correction.source
+    if src is not None:
+        if not isinstance(src, Network):
+            raise TypeError(f"correction.source must be a Network, got {type(src).__name__}")
+        same = [(g.name, g.role, g.size) for g in src.groups] == [
+            (g.name, g.role, g.size) for g in net.groups
+        ] and len(src.couplings) == len(net.couplings)
+        same = same and all(
+            (a.name, a.kind, a.src, a.dst) == (b.name, b.kind, b.src, b.dst)
+            and a.weight.shape == b.weight.shape
+            and (a.mask == b.mask).all()
+            for a, b in zip(src.couplings, net.couplings, strict=True)
+        )
+        if not same:
+            raise ValueError(
+                f"the correction's source network {src.name!r} does not have the structure of the "
+                f"circuit {net.name!r} it corrects (groups, couplings, shapes and masks must match)"
+            )
+    free = {g.name for g in net.free_groups}
+    by_name = {c.name: c for c in net.couplings}
+    for half in ("forward", "back"):
+        for name, f in getattr(correction, half).items():
+            c = by_name.get(name)
+            if c is None or kind_of(c).RECIPROCAL or c.src not in free:
+                raise ValueError(
+                    f"correction.{half} names {name!r}, not a non-reciprocal coupling between "
+                    f"free groups of {net.name!r} (only those have AEP correction elements)"
+                )
+            if f.shape != c.weight.shape:
+                raise ValueError(
+                    f"correction.{half}[{name!r}] has shape {f.shape}, expected {c.weight.shape}"
+                )
+
+
+def correction_terms(
+    net: Network, u: np.ndarray, x0: np.ndarray, correction: aep.Correction | None = None
+) -> list[aep.Term]:
     """The AEP correction's blocks at the free state ``x0``.
 
     The AEP correction's blocks at the free state ``x0`` (V, (batch, n_free)), from
-    :func:`circuitep.elements.aep.terms`.
+    :func:`circuitep.elements.aep.terms`: of ``net`` itself, or of ``correction``'s source (the
+    model) with its elements' gain factors (:func:`circuitep.elements.aep.scaled`).
 
     Parameters
     ----------
@@ -261,13 +319,16 @@ def correction_terms(net: Network, u: np.ndarray, x0: np.ndarray) -> list[aep.Te
         All input-node voltages, V, ``(batch, n_in)`` (:meth:`Network.expand_inputs`).
     x0 : numpy.ndarray
         The free state, V, ``(batch, n_free)``.
+    correction : Correction or None
+        Where ``K`` comes from and its elements' errors; ``None``: ``net``'s own, exact.
 
     Returns
     -------
     list of Term
         One per non-reciprocal coupling from a free group.
     """
-    return aep.terms(links(net), x0)
+    source = net if correction is None or correction.source is None else correction.source
+    return aep.scaled(aep.terms(links(source), x0), correction)
 
 
 def nonreciprocal_jacobian(net: Network, u: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -293,7 +354,9 @@ def nonreciprocal_jacobian(net: Network, u: np.ndarray, x: np.ndarray) -> np.nda
     return aep.nonreciprocal(correction_terms(net, u, x), x.shape[0], x.shape[1])
 
 
-def correction_matrix(net: Network, u: np.ndarray, x0: np.ndarray) -> np.ndarray:
+def correction_matrix(
+    net: Network, u: np.ndarray, x0: np.ndarray, correction: aep.Correction | None = None
+) -> np.ndarray:
     """``K = J - J^T`` at the free state ``x0`` (S): AEP injects ``-K (x - x0)`` while nudged.
 
     Parameters
@@ -304,16 +367,24 @@ def correction_matrix(net: Network, u: np.ndarray, x0: np.ndarray) -> np.ndarray
         All input-node voltages, V, ``(batch, n_in)`` (:meth:`Network.expand_inputs`).
     x0 : numpy.ndarray
         The free state, V, ``(batch, n_free)``.
+    correction : Correction or None
+        Where ``K`` comes from and its elements' errors; ``None``: ``net``'s own, exact.
 
     Returns
     -------
     numpy.ndarray
         ``K``, S, ``(batch, n_free, n_free)``.
     """
-    return aep.matrix(correction_terms(net, u, x0), x0.shape[0], x0.shape[1])
+    return aep.matrix(correction_terms(net, u, x0, correction), x0.shape[0], x0.shape[1])
 
 
-def correction_current(net: Network, u: np.ndarray, x0: np.ndarray, x: np.ndarray) -> np.ndarray:
+def correction_current(
+    net: Network,
+    u: np.ndarray,
+    x0: np.ndarray,
+    x: np.ndarray,
+    correction: aep.Correction | None = None,
+) -> np.ndarray:
     """``K (x - x0)`` (A), without forming ``K``.
 
     ``K (x - x0)`` (A), ``(batch, n_free)``, ``K`` the :func:`correction_matrix` at ``x0``, without
@@ -329,6 +400,8 @@ def correction_current(net: Network, u: np.ndarray, x0: np.ndarray, x: np.ndarra
         The free state, V, ``(batch, n_free)``.
     x : numpy.ndarray
         Free-node voltages, V, ``(batch, n_free)``.
+    correction : Correction or None
+        Where ``K`` comes from and its elements' errors; ``None``: ``net``'s own, exact.
 
     Returns
     -------
@@ -336,7 +409,7 @@ def correction_current(net: Network, u: np.ndarray, x0: np.ndarray, x: np.ndarra
         ``K (x - x0)``, A, ``(batch, n_free)``.
     """
     f = np.zeros_like(x)
-    aep.apply(f, correction_terms(net, u, x0), x, x0)  # f = -K (x - x0)
+    aep.apply(f, correction_terms(net, u, x0, correction), x, x0)  # f = -K (x - x0)
     return -f
 
 

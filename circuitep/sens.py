@@ -1,4 +1,7 @@
-"""ngspice's own DC sensitivities as a second, SPICE-native reference for the exact gradient.
+"""ngspice's own gradients: DC sensitivities, and central finite differences of the cost.
+
+A second, SPICE-native reference for the exact gradient, and the truth for circuits the numpy model
+cannot describe (:func:`finite_difference_gradients`, any engine).
 
 For each sample and each output node ``o``, ``sens v(o)`` gives ``d v_o / d p`` for every element
 value ngspice knows: resistances, VCCS gains, source values. The cost gradient follows by the
@@ -15,7 +18,7 @@ from circuitep.costs import Cost, SquaredError
 from circuitep.elements.registry import kind as kind_of
 from circuitep.engines.base import Phase
 from circuitep.engines.ngspice_engine import NgspiceEngine
-from circuitep.spec import Network
+from circuitep.spec import WEIGHT_BOUNDS, Network
 
 
 def sens_gradients(
@@ -80,3 +83,95 @@ def sens_gradients(
             [param(f"rleak_{n}") if f"rleak_{n}" in d_cost else 0.0 for n in grp.nodes()]
         )
     return grads
+
+
+#: Relative step of :func:`finite_difference_gradients`: the central difference's truncation error
+#: grows like step^2 (1e-8 relative at 1e-4) and ngspice's solution noise (~1e-12 V at reltol 1e-10
+#: behind voltages of ~0.1 V) like 1/step (~1e-8 relative at 1e-4), so both stay far below the
+#: 1e-6 the circuit-vs-model checks ask for.
+FD_STEP = 1e-4
+
+
+def finite_difference_gradients(
+    net: Network,
+    engine,
+    inputs,
+    targets,
+    cost: Cost | None = None,
+    *,
+    step: float = FD_STEP,
+    params: list[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Batch-mean ``dC/dtheta`` by central finite differences of the cost, solved by ``engine``.
+
+    The truth for a circuit whatever its devices: every parameter element is moved by ``+-h`` (``h
+    = step * max(|theta|, sigma)``, ``sigma`` the network's conductance scale in S, for biases
+    ``sigma * 1 V`` in A) and the free phase solved again on the same batch; masked-out weights
+    get 0. Costs ``2 x`` (number of parameters) free phases.
+
+    Parameters
+    ----------
+    net : Network
+        The circuit (:class:`circuitep.spec.Network`).
+    engine : Engine
+        Solves the free phase (an :class:`~circuitep.engines.ngspice_engine.NgspiceEngine` for
+        ngspice's own gradient).
+    inputs : numpy.ndarray
+        Primary input voltages, V, ``(batch, n_inputs)``.
+    targets : numpy.ndarray
+        Targets, ``(batch, n_outputs)`` (V for squared error).
+    cost : Cost
+        The cost (:mod:`circuitep.costs`); ``None``: squared error.
+    step : float
+        Relative step (see :data:`FD_STEP`).
+    params : list of str, optional
+        Parameter names (:meth:`Network.params`) to differentiate; ``None``: all.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The gradients, shaped like :meth:`Network.params`.
+    """
+    cost = cost or SquaredError()
+    if not (np.isfinite(step) and 0 < step < 0.1):
+        raise ValueError(f"step = {step!r} must be in (0, 0.1)")
+    inputs = np.asarray(inputs, dtype=float)
+    targets = np.asarray(targets, dtype=float)
+    out = net.output_index()
+    sigma = net.conductance_scale()
+    every = net.params()
+    names = list(every) if params is None else list(params)
+    unknown = sorted(set(names) - set(every))
+    if unknown:
+        raise KeyError(f"unknown parameter(s) {unknown}; known: {sorted(every)}")
+    masks = {c.name: c.mask for c in net.couplings}
+
+    def value(theta: dict) -> float:
+        x = engine.solve(net.with_params(theta), Phase(), inputs).x
+        return float(cost.value(x[:, out], targets).mean())
+
+    grads = {}
+    for name in names:
+        p = np.asarray(every[name], dtype=float)
+        g = np.zeros(p.shape)
+        mask = masks.get(name, np.ones(p.shape, bool))
+        for idx in zip(*np.nonzero(mask), strict=True):
+            h = step * max(abs(p[idx]), sigma)
+            up, down = p.copy(), p.copy()
+            up[idx] += h
+            down[idx] -= h
+            if down[idx] < 0 <= p[idx] and not name.endswith(".bias") and not _signed(net, name):
+                down[idx], h_down = p[idx], 0.0  # a conductance: forward difference at its bound
+            else:
+                h_down = h
+            g[idx] = (value({name: up}) - value({name: down})) / (h + h_down)
+        grads[name] = g
+    return grads
+
+
+def _signed(net: Network, name: str) -> bool:
+    """Whether parameter ``name`` may be negative (transconductances)."""
+    for c in net.couplings:
+        if c.name == name:
+            return not WEIGHT_BOUNDS[c.kind]["nonnegative"]
+    return False

@@ -23,6 +23,7 @@ CHECKED = {
     "kcl.py",
     "netlist.py",
     "sens.py",
+    "variation.py",
     "spec.py",
     "elements/__init__.py",
     "elements/aep.py",

@@ -14,7 +14,7 @@ LAYERS = [
     # their tables. Every module of the package sits here (a new kind needs no entry).
     {"elements.*"},
     {"spec"},
-    {"kcl", "builders", "specio"},
+    {"kcl", "builders", "specio", "variation"},
     {"compiler"},
     {
         "engines.base",

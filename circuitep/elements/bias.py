@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuitep.elements.params import MAX_AMPS, Param
+from circuitep.elements.params import MAX_AMPS, Param, Varies
 from circuitep.netlist import Element
 
 PARAM = Param("bias", "A", "constant current into the node", default=0.0, span=(0.0, MAX_AMPS))
+
+
+VARIES = (Varies("bias", False, "A", "offset current into each node"),)
 
 
 def grad(x: np.ndarray, s: np.ndarray) -> np.ndarray:

@@ -105,6 +105,26 @@ def take(block: Block, rows: np.ndarray) -> Block:
     return block if block.ndim == 2 else block[rows]
 
 
+def scale(block: Block, factor: np.ndarray) -> Block:
+    """``block`` multiplied elementwise by ``factor`` (m, n), in the same form.
+
+    Parameters
+    ----------
+    block : Block
+        A constant ``(m, n)`` array, a batched ``(batch, m, n)`` one or a :class:`Scaled` block.
+    factor : numpy.ndarray
+        Factors ``(m, n)`` (dimensionless), the same for every sample.
+
+    Returns
+    -------
+    Block
+        The product.
+    """
+    if isinstance(block, Scaled):
+        return Scaled(block.w * factor, block.col)
+    return block * factor
+
+
 def transpose(block: Block) -> np.ndarray:
     """``block^T`` as a constant ``(n, m)`` or batched ``(batch, n, m)`` array.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuitep.elements.params import MIN_SIEMENS, Param
+from circuitep.elements.params import MIN_SIEMENS, Param, Varies
 from circuitep.netlist import Element
 
 PARAM = Param(
@@ -19,6 +19,9 @@ PARAM = Param(
     nonnegative=True,
     span=(MIN_SIEMENS, np.inf),
 )
+
+
+VARIES = (Varies("leak", True, "", "mismatch of each node's leak conductance"),)
 
 
 def grad(x: np.ndarray, s: np.ndarray) -> np.ndarray:

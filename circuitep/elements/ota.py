@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from circuitep.elements import vccs
-from circuitep.elements.params import MAX_SIEMENS, MAX_VOLTS, MIN_SIEMENS, Param
+from circuitep.elements.params import MAX_SIEMENS, MAX_VOLTS, MIN_SIEMENS, Param, Varies
 from circuitep.netlist import Element
 
 NAME = "ota"
@@ -58,6 +58,13 @@ RECIPROCAL = False
 LINEAR = True
 POWER_CLASS = "transconductors"
 ADJOINT = "transposed"
+
+
+VARIES = (
+    Varies("weight", True, "", "transconductance mismatch (bias current, W/L) of each OTA"),
+    Varies("g_out", True, "", "output conductance mismatch"),
+    Varies("v_offset", False, "V", "input offset voltage (threshold mismatch of the pair)"),
+)
 
 
 def _g_out(c) -> np.ndarray:

@@ -82,3 +82,19 @@ class Param:
         if self.per_element:
             parts.append("scalar or per element")
         return f"{', '.join(parts)}: {self.doc}"
+
+
+@dataclass(frozen=True)
+class Varies:
+    """How one parameter of an element kind differs between a circuit and its model (DESIGN.md §7).
+
+    ``param`` is the parameter's name (``weight``, a setting such as ``v_offset``, or a node
+    parameter ``leak``/``bias``); ``relative`` mismatch multiplies it by ``1 + sigma z``
+    (``sigma`` dimensionless), an absolute one adds ``sigma z`` (``sigma`` in ``unit``), ``z``
+    standard normal per element, fixed for a drawn circuit. ``doc`` says what it stands for.
+    """
+
+    param: str
+    relative: bool
+    unit: str
+    doc: str

@@ -19,7 +19,9 @@ A coupling kind is a module of :mod:`circuitep.elements` that declares (see
 - its SPICE for every phase: ``spice(c, src, dst)`` (free and nudged), ``spice_reversed`` (AEP,
   linear kinds) or ``slope_expression`` (AEP, non-linear kinds: its Jacobian entry as a
   :mod:`circuitep.elements.expr` expression, also evaluated by numpy)
-  and ``spice_adjoint``; ``title(c)`` names its netlist section.
+  and ``spice_adjoint``; ``title(c)`` names its netlist section;
+- ``VARIES``: how its parameters differ between a drawn circuit and its model
+  (:class:`~circuitep.elements.params.Varies` rows, read by :mod:`circuitep.variation`).
 
 Node elements (leak, bias, capacitance, diode clamp) sit on every free node; the nudge on the
 outputs; the AEP correction is computed in :mod:`circuitep.elements.aep`. A new kind is one
@@ -38,6 +40,8 @@ COUPLINGS: dict[str, ModuleType] = {m.NAME: m for m in (resistor, vccs, tanh, ot
 KINDS: tuple[str, ...] = tuple(COUPLINGS)
 #: The parameters of every free node, by key (leak, bias, capacitance).
 NODE_PARAMS = {m.PARAM.name: m.PARAM for m in (leak, bias, capacitance)}
+#: How the free nodes' parameters vary between a circuit and its model (leak, bias).
+NODE_VARIES = {v.param: v for m in (leak, bias) for v in m.VARIES}
 #: The diode model's parameters (i_sat, n).
 DIODE_PARAMS = {p.name: p for p in diode_clamp.PARAMS}
 
@@ -66,6 +70,7 @@ REQUIRED = (
     "sens_name",
     "spice",
     "spice_adjoint",
+    "VARIES",
 )
 
 
@@ -148,6 +153,21 @@ def is_transconductor(c) -> bool:
         True unless its kind is reciprocal.
     """
     return not COUPLINGS[c.kind].RECIPROCAL
+
+
+def variation_keys() -> dict:
+    """Every parameter a variation may name, by key, with its :class:`~.params.Varies` row.
+
+    Keys are ``<kind>.<param>`` for couplings (``vccs.weight``, ``ota.v_offset``) and the node
+    parameter's name for free nodes (``leak``, ``bias``).
+
+    Returns
+    -------
+    dict of str to Varies
+        In declaration order.
+    """
+    out = {f"{m.NAME}.{v.param}": v for m in COUPLINGS.values() for v in m.VARIES}
+    return out | dict(NODE_VARIES)
 
 
 def parameter_table() -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuitep.elements.params import MAX_SIEMENS, MIN_SIEMENS, Param
+from circuitep.elements.params import MAX_SIEMENS, MIN_SIEMENS, Param, Varies
 from circuitep.netlist import Element
 
 NAME = "resistor"
@@ -30,6 +30,9 @@ RECIPROCAL = True
 LINEAR = True
 POWER_CLASS = "resistors"
 ADJOINT = "copied"
+
+
+VARIES = (Varies("weight", True, "", "conductance mismatch of each resistor"),)
 
 
 def title(c) -> str:

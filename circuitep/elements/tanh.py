@@ -16,7 +16,7 @@ import numpy as np
 from circuitep.devices import tanh_transfer
 from circuitep.elements import expr as ex
 from circuitep.elements.blocks import Scaled
-from circuitep.elements.params import MAX_SIEMENS, V_SAT_RANGE, Param
+from circuitep.elements.params import MAX_SIEMENS, V_SAT_RANGE, Param, Varies
 from circuitep.netlist import Element
 
 NAME = "tanh"
@@ -41,6 +41,9 @@ RECIPROCAL = False
 LINEAR = False
 POWER_CLASS = "transconductors"
 ADJOINT = "transposed"
+
+
+VARIES = (Varies("weight", True, "", "gain mismatch of each saturating transconductor"),)
 
 
 def title(c) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuitep.elements.params import MAX_SIEMENS, Param
+from circuitep.elements.params import MAX_SIEMENS, Param, Varies
 from circuitep.netlist import Element
 
 NAME = "vccs"
@@ -29,6 +29,9 @@ RECIPROCAL = False
 LINEAR = True
 POWER_CLASS = "transconductors"
 ADJOINT = "transposed"
+
+
+VARIES = (Varies("weight", True, "", "gain (transconductance) mismatch of each transconductor"),)
 
 
 def title(c) -> str:

@@ -15,6 +15,7 @@ from circuitep import kcl
 from circuitep.checks import is_bool, is_number, plain_float
 from circuitep.costs import Cost, CrossEntropy, SquaredError
 from circuitep.elements import nudge
+from circuitep.elements.aep import Correction
 from circuitep.phases import NUDGED, PHASES, PhaseName
 from circuitep.spec import MAX_VOLTS, Network, voltage_rows
 
@@ -40,12 +41,17 @@ class Phase:
         True for the AEP phase; derived from ``kind`` (and accepted with ``kind="nudged"``).
     cost : Cost
         The cost whose gradient the nudge injects.
+    correction : Correction or None
+        AEP only: where the correction comes from and how its elements err
+        (:class:`circuitep.elements.aep.Correction`: the model the controller holds, gain
+        errors); ``None``: the simulated circuit's own correction, exact (DESIGN.md §7).
     """
 
     kind: PhaseName = "free"
     beta: float = 0.0
     aep: bool = False
     cost: Cost = field(default_factory=SquaredError)
+    correction: Correction | None = None
 
     def __post_init__(self):
         if not isinstance(self.kind, str) or str.__str__(self.kind) not in PHASES:
@@ -71,6 +77,14 @@ class Phase:
             raise ValueError("a free phase has no nudge (beta = 0, aep = False)")
         if self.kind != "free" and self.beta == 0:
             raise ValueError(f"a {self.kind} phase needs a non-zero beta")
+        if self.correction is not None:
+            if not isinstance(self.correction, Correction):
+                raise TypeError(
+                    f"correction = {self.correction!r} must be a "
+                    "circuitep.elements.aep.Correction or None"
+                )
+            if self.kind != "aep":
+                raise ValueError("a correction belongs to the AEP phase")
 
     @property
     def nudged(self) -> bool:
@@ -263,6 +277,7 @@ def check_batch(
             raise ValueError(f"x0 has shape {x0.shape}, expected finite ({batch}, {net.n_free})")
     if phase.aep and x0 is None:
         raise ValueError("the AEP correction needs the free state x0")
+    kcl.check_correction(net, phase.correction)
     return u, y, x0
 
 
@@ -381,7 +396,7 @@ def unsolved(
                 f[:, out] += i_nudge
                 scale[:, out] += np.abs(i_nudge)
             if phase.aep:
-                term = kcl.correction_current(net, us, x0[ok], xs)
+                term = kcl.correction_current(net, us, x0[ok], xs, phase.correction)
                 f -= term
                 scale += np.abs(term)
             wrong = ~(np.abs(f) <= rtol * scale + KCL_ATOL).all(axis=1)

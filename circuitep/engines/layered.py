@@ -425,7 +425,8 @@ class LayeredEngine:
                 net, phase, x, ok, it, blocks, adjoint=adjoint(self.name, net, phase, blocks, g)
             )
 
-        terms = aep.terms(chain.links, x0) if phase.aep else []  # K = A - A^T at x0
+        # K = A - A^T at x0: the circuit's own, or the model's with its elements' errors
+        terms = kcl.correction_terms(net, u, x0, phase.correction) if phase.aep else []
         diagonal_hessian = isinstance(phase.cost, SquaredError)
 
         def system(rows, x):

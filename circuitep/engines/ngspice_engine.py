@@ -540,6 +540,7 @@ class NgspiceEngine:
             beta=phase.beta if phase.kind != "free" else None,
             cost=phase.cost,
             tolerances=self.tolerances,
+            correction=phase.correction,
         )
 
     def _alter(self, changes: list[tuple[str, str, float]], values: dict[str, float]) -> None:
@@ -1000,6 +1001,8 @@ def one_operating_point(net: Network, phase: Phase) -> bool:
     -------
     bool
     """
+    if phase.correction is not None and phase.correction.form == "explicit":
+        return False  # correction elements drive every coupling both ways: loops of any gain
     links = [c for c in net.couplings if net.group(c.src).free and net.group(c.dst).free]
     reciprocal = [kind_of(c).RECIPROCAL for c in links]
     if all(reciprocal):

@@ -83,7 +83,7 @@ class NumpyEngine:
             raise ValueError(
                 f"x_init has shape {start.shape}, expected finite ({u.shape[0]}, {net.n_free})"
             )
-        k = kcl.correction_matrix(net, u, x0) if phase.aep else None
+        k = kcl.correction_matrix(net, u, x0, phase.correction) if phase.aep else None
 
         def system(rows, x):
             f, _ = phase_residual(
