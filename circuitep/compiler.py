@@ -23,7 +23,7 @@ import numpy as np
 from circuitep import kcl
 from circuitep.checks import is_number, plain_float
 from circuitep.costs import Cost, CrossEntropy, SquaredError
-from circuitep.devices import GMIN, THERMAL_VOLTAGE
+from circuitep.devices import GMIN, T_NOMINAL_C, DiodeLaw
 from circuitep.elements import aep, bias, capacitance, diode_clamp, leak, nudge
 from circuitep.elements.registry import kind as kind_of
 from circuitep.netlist import (
@@ -371,7 +371,7 @@ def compile_network(
         f"* circuitep {net.name} {phase} {form}",
         tuple(b.sections),
         (b.diode_model(),),
-        tolerances.options(),
+        tolerances.options() + temperature_options(net),
         header,
         probes,
     )
@@ -454,22 +454,41 @@ def source_values(
 CLAMP_RANGE_CURRENT = 1e-3
 
 
+def temperature_options(net: Network) -> tuple[tuple[str, float], ...]:
+    """Ngspice's options ``temp`` (the network's temperature) and ``tnom`` (27), in degC.
+
+    ``tnom`` is the temperature of every card that gives no TNOM of its own; it is written so that
+    no simulator default can differ from the numpy engines' 27 degC
+    (:data:`circuitep.devices.T_NOMINAL_C`).
+
+    Parameters
+    ----------
+    net : Network
+        The validated network.
+
+    Returns
+    -------
+    tuple of (str, float)
+        ``(("temp", T), ("tnom", 27.0))``.
+    """
+    return (("temp", net.temperature), ("tnom", T_NOMINAL_C))
+
+
 def clamp_range(
-    rails: tuple[float, float], i_sat: float, n: float, current: float = CLAMP_RANGE_CURRENT
+    rails: tuple[float, float], law: DiodeLaw, current: float = CLAMP_RANGE_CURRENT
 ) -> tuple[float, float, float]:
     """The voltage range of a diode-clamped node.
 
-    The rails ``(v_lo, v_hi)`` (V) widened by the diode drop ``n Vt ln(1 + I / IS)`` (V) at
-    ``current`` I (A). Returns ``(lo, hi, I)``.
+    The rails ``(v_lo, v_hi)`` (V) widened by the diode drop ``vte ln(1 + I / IS) + RS I`` (V) at
+    ``current`` I (A), with the law's values at the network's temperature. Returns
+    ``(lo, hi, I)``.
 
     Parameters
     ----------
     rails : tuple of float
         ``(v_lo, v_hi)``, V.
-    i_sat : float
-        Diode saturation current, A.
-    n : float
-        Emission coefficient.
+    law : DiodeLaw
+        The diodes' effective parameters (:func:`circuitep.elements.diode_clamp.net_law`).
     current : float
         Diode current the range is quoted at, A.
 
@@ -478,7 +497,7 @@ def clamp_range(
     tuple of float
         ``(lo, hi)`` in V and the current in A.
     """
-    drop = n * THERMAL_VOLTAGE * np.log1p(current / i_sat)
+    drop = law.vte * np.log1p(current / law.i_sat) + law.rs * current
     return rails[0] - drop, rails[1] + drop, current
 
 
@@ -497,7 +516,7 @@ class _Builder:
 
     def diode_model(self) -> ModelCard:
         d = self.net.diode
-        return ModelCard(d.name, "D", (("is", d.i_sat), ("n", d.n)))
+        return ModelCard(d.name, "D", d.card())
 
     def folded(self, c: Coupling) -> bool:
         return self.form == "folded" and c.src not in self.free
@@ -543,7 +562,7 @@ class _Builder:
                     els += diode_clamp.spice(node, g.name, d.name)
             clamp = ""
             if g.clamp:
-                lo, hi, amps = clamp_range(g.clamp, d.i_sat, d.n)
+                lo, hi, amps = clamp_range(g.clamp, diode_clamp.net_law(self.net))
                 clamp = (
                     f", diode clamp: rails {g.clamp[0]:g} and {g.clamp[1]:g} V, node range about "
                     f"[{lo:.3g}, {hi:.3g}] V (a diode drop past the rails at {amps:g} A)"
@@ -620,7 +639,15 @@ class _Builder:
 
     def adjoint(self) -> None:
         """The adjoint network (Director-Rohrer): linearised at the circuit's state, transposed."""
-        net, d = self.net, self.net.diode
+        net, law = self.net, diode_clamp.net_law(self.net)
+        if law.rs and any(g.clamp is not None for g in net.free_groups):
+            raise ValueError(
+                f"network {net.name!r}: the dyadic netlist cannot hold clamp diodes with series "
+                f"resistance (diode.rs = {net.diode.rs:g} Ohm): its adjoint clamp is a behavioural "
+                "conductance of the junction voltage, which sits behind RS on a node ngspice keeps "
+                "internal. The numpy engines solve the dyadic phase with RS (engine 'numpy' or "
+                "'layered'); for ngspice use the AEP or EP estimators"
+            )
         nodes = net.free_nodes
         adj = {n: adjoint_node(n) for n in nodes}
         els = []
@@ -638,7 +665,7 @@ class _Builder:
                 els += leak.spice_adjoint(node, adj[node], g.leak[k])
                 els += capacitance.spice_adjoint(node, adj[node], g.capacitance[k])
                 if g.clamp is not None:
-                    els += diode_clamp.spice_adjoint(node, adj[node], g.name, d.i_sat, d.n)
+                    els += diode_clamp.spice_adjoint(node, adj[node], g.name, law)
         self.add("adjoint: leaks, capacitances, small-signal diode conductances", els)
         for c in net.couplings:
             if self.folded(c):

@@ -32,7 +32,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from circuitep import kcl
-from circuitep.devices import diode_current
+from circuitep.devices import law_current
 from circuitep.elements import diode_clamp
 from circuitep.elements.registry import kind as kind_of
 from circuitep.engines.base import Phase, capacitance, check_batch
@@ -112,7 +112,7 @@ def element_powers(
     p["bias"] -= (bias * x).sum(1)
     if clamped.any():
         diodes, rails = diode_clamp.power(
-            x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat, net.diode.n
+            x[:, clamped], v_lo[clamped], v_hi[clamped], diode_clamp.net_law(net)
         )
         p["diodes"] += diodes
         p["rails"] += rails
@@ -183,8 +183,9 @@ def ranges(net: Network, inputs, x: np.ndarray) -> dict:
     headroom = None
     if clamped.any():
         xc = x[:, clamped]
-        i_up, _ = diode_current(xc - v_hi[clamped], net.diode.i_sat, net.diode.n)
-        i_dn, _ = diode_current(v_lo[clamped] - xc, net.diode.i_sat, net.diode.n)
+        law = diode_clamp.net_law(net)
+        i_up, _ = law_current(xc - v_hi[clamped], law)
+        i_dn, _ = law_current(v_lo[clamped] - xc, law)
         currents["diodes"] = float(max(np.abs(i_up).max(), np.abs(i_dn).max()))
         headroom = float(np.minimum(v_hi[clamped] - xc, xc - v_lo[clamped]).min())
     return {
