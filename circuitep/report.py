@@ -230,6 +230,22 @@ class Transient:
     engine: str
 
 
+def _check_no_diode_charge(net: Network) -> None:
+    """Refuse a numpy transient of clamps whose card gives junction or diffusion charge.
+
+    The numpy transients integrate the node capacitances only; CJO, VJ, M, FC and TT act in
+    ngspice's transients (:func:`ngspice_transients`), so a numpy transient would silently differ.
+    """
+    charge = [k for k in diode_clamp.CHARGE_PARAMS if getattr(net.diode, k) is not None]
+    if charge and any(g.clamp is not None for g in net.free_groups):
+        raise ValueError(
+            f"network {net.name!r}: the diode card gives {', '.join(charge)}, the diodes' charge, "
+            "which the numpy transients do not model (they integrate the node capacitances only; "
+            "the DC operating points are unaffected): use ngspice's transients, or leave the "
+            "charge parameters out"
+        )
+
+
 def transient(
     net: Network,
     inputs,
@@ -281,6 +297,7 @@ def transient(
         When the integration fails (the message names the network and phase).
     """
     phase = phase or Phase()
+    _check_no_diode_charge(net)
     inputs = np.asarray(inputs, dtype=float)[None]
     u, y, x0b = check_batch(
         net,
@@ -361,6 +378,7 @@ def linear_transient(
         ``engine="numpy-linear"``.
     """
     phase = phase or Phase()
+    _check_no_diode_charge(net)
     inputs = np.asarray(inputs, dtype=float)[None]
     u, y, x0b = check_batch(
         net,

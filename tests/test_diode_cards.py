@@ -31,6 +31,7 @@ from circuitep.engines.base import Phase
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.estimators import estimate
 from circuitep.golden import REFERENCE_SPECS
+from circuitep.report import linear_transient, transient
 from circuitep.spec import DiodeModel, Network, NodeGroup
 from circuitep.specio import SpecError, load_spec, network_from_dict, spec_to_toml
 
@@ -290,3 +291,14 @@ def test_a_hostile_card_value_cannot_reach_ngspice_as_text(ngspice_literal):
     assert "shell" not in text and "rs=5.0" in text and "temp=40.0" in text
     ngspice_literal.solve(net, Phase(), np.zeros((1, net.n_inputs)))
     assert not MARKER.exists()
+
+
+def test_numpy_transients_refuse_diode_charge_they_do_not_model():
+    net = at(load_spec(NETLISTS / "feedforward.toml"), dict(cjo=1e-12, tt=1e-9), 27.0)
+    x = NUMPY.solve(net, Phase(), net.sample.inputs[None]).x[0]
+    for run in (transient, linear_transient):
+        with pytest.raises(ValueError, match="gives cjo, tt, the diodes' charge"):
+            run(net, net.sample.inputs, x)
+    # the DC operating point is the one of the card without charge parameters
+    plain = at(net, {}, 27.0)
+    assert np.array_equal(NUMPY.solve(plain, Phase(), net.sample.inputs[None]).x[0], x)
