@@ -46,8 +46,9 @@ BREAKDOWN_RELTOL = 1e-10
 #: during Newton iterations far from the solution; never active at a converged state of a sane
 #: circuit, where it would mean a junction voltage of about 2 V).
 _MAX_EXPONENT = 80.0
-#: Newton steps of the series-resistance solve (:func:`diode_current`); measured: 8 or fewer reach
-#: the double-precision fixed point from the bracket's end on the clamps of netlists/*.toml.
+#: Most Newton steps of the series-resistance solve (:func:`diode_current`); measured on junction
+#: voltages -3 .. 3 V with RS 1 uOhm .. 1 TOhm: at most 11; 42 (bisection steps) with RS = 1 TOhm
+#: and breakdown at 0.9 V; the current then matches a brentq solution to 4e-15 relative.
 _RS_ITERATIONS = 100
 
 
@@ -371,10 +372,17 @@ def diode_current(
         return junction_current(vd, **law)
     vd = np.asarray(vd, dtype=float)
     lo, hi = np.minimum(vd, 0.0), np.maximum(vd, 0.0)
-    # start at the end of the bracket on the convex side: forward, the junction voltage at which the
-    # diode alone would carry vd / RS (an upper bound of the root); reverse, vd itself
-    with np.errstate(invalid="ignore"):
+    # start on the side from which Newton converges monotonically, near the root: forward (convex),
+    # the junction voltage at which the junction alone would carry vd / RS, an upper bound of the
+    # root; reverse, vd itself, or in breakdown (concave) the junction voltage at which the
+    # breakdown exponential alone carries |vd| / RS, a lower bound. (From vd itself Newton crawls
+    # one vte per step down an exponential: 50 steps for 2 V.)
+    with np.errstate(invalid="ignore", over="ignore"):
         vj = np.where(vd > 0, np.minimum(vd, vte * np.log1p(hi / (rs * i_sat))), vd)
+        if bv < math.inf:
+            vj = np.where(vd < 0, np.maximum(vd, -bv - vtebrk * np.log1p(-lo / (rs * i_sat))), vj)
+    # the residual vj + RS I - vd cancels to ~eps |vd|: the steps stop at that size
+    tol = 8 * np.finfo(float).eps * np.maximum(np.abs(vd), vte)
     active = np.ones(vd.shape, dtype=bool)
     for _ in range(_RS_ITERATIONS):
         i_j, g_j = junction_current(vj, **law)
@@ -383,9 +391,9 @@ def diode_current(
         hi = np.where(f > 0, vj, hi)
         step = f / (1.0 + rs * g_j)
         new = vj - step
-        outside = (new <= lo) | (new >= hi)
-        new = np.where(outside & (f != 0), 0.5 * (lo + hi), new)
-        active = np.abs(new - vj) > 4 * np.finfo(float).eps * np.maximum(np.abs(vj), vte)
+        outside = (new < lo) | (new > hi)  # (vj itself is an end of the bracket)
+        new = np.where(outside, 0.5 * (lo + hi), new)
+        active = np.abs(new - vj) > tol
         vj = new
         if not active.any():
             break
