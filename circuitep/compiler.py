@@ -314,7 +314,7 @@ def compile_network(
     if x0.shape != (net.n_free,):
         raise ValueError(f"x0 has shape {x0.shape}, expected ({net.n_free},)")
 
-    b = _Builder(net, form)
+    b = _Builder(net, form, explicit_rs=phase == "dyadic")
     b.inputs(u[0])
     b.free_groups(state)
     b.couplings(transpose_linear=phase == "aep")
@@ -504,8 +504,11 @@ def clamp_range(
 class _Builder:
     """Accumulates the sections of one netlist; one method per block of the circuit."""
 
-    def __init__(self, net: Network, form: str):
+    def __init__(self, net: Network, form: str, explicit_rs: bool = False):
         self.net, self.form = net, form
+        self.law = diode_clamp.net_law(net)
+        # the dyadic netlist writes RS as resistors: its adjoint reads the junction voltages
+        self.explicit_rs = explicit_rs and self.law.rs > 0
         self.sections: list[Section] = []
         self.sources: list[Source] = []
         self.free = {g.name for g in net.free_groups}
@@ -514,9 +517,17 @@ class _Builder:
     def add(self, title: str, elements: list[Element]) -> None:
         self.sections.append(Section(title, tuple(elements)))
 
+    def model_name(self) -> str:
+        """The clamp diodes' card name: the spec's, ``<name>_j`` for the junction without RS."""
+        return f"{self.net.diode.name}_j" if self.explicit_rs else self.net.diode.name
+
     def diode_model(self) -> ModelCard:
         d = self.net.diode
-        return ModelCard(d.name, "D", d.card())
+        params = d.card()
+        if self.explicit_rs:
+            keys = {diode_clamp.DIODE_CARD_KEYS[k] for k in diode_clamp.RS_PARAMS}
+            params = tuple((k, v) for k, v in params if k not in keys)
+        return ModelCard(self.model_name(), "D", params)
 
     def folded(self, c: Coupling) -> bool:
         return self.form == "folded" and c.src not in self.free
@@ -558,15 +569,22 @@ class _Builder:
                 els += leak.spice(node, g.leak[k])
                 els += bias.spice(node, g.bias[k])
                 els += capacitance.spice(node, g.capacitance[k])
-                if g.clamp is not None:
+                if g.clamp is not None and self.explicit_rs:
+                    els += diode_clamp.spice_with_rs(node, g.name, self.model_name(), self.law.rs)
+                elif g.clamp is not None:
                     els += diode_clamp.spice(node, g.name, d.name)
             clamp = ""
             if g.clamp:
-                lo, hi, amps = clamp_range(g.clamp, diode_clamp.net_law(self.net))
+                lo, hi, amps = clamp_range(g.clamp, self.law)
                 clamp = (
                     f", diode clamp: rails {g.clamp[0]:g} and {g.clamp[1]:g} V, node range about "
                     f"[{lo:.3g}, {hi:.3g}] V (a diode drop past the rails at {amps:g} A)"
                 )
+                if self.explicit_rs:
+                    clamp += (
+                        f", RS written as resistors of {self.law.rs:g} Ohm (RS at "
+                        f"{self.net.temperature:g} degC) beside a card without RS"
+                    )
             seen = ""
             if state is not None:
                 xs = state[fs[g.name]]
@@ -639,15 +657,7 @@ class _Builder:
 
     def adjoint(self) -> None:
         """The adjoint network (Director-Rohrer): linearised at the circuit's state, transposed."""
-        net, law = self.net, diode_clamp.net_law(self.net)
-        if law.rs and any(g.clamp is not None for g in net.free_groups):
-            raise ValueError(
-                f"network {net.name!r}: the dyadic netlist cannot hold clamp diodes with series "
-                f"resistance (diode.rs = {net.diode.rs:g} Ohm): its adjoint clamp is a behavioural "
-                "conductance of the junction voltage, which sits behind RS on a node ngspice keeps "
-                "internal. The numpy engines solve the dyadic phase with RS (engine 'numpy' or "
-                "'layered'); for ngspice use the AEP or EP estimators"
-            )
+        net, law = self.net, self.law
         nodes = net.free_nodes
         adj = {n: adjoint_node(n) for n in nodes}
         els = []
@@ -665,7 +675,10 @@ class _Builder:
                 els += leak.spice_adjoint(node, adj[node], g.leak[k])
                 els += capacitance.spice_adjoint(node, adj[node], g.capacitance[k])
                 if g.clamp is not None:
-                    els += diode_clamp.spice_adjoint(node, adj[node], g.name, law)
+                    if self.explicit_rs:
+                        els += diode_clamp.spice_adjoint_with_rs(node, adj[node], g.name, law)
+                    else:
+                        els += diode_clamp.spice_adjoint(node, adj[node], g.name, law)
         self.add("adjoint: leaks, capacitances, small-signal diode conductances", els)
         for c in net.couplings:
             if self.folded(c):

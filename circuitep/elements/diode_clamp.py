@@ -14,6 +14,8 @@ per node; in the adjoint network the diodes' small-signal conductance as a behav
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from circuitep.devices import (
@@ -169,6 +171,8 @@ PARAMS = (
         optional=True,
     ),
 )
+#: The card key of each parameter, by spec key.
+DIODE_CARD_KEYS = {p.name: p.spice for p in PARAMS}
 #: Parameters that only ngspice's transients see (junction and diffusion charge): the numpy engines'
 #: transients (:func:`circuitep.report.transient`) integrate the node capacitances alone.
 CHARGE_PARAMS = ("cjo", "vj", "m", "fc", "tt")
@@ -425,3 +429,97 @@ def spice_adjoint(node: str, adj: str, group: str, law: DiodeLaw) -> list[Elemen
     """
     expression = ex.to_spice(adjoint_expression(node, adj, group, law))
     return [Element("B", f"badj_clamp_{node}", (adj, "0"), expression)]
+
+
+#: Spec keys of the series resistance and its temperature coefficients: in the dyadic netlist they
+#: leave the card and RS becomes explicit resistors (:func:`spice_with_rs`).
+RS_PARAMS = ("rs", "trs1", "trs2")
+
+
+def junction_nodes(node: str) -> tuple[str, str]:
+    """The internal (junction-side) nodes of ``node``'s upper and lower clamp diode behind RS.
+
+    Parameters
+    ----------
+    node : str
+        SPICE name of the free node.
+
+    Returns
+    -------
+    tuple of str
+        ``(jhi_<node>, jlo_<node>)`` (two underscores: no user node can be named so).
+    """
+    return f"jhi_{node}", f"jlo_{node}"
+
+
+def spice_with_rs(node: str, group: str, model: str, rs: float) -> list[Element]:
+    """The clamp diodes of ``node`` with their series resistance as explicit resistors.
+
+    What ngspice builds inside a diode with ``RS`` (a resistor from the anode to an internal node,
+    the junction from there to the cathode), written out so that the junction voltages are node
+    voltages the adjoint network can read (:func:`spice_adjoint_with_rs`). ``model`` is a card
+    without RS; ``rs`` (Ohm) is RS at the circuit temperature (:attr:`DiodeLaw.rs`).
+
+    Parameters
+    ----------
+    node : str
+        SPICE name of the free node.
+    group : str
+        Name of the node group the clamp belongs to.
+    model : str
+        Name of the junction's model card (no RS).
+    rs : float
+        Series resistance at the circuit temperature, Ohm.
+
+    Returns
+    -------
+    list of Element
+        Two ``R`` and two ``D`` elements.
+    """
+    lo, hi = rail_nodes(group)
+    j_hi, j_lo = junction_nodes(node)
+    return [
+        Element("R", f"rs_dhi_{node}", (node, j_hi), rs, "RS of dhi (at the circuit temperature)"),
+        Element("D", f"dhi_{node}", (j_hi, hi), model),
+        Element("R", f"rs_dlo_{node}", (lo, j_lo), rs, "RS of dlo (at the circuit temperature)"),
+        Element("D", f"dlo_{node}", (j_lo, node), model),
+    ]
+
+
+def spice_adjoint_with_rs(node: str, adj: str, group: str, law: DiodeLaw) -> list[Element]:
+    """Adjoint of a clamp with explicit series resistance (:func:`spice_with_rs`).
+
+    Each diode's resistor is copied between the adjoint nodes, and its junction becomes its
+    small-signal conductance at the junction voltage (``B`` sources of
+    :func:`conductance_expression`): the upper junction from ``adj_jhi`` to ground (its rail is a
+    source, ground in the adjoint network), the lower one between ``adj_jlo`` and ``adj``. Series
+    RS and ``g_j`` reduce to the ``g_j / (1 + RS g_j)`` that the numpy engines' Jacobian holds.
+
+    Parameters
+    ----------
+    node : str
+        SPICE name of the free node.
+    adj : str
+        SPICE name of its adjoint node.
+    group : str
+        Name of the node group the clamp belongs to.
+    law : DiodeLaw
+        The diodes' effective parameters (``rs`` > 0).
+
+    Returns
+    -------
+    list of Element
+        Two ``R`` and two ``B`` elements.
+    """
+    lo, hi = (ex.v(r) for r in rail_nodes(group))
+    j_hi, j_lo = junction_nodes(node)
+    a_hi, a_lo = f"adj_{j_hi}", f"adj_{j_lo}"
+    junction = replace(law, rs=0.0)
+    g_up = conductance_expression(ex.v(j_hi) - hi, junction)
+    g_dn = conductance_expression(ex.v(j_lo) - ex.v(node), junction)
+    return [
+        Element("R", f"radj_rs_dhi_{node}", (adj, a_hi), law.rs),
+        Element("B", f"badj_dhi_{node}", (a_hi, "0"), ex.to_spice(g_up * ex.v(a_hi))),
+        Element("R", f"radj_rs_dlo_{node}", ("0", a_lo), law.rs),
+        Element("B", f"badj_dlo_{node}", (a_lo, adj), ex.to_spice(g_dn * (ex.v(a_lo) - ex.v(adj)))),
+    ]
