@@ -524,6 +524,9 @@ XYCE_OPTIONS = {
     "temp": ("DEVICE", "TEMP"),
     "tnom": ("DEVICE", "TNOM"),
 }
+#: Diode card parameters that Xyce's source (N_DEV_Diode.C) documents as level 2 only: its level-1
+#: diode, which the writer selects, would ignore them, so a card with them is refused.
+XYCE_LEVEL2_ONLY = ("nbv", "trs1", "trs2")
 #: Functions of behavioural expressions the Xyce writer passes on (all in Xyce's function table).
 XYCE_FUNCTIONS = ("exp", "tanh", "min")
 
@@ -609,6 +612,12 @@ def write_xyce(netlist: Netlist, standalone: bool = True) -> str:
         packages.setdefault(pkg, []).append(f"{name}={spice_number(value)}")
     lines += [f".OPTIONS {pkg} {' '.join(opts)}" for pkg, opts in packages.items()]
     for m in netlist.models:
+        level2 = [k for k, _ in m.params if k in XYCE_LEVEL2_ONLY]
+        if level2:
+            raise DialectError(
+                f"model {m.name}: {', '.join(level2)} are level-2 parameters in Xyce, whose "
+                "level-1 diode (the SPICE3 diode that ngspice and numpy share) ignores them"
+            )
         params = " ".join(f"{k.upper()}={spice_number(v)}" for k, v in m.params)
         lines.append(f".MODEL {m.name} {m.kind}({params} LEVEL=1)")
     for s in netlist.sections:

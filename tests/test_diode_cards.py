@@ -35,6 +35,7 @@ from circuitep.engines.base import Phase
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.estimators import estimate
 from circuitep.golden import REFERENCE_SPECS
+from circuitep.netlist import DialectError
 from circuitep.report import linear_transient, transient
 from circuitep.spec import DiodeModel, Network, NodeGroup
 from circuitep.specio import SpecError, load_spec, network_from_dict, spec_to_toml
@@ -213,9 +214,13 @@ def test_card_carries_every_given_parameter_and_temperature_options():
         "ibv=2e-06 nbv=1.1 eg=0.69 xti=2.0 tnom=35.0 trs1=0.001 trs2=2e-06)"
     )
     assert "temp=85.0 tnom=27.0" in text
-    xyce = compile_network(net).spice(dialect="xyce")
+    with pytest.raises(DialectError, match="nbv, trs1, trs2 are level-2 parameters in Xyce"):
+        compile_network(net).spice(dialect="xyce")
+    level1 = {k: v for k, v in card.items() if k not in ("nbv", "trs1", "trs2")}
+    xyce = compile_network(at(net, level1, 85.0)).spice(dialect="xyce")
     assert ".OPTIONS DEVICE GMIN=1e-12 TEMP=85.0 TNOM=27.0" in xyce
     assert ".DC TEMP LIST 85.0" in xyce
+    assert ".MODEL dclamp D(IS=1e-12 N=1.0 RS=12.5 CJO=2e-12 VJ=0.7 M=0.33 FC=0.4 TT=5e-09" in xyce
 
 
 def test_toml_round_trip_of_cards_and_temperature(tmp_path):
