@@ -769,9 +769,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=DIALECTS,
         default="ngspice",
         help="simulator syntax: ngspice (default) or xyce (B-source expressions in braces, "
-        ".OPTIONS DEVICE GMIN and NONLIN RELTOL/ABSTOL, diode LEVEL=1, .DC TEMP LIST 27 and .PRINT "
-        "DC as the analysis); the Xyce form is written from the Xyce Reference Guide and checked "
-        "against its grammar, not run: Xyce is not installed here",
+        ".OPTIONS DEVICE GMIN TEMP TNOM and NONLIN RELTOL/ABSTOL, diode LEVEL=1, .DC TEMP LIST "
+        "<the spec's temperature> and .PRINT DC as the analysis); the Xyce form is written from "
+        "the Xyce Reference Guide and checked against its grammar, not run: Xyce is not installed "
+        "here",
     )
     c.add_argument(
         "--no-analysis",

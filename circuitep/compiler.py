@@ -23,7 +23,7 @@ import numpy as np
 from circuitep import kcl
 from circuitep.checks import is_number, plain_float
 from circuitep.costs import Cost, CrossEntropy, SquaredError
-from circuitep.devices import GMIN, THERMAL_VOLTAGE
+from circuitep.devices import GMIN, T_NOMINAL_C, DiodeLaw
 from circuitep.elements import aep, bias, capacitance, diode_clamp, leak, nudge
 from circuitep.elements.registry import kind as kind_of
 from circuitep.netlist import (
@@ -322,7 +322,7 @@ def compile_network(
         raise ValueError("a correction belongs to the AEP phase")
     kcl.check_correction(net, correction)
     explicit = correction is not None and correction.form == "explicit"
-    b = _Builder(net, form)
+    b = _Builder(net, form, explicit_rs=phase == "dyadic")
     b.inputs(u[0])
     b.free_groups(state)
     b.couplings(transpose_linear=phase == "aep" and not explicit)
@@ -392,7 +392,7 @@ def compile_network(
         f"* circuitep {net.name} {phase} {form}",
         tuple(b.sections),
         (b.diode_model(),),
-        tolerances.options(),
+        tolerances.options() + temperature_options(net),
         header,
         probes,
     )
@@ -475,22 +475,41 @@ def source_values(
 CLAMP_RANGE_CURRENT = 1e-3
 
 
+def temperature_options(net: Network) -> tuple[tuple[str, float], ...]:
+    """Ngspice's options ``temp`` (the network's temperature) and ``tnom`` (27), in degC.
+
+    ``tnom`` is the temperature of every card that gives no TNOM of its own; it is written so that
+    no simulator default can differ from the numpy engines' 27 degC
+    (:data:`circuitep.devices.T_NOMINAL_C`).
+
+    Parameters
+    ----------
+    net : Network
+        The validated network.
+
+    Returns
+    -------
+    tuple of (str, float)
+        ``(("temp", T), ("tnom", 27.0))``.
+    """
+    return (("temp", net.temperature), ("tnom", T_NOMINAL_C))
+
+
 def clamp_range(
-    rails: tuple[float, float], i_sat: float, n: float, current: float = CLAMP_RANGE_CURRENT
+    rails: tuple[float, float], law: DiodeLaw, current: float = CLAMP_RANGE_CURRENT
 ) -> tuple[float, float, float]:
     """The voltage range of a diode-clamped node.
 
-    The rails ``(v_lo, v_hi)`` (V) widened by the diode drop ``n Vt ln(1 + I / IS)`` (V) at
-    ``current`` I (A). Returns ``(lo, hi, I)``.
+    The rails ``(v_lo, v_hi)`` (V) widened by the diode drop ``vte ln(1 + I / IS) + RS I`` (V) at
+    ``current`` I (A), with the law's values at the network's temperature. Returns
+    ``(lo, hi, I)``.
 
     Parameters
     ----------
     rails : tuple of float
         ``(v_lo, v_hi)``, V.
-    i_sat : float
-        Diode saturation current, A.
-    n : float
-        Emission coefficient.
+    law : DiodeLaw
+        The diodes' effective parameters (:func:`circuitep.elements.diode_clamp.net_law`).
     current : float
         Diode current the range is quoted at, A.
 
@@ -499,15 +518,18 @@ def clamp_range(
     tuple of float
         ``(lo, hi)`` in V and the current in A.
     """
-    drop = n * THERMAL_VOLTAGE * np.log1p(current / i_sat)
+    drop = law.vte * np.log1p(current / law.i_sat) + law.rs * current
     return rails[0] - drop, rails[1] + drop, current
 
 
 class _Builder:
     """Accumulates the sections of one netlist; one method per block of the circuit."""
 
-    def __init__(self, net: Network, form: str):
+    def __init__(self, net: Network, form: str, explicit_rs: bool = False):
         self.net, self.form = net, form
+        self.law = diode_clamp.net_law(net)
+        # the dyadic netlist writes RS as resistors: its adjoint reads the junction voltages
+        self.explicit_rs = explicit_rs and self.law.rs > 0
         self.sections: list[Section] = []
         self.sources: list[Source] = []
         self.free = {g.name for g in net.free_groups}
@@ -516,9 +538,17 @@ class _Builder:
     def add(self, title: str, elements: list[Element]) -> None:
         self.sections.append(Section(title, tuple(elements)))
 
+    def model_name(self) -> str:
+        """The clamp diodes' card name: the spec's, ``<name>_j`` for the junction without RS."""
+        return f"{self.net.diode.name}_j" if self.explicit_rs else self.net.diode.name
+
     def diode_model(self) -> ModelCard:
         d = self.net.diode
-        return ModelCard(d.name, "D", (("is", d.i_sat), ("n", d.n)))
+        params = d.card()
+        if self.explicit_rs:
+            keys = {diode_clamp.DIODE_CARD_KEYS[k] for k in diode_clamp.RS_PARAMS}
+            params = tuple((k, v) for k, v in params if k not in keys)
+        return ModelCard(self.model_name(), "D", params)
 
     def folded(self, c: Coupling) -> bool:
         return self.form == "folded" and c.src not in self.free
@@ -560,15 +590,22 @@ class _Builder:
                 els += leak.spice(node, g.leak[k])
                 els += bias.spice(node, g.bias[k])
                 els += capacitance.spice(node, g.capacitance[k])
-                if g.clamp is not None:
+                if g.clamp is not None and self.explicit_rs:
+                    els += diode_clamp.spice_with_rs(node, g.name, self.model_name(), self.law.rs)
+                elif g.clamp is not None:
                     els += diode_clamp.spice(node, g.name, d.name)
             clamp = ""
             if g.clamp:
-                lo, hi, amps = clamp_range(g.clamp, d.i_sat, d.n)
+                lo, hi, amps = clamp_range(g.clamp, self.law)
                 clamp = (
                     f", diode clamp: rails {g.clamp[0]:g} and {g.clamp[1]:g} V, node range about "
                     f"[{lo:.3g}, {hi:.3g}] V (a diode drop past the rails at {amps:g} A)"
                 )
+                if self.explicit_rs:
+                    clamp += (
+                        f", RS written as resistors of {self.law.rs:g} Ohm (RS at "
+                        f"{self.net.temperature:g} degC) beside a card without RS"
+                    )
             seen = ""
             if state is not None:
                 xs = state[fs[g.name]]
@@ -662,7 +699,7 @@ class _Builder:
 
     def adjoint(self) -> None:
         """The adjoint network (Director-Rohrer): linearised at the circuit's state, transposed."""
-        net, d = self.net, self.net.diode
+        net, law = self.net, self.law
         nodes = net.free_nodes
         adj = {n: adjoint_node(n) for n in nodes}
         els = []
@@ -680,7 +717,10 @@ class _Builder:
                 els += leak.spice_adjoint(node, adj[node], g.leak[k])
                 els += capacitance.spice_adjoint(node, adj[node], g.capacitance[k])
                 if g.clamp is not None:
-                    els += diode_clamp.spice_adjoint(node, adj[node], g.name, d.i_sat, d.n)
+                    if self.explicit_rs:
+                        els += diode_clamp.spice_adjoint_with_rs(node, adj[node], g.name, law)
+                    else:
+                        els += diode_clamp.spice_adjoint(node, adj[node], g.name, law)
         self.add("adjoint: leaks, capacitances, small-signal diode conductances", els)
         for c in net.couplings:
             if self.folded(c):

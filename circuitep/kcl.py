@@ -193,7 +193,7 @@ def residual(net: Network, u: np.ndarray, x: np.ndarray, *, jacobian: bool = Tru
     diag = np.broadcast_to(-leak_, x.shape).copy()
     if clamped.any():
         i_d, g_d = diode_clamp.current(
-            x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat, net.diode.n
+            x[:, clamped], v_lo[clamped], v_hi[clamped], diode_clamp.net_law(net)
         )
         f[:, clamped] += i_d
         diag[:, clamped] += g_d
@@ -241,7 +241,7 @@ def current_scale(net: Network, u: np.ndarray, x: np.ndarray) -> np.ndarray:
     s += np.abs(bias_) + leak_ * np.abs(x)
     if clamped.any():
         i_d, _ = diode_clamp.current(
-            x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat, net.diode.n
+            x[:, clamped], v_lo[clamped], v_hi[clamped], diode_clamp.net_law(net)
         )
         s[:, clamped] += np.abs(i_d)
     return s

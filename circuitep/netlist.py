@@ -511,8 +511,9 @@ def write_sweep(netlist: Netlist, tables: dict[str, Sequence[float]]) -> str:
 # tests check the text against that grammar, never a run.
 
 DIALECTS = ("ngspice", "xyce")
-#: Temperature (degC) of the one-point ``.DC TEMP LIST`` that a standalone Xyce netlist runs: the
-#: nominal 27 degC, so that it is one operating point at the temperature of ngspice and numpy.
+#: Temperature (degC) of the one-point ``.DC TEMP LIST`` that a standalone Xyce netlist runs when
+#: the netlist has no ``temp`` option: the nominal 27 degC. With one, its value (the temperature of
+#: ngspice and numpy).
 XYCE_TEMP = 27
 #: ngspice option -> (Xyce package, Xyce option). ``vntol`` has no Xyce counterpart (NONLIN's
 #: DELTAXTOL is a weighted update norm, not volts): it is left out and the header says so.
@@ -520,7 +521,12 @@ XYCE_OPTIONS = {
     "gmin": ("DEVICE", "GMIN"),
     "reltol": ("NONLIN", "RELTOL"),
     "abstol": ("NONLIN", "ABSTOL"),
+    "temp": ("DEVICE", "TEMP"),
+    "tnom": ("DEVICE", "TNOM"),
 }
+#: Diode card parameters that Xyce's source (N_DEV_Diode.C) documents as level 2 only: its level-1
+#: diode, which the writer selects, would ignore them, so a card with them is refused.
+XYCE_LEVEL2_ONLY = ("nbv", "trs1", "trs2")
 #: Functions of behavioural expressions the Xyce writer passes on (all in Xyce's function table).
 XYCE_FUNCTIONS = ("exp", "tanh", "min")
 
@@ -606,6 +612,12 @@ def write_xyce(netlist: Netlist, standalone: bool = True) -> str:
         packages.setdefault(pkg, []).append(f"{name}={spice_number(value)}")
     lines += [f".OPTIONS {pkg} {' '.join(opts)}" for pkg, opts in packages.items()]
     for m in netlist.models:
+        level2 = [k for k, _ in m.params if k in XYCE_LEVEL2_ONLY]
+        if level2:
+            raise DialectError(
+                f"model {m.name}: {', '.join(level2)} are level-2 parameters in Xyce, whose "
+                "level-1 diode (the SPICE3 diode that ngspice and numpy share) ignores them"
+            )
         params = " ".join(f"{k.upper()}={spice_number(v)}" for k, v in m.params)
         lines.append(f".MODEL {m.name} {m.kind}({params} LEVEL=1)")
     for s in netlist.sections:
@@ -621,7 +633,7 @@ def write_xyce(netlist: Netlist, standalone: bool = True) -> str:
         lines += [
             "* --- analysis: one operating point (a one-point DC sweep of the temperature), node "
             "voltages",
-            f".DC TEMP LIST {XYCE_TEMP}",
+            f".DC TEMP LIST {spice_number(dict(netlist.options).get('temp', XYCE_TEMP))}",
         ]
         for k in range(0, len(netlist.probes), _PRINT_CHUNK):
             probes = " ".join(f"V({n})" for n in netlist.probes[k : k + _PRINT_CHUNK])

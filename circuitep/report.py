@@ -32,7 +32,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from circuitep import kcl
-from circuitep.devices import diode_current
+from circuitep.devices import law_current
 from circuitep.elements import diode_clamp
 from circuitep.elements.registry import kind as kind_of
 from circuitep.engines.base import Phase, capacitance, check_batch
@@ -112,7 +112,7 @@ def element_powers(
     p["bias"] -= (bias * x).sum(1)
     if clamped.any():
         diodes, rails = diode_clamp.power(
-            x[:, clamped], v_lo[clamped], v_hi[clamped], net.diode.i_sat, net.diode.n
+            x[:, clamped], v_lo[clamped], v_hi[clamped], diode_clamp.net_law(net)
         )
         p["diodes"] += diodes
         p["rails"] += rails
@@ -183,8 +183,9 @@ def ranges(net: Network, inputs, x: np.ndarray) -> dict:
     headroom = None
     if clamped.any():
         xc = x[:, clamped]
-        i_up, _ = diode_current(xc - v_hi[clamped], net.diode.i_sat, net.diode.n)
-        i_dn, _ = diode_current(v_lo[clamped] - xc, net.diode.i_sat, net.diode.n)
+        law = diode_clamp.net_law(net)
+        i_up, _ = law_current(xc - v_hi[clamped], law)
+        i_dn, _ = law_current(v_lo[clamped] - xc, law)
         currents["diodes"] = float(max(np.abs(i_up).max(), np.abs(i_dn).max()))
         headroom = float(np.minimum(v_hi[clamped] - xc, xc - v_lo[clamped]).min())
     return {
@@ -227,6 +228,22 @@ class Transient:
     t: np.ndarray
     x: np.ndarray
     engine: str
+
+
+def _check_no_diode_charge(net: Network) -> None:
+    """Refuse a numpy transient of clamps whose card gives junction or diffusion charge.
+
+    The numpy transients integrate the node capacitances only; CJO, VJ, M, FC and TT act in
+    ngspice's transients (:func:`ngspice_transients`), so a numpy transient would silently differ.
+    """
+    charge = [k for k in diode_clamp.CHARGE_PARAMS if getattr(net.diode, k) is not None]
+    if charge and any(g.clamp is not None for g in net.free_groups):
+        raise ValueError(
+            f"network {net.name!r}: the diode card gives {', '.join(charge)}, the diodes' charge, "
+            "which the numpy transients do not model (they integrate the node capacitances only; "
+            "the DC operating points are unaffected): use ngspice's transients, or leave the "
+            "charge parameters out"
+        )
 
 
 def transient(
@@ -280,6 +297,7 @@ def transient(
         When the integration fails (the message names the network and phase).
     """
     phase = phase or Phase()
+    _check_no_diode_charge(net)
     inputs = np.asarray(inputs, dtype=float)[None]
     u, y, x0b = check_batch(
         net,
@@ -360,6 +378,7 @@ def linear_transient(
         ``engine="numpy-linear"``.
     """
     phase = phase or Phase()
+    _check_no_diode_charge(net)
     inputs = np.asarray(inputs, dtype=float)[None]
     u, y, x0b = check_batch(
         net,

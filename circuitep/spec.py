@@ -22,6 +22,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from circuitep.checks import is_bool, is_integer, is_number, plain_float, plain_int, plain_str
+from circuitep.devices import T_NOMINAL_C
+from circuitep.elements import diode_clamp
 from circuitep.elements.params import (  # noqa: F401 - the bounds, for importers
     FARAD_RANGE,
     I_SAT_RANGE,
@@ -30,6 +32,7 @@ from circuitep.elements.params import (  # noqa: F401 - the bounds, for importer
     MAX_VOLTS,
     MIN_SIEMENS,
     N_RANGE,
+    TEMPERATURE_RANGE,
     V_SAT_RANGE,
 )
 from circuitep.elements.registry import COUPLINGS, DIODE_PARAMS, KINDS, settings_of
@@ -306,27 +309,126 @@ def _positive_float(
     return float(check_array(path, value, (), positive=True, span=span, unit=unit))
 
 
+def check_interval(
+    path: str, value: object, interval: tuple[float, float], unit: str = ""
+) -> float:
+    """``value`` as a plain float within ``interval = (lo, hi)`` (a signed range: temperatures).
+
+    Parameters
+    ----------
+    path : str
+        Name of the field, used in the error message.
+    value : object
+        The value given.
+    interval : tuple of float
+        ``(lo, hi)``, inclusive.
+    unit : str
+        The unit, for messages.
+
+    Returns
+    -------
+    float
+        The value.
+    """
+    x = float(check_array(path, value, ()))
+    lo, hi = interval
+    if not lo <= x <= hi:
+        u = f" {unit}" if unit else ""
+        raise ValueError(f"{path} = {x!r}{u} is outside {lo:g} .. {hi:g}{u}")
+    return x
+
+
+def check_temperature(path: str, value: object) -> float:
+    """A temperature (degC) within :data:`TEMPERATURE_RANGE`.
+
+    Parameters
+    ----------
+    path : str
+        Name of the field, used in the error message.
+    value : object
+        The value given.
+
+    Returns
+    -------
+    float
+        The temperature, degC.
+    """
+    return check_interval(path, value, TEMPERATURE_RANGE, "degC")
+
+
+#: The diode card's optional parameters (left off the card when ``None``), in card order.
+DIODE_OPTIONAL = tuple(key for key, p in DIODE_PARAMS.items() if p.optional)
+
+
 @dataclass(frozen=True)
 class DiodeModel:
-    """Shockley diode model card used by every clamp: ``.model <name> D(is=<i_sat> n=<n>)``.
+    """The diode model card used by every clamp: ``.model <name> D(is=<i_sat> n=<n> ...)``.
 
-    ``i_sat`` (A) within :data:`I_SAT_RANGE`, ideality ``n`` within :data:`N_RANGE`.
+    ``i_sat`` (A, ``IS``) within :data:`I_SAT_RANGE`, ideality ``n`` within :data:`N_RANGE`,
+    always written. The optional parameters (``None``: left off the card, ngspice's default
+    applies) are those of :data:`circuitep.elements.diode_clamp.PARAMS`, each with its unit and
+    bounds: ``rs`` (Ohm), ``cjo`` (F), ``vj`` (V), ``m``, ``fc``, ``tt`` (s), ``bv`` (V),
+    ``ibv`` (A), ``nbv``, ``eg`` (eV), ``xti``, ``tnom`` (degC), ``trs1`` (1/K), ``trs2``
+    (1/K^2). The numpy engines follow the DC ones (IS, N, RS, BV, IBV, NBV, EG, XTI, TNOM, TRS1,
+    TRS2) at the network's temperature (:func:`circuitep.elements.diode_clamp.law`); the charge
+    parameters (CJO, VJ, M, FC, TT) act only in ngspice's transients.
     """
 
     i_sat: float = DIODE_PARAMS["i_sat"].default  # A, 1e-12
     n: float = DIODE_PARAMS["n"].default  # 1.0
     name: str = "dclamp"
+    rs: float | None = None  # Ohm
+    cjo: float | None = None  # F
+    vj: float | None = None  # V
+    m: float | None = None
+    fc: float | None = None
+    tt: float | None = None  # s
+    bv: float | None = None  # V
+    ibv: float | None = None  # A
+    nbv: float | None = None
+    eg: float | None = None  # eV
+    xti: float | None = None
+    tnom: float | None = None  # degC
+    trs1: float | None = None  # 1/K
+    trs2: float | None = None  # 1/K^2
 
     def __post_init__(self):
-        object.__setattr__(
-            self,
-            "i_sat",
-            _positive_float("diode.i_sat", self.i_sat, DIODE_PARAMS["i_sat"].span, "A"),
-        )
-        object.__setattr__(self, "n", _positive_float("diode.n", self.n, DIODE_PARAMS["n"].span))
+        for key in ("i_sat", "n") + DIODE_OPTIONAL:
+            p, value = DIODE_PARAMS[key], getattr(self, key)
+            if value is None and p.optional:
+                continue
+            if p.interval is not None:
+                checked = check_interval(f"diode.{key}", value, p.interval, p.unit)
+            else:
+                checked = float(check_array(f"diode.{key}", value, (), **p.bounds()))
+            object.__setattr__(self, key, checked)
         object.__setattr__(
             self, "name", check_name("diode.name", self.name, reserved=_RESERVED | RESERVED_NAMES)
         )
+
+    def card(self) -> tuple[tuple[str, float], ...]:
+        """The ``.model`` card's parameters: ``(spice key, value)`` of every one given, in order.
+
+        Returns
+        -------
+        tuple of (str, float)
+            ``is`` and ``n`` first, then each optional parameter that is not ``None``.
+        """
+        return tuple(
+            (DIODE_PARAMS[key].spice, getattr(self, key))
+            for key in ("i_sat", "n") + DIODE_OPTIONAL
+            if getattr(self, key) is not None
+        )
+
+    def given(self) -> dict[str, float]:
+        """The optional parameters given (not ``None``), by spec key.
+
+        Returns
+        -------
+        dict of str to float
+            Spec key to value.
+        """
+        return {key: getattr(self, key) for key in DIODE_OPTIONAL if getattr(self, key) is not None}
 
 
 #: Bounds of the free nodes' parameters (STYLE.md item 8), read by :class:`NodeGroup` and
@@ -531,7 +633,12 @@ class Sample:
 
 @dataclass(frozen=True, eq=False)
 class Network:
-    """A circuit network: node groups, couplings, the diode model and an optional sample."""
+    """A circuit network: node groups, couplings, the diode model and an optional sample.
+
+    ``temperature`` (degC, default 27, within :data:`TEMPERATURE_RANGE`) is the temperature the
+    circuit is simulated at: the compiler writes it as ngspice's option ``temp`` and the numpy
+    engines evaluate the diode law there (:func:`circuitep.elements.diode_clamp.net_law`).
+    """
 
     name: str
     groups: tuple[NodeGroup, ...]
@@ -539,9 +646,11 @@ class Network:
     diode: DiodeModel = field(default_factory=DiodeModel)
     sample: Sample | None = None
     description: str = ""
+    temperature: float = T_NOMINAL_C  # degC
 
     def __post_init__(self):
         object.__setattr__(self, "name", check_name("name", self.name))
+        object.__setattr__(self, "temperature", check_temperature("temperature", self.temperature))
         if not isinstance(self.description, str) or not re.fullmatch(
             r"[\x20-\x7e]*", self.description
         ):
@@ -557,6 +666,7 @@ class Network:
                 raise TypeError(f"couplings[{k}] must be a Coupling, got {type(c).__name__}")
         if not isinstance(self.diode, DiodeModel):
             raise TypeError(f"diode must be a DiodeModel, got {type(self.diode).__name__}")
+        diode_clamp.law(self.diode, self.temperature)  # IS(T) within double precision
         if self.sample is not None and not isinstance(self.sample, Sample):
             raise TypeError(f"sample must be a Sample or None, got {type(self.sample).__name__}")
         names = [g.name for g in self.groups]

@@ -4,7 +4,10 @@ A spec file is plain TOML::
 
     name = "feedforward"
     description = "one line"
-    [diode]                 # optional: i_sat (A), n
+    temperature = 27.0      # optional: the circuit's temperature (degC, default 27)
+    [diode]                 # optional: i_sat (A), n, name, and the card's optional parameters
+                            # rs (Ohm), cjo (F), vj (V), m, fc, tt (s), bv (V), ibv (A), nbv,
+                            # eg (eV), xti, tnom (degC), trs1 (1/K), trs2 (1/K^2)
     [[groups]]              # name, role (input|hidden|output), size, leak (S), bias (A),
                             # capacitance (F), clamp = [v_lo, v_hi] (V), invert = "<input group>"
     [[couplings]]           # name, kind (resistor|vccs|tanh|...), src, dst, weight = [[...]] (S),
@@ -29,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from circuitep.checks import is_bool
-from circuitep.elements.registry import kinds_using, setting_keys, settings_of
+from circuitep.devices import T_NOMINAL_C
+from circuitep.elements.registry import DIODE_PARAMS, kinds_using, setting_keys, settings_of
 from circuitep.fileio import (  # noqa: F401 - atomic_path, write_text_atomic: for importers
     FileReadError,
     atomic_path,
@@ -39,12 +43,12 @@ from circuitep.fileio import (  # noqa: F401 - atomic_path, write_text_atomic: f
 )
 from circuitep.spec import KINDS, Coupling, DiodeModel, Network, NodeGroup, Sample
 
-_TOP = {"name", "description", "diode", "groups", "couplings", "sample"}
+_TOP = {"name", "description", "temperature", "diode", "groups", "couplings", "sample"}
 _GROUP = {"name", "role", "size", "leak", "bias", "capacitance", "clamp", "invert"}
 _FREE_ONLY = {"leak", "bias", "capacitance", "clamp"}
 #: A coupling's keys: the common ones and every setting a kind declares (v_sat, g_out, ...).
 _COUPLING = {"name", "kind", "src", "dst", "weight", "mask"} | setting_keys()
-_DIODE = {"i_sat", "n", "name"}
+_DIODE = set(DIODE_PARAMS) | {"name"}
 _SAMPLE = {"inputs", "targets"}
 #: Largest spec file read (bytes): about 3 million weights as TOML, 30 times a 784-100-10 circuit.
 MAX_SPEC_BYTES = 64 << 20
@@ -146,6 +150,7 @@ def network_from_dict(data: dict, source: str = "spec") -> Network:
             diode,
             sample,
             data.get("description", ""),
+            data.get("temperature", T_NOMINAL_C),
         )
     except SpecError:
         raise
@@ -221,12 +226,15 @@ def spec_to_toml(net: Network) -> str:
     lines = [f"name = {_toml_value(net.name)}"]
     if net.description:
         lines.append(f"description = {_toml_value(net.description)}")
+    if net.temperature != T_NOMINAL_C:  # (the default left out: reference specs stay as they were)
+        lines.append(f"temperature = {_toml_value(net.temperature)}")
     lines += [
         "",
         "[diode]",
         f"i_sat = {_toml_value(net.diode.i_sat)}",
         f"n = {_toml_value(net.diode.n)}",
         f"name = {_toml_value(net.diode.name)}",
+        *(f"{key} = {_toml_value(value)}" for key, value in net.diode.given().items()),
     ]
     for g in net.groups:
         lines += [

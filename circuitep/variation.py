@@ -275,8 +275,6 @@ class Draw:
         if var.diode:
             changes["diode"] = dataclasses.replace(model.diode, **var.diode)
         if changes:
-            if "temperature" in changes and not hasattr(model, "temperature"):
-                raise ValueError("this version of circuitep has no circuit temperature")
             circuit = _validated_copy(circuit, **changes)
         return circuit
 

@@ -19,7 +19,7 @@ from test_elements import _currents, example
 
 from circuitep import kcl
 from circuitep.costs import CrossEntropy
-from circuitep.devices import diode_clamp_current, diode_current
+from circuitep.devices import diode_clamp_current, diode_law, law_current
 from circuitep.elements import aep, diode_clamp, nudge, registry
 from circuitep.elements import expr as ex
 from circuitep.elements.blocks import dense
@@ -236,20 +236,30 @@ def test_aep_correction_expressions_match_the_engines_correction(kind):
     _close(got, want, f"{kind} AEP correction")
 
 
-@pytest.mark.parametrize(("i_sat", "n"), [(1e-12, 1.0), (3e-9, 1.7), (2e-15, 1.02)])
-def test_diode_conductance_expressions_match_the_device_model(i_sat, n):
-    vte = n * 0.025864917007157463
+@pytest.mark.parametrize(
+    ("i_sat", "n", "temperature", "bv"),
+    [
+        (1e-12, 1.0, 27.0, None),
+        (3e-9, 1.7, 27.0, None),
+        (2e-15, 1.02, 27.0, None),
+        (1e-12, 1.0, -40.0, None),
+        (1e-12, 1.3, 125.0, 0.9),  # breakdown below -0.9 V, within the range evaluated
+    ],
+)
+def test_diode_conductance_expressions_match_the_device_model(i_sat, n, temperature, bv):
+    law = diode_law(i_sat, n, temperature, bv=bv, nbv=1.5 if bv else None)
+    vte = law.vte
     vd = np.concatenate(
         [np.linspace(-2, 1, 301), [-3 * vte, -3 * vte * (1 - 1e-15), 80 * vte, 80 * vte + 0.5]]
     )
-    got = ex.evaluate(diode_clamp.conductance_expression(ex.v("d"), i_sat, n), {"d": vd})
-    want = diode_current(vd, i_sat, n)[1]
+    got = ex.evaluate(diode_clamp.conductance_expression(ex.v("d"), law), {"d": vd})
+    want = law_current(vd, law)[1]
     np.testing.assert_allclose(got, want, rtol=TOL, atol=0)  # elementwise: 1e-12 S .. 1e24 S
     # the adjoint clamp: both diodes' conductance times the adjoint voltage
     x, lam = np.linspace(-1.5, 2.5, 81), np.linspace(-1, 1, 81)
     volts = {"h_0": x, "vlo_h": np.full(81, -0.4), "vhi_h": np.full(81, 0.6), "adj_h_0": lam}
-    got = ex.evaluate(diode_clamp.adjoint_expression("h_0", "adj_h_0", "h", i_sat, n), volts)
-    want = -diode_clamp_current(x, -0.4, 0.6, i_sat, n)[1] * lam
+    got = ex.evaluate(diode_clamp.adjoint_expression("h_0", "adj_h_0", "h", law), volts)
+    want = -diode_clamp_current(x, -0.4, 0.6, law)[1] * lam
     np.testing.assert_allclose(got, want, rtol=TOL, atol=0)
 
 

@@ -21,6 +21,7 @@ from circuitep.compiler import FORMS, PHASES, compile_network
 from circuitep.costs import CrossEntropy
 from circuitep.golden import GOLDEN_BETA, REFERENCE_SPECS
 from circuitep.netlist import DialectError, Element, Netlist, Section, write_xyce
+from circuitep.spec import DiodeModel, Network
 from circuitep.specio import load_spec
 
 NETLISTS = Path(__file__).resolve().parent.parent / "netlists"
@@ -48,6 +49,7 @@ DIODE_PARAMS = {
     "NBV",
     "NR",
     "RS",
+    "TNOM",
     "TT",
     "VB",
     "VJ",
@@ -165,3 +167,18 @@ def test_compile_dialect_xyce_writes_the_file(tmp_path):
         ".MODEL dclamp D(IS=1e-12 N=1.0 LEVEL=1)" in text and ".OPTIONS DEVICE GMIN=1e-12" in text
     )
     assert "--dialect xyce" in text.split("\n")[4]
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_a_full_level1_card_at_temperature_follows_it_too(phase):
+    """Every level-1 card parameter circuitep writes, at 85 degC, in every phase (the dyadic one
+    with RS as explicit resistors beside the junction card)."""
+    base = load_spec(NETLISTS / "feedforward.toml")
+    card = dict(rs=12.5, cjo=2e-12, vj=0.7, m=0.33, fc=0.4, tt=5e-9, bv=75.0, ibv=2e-6)
+    card |= dict(eg=0.69, xti=2.0, tnom=35.0)
+    diode = DiodeModel(**card)
+    net = Network(base.name, base.groups, base.couplings, diode, base.sample, "", 85.0)
+    compiled = compile_network(net, phase, beta=None if phase == "free" else GOLDEN_BETA)
+    text = compiled.spice(dialect="xyce")
+    check_xyce(text, compiled.spice(standalone=False))
+    assert ".DC TEMP LIST 85.0" in text and "TEMP=85.0 TNOM=27.0" in text

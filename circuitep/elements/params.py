@@ -33,6 +33,10 @@ V_SAT_RANGE = (1e-6, MAX_VOLTS)
 #: beyond 1 A the exponential overflows, and a subnormal n made the thermal voltage 0.
 I_SAT_RANGE = (1e-30, 1.0)
 N_RANGE = (0.1, 100.0)
+#: Temperatures (degC) of a circuit and of a diode card's TNOM: above absolute zero (at -273 degC
+#: the thermal voltage is 13 uV and every exponent overflows) and below the few hundred degC at
+#: which silicon junctions stop being diodes.
+TEMPERATURE_RANGE = (-270.0, 500.0)
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,10 @@ class Param:
     trained) is a scalar or, with ``per_element``, one value per element ``(dst, src)``;
     ``field`` says it is a field of :class:`circuitep.spec.Coupling` itself (``v_sat``) rather
     than an entry of ``Coupling.settings``. ``typical`` is a magnitude met in these circuits
-    (docs, and the contract tests draw their examples around it).
+    (docs, and the contract tests draw their examples around it). A model card's parameter has
+    ``spice``, its key on the SPICE ``.model`` card; ``optional`` ones are left off the card unless
+    given (the simulator's default, named in ``doc``, applies); ``interval = (lo, hi)`` bounds a
+    signed value itself (temperatures), checked by :func:`circuitep.spec.check_interval`.
     """
 
     name: str
@@ -58,6 +65,9 @@ class Param:
     per_element: bool = False
     field: bool = False
     typical: float | None = None
+    spice: str | None = None
+    optional: bool = False
+    interval: tuple[float, float] | None = None
 
     def bounds(self) -> dict:
         """Keyword arguments of :func:`circuitep.spec.check_array` for this parameter."""
@@ -77,8 +87,14 @@ class Param:
             parts.append(
                 f"|value| {'0 or ' if lo > 0 and not self.positive else ''}{lo:g} .. {hi:g}"
             )
+        if self.interval is not None:
+            parts.append(f"{self.interval[0]:g} .. {self.interval[1]:g}")
         if self.default is not None:
             parts.append(f"default {self.default:g}")
+        if self.optional:
+            parts.append("optional")
+        if self.spice is not None:
+            parts.append(f"card key {self.spice}")
         if self.per_element:
             parts.append("scalar or per element")
         return f"{', '.join(parts)}: {self.doc}"

@@ -44,6 +44,7 @@ import numpy as np
 
 from circuitep import kcl
 from circuitep.costs import SquaredError
+from circuitep.devices import DiodeLaw
 from circuitep.elements import aep, diode_clamp, nudge
 from circuitep.engines.base import OperatingPoint, Phase, check_batch, is_stable
 from circuitep.engines.newton import adjoint, check_options, newton, not_converged, solve_rows
@@ -70,8 +71,7 @@ class _Chain:
     clamped: np.ndarray
     v_lo: np.ndarray
     v_hi: np.ndarray
-    i_sat: float
-    n: float
+    law: DiodeLaw
     links: tuple[kcl.Link, ...]
     outputs: tuple[tuple[int, slice], ...]
 
@@ -153,8 +153,7 @@ def chain_structure(net: Network, phase: Phase | None = None) -> _Chain:
         clamped,
         v_lo,
         v_hi,
-        net.diode.i_sat,
-        net.diode.n,
+        diode_clamp.net_law(net),
         tuple(links),
         tuple(out_pos),
     )
@@ -520,9 +519,7 @@ def _kcl(
     g_d = None
     cl = chain.clamped
     if cl.any():
-        i_d, g_d = diode_clamp.current(
-            x[:, cl], chain.v_lo[cl], chain.v_hi[cl], chain.i_sat, chain.n
-        )
+        i_d, g_d = diode_clamp.current(x[:, cl], chain.v_lo[cl], chain.v_hi[cl], chain.law)
         f[:, cl] += i_d
     for link in chain.links:
         c, sa, sb = link.coupling, chain.slices[link.dst_pos], chain.slices[link.src_pos]
