@@ -32,7 +32,7 @@ def ngspice():
         yield engine
 
 
-# -- the correction as its own elements -------------------------------------------------------------
+# -- the correction as its own elements ---------------------------------------------------------
 
 
 def erring_correction(net, model, seed=0):
@@ -110,7 +110,7 @@ def test_a_draw_is_a_pure_function_of_the_seed():
     net = load("layered")
     var = Variation(gain=0.2, sigma={"leak": 0.05})
     a, b, c = (draw(var, net, s).circuit(net) for s in (3, 3, 4))
-    for ca, cb, cc in zip(a.couplings, b.couplings, c.couplings):
+    for ca, cb, cc in zip(a.couplings, b.couplings, c.couplings, strict=True):
         assert np.array_equal(ca.weight, cb.weight)
         if ca.kind != "resistor" and ca.mask.any():
             assert not np.array_equal(ca.weight, cc.weight)
@@ -118,7 +118,7 @@ def test_a_draw_is_a_pure_function_of_the_seed():
     ratios = np.concatenate(
         [
             (cc.weight / cm.weight)[cm.mask & (cm.weight != 0)]
-            for cc, cm in zip(a.couplings, net.couplings)
+            for cc, cm in zip(a.couplings, net.couplings, strict=True)
             if cm.kind != "resistor"
         ]
     )
@@ -147,7 +147,7 @@ def test_storage_levels_over_each_couplings_own_range():
     var = Variation(storage=Storage(levels=16))
     d = draw(var, net, 0)
     circuit = d.circuit(net)
-    for c, m in zip(circuit.couplings, net.couplings):
+    for c, m in zip(circuit.couplings, net.couplings, strict=True):
         lo, hi = storage_range(var.storage, m)
         assert hi == pytest.approx(np.abs(m.weight).max())
         step = (hi - lo) / 15
