@@ -126,7 +126,7 @@ def test_a_draw_is_a_pure_function_of_the_seed():
     # the pattern stays: the same draw realises an updated model on the same devices
     d = draw(var, net, 3)
     moved = net.with_params({c.name: 2 * c.weight for c in net.couplings if c.kind != "resistor"})
-    for c2, c1 in zip(d.circuit(moved).couplings, a.couplings):
+    for c2, c1 in zip(d.circuit(moved).couplings, a.couplings, strict=True):
         if c1.kind != "resistor":
             assert np.allclose(c2.weight, 2 * c1.weight, rtol=1e-12, atol=0)
 
@@ -184,7 +184,7 @@ def test_devices_that_keep_their_level_keep_their_noise():
     assert second.values[name].flat[0] != first.values[name].flat[0]
 
 
-# -- the circuit's own true gradient ----------------------------------------------------------------
+# -- the circuit's own true gradient ----------------------------------------------------------
 
 
 def test_true_gradient_of_a_varied_circuit_matches_ngspice_finite_differences(ngspice):
