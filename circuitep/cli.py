@@ -18,6 +18,7 @@ from circuitep.compiler import FORMS, PHASES, Tolerances, compile_network
 from circuitep.costs import make_cost
 from circuitep.datasets import DATASETS, load_dataset
 from circuitep.demo import DEMO_CONFIG, DEMO_SPEC, run_demo
+from circuitep.elements.registry import variation_keys
 from circuitep.engines.base import ConvergenceError, Phase, is_stable
 from circuitep.engines.layered import LayeredEngine
 from circuitep.engines.ngspice_engine import NgspiceEngine
@@ -38,6 +39,7 @@ from circuitep.sens import sens_gradients
 from circuitep.spec import MAX_VOLTS, Network
 from circuitep.specio import SpecError, load_spec
 from circuitep.train import ALGORITHM_ALIASES, ALGORITHMS, LR_SCHEDULES, TrainConfig
+from circuitep.variation import Variation
 
 ENGINES = ("ngspice", "numpy", "layered")
 #: Exit status of ``train`` and ``demo`` when training diverged (``diverged.json`` in the run
@@ -226,6 +228,124 @@ def _sample(net: Network, inputs, targets, describe: bool = False):
 
 
 # --- commands -------------------------------------------------------------------------------
+
+
+def _pair(text: str) -> tuple[float, float]:
+    values = _floats(text)
+    if values.shape != (2,):
+        raise argparse.ArgumentTypeError(f"expected two numbers LO,HI, got {text!r}")
+    return float(values[0]), float(values[1])
+
+
+def _nonnegative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < np.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _sigma_item(text: str) -> tuple[str, float]:
+    key, eq, value = text.partition("=")
+    if not eq:
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=SIGMA (e.g. ota.v_offset=0.002), got {text!r}"
+        )
+    return key.strip(), _nonnegative(value)
+
+
+def add_variation_options(p: argparse.ArgumentParser) -> None:
+    """The options that declare how the circuit differs from its model (DESIGN.md §7).
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        Gains an argument group; :func:`variation_options` reads it back.
+    """
+    keys = ", ".join(sorted(variation_keys()))
+    g = p.add_argument_group(
+        "circuit vs model",
+        "the simulated circuit is the model plus a variation drawn from --variation-seed and "
+        "kept fixed (DESIGN.md §7). Typical transconductor current mismatch: about 2 % per "
+        "device at W.L = 4 um^2 in a 130 nm process (Pelgrom, A_VT 2.2-3.9 mV.um)",
+    )
+    g.add_argument(
+        "--sigma-gain",
+        type=_nonnegative,
+        default=0.0,
+        help="relative mismatch of every coupling's weight (0.2 = 20 %%; default 0)",
+    )
+    g.add_argument(
+        "--sigma",
+        type=_sigma_item,
+        action="append",
+        default=[],
+        metavar="KEY=SIGMA",
+        help=f"the mismatch of one parameter kind (repeatable); keys: {keys}",
+    )
+    g.add_argument("--temperature", type=float, help="the circuit's temperature, degC")
+    g.add_argument(
+        "--correction-gain",
+        type=float,
+        default=0.0,
+        help="common relative gain error of AEP's correction elements (0.05 = 5 %%)",
+    )
+    g.add_argument(
+        "--sigma-correction",
+        type=_nonnegative,
+        default=0.0,
+        help="relative mismatch of each correction element",
+    )
+    g.add_argument(
+        "--correction-noise",
+        type=_nonnegative,
+        default=0.0,
+        help="relative gain noise of the correction elements, fresh every phase",
+    )
+    g.add_argument(
+        "--correction",
+        choices=("model", "circuit"),
+        default="model",
+        help="AEP's correction from the controller's model (explicit elements, with the errors "
+        "above; default) or the circuit's own (reversed transconductors, exact)",
+    )
+    g.add_argument("--variation-seed", type=_seed, default=0, help="seed of the draw (default 0)")
+
+
+def variation_options(args) -> dict | None:
+    """The variation :func:`add_variation_options` declared, as JSON values (None: none).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options.
+
+    Returns
+    -------
+    dict or None
+        :meth:`circuitep.variation.Variation.describe` of the declared variation.
+
+    Raises
+    ------
+    UsageError
+        For an unknown key or bad value, named.
+    """
+    try:
+        variation = Variation(
+            gain=args.sigma_gain,
+            sigma=dict(args.sigma),
+            temperature=args.temperature,
+            correction_gain=args.correction_gain,
+            sigma_correction=args.sigma_correction,
+            correction_noise=args.correction_noise,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if variation == Variation():
+        return None
+    return variation.describe()
 
 
 def command_line(argv: list[str]) -> str:
@@ -603,8 +723,8 @@ def _report_run(summary: dict, out: Path) -> None:
         return
     print(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (train "
-        f"{100 * summary['train_accuracy']:.2f} %), gradient cosine with the exact gradient "
-        f"{summary['grad_cosine']:.6f}, {summary['failures']} non-converged samples skipped"
+        f"{100 * summary['train_accuracy']:.2f} %), gradient cosine with the circuit's exact "
+        f"gradient {summary['grad_cosine']:.6f}, {summary['failures']} non-converged samples skipped"
     )
     print(
         f"trained circuit: {out / 'trained.cir'} (netlist), {out / 'trained.toml'} (spec); "
@@ -629,6 +749,16 @@ def cmd_train(args) -> int:
         tau=args.tau,
         seed=args.seed,
         levels=args.levels,
+        levels_range=args.levels_range,
+        headroom=args.headroom,
+        shadow=not args.no_shadow,
+        stochastic_rounding=args.stochastic_rounding,
+        program_noise=args.program_noise,
+        g_bounds=args.g_bounds,
+        w_max=args.w_max,
+        variation=variation_options(args),
+        variation_seed=args.variation_seed,
+        correction=args.correction,
         v_on=args.v_on,
         v_off=args.v_off,
         on_failure=args.on_failure,
@@ -1027,9 +1157,60 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--v-off", type=float, default=0.0, help="target voltage of the other classes (default 0 V)"
     )
-    t.add_argument(
-        "--levels", type=_count, help="quantise conductances to this many levels (default: analog)"
+    st = t.add_argument_group(
+        "stored weights",
+        "how the circuit stores its weights (issue 16; typical devices: 4-8 bit conductances, "
+        "on/off ratio >= 10)",
     )
+    st.add_argument(
+        "--levels",
+        type=_count,
+        help="store each weight as one of this many levels (default: analog; 16 = 4 bits)",
+    )
+    st.add_argument(
+        "--levels-range",
+        choices=("own", "bounds"),
+        default="own",
+        help="levels over each coupling's own range (its largest |w| at the start times "
+        "--headroom; default) or over --g-bounds / --w-max",
+    )
+    st.add_argument(
+        "--headroom",
+        type=_positive,
+        default=2.0,
+        help="own range = headroom x the coupling's largest |w| at the start (default 2)",
+    )
+    st.add_argument(
+        "--g-bounds",
+        type=_pair,
+        default=(0.0, 10.0),
+        metavar="LO,HI",
+        help="resistor conductances kept in [LO, HI] x the median leak (default 0,10)",
+    )
+    st.add_argument(
+        "--w-max",
+        type=_positive,
+        default=10.0,
+        help="transconductances kept within +-W_MAX x the median leak (default 10)",
+    )
+    st.add_argument(
+        "--program-noise",
+        type=_nonnegative,
+        default=0.0,
+        help="rms error of a write, in level steps (default 0)",
+    )
+    st.add_argument(
+        "--no-shadow",
+        action="store_true",
+        help="the stored levels are the weights (default: high-precision shadow weights in the "
+        "controller, written quantised after every update)",
+    )
+    st.add_argument(
+        "--stochastic-rounding",
+        action="store_true",
+        help="round each write up or down at random, unbiased (use with --no-shadow)",
+    )
+    add_variation_options(t)
     t.add_argument("--train-leak", action="store_true", help="also learn the leak conductances")
     t.add_argument(
         "--on-failure",

@@ -30,6 +30,14 @@ from circuitep.fileio import atomic_path, open_regular
 from circuitep.gradcheck import asymmetry, transconductor_pairs
 from circuitep.report import linear_transient, phase_report, sample_report, transient
 from circuitep.spec import MAX_AMPS, MAX_SIEMENS, MAX_VOLTS, MIN_SIEMENS, Network
+from circuitep.variation import (
+    Draw,
+    Storage,
+    Written,
+    draw,
+    program,
+    variation_from_dict,
+)
 
 #: Training algorithms: the gradient estimators of :mod:`circuitep.estimators` by their names there
 #: (``exact`` is the exact adjoint gradient, i.e. backpropagation through the circuit's equations).
@@ -72,7 +80,19 @@ class TrainConfig:
     scale (beta = beta_rel x median leak, S). ``train_leak``: also learn leak
     conductances. ``g_bounds``: resistor conductances kept in ``[g_min, g_max]`` (S, relative to
     the natural scale); ``w_max``: transconductances kept within ``+-w_max`` (relative);
-    ``levels``: quantise conductances to this many levels within their bounds (None: analog).
+    ``levels``: the circuit stores each weight as one of this many levels (None: analog), over
+    each coupling's own range (``levels_range = "own"``: its largest ``|w|`` at the start times
+    ``headroom``) or over ``g_bounds`` / ``w_max`` (``"bounds"``); ``program_noise`` is a write's
+    error in level steps (rms). With ``shadow`` the controller keeps high-precision weights and
+    writes them quantised after every update; without, the stored levels are the weights (an
+    update smaller than half a step is lost unless ``stochastic_rounding``). ``variation``: the
+    circuit differs from the model by a declared variation (the JSON of
+    :meth:`circuitep.variation.Variation.describe`, without storage), one draw of seed
+    ``variation_seed`` kept fixed for the run (DESIGN.md §7): the learning signal comes from the
+    circuit's states and the updates go to the model and, through the same devices, to the
+    circuit. ``correction``: where AEP's correction comes from, ``model`` (the controller's model,
+    realised by correction elements with the variation's errors) or ``circuit`` (the circuit's
+    own, exact: reversed transconductors).
     ``on_failure``: what a non-converging sample does, ``skip`` (counted) or ``stop``.
     ``eval_train_samples``: measure the per-epoch train accuracy on the first N training samples
     (None: all of them). ``algorithm``: one of :data:`ALGORITHMS`, or an alias of
@@ -94,6 +114,14 @@ class TrainConfig:
     g_bounds: tuple[float, float] = (0.0, 10.0)
     w_max: float = 10.0
     levels: int | None = None
+    levels_range: str = "own"
+    headroom: float = 2.0
+    shadow: bool = True
+    stochastic_rounding: bool = False
+    program_noise: float = 0.0
+    variation: dict | None = None
+    variation_seed: int = 0
+    correction: str = "model"
     seed: int = 0
     probe_size: int = 32
     v_on: float = 1.0
@@ -115,13 +143,51 @@ class TrainConfig:
                 raise ValueError(message)
             put(key, str.__str__(value))
 
-        for key in ("centered", "train_leak"):
+        for key in ("centered", "train_leak", "shadow", "stochastic_rounding"):
             if not is_bool(getattr(self, key)):
                 raise ValueError(f"{key} = {getattr(self, key)!r} must be True or False")
             put(key, bool(getattr(self, key)))
         if not is_integer(self.seed) or not 0 <= plain_int(self.seed) < 2**32:
             raise ValueError(f"seed = {self.seed!r} must be an integer in 0 .. 2**32 - 1")
         put("seed", plain_int(self.seed))
+        if not is_integer(self.variation_seed) or not 0 <= plain_int(self.variation_seed) < 2**32:
+            raise ValueError(
+                f"variation_seed = {self.variation_seed!r} must be an integer in 0 .. 2**32 - 1"
+            )
+        put("variation_seed", plain_int(self.variation_seed))
+        choice(
+            "levels_range",
+            self.levels_range,
+            ("own", "bounds"),
+            f"levels_range = {self.levels_range!r} must be 'own' or 'bounds'",
+        )
+        choice(
+            "correction",
+            self.correction,
+            ("model", "circuit"),
+            f"correction = {self.correction!r} must be 'model' or 'circuit'",
+        )
+        put(
+            "headroom",
+            number("headroom", self.headroom, lambda v: 0 < v < np.inf, "must be positive"),
+        )
+        put(
+            "program_noise",
+            number(
+                "program_noise",
+                self.program_noise,
+                lambda v: 0 <= v < np.inf,
+                "must be a finite number >= 0 (level steps rms)",
+            ),
+        )
+        if self.variation is not None:
+            variation = variation_from_dict(self.variation)
+            if variation.storage is not None:
+                raise ValueError(
+                    "variation.storage: the stored weights are set by levels, levels_range, "
+                    "headroom, g_bounds, w_max, program_noise and stochastic_rounding"
+                )
+            put("variation", variation.describe())
         if not isinstance(self.g_bounds, (tuple, list)) or len(self.g_bounds) != 2:
             raise ValueError(f"g_bounds = {self.g_bounds!r} must be a pair (g_min, g_max)")
         if not all(is_number(b) for b in self.g_bounds):
@@ -251,7 +317,9 @@ class TrainState:
 
     Parameters, momentum buffers, epochs done, metrics, and ``failures``, the non-converged samples
     skipped so far in the run (training batches, accuracy and probe evaluations under ``on_failure =
-    "skip"``). The step functions take a state and return a new one; :class:`Trainer` keeps none
+    "skip"``); ``written``, what the circuit's weight storage holds
+    (:class:`circuitep.variation.Written`; ``None`` until the first update, or without storage
+    limits). The step functions take a state and return a new one; :class:`Trainer` keeps none
     between calls.
     """
 
@@ -260,6 +328,7 @@ class TrainState:
     epoch: int
     records: tuple[dict, ...] = ()
     failures: int = 0
+    written: Written | None = None
 
 
 def trainable(net: Network, config: TrainConfig) -> list[str]:
@@ -306,7 +375,8 @@ def constrain(
     """Keep every parameter physical.
 
     Resistor conductances within ``g_bounds``, transconductances within ``+-w_max``, leaks (when
-    trained) within ``[max(g_min, LEAK_FLOOR), g_max]``; optional quantisation to ``levels`` values.
+    trained) within ``[max(g_min, LEAK_FLOOR), g_max]``. (Levels are the circuit's storage:
+    :meth:`Trainer.circuit`.)
     Bounds are relative to ``sigma``; training passes the initial network's, so that trained leaks
     cannot move their own bounds. The spec's own bounds (S) hold too: couplings within
     ``+-spec.MAX_SIEMENS``, resistors below ``spec.MIN_SIEMENS`` removed (0 S), leaks at least
@@ -320,7 +390,7 @@ def constrain(
         Parameters by group name (S for conductances, A for biases), shapes as
         :meth:`Network.params`.
     config : TrainConfig
-        Gives ``g_bounds``, ``w_max``, ``levels`` and ``train_leak``.
+        Gives ``g_bounds``, ``w_max`` and ``train_leak``.
     sigma : float, optional
         The natural scale in S (default :func:`natural_scale` of ``net``).
 
@@ -342,11 +412,6 @@ def constrain(
         )
         lo, hi = max(lo, -MAX_SIEMENS), min(hi, MAX_SIEMENS)  # the spec's own bounds
         w = np.clip(out[c.name], lo, hi)
-        if config.levels:
-            step = (hi - lo) / (config.levels - 1)
-            w = np.clip(
-                lo + np.round((w - lo) / step) * step, lo, hi
-            )  # rounding may overshoot by an ulp
         if conductance:  # below MIN_SIEMENS (1 petaohm) a resistor is none
             w = np.where(w < MIN_SIEMENS, 0.0, w)
         out[c.name] = np.where(c.mask, w, 0.0)
@@ -360,6 +425,38 @@ def constrain(
             key = f"{g.name}.leak"
             out[key] = np.clip(out[key], lo, max(config.g_bounds[1] * sigma, lo))
     return out
+
+
+def storage_of(config: TrainConfig, sigma: float) -> Storage | None:
+    """How the circuit stores its weights under ``config`` (None: as analog values, exactly).
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Gives ``levels``, ``levels_range``, ``headroom``, ``g_bounds``, ``w_max``,
+        ``program_noise`` and ``stochastic_rounding``.
+    sigma : float
+        The natural scale in S (the bounds are relative to it).
+
+    Returns
+    -------
+    Storage or None
+    """
+    if config.levels is None and not config.program_noise:
+        return None
+    common = dict(
+        levels=config.levels,
+        program_noise=config.program_noise,
+        stochastic=config.stochastic_rounding,
+    )
+    if config.levels_range == "own":
+        return Storage(headroom=config.headroom, **common)
+    lo, hi = config.g_bounds
+    return Storage(
+        w_max=min(config.w_max * sigma, MAX_SIEMENS),
+        g_bounds=(lo * sigma, min(hi * sigma, MAX_SIEMENS)),
+        **common,
+    )
 
 
 def lr_scale(config: TrainConfig, done: float) -> float:
@@ -568,6 +665,12 @@ class Trainer:
         self.cost = make_cost(config.cost, config.tau)
         self.sigma = natural_scale(net)  # of the initial network: fixed for the run
         self.beta = config.beta_rel * self.sigma
+        # the circuit's devices (DESIGN.md §7): one draw, fixed for the run
+        self.storage = storage_of(config, self.sigma)
+        self.draw: Draw | None = None
+        if config.variation is not None or self.storage is not None:
+            variation = replace(variation_from_dict(config.variation or {}), storage=self.storage)
+            self.draw = draw(variation, net, config.variation_seed)
         self.progress = progress
         self.u_train, self.y_train = encode(data.x_train, data.y_train, data.n_classes, config)
         self.u_test, self.y_test = encode(data.x_test, data.y_test, data.n_classes, config)
@@ -590,7 +693,113 @@ class Trainer:
         """
         return self.net.with_params(state.params)
 
-    def gradient(self, net: Network, u: np.ndarray, y: np.ndarray, algorithm: str | None = None):
+    def written(self, state: TrainState) -> Written | None:
+        """What the circuit's weight storage holds in ``state`` (None without storage limits).
+
+        Parameters
+        ----------
+        state : TrainState
+            Its ``written``, or before the first update the first write of its parameters.
+
+        Returns
+        -------
+        Written or None
+        """
+        if self.draw is None or self.storage is None:
+            return None
+        return state.written or program(self.draw, self.network(state))
+
+    def circuit(self, state: TrainState) -> Network:
+        """The circuit that is simulated in ``state``: the model on the run's devices.
+
+        Without a variation or storage limits it is the model (:meth:`network`); else the draw's
+        mismatch pattern and the stored weights (:meth:`circuitep.variation.Draw.circuit`).
+
+        Parameters
+        ----------
+        state : TrainState
+            The model's parameters and the storage's contents.
+
+        Returns
+        -------
+        Network
+        """
+        model = self.network(state)
+        if self.draw is None:
+            return model
+        return self.draw.circuit(model, self.written(state))
+
+    def believed(self, state: TrainState) -> Network:
+        """The circuit as the controller knows it: the model with the levels it wrote.
+
+        Parameters
+        ----------
+        state : TrainState
+            The model's parameters and the storage's contents.
+
+        Returns
+        -------
+        Network
+            :meth:`network` with each coupling's weights replaced by their written target levels
+            (their programming noise and the draw's mismatch are unknown to the controller).
+        """
+        written = self.written(state)
+        if written is None:
+            return self.network(state)
+        return self.net.with_params({**state.params, **written.targets})
+
+    def correction(self, state: TrainState, rng: np.random.Generator | None = None):
+        """AEP's correction in ``state``: None (the circuit's own, exact) or from the model.
+
+        Parameters
+        ----------
+        state : TrainState
+            The model the controller holds (:meth:`believed`).
+        rng : numpy.random.Generator, optional
+            Draws the correction elements' noise for one phase.
+
+        Returns
+        -------
+        Correction or None
+            ``None`` for ``correction = "circuit"``, without a variation or for other algorithms.
+        """
+        if self.draw is None or self.config.correction == "circuit":
+            return None
+        if self.config.algorithm != "aep":
+            return None
+        return self.draw.correction(self.believed(state), rng)
+
+    def store(self, state: TrainState, before: Written | None) -> TrainState:
+        """Write the updated model into the circuit's storage (after every update).
+
+        Parameters
+        ----------
+        state : TrainState
+            After an update.
+        before : Written or None
+            What the storage held before the update.
+
+        Returns
+        -------
+        TrainState
+            With ``written``; without ``shadow`` the parameters become the stored levels.
+        """
+        if self.storage is None:
+            return state
+        written = program(self.draw, self.network(state), before)
+        params = state.params
+        if not self.config.shadow:
+            params = {**params, **{k: v for k, v in written.targets.items() if k in params}}
+        return replace(state, params=params, written=written)
+
+    def gradient(
+        self,
+        net: Network,
+        u: np.ndarray,
+        y: np.ndarray,
+        algorithm: str | None = None,
+        correction=None,
+    ):
         """Batch-mean gradient of the configured algorithm.
 
         Dyadic runs at ``1000 beta`` (it has no beta bias: :func:`circuitep.gradcheck.gradcheck`).
@@ -606,6 +815,8 @@ class Trainer:
         algorithm : str, optional
             An estimator name, or an alias of :data:`ALGORITHM_ALIASES`, instead of the configured
             one.
+        correction : Correction, optional
+            AEP's correction (:meth:`correction`); ``None``: the circuit's own.
 
         Returns
         -------
@@ -621,10 +832,18 @@ class Trainer:
         name = ALGORITHM_ALIASES.get(algorithm, algorithm)
         beta = self.beta * (1e3 if name == "dyadic" else 1.0)
         return estimate(
-            name, net, self.engine, u, y, beta=beta, cost=self.cost, centered=self.config.centered
+            name,
+            net,
+            self.engine,
+            u,
+            y,
+            beta=beta,
+            cost=self.cost,
+            centered=self.config.centered,
+            correction=correction if name == "aep" else None,
         )
 
-    def _batch_gradient(self, net, idx):
+    def _batch_gradient(self, net, idx, correction=None):
         """Batch-mean gradient over the samples of ``idx`` that converge.
 
         Under ``skip`` the non-converging samples are left out and counted: those the engine names
@@ -633,7 +852,8 @@ class Trainer:
         n_converged, n_failed)``.
         """
         try:
-            return self.gradient(net, self.u_train[idx], self.y_train[idx]).grads, len(idx), 0
+            grads = self.gradient(net, self.u_train[idx], self.y_train[idx], correction=correction)
+            return grads.grads, len(idx), 0
         except ConvergenceError as exc:
             if self.config.on_failure == "stop":
                 raise ConvergenceError(
@@ -643,10 +863,13 @@ class Trainer:
                 return None, 0, 1
             if exc.samples:
                 keep = np.delete(idx, exc.samples)
-                grads, n, failed = self._batch_gradient(net, keep) if keep.size else (None, 0, 0)
+                grads, n, failed = (
+                    self._batch_gradient(net, keep, correction) if keep.size else (None, 0, 0)
+                )
                 return grads, n, failed + len(exc.samples)
         parts = [
-            self._batch_gradient(net, half) for half in (idx[: len(idx) // 2], idx[len(idx) // 2 :])
+            self._batch_gradient(net, half, correction)
+            for half in (idx[: len(idx) // 2], idx[len(idx) // 2 :])
         ]
         failed = sum(f for _, _, f in parts)
         parts = [(g, n) for g, n, _ in parts if n]
@@ -700,13 +923,18 @@ class Trainer:
             return self.engine.solve(net, Phase(), u).x[:, net.output_index()]
         return free_outputs(self.engine, net, u)
 
-    def gradient_cosine(self, net: Network) -> tuple[float, int]:
+    def gradient_cosine(self, net: Network, correction=None) -> tuple[float, int]:
         """Cosine between the algorithm's gradient and the exact one on the fixed probe batch.
+
+        The exact gradient is the circuit's own (its adjoint), the truth a circuit that is not
+        its model is checked against (DESIGN.md §7).
 
         Parameters
         ----------
         net : Network
             The circuit.
+        correction : Correction, optional
+            AEP's correction (:meth:`correction`); ``None``: the circuit's own.
 
         Returns
         -------
@@ -719,7 +947,7 @@ class Trainer:
         for _ in range(2):
             try:
                 u, y = self.u_train[idx], self.y_train[idx]
-                est = self.gradient(net, u, y)
+                est = self.gradient(net, u, y, correction=correction)
                 exact = estimate(
                     "exact", net, self.exact_engine, u, y, beta=self.beta, cost=self.cost
                 )
@@ -727,16 +955,51 @@ class Trainer:
             except ConvergenceError:
                 if self.config.on_failure == "stop":
                     raise
-                good = [i for i in idx if self._converges(net, i)]
+                good = [i for i in idx if self._converges(net, i, correction)]
                 failed += len(idx) - len(good)
                 if not good:
                     return float("nan"), failed
                 idx = np.array(good)
         return float("nan"), failed
 
-    def _converges(self, net: Network, i: int) -> bool:
+    def model_cosine(self, state: TrainState, circuit: Network) -> float:
+        """Cosine of the model's gradient (a digital twin's) with the circuit's true one.
+
+        Both exact adjoints on the probe batch, each at its own free state.
+
+        Parameters
+        ----------
+        state : TrainState
+            The model the controller holds (:meth:`believed`).
+        circuit : Network
+            The circuit being trained (:meth:`circuit`).
+
+        Returns
+        -------
+        float
+            NaN when a phase does not converge.
+        """
+        u, y = self.u_train[self.probe], self.y_train[self.probe]
         try:
-            self.gradient(net, self.u_train[[i]], self.y_train[[i]])
+            twin = estimate(
+                "exact",
+                self.believed(state),
+                self.exact_engine,
+                u,
+                y,
+                beta=self.beta,
+                cost=self.cost,
+            )
+            truth = estimate(
+                "exact", circuit, self.exact_engine, u, y, beta=self.beta, cost=self.cost
+            )
+        except ConvergenceError:
+            return float("nan")
+        return compare(twin.grads, truth.grads)["cosine"]
+
+    def _converges(self, net: Network, i: int, correction=None) -> bool:
+        try:
+            self.gradient(net, self.u_train[[i]], self.y_train[[i]], correction=correction)
             estimate(
                 "exact",
                 net,
@@ -765,15 +1028,17 @@ class Trainer:
         TrainState
             With a record of train and test accuracy and cost, ``grad_cosine``, ``failures``,
             ``seconds``, ``asymmetry`` (where there are transconductor pairs) and :meth:`physics`;
-            the evaluation's failures are added to the state's count.
+            the evaluation's failures are added to the state's count. Everything is measured on
+            the circuit (:meth:`circuit`); when it is not the model, ``model_grad_cosine`` is the
+            model's gradient's cosine with the circuit's (:meth:`model_cosine`).
         """
-        net = self.network(state)
+        net = self.circuit(state)
         n = self.config.eval_train_samples or len(self.u_train)
         train_acc, train_cost, failed_train = self.accuracy(
             net, self.u_train[:n], self.data.y_train[:n]
         )
         test_acc, test_cost, failed_test = self.accuracy(net, self.u_test, self.data.y_test)
-        cosine, failed_probe = self.gradient_cosine(net)
+        cosine, failed_probe = self.gradient_cosine(net, self.correction(state))
         failures = state.failures + failed_train + failed_test + failed_probe
         record = {
             "epoch": state.epoch,
@@ -785,6 +1050,8 @@ class Trainer:
             "failures": failures,
             "seconds": seconds,
         }
+        if self.draw is not None:
+            record["model_grad_cosine"] = self.model_cosine(state, net)
         if transconductor_pairs(net):  # how far forward and backward couplings have drifted apart
             record["asymmetry"] = asymmetry(net)
         record.update(self.physics(net))
@@ -875,14 +1142,17 @@ class Trainer:
         )  # small sets: a whole epoch
         for k in range(0, len(order), self.config.batch_size):
             idx = order[k : k + self.config.batch_size]
-            net = self.network(state)
-            grads, n, failed = self._batch_gradient(net, idx)
+            net = self.circuit(state)  # the learning signal comes from the circuit's states
+            rng = np.random.default_rng([self.config.variation_seed, state.epoch, k])
+            grads, n, failed = self._batch_gradient(net, idx, self.correction(state, rng))
             state = replace(state, failures=state.failures + failed) if failed else state
             if grads is not None:
                 done = (state.epoch + k / len(order)) / self.config.epochs
+                before = self.written(state)
                 state = sgd_step(
-                    net, state, grads, self.config, lr_scale(self.config, done), self.sigma
+                    self.net, state, grads, self.config, lr_scale(self.config, done), self.sigma
                 )
+                state = self.store(state, before)
             lost = 0 if n else lost + len(idx)
             if lost >= limit:
                 batch = k // self.config.batch_size
@@ -975,6 +1245,10 @@ def save_checkpoint(path: str | Path, state: TrainState) -> None:
     arrays["epoch"] = np.array(state.epoch)
     arrays["failures"] = np.array(state.failures)
     arrays["records"] = np.array(json.dumps(list(state.records)))
+    if state.written is not None:
+        arrays |= {f"written_value/{k}": v for k, v in state.written.values.items()}
+        arrays |= {f"written_target/{k}": v for k, v in state.written.targets.items()}
+        arrays["writes"] = np.array(state.written.writes)
     with atomic_path(path) as tmp:
         np.savez(tmp, **arrays)
 
@@ -1019,4 +1293,11 @@ def load_checkpoint(path: str | Path) -> TrainState:
             if records
             else 0
         )
-        return TrainState(params, velocity, int(data["epoch"]), records, failures)
+        written = None
+        if "writes" in data.files:
+            written = Written(
+                {k[14:]: data[k] for k in data.files if k.startswith("written_value/")},
+                {k[15:]: data[k] for k in data.files if k.startswith("written_target/")},
+                int(data["writes"]),
+            )
+        return TrainState(params, velocity, int(data["epoch"]), records, failures, written)

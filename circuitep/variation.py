@@ -426,7 +426,7 @@ def quantise(
     step = (hi - lo) / (levels - 1)
     t = (np.clip(w, lo, hi) - lo) / step
     k = np.floor(t + rng.random(t.shape)) if rng is not None else np.rint(t)
-    return lo + np.clip(k, 0, levels - 1) * step
+    return np.clip(lo + np.clip(k, 0, levels - 1) * step, lo, hi)  # (lo + k step: an ulp over)
 
 
 @dataclass(frozen=True, eq=False)
@@ -494,3 +494,43 @@ def program(d: Draw, model: Network, previous: Written | None = None) -> Written
         values[c.name] = np.where(c.mask, np.maximum(value, lo_bound), 0.0)
         targets[c.name] = target
     return Written(values, targets, writes)
+
+
+def variation_from_dict(data: Mapping) -> Variation:
+    """The variation of :meth:`Variation.describe`'s JSON values (run records, Monte Carlo files).
+
+    Parameters
+    ----------
+    data : mapping
+        Fields of :class:`Variation`; ``storage`` a mapping of :class:`Storage` fields or None.
+
+    Returns
+    -------
+    Variation
+        Validated as any variation.
+
+    Raises
+    ------
+    ValueError
+        For unknown keys (named) or invalid values.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError(f"a variation must be a JSON object, got {type(data).__name__}")
+    data = dict(data)
+    known = {f.name for f in dataclasses.fields(Variation)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"variation: unknown key(s) {unknown}; known: {sorted(known)}")
+    storage = data.get("storage")
+    if storage is not None:
+        if not isinstance(storage, Mapping):
+            raise ValueError("variation.storage must be a JSON object of Storage fields or null")
+        known = {f.name for f in dataclasses.fields(Storage)}
+        unknown = sorted(set(storage) - known)
+        if unknown:
+            raise ValueError(f"variation.storage: unknown key(s) {unknown}; known: {sorted(known)}")
+        storage = dict(storage)
+        if storage.get("g_bounds") is not None:
+            storage["g_bounds"] = tuple(storage["g_bounds"])
+        data["storage"] = Storage(**storage)
+    return Variation(**data)

@@ -65,7 +65,9 @@ from circuitep.train import (
     lr_scale,
     natural_scale,
     save_checkpoint,
+    storage_of,
 )
+from circuitep.variation import Variation, draw
 
 RESUME_SPEC = "ff:64-16-10"
 RESUME_CONFIG = TrainConfig(epochs=3, batch_size=32, lr=0.05, v_on=1.0, seed=0)
@@ -709,15 +711,23 @@ def test_trained_leaks_keep_a_dc_path(tmp_path):
     assert trained.floating_nodes() == [] and trained.group("out").leak.min() > 0
 
 
+def stored(net, params, config, seed=0):
+    """The circuit of ``params`` (constrained) as the run's storage holds it."""
+    storage = storage_of(config, natural_scale(net))
+    names = {c.name for c in net.couplings}  # (wild leaks and biases: not the storage's)
+    model = net.with_params({k: v for k, v in constrain(net, params, config).items() if k in names})
+    return model, draw(Variation(storage=storage), net, seed).circuit(model)
+
+
 @pytest.mark.parametrize("levels", [2, 3, 5, 16])
-def test_constrain_quantises_to_levels(levels):
+def test_storage_over_the_bounds_quantises_to_levels(levels):
     net = masked_network()
-    config = TrainConfig(g_bounds=(0.5, 3.0), w_max=2.0, levels=levels)
+    config = TrainConfig(g_bounds=(0.5, 3.0), w_max=2.0, levels=levels, levels_range="bounds")
     sigma = natural_scale(net)
     params = wild_params(net, seed=levels)
-    out = constrain(net, params, config)
-    for c in net.couplings:
-        w = out[c.name]
+    _, circuit = stored(net, params, config)
+    for c, q in zip(net.couplings, circuit.couplings, strict=True):
+        w = q.weight
         lo, hi = bounds(c, sigma, config)
         step = (hi - lo) / (levels - 1)
         values = np.unique(w[c.mask])
@@ -738,10 +748,25 @@ def test_constrain_quantises_to_levels(levels):
 
 def test_quantised_values_stay_within_bounds():
     net = layered([2, 3], forward=None, resistors=True, leak=1e-3)
-    config = TrainConfig(g_bounds=(0.0, 3.0), levels=280)
+    config = TrainConfig(g_bounds=(0.0, 3.0), levels=280, levels_range="bounds")
     hi = config.g_bounds[1] * natural_scale(net)
-    out = constrain(net, {k: v + 1.0 for k, v in net.params().items()}, config)
-    assert out["res1"].max() <= hi, f"res1 max {out['res1'].max()!r} > {hi!r}"
+    _, circuit = stored(net, {k: v + 1.0 for k, v in net.params().items()}, config)
+    res1 = next(c for c in circuit.couplings if c.name == "res1")
+    assert res1.weight.max() <= hi
+
+
+def test_levels_over_each_couplings_own_range_keep_a_small_network_trainable():
+    """The issue's finding: 16 levels over +-10x the leak put every weight of a random network on
+    one or two levels; over each coupling's own range (2x its largest |w|) 16 levels resolve it."""
+    net = from_shorthand("layered:4-6-3", seed=0)
+    for levels_range, most in (("bounds", 3), ("own", 16)):
+        config = TrainConfig(levels=16, levels_range=levels_range)
+        _, circuit = stored(net, net.params(), config)
+        c = next(c for c in circuit.couplings if c.kind != "resistor")
+        distinct = len(np.unique(c.weight[c.mask]))
+        assert distinct <= most, (levels_range, distinct)
+        if levels_range == "own":
+            assert distinct >= 6
 
 
 # --- 6. bad input is refused before training --------------------------------------------------
