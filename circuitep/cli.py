@@ -724,7 +724,8 @@ def _report_run(summary: dict, out: Path) -> None:
     print(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (train "
         f"{100 * summary['train_accuracy']:.2f} %), gradient cosine with the circuit's exact "
-        f"gradient {summary['grad_cosine']:.6f}, {summary['failures']} non-converged samples skipped"
+        f"gradient {summary['grad_cosine']:.6f}, {summary['failures']} non-converged samples "
+        "skipped"
     )
     print(
         f"trained circuit: {out / 'trained.cir'} (netlist), {out / 'trained.toml'} (spec); "
