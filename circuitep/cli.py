@@ -35,11 +35,11 @@ from circuitep.gradcheck import (
 )
 from circuitep.netlist import DIALECTS
 from circuitep.runs import train_run
-from circuitep.sens import sens_gradients
+from circuitep.sens import finite_difference_gradients, sens_gradients
 from circuitep.spec import MAX_VOLTS, Network
 from circuitep.specio import SpecError, load_spec
 from circuitep.train import ALGORITHM_ALIASES, ALGORITHMS, LR_SCHEDULES, TrainConfig
-from circuitep.variation import Variation
+from circuitep.variation import Variation, draw, variation_from_dict
 
 ENGINES = ("ngspice", "numpy", "layered")
 #: Exit status of ``train`` and ``demo`` when training diverged (``diverged.json`` in the run
@@ -603,11 +603,37 @@ def cmd_gradcheck(args) -> int:
             "--sens reads ngspice's sensitivities: use it with --engine ngspice --form literal"
         )
     u, y = probe_batch(net, args.samples, args.seed)
-    report = gradcheck(net, engine, u, y, beta=beta, cost=cost, centered=not args.one_sided)
+    model, variation = net, variation_options(args)
+    if variation is not None:  # the simulated circuit is the model plus a draw (DESIGN.md §7)
+        d = draw(variation_from_dict(variation), model, args.variation_seed)
+        try:
+            net = d.circuit(model)
+        except ValueError as exc:
+            raise UsageError(f"the drawn circuit is not a valid one: {exc}") from None
+    correction = None if variation is None or args.correction == "circuit" else d.correction(model)
+    report = gradcheck(
+        net,
+        engine,
+        u,
+        y,
+        beta=beta,
+        cost=cost,
+        centered=not args.one_sided,
+        model=None if variation is None else model,
+        correction=correction,
+    )
+    if variation is not None:
+        report["variation"] = dict(variation, seed=args.variation_seed)
     print(
         f"{net.name}: gradients on {engine.name} ({args.samples} samples, beta = {beta:g} S, "
         f"tolerances {report['tolerances']})"
     )
+    if variation is not None:
+        print(
+            "  the circuit is the model plus a variation (seed "
+            f"{args.variation_seed}); the truth is the circuit's own exact gradient; 'model' is "
+            "the model's gradient, 'aep_own' AEP with the circuit's own correction"
+        )
     print(f"  {'estimator':<9} {'group':<12} {'cosine':>12} {'rel_error':>10} {'sign':>6}")
     for name, r in report["estimators"].items():
         print(
@@ -631,6 +657,14 @@ def cmd_gradcheck(args) -> int:
         print(
             f"  ngspice .sens vs exact: cosine {report['sens']['cosine']:.8f}, relative error "
             f"{report['sens']['rel_error']:.2e} (groups covered: {', '.join(sens)})"
+        )
+    if args.check_fd:
+        exact = {k: np.array(v) for k, v in report["exact"].items()}
+        fd = finite_difference_gradients(net, engine, u, y, cost)
+        report["finite_differences"] = compare(fd, exact)
+        print(
+            f"  central finite differences of the cost on {engine.name} vs exact: relative error "
+            f"{report['finite_differences']['rel_error']:.2e}"
         )
     if args.sweep_beta:
         betas = beta * np.logspace(-1, 1, 5)
@@ -1041,6 +1075,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also compare ngspice's own DC sensitivities (.sens) with the exact gradient "
         "(needs --engine ngspice --form literal; not for tanh transconductors)",
     )
+    gc.add_argument(
+        "--check-fd",
+        action="store_true",
+        help="also compare central finite differences of the cost, solved by --engine (with "
+        "ngspice: the truth for any circuit), with the exact gradient",
+    )
+    add_variation_options(gc)
     gc.add_argument(
         "--sweep-beta",
         action="store_true",
