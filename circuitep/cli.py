@@ -7,11 +7,12 @@ import json
 import shlex
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from circuitep import kcl, plots
+from circuitep import cluster, kcl, montecarlo, plots
 from circuitep import report as circuit_report
 from circuitep.builders import SHORTHANDS, from_shorthand
 from circuitep.compiler import FORMS, PHASES, Tolerances, compile_network
@@ -34,12 +35,20 @@ from circuitep.gradcheck import (
     transconductor_pairs,
 )
 from circuitep.netlist import DIALECTS
-from circuitep.runs import train_run
+from circuitep.runs import data_identity, train_run
 from circuitep.sens import finite_difference_gradients, sens_gradients
 from circuitep.spec import MAX_VOLTS, Network
 from circuitep.specio import SpecError, load_spec
-from circuitep.train import ALGORITHM_ALIASES, ALGORITHMS, LR_SCHEDULES, TrainConfig
-from circuitep.variation import Variation, draw, variation_from_dict
+from circuitep.train import (
+    ALGORITHM_ALIASES,
+    ALGORITHMS,
+    LR_SCHEDULES,
+    TrainConfig,
+    config_from_json,
+    encode,
+    natural_scale,
+)
+from circuitep.variation import Storage, Variation, draw, variation_from_dict
 
 ENGINES = ("ngspice", "numpy", "layered")
 #: Exit status of ``train`` and ``demo`` when training diverged (``diverged.json`` in the run
@@ -256,13 +265,16 @@ def _sigma_item(text: str) -> tuple[str, float]:
     return key.strip(), _nonnegative(value)
 
 
-def add_variation_options(p: argparse.ArgumentParser) -> None:
+def add_variation_options(p: argparse.ArgumentParser, draws: bool = False) -> None:
     """The options that declare how the circuit differs from its model (DESIGN.md §7).
 
     Parameters
     ----------
     p : argparse.ArgumentParser
         Gains an argument group; :func:`variation_options` reads it back.
+    draws : bool
+        For many draws (``montecarlo``): no ``--variation-seed`` and ``--correction`` (each draw
+        has its seed; both corrections are reported).
     """
     keys = ", ".join(sorted(variation_keys()))
     g = p.add_argument_group(
@@ -304,6 +316,8 @@ def add_variation_options(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="relative gain noise of the correction elements, fresh every phase",
     )
+    if draws:
+        return
     g.add_argument(
         "--correction",
         choices=("model", "circuit"),
@@ -705,6 +719,218 @@ def cmd_gradcheck(args) -> int:
     return 0
 
 
+def _sweep(text: str) -> tuple[str, list[float]]:
+    name, eq, values = text.partition("=")
+    name = name.strip()
+    if not eq:
+        raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,..., got {text!r}")
+    if name not in montecarlo.SWEEPS:
+        raise argparse.ArgumentTypeError(
+            f"unknown sweep {name!r}: NAME is one of {sorted(montecarlo.SWEEPS)}"
+        )
+    try:
+        points = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sweep {name}: not numbers: {values!r}") from None
+    if not points or not all(np.isfinite(points)):
+        raise argparse.ArgumentTypeError(f"--sweep {name}: give finite values, got {values!r}")
+    return name, points
+
+
+def _load_run(folder: Path, args):
+    """A trained run directory: (trained model, initial network, config, data)."""
+    for name in ("trained.toml", "spec.toml", "config.json", "data.json"):
+        if not (folder / name).is_file():
+            raise UsageError(f"{folder} is not a trained run directory: no {name} in it")
+    config = config_from_json((folder / "config.json").read_text())
+    identity = json.loads((folder / "data.json").read_text())
+    data = load_dataset(
+        identity["name"],
+        data_dir=args.data_dir,
+        n_train=identity["n_train"],
+        n_test=identity["n_test"],
+        seed=config.seed,
+    )
+    if data_identity(data)["sha256"] != identity.get("sha256"):
+        raise UsageError(
+            f"the data set loaded for {folder} is not the one it was trained on ({identity}); "
+            "give the right --data-dir"
+        )
+    return load_spec(folder / "trained.toml"), load_spec(folder / "spec.toml"), config, data
+
+
+def cmd_montecarlo(args) -> int:
+    """``circuitep montecarlo``: draws of a variation, each against its truth; exit status 0."""
+    target = Path(args.spec)
+    config, data, start = TrainConfig(), None, None
+    if target.is_dir():
+        model, start, config, data = _load_run(target, args)
+    else:
+        model = load_network(args.spec)
+        if args.data:
+            data = load_dataset(args.data, data_dir=args.data_dir, seed=args.seed)
+    if args.train and data is None:
+        raise UsageError("--train needs a trained run directory (its start, config and data)")
+    if args.train_epochs:
+        config = replace(config, epochs=args.train_epochs)
+    base = variation_options(args)
+    base = Variation() if base is None else variation_from_dict(base)
+    if args.levels or args.program_noise:
+        base = replace(
+            base,
+            storage=Storage(
+                levels=args.levels, headroom=args.headroom, program_noise=args.program_noise
+            ),
+        )
+    if data is not None:
+        u, y = encode(
+            data.x_train[: args.samples], data.y_train[: args.samples], data.n_classes, config
+        )
+        n_test = len(data.x_test) if args.n_test is None else min(args.n_test, len(data.x_test))
+        test_u = encode(data.x_test[:n_test], data.y_test[:n_test], data.n_classes, config)[0]
+        test_labels = data.y_test[:n_test]
+        sigma = natural_scale(start if start is not None else model)
+        beta, cost = config.beta_rel * sigma, make_cost(config.cost, config.tau)
+    else:
+        u, y = probe_batch(model, args.samples, args.seed)
+        test_u = test_labels = None
+        beta, cost = default_beta(model), None
+    name, values = args.sweep if args.sweep else (None, [None])
+    tasks = []
+    for value in values:
+        try:
+            variation = base if name is None else montecarlo.with_sweep(base, name, value)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        for k in range(args.draws):
+            tasks.append(
+                montecarlo.DrawTask(
+                    model=model,
+                    variation=variation,
+                    seed=args.seed + k,
+                    inputs=u,
+                    targets=y,
+                    beta=beta,
+                    cost=cost,
+                    test_inputs=test_u,
+                    test_labels=test_labels,
+                    engine=args.engine,
+                    check_fd=args.check_fd,
+                    train=config if args.train else None,
+                    data=data if args.train else None,
+                    start=start if args.train else None,
+                    point=None if name is None else {name: value},
+                )
+            )
+    declared = {k: v for k, v in base.describe().items() if v}
+    print(
+        f"{model.name}: {args.draws} draws x {len(values)} point(s) of "
+        f"{json.dumps(declared) if declared else 'no variation'} on {args.engine}, "
+        f"probe batch {len(u)}" + (f", sweep {name} over {values}" if name else "")
+    )
+    with cluster.client_for(args.scheduler, args.workers) as client:
+        draws = montecarlo.run(tasks, client, progress=not args.no_progress)
+    doc = _montecarlo_document(args, model, base, name, values, draws)
+    _print_montecarlo(doc, name, values)
+    if args.json:
+        _write_output(args.json, json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    if args.csv:
+        _write_output(args.csv, _montecarlo_csv(draws, name))
+        print(f"wrote {args.csv}")
+    if args.figure:
+        plots.montecarlo_figure(doc, args.figure)
+        print(f"wrote {args.figure}")
+    return 0
+
+
+def _montecarlo_document(args, model, base, name, values, draws) -> dict:
+    points = []
+    for value in values:
+        mine = [d for d in draws if name is None or d["point"][name] == value]
+        points.append({"value": value, "summary": montecarlo.summarise(mine)})
+    if name is None:
+        summary = points[0]["summary"]
+    else:  # per estimator, one value per sweep point
+        summary = {
+            est: {
+                key: [p["summary"].get(est, {}).get(key) for p in points]
+                for key in ("median_cosine", "worst_cosine", "q10_cosine", "q90_cosine")
+            }
+            for est in montecarlo.COSINES
+        }
+    doc = {
+        "spec": args.spec,
+        "model": model.name,
+        "command": command_line(args.argv),
+        "variation": base.describe(),
+        "engine": args.engine,
+        "probe_samples": args.samples,
+        "draws": draws,
+        "summary": summary,
+        "versions": versions(),
+    }
+    if name is not None:
+        doc["sweep"] = {"name": name, "values": values, "points": points}
+    return doc
+
+
+def versions() -> dict:
+    """Versions of what produced a result: circuitep, numpy, dask, ngspice (None if absent)."""
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("circuitep", "numpy", "scipy", "distributed"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _print_montecarlo(doc: dict, name, values) -> None:
+    points = doc["sweep"]["points"] if name else [{"value": None, "summary": doc["summary"]}]
+    for p in points:
+        head = f"  {name} = {p['value']:g}:" if name else "  cosine with each circuit's truth:"
+        print(head)
+        for est in montecarlo.COSINES:
+            s = p["summary"].get(est)
+            if s:
+                print(
+                    f"    {est:<8} median {s['median_cosine']:.6f}  worst {s['worst_cosine']:.6f}"
+                )
+        for key, what in (
+            ("test_accuracy", "test accuracy"),
+            ("trained_test_accuracy", "trained under the variation: test accuracy"),
+        ):
+            if key in p["summary"]:
+                a = p["summary"][key]
+                print(f"    {what} {100 * a['mean']:.2f} ± {100 * a['std']:.2f} %")
+        if "fd_rel_error" in p["summary"]:
+            print(
+                "    ngspice central differences vs the circuit's exact gradient: worst relative "
+                f"error {p['summary']['fd_rel_error']['best']:.2e}"
+            )
+
+
+def _montecarlo_csv(draws: list[dict], name) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    head = ([name] if name else []) + ["seed"]
+    head += [f"cosine_{k}" for k in montecarlo.COSINES]
+    head += ["test_accuracy", "fd_rel_error", "trained_test_accuracy"]
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(head)
+    for d in draws:
+        row = ([d["point"][name]] if name else []) + [d["seed"]]
+        row += [d["cosine"][k] for k in montecarlo.COSINES]
+        row += [d.get("test_accuracy"), d.get("fd_rel_error"), d.get("trained_test_accuracy")]
+        w.writerow(["" if v is None else v for v in row])
+    return buf.getvalue()
+
+
 def load_network(spec: str, seed: int = 0) -> Network:
     """A network from a TOML spec file, or from a shorthand such as ``ff:64-64-10``.
 
@@ -864,6 +1090,103 @@ def cmd_golden(args) -> int:
 
 
 # --- parser ---------------------------------------------------------------------------------
+
+
+MONTECARLO_EPILOG = """\
+Each draw is one circuit: the model (SPEC, or a trained run directory's trained.toml) plus the
+declared variation drawn from its seed (--seed, --seed + 1, ...). On a probe batch (a run's first
+training samples, else random inputs) every estimator runs on that circuit and is compared with
+the circuit's own exact gradient: aep (its correction from the model, with the correction errors
+declared), ep, vf, dyadic, aep_own (the circuit's own correction) and model (the model's gradient:
+what a digital twin computes). A run directory also gives the test accuracy of each circuit.
+
+Defaults and their sources: mismatch 0 (declare it); a transconductor's current mismatch is about
+2 % per device for W.L = 4 um^2 in a 130 nm process (Pelgrom, A_VT 2.2-3.9 mV.um); stored
+conductances of 4-8 bits with an on/off ratio >= 10 (memristive and floating-gate devices).
+
+--json writes {"draws": [{"seed", "cosine": {"aep", "model", ...}, "test_accuracy", ...}],
+"summary": {"aep": {"median_cosine", "worst_cosine", ...}, ...}, "variation", "versions"}; with
+--sweep every draw has its "point", "sweep" holds each point's summary and "summary" lists per
+estimator one value per point. Draws run on a Dask LocalCluster of worker processes (one ngspice
+each) or on --scheduler's cluster; a worker that dies loses no draw (it is run again).
+
+Examples:
+  circuitep montecarlo netlists/layered.toml --sigma-gain 0.2 --draws 20 --json mc.json --check-fd
+  circuitep montecarlo runs/digits --sweep sigma-gain=0,0.1,0.2,0.3 --figure mc.png
+  circuitep montecarlo runs/digits --sweep bits=2,3,4,6,8 --csv bits.csv
+"""
+
+
+def add_montecarlo_parser(sub) -> None:
+    """The ``montecarlo`` subcommand's options (issue 16).
+
+    Parameters
+    ----------
+    sub : argparse subparsers
+        Gains ``montecarlo``.
+    """
+    m = sub.add_parser(
+        "montecarlo",
+        help="draws of a mismatch/temperature/storage/correction variation: each circuit's "
+        "estimators against its own true gradient, beside the model's",
+        description="Monte Carlo over circuits that are not their model (DESIGN.md §7).",
+        epilog=MONTECARLO_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    m.add_argument("spec", metavar="SPEC_OR_RUN_DIR", help="a spec, shorthand or trained run")
+    m.add_argument("--draws", type=_count, default=20, help="draws per point (default 20)")
+    m.add_argument("--seed", type=_seed, default=0, help="seed of the first draw (default 0)")
+    m.add_argument("--samples", type=_count, default=32, help="probe batch size (default 32)")
+    m.add_argument(
+        "--engine",
+        choices=("reference", "ngspice"),
+        default="reference",
+        help="simulate each circuit with the numpy engine that models it (default) or ngspice",
+    )
+    m.add_argument(
+        "--check-fd",
+        action="store_true",
+        help="also compare ngspice's central finite differences of each circuit's cost with "
+        "its exact gradient",
+    )
+    m.add_argument(
+        "--sweep",
+        type=_sweep,
+        metavar="NAME=V1,V2,...",
+        help="repeat the draws at each value of one quantity: "
+        + "; ".join(f"{k}: {v}" for k, v in montecarlo.SWEEPS.items()),
+    )
+    st = m.add_argument_group("stored weights")
+    st.add_argument("--levels", type=_count, help="levels per stored weight (default: analog)")
+    st.add_argument(
+        "--headroom",
+        type=_positive,
+        default=1.0,
+        help="levels over headroom x each coupling's largest |w| (default 1)",
+    )
+    st.add_argument(
+        "--program-noise", type=_nonnegative, default=0.0, help="write error, level steps rms"
+    )
+    add_variation_options(m, draws=True)
+    tr = m.add_argument_group("training under the variation (trained run directories)")
+    tr.add_argument(
+        "--train",
+        action="store_true",
+        help="also train each drawn circuit from the run's start with its configuration",
+    )
+    tr.add_argument("--train-epochs", type=_count, help="epochs of that training (default: run's)")
+    m.add_argument("--data", choices=DATASETS, help="a data set for a spec (probe and test)")
+    m.add_argument("--data-dir", help="folder of the MNIST IDX files")
+    m.add_argument("--n-test", type=_count, help="test samples (default: all)")
+    m.add_argument("--json", help="write the draws and summary as JSON")
+    m.add_argument("--csv", help="write one row per draw as CSV")
+    m.add_argument("--figure", help="write a PNG: cosines (and accuracy) per point")
+    m.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://host:8786)")
+    m.add_argument(
+        "--workers", type=_count, help="LocalCluster worker processes (default: the cores)"
+    )
+    m.add_argument("--no-progress", action="store_true", help="no progress bar")
+    m.set_defaults(func=cmd_montecarlo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1272,6 +1595,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
+
+    add_montecarlo_parser(sub)
 
     d = sub.add_parser(
         "demo",

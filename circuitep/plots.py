@@ -283,3 +283,96 @@ def settle_plot(transients: list, final: np.ndarray, tol: float, path, title: st
     b.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+_MC_COLORS = {**_COLORS, "model": "tab:purple", "aep_own": "tab:cyan"}
+
+
+def montecarlo_figure(doc: dict, path) -> Path:
+    """A Monte Carlo run (``circuitep montecarlo --json``'s document) as a figure.
+
+    With a sweep: per estimator the median cosine with each circuit's true gradient against the
+    swept value, with a band from the 10th to the 90th percentile of the draws, and (where
+    measured) test accuracy, mean ± std. Without: the draws' cosines per estimator as box plots.
+
+    Parameters
+    ----------
+    doc : dict
+        The document (``draws``, ``summary``, optional ``sweep``).
+    path : str or Path
+        The PNG.
+
+    Returns
+    -------
+    Path
+    """
+    sweep = doc.get("sweep")
+    accuracy = any(d.get("test_accuracy") is not None for d in doc["draws"]) or any(
+        d.get("trained_test_accuracy") is not None for d in doc["draws"]
+    )
+    fig, axes = plt.subplots(1, 2 if accuracy else 1, figsize=(11 if accuracy else 6, 4.2))
+    axes = np.atleast_1d(axes)
+    names = ("aep", "model", "aep_own", "ep", "vf")
+    if sweep:
+        x = np.array(sweep["values"], dtype=float)
+        for name in names:
+            rows = [p["summary"].get(name) for p in sweep["points"]]
+            if not all(rows):
+                continue
+            med = np.array([r["median_cosine"] for r in rows])
+            lo = np.array([r["q10_cosine"] for r in rows])
+            hi = np.array([r["q90_cosine"] for r in rows])
+            style = "-" if name in ("aep", "model") else ":"
+            axes[0].plot(x, med, style, marker="o", color=_MC_COLORS[name], label=name)
+            axes[0].fill_between(x, lo, hi, color=_MC_COLORS[name], alpha=0.15)
+        axes[0].set_xlabel(sweep["name"])
+        axes[0].set_ylabel("cosine with the circuit's true gradient")
+        axes[0].set_title("median over draws, 10-90 % band")
+        axes[0].legend(fontsize=8)
+        if accuracy:
+            for key, label in (
+                ("test_accuracy", "trained model on each circuit"),
+                ("trained_test_accuracy", "trained under the variation"),
+            ):
+                rows = [p["summary"].get(key) for p in sweep["points"]]
+                if all(rows):
+                    m = 100 * np.array([r["mean"] for r in rows])
+                    s = 100 * np.array([r["std"] for r in rows])
+                    axes[1].errorbar(x, m, yerr=s, marker="o", capsize=3, label=label)
+            axes[1].set_xlabel(sweep["name"])
+            axes[1].set_ylabel("test accuracy (%)")
+            axes[1].legend(fontsize=8)
+    else:
+        data = [[d["cosine"][n] for d in doc["draws"]] for n in names]
+        axes[0].boxplot(data, tick_labels=list(names))
+        axes[0].set_ylabel("cosine with the circuit's true gradient")
+        axes[0].set_title(f"{len(doc['draws'])} draws")
+        if accuracy:
+            acc = [100 * d["test_accuracy"] for d in doc["draws"] if d.get("test_accuracy")]
+            axes[1].hist(acc, bins=min(20, max(5, len(acc) // 2)))
+            axes[1].set_xlabel("test accuracy (%)")
+            axes[1].set_ylabel("draws")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{doc.get('model', '')}: Monte Carlo, {json_variation(doc['variation'])}")
+    return _save(fig, path, rect=(0, 0, 1, 0.94))
+
+
+def json_variation(variation: dict) -> str:
+    """A short label of a variation's non-zero fields (for titles).
+
+    Parameters
+    ----------
+    variation : dict
+        :meth:`circuitep.variation.Variation.describe`.
+
+    Returns
+    -------
+    str
+    """
+    parts = [f"{k} {v:g}" for k, v in variation.items() if isinstance(v, float) and v]
+    parts += [f"{k} {v}" for k, v in variation.get("sigma", {}).items()]
+    storage = variation.get("storage")
+    if storage and storage.get("levels"):
+        parts.append(f"{storage['levels']} levels")
+    return ", ".join(parts) or "no variation"

@@ -24,6 +24,8 @@ CHECKED = {
     "netlist.py",
     "sens.py",
     "variation.py",
+    "cluster.py",
+    "montecarlo.py",
     "spec.py",
     "elements/__init__.py",
     "elements/aep.py",

@@ -24,9 +24,10 @@ LAYERS = [
         "engines.ngspice_engine",
         "engines.pool",
     },
-    {"estimators", "sens", "report", "plots", "golden"},
+    {"estimators", "sens", "report", "plots", "golden", "cluster"},
     {"gradcheck", "train"},
     {"runs", "demo"},
+    {"montecarlo"},
     {"cli"},
 ]
 
