@@ -906,6 +906,11 @@ def _print_montecarlo(doc: dict, name, values) -> None:
             if key in p["summary"]:
                 a = p["summary"][key]
                 print(f"    {what} {100 * a['mean']:.2f} ± {100 * a['std']:.2f} %")
+        if p["summary"].get("failed_draws"):
+            print(
+                f"    {p['summary']['failed_draws']} draw(s) had no operating point for some "
+                "probe sample in some phase: their gradients were not measured (see 'error')"
+            )
         if "fd_rel_error" in p["summary"]:
             print(
                 "    ngspice central differences vs the circuit's exact gradient: worst relative "
@@ -920,13 +925,14 @@ def _montecarlo_csv(draws: list[dict], name) -> str:
     buf = io.StringIO()
     head = ([name] if name else []) + ["seed"]
     head += [f"cosine_{k}" for k in montecarlo.COSINES]
-    head += ["test_accuracy", "fd_rel_error", "trained_test_accuracy"]
+    head += ["test_accuracy", "fd_rel_error", "trained_test_accuracy", "error"]
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(head)
     for d in draws:
         row = ([d["point"][name]] if name else []) + [d["seed"]]
         row += [d["cosine"][k] for k in montecarlo.COSINES]
-        row += [d.get("test_accuracy"), d.get("fd_rel_error"), d.get("trained_test_accuracy")]
+        row += [d.get(k) for k in ("test_accuracy", "fd_rel_error", "trained_test_accuracy")]
+        row.append(d.get("error"))
         w.writerow(["" if v is None else v for v in row])
     return buf.getvalue()
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from circuitep.costs import Cost
 from circuitep.datasets import Dataset
+from circuitep.engines.base import ConvergenceError
 from circuitep.engines.ngspice_engine import NgspiceEngine
 from circuitep.estimators import compare, reference_engine
 from circuitep.gradcheck import gradcheck
@@ -139,37 +140,51 @@ def evaluate_draw(task: DrawTask) -> dict:
     dict
         ``seed``, ``point``, ``cosine`` and ``rel_error`` per name of :data:`COSINES`,
         ``test_accuracy`` (None without a test set), ``fd_rel_error`` (None without
-        ``check_fd``) and, with ``train``, ``trained_test_accuracy`` and
-        ``trained_grad_cosine``.
+        ``check_fd``), ``error`` (None, or why the gradients of a circuit without an operating
+        point were not measured: then every cosine is None) and, with ``train``,
+        ``trained_test_accuracy`` and ``trained_grad_cosine``.
     """
     model, d = task.model, draw(task.variation, task.model, task.seed)
     circuit = d.circuit(model)
     engine = NgspiceEngine() if task.engine == "ngspice" else reference_engine(circuit)
+    out = {
+        "seed": task.seed,
+        "point": task.point,
+        "cosine": dict.fromkeys(COSINES),
+        "rel_error": dict.fromkeys(COSINES),
+        "test_accuracy": None,
+        "fd_rel_error": None,
+        "error": None,
+    }
+    report = None
     try:
-        report = gradcheck(
-            circuit,
-            engine,
-            task.inputs,
-            task.targets,
-            beta=task.beta,
-            cost=task.cost,
-            model=model,
-            correction=d.correction(model),
-        )
-        out = {
-            "seed": task.seed,
-            "point": task.point,
-            "cosine": {k: report["estimators"][k]["cosine"] for k in COSINES},
-            "rel_error": {k: report["estimators"][k]["rel_error"] for k in COSINES},
-            "test_accuracy": None,
-            "fd_rel_error": None,
-        }
+        try:
+            report = gradcheck(
+                circuit,
+                engine,
+                task.inputs,
+                task.targets,
+                beta=task.beta,
+                cost=task.cost,
+                model=model,
+                correction=d.correction(model),
+            )
+        except ConvergenceError as e:
+            # a drawn circuit with no operating point for a probe sample in some phase (a
+            # quantised or strongly mismatched circuit can lose it): its gradients are not
+            # measured, the draw says why, and its accuracy is still measured
+            out["error"] = str(e)
+        else:
+            out["cosine"] = {k: report["estimators"][k]["cosine"] for k in COSINES}
+            out["rel_error"] = {k: report["estimators"][k]["rel_error"] for k in COSINES}
         if task.test_inputs is not None:
             out["test_accuracy"] = accuracy(engine, circuit, task.test_inputs, task.test_labels)
     finally:
         if isinstance(engine, NgspiceEngine):
             engine.close()
-    if task.check_fd:  # the truth for any circuit: ngspice's own central differences
+    if (
+        task.check_fd and report is not None
+    ):  # the truth for any circuit: ngspice's own central differences
         exact = {k: np.asarray(v) for k, v in report["exact"].items()}
         with NgspiceEngine() as ng:
             fd = finite_difference_gradients(circuit, ng, task.inputs, task.targets, task.cost)
@@ -238,7 +253,8 @@ def summarise(draws: list[dict]) -> dict:
     dict
         ``{name: {"median_cosine", "worst_cosine", "mean_cosine", "std_cosine", "q10_cosine",
         "q90_cosine"}}`` for every name of :data:`COSINES`, and ``test_accuracy``,
-        ``fd_rel_error``, ``trained_test_accuracy`` statistics where measured (else absent).
+        ``fd_rel_error``, ``trained_test_accuracy`` statistics where measured (else absent);
+        ``failed_draws``: draws whose gradients were not measured (no operating point).
     """
     out = {}
     for name in COSINES:
@@ -256,6 +272,7 @@ def summarise(draws: list[dict]) -> dict:
         s = _stats([d.get(key) for d in draws])
         if s is not None:
             out[key] = s
+    out["failed_draws"] = sum(d.get("error") is not None for d in draws)
     return out
 
 

@@ -310,18 +310,22 @@ def montecarlo_figure(doc: dict, path) -> Path:
     accuracy = any(d.get("test_accuracy") is not None for d in doc["draws"]) or any(
         d.get("trained_test_accuracy") is not None for d in doc["draws"]
     )
-    fig, axes = plt.subplots(1, 2 if accuracy else 1, figsize=(11 if accuracy else 6, 4.2))
+    fig, axes = plt.subplots(
+        1, 2 if accuracy else 1, figsize=(11 if accuracy else 6, 4.2), sharex=bool(sweep)
+    )
     axes = np.atleast_1d(axes)
     names = ("aep", "model", "aep_own", "ep", "vf")
     if sweep:
         x = np.array(sweep["values"], dtype=float)
         for name in names:
             rows = [p["summary"].get(name) for p in sweep["points"]]
-            if not all(rows):
+            if not any(rows):
                 continue
-            med = np.array([r["median_cosine"] for r in rows])
-            lo = np.array([r["q10_cosine"] for r in rows])
-            hi = np.array([r["q90_cosine"] for r in rows])
+            # a point where every draw failed to converge is a gap, not a value
+            med, lo, hi = (
+                np.array([r[key] if r else np.nan for r in rows], dtype=float)
+                for key in ("median_cosine", "q10_cosine", "q90_cosine")
+            )
             style = "-" if name in ("aep", "model") else ":"
             axes[0].plot(x, med, style, marker="o", color=_MC_COLORS[name], label=name)
             axes[0].fill_between(x, lo, hi, color=_MC_COLORS[name], alpha=0.15)
@@ -335,26 +339,33 @@ def montecarlo_figure(doc: dict, path) -> Path:
                 ("trained_test_accuracy", "trained under the variation"),
             ):
                 rows = [p["summary"].get(key) for p in sweep["points"]]
-                if all(rows):
-                    m = 100 * np.array([r["mean"] for r in rows])
-                    s = 100 * np.array([r["std"] for r in rows])
+                if any(rows):
+                    m, s = (
+                        100 * np.array([r[k] if r else np.nan for r in rows], dtype=float)
+                        for k in ("mean", "std")
+                    )
                     axes[1].errorbar(x, m, yerr=s, marker="o", capsize=3, label=label)
             axes[1].set_xlabel(sweep["name"])
             axes[1].set_ylabel("test accuracy (%)")
             axes[1].legend(fontsize=8)
     else:
-        data = [[d["cosine"][n] for d in doc["draws"]] for n in names]
+        data = [[d["cosine"][n] for d in doc["draws"] if d["cosine"][n] is not None] for n in names]
         axes[0].boxplot(data, tick_labels=list(names))
         axes[0].set_ylabel("cosine with the circuit's true gradient")
         axes[0].set_title(f"{len(doc['draws'])} draws")
         if accuracy:
-            acc = [100 * d["test_accuracy"] for d in doc["draws"] if d.get("test_accuracy")]
+            acc = [
+                100 * d["test_accuracy"] for d in doc["draws"] if d.get("test_accuracy") is not None
+            ]
             axes[1].hist(acc, bins=min(20, max(5, len(acc) // 2)))
             axes[1].set_xlabel("test accuracy (%)")
             axes[1].set_ylabel("draws")
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{doc.get('model', '')}: Monte Carlo, {json_variation(doc['variation'])}")
+    what = json_variation(doc["variation"])
+    if sweep:
+        what = f"{sweep['name']} swept" + ("" if what == "no variation" else f", {what}")
+    fig.suptitle(f"{doc.get('model', '')}: Monte Carlo, {what}")
     return _save(fig, path, rect=(0, 0, 1, 0.94))
 
 

@@ -70,8 +70,11 @@ def run_point(task: dict) -> dict:
         f"analog-s{seed}" if train_mode is None else f"{mode}-b{bits}-h{headroom:g}-s{seed}"
     )
     config = config_for(train_mode, bits, seed, headroom)
-    resume = (out / "checkpoint.npz").exists()
-    summary = train_run(net, data, LayeredEngine(), config, out, resume=resume, progress=False)
+    if mode == "post" and "analog" in task:  # the seed's analog run, trained in the first pass
+        summary = task["analog"]
+    else:
+        resume = (out / "checkpoint.npz").exists()
+        summary = train_run(net, data, LayeredEngine(), config, out, resume=resume, progress=False)
     result = dict(task, test_accuracy=summary["test_accuracy"], run=str(out.relative_to(ROOT)))
     if mode == "post":  # the analog-trained circuit quantised once over each coupling's own range
         trained = net.with_params(summary["params"])
@@ -80,6 +83,7 @@ def run_point(task: dict) -> dict:
         trainer = Trainer(circuit, data, LayeredEngine(), config)
         result["test_accuracy"] = trainer.accuracy(circuit, trainer.u_test, data.y_test)[0]
         result["analog_accuracy"] = summary["test_accuracy"]
+        result["analog"] = {k: summary[k] for k in ("params", "test_accuracy")}
     return result
 
 
@@ -101,7 +105,16 @@ def main(argv=None) -> int:
         for s in args.seeds
     ]
     with client_for(args.scheduler, args.workers) as client:
+        if "post" in args.modes:  # one analog run per seed first: every "post" point reads it
+            firsts = [t for t in tasks if t["mode"] == "post" and t["bits"] == args.bits[0]]
+            done = map_tasks(client, run_point, firsts, desc="analog runs")
+            analog = {t["seed"]: r["analog"] for t, r in zip(firsts, done, strict=True)}
+            for t in tasks:
+                if t["mode"] == "post":
+                    t["analog"] = analog[t["seed"]]
         results = map_tasks(client, run_point, tasks, desc="low-precision runs")
+    for r in results:
+        r.pop("analog", None)  # the analog run's parameters: an input, not a result
     write(results, args, Path(args.results))
     return 0
 
