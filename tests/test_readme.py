@@ -88,3 +88,20 @@ def test_mnist_tables_match_the_committed_results():
         assert epoch1 == _shown(summary["test_accuracy_epoch1"]), (setting, algorithm)
         assert epoch20 == _shown(summary["test_accuracy_epoch20"]), (setting, algorithm)
         assert last == _shown(summary["test_accuracy_last_epochs"]), (setting, algorithm)
+
+
+def test_the_mismatch_table_shows_the_committed_monte_carlo():
+    """The README's gain-mismatch table (section "The circuit is not the model") is the committed
+    mc-digits-sigma-gain.json: median / worst cosines and test accuracy per sigma."""
+    section = README.split("## The circuit is not the model", 1)[1].split("\n## ", 1)[0]
+    doc = json.loads((ROOT / "experiments/results/mc-digits-sigma-gain.json").read_text())
+    rows = [r for r in section.splitlines() if re.match(r"\| \d+ % \|", r)]
+    assert len(rows) == len(doc["sweep"]["values"])
+    for row, value, point in zip(rows, doc["sweep"]["values"], doc["sweep"]["points"], strict=True):
+        s = point["summary"]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] == f"{100 * value:g} %"
+        for cell, name in zip(cells[1:5], ("aep", "model", "aep_own", "ep"), strict=True):
+            assert cell == f"{s[name]['median_cosine']:.3f} / {s[name]['worst_cosine']:.3f}"
+        a = s["test_accuracy"]
+        assert cells[5] == f"{100 * a['mean']:.2f} ± {100 * a['std']:.2f} %"
