@@ -115,6 +115,7 @@ def main(argv=None) -> int:
         results = map_tasks(client, run_point, tasks, desc="low-precision runs")
     for r in results:
         r.pop("analog", None)  # the analog run's parameters: an input, not a result
+        r.pop("out", None)  # this machine's folder; "run" names the run relative to the repo
     write(results, args, Path(args.results))
     return 0
 
