@@ -822,10 +822,9 @@ def cmd_montecarlo(args) -> int:
                     point=None if name is None else {name: value},
                 )
             )
-    declared = {k: v for k, v in base.describe().items() if v}
     print(
         f"{model.name}: {args.draws} draws x {len(values)} point(s) of "
-        f"{json.dumps(declared) if declared else 'no variation'} on {args.engine}, "
+        f"{plots.json_variation(base.describe())} on {args.engine}, "
         f"probe batch {len(u)}" + (f", sweep {name} over {values}" if name else "")
     )
     with cluster.client_for(args.scheduler, args.workers) as client:
@@ -913,8 +912,8 @@ def _print_montecarlo(doc: dict, name, values) -> None:
             )
         if "fd_rel_error" in p["summary"]:
             print(
-                "    ngspice central differences vs the circuit's exact gradient: worst relative "
-                f"error {p['summary']['fd_rel_error']['best']:.2e}"
+                "    ngspice central differences vs the circuit's exact gradient: largest relative "
+                f"error {p['summary']['fd_rel_error']['best']:.2e}"  # 'best' is the max
             )
 
 

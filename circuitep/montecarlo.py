@@ -182,9 +182,8 @@ def evaluate_draw(task: DrawTask) -> dict:
     finally:
         if isinstance(engine, NgspiceEngine):
             engine.close()
-    if (
-        task.check_fd and report is not None
-    ):  # the truth for any circuit: ngspice's own central differences
+    # the truth for any circuit: ngspice's own central differences
+    if task.check_fd and report is not None:
         exact = {k: np.asarray(v) for k, v in report["exact"].items()}
         with NgspiceEngine() as ng:
             fd = finite_difference_gradients(circuit, ng, task.inputs, task.targets, task.cost)
