@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -22,7 +23,12 @@ from circuitep.demo import DEMO_CONFIG, DEMO_SPEC, run_demo
 from circuitep.elements.registry import variation_keys
 from circuitep.engines.base import ConvergenceError, Phase, is_stable
 from circuitep.engines.layered import LayeredEngine
-from circuitep.engines.ngspice_engine import NgspiceEngine
+from circuitep.engines.ngspice_engine import (
+    KLU_MIN_ELEMENTS,
+    SOLVER_CHOICES,
+    NgspiceEngine,
+    auto_solver,
+)
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.estimators import compare
 from circuitep.fileio import write_error
@@ -163,6 +169,7 @@ def make_engine(
     form: str = "folded",
     tolerances: Tolerances | None = None,
     timeout: float = NGSPICE_TIMEOUT,
+    solver: str = "auto",
 ):
     """An engine by name.
 
@@ -176,6 +183,8 @@ def make_engine(
         ngspice's ``.options`` (default :class:`~circuitep.compiler.Tolerances`).
     timeout : float
         ngspice's limit per analysis, in s.
+    solver : {"auto", "klu", "sparse"}
+        ngspice's matrix solver (:func:`circuitep.engines.ngspice_engine.resolve_solver`).
 
     Returns
     -------
@@ -191,7 +200,9 @@ def make_engine(
     if name == "layered":
         return LayeredEngine()
     if name == "ngspice":
-        return NgspiceEngine(form=form, tolerances=tolerances or Tolerances(), timeout=timeout)
+        return NgspiceEngine(
+            form=form, tolerances=tolerances or Tolerances(), timeout=timeout, solver=solver
+        )
     raise UsageError(f"unknown engine {name!r}: choose numpy, layered or ngspice")
 
 
@@ -409,6 +420,12 @@ def cmd_compile(args) -> int:
         command=command_line(args.argv),
         sample=where + _seed_note(args.spec),
     )
+    solver = args.solver
+    if solver == "auto":  # the file says klu only where it pays; small ones keep the default
+        solver = "klu" if auto_solver(len(compiled.netlist.elements())) == "klu" else None
+    compiled = dataclasses.replace(
+        compiled, netlist=dataclasses.replace(compiled.netlist, solver=solver)
+    )
     text = compiled.spice(standalone=not args.no_analysis, dialect=args.dialect)
     if args.output in (None, "-"):
         sys.stdout.write(text)
@@ -530,7 +547,7 @@ def cmd_simulate(args) -> int:
     """``circuitep simulate``: free operating point and physical report; returns exit status 0."""
     net = load_network(args.spec)
     u, y = _sample(net, args.inputs, None)
-    engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout)
+    engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout, solver=args.solver)
     if args.settle and not isinstance(engine, NgspiceEngine):
         raise UsageError("--settle runs an ngspice transient: use it with --engine ngspice")
     result = simulate(net, engine, u)
@@ -595,7 +612,7 @@ def _print_op(result: dict) -> None:
 
 def cmd_reference(args) -> int:
     """``circuitep reference``: the reference specs' operating points; returns exit status 0."""
-    engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout)
+    engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout, solver=args.solver)
     for name in REFERENCE_SPECS:
         net = load_spec(Path(args.netlists) / f"{name}.toml")
         _print_op(simulate(net, engine, net.sample.inputs))
@@ -605,7 +622,7 @@ def cmd_reference(args) -> int:
 def cmd_gradcheck(args) -> int:
     """``circuitep gradcheck``: estimators against the exact gradient; returns exit status 0."""
     net = load_network(args.spec)
-    engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout)
+    engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout, solver=args.solver)
     beta = args.beta or default_beta(net)
     cost = make_cost(args.cost, args.tau)
     if args.sweep_asymmetry and not transconductor_pairs(net):
@@ -1043,7 +1060,7 @@ def cmd_train(args) -> int:
         )
     for w in caught:
         print(f"circuitep: warning: {w.message}", file=sys.stderr)
-    engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout)
+    engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout, solver=args.solver)
     print(
         f"training {net.name} ({net.n_inputs} inputs, {net.n_free} free nodes) on {data.name} "
         f"({len(data.x_train)} train / {len(data.x_test)} test) with {args.algorithm} on "
@@ -1194,6 +1211,33 @@ def add_montecarlo_parser(sub) -> None:
     m.set_defaults(func=cmd_montecarlo)
 
 
+def _ngspice_options(parser, form: str) -> None:
+    """Add ``--form``, ``--ngspice-timeout`` and ``--solver`` (how ngspice is run) to a command."""
+    parser.add_argument(
+        "--form",
+        choices=FORMS,
+        default=form,
+        help=f"netlist form for ngspice (default {form}): literal, one element per weight; folded, "
+        "input-driven elements as one Norton source per node (same voltages, much faster)",
+    )
+    parser.add_argument(
+        "--ngspice-timeout",
+        type=_positive,
+        default=NGSPICE_TIMEOUT,
+        metavar="SECONDS",
+        help="limit on each ngspice analysis (default %(default)g s): past it the "
+        "samples count as not converged",
+    )
+    parser.add_argument(
+        "--solver",
+        choices=SOLVER_CHOICES,
+        default="auto",
+        help="ngspice's matrix solver (default auto: KLU for circuits of "
+        f"{KLU_MIN_ELEMENTS:,} elements or more where ngspice has KLU, as 46 from Debian "
+        "bookworm-backports does; Sparse 1.3 otherwise, the faster there)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser: one subcommand per ``cmd_*`` handler, set as ``func``.
 
@@ -1231,6 +1275,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="literal",
         help="literal: one element per weight (default); folded: input-driven elements replaced "
         "by one Norton source and conductance per node (same voltages, much faster)",
+    )
+    c.add_argument(
+        "--solver",
+        choices=SOLVER_CHOICES,
+        default="auto",
+        help="write ngspice's matrix solver into the file: klu or sparse; auto (default) writes "
+        f".options klu for circuits of {KLU_MIN_ELEMENTS:,} elements or more, where KLU is the "
+        "faster, and nothing otherwise (an ngspice without KLU ignores the line)",
     )
     c.add_argument(
         "--beta", type=_positive, help="nudge strength in S (default: 1e-3 x the median leak)"
@@ -1296,20 +1348,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="ngspice",
         help="ngspice (the simulator of record, default) or numpy (the reference solver)",
     )
-    s.add_argument(
-        "--form",
-        choices=FORMS,
-        default="literal",
-        help="netlist form for ngspice (default literal)",
-    )
-    s.add_argument(
-        "--ngspice-timeout",
-        type=_positive,
-        default=NGSPICE_TIMEOUT,
-        metavar="SECONDS",
-        help="limit on each ngspice analysis (default %(default)g s): past it the "
-        "samples count as not converged",
-    )
+    _ngspice_options(s, form="literal")
     s.add_argument(
         "--inputs",
         type=_floats,
@@ -1346,15 +1385,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("reference", help="simulate the reference circuits in netlists/")
     r.add_argument("--engine", choices=ENGINES, default="ngspice")
-    r.add_argument("--form", choices=FORMS, default="literal")
-    r.add_argument(
-        "--ngspice-timeout",
-        type=_positive,
-        default=NGSPICE_TIMEOUT,
-        metavar="SECONDS",
-        help="limit on each ngspice analysis (default %(default)g s): past it the "
-        "samples count as not converged",
-    )
+    _ngspice_options(r, form="literal")
     r.add_argument("--netlists", default=str(DEFAULT_NETLISTS), help="folder of reference specs")
     r.set_defaults(func=cmd_reference)
 
@@ -1374,17 +1405,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="ngspice",
         help="engine that finds the stationary states (default ngspice)",
     )
-    gc.add_argument(
-        "--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)"
-    )
-    gc.add_argument(
-        "--ngspice-timeout",
-        type=_positive,
-        default=NGSPICE_TIMEOUT,
-        metavar="SECONDS",
-        help="limit on each ngspice analysis (default %(default)g s): past it the "
-        "samples count as not converged",
-    )
+    _ngspice_options(gc, form="folded")
     gc.add_argument(
         "--beta", type=_positive, help="nudge strength in S (default: 1e-3 x the median leak)"
     )
@@ -1474,17 +1495,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="layered (the numpy solver exploiting the layer structure, default), numpy (the dense "
         "reference solver, any graph) or ngspice (the circuit simulator in the loop)",
     )
-    t.add_argument(
-        "--form", choices=FORMS, default="folded", help="netlist form for ngspice (default folded)"
-    )
-    t.add_argument(
-        "--ngspice-timeout",
-        type=_positive,
-        default=NGSPICE_TIMEOUT,
-        metavar="SECONDS",
-        help="limit on each ngspice analysis (default %(default)g s): past it the "
-        "samples count as not converged",
-    )
+    _ngspice_options(t, form="folded")
     t.add_argument(
         "--algorithm",
         choices=ALGORITHMS + tuple(ALGORITHM_ALIASES),

@@ -223,6 +223,7 @@ def compile_network(
     sample: str | None = None,
     state: np.ndarray | None = None,
     correction: aep.Correction | None = None,
+    solver: str | None = None,
 ) -> Compiled:
     """Compile one phase of ``net``.
 
@@ -266,6 +267,9 @@ def compile_network(
     correction : Correction
         AEP phase: where the correction comes from, its elements' errors and its form
         (:class:`circuitep.elements.aep.Correction`); ``None``: the circuit's own, reversed form.
+    solver : {"klu", "sparse"}, optional
+        ngspice's matrix solver, written as ``.options klu`` or ``.options sparse``; ``None``:
+        ngspice's default (Sparse 1.3). An ngspice without KLU ignores ``klu``.
 
     Returns
     -------
@@ -395,6 +399,7 @@ def compile_network(
         tolerances.options() + temperature_options(net),
         header,
         probes,
+        solver,
     )
     return Compiled(
         netlist,

@@ -39,6 +39,9 @@ RESERVED_NAMES = frozenset(
 )
 #: Behavioural expressions are built by the compiler only from node names, numbers, arithmetic,
 #: the ternary operator and these functions.
+#: ngspice's sparse-matrix solvers: KLU (SuiteSparse; ngspice builds with KLU, such as Debian
+#: bookworm-backports' 46) and Sparse 1.3 (every build).
+SOLVERS = ("klu", "sparse")
 _EXPR_TOKENS = re.compile(
     r"[ \t]*(?:v\([a-z0-9_]+\)|exp|tanh|min"
     r"|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
@@ -301,8 +304,13 @@ class Netlist:
     header: tuple[str, ...] = field(default_factory=tuple)
     #: nodes whose voltages a standalone run prints (see :func:`write`)
     probes: tuple[str, ...] = ()
+    #: ngspice's sparse-matrix solver (:data:`SOLVERS`), written as ``.options klu`` or
+    #: ``.options sparse``; None: ngspice's default (Sparse 1.3 in ngspice 39 and 46)
+    solver: str | None = None
 
     def __post_init__(self):
+        if self.solver is not None and self.solver not in SOLVERS:
+            raise ValueError(f"solver {self.solver!r} is not one of {', '.join(SOLVERS)}")
         _check_comment(self.title)
         for h in self.header:
             _check_comment(h)
@@ -440,6 +448,8 @@ def write(
     lines += [f"* {h}" if h else "*" for h in netlist.header]
     if netlist.options:
         lines.append(".options " + " ".join(f"{k}={spice_number(v)}" for k, v in netlist.options))
+    if netlist.solver is not None:  # ngspice without KLU (39) ignores the flag
+        lines.append(f".options {netlist.solver}")
     lines += [m.line() for m in netlist.models]
     for s in netlist.sections:
         if not s.elements:
@@ -598,6 +608,8 @@ def write_xyce(netlist: Netlist, standalone: bool = True) -> str:
         "* dialect: Xyce (written from the Xyce Reference Guide; not run here: Xyce is not "
         "installed)"
     )
+    if netlist.solver is not None:
+        lines.append(f"* ngspice's matrix solver option ({netlist.solver}): Xyce chooses its own")
     packages: dict[str, list[str]] = {}
     for key, value in netlist.options:
         if key == "vntol":

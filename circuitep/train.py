@@ -1049,7 +1049,11 @@ class Trainer:
             "grad_cosine": cosine,
             "failures": failures,
             "seconds": seconds,
+            "engine": self.engine.name,
         }
+        if hasattr(self.engine, "solvers_used"):  # which ngspice and matrix solver(s) solved it
+            record["ngspice"] = self.engine.tolerance_dict["ngspice"]
+            record["solver"] = "+".join(sorted(self.engine.solvers_used))
         if self.draw is not None:
             record["model_grad_cosine"] = self.model_cosine(state, net)
         if transconductor_pairs(net):  # how far forward and backward couplings have drifted apart

@@ -186,7 +186,24 @@ for _ in range(2):  # the second time this phase is solved one op per sample: no
     took.append(time.monotonic() - start)
 small = from_shorthand("ff:2-3-2", seed=1)
 after = np.abs(engine.solve(small, Phase(), u).x - NumpyEngine().solve(small, Phase(), u).x).max()
-print(f"{max(took):.1f} {len(shared_session().abandoned)} {after:.1e}")
+print(f"{max(took):.1f} {len(shared_session().abandoned)} {after:.1e} {shared_session().version}")
+"""
+
+#: The fresh-ngspice path on its own: a restart while idle, then a solve on the private copy.
+RESTART = """
+import numpy as np
+from circuitep.builders import from_shorthand
+from circuitep.engines.base import Phase
+from circuitep.engines.ngspice_engine import NgspiceEngine, shared_session
+from circuitep.engines.numpy_engine import NumpyEngine
+net, u = from_shorthand("ff:2-3-2", seed=1), np.random.default_rng(1).uniform(0, 1, (8, 2))
+engine = NgspiceEngine()
+engine.solve(net, Phase(), u)
+old = shared_session().ng
+shared_session().restart()
+assert shared_session().ng is not old and shared_session().ng.library_path != old.library_path
+after = np.abs(engine.solve(net, Phase(), u).x - NumpyEngine().solve(net, Phase(), u).x).max()
+print(f"{after:.1e}")
 """
 
 
@@ -196,10 +213,16 @@ def test_an_analysis_ngspice_cannot_halt_is_abandoned(tmp_path):
     mapped)."""
     done = run(["-c", HANG], tmp_path, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    took, abandoned, after = done.stdout.split()
+    took, abandoned, after, version = done.stdout.split()
     assert float(took) < 30, f"the solve took {took} s with a 1 s limit"
-    assert int(abandoned) == 1, "the sweep did not hang: the stuck path is no longer exercised"
     assert float(after) <= 1e-6
+    if int(abandoned) == 1:  # the sweep spun deaf to bg_halt (always on 39, at times on 46)
+        return
+    assert int(version) >= 46, "the sweep did not hang: the stuck path is no longer exercised"
+    # ngspice 46 may solve this phase in milliseconds: the fresh-ngspice path is exercised directly
+    done = run(["-c", RESTART], tmp_path, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) <= 1e-6
 
 
 # ------------------------------------------------------------------------------ singular circuits
@@ -287,7 +310,8 @@ def test_ngspice_load_errors_quote_ngspice():
     with pytest.raises(NgspiceError, match="could not find a valid modelname"):
         session.add_circuit(object(), "* bad\nv1 a 0 dc 1\nd1 a 0 nomodel\n.end\n")
     broken = "* bad\nv1 a 0 dc 1\nr1 a 0 1k\n.model dd d(is=1e-12 n=)\nd1 a 0 dd\n.end\n"
-    expected = r"refused the netlist: Netlist line no. 4: \| Syntax error"
+    # ngspice 39: "Netlist line no. 4:"; 46: "Error in netlist line no. 5, new internal line no. 4:"
+    expected = r"refused the netlist: .*line no. 4: \| Syntax error"
     with pytest.raises(NgspiceError, match=expected):
         session.add_circuit(object(), broken)  # ngspice "cannot recover" from this one
     net, u = from_shorthand("ff:8-4-2"), np.full((2, 8), 0.3)

@@ -7,6 +7,7 @@ import pytest
 
 from circuitep.builders import random_network
 from circuitep.cli import main
+from circuitep.engines.base import Phase
 from circuitep.engines.numpy_engine import NumpyEngine
 from circuitep.estimators import compare, estimate
 from circuitep.golden import REFERENCE_SPECS
@@ -36,6 +37,25 @@ def test_sens_matches_exact_gradient(net, ngspice_engine_factory):
     exact = estimate("exact", net, NumpyEngine(), u, y, beta=1e-7).grads
     result = compare(sens, {k: exact[k] for k in sens})
     assert result["cosine"] >= 0.9999 and result["rel_error"] <= 2e-3, result
+
+
+def test_sensitivities_leave_the_engines_circuits_as_they_were(ngspice_engine_factory):
+    """Measured on ngspice 46: a second ``sens`` on one circuit zeroes every VCCS gain for good.
+
+    Sensitivities run on a circuit of their own, so the engine's loaded free circuit solves the
+    same operating points afterwards (bit for bit), however often they ran, and a second call
+    gives the same sensitivities.
+    """
+    engine = ngspice_engine_factory("literal")
+    net = load_spec(NETLISTS / "feedforward.toml")
+    u, _ = probe_batch(net, 3)
+    before = engine.solve(net, Phase(), u).x
+    first = engine.sensitivities(net, u)
+    second = engine.sensitivities(net, u)
+    assert np.array_equal(engine.solve(net, Phase(), u).x, before)
+    assert any(k.startswith("g") for k in first)  # VCCS gains are covered
+    for k in first:
+        np.testing.assert_allclose(second[k], first[k], rtol=1e-9, atol=0)
 
 
 def test_sens_needs_literal_form(ngspice_engine_factory):

@@ -121,7 +121,8 @@ class OperatingPoint:
     (per sample, or ``None`` when not checked) says whether the linearised dynamics ``C^-1 J``
     have all eigenvalues in the left half plane.
     ``tolerances`` is the solving engine's :attr:`Engine.tolerance_dict` (a plain dict of JSON
-    values, the same type on every engine; its keys are the engine's own settings).
+    values, the same type on every engine; its keys are the engine's own settings), where a
+    setting is ``auto`` with the value chosen for this circuit (ngspice's matrix ``solver``).
     """
 
     nodes: tuple[str, ...]

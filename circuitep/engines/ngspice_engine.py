@@ -19,6 +19,7 @@ and "Note:" are not errors); vectors are read as float64 arrays and indexed, nev
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import logging
 import os
@@ -95,6 +96,85 @@ HALT_GRACE = 2.0
 class _VersionFilter(logging.Filter):
     def filter(self, record):
         return "Unsupported Ngspice version" not in record.getMessage()
+
+
+#: Which matrix solver an :class:`NgspiceEngine` asks for: ``auto`` (KLU where the library has
+#: it, else Sparse), ``klu`` or ``sparse``.
+SOLVER_CHOICES = ("auto", "klu", "sparse")
+#: The first ngspice with ``ngSpice_nospiceinit`` and OSDI (Verilog-A compact models).
+NGSPICE_OSDI = 43
+
+
+def _build_info(banner: list[str]) -> tuple[int | None, bool]:
+    """Ngspice's major version and whether it was compiled with KLU, from ``version -f``."""
+    version = None
+    for line in banner:
+        m = re.match(r"\*\* ngspice-(\d+)", line)
+        if m:
+            version = int(m.group(1))
+    return version, any("Compiled with KLU" in line for line in banner)
+
+
+#: ``auto`` chooses KLU for circuits of at least this many elements. Measured on ngspice 46
+#: (Debian bookworm-backports), time per ``op`` KLU / Sparse: folded 64-32-10 1.27, folded
+#: 784-100-10 1.35 (~1k elements), literal ff:128-32-10 1.38 (4.7k), literal ff:256-64-10 0.91
+#: (17.6k), literal ff:784-32-10 1.06 (26k), literal ff:784-100-10 0.67 (79k); DC sweeps of the
+#: folded form 1.07-1.13. Sparse re-orders on every analysis, which is what grows with size.
+KLU_MIN_ELEMENTS = 40_000
+
+
+def auto_solver(elements: int) -> str:
+    """The faster matrix solver for a circuit of this size, where ngspice has KLU.
+
+    Parameters
+    ----------
+    elements : int
+        The circuit's number of elements.
+
+    Returns
+    -------
+    str
+        ``"klu"`` from :data:`KLU_MIN_ELEMENTS` elements on, else ``"sparse"``.
+    """
+    return "klu" if elements >= KLU_MIN_ELEMENTS else "sparse"
+
+
+def resolve_solver(requested: str, version: int | None, klu: bool, elements: int = 0) -> str:
+    """The matrix solver for one circuit: ``klu`` or ``sparse``.
+
+    Parameters
+    ----------
+    requested : {"auto", "klu", "sparse"}
+        ``auto``: KLU where the library was compiled with it and the circuit is large enough for
+        KLU to be the faster (:data:`KLU_MIN_ELEMENTS`), Sparse 1.3 otherwise.
+    version : int or None
+        ngspice's major version (for the message).
+    klu : bool
+        Whether the loaded library was compiled with KLU.
+    elements : int
+        The circuit's number of elements.
+
+    Returns
+    -------
+    str
+        ``"klu"`` or ``"sparse"``.
+
+    Raises
+    ------
+    ValueError
+        For another choice, or ``klu`` on an ngspice without it.
+    """
+    if requested not in SOLVER_CHOICES:
+        raise ValueError(f"solver {requested!r} is not one of {', '.join(SOLVER_CHOICES)}")
+    if requested == "auto":
+        return auto_solver(elements) if klu else "sparse"
+    if requested == "klu" and not klu:
+        raise ValueError(
+            f"solver 'klu': this ngspice (ngspice-{version}) was compiled without KLU; "
+            "./setup.sh installs ngspice 46 with KLU from Debian bookworm-backports, or use "
+            "solver 'sparse'"
+        )
+    return requested
 
 
 @functools.cache
@@ -224,6 +304,12 @@ class _Session:
         self.generation = 0
         self.garbage: list[object] = []
         self.abandoned: list[object] = []  # stuck instances: their threads may call back
+        self.version, self.klu = _build_info(self.command_output("version -f"))
+
+    def command_output(self, text: str) -> list[str]:
+        """Run one command and return what it printed on stdout, line by line."""
+        self.command(text)
+        return list(self.ng._stdout)
 
     def add_circuit(self, token: object, text: str) -> None:
         """Load a netlist as a new circuit, which becomes the current one.
@@ -445,6 +531,7 @@ class NgspiceEngine:
     retry: bool = True
     sweep: int = 100
     timeout: float = 60.0
+    solver: str = "auto"
     name: str = "ngspice"
 
     def __post_init__(self):
@@ -456,12 +543,14 @@ class NgspiceEngine:
             )
         check_timeout(self.timeout)
         self._session = shared_session()
+        resolve_solver(self.solver, self._session.version, self._session.klu)  # checks the choice
         self._circuits: dict[tuple, _Circuit] = {}
         self._generation = self._session.generation
         self._unswept: set[tuple] = set()  # phases whose sweep ran past the time limit
         self.loads = 0  # circuits loaded from text (for tests and benchmarks)
         self.sweeps = 0  # groups of samples solved in one analysis
         self.alters = 0  # element values altered
+        self.solvers_used: set[str] = set()  # matrix solvers of the circuits compiled so far
         self._arm()
 
     def _arm(self) -> None:
@@ -473,10 +562,16 @@ class NgspiceEngine:
     def tolerance_dict(self) -> dict:
         """What :attr:`OperatingPoint.tolerances` reports.
 
-        The netlists' ``.options`` (``reltol``, ``vntol`` V, ``abstol`` A, ``gmin`` S), ``form`` and
-        ``sweep``.
+        The netlists' ``.options`` (``reltol``, ``vntol`` V, ``abstol`` A, ``gmin`` S), ``form``,
+        ``sweep``, the matrix ``solver`` asked for (an operating point says which one its circuit
+        used: ``klu`` or ``sparse``) and the ``ngspice`` major version.
         """
-        return self.tolerances.as_dict() | {"form": self.form, "sweep": self.sweep}
+        return self.tolerances.as_dict() | {
+            "form": self.form,
+            "sweep": self.sweep,
+            "solver": self.solver,
+            "ngspice": self._session.version,
+        }
 
     # --- loading -------------------------------------------------------------------------
 
@@ -533,7 +628,7 @@ class NgspiceEngine:
         return compiled
 
     def _compile(self, net: Network, phase: Phase) -> Compiled:
-        return compile_network(
+        compiled = compile_network(
             net,
             phase.kind,
             self.form,
@@ -541,6 +636,14 @@ class NgspiceEngine:
             cost=phase.cost,
             tolerances=self.tolerances,
             correction=phase.correction,
+        )
+        session = self._session
+        solver = resolve_solver(
+            self.solver, session.version, session.klu, len(compiled.netlist.elements())
+        )
+        self.solvers_used.add(solver)
+        return dataclasses.replace(
+            compiled, netlist=dataclasses.replace(compiled.netlist, solver=solver)
         )
 
     def _alter(self, changes: list[tuple[str, str, float]], values: dict[str, float]) -> None:
@@ -701,7 +804,7 @@ class NgspiceEngine:
             iterations,
             self.name,
             phase,
-            self.tolerance_dict,
+            self.tolerance_dict | {"solver": compiled.netlist.solver},  # the one that solved
             adjoint=d,
         )
 
@@ -928,31 +1031,47 @@ class NgspiceEngine:
             When an analysis fails.
         """
         u, _, _ = check_batch(net, Phase(), inputs, None, None)
-        compiled = self.load(net, Phase())
-        circuit = self._session.current
+        # A circuit of its own, removed afterwards: measured on ngspice 46, a second ``sens`` on one
+        # circuit sets every VCCS gain to zero for good (``alter`` cannot set it again), and later
+        # operating points of that circuit are wrong. ``reset`` restores the netlist's values (39
+        # and 46), so every ``sens`` runs on a reset circuit with the sample's sources altered in.
+        # Measured on ngspice 39: the first ``sens`` after an ``alter`` linearises the diodes at the
+        # previous state (errors up to 100 % on clamped nodes); a second one is right, so 39 (and
+        # anything older than 46, not measured) gets a warm-up ``sens`` first.
+        warm_up = self._session.version is None or self._session.version < 46
+        compiled = self._compile(net, Phase())
+        circuit = _Circuit(compiled, {}, net, 0.0)
+        self._session.add_circuit(circuit, compiled.text)
+        self.loads += 1
+        generation = self._session.generation
         values = source_values(compiled, u, None, np.zeros((u.shape[0], net.n_free)))
         outs = [net.free_nodes[k] for k in net.output_index()]
         elements = [el for el in compiled.netlist.elements() if el.letter in "RGI"]
         result = {el.name: np.empty((u.shape[0], len(outs))) for el in elements}
-        for b in range(u.shape[0]):
-            self._drive(circuit, values[b])
-            # measured (ngspice 39): the first sens after an alter linearises diodes at the previous
-            # sample's state (errors up to 100 % on diode-clamped nodes); a second one is right
-            what = f"network {net.name!r}, free phase, sensitivities"
-            self._run(f"sens v({outs[0]})", what, [b])
-            self._session.command("destroy all")
-            for k, node in enumerate(outs):
-                errors = self._run(f"sens v({node})", what, [b])
-                if errors:
-                    raise NgspiceError(
-                        f"ngspice: network {net.name!r}, sens v({node}), sample {b}: "
-                        f"{' | '.join(errors[:3])}"
-                    )
-                for el in elements:
-                    result[el.name][b, k] = self._session.vector(
-                        f"{el.name}_gain" if el.letter == "G" else el.name
-                    )[0]
-                self._session.command("destroy all")
+        what = f"network {net.name!r}, free phase, sensitivities"
+        try:
+            for b in range(u.shape[0]):
+                for k, node in enumerate(outs):
+                    self._session.command("reset")
+                    circuit.values = {}  # the netlist's again: every source is altered
+                    self._drive(circuit, values[b])
+                    if warm_up:
+                        self._run(f"sens v({node})", what, [b])
+                        self._session.command("destroy all")
+                    errors = self._run(f"sens v({node})", what, [b])
+                    if errors:
+                        raise NgspiceError(
+                            f"ngspice: network {net.name!r}, sens v({node}), sample {b}: "
+                            f"{' | '.join(errors[:3])}"
+                        )
+                    for el in elements:
+                        result[el.name][b, k] = self._session.vector(
+                            f"{el.name}_gain" if el.letter == "G" else el.name
+                        )[0]
+                    self._session.command("destroy all")
+        finally:
+            if self._session.generation == generation and circuit in self._session.order:
+                self._session.remove(circuit)
         return result
 
     def _op(self, net: Network, phase: Phase, sample: int) -> None:

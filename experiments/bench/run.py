@@ -14,6 +14,8 @@
    largest voltage difference.
 4. ngspice memory: resident memory growth over 10,000 consecutive operating points, fast and op
    paths.
+5. ngspice's matrix solvers: KLU against Sparse 1.3 on the literal 784-500-10 netlist (784-100-10
+   with --quick), per alter + op through the shared library and for ``ngspice -b`` of the file.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -108,6 +112,54 @@ def bench_ngspice(spec: str, n_fast: int, n_naive: int, beta: float) -> dict:
     }
 
 
+def bench_solvers(spec: str, rounds: int) -> dict:
+    """KLU against Sparse 1.3 on one literal netlist, side by side.
+
+    Two ways, each with both solvers in one run: the engine's path (the netlist loaded once, per
+    sample the input sources altered and one ``op``; ``rounds`` samples, the solvers interleaved)
+    and the standalone file in ``ngspice -b`` (parse, set up and one ``.op``, as a designer runs
+    it). Node voltages of the two solvers are compared.
+    """
+    session = shared_session()
+    if not session.klu:
+        return {"spec": spec, "skipped": f"ngspice-{session.version} has no KLU"}
+    net = from_shorthand(spec, seed=0)
+    u = np.random.default_rng(1).uniform(0, 1, (rounds + 1, net.n_inputs))
+    engines = {s: NgspiceEngine(form="literal", sweep=1, solver=s) for s in ("klu", "sparse")}
+    out = {"spec": spec, "ngspice": session.version, "rounds": rounds}
+    x = {}
+    for solver, engine in engines.items():  # compile, load and the first operating point
+        op, out[f"{solver}_first_op_s"] = timed(engine.solve, net, Phase(), u[:1])
+        assert op.tolerances["solver"] == solver
+    for b in range(1, rounds + 1):
+        for solver, engine in engines.items():
+            op, seconds = timed(engine.solve, net, Phase(), u[b : b + 1])
+            out.setdefault(f"{solver}_alter_op_s", []).append(seconds)
+            x.setdefault(solver, []).append(op.x)
+    for engine in engines.values():
+        engine.close()
+    out["elements"] = len(compile_network(net, "free", "literal").netlist.elements())
+    out["max_abs_diff_klu_vs_sparse_v"] = float(
+        np.abs(np.concatenate(x["klu"]) - np.concatenate(x["sparse"])).max()
+    )
+    out["klu_vs_sparse_alter_op"] = min(out["klu_alter_op_s"]) / min(out["sparse_alter_op_s"])
+    with tempfile.TemporaryDirectory(prefix="circuitep-bench-") as tmp:
+        for solver in ("klu", "sparse"):
+            path = Path(tmp) / f"{solver}.cir"
+            text = compile_network(net, "free", "literal", inputs=u[0], solver=solver).spice()
+            path.write_text(text)
+            start = time.perf_counter()
+            done = subprocess.run(
+                ["ngspice", "-b", path.name], cwd=tmp, capture_output=True, text=True, timeout=900
+            )
+            out[f"{solver}_batch_op_s"] = time.perf_counter() - start
+            used = "KLU" if solver == "klu" else "SPARSE"
+            if done.returncode or f"Using {used}" not in done.stdout + done.stderr:
+                raise RuntimeError(f"ngspice -b {solver}: {(done.stderr or done.stdout)[-500:]}")
+    out["klu_vs_sparse_batch_op"] = out["klu_batch_op_s"] / out["sparse_batch_op_s"]
+    return out
+
+
 def mnist_or_random(n_train: int) -> tuple[Dataset, bool]:
     if os.environ.get("CIRCUITEP_MNIST_DIR"):
         return load_dataset("mnist", n_train=n_train, n_test=1000), True
@@ -177,6 +229,10 @@ def main(argv=None) -> int:
     results["ngspice_large"] = bench_ngspice(
         "ff:784-100-10", 50 if args.quick else 200, 1 if args.quick else 3, beta
     )
+    print("ngspice KLU vs Sparse ...", flush=True)
+    results["ngspice_solvers"] = bench_solvers(
+        "ff:784-100-10" if args.quick else "ff:784-500-10", 2
+    )
     print("numpy AEP vs BP epoch ...", flush=True)
     results["epochs"] = bench_epochs(3000 if args.quick else 60000)
     print("ngspice memory ...", flush=True)
@@ -210,6 +266,19 @@ def main(argv=None) -> int:
             f"x{r['ngspice_vs_layered_ratio']:.1f} faster "
             f"than ngspice; max |dV| {max(r[k] for k in r if k.startswith('max_abs_diff')):.1e} V"
         )
+    r = results["ngspice_solvers"]
+    if "skipped" in r:
+        print(f"KLU vs Sparse: skipped ({r['skipped']})")
+    else:
+        print(
+            f"{r['spec']} literal ({r['elements']} elements), ngspice-{r['ngspice']}: KLU / Sparse "
+            f"time per alter + op {r['klu_vs_sparse_alter_op']:.3f} "
+            f"({min(r['klu_alter_op_s']):.2f} s / {min(r['sparse_alter_op_s']):.2f} s), "
+            f"ngspice -b of the file {r['klu_vs_sparse_batch_op']:.3f} "
+            f"({r['klu_batch_op_s']:.1f} s / {r['sparse_batch_op_s']:.1f} s); "
+            f"max |dV| {r['max_abs_diff_klu_vs_sparse_v']:.1e} V"
+        )
+        results["klu_vs_sparse_alter_op"] = r["klu_vs_sparse_alter_op"]
     e = results["epochs"]
     print(
         f"784-500-10 on {e['data']} ({e['samples']} samples): AEP epoch / BP epoch = "
