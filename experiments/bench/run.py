@@ -9,8 +9,9 @@
    centred nudged phases), at 64-32-10 and 784-100-10; the node voltages of all paths are compared.
 2. numpy: one AEP training epoch against one backpropagation epoch (the exact adjoint gradient,
    same solver, same data, same batches) and against a plain numpy MLP's backpropagation epoch
-   (same architecture, batch, data and hard sigmoid; no circuitep code) at 784-500-10, on MNIST when CIRCUITEP_MNIST_DIR is set
-   (else on random images, said in the output); the full-epoch time of AEP on 60,000 samples.
+   (same architecture, batch, data and hard sigmoid; no circuitep code) at 784-500-10, on MNIST
+   when CIRCUITEP_MNIST_DIR is set (else on random images, said in the output); the full-epoch
+   time of AEP on 60,000 samples.
 3. numpy (layered engine) against the ngspice fast path on the same circuit: time ratio and the
    largest voltage difference.
 4. ngspice memory: resident memory growth over 10,000 consecutive operating points, fast and op
