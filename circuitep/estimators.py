@@ -183,6 +183,18 @@ def estimate(
     if not (np.isfinite(beta) and beta > 0):
         raise ValueError(f"beta = {beta!r} must be a positive finite number")
     cost = cost or SquaredError()
+    measured = getattr(engine, "estimate_from_circuit", None)
+    if measured is not None:  # a circuit the numpy model cannot describe: all from the circuit
+        return measured(
+            name,
+            net,
+            inputs,
+            targets,
+            beta=beta,
+            cost=cost,
+            centered=centered,
+            correction=correction,
+        )
     u, targets, _ = check_batch(net, Phase("dyadic", beta=1.0), inputs, targets, None)
     inputs = np.asarray(inputs, dtype=float)
     if x0 is None:

@@ -76,8 +76,17 @@ ELEMENT_KINDS: dict[str, ElementKind] = {
         ),
         ElementKind("D", 2, "model", "", "diode anode cathode model"),
         ElementKind("B", 2, "expression", "A", "behavioural current source n+ n- I=expression"),
+        ElementKind("M", 4, "model", "", "MOSFET drain gate source bulk model w=... l=... (m)"),
+        ElementKind("X", 0, "subcircuit", "", "subcircuit instance pins... name (0: any pins)"),
     )
 }
+#: Geometry parameters a MOSFET line may carry (m), the only ones the writer emits.
+MOSFET_PARAMS = ("w", "l")
+#: Model-card kinds the writer emits: the junction diode and ngspice's MOSFETs.
+MODEL_KINDS = ("D", "NMOS", "PMOS")
+#: A saved device parameter: ``@<device>[<parameter>]`` (ngspice's device-parameter vectors; the
+#: device name may carry a subcircuit path ``m.x1.m2``).
+SAVED_PARAM = re.compile(r"@[a-z][a-z0-9_.]*\[[a-z]+\]")
 
 
 def spice_number(x: float) -> str:
@@ -182,6 +191,8 @@ class Element:
     nodes: tuple[str, ...]
     value: float | str
     comment: str = ""
+    #: MOSFETs only: ``(("w", metres), ("l", metres))``
+    params: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self):
         ek = ELEMENT_KINDS.get(self.letter) if isinstance(self.letter, str) else None
@@ -192,7 +203,9 @@ class Element:
         object.__setattr__(self, "name", check_ident("element name", self.name))
         if not self.name.startswith(self.letter.lower()):
             raise ValueError(f"element {self.name!r} must start with its letter {self.letter!r}")
-        if len(self.nodes) != ek.terminals:
+        if not isinstance(self.nodes, tuple) or (
+            len(self.nodes) != ek.terminals if ek.terminals else not self.nodes
+        ):
             raise ValueError(
                 f"element {self.name!r} has {len(self.nodes)} nodes, a {self.letter} has "
                 f"{ek.terminals}"
@@ -202,7 +215,7 @@ class Element:
             for k, n in enumerate(self.nodes)
         )
         object.__setattr__(self, "nodes", nodes)
-        if self.letter == "D":
+        if self.letter in "DMX":
             model = check_ident(f"{self.name}.model", self.value, reserved=True)
             object.__setattr__(self, "value", model)
         elif self.letter == "B":
@@ -212,6 +225,21 @@ class Element:
             object.__setattr__(self, "value", finite_float(f"{self.name} value", self.value))
         _check_comment(self.comment)
         object.__setattr__(self, "comment", plain_str(f"{self.name} comment", self.comment))
+        params = tuple(self.params)
+        if self.letter != "M" and params:
+            raise ValueError(f"element {self.name!r}: only a MOSFET carries parameters")
+        if self.letter == "M":
+            keys = [k for k, _ in params]
+            if sorted(keys) != sorted(MOSFET_PARAMS):
+                raise ValueError(
+                    f"MOSFET {self.name!r} needs exactly the parameters {MOSFET_PARAMS}, got {keys}"
+                )
+            params = tuple(
+                (k, finite_float(f"{self.name}.{k}", v)) for k, v in params if spice_number(v)
+            )
+            if any(v <= 0 for _, v in params):
+                raise ValueError(f"MOSFET {self.name!r}: w and l must be positive (m)")
+        object.__setattr__(self, "params", params)
 
     @property
     def kind(self) -> str:
@@ -229,8 +257,10 @@ class Element:
         str
             One line, no newline.
         """
-        if self.letter == "D":
+        if self.letter in "DX":
             value = self.value
+        elif self.letter == "M":
+            value = " ".join([self.value] + [f"{k}={spice_number(v)}" for k, v in self.params])
         elif self.letter == "B":
             value = f"I={self.value}"
         elif self.letter in "VI":
@@ -267,7 +297,7 @@ class ModelCard:
 
     def __post_init__(self):
         object.__setattr__(self, "name", check_ident("model name", self.name, reserved=True))
-        if not isinstance(self.kind, str) or str.__str__(self.kind) not in ("D",):
+        if not isinstance(self.kind, str) or str.__str__(self.kind) not in MODEL_KINDS:
             raise ValueError(f"model kind {self.kind!r} is not supported")
         object.__setattr__(self, "kind", str.__str__(self.kind))
         params = []
@@ -294,6 +324,43 @@ class ModelCard:
 
 
 @dataclass(frozen=True)
+class Subcircuit:
+    """``.subckt name pins...`` ... ``.ends``: a block of elements instanced by ``X`` lines.
+
+    Its elements are any but ``X`` (no nesting); their nodes are its pins, ``0`` (global ground)
+    or its own internal nodes.
+    """
+
+    name: str
+    pins: tuple[str, ...]
+    elements: tuple[Element, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "name", check_ident("subcircuit name", self.name, reserved=True))
+        pins = tuple(
+            check_ident(f"subcircuit {self.name} pin", p, reserved=True) for p in self.pins
+        )
+        if not pins or len(set(pins)) != len(pins) or "0" in pins:
+            raise ValueError(f"subcircuit {self.name}: pins {pins} must be distinct, not 0")
+        object.__setattr__(self, "pins", pins)
+        object.__setattr__(self, "elements", tuple(self.elements))
+        for el in self.elements:
+            if type(el) is not Element or el.letter == "X":
+                raise TypeError(f"subcircuit {self.name}: {el!r} is not a plain element")
+
+    def lines(self) -> list[str]:
+        """The definition's lines, ``.subckt`` to ``.ends``.
+
+        Returns
+        -------
+        list of str
+            The lines, no newlines.
+        """
+        head = f".subckt {self.name} {' '.join(self.pins)}"
+        return [head, *(el.line() for el in self.elements), f".ends {self.name}"]
+
+
+@dataclass(frozen=True)
 class Netlist:
     """A netlist: title, header comments, options, model cards, sections of elements."""
 
@@ -307,8 +374,27 @@ class Netlist:
     #: ngspice's sparse-matrix solver (:data:`SOLVERS`), written as ``.options klu`` or
     #: ``.options sparse``; None: ngspice's default (Sparse 1.3 in ngspice 39 and 46)
     solver: str | None = None
+    #: subcircuit definitions its ``X`` elements instance
+    subcircuits: tuple[Subcircuit, ...] = ()
+    #: device parameters every analysis saves beside the node voltages (:data:`SAVED_PARAM`)
+    saves: tuple[str, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "subcircuits", tuple(self.subcircuits))
+        for sub in self.subcircuits:
+            if type(sub) is not Subcircuit:
+                raise TypeError(f"netlist {self.title!r}: {sub!r} is not a Subcircuit")
+        object.__setattr__(self, "saves", tuple(plain_str("saves", v) for v in self.saves))
+        for v in self.saves:
+            if not SAVED_PARAM.fullmatch(v):
+                raise ValueError(f"saved vector {v!r} is not of the form @device[parameter]")
+        defined = {sub.name: len(sub.pins) for sub in self.subcircuits}
+        for el in (e for sec in self.sections for e in sec.elements if e.letter == "X"):
+            if defined.get(el.value) != len(el.nodes):
+                raise ValueError(
+                    f"instance {el.name!r} of {el.value!r}: no such subcircuit with "
+                    f"{len(el.nodes)} pins in this netlist"
+                )
         if self.solver is not None and self.solver not in SOLVERS:
             raise ValueError(f"solver {self.solver!r} is not one of {', '.join(SOLVERS)}")
         _check_comment(self.title)
@@ -415,6 +501,10 @@ def analysis_block(probes: Sequence[str]) -> list[str]:
     return lines + ["quit", ".endc"]
 
 
+#: Saved vectors per ``.save`` line.
+_SAVE_CHUNK = 40
+
+
 def write(
     netlist: Netlist,
     line: Callable[[Element], str] = Element.line,
@@ -451,6 +541,13 @@ def write(
     if netlist.solver is not None:  # ngspice without KLU (39) ignores the flag
         lines.append(f".options {netlist.solver}")
     lines += [m.line() for m in netlist.models]
+    for sub in netlist.subcircuits:
+        lines += ["", *sub.lines()]
+    if netlist.saves:  # ngspice then saves only what is named: "all" keeps the node voltages
+        lines += [""] + [
+            f".save {'all ' if k == 0 else ''}{' '.join(netlist.saves[k : k + _SAVE_CHUNK])}"
+            for k in range(0, len(netlist.saves), _SAVE_CHUNK)
+        ]
     for s in netlist.sections:
         if not s.elements:
             continue
@@ -602,6 +699,12 @@ def write_xyce(netlist: Netlist, standalone: bool = True) -> str:
     str
         The Xyce text.
     """
+    transistor = [el.name for el in netlist.elements() if el.letter in "MX"]
+    if netlist.subcircuits or transistor or netlist.saves:
+        raise DialectError(
+            "the Xyce writer covers R, C, V, I, G, D and B elements: transistor-level devices "
+            f"and subcircuits ({', '.join(transistor[:3]) or 'definitions'}) are ngspice-only here"
+        )
     lines = [netlist.title]
     lines += [f"* {h}" if h else "*" for h in netlist.header]
     lines.append(

@@ -43,6 +43,8 @@ CHECKED = {
     "elements/tanh.py",
     "elements/vccs.py",
     "engines/layered.py",
+    "engines/ota.py",
+    "transistors.py",
     "engines/newton.py",
     "engines/numpy_engine.py",
     "checks.py",

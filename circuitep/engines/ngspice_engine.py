@@ -547,6 +547,7 @@ class NgspiceEngine:
         self._circuits: dict[tuple, _Circuit] = {}
         self._generation = self._session.generation
         self._unswept: set[tuple] = set()  # phases whose sweep ran past the time limit
+        self._last_sweep_timed_out = False
         self.loads = 0  # circuits loaded from text (for tests and benchmarks)
         self.sweeps = 0  # groups of samples solved in one analysis
         self.alters = 0  # element values altered
@@ -627,7 +628,18 @@ class NgspiceEngine:
         self.loads += 1
         return compiled
 
-    def _compile(self, net: Network, phase: Phase) -> Compiled:
+    def _unsolved(self, net, phase, u, y, x0, x, d) -> np.ndarray:
+        """Samples whose returned state is no operating point of the circuit (model KCL here)."""
+        return unsolved(net, phase, u, y, x0, x, d)
+
+    def _realise(self, compiled: Compiled, **options) -> Compiled:
+        """The circuit that is simulated for a compiled phase: the model's own here.
+
+        A subclass builds other devices (:class:`circuitep.engines.ota.OtaEngine`).
+        """
+        return compiled
+
+    def _compile(self, net: Network, phase: Phase, **options) -> Compiled:
         compiled = compile_network(
             net,
             phase.kind,
@@ -637,6 +649,7 @@ class NgspiceEngine:
             tolerances=self.tolerances,
             correction=phase.correction,
         )
+        compiled = self._realise(compiled, **options)
         session = self._session
         solver = resolve_solver(
             self.solver, session.version, session.klu, len(compiled.netlist.elements())
@@ -788,7 +801,7 @@ class NgspiceEngine:
                 if k % 200 == 199:
                     self._session.command("destroy all")
             self._session.command("destroy all")
-        bad = unsolved(net, phase, u, y, x0, x, d)
+        bad = self._unsolved(net, phase, u, y, x0, x, d)
         if bad.size:
             raise ConvergenceError(
                 f"ngspice engine: network {net.name!r}, phase {phase.label}: what ngspice returned "
@@ -829,30 +842,64 @@ class NgspiceEngine:
         text = write_sweep(
             compiled.netlist, {s.name: values[:, k] for k, s in enumerate(compiled.sources)}
         )
+        names = list(compiled.free_nodes) + (list(compiled.adjoint_nodes) if d is not None else [])
+        what = f"network {compiled.network.name!r}, {compiled.phase} phase"
+        got = self.sweep_vectors(text, len(rows), names, what)
+        if got is None:
+            if self._last_sweep_timed_out:  # solved again one op each, nor swept again
+                self._unswept.add(_phase_key(compiled.phase, compiled.cost))
+            return False
+        x[rows] = np.stack([got[n] for n in compiled.free_nodes], axis=1)
+        if d is not None:
+            d[rows] = np.stack([got[n] for n in compiled.adjoint_nodes], axis=1)
+        return True
+
+    def sweep_vectors(
+        self, text: str, n: int, names: list[str], what: str
+    ) -> dict[str, np.ndarray] | None:
+        """Load a sweep netlist (:func:`circuitep.netlist.write_sweep`), run its ``n`` points, read.
+
+        Parameters
+        ----------
+        text : str
+            The netlist, swept by :data:`~circuitep.netlist.SWEEP_SOURCE` over ``0 .. n-1``.
+        n : int
+            Points (samples), >= 2.
+        names : list of str
+            Vectors to read: node voltages and saved device parameters.
+        what : str
+            The circuit, for error messages.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray or None
+            Each vector ``(n,)``; None where the sweep does not converge, ends early or runs past
+            ``timeout`` (then :attr:`_last_sweep_timed_out` is set).
+
+        Raises
+        ------
+        NgspiceError
+            For other ngspice errors.
+        """
+        self._last_sweep_timed_out = False
         token = object()
         self._session.add_circuit(token, text)
         try:
-            errors = self._session.run(f"dc {SWEEP_SOURCE} 0 {len(rows) - 1} 1", self.timeout)
-            if errors is None:  # solved again one op each, each with its own time limit, and
-                self._unswept.add(_phase_key(compiled.phase, compiled.cost))  # nor swept again
-                return False
+            errors = self._session.run(f"dc {SWEEP_SOURCE} 0 {n - 1} 1", self.timeout)
+            if errors is None:  # solved again one op each, each with its own time limit
+                self._last_sweep_timed_out = True
+                return None
             if errors:
                 if any(_NONCONVERGENCE.search(e) for e in errors):
-                    return False
+                    return None
                 raise NgspiceError(
-                    f"ngspice: network {compiled.network.name!r}, {compiled.phase} phase, "
-                    f"sweep over {len(rows)} samples: {' | '.join(errors[:3])}"
+                    f"ngspice: {what}, sweep over {n} samples: {' | '.join(errors[:3])}"
                 )
-            got = np.stack([self._session.vector(n) for n in compiled.free_nodes], axis=1)
-            if got.shape[0] != len(rows):  # a sweep cut short without an error line
-                return False
-            x[rows] = got
-            if d is not None:
-                d[rows] = np.stack(
-                    [self._session.vector(n) for n in compiled.adjoint_nodes], axis=1
-                )
+            got = {name: self._session.vector(name) for name in names}
+            if any(v.shape[0] != n for v in got.values()):  # cut short without an error line
+                return None
             self.sweeps += 1
-            return True
+            return got
         finally:
             if token in self._session.order:  # else ngspice was reset after a timeout
                 self._session.command("destroy all")

@@ -1,0 +1,520 @@
+"""Transistor-level transconductors: the built-in five-transistor OTA (issue 17 items 3 and 4).
+
+The model the controller holds is a network of ideal transconductors (``vccs``, ``w`` in S); the
+circuit that is simulated realises each of them as a five-transistor OTA with ngspice's level-1
+MOSFETs (DESIGN.md §7): an NMOS differential pair ``m1``/``m2`` on a tail current source, a PMOS
+current mirror ``m3``/``m4`` as its load, the output (drain of ``m2`` and ``m4``) wired straight
+into the coupling's destination node. Its weight is programmed through two physical knobs, as a
+designer would build it:
+
+- the **tail current** ``I_b`` (A), a current DAC: it sets the magnitude. :func:`characterise`
+  measures the OTA's transconductance at zero differential input against ``I_b`` in ngspice, and
+  :class:`Knobs` inverts that curve, so that a weight ``|w|`` maps to the ``I_b`` whose measured
+  transconductance is ``|w|``;
+- a **sign switch**: four transmission gates (resistors of ``r_on`` or ``r_off``) route the
+  coupling's source node to the ``+`` gate and the reference ``v_ref`` to the ``-`` gate, or the
+  other way round.
+
+Beyond small signals the OTA is not the model: it saturates at ``+-I_b`` (square-law pair:
+linear within about ``+-sqrt(2 I_b / beta)``), has output conductance (``lambda``), body effect
+and a systematic offset. The numpy engines cannot describe it; its learning phases, its Jacobian
+and its gradient come from the circuit (:class:`circuitep.engines.ota.OtaEngine`).
+
+:func:`small_signal` turns ngspice's device small-signal parameters at an operating point (``gm``,
+``gds``, ``gmbs``, ``gbd``, ``gbs`` of each transistor, the derivatives ngspice's own Newton step
+uses) into the OTA's terminal derivatives, by eliminating its two internal nodes exactly. Every
+name and value written here is the package's own: nothing from a user reaches these lines but
+numbers, which :mod:`circuitep.netlist` validates.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, fields
+
+import numpy as np
+from scipy.interpolate import PchipInterpolator
+
+from circuitep.checks import is_number, plain_float
+from circuitep.netlist import Element, ModelCard, Netlist, Section, Subcircuit, spice_number, write
+
+#: The subcircuit's name and pins: ``+`` gate, ``-`` gate, output, tail, supplies.
+SUBCKT = "circuitep_ota5t"
+PINS = ("gp", "gn", "out", "tail", "vdd", "vss")
+#: Model-card names of the OTA's transistors.
+NMOS, PMOS = "circuitep_nch", "circuitep_pch"
+#: Nodes of the shared supplies and of the reference input (written once per netlist).
+VDD_NODE, VSS_NODE, VREF_NODE = "ota_vdd", "ota_vss", "ota_vref"
+#: Per transistor, the small-signal parameters :func:`small_signal` reads (ngspice names).
+DEVICE_PARAMS = {
+    "m1": ("gm", "gds", "gmbs", "gbd", "gbs"),
+    "m2": ("gm", "gds", "gmbs", "gbs"),
+    "m3": ("gm", "gds", "gbd"),
+    "m4": ("gm",),
+}
+#: The smallest tail current written (A): weights below the knob curve's first point map to
+#: ``I_b ~ w^2`` down to this, below which a weight is realised as this current's tiny gain.
+TAIL_FLOOR = 1e-15
+
+
+@dataclass(frozen=True)
+class OtaDesign:
+    """The reference OTA's design: supplies, reference, transistor cards and sizes, switches.
+
+    Defaults: +-5 V supplies, reference input at 0 V (so that ``i ~ w v(src)`` as in the model),
+    long-channel level-1 MOSFETs (KP 50 / 25 uA/V^2, VTO +-0.7 V, GAMMA 0.4, LAMBDA 0.02 1/V), a
+    2 um / 2 um NMOS pair (linear range about +-1 V at ``w = 4e-5 S``), a 4 um / 2 um PMOS mirror,
+    1 kOhm / 1 TOhm switches, tail currents from ``i_min`` to ``i_max`` (the DAC's range; the top
+    keeps every transistor saturated within the supplies at the largest weight,
+    about 1.4e-4 S).
+
+    Parameters
+    ----------
+    vdd, vss, v_ref : float
+        Supply rails and the reference input, V.
+    kp_n, kp_p : float
+        Transconductance parameters of the NMOS and PMOS cards, A/V^2.
+    vto_n, vto_p : float
+        Threshold voltages, V (PMOS negative).
+    gamma, phi, lam : float
+        Body-effect coefficient (V^0.5), surface potential (V), channel-length modulation (1/V).
+    w_pair, l_pair, w_mirror, l_mirror : float
+        Channel widths and lengths of the pair and the mirror, m.
+    r_on, r_off : float
+        Switch resistances, Ohm.
+    i_min, i_max : float
+        The tail-current range the knob curve is measured over, A.
+    v_out : float
+        Output voltage at which the knob curve is measured, V (the middle of the node range).
+    """
+
+    vdd: float = 5.0
+    vss: float = -5.0
+    v_ref: float = 0.0
+    kp_n: float = 50e-6
+    kp_p: float = 25e-6
+    vto_n: float = 0.7
+    vto_p: float = -0.7
+    gamma: float = 0.4
+    phi: float = 0.7
+    lam: float = 0.02
+    w_pair: float = 2e-6
+    l_pair: float = 2e-6
+    w_mirror: float = 4e-6
+    l_mirror: float = 2e-6
+    r_on: float = 1e3
+    r_off: float = 1e12
+    i_min: float = 1e-9
+    i_max: float = 4e-4
+    v_out: float = 0.5
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not is_number(value) or not np.isfinite(plain_float(f.name, value)):
+                raise ValueError(f"OtaDesign.{f.name} = {value!r} must be a finite number")
+            object.__setattr__(self, f.name, plain_float(f.name, value))
+        positive = ("kp_n", "kp_p", "w_pair", "l_pair", "w_mirror", "l_mirror", "r_on", "r_off")
+        for name in positive + ("i_min", "i_max", "phi"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"OtaDesign.{name} = {getattr(self, name)!r} must be positive")
+        if not (self.vss < self.v_ref < self.vdd and self.vss < self.v_out < self.vdd):
+            raise ValueError("OtaDesign: v_ref and v_out must lie between vss and vdd")
+        if self.r_off <= self.r_on:
+            raise ValueError("OtaDesign: r_off must exceed r_on (a switch's off state)")
+        if not self.i_min < self.i_max:
+            raise ValueError("OtaDesign: i_min must be below i_max")
+        if self.vto_n <= 0 or self.vto_p >= 0:
+            raise ValueError("OtaDesign: vto_n must be positive and vto_p negative (enhancement)")
+        if self.gamma < 0 or self.lam < 0:
+            raise ValueError("OtaDesign: gamma and lam must be >= 0")
+
+    @property
+    def divider(self) -> float:
+        """The fraction of a switch input that reaches a gate through ``r_on`` (1)."""
+        return self.r_off / (self.r_on + self.r_off)
+
+    def models(self) -> tuple[ModelCard, ModelCard]:
+        """The NMOS and PMOS level-1 cards.
+
+        Returns
+        -------
+        tuple of ModelCard
+            NMOS, PMOS.
+        """
+
+        def card(name, kind, kp, vto):
+            params = (("level", 1.0), ("vto", vto), ("kp", kp), ("gamma", self.gamma))
+            return ModelCard(name, kind, params + (("phi", self.phi), ("lambda", self.lam)))
+
+        return card(NMOS, "NMOS", self.kp_n, self.vto_n), card(PMOS, "PMOS", self.kp_p, self.vto_p)
+
+    def subcircuit(self) -> Subcircuit:
+        """The OTA: pair ``m1``/``m2`` (bulk at ``vss``), mirror ``m3``/``m4`` (bulk at ``vdd``).
+
+        Returns
+        -------
+        Subcircuit
+            ``circuitep_ota5t gp gn out tail vdd vss``.
+        """
+        pair = (("w", self.w_pair), ("l", self.l_pair))
+        mirror = (("w", self.w_mirror), ("l", self.l_mirror))
+        return Subcircuit(
+            SUBCKT,
+            PINS,
+            (
+                Element("M", "m1", ("a", "gp", "tail", "vss"), NMOS, params=pair),
+                Element("M", "m2", ("out", "gn", "tail", "vss"), NMOS, params=pair),
+                Element("M", "m3", ("a", "a", "vdd", "vdd"), PMOS, params=mirror),
+                Element("M", "m4", ("out", "a", "vdd", "vdd"), PMOS, params=mirror),
+            ),
+        )
+
+
+def saved_params(instance: str) -> list[str]:
+    """The device-parameter vectors :func:`small_signal` needs for OTA instance ``instance``.
+
+    Parameters
+    ----------
+    instance : str
+        The ``X`` element's name (``xfwd1_0_0``).
+
+    Returns
+    -------
+    list of str
+        ``@m.<instance>.<device>[<param>]`` names, in :data:`DEVICE_PARAMS` order.
+    """
+    return [f"@m.{instance}.{m}[{p}]" for m, ps in DEVICE_PARAMS.items() for p in ps]
+
+
+@dataclass(frozen=True)
+class SmallSignal:
+    """An OTA's terminal derivatives at an operating point (arrays of one shape).
+
+    Attributes
+    ----------
+    d_gp, d_gn : numpy.ndarray
+        ``d i_out / d v(gp)``, ``d i_out / d v(gn)``, S (``i_out`` flows into the output node).
+    d_tail : numpy.ndarray
+        ``d i_out / d I_b``, dimensionless.
+    """
+
+    d_gp: np.ndarray
+    d_gn: np.ndarray
+    d_tail: np.ndarray
+
+
+def small_signal(p: dict[str, np.ndarray]) -> SmallSignal:
+    """The OTA's terminal derivatives from its transistors' small-signal parameters.
+
+    Linearises the five-transistor OTA with its terminals held (gates, output, supplies) and solves
+    for its two internal nodes, the tail ``t`` and the mirror node ``a``, exactly. With NMOS drain
+    currents ``i = gm v_gs + gds v_ds + gmbs v_bs`` and PMOS source-to-drain currents ``gm v_sg +
+    gds v_sd`` (ngspice's level-1 stamp, every transistor in forward mode), junction conductances
+    ``gbd``/``gbs`` to the bulk, and the tail current leaving ``t``:
+
+        KCL(a): -(gm3 + gds3 + gds1 + gbd1 + gbd3) a + S1 t = gm1 v_gp
+        KCL(t): gds1 a - (S1 + S2 + gbs1 + gbs2) t = I_b - gm1 v_gp - gm2 v_gn
+        i_out  = -gm4 a + S2 t - gm2 v_gn           (S_k = gm_k + gds_k + gmbs_k)
+
+    Parameters
+    ----------
+    p : dict of str to numpy.ndarray
+        ``"m1.gm"``, ``"m1.gds"``, ... for every entry of :data:`DEVICE_PARAMS` (S), arrays of one
+        shape (for example ``(batch, n_ota)``).
+
+    Returns
+    -------
+    SmallSignal
+        The derivatives, each of that shape.
+    """
+    s1 = p["m1.gm"] + p["m1.gds"] + p["m1.gmbs"]
+    s2 = p["m2.gm"] + p["m2.gds"] + p["m2.gmbs"]
+    m11 = -(p["m3.gm"] + p["m3.gds"] + p["m1.gds"] + p["m1.gbd"] + p["m3.gbd"])
+    m12 = s1
+    m21 = p["m1.gds"]
+    m22 = -(s1 + s2 + p["m1.gbs"] + p["m2.gbs"])
+    det = m11 * m22 - m12 * m21
+
+    def response(r1, r2):  # i_out's change for the right-hand side (r1, r2) of KCL(a), KCL(t)
+        a = (r1 * m22 - m12 * r2) / det
+        t = (m11 * r2 - m21 * r1) / det
+        return -p["m4.gm"] * a + s2 * t
+
+    gm1, gm2 = p["m1.gm"], p["m2.gm"]
+    zero = np.zeros_like(gm1)
+    return SmallSignal(
+        d_gp=response(gm1, -gm1),
+        d_gn=response(zero, -gm2) - gm2,
+        d_tail=response(zero, np.ones_like(gm1)),
+    )
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """The weight-to-knob map of an OTA design, measured in ngspice (:func:`characterise`).
+
+    ``currents`` (A, increasing) and ``gains`` (S, the transconductance at zero differential input
+    and output ``v_out``, increasing) are the measured curve; between its points ``log I_b`` is a
+    monotone cubic (PCHIP) in ``log |w|``; below it ``I_b ~ w^2`` (the square law) down to
+    :data:`TAIL_FLOOR`; above it the DAC sits at full scale (``i_max``: the weight is clipped to
+    :attr:`w_max` and its derivative is 0, in the circuit as in its gradient).
+    """
+
+    currents: np.ndarray
+    gains: np.ndarray
+
+    @property
+    def w_max(self) -> float:
+        """The largest weight the OTA realises, S."""
+        return float(self.gains[-1])
+
+    @functools.cached_property
+    def _curve(self):
+        return PchipInterpolator(np.log(self.gains), np.log(self.currents))
+
+    def tail(self, w) -> tuple[np.ndarray, np.ndarray]:
+        """Tail currents realising weights ``|w|`` and their derivatives.
+
+        Parameters
+        ----------
+        w : array_like
+            Weights, S (signed; the sign is the switch's).
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``I_b`` (A) and ``d I_b / d|w|`` (A/S), shaped like ``w``.
+        """
+        a = np.abs(np.asarray(w, dtype=float))
+        g0, i0 = float(self.gains[0]), float(self.currents[0])
+        on = a >= g0
+        la = np.log(np.where(on, np.minimum(a, self.w_max), g0))
+        ib_on = np.exp(self._curve(la))
+        inside = a <= self.w_max
+        slope_on = ib_on * self._curve.derivative()(la) / np.where(on, a, g0) * inside
+        low = i0 * (a / g0) ** 2
+        ib = np.where(on, ib_on, np.maximum(low, TAIL_FLOOR))
+        slope = np.where(on, slope_on, np.where(low > TAIL_FLOOR, 2 * i0 * a / g0**2, 0.0))
+        return ib, slope
+
+
+#: Points of the measured knob curve.
+CURVE_POINTS = 81
+
+
+@functools.lru_cache(maxsize=8)
+def characterise(design: OtaDesign) -> Knobs:
+    """Measure the OTA's transconductance against its tail current in ngspice.
+
+    One OTA, gates at ``v_ref``, output held at ``v_out``, tail currents log-spaced from
+    ``i_min`` to ``i_max``; the transconductance is :func:`small_signal`'s ``d_gp`` times the
+    switch divider. Cached per design.
+
+    Parameters
+    ----------
+    design : OtaDesign
+        The design.
+
+    Returns
+    -------
+    Knobs
+        The measured curve.
+    """
+    from circuitep.engines.ngspice_engine import NgspiceError, shared_session
+
+    currents = np.geomspace(design.i_min, design.i_max, CURVE_POINTS)
+    elements = [
+        Element("V", "vdd", (VDD_NODE, "0"), design.vdd),
+        Element("V", "vss", (VSS_NODE, "0"), design.vss),
+        Element("V", "vgate", (VREF_NODE, "0"), design.v_ref),
+        Element("V", "vout", ("out", "0"), design.v_out),
+        Element("X", "xota", (VREF_NODE, VREF_NODE, "out", "tail", VDD_NODE, VSS_NODE), SUBCKT),
+        Element("I", "itail", ("tail", VSS_NODE), float(currents[0])),
+    ]
+    netlist = Netlist(
+        "* circuitep: OTA knob curve",
+        (Section("one OTA, terminals held", tuple(elements)),),
+        models=design.models(),
+        options=(("reltol", 1e-10), ("vntol", 1e-12), ("abstol", 1e-15), ("gmin", 1e-12)),
+        subcircuits=(design.subcircuit(),),
+        saves=tuple(saved_params("xota")),
+    )
+
+    session = shared_session()
+    token = object()
+    session.add_circuit(token, write(netlist))
+    gains = np.empty(CURVE_POINTS)
+    try:
+        for k, ib in enumerate(currents):
+            session.checked(f"alter itail dc = {spice_number(ib)}")
+            errors = session.run("op", 30.0)
+            if errors is None or errors:
+                raise NgspiceError(f"OTA knob curve: no operating point at I_b = {ib:.3g} A")
+            p = {
+                f"{m}.{q}": session.vector(f"@m.xota.{m}[{q}]")
+                for m, qs in DEVICE_PARAMS.items()
+                for q in qs
+            }
+            gains[k] = small_signal(p).d_gp[0] * design.divider
+    finally:
+        session.command("destroy all")
+        session.remove(token)
+    if not np.all(np.diff(gains) > 0):
+        raise ValueError("OTA knob curve: the transconductance does not grow with I_b")
+    return Knobs(currents, gains)
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where one OTA sits: the model's transconductor ``weight[i, j]`` of coupling ``coupling``.
+
+    ``src``/``dst`` are its netlist nodes, ``src_free``/``dst_free`` their indices among the free
+    nodes (``None`` for an input node), ``base`` the stem of its elements' names.
+    """
+
+    coupling: str
+    i: int
+    j: int
+    base: str
+    src: str
+    dst: str
+    src_free: int | None
+    dst_free: int | None
+
+    @property
+    def instance(self) -> str:
+        """The ``X`` element's name."""
+        return f"x{self.base}"
+
+
+def sites(compiled) -> list[Site]:
+    """The OTAs that realise the ``vccs`` couplings of a compiled phase, in netlist order.
+
+    Parameters
+    ----------
+    compiled : Compiled
+        A literal-form phase (:func:`circuitep.compiler.compile_network`).
+
+    Returns
+    -------
+    list of Site
+        One per unmasked transconductor.
+    """
+    net = compiled.network
+    free = {n: k for k, n in enumerate(compiled.free_nodes)}
+    by_name = {el.name: el for el in compiled.netlist.elements()}
+    out = []
+    for c in net.couplings:
+        if c.kind != "vccs":
+            continue
+        for i, j in zip(*np.nonzero(c.mask), strict=True):
+            base = f"{c.name}_{i}_{j}"
+            el, ota = by_name.get(f"g{base}"), by_name.get(f"x{base}")
+            if el is not None and el.letter == "G":
+                dst, src = el.nodes[1], el.nodes[2]
+            elif ota is not None and ota.letter == "X" and f"rsp_{base}" in by_name:
+                dst, src = ota.nodes[2], by_name[f"rsp_{base}"].nodes[0]  # already realised
+            else:
+                raise ValueError(
+                    f"coupling {c.name!r}: no transconductor g{base} in the {compiled.form} "
+                    "netlist (transistor OTAs need the literal form)"
+                )
+            out.append(Site(c.name, int(i), int(j), base, src, dst, free.get(src), free.get(dst)))
+    return out
+
+
+def realise(compiled, design: OtaDesign, knobs: Knobs, save: bool = False):
+    """The compiled phase with every ``vccs`` transconductor built as the reference OTA.
+
+    Each ``G`` element ``g<coupling>_<i>_<j>`` becomes the OTA ``x<coupling>_<i>_<j>`` with its
+    tail current ``itail_...`` (``I_b`` for ``|w|``, :meth:`Knobs.tail`) and its four switch
+    resistors ``rsp_``/``rrp_``/``rsn_``/``rrn_`` (source or reference to the ``+`` and ``-``
+    gates, ``r_on`` or ``r_off`` by the sign of ``w``); one section holds the supplies and the
+    reference. Every other element stays. ``save`` adds the transistors' small-signal parameters
+    to every analysis (:func:`saved_params`).
+
+    Parameters
+    ----------
+    compiled : Compiled
+        A literal-form phase.
+    design : OtaDesign
+        The OTA.
+    knobs : Knobs
+        Its measured weight-to-tail-current map.
+    save : bool
+        Save the device parameters.
+
+    Returns
+    -------
+    Compiled
+        The same phase, its netlist transistor-level.
+    """
+    import dataclasses
+
+    where = sites(compiled)
+    net = compiled.network
+    replaced = {f"g{s.base}": s for s in where}
+    taken = set(compiled.netlist.nodes())
+    clash = sorted(
+        taken & {VDD_NODE, VSS_NODE, VREF_NODE}
+        | {n for s in where for n in (f"gp_{s.base}", f"gn_{s.base}", f"tail_{s.base}")} & taken
+    )
+    if clash:
+        raise ValueError(f"node name(s) {clash[:3]} of the network are the OTAs' own")
+    weights = {c.name: c.weight for c in net.couplings}
+    sections = []
+    for sec in compiled.netlist.sections:
+        if not any(el.name in replaced for el in sec.elements):
+            sections.append(sec)
+            continue
+        els = []
+        for el in sec.elements:
+            s = replaced.get(el.name)
+            if s is None:
+                els.append(el)
+                continue
+            w = float(weights[s.coupling][s.i, s.j])
+            ib, _ = knobs.tail(w)
+            on, off = design.r_on, design.r_off
+            pos = w >= 0
+            gp, gn, tail = f"gp_{s.base}", f"gn_{s.base}", f"tail_{s.base}"
+            els += [
+                Element(
+                    "X",
+                    s.instance,
+                    (gp, gn, s.dst, tail, VDD_NODE, VSS_NODE),
+                    SUBCKT,
+                    comment=f"w = {w:.6g} S",
+                ),
+                Element("I", f"itail_{s.base}", (tail, VSS_NODE), float(ib)),
+                Element("R", f"rsp_{s.base}", (s.src, gp), on if pos else off),
+                Element("R", f"rrp_{s.base}", (VREF_NODE, gp), off if pos else on),
+                Element("R", f"rsn_{s.base}", (s.src, gn), off if pos else on),
+                Element("R", f"rrn_{s.base}", (VREF_NODE, gn), on if pos else off),
+            ]
+        title = sec.title.replace("transconductors (S)", "five-transistor OTAs (tail A, switches)")
+        sections.append(Section(title, tuple(els)))
+    supplies = Section(
+        "OTA supplies and reference input (V)",
+        (
+            Element("V", "vota_vdd", (VDD_NODE, "0"), design.vdd),
+            Element("V", "vota_vss", (VSS_NODE, "0"), design.vss),
+            Element("V", "vota_vref", (VREF_NODE, "0"), design.v_ref),
+        ),
+    )
+    old = compiled.netlist
+    netlist = dataclasses.replace(
+        old,
+        sections=(supplies, *sections),
+        models=old.models + design.models(),
+        subcircuits=old.subcircuits + (design.subcircuit(),),
+        saves=old.saves
+        + (tuple(v for s in where for v in saved_params(s.instance)) if save else ()),
+        header=old.header
+        + (
+            f"transconductors realised as the five-transistor OTA {SUBCKT} "
+            f"(circuitep.transistors; {len(where)} OTAs)",
+        ),
+    )
+    return dataclasses.replace(compiled, netlist=netlist)
