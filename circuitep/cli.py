@@ -57,6 +57,10 @@ from circuitep.train import (
 from circuitep.variation import Storage, Variation, draw, variation_from_dict
 
 ENGINES = ("ngspice", "numpy", "layered")
+#: Engines that train and simulate: also ngspice on the circuit whose transconductors are the
+#: built-in five-transistor OTA (:class:`circuitep.engines.ota.OtaEngine`), which gradcheck and
+#: reference cannot take (their truth is the numpy model's adjoint).
+CIRCUIT_ENGINES = ENGINES + ("ngspice-ota5t",)
 #: Exit status of ``train`` and ``demo`` when training diverged (``diverged.json`` in the run
 #: directory); 0 is a run trained to its epochs, 2 bad input or a refused run.
 EXIT_DIVERGED = 3
@@ -175,10 +179,10 @@ def make_engine(
 
     Parameters
     ----------
-    name : {"numpy", "layered", "ngspice"}
-        The engine.
+    name : {"numpy", "layered", "ngspice", "ngspice-ota5t"}
+        The engine (``ngspice-ota5t``: every transconductor the built-in transistor OTA).
     form : {"folded", "literal"}
-        ngspice's netlist form.
+        ngspice's netlist form (``ngspice-ota5t`` is always literal).
     tolerances : Tolerances, optional
         ngspice's ``.options`` (default :class:`~circuitep.compiler.Tolerances`).
     timeout : float
@@ -203,7 +207,11 @@ def make_engine(
         return NgspiceEngine(
             form=form, tolerances=tolerances or Tolerances(), timeout=timeout, solver=solver
         )
-    raise UsageError(f"unknown engine {name!r}: choose numpy, layered or ngspice")
+    if name == "ngspice-ota5t":
+        from circuitep.engines.ota import OtaEngine
+
+        return OtaEngine(tolerances=tolerances or Tolerances(), timeout=timeout, solver=solver)
+    raise UsageError(f"unknown engine {name!r}: choose one of {', '.join(CIRCUIT_ENGINES)}")
 
 
 def _sample(net: Network, inputs, targets, describe: bool = False):
@@ -1344,9 +1352,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--engine",
-        choices=ENGINES,
+        choices=CIRCUIT_ENGINES,
         default="ngspice",
-        help="ngspice (the simulator of record, default) or numpy (the reference solver)",
+        help="ngspice (the simulator of record, default), numpy (the reference solver) or "
+        "ngspice-ota5t (ngspice, every transconductor the built-in five-transistor OTA)",
     )
     _ngspice_options(s, form="literal")
     s.add_argument(
@@ -1490,10 +1499,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n-test", type=_count, help="use only the first N test samples")
     t.add_argument(
         "--engine",
-        choices=ENGINES,
+        choices=CIRCUIT_ENGINES,
         default="layered",
         help="layered (the numpy solver exploiting the layer structure, default), numpy (the dense "
-        "reference solver, any graph) or ngspice (the circuit simulator in the loop)",
+        "reference solver, any graph), ngspice (the circuit simulator in the loop) or "
+        "ngspice-ota5t (ngspice with every transconductor the built-in five-transistor OTA: "
+        "literal netlists, aep or vf, the gradient cosine against ngspice's finite differences)",
     )
     _ngspice_options(t, form="folded")
     t.add_argument(

@@ -185,7 +185,7 @@ def estimate(
     cost = cost or SquaredError()
     measured = getattr(engine, "estimate_from_circuit", None)
     if measured is not None:  # a circuit the numpy model cannot describe: all from the circuit
-        return measured(
+        x0, s, grads, value = measured(
             name,
             net,
             inputs,
@@ -195,6 +195,7 @@ def estimate(
             centered=centered,
             correction=correction,
         )
+        return Estimate(name, x0, s, grads, value, float(beta), centered)
     u, targets, _ = check_batch(net, Phase("dyadic", beta=1.0), inputs, targets, None)
     inputs = np.asarray(inputs, dtype=float)
     if x0 is None:

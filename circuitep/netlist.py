@@ -80,8 +80,11 @@ ELEMENT_KINDS: dict[str, ElementKind] = {
         ElementKind("X", 0, "subcircuit", "", "subcircuit instance pins... name (0: any pins)"),
     )
 }
-#: Geometry parameters a MOSFET line may carry (m), the only ones the writer emits.
+#: Geometry parameters every MOSFET line carries (m).
 MOSFET_PARAMS = ("w", "l")
+#: Instance parameters a MOSFET line may carry beside them: multiplier, junction areas (m^2) and
+#: perimeters (m), squares of drain and source diffusion.
+MOSFET_OPTIONAL = ("m", "ad", "as", "pd", "ps", "nrd", "nrs")
 #: Model-card kinds the writer emits: the junction diode and ngspice's MOSFETs.
 MODEL_KINDS = ("D", "NMOS", "PMOS")
 #: A saved device parameter: ``@<device>[<parameter>]`` (ngspice's device-parameter vectors; the
@@ -230,15 +233,24 @@ class Element:
             raise ValueError(f"element {self.name!r}: only a MOSFET carries parameters")
         if self.letter == "M":
             keys = [k for k, _ in params]
-            if sorted(keys) != sorted(MOSFET_PARAMS):
+            if (
+                len(set(keys)) != len(keys)
+                or not set(MOSFET_PARAMS) <= set(keys)
+                or not set(keys) <= set(MOSFET_PARAMS) | set(MOSFET_OPTIONAL)
+            ):
                 raise ValueError(
-                    f"MOSFET {self.name!r} needs exactly the parameters {MOSFET_PARAMS}, got {keys}"
+                    f"MOSFET {self.name!r} needs the parameters {MOSFET_PARAMS} and may have "
+                    f"{MOSFET_OPTIONAL}, each once; got {keys}"
                 )
             params = tuple(
                 (k, finite_float(f"{self.name}.{k}", v)) for k, v in params if spice_number(v)
             )
-            if any(v <= 0 for _, v in params):
-                raise ValueError(f"MOSFET {self.name!r}: w and l must be positive (m)")
+            if any(v <= 0 for k, v in params if k in MOSFET_PARAMS) or any(
+                v < 0 for _, v in params
+            ):
+                raise ValueError(
+                    f"MOSFET {self.name!r}: w and l must be positive (m), the others >= 0"
+                )
         object.__setattr__(self, "params", params)
 
     @property

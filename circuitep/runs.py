@@ -259,7 +259,8 @@ def write_trained_netlist(path: Path, net: Network, trainer: Trainer, command: s
     """Write the trained circuit's literal free-phase netlist holding test sample 0.
 
     It holds the sample's inputs; the header gives its label and targets and the node ranges on it
-    (from the numpy engine; none when that does not converge). It runs alone in ngspice.
+    (from the numpy engine; none when that does not converge or the circuit is transistor-level,
+    whose netlist, from the engine, is written). It runs alone in ngspice.
 
     Parameters
     ----------
@@ -274,8 +275,13 @@ def write_trained_netlist(path: Path, net: Network, trainer: Trainer, command: s
     """
     label = int(trainer.data.y_test[0])
     targets = " ".join(f"{t:g}" for t in trainer.y_test[0])
+    measured = trainer.measured  # a transistor circuit: its netlist, no numpy node ranges
     try:
-        state = NumpyEngine(check_stability=False).solve(net, Phase(), trainer.u_test[:1]).x[0]
+        state = (
+            None
+            if measured
+            else NumpyEngine(check_stability=False).solve(net, Phase(), trainer.u_test[:1]).x[0]
+        )
     except ConvergenceError:
         state = None  # the header then gives no measured node ranges
     sample = f"test sample 0 of {trainer.data.name}, label {label}, targets (V) {targets}"
@@ -288,6 +294,8 @@ def write_trained_netlist(path: Path, net: Network, trainer: Trainer, command: s
         command=command or "circuitep.runs.train_run (a Python call)",
         sample=sample,
     )
+    if measured:
+        compiled = trainer.engine._realise(compiled)
     write_text_atomic(path, compiled.spice())
 
 

@@ -101,6 +101,7 @@ def finite_difference_gradients(
     *,
     step: float = FD_STEP,
     params: list[str] | None = None,
+    elements: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Batch-mean ``dC/dtheta`` by central finite differences of the cost, solved by ``engine``.
 
@@ -126,6 +127,9 @@ def finite_difference_gradients(
         Relative step (see :data:`FD_STEP`).
     params : list of str, optional
         Parameter names (:meth:`Network.params`) to differentiate; ``None``: all.
+    elements : dict of str to numpy.ndarray, optional
+        Boolean masks shaped like a parameter: only its elements marked True are differenced, the
+        others get NaN (a sample of a large circuit's gradient); parameters not named: all.
 
     Returns
     -------
@@ -155,6 +159,14 @@ def finite_difference_gradients(
         p = np.asarray(every[name], dtype=float)
         g = np.zeros(p.shape)
         mask = masks.get(name, np.ones(p.shape, bool))
+        if elements is not None and name in elements:
+            chosen = np.asarray(elements[name], dtype=bool)
+            if chosen.shape != p.shape:
+                raise ValueError(
+                    f"elements[{name!r}] has shape {chosen.shape}, the parameter {p.shape}"
+                )
+            g[~chosen] = np.nan
+            mask = mask & chosen
         for idx in zip(*np.nonzero(mask), strict=True):
             h = step * max(abs(p[idx]), sigma)
             up, down = p.copy(), p.copy()

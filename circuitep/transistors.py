@@ -7,10 +7,10 @@ current mirror ``m3``/``m4`` as its load, the output (drain of ``m2`` and ``m4``
 into the coupling's destination node. Its weight is programmed through two physical knobs, as a
 designer would build it:
 
-- the **tail current** ``I_b`` (A), a current DAC: it sets the magnitude. :func:`characterise`
-  measures the OTA's transconductance at zero differential input against ``I_b`` in ngspice, and
-  :class:`Knobs` inverts that curve, so that a weight ``|w|`` maps to the ``I_b`` whose measured
-  transconductance is ``|w|``;
+- the **tail current** ``I_b`` (A), a current DAC: it sets the magnitude.
+  :func:`circuitep.engines.ota.characterise` measures the OTA's transconductance at zero
+  differential input against ``I_b`` in ngspice, and :class:`Knobs` inverts that curve, so that
+  a weight ``|w|`` maps to the ``I_b`` whose measured transconductance is ``|w|``;
 - a **sign switch**: four transmission gates (resistors of ``r_on`` or ``r_off``) route the
   coupling's source node to the ``+`` gate and the reference ``v_ref`` to the ``-`` gate, or the
   other way round.
@@ -36,7 +36,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 from circuitep.checks import is_number, plain_float
-from circuitep.netlist import Element, ModelCard, Netlist, Section, Subcircuit, spice_number, write
+from circuitep.netlist import Element, ModelCard, Section, Subcircuit
 
 #: The subcircuit's name and pins: ``+`` gate, ``-`` gate, output, tail, supplies.
 SUBCKT = "circuitep_ota5t"
@@ -82,6 +82,12 @@ class OtaDesign:
         Channel widths and lengths of the pair and the mirror, m.
     r_on, r_off : float
         Switch resistances, Ohm.
+    r_dac : float
+        Output resistance of the tail-current DAC, Ohm (from the tail to ``vss``). Physical, and
+        what makes the operating point findable: with an ideal tail source ngspice needed 617
+        Newton iterations (dynamic gmin stepping) for ``ff:32-16-10`` from scratch, with 1 GOhm
+        33. It adds ``(v_tail - vss) / r_dac`` (about 4 nA) to every tail current, so the
+        smallest transconductance an OTA realises is about 0.5 uS.
     i_min, i_max : float
         The tail-current range the knob curve is measured over, A.
     v_out : float
@@ -104,6 +110,7 @@ class OtaDesign:
     l_mirror: float = 2e-6
     r_on: float = 1e3
     r_off: float = 1e12
+    r_dac: float = 1e9
     i_min: float = 1e-9
     i_max: float = 4e-4
     v_out: float = 0.5
@@ -115,6 +122,7 @@ class OtaDesign:
                 raise ValueError(f"OtaDesign.{f.name} = {value!r} must be a finite number")
             object.__setattr__(self, f.name, plain_float(f.name, value))
         positive = ("kp_n", "kp_p", "w_pair", "l_pair", "w_mirror", "l_mirror", "r_on", "r_off")
+        positive += ("r_dac",)
         for name in positive + ("i_min", "i_max", "phi"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"OtaDesign.{name} = {getattr(self, name)!r} must be positive")
@@ -204,17 +212,18 @@ class SmallSignal:
     d_tail: np.ndarray
 
 
-def small_signal(p: dict[str, np.ndarray]) -> SmallSignal:
+def small_signal(p: dict[str, np.ndarray], g_dac: float = 0.0) -> SmallSignal:
     """The OTA's terminal derivatives from its transistors' small-signal parameters.
 
     Linearises the five-transistor OTA with its terminals held (gates, output, supplies) and solves
     for its two internal nodes, the tail ``t`` and the mirror node ``a``, exactly. With NMOS drain
     currents ``i = gm v_gs + gds v_ds + gmbs v_bs`` and PMOS source-to-drain currents ``gm v_sg +
     gds v_sd`` (ngspice's level-1 stamp, every transistor in forward mode), junction conductances
-    ``gbd``/``gbs`` to the bulk, and the tail current leaving ``t``:
+    ``gbd``/``gbs`` to the bulk, the DAC's output conductance ``g_dac`` and the tail current
+    leaving ``t``:
 
         KCL(a): -(gm3 + gds3 + gds1 + gbd1 + gbd3) a + S1 t = gm1 v_gp
-        KCL(t): gds1 a - (S1 + S2 + gbs1 + gbs2) t = I_b - gm1 v_gp - gm2 v_gn
+        KCL(t): gds1 a - (S1 + S2 + gbs1 + gbs2 + g_dac) t = I_b - gm1 v_gp - gm2 v_gn
         i_out  = -gm4 a + S2 t - gm2 v_gn           (S_k = gm_k + gds_k + gmbs_k)
 
     Parameters
@@ -222,6 +231,8 @@ def small_signal(p: dict[str, np.ndarray]) -> SmallSignal:
     p : dict of str to numpy.ndarray
         ``"m1.gm"``, ``"m1.gds"``, ... for every entry of :data:`DEVICE_PARAMS` (S), arrays of one
         shape (for example ``(batch, n_ota)``).
+    g_dac : float
+        The tail DAC's output conductance, S (``1 / OtaDesign.r_dac``).
 
     Returns
     -------
@@ -233,7 +244,7 @@ def small_signal(p: dict[str, np.ndarray]) -> SmallSignal:
     m11 = -(p["m3.gm"] + p["m3.gds"] + p["m1.gds"] + p["m1.gbd"] + p["m3.gbd"])
     m12 = s1
     m21 = p["m1.gds"]
-    m22 = -(s1 + s2 + p["m1.gbs"] + p["m2.gbs"])
+    m22 = -(s1 + s2 + p["m1.gbs"] + p["m2.gbs"] + g_dac)
     det = m11 * m22 - m12 * m21
 
     def response(r1, r2):  # i_out's change for the right-hand side (r1, r2) of KCL(a), KCL(t)
@@ -252,7 +263,9 @@ def small_signal(p: dict[str, np.ndarray]) -> SmallSignal:
 
 @dataclass(frozen=True)
 class Knobs:
-    """The weight-to-knob map of an OTA design, measured in ngspice (:func:`characterise`).
+    """The weight-to-knob map of an OTA design, measured in ngspice.
+
+    Measured by :func:`circuitep.engines.ota.characterise`.
 
     ``currents`` (A, increasing) and ``gains`` (S, the transconductance at zero differential input
     and output ``v_out``, increasing) are the measured curve; between its points ``log I_b`` is a
@@ -297,72 +310,6 @@ class Knobs:
         ib = np.where(on, ib_on, np.maximum(low, TAIL_FLOOR))
         slope = np.where(on, slope_on, np.where(low > TAIL_FLOOR, 2 * i0 * a / g0**2, 0.0))
         return ib, slope
-
-
-#: Points of the measured knob curve.
-CURVE_POINTS = 81
-
-
-@functools.lru_cache(maxsize=8)
-def characterise(design: OtaDesign) -> Knobs:
-    """Measure the OTA's transconductance against its tail current in ngspice.
-
-    One OTA, gates at ``v_ref``, output held at ``v_out``, tail currents log-spaced from
-    ``i_min`` to ``i_max``; the transconductance is :func:`small_signal`'s ``d_gp`` times the
-    switch divider. Cached per design.
-
-    Parameters
-    ----------
-    design : OtaDesign
-        The design.
-
-    Returns
-    -------
-    Knobs
-        The measured curve.
-    """
-    from circuitep.engines.ngspice_engine import NgspiceError, shared_session
-
-    currents = np.geomspace(design.i_min, design.i_max, CURVE_POINTS)
-    elements = [
-        Element("V", "vdd", (VDD_NODE, "0"), design.vdd),
-        Element("V", "vss", (VSS_NODE, "0"), design.vss),
-        Element("V", "vgate", (VREF_NODE, "0"), design.v_ref),
-        Element("V", "vout", ("out", "0"), design.v_out),
-        Element("X", "xota", (VREF_NODE, VREF_NODE, "out", "tail", VDD_NODE, VSS_NODE), SUBCKT),
-        Element("I", "itail", ("tail", VSS_NODE), float(currents[0])),
-    ]
-    netlist = Netlist(
-        "* circuitep: OTA knob curve",
-        (Section("one OTA, terminals held", tuple(elements)),),
-        models=design.models(),
-        options=(("reltol", 1e-10), ("vntol", 1e-12), ("abstol", 1e-15), ("gmin", 1e-12)),
-        subcircuits=(design.subcircuit(),),
-        saves=tuple(saved_params("xota")),
-    )
-
-    session = shared_session()
-    token = object()
-    session.add_circuit(token, write(netlist))
-    gains = np.empty(CURVE_POINTS)
-    try:
-        for k, ib in enumerate(currents):
-            session.checked(f"alter itail dc = {spice_number(ib)}")
-            errors = session.run("op", 30.0)
-            if errors is None or errors:
-                raise NgspiceError(f"OTA knob curve: no operating point at I_b = {ib:.3g} A")
-            p = {
-                f"{m}.{q}": session.vector(f"@m.xota.{m}[{q}]")
-                for m, qs in DEVICE_PARAMS.items()
-                for q in qs
-            }
-            gains[k] = small_signal(p).d_gp[0] * design.divider
-    finally:
-        session.command("destroy all")
-        session.remove(token)
-    if not np.all(np.diff(gains) > 0):
-        raise ValueError("OTA knob curve: the transconductance does not grow with I_b")
-    return Knobs(currents, gains)
 
 
 @dataclass(frozen=True)
@@ -428,7 +375,8 @@ def realise(compiled, design: OtaDesign, knobs: Knobs, save: bool = False):
     """The compiled phase with every ``vccs`` transconductor built as the reference OTA.
 
     Each ``G`` element ``g<coupling>_<i>_<j>`` becomes the OTA ``x<coupling>_<i>_<j>`` with its
-    tail current ``itail_...`` (``I_b`` for ``|w|``, :meth:`Knobs.tail`) and its four switch
+    tail current ``itail_...`` (``I_b`` for ``|w|``, :meth:`Knobs.tail`, with the DAC's output
+    resistance ``rdac_...``) and its four switch
     resistors ``rsp_``/``rrp_``/``rsn_``/``rrn_`` (source or reference to the ``+`` and ``-``
     gates, ``r_on`` or ``r_off`` by the sign of ``w``); one section holds the supplies and the
     reference. Every other element stays. ``save`` adds the transistors' small-signal parameters
@@ -488,6 +436,7 @@ def realise(compiled, design: OtaDesign, knobs: Knobs, save: bool = False):
                     comment=f"w = {w:.6g} S",
                 ),
                 Element("I", f"itail_{s.base}", (tail, VSS_NODE), float(ib)),
+                Element("R", f"rdac_{s.base}", (tail, VSS_NODE), design.r_dac),
                 Element("R", f"rsp_{s.base}", (s.src, gp), on if pos else off),
                 Element("R", f"rrp_{s.base}", (VREF_NODE, gp), off if pos else on),
                 Element("R", f"rsn_{s.base}", (s.src, gn), off if pos else on),

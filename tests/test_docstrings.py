@@ -44,6 +44,7 @@ CHECKED = {
     "elements/vccs.py",
     "engines/layered.py",
     "engines/ota.py",
+    "userfiles.py",
     "transistors.py",
     "engines/newton.py",
     "engines/numpy_engine.py",

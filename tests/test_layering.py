@@ -15,7 +15,7 @@ LAYERS = [
     {"elements.*"},
     {"spec"},
     {"kcl", "builders", "specio", "variation"},
-    {"compiler"},
+    {"compiler", "transistors", "userfiles"},
     {
         "engines.base",
         "engines.newton",
@@ -23,6 +23,7 @@ LAYERS = [
         "engines.layered",
         "engines.ngspice_engine",
         "engines.pool",
+        "engines.ota",
     },
     {"estimators", "sens", "report", "plots", "golden", "cluster"},
     {"gradcheck", "train"},

@@ -6,7 +6,8 @@ References, each independent of what it checks:
   ``gm``/``gds``/... at the operating point) against ngspice central differences of the output
   current: agree to 1e-6 relative (the differences' own truncation at h = 1e-5 V; measured 4e-11);
 - the knob curve: the realised OTA's transconductance at the curve's conditions is the weight asked
-  for (1e-9 relative: PCHIP interpolates the measured points exactly, between them it is smooth);
+  for (1e-4 relative: PCHIP passes through the measured points, between them it errs by up to
+  4e-6 where the DAC resistance bends the curve near its floor);
 - AEP on the transistor circuit against ngspice finite differences of the same circuit: cosine
   >= 0.999999 and relative error <= 1e-4 at beta = 1e-7 S (measured 1 - 1e-15 and 1e-6: the
   beta^2 bias and the differences' truncation), while the numpy model's exact gradient is visibly
@@ -22,7 +23,7 @@ from circuitep import builders
 from circuitep import transistors as T
 from circuitep.engines.base import Phase
 from circuitep.engines.ngspice_engine import NgspiceEngine, shared_session
-from circuitep.engines.ota import OtaEngine
+from circuitep.engines.ota import OtaEngine, characterise
 from circuitep.estimators import compare, estimate
 from circuitep.gradcheck import probe_batch
 from circuitep.netlist import (
@@ -50,6 +51,7 @@ def _bench(vgp=0.3, vgn=0.05, vout=0.8, ib=3e-5):
         Element("V", "vout", ("out", "0"), vout),
         Element("X", "xota", ("gp", "gn", "out", "tail", T.VDD_NODE, T.VSS_NODE), T.SUBCKT),
         Element("I", "itail", ("tail", T.VSS_NODE), ib),
+        Element("R", "rdac", ("tail", T.VSS_NODE), DESIGN.r_dac),
     ]
     return Netlist(
         "* one OTA, terminals held",
@@ -80,7 +82,7 @@ def test_small_signal_matches_ngspice_differences(bias):
             for m, qs in T.DEVICE_PARAMS.items()
             for q in qs
         }
-        ss = T.small_signal(p)
+        ss = T.small_signal(p, 1 / DESIGN.r_dac)
         for source, value, h, derived in [
             ("vgp", bias[0], 1e-5, ss.d_gp),
             ("vgn", bias[1], 1e-5, ss.d_gn),
@@ -99,7 +101,7 @@ def test_small_signal_matches_ngspice_differences(bias):
 
 
 def test_knob_curve_realises_the_weights():
-    knobs = T.characterise(DESIGN)
+    knobs = characterise(DESIGN)
     assert np.all(np.diff(knobs.gains) > 0) and knobs.w_max > 1e-4
     w = np.geomspace(knobs.gains[0], knobs.w_max, 13)[1:-1]
     ib, slope = knobs.tail(w)
@@ -118,8 +120,8 @@ def test_knob_curve_realises_the_weights():
                 for m, qs in T.DEVICE_PARAMS.items()
                 for q in qs
             }
-            gain = T.small_signal(p).d_gp[0] * DESIGN.divider
-            assert gain == pytest.approx(wk, rel=1e-6)
+            gain = T.small_signal(p, 1 / DESIGN.r_dac).d_gp[0] * DESIGN.divider
+            assert gain == pytest.approx(wk, rel=1e-4)  # measured 4e-6 near the floor
         finally:
             session.command("destroy all")
             session.remove(token)
@@ -199,10 +201,12 @@ def test_realised_netlist_runs_alone(small, tmp_path):
 
 
 def test_netlist_refuses_malformed_devices():
-    with pytest.raises(ValueError, match="exactly the parameters"):
+    with pytest.raises(ValueError, match="needs the parameters"):
         Element("M", "m1", ("d", "g", "s", "b"), "nch")
     with pytest.raises(ValueError, match="positive"):
         Element("M", "m1", ("d", "g", "s", "b"), "nch", params=(("w", 1e-6), ("l", -1.0)))
+    with pytest.raises(ValueError, match="needs the parameters"):
+        Element("M", "m1", ("d", "g", "s", "b"), "nch", params=(("w", 1.0), ("l", 1.0), ("x", 1)))
     with pytest.raises(ValueError, match="only a MOSFET"):
         Element("R", "r1", ("a", "b"), 1.0, params=(("w", 1e-6),))
     with pytest.raises(ValueError, match="not a valid SPICE identifier"):
@@ -217,3 +221,41 @@ def test_netlist_refuses_malformed_devices():
     for bad in ["@m1[gm]\n.control", "@m1[gm] ; shell ls", "v(a)"]:
         with pytest.raises(ValueError, match="@device"):
             Netlist("* t", (Section("s", ()),), saves=(bad,))
+
+
+def test_trains_with_transistor_otas_in_the_loop(tmp_path):
+    """`circuitep train --engine ngspice-ota5t`: AEP from the circuit's own Jacobian learns blobs
+    (measured: 98.3 % test after 3 epochs, from 33 %), its gradient matches the circuit's finite
+    differences on the probe batch every epoch (measured 1 - 3e-9), and the trained circuit is
+    written as its transistor netlist, which runs alone in ngspice."""
+    import json
+    import subprocess
+
+    from circuitep.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "ff:2-8-3", "--data", "blobs", "--engine", "ngspice-ota5t"]
+    args += ["--epochs", "3", "--batch-size", "16", "--lr", "0.05", "--out", str(out)]
+    assert main(args + ["--no-progress"]) == 0
+    records = json.loads((out / "metrics.json").read_text())
+    records = records["epochs"] if isinstance(records, dict) else records
+    last = records[-1]
+    assert last["engine"] == "ngspice-ota5t" and last["test_accuracy"] >= 0.9, last
+    assert min(r["grad_cosine"] for r in records) >= 0.99999, records
+    text = (out / "trained.cir").read_text()
+    assert ".subckt circuitep_ota5t" in text
+    run = subprocess.run(
+        ["ngspice", "-b", str(out / "trained.cir")], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0 and "v(out_0)" in run.stdout.lower(), run.stderr[-300:]
+
+
+def test_trainer_refuses_what_a_transistor_circuit_cannot_do(small):
+    from circuitep.datasets import load_dataset
+    from circuitep.train import TrainConfig, Trainer
+
+    data = load_dataset("blobs", seed=0)
+    net = builders.from_shorthand("ff:2-4-3")
+    for config in (TrainConfig(algorithm="ep"), TrainConfig(variation={"gain": 0.1})):
+        with pytest.raises(ValueError, match="measures its circuit"):
+            Trainer(net, data, small[3], config)

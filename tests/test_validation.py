@@ -314,7 +314,9 @@ def test_element_must_start_with_its_letter_and_have_its_terminals():
         Element("R", "g1", ("n1", "0"), 1e3)
     with pytest.raises(ValueError, match=re.escape("element 'g1' has 2 nodes, a G has 4")):
         Element("G", "g1", ("n1", "0"), 1e-3)
-    with pytest.raises(ValueError, match=re.escape("element kind 'X' is not one of")):
+    with pytest.raises(ValueError, match=re.escape("element kind 'Q' is not one of")):
+        Element("Q", "q1", ("n1", "0", "n2"), 1.0)
+    with pytest.raises(ValueError, match="not a valid SPICE identifier"):  # X names a subcircuit
         Element("X", "x1", ("n1", "0"), 1.0)
 
 

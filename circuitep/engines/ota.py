@@ -31,6 +31,7 @@ same engine (:func:`circuitep.sens.finite_difference_gradients`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,14 +40,18 @@ from circuitep import kcl
 from circuitep.compiler import source_values
 from circuitep.costs import Cost, SquaredError
 from circuitep.engines.base import ConvergenceError, Phase, check_batch
-from circuitep.engines.ngspice_engine import NgspiceEngine
-from circuitep.netlist import Element, Section, write_sweep
+from circuitep.engines.ngspice_engine import NgspiceEngine, NgspiceError, shared_session
+from circuitep.netlist import Element, Netlist, Section, spice_number, write, write_sweep
 from circuitep.spec import MAX_VOLTS, Network
 from circuitep.transistors import (
     DEVICE_PARAMS,
+    SUBCKT,
+    VDD_NODE,
+    VREF_NODE,
+    VSS_NODE,
+    Knobs,
     OtaDesign,
     Site,
-    characterise,
     realise,
     saved_params,
     sites,
@@ -92,7 +97,7 @@ class OtaEngine(NgspiceEngine):
     Parameters
     ----------
     design : OtaDesign
-        The OTA; its knob curve is measured once (:func:`circuitep.transistors.characterise`).
+        The OTA; its knob curve is measured once (:func:`characterise`).
     """
 
     form: str = "literal"
@@ -177,7 +182,7 @@ class OtaEngine(NgspiceEngine):
             key: np.stack([got[vectors[s.base][k]] for s in where], axis=1)
             for k, key in enumerate(keys)
         }
-        ss = small_signal(params)
+        ss = small_signal(params, 1 / self.design.r_dac)
         rho = self.design.divider
         weights = {c.name: c.weight for c in net.couplings}
         w = np.array([weights[s.coupling][s.i, s.j] for s in where])
@@ -272,11 +277,15 @@ class OtaEngine(NgspiceEngine):
 
         Returns
         -------
-        Estimate
-            ``x0``, ``s`` and the gradients per parameter (:class:`circuitep.estimators.Estimate`).
+        x0 : numpy.ndarray
+            The free state, V, ``(batch, n_free)``.
+        s : numpy.ndarray
+            The adjoint estimate, ``(batch, n_free)``.
+        grads : dict of str to numpy.ndarray
+            Batch-mean gradients per parameter (:meth:`Network.params` shapes).
+        value : float
+            The batch-mean cost at the free state.
         """
-        from circuitep.estimators import Estimate
-
         if name not in CIRCUIT_ESTIMATORS:
             raise ValueError(
                 f"estimator {name!r} needs the numpy model's Jacobian, which a transistor "
@@ -308,7 +317,72 @@ class OtaEngine(NgspiceEngine):
             )
         out = net.output_index()
         value = float(cost.value(lin.x0[:, out], y).mean())
-        return Estimate(name, lin.x0, s, grads, value, float(beta), centered)
+        return lin.x0, s, grads, value
+
+
+#: Points of the measured knob curve.
+CURVE_POINTS = 81
+
+
+@functools.lru_cache(maxsize=8)
+def characterise(design: OtaDesign) -> Knobs:
+    """Measure the OTA's transconductance against its tail current in ngspice.
+
+    One OTA, gates at ``v_ref``, output held at ``v_out``, tail currents log-spaced from
+    ``i_min`` to ``i_max``; the transconductance is :func:`small_signal`'s ``d_gp`` times the
+    switch divider. Cached per design.
+
+    Parameters
+    ----------
+    design : OtaDesign
+        The design.
+
+    Returns
+    -------
+    Knobs
+        The measured curve.
+    """
+    currents = np.geomspace(design.i_min, design.i_max, CURVE_POINTS)
+    elements = [
+        Element("V", "vdd", (VDD_NODE, "0"), design.vdd),
+        Element("V", "vss", (VSS_NODE, "0"), design.vss),
+        Element("V", "vgate", (VREF_NODE, "0"), design.v_ref),
+        Element("V", "vout", ("out", "0"), design.v_out),
+        Element("X", "xota", (VREF_NODE, VREF_NODE, "out", "tail", VDD_NODE, VSS_NODE), SUBCKT),
+        Element("I", "itail", ("tail", VSS_NODE), float(currents[0])),
+        Element("R", "rdac", ("tail", VSS_NODE), design.r_dac),
+    ]
+    netlist = Netlist(
+        "* circuitep: OTA knob curve",
+        (Section("one OTA, terminals held", tuple(elements)),),
+        models=design.models(),
+        options=(("reltol", 1e-10), ("vntol", 1e-12), ("abstol", 1e-15), ("gmin", 1e-12)),
+        subcircuits=(design.subcircuit(),),
+        saves=tuple(saved_params("xota")),
+    )
+
+    session = shared_session()
+    token = object()
+    session.add_circuit(token, write(netlist))
+    gains = np.empty(CURVE_POINTS)
+    try:
+        for k, ib in enumerate(currents):
+            session.checked(f"alter itail dc = {spice_number(ib)}")
+            errors = session.run("op", 30.0)
+            if errors is None or errors:
+                raise NgspiceError(f"OTA knob curve: no operating point at I_b = {ib:.3g} A")
+            p = {
+                f"{m}.{q}": session.vector(f"@m.xota.{m}[{q}]")
+                for m, qs in DEVICE_PARAMS.items()
+                for q in qs
+            }
+            gains[k] = small_signal(p, 1 / design.r_dac).d_gp[0] * design.divider
+    finally:
+        session.command("destroy all")
+        session.remove(token)
+    if not np.all(np.diff(gains) > 0):
+        raise ValueError("OTA knob curve: the transconductance does not grow with I_b")
+    return Knobs(currents, gains)
 
 
 def _check_state(engine: str, x: np.ndarray, what: str) -> None:
