@@ -174,6 +174,7 @@ def make_engine(
     tolerances: Tolerances | None = None,
     timeout: float = NGSPICE_TIMEOUT,
     solver: str = "auto",
+    device: str | None = None,
 ):
     """An engine by name.
 
@@ -189,6 +190,8 @@ def make_engine(
         ngspice's limit per analysis, in s.
     solver : {"auto", "klu", "sparse"}
         ngspice's matrix solver (:func:`circuitep.engines.ngspice_engine.resolve_solver`).
+    device : str, optional
+        ``FILE[:SUBCKT]``: a user's transconductor for ``ngspice-ota5t`` (:func:`user_device`).
 
     Returns
     -------
@@ -199,6 +202,8 @@ def make_engine(
     UsageError
         For another name.
     """
+    if device and name != "ngspice-ota5t":
+        raise UsageError("--device replaces the transistor OTA: use it with --engine ngspice-ota5t")
     if name == "numpy":
         return NumpyEngine()
     if name == "layered":
@@ -210,8 +215,86 @@ def make_engine(
     if name == "ngspice-ota5t":
         from circuitep.engines.ota import OtaEngine
 
-        return OtaEngine(tolerances=tolerances or Tolerances(), timeout=timeout, solver=solver)
+        return OtaEngine(
+            tolerances=tolerances or Tolerances(),
+            timeout=timeout,
+            solver=solver,
+            device=user_device(device) if device else None,
+        )
     raise UsageError(f"unknown engine {name!r}: choose one of {', '.join(CIRCUIT_ENGINES)}")
+
+
+def user_device(text: str):
+    """The transconductor ``FILE[:SUBCKT]`` names: a subcircuit of a validated device file.
+
+    Parameters
+    ----------
+    text : str
+        A device file (:func:`circuitep.userfiles.read_device_file`) and, where it defines more
+        than one subcircuit, which.
+
+    Returns
+    -------
+    Transconductor
+        The subcircuit with the file's model cards.
+    """
+    from circuitep.transistors import Transconductor
+    from circuitep.userfiles import read_device_file
+
+    path, _, name = (
+        text.partition(":") if ":" in text and not Path(text).exists() else (text, "", "")
+    )
+    lib = read_device_file(path)
+    if not name:
+        if len(lib.subcircuits) != 1:
+            raise UsageError(
+                f"{path} defines {sorted(lib.subcircuits) or 'no subcircuits'}: name one as "
+                f"{path}:NAME"
+            )
+        name = next(iter(lib.subcircuits))
+    if name.lower() not in lib.subcircuits:
+        raise UsageError(
+            f"{path} defines no subcircuit {name!r} (it has {sorted(lib.subcircuits)})"
+        )
+    return Transconductor(lib.subcircuits[name.lower()], tuple(lib.models.values()))
+
+
+def user_diode(text: str):
+    """The diode model ``FILE[:MODEL]`` names: a ``D`` card of a validated device file.
+
+    Parameters
+    ----------
+    text : str
+        A device file and, where it defines more than one diode model, which.
+
+    Returns
+    -------
+    DiodeModel
+        The clamps' model (:func:`circuitep.userfiles.diode_model`).
+    """
+    from circuitep.userfiles import diode_model, read_device_file
+
+    path, _, name = (
+        text.partition(":") if ":" in text and not Path(text).exists() else (text, "", "")
+    )
+    lib = read_device_file(path)
+    diodes = sorted(k for k, m in lib.models.items() if m.kind == "D")
+    if not name:
+        if len(diodes) != 1:
+            raise UsageError(
+                f"{path} defines diode models {diodes or 'none'}: name one as {path}:NAME"
+            )
+        name = diodes[0]
+    if name.lower() not in diodes:
+        raise UsageError(f"{path} defines no diode model {name!r} (it has {diodes})")
+    return diode_model(lib.models[name.lower()], f"{path}: ")
+
+
+def _with_diode(net: Network, args) -> Network:
+    """``net`` with the clamps' diode model of ``--diode``, when given."""
+    if getattr(args, "diode", None):
+        return dataclasses.replace(net, diode=user_diode(args.diode))
+    return net
 
 
 def _sample(net: Network, inputs, targets, describe: bool = False):
@@ -398,7 +481,7 @@ def command_line(argv: list[str]) -> str:
 
 def cmd_compile(args) -> int:
     """``circuitep compile``: write a phase's netlist; returns the exit status (0)."""
-    net = load_network(args.spec)
+    net = _with_diode(load_network(args.spec), args)
     u, y, where = _sample(net, args.inputs, args.targets, describe=True)
     if args.phase != "free" and y is None:
         raise UsageError(
@@ -553,7 +636,7 @@ def physical_report(
 
 def cmd_simulate(args) -> int:
     """``circuitep simulate``: free operating point and physical report; returns exit status 0."""
-    net = load_network(args.spec)
+    net = _with_diode(load_network(args.spec), args)
     u, y = _sample(net, args.inputs, None)
     engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout, solver=args.solver)
     if args.settle and not isinstance(engine, NgspiceEngine):
@@ -629,7 +712,7 @@ def cmd_reference(args) -> int:
 
 def cmd_gradcheck(args) -> int:
     """``circuitep gradcheck``: estimators against the exact gradient; returns exit status 0."""
-    net = load_network(args.spec)
+    net = _with_diode(load_network(args.spec), args)
     engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout, solver=args.solver)
     beta = args.beta or default_beta(net)
     cost = make_cost(args.cost, args.tau)
@@ -1026,7 +1109,7 @@ def _report_run(summary: dict, out: Path) -> None:
 
 def cmd_train(args) -> int:
     """``circuitep train``: train a run; returns the exit status, 0 or :data:`EXIT_DIVERGED`."""
-    net = load_network(args.spec, args.seed)
+    net = _with_diode(load_network(args.spec, args.seed), args)
     config = TrainConfig(
         algorithm=args.algorithm,
         epochs=args.epochs,
@@ -1068,7 +1151,13 @@ def cmd_train(args) -> int:
         )
     for w in caught:
         print(f"circuitep: warning: {w.message}", file=sys.stderr)
-    engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout, solver=args.solver)
+    engine = make_engine(
+        args.engine,
+        args.form,
+        timeout=args.ngspice_timeout,
+        solver=args.solver,
+        device=args.device,
+    )
     print(
         f"training {net.name} ({net.n_inputs} inputs, {net.n_free} free nodes) on {data.name} "
         f"({len(data.x_train)} train / {len(data.x_test)} test) with {args.algorithm} on "
@@ -1246,6 +1335,17 @@ def _ngspice_options(parser, form: str) -> None:
     )
 
 
+def _diode_option(parser) -> None:
+    """Add ``--diode FILE[:MODEL]``: the clamps' diode card from a user's device file."""
+    parser.add_argument(
+        "--diode",
+        metavar="FILE[:MODEL]",
+        help="the clamps' diode model from a device file's .model NAME D(...) card (IS, N, RS, "
+        "CJO, VJ, M, FC, TT, BV, IBV, NBV, EG, XTI, TNOM, TRS1, TRS2; the file is validated line "
+        "by line: .subckt, .ends and .model only) instead of the spec's",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser: one subcommand per ``cmd_*`` handler, set as ``func``.
 
@@ -1333,6 +1433,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out the analysis block (.control: op and print of the node voltages) that "
         "makes the file run alone in ngspice -b, to include it in a larger deck",
     )
+    _diode_option(c)
     c.set_defaults(func=cmd_compile)
 
     s = sub.add_parser(
@@ -1390,6 +1491,7 @@ def build_parser() -> argparse.ArgumentParser:
         "class, settling times, energy per inference and per training sample, ranges}} "
         "to this file",
     )
+    _diode_option(s)
     s.set_defaults(func=cmd_simulate)
 
     r = sub.add_parser("reference", help="simulate the reference circuits in netlists/")
@@ -1464,6 +1566,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument(
         "--plot", help="PNG of estimated vs exact gradients (sweeps add -beta.png, -asymmetry.png)"
     )
+    _diode_option(gc)
     gc.set_defaults(func=cmd_gradcheck)
 
     t = sub.add_parser(
@@ -1507,6 +1610,13 @@ def build_parser() -> argparse.ArgumentParser:
         "literal netlists, aep or vf, the gradient cosine against ngspice's finite differences)",
     )
     _ngspice_options(t, form="folded")
+    t.add_argument(
+        "--device",
+        metavar="FILE[:SUBCKT]",
+        help="with --engine ngspice-ota5t: build every transconductor as this subcircuit of a "
+        "device file (pins gp gn out tail vdd vss; .subckt, .ends and .model lines only, validated "
+        "line by line) instead of the built-in five-transistor OTA",
+    )
     t.add_argument(
         "--algorithm",
         choices=ALGORITHMS + tuple(ALGORITHM_ALIASES),
@@ -1621,6 +1731,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, type=_run_dir, help=RUN_DIR_HELP)
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _diode_option(t)
     t.set_defaults(func=cmd_train)
 
     add_montecarlo_parser(sub)

@@ -157,6 +157,16 @@ class OtaDesign:
 
         return card(NMOS, "NMOS", self.kp_n, self.vto_n), card(PMOS, "PMOS", self.kp_p, self.vto_p)
 
+    def transconductor(self) -> Transconductor:
+        """The built-in OTA as a :class:`Transconductor` (:meth:`subcircuit`, :meth:`models`).
+
+        Returns
+        -------
+        Transconductor
+            The device.
+        """
+        return Transconductor(self.subcircuit(), self.models())
+
     def subcircuit(self) -> Subcircuit:
         """The OTA: pair ``m1``/``m2`` (bulk at ``vss``), mirror ``m3``/``m4`` (bulk at ``vdd``).
 
@@ -259,6 +269,175 @@ def small_signal(p: dict[str, np.ndarray], g_dac: float = 0.0) -> SmallSignal:
         d_gn=response(zero, -gm2) - gm2,
         d_tail=response(zero, np.ones_like(gm1)),
     )
+
+
+#: Small-signal parameters ngspice reports per element letter, which :func:`linearise_block` reads
+#: (``vds`` tells a MOSFET's mode: ngspice reports ``type (v_d - v_s)``, negative when reversed).
+LINEAR_PARAMS = {"M": ("gm", "gds", "gmbs", "gbd", "gbs", "vds"), "D": ("gd",)}
+#: The pins an OTA's terminal derivatives are taken at (held), in :data:`PINS` order but ``tail``.
+HELD = ("gp", "gn", "out", "vdd", "vss")
+
+
+def block_params(sub: Subcircuit) -> list[tuple[str, str]]:
+    """``(element, parameter)`` pairs :func:`linearise_block` needs for subcircuit ``sub``.
+
+    Parameters
+    ----------
+    sub : Subcircuit
+        A transconductor with the pins :data:`PINS`.
+
+    Returns
+    -------
+    list of tuple of str
+        In element order.
+    """
+    return [(el.name, q) for el in sub.elements for q in LINEAR_PARAMS.get(el.letter, ())]
+
+
+def block_vectors(sub: Subcircuit, instance: str) -> list[str]:
+    """The vector names ngspice gives :func:`block_params` for instance ``instance`` of ``sub``.
+
+    Parameters
+    ----------
+    sub : Subcircuit
+        The transconductor.
+    instance : str
+        The ``X`` element's name.
+
+    Returns
+    -------
+    list of str
+        ``@<letter>.<instance>.<element>[<parameter>]``.
+    """
+    return [f"@{name[0]}.{instance}.{name}[{q}]" for name, q in block_params(sub)]
+
+
+def check_transconductor(sub: Subcircuit) -> None:
+    """Refuse a subcircuit the engine cannot realise or linearise as a transconductor.
+
+    Parameters
+    ----------
+    sub : Subcircuit
+        Must have the pins :data:`PINS` in that order and only ``R``, ``C``, ``D``, ``M``, ``G``,
+        ``I`` elements (an internal voltage source would need its branch current).
+    """
+    if sub.pins != PINS:
+        raise ValueError(
+            f"subcircuit {sub.name!r} has pins {sub.pins}; a transconductor needs {PINS} (+ gate, "
+            "- gate, output into the node, tail current in, supplies)"
+        )
+    bad = [el.name for el in sub.elements if el.letter not in "RCDMGI"]
+    if bad:
+        raise ValueError(
+            f"subcircuit {sub.name!r}: elements {bad} (allowed in a transconductor: R, C, D, M, "
+            "G, I)"
+        )
+
+
+def linearise_block(sub: Subcircuit, p: dict, g_dac: float = 0.0) -> SmallSignal:
+    """Terminal derivatives of any transconductor subcircuit, from its devices' small signals.
+
+    The general form of :func:`small_signal`: the subcircuit plus its tail DAC (conductance
+    ``g_dac`` from ``tail`` to ``vss``), linearised at the operating point with ngspice's own
+    derivatives (:data:`LINEAR_PARAMS`; MOSFETs stamped as ``gm (v_g - v_s) + gds (v_d - v_s) +
+    gmbs (v_b - v_s)`` from drain to source, drain and source exchanged where ngspice reports the
+    device reversed, junctions ``gbd``/``gbs`` to the bulk; diodes ``gd``; resistors; ``G``
+    elements), the pins :data:`HELD` fixed, every other node (the tail and the subcircuit's own)
+    solved for exactly.
+
+    Parameters
+    ----------
+    sub : Subcircuit
+        The transconductor (:func:`check_transconductor`).
+    p : dict of tuple to numpy.ndarray
+        ``(element, parameter)`` (:func:`block_params`) to arrays of one shape (for example
+        ``(batch, n_ota)``), S or V.
+    g_dac : float
+        The DAC's output conductance, S.
+
+    Returns
+    -------
+    SmallSignal
+        ``d i_out / d v(gp)``, ``d v(gn)``, ``d I_b``, each of that shape.
+    """
+    check_transconductor(sub)
+    shape = np.shape(next(iter(p.values()))) if p else ()
+    nodes = list(HELD) + sorted(
+        ({n for el in sub.elements for n in el.nodes} | {"tail"}) - set(HELD) - {"0"}
+    )
+    at = {n: k for k, n in enumerate(nodes)}
+    y = np.zeros(shape + (len(nodes), len(nodes)))
+
+    def add(r, c, value):
+        if r != "0" and c != "0":
+            y[..., at[r], at[c]] += value
+
+    def conductance(a, b, g):
+        add(a, a, g), add(b, b, g), add(a, b, -g), add(b, a, -g)
+
+    def vccs(n_from, n_to, c_plus, c_minus, g):  # g v(c+, c-) leaves n_from, enters n_to
+        add(n_from, c_plus, g), add(n_from, c_minus, -g), add(n_to, c_plus, -g)
+        add(n_to, c_minus, g)
+
+    for el in sub.elements:
+        if el.letter == "R":
+            conductance(*el.nodes, 1.0 / el.value)
+        elif el.letter == "G":
+            vccs(*el.nodes, el.value)
+        elif el.letter == "D":
+            conductance(*el.nodes, p[(el.name, "gd")])
+        elif el.letter == "M":
+            d, g, s, b = el.nodes
+            q = {k: p[(el.name, k)] for k in LINEAR_PARAMS["M"]}
+            for rev, (dd, ss) in ((False, (d, s)), (True, (s, d))):
+                on = (q["vds"] < 0) == rev
+                vccs(dd, ss, g, ss, np.where(on, q["gm"], 0.0))
+                conductance(dd, ss, np.where(on, q["gds"], 0.0))
+                vccs(dd, ss, b, ss, np.where(on, q["gmbs"], 0.0))
+            conductance(b, d, q["gbd"])
+            conductance(b, s, q["gbs"])
+    conductance("tail", "vss", g_dac)
+    held, free = slice(0, len(HELD)), slice(len(HELD), len(nodes))
+    y_uu, y_uh = y[..., free, free], y[..., free, held]
+    rhs = np.concatenate([-y_uh, np.zeros(shape + (y_uu.shape[-1], 1))], axis=-1)
+    rhs[..., at["tail"] - len(HELD), -1] = -1.0  # the tail current leaves the tail node
+    dx = np.linalg.solve(y_uu, rhs)  # d x_free / d (held voltages, I_b)
+    out = at["out"]
+    direct = np.concatenate([y[..., out, held], np.zeros(shape + (1,))], axis=-1)
+    d_out = -(direct + np.einsum("...u,...uk->...k", y[..., out, free], dx))
+    return SmallSignal(d_gp=d_out[..., 0], d_gn=d_out[..., 1], d_tail=d_out[..., -1])
+
+
+@dataclass(frozen=True)
+class Transconductor:
+    """The device each model transconductor is built as: a subcircuit and its model cards.
+
+    The built-in five-transistor OTA (:meth:`OtaDesign.transconductor`), or a user's from a
+    device file (:func:`circuitep.userfiles.read_device_file`), with the pins :data:`PINS`.
+
+    Parameters
+    ----------
+    subcircuit : Subcircuit
+        The device (:func:`check_transconductor`).
+    models : tuple of ModelCard
+        The cards its elements use.
+    """
+
+    subcircuit: Subcircuit
+    models: tuple = ()
+
+    def __post_init__(self):
+        check_transconductor(self.subcircuit)
+        object.__setattr__(self, "models", tuple(self.models))
+        names = {m.name for m in self.models}
+        missing = sorted({el.value for el in self.subcircuit.elements if el.letter in "DM"} - names)
+        if missing:
+            raise ValueError(f"subcircuit {self.subcircuit.name!r} uses undefined models {missing}")
+
+    @property
+    def name(self) -> str:
+        """The subcircuit's name."""
+        return self.subcircuit.name
 
 
 @dataclass(frozen=True)
@@ -371,7 +550,13 @@ def sites(compiled) -> list[Site]:
     return out
 
 
-def realise(compiled, design: OtaDesign, knobs: Knobs, save: bool = False):
+def realise(
+    compiled,
+    design: OtaDesign,
+    knobs: Knobs,
+    save: bool = False,
+    device: Transconductor | None = None,
+):
     """The compiled phase with every ``vccs`` transconductor built as the reference OTA.
 
     Each ``G`` element ``g<coupling>_<i>_<j>`` becomes the OTA ``x<coupling>_<i>_<j>`` with its
@@ -380,7 +565,8 @@ def realise(compiled, design: OtaDesign, knobs: Knobs, save: bool = False):
     resistors ``rsp_``/``rrp_``/``rsn_``/``rrn_`` (source or reference to the ``+`` and ``-``
     gates, ``r_on`` or ``r_off`` by the sign of ``w``); one section holds the supplies and the
     reference. Every other element stays. ``save`` adds the transistors' small-signal parameters
-    to every analysis (:func:`saved_params`).
+    to every analysis (:func:`block_vectors`). ``device`` replaces the built-in OTA (the same
+    DAC, switches and supplies around it).
 
     Parameters
     ----------
@@ -392,6 +578,8 @@ def realise(compiled, design: OtaDesign, knobs: Knobs, save: bool = False):
         Its measured weight-to-tail-current map.
     save : bool
         Save the device parameters.
+    device : Transconductor, optional
+        What each transconductor is built as; ``None``: the design's own OTA.
 
     Returns
     -------
@@ -400,6 +588,7 @@ def realise(compiled, design: OtaDesign, knobs: Knobs, save: bool = False):
     """
     import dataclasses
 
+    device = device or design.transconductor()
     where = sites(compiled)
     net = compiled.network
     replaced = {f"g{s.base}": s for s in where}
@@ -432,7 +621,7 @@ def realise(compiled, design: OtaDesign, knobs: Knobs, save: bool = False):
                     "X",
                     s.instance,
                     (gp, gn, s.dst, tail, VDD_NODE, VSS_NODE),
-                    SUBCKT,
+                    device.name,
                     comment=f"w = {w:.6g} S",
                 ),
                 Element("I", f"itail_{s.base}", (tail, VSS_NODE), float(ib)),
@@ -456,13 +645,17 @@ def realise(compiled, design: OtaDesign, knobs: Knobs, save: bool = False):
     netlist = dataclasses.replace(
         old,
         sections=(supplies, *sections),
-        models=old.models + design.models(),
-        subcircuits=old.subcircuits + (design.subcircuit(),),
+        models=old.models + device.models,
+        subcircuits=old.subcircuits + (device.subcircuit,),
         saves=old.saves
-        + (tuple(v for s in where for v in saved_params(s.instance)) if save else ()),
+        + (
+            tuple(v for s in where for v in block_vectors(device.subcircuit, s.instance))
+            if save
+            else ()
+        ),
         header=old.header
         + (
-            f"transconductors realised as the five-transistor OTA {SUBCKT} "
+            f"transconductors realised as the subcircuit {device.name} "
             f"(circuitep.transistors; {len(where)} OTAs)",
         ),
     )

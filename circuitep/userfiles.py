@@ -25,8 +25,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
+from circuitep.elements.diode_clamp import DIODE_CARD_KEYS
 from circuitep.netlist import (
     IDENT,
     MODEL_KINDS,
@@ -36,11 +38,12 @@ from circuitep.netlist import (
     ModelCard,
     Subcircuit,
 )
+from circuitep.spec import DiodeModel
 
 #: The largest device file read (bytes).
 MAX_FILE_BYTES = 1_000_000
-_SUFFIX = {"t": 1e12, "g": 1e9, "meg": 1e6, "k": 1e3, "mil": 25.4e-6, "m": 1e-3, "u": 1e-6}
-_SUFFIX |= {"n": 1e-9, "p": 1e-12, "f": 1e-15}
+_SUFFIX = {"t": "1e12", "g": "1e9", "meg": "1e6", "k": "1e3", "mil": "25.4e-6", "m": "1e-3"}
+_SUFFIX |= {"u": "1e-6", "n": "1e-9", "p": "1e-12", "f": "1e-15", "": "1"}
 _NUMBER = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)(meg|mil|[tgkmunpf])?([a-z]*)")
 _PLAIN = re.compile(r"[\x20-\x7e]*")
 
@@ -86,7 +89,7 @@ def spice_value(text: str) -> float:
     m = _NUMBER.fullmatch(text)
     if not m:
         raise ValueError(f"{text!r} is not a number")
-    value = float(m.group(1)) * _SUFFIX.get(m.group(2) or "", 1.0)
+    value = float(Decimal(m.group(1)) * Decimal(_SUFFIX[m.group(2) or ""]))  # 100u is 1e-4
     if not (value == value and abs(value) < float("inf")):
         raise ValueError(f"{text!r} is not a finite number")
     return value
@@ -330,3 +333,42 @@ def _glue(tokens: list[str]) -> list[str]:
         out.append(t)
         k += 1
     return out
+
+
+def diode_model(card: ModelCard, where: str = "") -> DiodeModel:
+    """The clamps' diode model from a user's ``.model NAME D(...)`` card.
+
+    Every parameter must be one circuitep models (:class:`~circuitep.spec.DiodeModel`: IS, N, RS,
+    CJO (or CJ0), VJ, M, FC, TT, BV, IBV, NBV, EG, XTI, TNOM, TRS1, TRS2; ``LEVEL=1``), within
+    its bounds.
+
+    Parameters
+    ----------
+    card : ModelCard
+        A ``D`` card (:func:`read_device_file`).
+    where : str
+        The file, for messages.
+
+    Returns
+    -------
+    DiodeModel
+        The model, named as the card.
+    """
+    if card.kind != "D":
+        raise DeviceFileError(f"{where}model {card.name!r} is a {card.kind}, not a diode (D)")
+    by_card = {spice: name for name, spice in DIODE_CARD_KEYS.items()}
+    values = {}
+    for key, value in card.params:
+        if key == "level" and value == 1:
+            continue
+        field = by_card.get("cjo" if key == "cj0" else key)
+        if field is None:
+            raise DeviceFileError(
+                f"{where}model {card.name!r}: parameter {key!r} is not one circuitep models; "
+                f"allowed {sorted(by_card)} and level=1"
+            )
+        values[field] = value
+    try:
+        return DiodeModel(name=card.name, **values)
+    except (ValueError, TypeError) as exc:
+        raise DeviceFileError(f"{where}model {card.name!r}: {exc}") from None

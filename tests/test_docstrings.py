@@ -43,6 +43,7 @@ CHECKED = {
     "elements/tanh.py",
     "elements/vccs.py",
     "engines/layered.py",
+    "engines/measured.py",
     "engines/ota.py",
     "userfiles.py",
     "transistors.py",

@@ -23,6 +23,7 @@ LAYERS = [
         "engines.layered",
         "engines.ngspice_engine",
         "engines.pool",
+        "engines.measured",
         "engines.ota",
     },
     {"estimators", "sens", "report", "plots", "golden", "cluster"},

@@ -156,3 +156,93 @@ def test_limits_and_messages(tmp_path):
     twice.write_text(".model d1 d(is=1e-14)\n.model d1 d(is=1e-14)\n")
     with pytest.raises(DeviceFileError, match="twice.lib:2: model 'd1' defined twice"):
         read_device_file(twice)
+
+
+@pytest.mark.ngspice
+def test_a_users_transconductor_trains_with_its_own_gradient(tmp_path):
+    """A designer's OTA from a file (wider pair, their own cards) replaces the built-in one: its
+    knob curve is measured, AEP's gradient matches ngspice's finite differences of that circuit
+    (the generic linearisation of their subcircuit), and it trains."""
+    from circuitep import builders
+    from circuitep.datasets import load_dataset
+    from circuitep.engines.ota import OtaEngine
+    from circuitep.estimators import compare, estimate
+    from circuitep.gradcheck import probe_batch
+    from circuitep.sens import finite_difference_gradients
+    from circuitep.train import TrainConfig, Trainer, init_state
+
+    path = tmp_path / "theirs.lib"
+    path.write_text(OTA_FILE.replace("W=2u L=2u ;", "W=3u L=2u ;").replace("W=2U", "W=3U"))
+    lib = read_device_file(path)
+    device = T.Transconductor(lib.subcircuits["myota"], tuple(lib.models.values()))
+    engine = OtaEngine(device=device)
+    assert engine.name == "ngspice-myota"
+    assert engine.knobs.w_max > OtaEngine().knobs.w_max  # a wider pair: more gain per current
+    net = builders.from_shorthand("ff:4-3-2", gain=0.5)
+    u, y = probe_batch(net, 8, seed=0)
+    truth = finite_difference_gradients(net, engine, u, y)
+    got = compare(estimate("aep", net, engine, u, y, beta=1e-7).grads, truth)
+    assert got["cosine"] >= 0.999999 and got["rel_error"] <= 1e-4, got
+    data = load_dataset("blobs", seed=0)
+    config = TrainConfig(epochs=3, lr=0.05, batch_size=16, probe_size=8)
+    trainer = Trainer(builders.from_shorthand("ff:2-8-3"), data, engine, config)
+    state = init_state(trainer.net, config)
+    for _ in range(3):
+        state = trainer.run_epoch(state)
+    acc = trainer.accuracy(trainer.network(state), trainer.u_test, data.y_test)[0]
+    assert acc >= 0.9, acc
+
+
+@pytest.mark.ngspice
+def test_train_command_takes_a_device_file_and_refuses_a_hostile_one(tmp_path, capsys):
+    import json
+
+    from circuitep.cli import main
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.lib"
+    evil.write_text(OTA_FILE + f".control\nshell touch {marker}\n.endc\n")
+    base = ["train", "ff:2-8-3", "--data", "blobs", "--engine", "ngspice-ota5t", "--epochs", "2"]
+    base += ["--batch-size", "16", "--no-progress"]
+    code = main(base + ["--device", str(evil), "--out", str(tmp_path / "evil")])
+    assert code != 0 and not marker.exists()
+    assert "evil.lib:11: '.control' is not allowed" in capsys.readouterr().err
+    good = tmp_path / "myota.lib"
+    good.write_text(OTA_FILE)
+    assert main(base + ["--device", f"{good}:MYOTA", "--out", str(tmp_path / "run")]) == 0
+    records = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert records[-1]["engine"] == "ngspice-myota" and records[-1]["grad_cosine"] > 0.99999
+    assert ".subckt myota" in (tmp_path / "run" / "trained.cir").read_text()
+    code = main(base + ["--engine", "ngspice", "--device", str(good), "--out", str(tmp_path / "x")])
+    assert code != 0 and "use it with --engine ngspice-ota5t" in capsys.readouterr().err
+
+
+DIODE_FILE = """* a 1N4148-like small-signal diode (DC parameters)
+.model D1N4148 D (IS=2.52n RS=0.568 N=1.752 BV=100 IBV=100u)
+"""
+
+
+@pytest.mark.ngspice
+def test_a_users_diode_card_goes_end_to_end(tmp_path, capsys):
+    import json
+
+    from circuitep.cli import main
+
+    lib = tmp_path / "d1n4148.lib"
+    lib.write_text(DIODE_FILE)
+    out = tmp_path / "c.cir"
+    assert main(["compile", "ff:4-3-2", "--diode", str(lib), "-o", str(out)]) == 0
+    card = [line for line in out.read_text().splitlines() if line.startswith(".model")]
+    assert card == [".model d1n4148 D(is=2.52e-09 n=1.752 rs=0.568 bv=100.0 ibv=0.0001)"], card
+    assert main(["simulate", "ff:4-3-2", "--diode", str(lib)]) == 0
+    assert main(["gradcheck", "ff:4-3-2", "--diode", f"{lib}:D1N4148"]) == 0
+    assert "aep" in capsys.readouterr().out
+    run = tmp_path / "run"
+    args = ["train", "ff:2-8-3", "--data", "blobs", "--engine", "ngspice", "--epochs", "1"]
+    assert main(args + ["--diode", str(lib), "--out", str(run), "--no-progress"]) == 0
+    assert json.loads((run / "metrics.json").read_text())[-1]["grad_cosine"] > 0.99999
+    assert ".model d1n4148 D(" in (run / "trained.cir").read_text()
+    bad = tmp_path / "bad.lib"
+    bad.write_text(".model dx D (IS=1e-14 KF=1e-16)\n")
+    assert main(["compile", "ff:4-3-2", "--diode", str(bad), "-o", str(out)]) != 0
+    assert "parameter 'kf' is not one circuitep models" in capsys.readouterr().err
