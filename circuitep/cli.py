@@ -60,7 +60,7 @@ ENGINES = ("ngspice", "numpy", "layered")
 #: Engines that train and simulate: also ngspice on the circuit whose transconductors are the
 #: built-in five-transistor OTA (:class:`circuitep.engines.ota.OtaEngine`), which gradcheck and
 #: reference cannot take (their truth is the numpy model's adjoint).
-CIRCUIT_ENGINES = ENGINES + ("ngspice-ota5t",)
+CIRCUIT_ENGINES = ENGINES + ("ngspice-ota5t", "ngspice-va")
 #: Exit status of ``train`` and ``demo`` when training diverged (``diverged.json`` in the run
 #: directory); 0 is a run trained to its epochs, 2 bad input or a refused run.
 EXIT_DIVERGED = 3
@@ -180,8 +180,9 @@ def make_engine(
 
     Parameters
     ----------
-    name : {"numpy", "layered", "ngspice", "ngspice-ota5t"}
-        The engine (``ngspice-ota5t``: every transconductor the built-in transistor OTA).
+    name : {"numpy", "layered", "ngspice", "ngspice-ota5t", "ngspice-va"}
+        The engine (``ngspice-ota5t``: every transconductor the built-in transistor OTA;
+        ``ngspice-va``: every resistor coupling the Verilog-A programmable resistor).
     form : {"folded", "literal"}
         ngspice's netlist form (``ngspice-ota5t`` is always literal).
     tolerances : Tolerances, optional
@@ -202,6 +203,10 @@ def make_engine(
     UsageError
         For another name.
     """
+    if name == "ngspice-va":
+        from circuitep.engines.va import VaEngine
+
+        return VaEngine(tolerances=tolerances or Tolerances(), timeout=timeout, solver=solver)
     if device and name != "ngspice-ota5t":
         raise UsageError("--device replaces the transistor OTA: use it with --engine ngspice-ota5t")
     if name == "numpy":
@@ -1455,8 +1460,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=CIRCUIT_ENGINES,
         default="ngspice",
-        help="ngspice (the simulator of record, default), numpy (the reference solver) or "
-        "ngspice-ota5t (ngspice, every transconductor the built-in five-transistor OTA)",
+        help="ngspice (the simulator of record, default), numpy (the reference solver), "
+        "ngspice-ota5t (ngspice, every transconductor the built-in five-transistor OTA) or "
+        "ngspice-va (every resistor coupling a Verilog-A programmable resistor)",
     )
     _ngspice_options(s, form="literal")
     s.add_argument(
@@ -1606,8 +1612,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="layered",
         help="layered (the numpy solver exploiting the layer structure, default), numpy (the dense "
         "reference solver, any graph), ngspice (the circuit simulator in the loop) or "
-        "ngspice-ota5t (ngspice with every transconductor the built-in five-transistor OTA: "
-        "literal netlists, aep or vf, the gradient cosine against ngspice's finite differences)",
+        "ngspice-ota5t (ngspice with every transconductor the built-in five-transistor OTA) or "
+        "ngspice-va (every resistor coupling a Verilog-A programmable resistor, through OSDI); "
+        "these two: literal netlists, aep or vf, the gradient cosine against ngspice's finite "
+        "differences",
     )
     _ngspice_options(t, form="folded")
     t.add_argument(

@@ -78,6 +78,9 @@ ELEMENT_KINDS: dict[str, ElementKind] = {
         ElementKind("B", 2, "expression", "A", "behavioural current source n+ n- I=expression"),
         ElementKind("M", 4, "model", "", "MOSFET drain gate source bulk model w=... l=... (m)"),
         ElementKind("X", 0, "subcircuit", "", "subcircuit instance pins... name (0: any pins)"),
+        ElementKind(
+            "N", 2, "conductance", "S", "Verilog-A programmable resistor n+ n- (OSDI, g=value)"
+        ),
     )
 }
 #: Geometry parameters every MOSFET line carries (m).
@@ -85,8 +88,13 @@ MOSFET_PARAMS = ("w", "l")
 #: Instance parameters a MOSFET line may carry beside them: multiplier, junction areas (m^2) and
 #: perimeters (m), squares of drain and source diffusion.
 MOSFET_OPTIONAL = ("m", "ad", "as", "pd", "ps", "nrd", "nrs")
-#: Model-card kinds the writer emits: the junction diode and ngspice's MOSFETs.
-MODEL_KINDS = ("D", "NMOS", "PMOS")
+#: Model-card kinds the writer emits: the junction diode, ngspice's MOSFETs and the package's
+#: own Verilog-A device (:mod:`circuitep.verilog_a`, loaded through OSDI).
+MODEL_KINDS = ("D", "NMOS", "PMOS", "circuitep_vres")
+#: The model card every ``N`` element uses (:data:`circuitep.verilog_a.CARD`).
+VA_CARD = "circuitep_vres_card"
+#: A path of an OSDI library a standalone netlist loads (``pre_osdi``): plain characters only.
+OSDI_PATH = re.compile(r"/[A-Za-z0-9_./-]+\.osdi")
 #: A saved device parameter: ``@<device>[<parameter>]`` (ngspice's device-parameter vectors; the
 #: device name may carry a subcircuit path ``m.x1.m2``).
 SAVED_PARAM = re.compile(r"@[a-z][a-z0-9_.]*\[[a-z]+\]")
@@ -273,6 +281,8 @@ class Element:
             value = self.value
         elif self.letter == "M":
             value = " ".join([self.value] + [f"{k}={spice_number(v)}" for k, v in self.params])
+        elif self.letter == "N":
+            value = f"{VA_CARD} g={spice_number(self.value)}"
         elif self.letter == "B":
             value = f"I={self.value}"
         elif self.letter in "VI":
@@ -390,6 +400,8 @@ class Netlist:
     subcircuits: tuple[Subcircuit, ...] = ()
     #: device parameters every analysis saves beside the node voltages (:data:`SAVED_PARAM`)
     saves: tuple[str, ...] = ()
+    #: OSDI libraries its devices need (:data:`OSDI_PATH`): a standalone file loads them itself
+    osdi: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "subcircuits", tuple(self.subcircuits))
@@ -400,6 +412,10 @@ class Netlist:
         for v in self.saves:
             if not SAVED_PARAM.fullmatch(v):
                 raise ValueError(f"saved vector {v!r} is not of the form @device[parameter]")
+        object.__setattr__(self, "osdi", tuple(plain_str("osdi", v) for v in self.osdi))
+        for v in self.osdi:
+            if not OSDI_PATH.fullmatch(v):
+                raise ValueError(f"OSDI library {v!r} is not a plain absolute .osdi path")
         defined = {sub.name: len(sub.pins) for sub in self.subcircuits}
         for el in (e for sec in self.sections for e in sec.elements if e.letter == "X"):
             if defined.get(el.value) != len(el.nodes):
@@ -548,6 +564,8 @@ def write(
     """
     lines = [netlist.title]
     lines += [f"* {h}" if h else "*" for h in netlist.header]
+    if netlist.osdi and standalone:  # loaded before the circuit is read; engines load them once
+        lines += [".control", *(f"pre_osdi {path}" for path in netlist.osdi), ".endc"]
     if netlist.options:
         lines.append(".options " + " ".join(f"{k}={spice_number(v)}" for k, v in netlist.options))
     if netlist.solver is not None:  # ngspice without KLU (39) ignores the flag
@@ -711,8 +729,8 @@ def write_xyce(netlist: Netlist, standalone: bool = True) -> str:
     str
         The Xyce text.
     """
-    transistor = [el.name for el in netlist.elements() if el.letter in "MX"]
-    if netlist.subcircuits or transistor or netlist.saves:
+    transistor = [el.name for el in netlist.elements() if el.letter in "MXN"]
+    if netlist.subcircuits or transistor or netlist.saves or netlist.osdi:
         raise DialectError(
             "the Xyce writer covers R, C, V, I, G, D and B elements: transistor-level devices "
             f"and subcircuits ({', '.join(transistor[:3]) or 'definitions'}) are ngspice-only here"

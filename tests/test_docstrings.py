@@ -46,6 +46,8 @@ CHECKED = {
     "engines/measured.py",
     "engines/ota.py",
     "userfiles.py",
+    "verilog_a.py",
+    "engines/va.py",
     "transistors.py",
     "engines/newton.py",
     "engines/numpy_engine.py",

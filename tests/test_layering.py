@@ -15,7 +15,7 @@ LAYERS = [
     {"elements.*"},
     {"spec"},
     {"kcl", "builders", "specio", "variation"},
-    {"compiler", "transistors", "userfiles"},
+    {"compiler", "transistors", "userfiles", "verilog_a"},
     {
         "engines.base",
         "engines.newton",
@@ -25,6 +25,7 @@ LAYERS = [
         "engines.pool",
         "engines.measured",
         "engines.ota",
+        "engines.va",
     },
     {"estimators", "sens", "report", "plots", "golden", "cluster"},
     {"gradcheck", "train"},

@@ -43,7 +43,7 @@ from circuitep.checks import is_integer, is_number
 from circuitep.compiler import Compiled, Tolerances, compile_network, source_values
 from circuitep.elements.registry import kind as kind_of
 from circuitep.engines.base import ConvergenceError, OperatingPoint, Phase, check_batch, unsolved
-from circuitep.netlist import SWEEP_SOURCE, spice_number, write, write_sweep
+from circuitep.netlist import OSDI_PATH, SWEEP_SOURCE, spice_number, write, write_sweep
 from circuitep.spec import MAX_VOLTS, Network
 
 INSTALL_HINT = (
@@ -67,7 +67,7 @@ _NONCONVERGENCE = re.compile(
     r"source stepping failed|simulation\(s\) aborted|doAnalyses|no convergence)",
     re.IGNORECASE,
 )
-_ALTER_VALUE = {"R": "", "C": "", "V": "dc", "I": "dc", "G": "gain"}
+_ALTER_VALUE = {"R": "", "C": "", "V": "dc", "I": "dc", "G": "gain", "N": "g"}
 _MAX_COMMAND = 1023
 
 
@@ -305,6 +305,29 @@ class _Session:
         self.garbage: list[object] = []
         self.abandoned: list[object] = []  # stuck instances: their threads may call back
         self.version, self.klu = _build_info(self.command_output("version -f"))
+        self.osdi: set[str] = set()  # OSDI libraries loaded into this ngspice
+
+    def load_osdi(self, path: str) -> None:
+        """Load an OSDI library (compiled Verilog-A) into this ngspice, once.
+
+        Parameters
+        ----------
+        path : str
+            A plain absolute ``.osdi`` path (:data:`circuitep.netlist.OSDI_PATH`).
+        """
+        if path in self.osdi:
+            return
+        if not OSDI_PATH.fullmatch(path):
+            raise ValueError(f"OSDI library {path!r} is not a plain absolute .osdi path")
+        if self.version is not None and self.version < NGSPICE_OSDI:
+            raise NgspiceError(
+                f"Verilog-A devices need ngspice >= {NGSPICE_OSDI} (OSDI); this is "
+                f"{self.version}: ./setup.sh installs 46 from Debian bookworm-backports"
+            )
+        errors = self.command(f"osdi {path}")
+        if errors or any("error" in line.lower() for line in self.ng._stdout):
+            raise NgspiceError(f"ngspice could not load {path}: {' | '.join(errors)}")
+        self.osdi.add(path)
 
     def command_output(self, text: str) -> list[str]:
         """Run one command and return what it printed on stdout, line by line."""
@@ -416,6 +439,7 @@ class _Session:
             self.ng = _NgSpice(copy)  # mapped: the file may go
         self.lib = self.ng._ngspice_shared
         self.order, self.current, self.garbage = [], None, []
+        self.osdi = set()  # a fresh ngspice has none loaded
         self.generation += 1
 
     def checked(self, text: str) -> None:
