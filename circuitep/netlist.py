@@ -486,6 +486,36 @@ class Netlist:
         return sorted({n for el in self.elements() for n in el.nodes} - {"0"})
 
 
+def replaced_sections(
+    netlist: Netlist, replace: Callable[[Element], list[Element] | None], retitle: tuple[str, str]
+) -> tuple[Section, ...]:
+    """The netlist's sections with elements swapped for others (a circuit built of other devices).
+
+    Parameters
+    ----------
+    netlist : Netlist
+        The netlist.
+    replace : callable
+        Gives the elements that take an element's place, or None to keep it.
+    retitle : tuple of str
+        ``(old, new)``: text replaced in the titles of the sections that changed.
+
+    Returns
+    -------
+    tuple of Section
+        In order; unchanged sections are the same objects.
+    """
+    out = []
+    for sec in netlist.sections:
+        els, changed = [], False
+        for el in sec.elements:
+            new = replace(el)
+            changed |= new is not None
+            els += [el] if new is None else new
+        out.append(Section(sec.title.replace(*retitle), tuple(els)) if changed else sec)
+    return tuple(out)
+
+
 _COMMENT = re.compile(r"[\x20-\x7e]*")
 
 

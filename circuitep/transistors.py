@@ -36,7 +36,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 from circuitep.checks import is_number, plain_float
-from circuitep.netlist import Element, ModelCard, Section, Subcircuit
+from circuitep.netlist import Element, ModelCard, Section, Subcircuit, replaced_sections
 
 #: The subcircuit's name and pins: ``+`` gate, ``-`` gate, output, tail, supplies.
 SUBCKT = "circuitep_ota5t"
@@ -600,39 +600,35 @@ def realise(
     if clash:
         raise ValueError(f"node name(s) {clash[:3]} of the network are the OTAs' own")
     weights = {c.name: c.weight for c in net.couplings}
-    sections = []
-    for sec in compiled.netlist.sections:
-        if not any(el.name in replaced for el in sec.elements):
-            sections.append(sec)
-            continue
-        els = []
-        for el in sec.elements:
-            s = replaced.get(el.name)
-            if s is None:
-                els.append(el)
-                continue
-            w = float(weights[s.coupling][s.i, s.j])
-            ib, _ = knobs.tail(w)
-            on, off = design.r_on, design.r_off
-            pos = w >= 0
-            gp, gn, tail = f"gp_{s.base}", f"gn_{s.base}", f"tail_{s.base}"
-            els += [
-                Element(
-                    "X",
-                    s.instance,
-                    (gp, gn, s.dst, tail, VDD_NODE, VSS_NODE),
-                    device.name,
-                    comment=f"w = {w:.6g} S",
-                ),
-                Element("I", f"itail_{s.base}", (tail, VSS_NODE), float(ib)),
-                Element("R", f"rdac_{s.base}", (tail, VSS_NODE), design.r_dac),
-                Element("R", f"rsp_{s.base}", (s.src, gp), on if pos else off),
-                Element("R", f"rrp_{s.base}", (VREF_NODE, gp), off if pos else on),
-                Element("R", f"rsn_{s.base}", (s.src, gn), off if pos else on),
-                Element("R", f"rrn_{s.base}", (VREF_NODE, gn), on if pos else off),
-            ]
-        title = sec.title.replace("transconductors (S)", "five-transistor OTAs (tail A, switches)")
-        sections.append(Section(title, tuple(els)))
+    on, off = design.r_on, design.r_off
+
+    def ota(el: Element) -> list[Element] | None:
+        s = replaced.get(el.name)
+        if s is None:
+            return None
+        w = float(weights[s.coupling][s.i, s.j])
+        ib, _ = knobs.tail(w)
+        pos = w >= 0
+        gp, gn, tail = f"gp_{s.base}", f"gn_{s.base}", f"tail_{s.base}"
+        return [
+            Element(
+                "X",
+                s.instance,
+                (gp, gn, s.dst, tail, VDD_NODE, VSS_NODE),
+                device.name,
+                comment=f"w = {w:.6g} S",
+            ),
+            Element("I", f"itail_{s.base}", (tail, VSS_NODE), float(ib)),
+            Element("R", f"rdac_{s.base}", (tail, VSS_NODE), design.r_dac),
+            Element("R", f"rsp_{s.base}", (s.src, gp), on if pos else off),
+            Element("R", f"rrp_{s.base}", (VREF_NODE, gp), off if pos else on),
+            Element("R", f"rsn_{s.base}", (s.src, gn), off if pos else on),
+            Element("R", f"rrn_{s.base}", (VREF_NODE, gn), on if pos else off),
+        ]
+
+    sections = replaced_sections(
+        compiled.netlist, ota, ("transconductors (S)", "five-transistor OTAs (tail A, switches)")
+    )
     supplies = Section(
         "OTA supplies and reference input (V)",
         (

@@ -21,7 +21,7 @@ import numpy as np
 from circuitep.compiler import source_values
 from circuitep.engines.base import Phase, check_batch
 from circuitep.engines.measured import CircuitEngine, check_state
-from circuitep.netlist import VA_CARD, Element, ModelCard, Section
+from circuitep.netlist import VA_CARD, Element, ModelCard, replaced_sections
 from circuitep.spec import Network
 from circuitep.verilog_a import MODULE, compiled_library
 
@@ -89,21 +89,19 @@ class VaEngine(CircuitEngine):
     def _realise(self, compiled, save: bool = False):
         self._session.load_osdi(self.library)  # again after a fresh ngspice
         sites = {f"r{s[3]}": s for s in self._sites(compiled)}
-        sections = []
-        for sec in compiled.netlist.sections:
-            els = []
-            for el in sec.elements:
-                s = sites.get(el.name)
-                if s is None:
-                    els.append(el)
-                    continue
-                mid = f"va_{s[3]}"
-                els += [
-                    Element("V", f"vam_{s[3]}", (s[4], mid), 0.0),
-                    Element("N", f"nva_{s[3]}", (mid, s[5]), 1.0 / el.value),
-                ]
-            title = sec.title.replace("resistors", "Verilog-A resistors behind 0 V current senses")
-            sections.append(Section(title, tuple(els)) if els != list(sec.elements) else sec)
+
+        def device(el: Element) -> list[Element] | None:
+            s = sites.get(el.name)
+            if s is None:
+                return None
+            mid = f"va_{s[3]}"
+            return [
+                Element("V", f"vam_{s[3]}", (s[4], mid), 0.0),
+                Element("N", f"nva_{s[3]}", (mid, s[5]), 1.0 / el.value),
+            ]
+
+        retitle = ("resistors", "Verilog-A resistors behind 0 V current senses")
+        sections = replaced_sections(compiled.netlist, device, retitle)
         lo, hi = self.g_range
         card = ModelCard(VA_CARD, MODULE, (("glo", lo), ("ghi", hi), ("vnl", self.vnl)))
         old = compiled.netlist
