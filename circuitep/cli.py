@@ -646,6 +646,8 @@ def cmd_simulate(args) -> int:
     engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout, solver=args.solver)
     if args.settle and not isinstance(engine, NgspiceEngine):
         raise UsageError("--settle runs an ngspice transient: use it with --engine ngspice")
+    if hasattr(engine, "estimate_from_circuit"):  # transistors or Verilog-A: no model report
+        return _simulate_devices(net, engine, u, args)
     result = simulate(net, engine, u)
     rep, free = physical_report(net, engine, u, y, args.settle_tol)
     x_op = np.array(list(result["nodes"].values()))
@@ -692,6 +694,30 @@ def cmd_simulate(args) -> int:
         )
         print(f"wrote {args.plot_settle}")
     if args.json:
+        _write_output(args.json, json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _simulate_devices(net: Network, engine, u, args) -> int:
+    """``simulate`` on a circuit of devices: its operating point; the model's report would lie."""
+    if args.settle or args.plot_settle:
+        raise UsageError(f"--settle and --plot-settle are not available on {engine.name}")
+    x = engine.solve(net, Phase(), u[None]).x[0]
+    print(f"{net.name}: free operating point by {engine.name}")
+    for name, v in zip(net.free_nodes, x, strict=True):
+        print(f"  {name:>10s} {v:+.9f} V")
+    print(
+        "physical report, stability and settling: not computed (their formulas are the model's "
+        "elements', not these devices')"
+    )
+    if args.json:
+        result = {
+            "network": net.name,
+            "engine": engine.name,
+            "nodes": dict(zip(net.free_nodes, x.tolist(), strict=True)),
+            "tolerances": engine.tolerance_dict,
+        }
         _write_output(args.json, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0

@@ -259,3 +259,18 @@ def test_trainer_refuses_what_a_transistor_circuit_cannot_do(small):
     for config in (TrainConfig(algorithm="ep"), TrainConfig(variation={"gain": 0.1})):
         with pytest.raises(ValueError, match="measures its circuit"):
             Trainer(net, data, small[3], config)
+
+
+def test_simulate_reports_the_devices_operating_point_only(small, tmp_path, capsys):
+    import json
+
+    from circuitep.cli import main
+
+    net, u, _, engine = small
+    out = tmp_path / "op.json"
+    assert main(["simulate", "ff:4-3-2", "--engine", "ngspice-ota5t", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "not computed" in text and "power" not in text
+    got = json.loads(out.read_text())
+    assert got["engine"] == "ngspice-ota5t" and set(got["nodes"]) == set(net.free_nodes)
+    assert main(["simulate", "ff:4-3-2", "--engine", "ngspice-ota5t", "--settle"]) != 0
