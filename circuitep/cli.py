@@ -36,6 +36,7 @@ from circuitep.golden import REFERENCE_SPECS, check_golden, write_golden
 from circuitep.gradcheck import (
     asymmetry_sweep,
     beta_sweep,
+    circuit_gradcheck,
     gradcheck,
     probe_batch,
     transconductor_pairs,
@@ -723,6 +724,42 @@ def _simulate_devices(net: Network, engine, u, args) -> int:
     return 0
 
 
+def _gradcheck_devices(net: Network, engine, u, y, beta: float, cost, args) -> int:
+    """``gradcheck`` on a circuit of devices: AEP, VF and the model against its differences."""
+    asked = [
+        flag
+        for flag, on in (
+            ("--sens", args.sens),
+            ("--check-fd", args.check_fd),
+            ("--sweep-beta", args.sweep_beta),
+            ("--sweep-asymmetry", args.sweep_asymmetry),
+            ("--plot", args.plot),
+            ("a variation", variation_options(args) is not None),
+        )
+        if on
+    ]
+    if asked:
+        raise UsageError(f"{', '.join(asked)}: not available on {engine.name}")
+    report = circuit_gradcheck(net, engine, u, y, beta=beta, cost=cost)
+    print(
+        f"{net.name}: gradients on {engine.name} ({args.samples} samples, beta = {beta:g} S); the "
+        f"truth is ngspice's central finite differences of this circuit ({report['differenced']} "
+        "parameters); 'model' is the numpy model's exact gradient with ideal devices"
+    )
+    print(f"  {'estimator':<9} {'group':<12} {'cosine':>12} {'rel_error':>10} {'sign':>6}")
+    for name, r in report["estimators"].items():
+        rows = [("(all)", r)] + list(r["groups"].items())
+        for k, (group, g) in enumerate(rows):
+            print(
+                f"  {name if k == 0 else '':<9} {group:<12} {g['cosine']:>12.8f} "
+                f"{g['rel_error']:>10.2e} {g['sign_agreement']:>6.2f}"
+            )
+    if args.json:
+        _write_output(args.json, json.dumps(report, indent=2, default=float) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _print_op(result: dict) -> None:
     print(
         f"{result['network']}: free operating point by {result['engine']} "
@@ -744,7 +781,13 @@ def cmd_reference(args) -> int:
 def cmd_gradcheck(args) -> int:
     """``circuitep gradcheck``: estimators against the exact gradient; returns exit status 0."""
     net = _with_diode(load_network(args.spec), args)
-    engine = make_engine(args.engine, args.form, timeout=args.ngspice_timeout, solver=args.solver)
+    engine = make_engine(
+        args.engine,
+        args.form,
+        timeout=args.ngspice_timeout,
+        solver=args.solver,
+        device=args.device,
+    )
     beta = args.beta or default_beta(net)
     cost = make_cost(args.cost, args.tau)
     if args.sweep_asymmetry and not transconductor_pairs(net):
@@ -756,6 +799,8 @@ def cmd_gradcheck(args) -> int:
             "--sens reads ngspice's sensitivities: use it with --engine ngspice --form literal"
         )
     u, y = probe_batch(net, args.samples, args.seed)
+    if hasattr(engine, "estimate_from_circuit"):  # transistors or Verilog-A: FD is the truth
+        return _gradcheck_devices(net, engine, u, y, beta, cost, args)
     model, variation = net, variation_options(args)
     if variation is not None:  # the simulated circuit is the model plus a draw (DESIGN.md §7)
         d = draw(variation_from_dict(variation), model, args.variation_seed)
@@ -1366,6 +1411,17 @@ def _ngspice_options(parser, form: str) -> None:
     )
 
 
+def _device_option(parser) -> None:
+    """Add ``--device FILE[:SUBCKT]``: a user's transconductor for ``--engine ngspice-ota5t``."""
+    parser.add_argument(
+        "--device",
+        metavar="FILE[:SUBCKT]",
+        help="with --engine ngspice-ota5t: build every transconductor as this subcircuit of a "
+        "device file (pins gp gn out tail vdd vss; .subckt, .ends and .model lines only, validated "
+        "line by line) instead of the built-in five-transistor OTA",
+    )
+
+
 def _diode_option(parser) -> None:
     """Add ``--diode FILE[:MODEL]``: the clamps' diode card from a user's device file."""
     parser.add_argument(
@@ -1544,9 +1600,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gc.add_argument(
         "--engine",
-        choices=ENGINES,
+        choices=CIRCUIT_ENGINES,
         default="ngspice",
-        help="engine that finds the stationary states (default ngspice)",
+        help="engine that finds the stationary states (default ngspice); ngspice-ota5t and "
+        "ngspice-va simulate circuits of transistor OTAs or Verilog-A resistors, whose truth is "
+        "ngspice's finite differences of the circuit",
     )
     _ngspice_options(gc, form="folded")
     gc.add_argument(
@@ -1599,6 +1657,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot", help="PNG of estimated vs exact gradients (sweeps add -beta.png, -asymmetry.png)"
     )
     _diode_option(gc)
+    _device_option(gc)
     gc.set_defaults(func=cmd_gradcheck)
 
     t = sub.add_parser(
@@ -1644,13 +1703,7 @@ def build_parser() -> argparse.ArgumentParser:
         "differences",
     )
     _ngspice_options(t, form="folded")
-    t.add_argument(
-        "--device",
-        metavar="FILE[:SUBCKT]",
-        help="with --engine ngspice-ota5t: build every transconductor as this subcircuit of a "
-        "device file (pins gp gn out tail vdd vss; .subckt, .ends and .model lines only, validated "
-        "line by line) instead of the built-in five-transistor OTA",
-    )
+    _device_option(t)
     t.add_argument(
         "--algorithm",
         choices=ALGORITHMS + tuple(ALGORITHM_ALIASES),

@@ -10,6 +10,8 @@ spec's and shows VF's error growing with asymmetry while AEP's does not.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from circuitep import kcl
@@ -18,7 +20,9 @@ from circuitep.elements import registry
 from circuitep.elements.aep import Correction
 from circuitep.elements.registry import kind as kind_of
 from circuitep.engines.base import Engine, is_stable
+from circuitep.engines.ngspice_engine import NgspiceEngine
 from circuitep.estimators import ESTIMATORS, compare, estimate, reference_engine
+from circuitep.sens import finite_difference_gradients
 from circuitep.spec import Network
 
 
@@ -416,3 +420,72 @@ def asymmetry_sweep(
             est = estimate(name, n, engine, inputs, targets, beta=beta, cost=cost, x0=exact.x0)
             out[name].append(compare(est.grads, exact.grads)["rel_error"])
     return out
+
+
+def circuit_gradcheck(
+    net: Network,
+    engine,
+    inputs,
+    targets,
+    *,
+    beta: float,
+    cost: Cost | None = None,
+    elements: dict | None = None,
+) -> dict:
+    """Gradients of a circuit the numpy model cannot describe, against its own truth (DESIGN.md §7).
+
+    The engine (:class:`circuitep.engines.measured.CircuitEngine`: transistor OTAs, Verilog-A
+    devices) computes AEP and VF from the circuit; the truth is ngspice's central finite
+    differences of that circuit's cost (:func:`circuitep.sens.finite_difference_gradients`, over
+    ``elements`` only where given); ``model`` is the numpy model's exact gradient with ideal
+    devices (what a digital twin computes), solved by ngspice on the ideal literal netlist.
+
+    Parameters
+    ----------
+    net : Network
+        The model; the circuit is the engine's realisation of it.
+    engine : CircuitEngine
+        The device engine.
+    inputs : numpy.ndarray
+        Primary input voltages, V, ``(batch, n_inputs)``.
+    targets : numpy.ndarray
+        Targets, ``(batch, n_outputs)``.
+    beta : float
+        Nudge strength (S for squared error).
+    cost : Cost
+        The cost; ``None``: squared error.
+    elements : dict of str to numpy.ndarray, optional
+        Boolean masks of the parameters' elements to difference (a sample of a large circuit).
+
+    Returns
+    -------
+    dict
+        ``estimators`` (``aep``, ``vf``, ``model``: :func:`circuitep.estimators.compare` against
+        the truth, over the differenced elements), ``truth`` (the finite differences, NaN where
+        not differenced), ``differenced`` (how many), ``seconds`` (wall time of the truth and of
+        each estimate), ``tolerances`` and ``engine``.
+    """
+    cost = cost or SquaredError()
+    start = time.perf_counter()
+    truth = finite_difference_gradients(net, engine, inputs, targets, cost=cost, elements=elements)
+    seconds = {"truth": time.perf_counter() - start}
+    chosen = {k: np.isfinite(np.asarray(v)) for k, v in truth.items()}
+    ideal = NgspiceEngine(form="literal", tolerances=engine.tolerances)
+    runs = {"aep": ("aep", engine), "vf": ("vf", engine), "model": ("exact", ideal)}
+    out = {}
+    for label, (name, eng) in runs.items():
+        start = time.perf_counter()
+        est = estimate(name, net, eng, inputs, targets, beta=beta, cost=cost)
+        seconds[label] = time.perf_counter() - start
+        out[label] = compare(
+            {k: np.asarray(g)[chosen[k]] for k, g in est.grads.items()},
+            {k: np.asarray(g)[chosen[k]] for k, g in truth.items()},
+        )
+    return {
+        "engine": engine.name,
+        "tolerances": engine.tolerance_dict,
+        "estimators": out,
+        "truth": {k: np.asarray(v).tolist() for k, v in truth.items()},
+        "differenced": int(sum(m.sum() for m in chosen.values())),
+        "seconds": seconds,
+    }

@@ -274,3 +274,19 @@ def test_simulate_reports_the_devices_operating_point_only(small, tmp_path, caps
     got = json.loads(out.read_text())
     assert got["engine"] == "ngspice-ota5t" and set(got["nodes"]) == set(net.free_nodes)
     assert main(["simulate", "ff:4-3-2", "--engine", "ngspice-ota5t", "--settle"]) != 0
+
+
+def test_gradcheck_command_on_a_circuit_of_devices(tmp_path, capsys):
+    import json
+
+    from circuitep.cli import main
+
+    out = tmp_path / "g.json"
+    args = ["gradcheck", "ff:4-3-2", "--engine", "ngspice-ota5t", "--json", str(out)]
+    assert main(args) == 0
+    assert "finite differences of this circuit" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["estimators"]["aep"]["cosine"] >= 0.999999
+    assert report["estimators"]["model"]["cosine"] < 0.999
+    assert main(args[:4] + ["--sweep-beta"]) != 0
+    assert "not available on ngspice-ota5t" in capsys.readouterr().err

@@ -40,13 +40,7 @@ from circuitep.datasets import inputs_to_voltages, labels_to_targets, load_datas
 from circuitep.engines.base import Phase  # noqa: E402
 from circuitep.engines.ngspice_engine import NgspiceEngine  # noqa: E402
 from circuitep.engines.ota import OtaEngine  # noqa: E402
-from circuitep.estimators import compare, estimate  # noqa: E402
-from circuitep.sens import finite_difference_gradients  # noqa: E402
-
-
-def sampled(grads: dict, chosen: dict) -> dict:
-    """Each gradient at the differenced elements only (flattened)."""
-    return {k: np.asarray(g)[chosen[k]] for k, g in grads.items() if k in chosen}
+from circuitep.gradcheck import circuit_gradcheck  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -99,15 +93,10 @@ def main(argv=None) -> int:
             flat = rng.choice(mask.size, args.fd_weights, replace=False)
             mask.flat[flat] = True
         chosen[name] = mask
-    t = time.perf_counter()
-    truth = finite_difference_gradients(net, ota, u, y, elements=chosen)
-    fd_time = time.perf_counter() - t
-    runs, results = {}, {}
-    for label, name, engine in (("aep", "aep", ota), ("vf", "vf", ota), ("model", "exact", ideal)):
-        t = time.perf_counter()
-        est = estimate(name, net, engine, u, y, beta=beta)
-        runs[label] = time.perf_counter() - t
-        results[label] = compare(sampled(est.grads, chosen), sampled(truth, chosen))
+    report = circuit_gradcheck(net, ota, u, y, beta=beta, elements=chosen)
+    results = report["estimators"]
+    fd_time = report["seconds"]["truth"]
+    runs = {k: report["seconds"][k] for k in results}
     compiled = ota._compile(net, Phase())
     out = {
         "command": "python experiments/ota/gradcheck.py " + " ".join(argv or sys.argv[1:]),
@@ -120,7 +109,7 @@ def main(argv=None) -> int:
         "ngspice": ota.tolerance_dict["ngspice"],
         "solver": compiled.netlist.solver,
         "ota_design": ota.tolerance_dict["ota"],
-        "fd_elements": int(sum(m.sum() for m in chosen.values())),
+        "fd_elements": report["differenced"],
         "fd_seconds": fd_time,
         "estimate_seconds": runs,
         "free_phase_s_per_sample": {k: min(v) / args.batch for k, v in times.items()},
