@@ -223,7 +223,10 @@ class SmallSignal:
 
 
 def small_signal(p: dict[str, np.ndarray], g_dac: float = 0.0) -> SmallSignal:
-    """The OTA's terminal derivatives from its transistors' small-signal parameters.
+    """The five-transistor OTA's terminal derivatives in closed form (an independent check).
+
+    The engines use the general :func:`linearise_block`; this hand-derived form is kept as its
+    reference (they agree to 2e-16, tests/test_transistors.py).
 
     Linearises the five-transistor OTA with its terminals held (gates, output, supplies) and solves
     for its two internal nodes, the tail ``t`` and the mirror node ``a``, exactly. With NMOS drain

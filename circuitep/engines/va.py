@@ -23,6 +23,7 @@ from circuitep.engines.base import Phase, check_batch
 from circuitep.engines.measured import CircuitEngine, check_state
 from circuitep.netlist import VA_CARD, Element, ModelCard, replaced_sections
 from circuitep.spec import Network
+from circuitep.transistors import Site
 from circuitep.verilog_a import MODULE, compiled_library
 
 
@@ -32,7 +33,7 @@ class Resistors:
 
     x0: np.ndarray
     d_weight: np.ndarray
-    sites: tuple
+    sites: tuple  # of circuitep.transistors.Site
     u: np.ndarray  # all input-node voltages, V, (batch, n_in)
 
 
@@ -68,8 +69,8 @@ class VaEngine(CircuitEngine):
         """:attr:`NgspiceEngine.tolerance_dict` plus the device (``va``)."""
         return super().tolerance_dict | {"va": {"vnl": self.vnl, "g_range": list(self.g_range)}}
 
-    def _sites(self, compiled) -> list[tuple]:
-        """``(coupling, i, j, base, dst, src, dst_free, src_free)`` of every resistor coupling."""
+    def _sites(self, compiled) -> list[Site]:
+        """Where every device sits (:class:`circuitep.transistors.Site`), resistor couplings."""
         free = {n: k for k, n in enumerate(compiled.free_nodes)}
         by_name = {el.name: el for el in compiled.netlist.elements()}
         out = []
@@ -83,21 +84,23 @@ class VaEngine(CircuitEngine):
                     continue
                 dst = el.nodes[0] if el.letter == "R" else by_name[f"vam_{base}"].nodes[0]
                 src = el.nodes[1]
-                out.append((c.name, int(i), int(j), base, dst, src, free.get(dst), free.get(src)))
+                out.append(
+                    Site(c.name, int(i), int(j), base, src, dst, free.get(src), free.get(dst))
+                )
         return out
 
     def _realise(self, compiled, save: bool = False):
         self._session.load_osdi(self.library)  # again after a fresh ngspice
-        sites = {f"r{s[3]}": s for s in self._sites(compiled)}
+        sites = {f"r{s.base}": s for s in self._sites(compiled)}
 
         def device(el: Element) -> list[Element] | None:
             s = sites.get(el.name)
             if s is None:
                 return None
-            mid = f"va_{s[3]}"
+            mid = f"va_{s.base}"
             return [
-                Element("V", f"vam_{s[3]}", (s[4], mid), 0.0),
-                Element("N", f"nva_{s[3]}", (mid, s[5]), 1.0 / el.value),
+                Element("V", f"vam_{s.base}", (s.dst, mid), 0.0),
+                Element("N", f"nva_{s.base}", (mid, s.src), 1.0 / el.value),
             ]
 
         retitle = ("resistors", "Verilog-A resistors behind 0 V current senses")
@@ -135,17 +138,13 @@ class VaEngine(CircuitEngine):
         sites = tuple(self._sites(compiled))
         values = source_values(compiled, u, None, None)
         tables = {s.name: values[:, k] for k, s in enumerate(compiled.sources)}
-        names = list(compiled.free_nodes) + [f"vam_{s[3]}#branch" for s in sites]
+        names = list(compiled.free_nodes) + [f"vam_{s.base}#branch" for s in sites]
         got = self._sweep_or_fail(compiled.netlist, tables, names, "free phase", u.shape[0])
         x0 = np.stack([got[n] for n in compiled.free_nodes], axis=1)
         check_state(self.name, x0, "free")
-        g = np.array(
-            [
-                net.couplings[[c.name for c in net.couplings].index(s[0])].weight[s[1], s[2]]
-                for s in sites
-            ]
-        )
-        current = np.stack([got[f"vam_{s[3]}#branch"] for s in sites], axis=1)
+        weights = {c.name: c.weight for c in net.couplings}
+        g = np.array([weights[s.coupling][s.i, s.j] for s in sites])
+        current = np.stack([got[f"vam_{s.base}#branch"] for s in sites], axis=1)
         inside = (g >= self.g_range[0]) & (g <= self.g_range[1])
         return Resistors(x0, np.where(inside, current / g, 0.0), sites, u)
 
@@ -175,7 +174,8 @@ class VaEngine(CircuitEngine):
         """The devices' rule ``(s_i - s_j) d i / d g`` (batch mean) into ``grads``."""
         zero = np.zeros(s.shape[0])
         self._absent_rules(net, lin, s, grads)
-        for k, (name, i, j, _, _, _, dst, src) in enumerate(lin.sites):
+        for k, site in enumerate(lin.sites):
+            name, i, j, dst, src = site.coupling, site.i, site.j, site.dst_free, site.src_free
             sd = s[:, dst] if dst is not None else zero
             ss = s[:, src] if src is not None else zero
             grads[name][i, j] = np.mean((sd - ss) * lin.d_weight[:, k])
