@@ -29,6 +29,7 @@ numbers, which :mod:`circuitep.netlist` validates.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, fields
 
@@ -589,8 +590,6 @@ def realise(
     Compiled
         The same phase, its netlist transistor-level.
     """
-    import dataclasses
-
     device = device or design.transconductor()
     where = sites(compiled)
     net = compiled.network
