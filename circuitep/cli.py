@@ -1213,6 +1213,9 @@ def cmd_train(args) -> int:
         v_off=args.v_off,
         on_failure=args.on_failure,
         train_leak=args.train_leak,
+        probe_size=args.probe_size,
+        eval_train_samples=args.eval_train_samples,
+        fd_elements=args.fd_elements,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
@@ -1691,6 +1694,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--n-train", type=_count, help="use only the first N training samples")
     t.add_argument("--n-test", type=_count, help="use only the first N test samples")
+    t.add_argument(
+        "--probe-size",
+        type=_count,
+        default=32,
+        help="training samples in the fixed probe batch on which the gradient cosine is measured "
+        "every epoch (default 32)",
+    )
+    t.add_argument(
+        "--eval-train-samples",
+        type=_count,
+        help="measure the per-epoch train accuracy on the first N training samples (default: all)",
+    )
+    t.add_argument(
+        "--fd-elements",
+        type=_count,
+        help="device engines (ngspice-ota5t, ngspice-va): the gradient cosine's truth, ngspice's "
+        "finite differences of the circuit, covers a fixed random sample of N parameter elements "
+        "(two free phases of the probe batch each; default: all)",
+    )
     t.add_argument(
         "--engine",
         choices=CIRCUIT_ENGINES,

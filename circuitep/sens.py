@@ -187,3 +187,62 @@ def _signed(net: Network, name: str) -> bool:
         if c.name == name:
             return not WEIGHT_BOUNDS[c.kind]["nonnegative"]
     return False
+
+
+def sample_elements(net: Network, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A uniform random sample of ``n`` of a network's parameter elements, as boolean masks.
+
+    What :func:`finite_difference_gradients` differences when every element would cost too many
+    free phases (a transistor circuit: two per element).
+
+    Parameters
+    ----------
+    net : Network
+        The circuit; :meth:`Network.params` gives the elements.
+    n : int
+        Elements to choose, >= 1 (all of them when the network has fewer).
+    seed : int
+        Random seed.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        One boolean mask per parameter, shaped like it; ``n`` True in all.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n = {n!r} elements to sample must be a positive integer")
+    params = net.params()
+    sizes = [np.size(p) for p in params.values()]
+    flat = np.zeros(sum(sizes), bool)
+    flat[np.random.default_rng(seed).choice(flat.size, min(int(n), flat.size), replace=False)] = (
+        True
+    )
+    masks, start = {}, 0
+    for (name, p), size in zip(params.items(), sizes, strict=True):
+        masks[name] = flat[start : start + size].reshape(np.shape(p))
+        start += size
+    return masks
+
+
+def where_differenced(
+    estimated: dict[str, np.ndarray], truth: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Both gradients restricted to the elements the finite differences cover (finite there).
+
+    Parameters
+    ----------
+    estimated : dict of str to numpy.ndarray
+        A gradient, keyed like ``truth``.
+    truth : dict of str to numpy.ndarray
+        :func:`finite_difference_gradients`' answer, NaN where not differenced.
+
+    Returns
+    -------
+    tuple of dict
+        ``(estimated, truth)``, each value the 1-D array of the differenced elements.
+    """
+    chosen = {k: np.isfinite(np.asarray(v)) for k, v in truth.items()}
+    return (
+        {k: np.asarray(estimated[k])[m] for k, m in chosen.items()},
+        {k: np.asarray(truth[k])[m] for k, m in chosen.items()},
+    )

@@ -29,7 +29,7 @@ from circuitep.estimators import compare, estimate
 from circuitep.fileio import atomic_path, open_regular
 from circuitep.gradcheck import asymmetry, transconductor_pairs
 from circuitep.report import linear_transient, phase_report, sample_report, transient
-from circuitep.sens import finite_difference_gradients
+from circuitep.sens import finite_difference_gradients, sample_elements, where_differenced
 from circuitep.spec import MAX_AMPS, MAX_SIEMENS, MAX_VOLTS, MIN_SIEMENS, Network
 from circuitep.variation import (
     Draw,
@@ -96,8 +96,12 @@ class TrainConfig:
     own, exact: reversed transconductors).
     ``on_failure``: what a non-converging sample does, ``skip`` (counted) or ``stop``.
     ``eval_train_samples``: measure the per-epoch train accuracy on the first N training samples
-    (None: all of them). ``algorithm``: one of :data:`ALGORITHMS`, or an alias of
-    :data:`ALGORITHM_ALIASES` (``bp``), stored as the name it stands for (``exact``).
+    (None: all of them). ``fd_elements``: for an engine that measures its circuit (transistor
+    OTAs, Verilog-A devices), the gradient cosine's truth (ngspice's finite differences, two free
+    phases of the probe batch per element) covers a fixed random sample of that many parameter
+    elements (:func:`circuitep.sens.sample_elements`; None: all). ``algorithm``: one of
+    :data:`ALGORITHMS`, or an alias of :data:`ALGORITHM_ALIASES` (``bp``), stored as the name it
+    stands for (``exact``).
     """
 
     algorithm: str = "aep"
@@ -129,6 +133,7 @@ class TrainConfig:
     v_off: float = 0.0
     on_failure: str = "skip"
     eval_train_samples: int | None = None
+    fd_elements: int | None = None
 
     def __post_init__(self):
         def put(key, value):  # store the plain value: config.json and equality on resume
@@ -253,13 +258,12 @@ class TrainConfig:
             ("skip", "stop"),
             f"on_failure = {self.on_failure!r} must be 'skip' or 'stop'",
         )
-        if self.eval_train_samples is not None:
-            if not is_integer(self.eval_train_samples) or plain_int(self.eval_train_samples) < 1:
-                raise ValueError(
-                    f"eval_train_samples = {self.eval_train_samples!r} must be a positive "
-                    "integer or None"
-                )
-            put("eval_train_samples", plain_int(self.eval_train_samples))
+        for key in ("eval_train_samples", "fd_elements"):
+            v = getattr(self, key)
+            if v is not None:
+                if not is_integer(v) or plain_int(v) < 1:
+                    raise ValueError(f"{key} = {v!r} must be a positive integer or None")
+                put(key, plain_int(v))
         if self.levels is not None:
             if not is_integer(self.levels) or plain_int(self.levels) < 2:
                 raise ValueError(f"levels = {self.levels!r} must be an integer >= 2 or None")
@@ -689,6 +693,12 @@ class Trainer:
             len(self.u_train), min(config.probe_size, len(self.u_train)), replace=False
         )
         self.probe = np.sort(probe)
+        #: the truth's elements for a measured circuit (None: all), fixed for the run
+        self.fd_elements = (
+            sample_elements(net, config.fd_elements, config.seed + 11)
+            if self.measured and config.fd_elements is not None
+            else None
+        )
 
     def network(self, state: TrainState) -> Network:
         """The trained network of a state.
@@ -959,7 +969,8 @@ class Trainer:
             try:
                 u, y = self.u_train[idx], self.y_train[idx]
                 est = self.gradient(net, u, y, correction=correction)
-                return compare(est.grads, self._true_gradient(net, u, y))["cosine"], failed
+                truth = self._true_gradient(net, u, y)
+                return compare(*where_differenced(est.grads, truth))["cosine"], failed
             except ConvergenceError:
                 if self.config.on_failure == "stop":
                     raise
@@ -973,7 +984,9 @@ class Trainer:
     def _true_gradient(self, net: Network, u, y) -> dict:
         """The circuit's own gradient: its exact adjoint, or ngspice's finite differences."""
         if self.measured:
-            return finite_difference_gradients(net, self.engine, u, y, cost=self.cost)
+            return finite_difference_gradients(
+                net, self.engine, u, y, cost=self.cost, elements=self.fd_elements
+            )
         return estimate("exact", net, self.exact_engine, u, y, beta=self.beta, cost=self.cost).grads
 
     def model_cosine(self, state: TrainState, circuit: Network) -> float:

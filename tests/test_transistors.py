@@ -35,7 +35,8 @@ from circuitep.netlist import (
     write,
     write_xyce,
 )
-from circuitep.sens import finite_difference_gradients
+from circuitep.sens import finite_difference_gradients, sample_elements, where_differenced
+from circuitep.train import TrainConfig
 
 pytestmark = pytest.mark.ngspice
 
@@ -301,3 +302,54 @@ def test_gradcheck_command_on_a_circuit_of_devices(tmp_path, capsys):
     assert report["estimators"]["model"]["cosine"] < 0.999
     assert main(args[:4] + ["--sweep-beta"]) != 0
     assert "not available on ngspice-ota5t" in capsys.readouterr().err
+
+
+def test_sampled_truth_is_the_full_truth_where_it_differences(small):
+    """``sample_elements`` + ``finite_difference_gradients(elements=...)``: the sampled elements
+    carry the full differences' values exactly (same steps, same free phases), the others NaN, and
+    ``where_differenced`` compares over those alone."""
+    net, u, y, engine = small
+    masks = sample_elements(net, 7, seed=3)
+    assert sum(int(m.sum()) for m in masks.values()) == 7
+    assert {k: np.shape(m) for k, m in masks.items()} == {
+        k: np.shape(p) for k, p in net.params().items()
+    }
+    assert sample_elements(net, 7, seed=3).keys() == masks.keys()
+    for a, b in zip(sample_elements(net, 7, 3).values(), masks.values(), strict=True):
+        np.testing.assert_array_equal(a, b)  # a seed is a sample: fixed for a run
+    full = finite_difference_gradients(net, engine, u, y)
+    part = finite_difference_gradients(net, engine, u, y, elements=masks)
+    for k, m in masks.items():
+        np.testing.assert_array_equal(np.asarray(part[k])[m], np.asarray(full[k])[m])
+        assert np.isnan(np.asarray(part[k])[~m]).all()
+    est, truth = where_differenced(full, part)
+    assert sum(v.size for v in truth.values()) == 7
+    assert compare(est, truth)["cosine"] == pytest.approx(1.0, abs=1e-15)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            sample_elements(net, bad)
+    everything = sample_elements(net, 10**6)
+    assert all(m.all() for m in everything.values())
+
+
+def test_trainer_truth_on_a_sample_of_elements(tmp_path):
+    """``--fd-elements N --probe-size P``: the per-epoch gradient cosine of a device engine checks
+    N elements on P samples (2 N free phases of P samples instead of 2 x all of 32); it still
+    measures the circuit's own gradient (cosine 1 - 1e-9 in the full test above)."""
+    import json
+
+    from circuitep.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "ff:2-8-3", "--data", "blobs", "--engine", "ngspice-ota5t", "--epochs", "1"]
+    args += ["--batch-size", "16", "--fd-elements", "10", "--probe-size", "4"]
+    args += ["--eval-train-samples", "40", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    config = json.loads((out / "config.json").read_text())
+    config = config.get("config", config)
+    assert config["fd_elements"] == 10 and config["probe_size"] == 4, config
+    records = json.loads((out / "metrics.json").read_text())
+    records = records["epochs"] if isinstance(records, dict) else records
+    assert min(r["grad_cosine"] for r in records) >= 0.99999, records
+    with pytest.raises(ValueError, match="fd_elements = 0 must be a positive integer"):
+        TrainConfig(fd_elements=0)
