@@ -291,19 +291,29 @@ class _Blocks:
         """``J^-1 rhs`` per sample, ``rhs`` of shape ``(batch, n_free)``, by block elimination.
 
         Forward sweep: ``S_1 = D_1``, ``r_1 = rhs_1``; ``S_k = D_k - L_k X_k`` and
-        ``r_k = rhs_k - L_k z_{k-1}`` with ``z_k = S_k^-1 r_k`` and ``X_{k+1} = S_k^-1 U_{k+1}``.
-        Back sweep: ``x_m = z_m``, ``x_k = z_k - X_{k+1} x_{k+1}``. Diagonal ``S_k`` are inverted
-        elementwise; dense ones by one batched LU solve per block.
+        ``r_k = rhs_k - L_k z_{k-1}`` with ``z_k = S_k^-1 r_k`` and ``X_{k+1} = S_k^-1 U_{k+1}``
+        (not formed where ``S_k`` is diagonal and ``L_{k+1}`` absent, as in a feedforward
+        chain's AEP phase: the back sweep divides ``U_{k+1} x_{k+1}`` by ``S_k``). Back sweep:
+        ``x_m = z_m``, ``x_k = z_k - X_{k+1} x_{k+1}``. Diagonal ``S_k`` are inverted elementwise;
+        dense ones by one batched LU solve per block.
         """
         m = len(self.diag)
+
+        def lower_of(k):  # J[k, k-1], None where absent or a constant zero
+            lower = self.off.get((k, k - 1))
+            if lower is not None and lower.ndim == 2 and not lower.any():
+                return None  # e.g. W - W of a linear transconductor under the AEP correction
+            return lower
+
         z: list[np.ndarray] = [None] * m
         x_blocks: list[np.ndarray | None] = [None] * (m + 1)  # X_k = S_{k-1}^-1 U_k
+        # where S_{k-1} is diagonal and block k has no lower coupling, X_k is never needed whole:
+        # the back sweep applies U_k, then S_{k-1}^-1 (matrix-vector work, not (batch, n, n))
+        lazy: list[tuple[np.ndarray, np.ndarray] | None] = [None] * (m + 1)
         for k in range(m):
             r = rhs[:, self.slices[k]]
             s = self.diag[k]
-            lower = self.off.get((k, k - 1))
-            if lower is not None and lower.ndim == 2 and not lower.any():
-                lower = None  # e.g. W - W of a linear transconductor under the AEP correction
+            lower = lower_of(k)
             if lower is not None:
                 r = r - _matvec(lower, z[k - 1])
                 if x_blocks[k] is not None:
@@ -312,7 +322,10 @@ class _Blocks:
             if s.ndim == 2:
                 z[k] = r / s
                 if upper is not None:
-                    x_blocks[k + 1] = upper / s[:, :, None]
+                    if k + 1 < m and lower_of(k + 1) is None:
+                        lazy[k + 1] = (upper, s)
+                    else:
+                        x_blocks[k + 1] = upper / s[:, :, None]
             elif upper is None:
                 z[k] = solve_rows(s, r)
             else:
@@ -325,8 +338,12 @@ class _Blocks:
         x[:, self.slices[-1]] = z[-1]
         for k in range(m - 2, -1, -1):
             xk = z[k]
-            if x_blocks[k + 1] is not None:
-                xk = xk - np.einsum("bij,bj->bi", x_blocks[k + 1], x[:, self.slices[k + 1]])
+            after = x[:, self.slices[k + 1]]
+            if lazy[k + 1] is not None:
+                upper, s = lazy[k + 1]
+                xk = xk - _matvec(upper, after) / s
+            elif x_blocks[k + 1] is not None:
+                xk = xk - np.einsum("bij,bj->bi", x_blocks[k + 1], after)
             x[:, self.slices[k]] = xk
         return x
 
